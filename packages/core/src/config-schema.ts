@@ -1,0 +1,130 @@
+import { z } from 'zod';
+import { parseDuration, parseSize } from './units.js';
+
+/** A size such as `25MB`, `512KB` or a number of bytes. */
+export const size = () =>
+  z.union([z.string(), z.number()]).transform((v, ctx) => {
+    const n = parseSize(v);
+    if (n === undefined) {
+      ctx.addIssue({ code: 'custom', message: `expected a size such as 25MB, 512KB or a number of bytes, got ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
+    return n;
+  });
+
+/** A duration such as `30s`, `5m`, `250ms` or a number of milliseconds. */
+export const duration = () =>
+  z.union([z.string(), z.number()]).transform((v, ctx) => {
+    const n = parseDuration(v);
+    if (n === undefined) {
+      ctx.addIssue({ code: 'custom', message: `expected a duration such as 30s, 5m, 2h, 250ms or a number of milliseconds, got ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
+    return n;
+  });
+
+const hostPort = /^(\[[0-9a-fA-F:.]+\]|[^\s:]+):(\d{1,5})$/;
+/** `host:port` or `[v6]:port`. */
+export const hostAndPort = () =>
+  z.string().transform((v, ctx) => {
+    const m = hostPort.exec(v);
+    const port = m ? Number(m[2]) : NaN;
+    if (!m || port < 1 || port > 65535) {
+      ctx.addIssue({ code: 'custom', message: `expected host:port (e.g. 10.0.0.5:25 or [::1]:2525), got ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
+    return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+  });
+
+export const listenerSchema = z.strictObject({
+  /** Name used in logs; defaults to `host:port`. */
+  name: z.string().min(1).optional(),
+  /** Address to bind. Defaults to loopback: exposing the relay is an explicit choice. */
+  host: z.string().min(1).default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535),
+  tls: z.enum(['none', 'starttls', 'implicit']).default('none'),
+  auth: z.enum(['off', 'optional', 'required']).default('off'),
+  /**
+   * Pause before the 220 greeting (early-talker detection). smtp-server's built-in 100 ms is kept
+   * as the default for anonymous listeners; `0` for trusted or submission listeners.
+   */
+  greetingDelay: duration().optional(),
+});
+
+export const pluginEntrySchema = z.strictObject({
+  /** Short name (`relay-policy` = `@portcullis/relay-policy`), package name, or `./path.js`. */
+  use: z.string().min(1),
+  /** The plugin's own options, validated by its schema. */
+  with: z.unknown().optional(),
+  /** How long one hook call may take before it counts as failed (451 4.3.0). */
+  timeout: duration().default(30_000),
+  /** Leave the plugin out without deleting its entry. */
+  enabled: z.boolean().default(true),
+});
+
+export const configSchema = z.strictObject({
+  /** Our name in the greeting, in Received headers and in bounces. */
+  hostname: z.string().min(1).default('localhost'),
+  listen: z.array(listenerSchema).min(1, 'at least one listener is needed'),
+  tls: z
+    .strictObject({
+      key: z.string().min(1),
+      cert: z.string().min(1),
+      /** Lowest protocol accepted from clients. */
+      minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+    })
+    .optional(),
+  spool: z
+    .strictObject({
+      dir: z.string().min(1).default('./var/spool'),
+    })
+    .prefault({}),
+  limits: z
+    .strictObject({
+      /** Largest message accepted (advertised as SIZE); over it: 552 5.3.4. */
+      messageSize: size().default(25 * 1024 * 1024),
+      /** Recipients per message; over it: 452 4.5.3. */
+      recipients: z.number().int().min(1).default(100),
+      /** Simultaneous connections in total; over it: 421. */
+      connections: z.number().int().min(1).default(1000),
+      /** Simultaneous connections per client IP; over it: 421 4.7.0. */
+      connectionsPerIp: z.number().int().min(1).default(20),
+      /** Idle time allowed between client commands; then 421 and close. */
+      idleTimeout: duration().default(300_000),
+      /** Longest a whole connection may last; then 421 4.4.2 and close. */
+      sessionTimeout: duration().default(1_800_000),
+    })
+    .prefault({}),
+  delivery: z
+    .strictObject({
+      /** Waits between attempts; the last one repeats until maxQueueTime. */
+      retrySchedule: z.array(duration()).min(1).default([60_000, 300_000, 900_000, 1_800_000, 3_600_000, 7_200_000, 14_400_000]),
+      /** After this, a deferred recipient bounces. */
+      maxQueueTime: duration().default(5 * 86_400_000),
+      /** Messages delivered at once. */
+      concurrency: z.number().int().min(1).default(20),
+      /** Time to connect to, and to hear a greeting from, a next hop. */
+      connectTimeout: duration().default(30_000),
+      /** Longest a next hop may stay silent during a transaction. */
+      socketTimeout: duration().default(120_000),
+    })
+    .prefault({}),
+  dns: z
+    .strictObject({
+      /** Resolver addresses (`127.0.0.1`, `127.0.0.1:5353`); default: the system's. */
+      servers: z.array(z.string().min(1)).optional(),
+      timeout: duration().default(5_000),
+    })
+    .prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    })
+    .prefault({}),
+  plugins: z.array(pluginEntrySchema).default([]),
+});
+
+export type RelayConfig = z.output<typeof configSchema>;
+export type ListenerConfig = RelayConfig['listen'][number];
+export type PluginEntry = RelayConfig['plugins'][number];
+export type RelayConfigInput = z.input<typeof configSchema>;

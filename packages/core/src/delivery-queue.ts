@@ -1,0 +1,205 @@
+import type { Logger } from 'pino';
+import { domainOf } from './address.js';
+import { buildBounce, enhancedStatusOf, type BounceFailure } from './dsn.js';
+import type { PluginDriver } from './plugin-driver.js';
+import { SmtpClient } from './smtp-client.js';
+import { newQueueId, type Spool, type SpooledMessage } from './spool.js';
+import type { Clock } from './tokens.js';
+import type { NextHop, QueuedMessage } from './types.js';
+
+export interface DeliveryOptions {
+  readonly hostname: string;
+  readonly retrySchedule: readonly number[];
+  readonly maxQueueTime: number;
+  readonly concurrency: number;
+  readonly connectTimeout: number;
+  readonly socketTimeout: number;
+}
+
+interface Entry extends SpooledMessage {
+  busy: boolean;
+}
+
+/**
+ * Takes committed messages from the spool and delivers them: the route hook names each recipient
+ * domain's next hop; recipients sharing a next hop go in one transaction. 2xx: done. 4xx or a
+ * network failure: deferred to the next slot of `retrySchedule` (the last slot repeats), bounced once
+ * `maxQueueTime` has passed. 5xx: bounced at once. A bounce is an RFC 3464 report to the sender,
+ * queued like any message; none for the null sender or for a bounce.
+ */
+export class DeliveryQueue {
+  private readonly entries = new Map<string, Entry>();
+  private readonly client: SmtpClient;
+  private active = 0;
+  private timer?: NodeJS.Timeout;
+  private stopped = true;
+  private readonly idleWaiters: Array<() => void> = [];
+  private pumping = false;
+
+  constructor(
+    private readonly spool: Spool,
+    private readonly driver: PluginDriver,
+    private readonly opts: DeliveryOptions,
+    private readonly log: Logger,
+    private readonly clock: Clock = Date.now,
+  ) {
+    this.client = new SmtpClient({ name: opts.hostname, connectTimeout: opts.connectTimeout, socketTimeout: opts.socketTimeout });
+  }
+
+  /** Loads what the spool holds (after a restart) and starts the scheduler. */
+  async start(): Promise<void> {
+    this.stopped = false;
+    const held = await this.spool.list();
+    for (const m of held) this.entries.set(m.meta.id, { ...m, busy: false });
+    if (held.length) this.log.info({ messages: held.length }, 'recovered messages from the spool');
+    this.timer = setInterval(() => this.pump(), 500);
+    this.timer.unref();
+    this.pump();
+  }
+
+  /** Stops taking new work and waits for deliveries in progress. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    if (this.active) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    this.client.close();
+  }
+
+  /** A message just committed by the intake. */
+  add(message: SpooledMessage): void {
+    this.entries.set(message.meta.id, { ...message, busy: false });
+    this.pump();
+  }
+
+  /** Makes every deferred message due now. */
+  flush(id?: string): number {
+    let n = 0;
+    for (const e of this.entries.values()) {
+      if (id && e.meta.id !== id) continue;
+      e.state.nextAttemptAt = 0;
+      e.state.hold = false;
+      n++;
+    }
+    this.pump();
+    return n;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  private pump(): void {
+    if (this.stopped || this.pumping) return;
+    this.pumping = true;
+    try {
+      const now = this.clock();
+      for (const e of this.entries.values()) {
+        if (this.active >= this.opts.concurrency) break;
+        if (e.busy || e.state.hold || e.state.nextAttemptAt > now) continue;
+        e.busy = true;
+        this.active++;
+        this.attempt(e)
+          .catch((err: unknown) => this.log.error({ err, id: e.meta.id }, 'delivery attempt failed unexpectedly'))
+          .finally(() => {
+            e.busy = false;
+            this.active--;
+            if (!this.active) for (const w of this.idleWaiters.splice(0)) w();
+            this.pump();
+          });
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private async attempt(e: Entry): Promise<void> {
+    const { meta, state } = e;
+    const log = this.log.child({ id: meta.id });
+    const pending = meta.recipients.filter((r) => !state.done[r]);
+    const info: QueuedMessage = { id: meta.id, mailFrom: meta.mailFrom, recipients: meta.recipients, receivedAt: meta.receivedAt, size: meta.bodySize };
+    state.attempts++;
+    const deferred: Array<{ rcpt: string; response: string; host?: string }> = [];
+    const failed: Array<BounceFailure & { response: string }> = [];
+
+    // Route per domain, then group recipients by next hop.
+    const groups = new Map<string, { hop: NextHop; rcpts: string[] }>();
+    const routeCache = new Map<string, Awaited<ReturnType<PluginDriver['route']>>>();
+    for (const rcpt of pending) {
+      const domain = domainOf(rcpt);
+      let route = routeCache.get(domain);
+      if (!route) {
+        route = await this.driver.route([domain, info], log);
+        routeCache.set(domain, route);
+      }
+      if (route.hop) {
+        const key = JSON.stringify([route.hop.hosts, route.hop.tls ?? '', route.hop.auth?.user ?? '']);
+        const g = groups.get(key) ?? { hop: route.hop, rcpts: [] };
+        g.rcpts.push(rcpt);
+        groups.set(key, g);
+      } else if (route.verdict?.kind === 'reject') {
+        const r = route.verdict.reply;
+        failed.push({ recipient: rcpt, status: r.enhanced, diagnostic: `${r.code} ${r.enhanced} ${r.text}`, response: `${r.code} ${r.enhanced} ${r.text}` });
+      } else {
+        const r = route.verdict?.reply ?? { code: 451, enhanced: '4.4.0', text: `No route to ${domain}: no plugin answered the route hook` };
+        deferred.push({ rcpt, response: `${r.code} ${r.enhanced} ${r.text}` });
+      }
+    }
+
+    for (const { hop, rcpts } of groups.values()) {
+      const result = await this.client.deliver(hop, meta.mailFrom, rcpts, () => this.spool.openMessage(meta));
+      for (const rcpt of rcpts) {
+        const r = result.perRecipient.get(rcpt)!;
+        if (r.ok) {
+          state.done[rcpt] = { status: 'delivered', response: r.response, at: this.clock() };
+          log.info({ rcpt, host: result.host, response: r.response, attempts: state.attempts }, 'delivered');
+          await this.driver.observe('delivered', [{ message: info, recipient: rcpt, host: result.host, response: r.response, attempts: state.attempts }], log);
+        } else if (r.permanent) {
+          failed.push({ recipient: rcpt, status: enhancedStatusOf(r.response, true), diagnostic: r.response, remoteMta: result.host, response: r.response });
+        } else {
+          deferred.push({ rcpt, response: r.response, host: result.host });
+        }
+      }
+    }
+
+    const now = this.clock();
+    const expired = now - meta.receivedAt >= this.opts.maxQueueTime;
+    if (expired) {
+      for (const d of deferred.splice(0)) {
+        failed.push({ recipient: d.rcpt, status: enhancedStatusOf(d.response, false).replace(/^4/, '5'), diagnostic: `${d.response} (gave up after ${state.attempts} attempts)`, response: d.response, remoteMta: d.host });
+      }
+    }
+    for (const f of failed) {
+      state.done[f.recipient] = { status: 'bounced', response: f.response, at: now };
+      log.warn({ rcpt: f.recipient, response: f.response, attempts: state.attempts }, 'bounced');
+      await this.driver.observe('bounced', [{ message: info, recipient: f.recipient, host: f.remoteMta, response: f.response, attempts: state.attempts }], log);
+    }
+    if (failed.length) await this.bounce(meta, failed, log);
+
+    if (deferred.length) {
+      const slot = this.opts.retrySchedule[Math.min(state.attempts - 1, this.opts.retrySchedule.length - 1)]!;
+      state.nextAttemptAt = now + slot;
+      state.lastError = deferred[0]!.response;
+      for (const d of deferred) {
+        log.info({ rcpt: d.rcpt, response: d.response, retryAt: new Date(state.nextAttemptAt).toISOString(), attempts: state.attempts }, 'deferred');
+        await this.driver.observe('deferred', [{ message: info, recipient: d.rcpt, host: d.host, response: d.response, attempts: state.attempts, retryAt: state.nextAttemptAt }], log);
+      }
+      await this.spool.writeState(meta.id, state);
+      return;
+    }
+    this.entries.delete(meta.id);
+    await this.spool.remove(meta.id);
+  }
+
+  private async bounce(meta: SpooledMessage['meta'], failures: BounceFailure[], log: Logger): Promise<void> {
+    if (!meta.mailFrom || meta.isBounce) {
+      log.warn({ from: meta.mailFrom || '<>', bounce: meta.isBounce ?? false }, 'no bounce sent: the message came from the null sender or was itself a bounce');
+      return;
+    }
+    const originalHeaders = await this.spool.readHeaderBlock(meta);
+    const body = buildBounce({ hostname: this.opts.hostname, original: meta, originalHeaders, failures });
+    const id = newQueueId();
+    const queued = await this.spool.enqueue({ id, mailFrom: '', recipients: [meta.mailFrom], receivedAt: this.clock(), headers: '', isBounce: true }, body);
+    log.info({ bounce: id, to: meta.mailFrom }, 'bounce queued');
+    this.add(queued);
+  }
+}

@@ -1,0 +1,63 @@
+import { createRequire } from 'node:module';
+import { createHash } from 'node:crypto';
+
+/**
+ * smtp-server waits a hard-coded 100 ms before every 220 greeting ("early talker" detection) in
+ * SMTPConnection#init, with no option to change it. That pause is a fair anti-spam default for
+ * anonymous clients on port 25 and a pure cost for trusted networks and submission, so Portcullis
+ * sets it per listener by giving each new connection its own `init` that does what the library's
+ * does with another delay.
+ *
+ * This is pinned to the exact library source: `PINNED_INIT_SHA256` is the hash of the library's
+ * `init` as shipped in smtp-server 3.21.6. If the installed version differs, `canOverrideGreetingDelay`
+ * is false, the relay logs a warning and keeps the library's own 100 ms behaviour, and the test
+ * `greeting-delay.test.ts` fails, so an upgrade cannot silently break it.
+ */
+export const PINNED_SMTP_SERVER_VERSION = '3.21.6';
+export const PINNED_INIT_SHA256 = '67b68fcaf9a0a35f2c2a118d31a3dc780c982d1f0ce83d654df4f4e92d4269d3';
+
+const require = createRequire(import.meta.url);
+
+interface ConnectionLike {
+  _server: { options: { maxClients?: number }; connections: Set<unknown> };
+  name: string;
+  init(): void;
+  _setListeners(cb: () => void): void;
+  connectionReady(next?: () => void): void;
+  send(code: number, text: string, context?: unknown): void;
+}
+
+export function installedSmtpServerVersion(): string {
+  return (require('smtp-server/package.json') as { version: string }).version;
+}
+
+/** Hash of the installed library's SMTPConnection#init source (whitespace-normalised). */
+export async function libraryInitHash(): Promise<string> {
+  const mod = (await import('smtp-server/lib/smtp-connection.js')) as { SMTPConnection: { prototype: { init: () => void } } };
+  const src = mod.SMTPConnection.prototype.init.toString().replace(/\s+/g, ' ');
+  return createHash('sha256').update(src).digest('hex');
+}
+
+let checked: boolean | undefined;
+/** True when the installed smtp-server is the version whose `init` this module reproduces. */
+export async function canOverrideGreetingDelay(expectedHash: string = PINNED_INIT_SHA256): Promise<boolean> {
+  if (checked === undefined) {
+    checked = installedSmtpServerVersion() === PINNED_SMTP_SERVER_VERSION && (await libraryInitHash()) === expectedHash;
+  }
+  return checked;
+}
+
+/** Replaces `connection.init` with the library's logic and `delayMs` in place of its 100 ms. */
+export function setGreetingDelay(connection: unknown, delayMs: number): void {
+  const conn = connection as ConnectionLike;
+  conn.init = function init(this: ConnectionLike) {
+    this._setListeners(() => {
+      if (this._server.options.maxClients && this._server.connections.size > this._server.options.maxClients) {
+        return this.send(421, this.name + ' Too many connected clients, try again in a moment', false);
+      }
+      if (delayMs <= 0) return this.connectionReady();
+      const timer = setTimeout(() => this.connectionReady(), delayMs);
+      timer.unref();
+    });
+  };
+}

@@ -1,0 +1,23 @@
+/**
+ * @portcullis/core: the relay pipeline, the plugin API, config, the durable spool and delivery.
+ */
+import 'reflect-metadata';
+export { z } from 'zod';
+export * from './verdicts.js';
+export * from './hooks.js';
+export * from './types.js';
+export * from './plugin.js';
+export { PluginDriver, HookTimeoutError, type LoadedPlugin, type Decision } from './plugin-driver.js';
+export { loadPlugins, pluginSpecifier } from './plugin-loader.js';
+export { ConfigError, loadConfigFile, parseConfig, formatPath, type LoadedConfig } from './config.js';
+export { configSchema, size, duration, hostAndPort, type RelayConfig, type ListenerConfig, type PluginEntry, type RelayConfigInput } from './config-schema.js';
+export { parseSize, parseDuration, formatDuration } from './units.js';
+export { Tokens, type Clock } from './tokens.js';
+export { Relay, type RelayOptions } from './relay.js';
+export { Spool, newQueueId, type SpoolMeta, type SpoolState, type SpooledMessage } from './spool.js';
+export { DeliveryQueue } from './delivery-queue.js';
+export { buildBounce, enhancedStatusOf, type BounceFailure } from './dsn.js';
+export { createLogger } from './logger.js';
+export { toAddress, domainOf } from './address.js';
+export { canOverrideGreetingDelay, PINNED_SMTP_SERVER_VERSION, PINNED_INIT_SHA256, libraryInitHash, installedSmtpServerVersion } from './greeting-delay.js';
+export { LineEndingGuard } from './line-ending-guard.js';

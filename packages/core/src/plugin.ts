@@ -1,0 +1,67 @@
+import type { DependencyContainer } from 'tsyringe';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import type { PluginHooks } from './hooks.js';
+
+/** What `setup` receives besides the plugin's own options. */
+export interface PluginContext {
+  /** The relay's root container: resolve `Tokens.*` services. */
+  readonly container: DependencyContainer;
+  /** Logger bound to this plugin's name. */
+  readonly log: Logger;
+  /** Directory of the config file: resolve the plugin's relative paths against it. */
+  readonly configDir: string;
+}
+
+/** A plugin as the relay runs it: a name, an order, hooks, and optional clean-up. */
+export interface PluginInstance {
+  readonly name: string;
+  /** `pre` plugins run before the others, `post` after; config order within each group. */
+  readonly enforce?: 'pre' | 'post';
+  readonly hooks: PluginHooks;
+  /** Called on shutdown (close sockets, timers). */
+  close?(): void | Promise<void>;
+}
+
+/**
+ * A plugin package's default export. `options` validates the config's `with:` block (a zod schema);
+ * errors name the config file and key path. `setup` runs once, before any port opens.
+ */
+export interface PluginDefinition<S extends z.ZodType = z.ZodType> {
+  readonly kind: 'portcullis-plugin';
+  readonly name: string;
+  readonly enforce?: 'pre' | 'post';
+  readonly options?: S;
+  setup(options: z.output<S>, ctx: PluginContext): PluginHooks | Promise<PluginHooks> | PluginInstanceParts | Promise<PluginInstanceParts>;
+}
+
+/** `setup` may return bare hooks or hooks with a `close` function. */
+export interface PluginInstanceParts {
+  readonly hooks: PluginHooks;
+  close?(): void | Promise<void>;
+}
+
+type DefineInput<S extends z.ZodType> = Omit<PluginDefinition<S>, 'kind'>;
+
+/**
+ * Declares a plugin.
+ *
+ * ```ts
+ * export default definePlugin({
+ *   name: 'max-recipients',
+ *   options: z.object({ max: z.number().int().positive() }),
+ *   setup: (opts) => ({
+ *     rcpt: (txn) => (txn.recipients.length >= opts.max ? tempfail(452, '4.5.3', 'Too many recipients') : undefined),
+ *   }),
+ * });
+ * ```
+ */
+export function definePlugin<S extends z.ZodType = z.ZodType<Record<string, never>>>(def: DefineInput<S>): PluginDefinition<S> {
+  if (!def || typeof def.name !== 'string' || !def.name) throw new TypeError('definePlugin: a plugin needs a name');
+  if (typeof def.setup !== 'function') throw new TypeError(`definePlugin(${def.name}): setup must be a function`);
+  return { ...def, kind: 'portcullis-plugin' };
+}
+
+export function isPluginDefinition(value: unknown): value is PluginDefinition {
+  return !!value && typeof value === 'object' && (value as { kind?: unknown }).kind === 'portcullis-plugin';
+}

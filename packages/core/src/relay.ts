@@ -1,0 +1,426 @@
+import 'reflect-metadata';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Resolver } from 'node:dns/promises';
+import type { AddressInfo } from 'node:net';
+import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import { container as rootContainer, type DependencyContainer } from 'tsyringe';
+import type { Logger } from 'pino';
+import { toAddress } from './address.js';
+import type { ListenerConfig, RelayConfig } from './config-schema.js';
+import { DeliveryQueue } from './delivery-queue.js';
+import { canOverrideGreetingDelay, setGreetingDelay } from './greeting-delay.js';
+import { createLogger } from './logger.js';
+import { receiveMessage } from './message-intake.js';
+import type { PluginDefinition } from './plugin.js';
+import { PluginDriver, type LoadedPlugin } from './plugin-driver.js';
+import { loadPlugins } from './plugin-loader.js';
+import { newQueueId, Spool } from './spool.js';
+import { Tokens, type Clock } from './tokens.js';
+import type { Address, Session, Transaction } from './types.js';
+import { formatReply, replyError, Replies, type Reply, type Verdict } from './verdicts.js';
+
+export interface RelayOptions {
+  readonly config: RelayConfig;
+  /** The config file, named in errors; relative paths resolve against its folder. */
+  readonly configFile?: string;
+  readonly logger?: Logger;
+  /** Plugin definitions given in code, looked up by `use:` before any import. */
+  readonly builtins?: Readonly<Record<string, PluginDefinition>>;
+  /** Extra folders to resolve plugin packages from. */
+  readonly resolveFrom?: readonly string[];
+  /** Run the delivery side (default true). */
+  readonly deliver?: boolean;
+}
+
+interface ConnectionLike {
+  id: string;
+  remoteAddress: string;
+  _socket: { setNoDelay?(v: boolean): void };
+  send(code: number, text: string): void;
+  close(): void;
+}
+
+class SessionState implements Session {
+  readonly notes: Record<string, unknown> = {};
+  txn?: TransactionState;
+  heloChecked?: string;
+  timer?: NodeJS.Timeout;
+  constructor(
+    readonly raw: SMTPServerSession,
+    readonly listener: Session['listener'],
+    readonly container: DependencyContainer,
+    readonly log: Logger,
+    readonly connection: ConnectionLike | undefined,
+  ) {}
+  get id() { return this.raw.id; }
+  get remoteAddress() { return this.raw.remoteAddress; }
+  get remotePort() { return this.raw.remotePort; }
+  get localAddress() { return this.raw.localAddress; }
+  get localPort() { return this.raw.localPort; }
+  get secure() { return this.raw.secure; }
+  get helo() { return (this.raw.hostNameAppearsAs as string | false) || undefined; }
+  get user() { return (this.raw.user as string | undefined) || undefined; }
+}
+
+class TransactionState implements Transaction {
+  readonly recipients: Address[] = [];
+  readonly notes: Record<string, unknown> = {};
+  readonly started = Date.now();
+  readonly added: string[] = [];
+  summarized = false;
+  constructor(readonly id: string, readonly session: SessionState, readonly mailFrom: Address) {}
+  addHeader(name: string, value: string): void {
+    if (!/^[!-9;-~]+$/.test(name)) throw new TypeError(`addHeader: invalid header name ${JSON.stringify(name)}`);
+    this.added.push(`${name}: ${value.replace(/\r?\n(?![ \t])/g, '\r\n ').replace(/\r(?!\n)/g, ' ')}\r\n`);
+  }
+}
+
+/**
+ * The relay: one smtp-server per listener, the plugin pipeline, the spool and the delivery queue.
+ *
+ *   connect ─▶ helo ─▶ [auth] ─▶ mail ─▶ rcpt ─▶ data (stream) ─▶ message ─▶ spool (fsync) ─▶ 250
+ *      │         │        │        │        │          │               │            │
+ *      └─ reject/tempfail/disconnect at any stage: the reply goes out, nothing is queued
+ *   delivery: route ─▶ next hop ─▶ delivered | deferred (retry) | bounced (DSN)
+ */
+export class Relay {
+  readonly container: DependencyContainer;
+  readonly log: Logger;
+  readonly driver: PluginDriver;
+  readonly spool: Spool;
+  readonly queue: DeliveryQueue;
+  private readonly servers: Array<{ listener: ListenerConfig; server: SMTPServer; address?: AddressInfo }> = [];
+  private readonly sessions = new Map<string, SessionState>();
+  private readonly connections = new Map<string, ConnectionLike>();
+  private readonly perIp = new Map<string, number>();
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private stopping = false;
+
+  private constructor(
+    readonly config: RelayConfig,
+    readonly configDir: string,
+    container: DependencyContainer,
+    log: Logger,
+    plugins: LoadedPlugin[],
+    private readonly deliver: boolean,
+  ) {
+    this.container = container;
+    this.log = log;
+    this.driver = new PluginDriver(plugins, log);
+    container.registerInstance(Tokens.PluginDriver, this.driver);
+    this.spool = container.resolve<Spool>(Tokens.Spool);
+    this.queue = new DeliveryQueue(this.spool, this.driver, { hostname: config.hostname, ...config.delivery }, log.child({ part: 'delivery' }), container.resolve<Clock>(Tokens.Clock));
+  }
+
+  /** Validates plugins and sets them up; opens no port. Config errors are thrown as ConfigError. */
+  static async create(opts: RelayOptions): Promise<Relay> {
+    const config = opts.config;
+    const file = opts.configFile ? path.resolve(opts.configFile) : '<inline config>';
+    const configDir = opts.configFile ? path.dirname(file) : process.cwd();
+    const log = opts.logger ?? createLogger(config.log.level);
+    const container = rootContainer.createChildContainer();
+    container.registerInstance(Tokens.Config, config);
+    container.registerInstance(Tokens.Logger, log);
+    container.registerInstance<Clock>(Tokens.Clock, Date.now);
+    container.registerInstance(Tokens.Spool, new Spool(path.resolve(configDir, config.spool.dir)));
+    const resolver = new Resolver({ timeout: config.dns.timeout, tries: 2 });
+    if (config.dns.servers?.length) resolver.setServers(config.dns.servers);
+    container.registerInstance(Tokens.Resolver, resolver);
+    container.registerInstance(Tokens.ListenAddresses, config.listen.map((l) => `${l.host}:${l.port}`));
+    const plugins = await loadPlugins(config.plugins, { file, configDir, container, log, builtins: opts.builtins, resolveFrom: opts.resolveFrom });
+    return new Relay(config, configDir, container, log, plugins, opts.deliver ?? true);
+  }
+
+  /** Opens the spool, starts delivery, then the listeners. */
+  async start(): Promise<void> {
+    await this.spool.init();
+    if (this.deliver) await this.queue.start();
+    const override = await canOverrideGreetingDelay();
+    if (!override) this.log.warn('smtp-server is not the pinned version: greetingDelay settings are ignored, the library waits 100 ms');
+    const tls = this.config.tls ? { key: readFileSync(path.resolve(this.configDir, this.config.tls.key)), cert: readFileSync(path.resolve(this.configDir, this.config.tls.cert)) } : undefined;
+    for (const listener of this.config.listen) {
+      const server = this.createServer(listener, tls, override);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(listener.port, listener.host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      server.on('error', (err) => this.log.warn({ err, listener: listener.name }, 'listener error'));
+      const address = (server as unknown as { server: { address(): AddressInfo } }).server.address();
+      this.servers.push({ listener, server, address });
+      this.log.info({ listener: listener.name ?? `${listener.host}:${address.port}`, tls: listener.tls, auth: listener.auth }, 'listening');
+    }
+  }
+
+  /** Where each listener ended up (useful with `port: 0`). */
+  addresses(): Array<{ name: string; host: string; port: number }> {
+    return this.servers.map((s) => ({ name: s.listener.name ?? `${s.listener.host}:${s.address!.port}`, host: s.listener.host, port: s.address!.port }));
+  }
+
+  /**
+   * Graceful stop: listeners close (new clients get nothing), transactions in DATA finish and are
+   * answered, deliveries in progress finish, plugins close. Nothing acknowledged is lost: the
+   * spool keeps what was not delivered.
+   */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => {
+      (s.server as unknown as { server: { close(cb: () => void): void } }).server.close(() => resolve());
+      setTimeout(resolve, 100).unref();
+    })));
+    await Promise.allSettled([...this.inFlight]);
+    for (const c of this.connections.values()) {
+      try {
+        c.send(Replies.shuttingDown.code, `${Replies.shuttingDown.enhanced} ${Replies.shuttingDown.text}`);
+        c.close();
+      } catch {
+        /* already gone */
+      }
+    }
+    await this.queue.stop();
+    await this.driver.close();
+  }
+
+  private createServer(listener: ListenerConfig, tls: { key: Buffer; cert: Buffer } | undefined, override: boolean): SMTPServer {
+    const info: Session['listener'] = { name: listener.name ?? `${listener.host}:${listener.port}`, port: listener.port, tls: listener.tls, auth: listener.auth };
+    const limits = this.config.limits;
+    const disabled: string[] = [];
+    if (listener.tls !== 'starttls') disabled.push('STARTTLS');
+    if (listener.auth === 'off') disabled.push('AUTH');
+    const server = new SMTPServer({
+      name: this.config.hostname,
+      banner: 'Portcullis',
+      secure: listener.tls === 'implicit',
+      ...(tls ?? {}),
+      minVersion: this.config.tls?.minVersion ?? 'TLSv1.2',
+      hideSTARTTLS: listener.tls !== 'starttls',
+      disabledCommands: disabled,
+      authMethods: ['PLAIN', 'LOGIN'],
+      authOptional: true, // enforced in onMailFrom with our own reply text
+      allowInsecureAuth: false,
+      size: limits.messageSize,
+      maxClients: limits.connections,
+      socketTimeout: limits.idleTimeout,
+      closeTimeout: 30_000,
+      disableReverseLookup: true, // never ask a resolver we did not configure
+      hideENHANCEDSTATUSCODES: true, // we write enhanced codes ourselves, once
+      hideSMTPUTF8: true,
+      hideREQUIRETLS: true,
+      hideDSN: true,
+      logger: false,
+      onConnect: (session, cb) => this.track(this.onConnect(session, info, cb)),
+      onSecure: (_socket, session, cb) => {
+        // AUTH is hidden until the connection is encrypted.
+        session.disabledCommands = listener.auth === 'off' ? ['AUTH'] : [];
+        cb();
+      },
+      onAuth: (auth, session, cb) => this.track(this.onAuth(auth, session, cb)),
+      onMailFrom: (address, session, cb) => this.track(this.onMailFrom(address, session, cb)),
+      onRcptTo: (address, session, cb) => this.track(this.onRcptTo(address, session, cb)),
+      onData: (stream, session, cb) => this.track(this.onData(stream, session, cb)),
+      onClose: (session) => void this.onClose(session),
+    } as ConstructorParameters<typeof SMTPServer>[0]);
+
+    // smtp-server adds each new connection to this Set right before init(): the one place to
+    // reach the connection object (socket options, greeting delay, per-IP accounting).
+    const conns = (server as unknown as { connections: Set<ConnectionLike> }).connections;
+    const add = conns.add.bind(conns);
+    const del = conns.delete.bind(conns);
+    const delay = listener.greetingDelay ?? (listener.auth === 'required' ? 0 : 100);
+    conns.add = (c: ConnectionLike) => {
+      c._socket?.setNoDelay?.(true);
+      if (override) setGreetingDelay(c, delay);
+      this.connections.set(c.id, c);
+      this.perIp.set(c.remoteAddress, (this.perIp.get(c.remoteAddress) ?? 0) + 1);
+      return add(c);
+    };
+    conns.delete = (c: ConnectionLike) => {
+      if (this.connections.delete(c.id)) {
+        const n = (this.perIp.get(c.remoteAddress) ?? 1) - 1;
+        if (n <= 0) this.perIp.delete(c.remoteAddress);
+        else this.perIp.set(c.remoteAddress, n);
+      }
+      return del(c);
+    };
+    return server;
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.inFlight.add(p);
+    p.finally(() => this.inFlight.delete(p)).catch(() => undefined);
+  }
+
+  private async onConnect(raw: SMTPServerSession, listener: Session['listener'], cb: (err?: Error | null) => void): Promise<void> {
+    const connection = this.connections.get(raw.id);
+    const container = this.container.createChildContainer();
+    const log = this.log.child({ session: raw.id });
+    const s = new SessionState(raw, listener, container, log, connection);
+    container.registerInstance(Tokens.Session, s);
+    this.sessions.set(raw.id, s);
+    if (!raw.secure && listener.auth !== 'off') raw.disabledCommands = ['AUTH'];
+    try {
+      if ((this.perIp.get(raw.remoteAddress) ?? 0) > this.config.limits.connectionsPerIp) {
+        log.warn({ client: raw.remoteAddress, limit: this.config.limits.connectionsPerIp }, 'too many connections from one address');
+        return cb(replyError(Replies.tooManyConnections));
+      }
+      s.timer = setTimeout(() => {
+        log.warn({ client: raw.remoteAddress }, 'session time limit reached');
+        connection?.send(Replies.sessionTimeout.code, `${Replies.sessionTimeout.enhanced} ${Replies.sessionTimeout.text}`);
+        connection?.close();
+      }, this.config.limits.sessionTimeout);
+      s.timer.unref();
+      const d = await this.driver.verdict('connect', [s], log);
+      this.answer(s, d.verdict, cb);
+    } catch (err) {
+      log.error({ err }, 'connect failed');
+      cb(replyError(Replies.pluginFailure));
+    }
+  }
+
+  private async onAuth(auth: SMTPServerAuthentication, raw: SMTPServerSession, cb: (err: Error | null | undefined, response?: { user: string }) => void): Promise<void> {
+    const s = this.sessions.get(raw.id)!;
+    try {
+      const d = await this.driver.verdict('auth', [s, { method: auth.method, username: auth.username ?? '', password: auth.password ?? '' }], s.log);
+      if (d.verdict?.kind === 'accept') {
+        s.log.info({ user: auth.username, plugin: d.plugin }, 'authenticated');
+        return cb(null, { user: auth.username ?? '' });
+      }
+      s.log.warn({ user: auth.username, client: raw.remoteAddress }, 'authentication failed');
+      this.answer(s, d.verdict ?? { kind: 'reject', reply: Replies.authFailed }, cb);
+    } catch (err) {
+      s.log.error({ err }, 'auth failed');
+      cb(replyError(Replies.pluginFailure));
+    }
+  }
+
+  private async onMailFrom(address: SMTPServerAddress, raw: SMTPServerSession, cb: (err?: Error | null) => void): Promise<void> {
+    const s = this.sessions.get(raw.id)!;
+    try {
+      this.summarize(s, 'abandoned');
+      if (s.listener.auth === 'required' && !raw.user) {
+        return cb(replyError({ code: 530, enhanced: '5.7.0', text: 'Authentication required' }));
+      }
+      const helo = s.helo ?? '';
+      if (s.heloChecked !== helo) {
+        const d = await this.driver.verdict('helo', [s, helo], s.log);
+        if (d.verdict && d.verdict.kind !== 'accept') return this.answer(s, d.verdict, cb);
+        s.heloChecked = helo;
+      }
+      const txn = new TransactionState(newQueueId(), s, toAddress(address.address, address.args));
+      s.txn = txn;
+      const d = await this.driver.verdict('mail', [txn, txn.mailFrom], s.log);
+      if (d.verdict && d.verdict.kind !== 'accept') {
+        s.txn = undefined;
+        return this.answer(s, d.verdict, cb);
+      }
+      cb();
+    } catch (err) {
+      s.log.error({ err }, 'MAIL FROM failed');
+      cb(replyError(Replies.pluginFailure));
+    }
+  }
+
+  private async onRcptTo(address: SMTPServerAddress, raw: SMTPServerSession, cb: (err?: Error | null) => void): Promise<void> {
+    const s = this.sessions.get(raw.id)!;
+    const txn = s.txn;
+    try {
+      if (!txn) return cb(replyError({ code: 503, enhanced: '5.5.1', text: 'Need MAIL command first' }));
+      if (txn.recipients.length >= this.config.limits.recipients) return cb(replyError(Replies.tooManyRecipients));
+      const to = toAddress(address.address, address.args);
+      const d = await this.driver.verdict('rcpt', [txn, to], s.log);
+      if (d.verdict?.kind === 'accept') {
+        txn.recipients.push(to);
+        return cb();
+      }
+      // Deny by default: a recipient nobody accepted is not relayed.
+      const v: Verdict = d.verdict ?? { kind: 'reject', reply: Replies.unableToRelay };
+      if (!d.verdict) s.log.info({ rcpt: to.address, client: raw.remoteAddress }, 'no plugin accepted the recipient: unable to relay');
+      (txn.notes as Record<string, unknown>)['rejectedRecipients'] = [...((txn.notes['rejectedRecipients'] as string[]) ?? []), to.address];
+      this.answer(s, v, cb);
+    } catch (err) {
+      s.log.error({ err }, 'RCPT TO failed');
+      cb(replyError(Replies.pluginFailure));
+    }
+  }
+
+  private async onData(stream: SMTPServerDataStream, raw: SMTPServerSession, cb: (err?: Error | null, message?: string) => void): Promise<void> {
+    const s = this.sessions.get(raw.id)!;
+    const txn = s.txn!;
+    try {
+      const result = await receiveMessage(stream, txn, {
+        driver: this.driver,
+        spool: this.spool,
+        log: s.log.child({ txn: txn.id }),
+        headers: () => this.receivedHeader(s, txn) + txn.added.join(''),
+        onCommitted: (m) => this.queue.add(m),
+        meta: {
+          id: txn.id,
+          mailFrom: txn.mailFrom.address,
+          recipients: txn.recipients.map((r) => r.address),
+          client: { ip: raw.remoteAddress, helo: s.helo, user: s.user },
+        },
+      });
+      this.summarize(s, result.accepted ? 'accepted' : 'rejected', result.reply, result.size);
+      s.txn = undefined;
+      if (result.accepted) cb(null, `${result.reply.enhanced} ${result.reply.text}`);
+      else cb(replyError(result.reply));
+    } catch (err) {
+      s.log.error({ err }, 'DATA failed');
+      this.summarize(s, 'rejected', Replies.pluginFailure, 0);
+      s.txn = undefined;
+      cb(replyError(Replies.pluginFailure));
+    }
+  }
+
+  private async onClose(raw: SMTPServerSession): Promise<void> {
+    const s = this.sessions.get(raw.id);
+    if (!s) return;
+    this.sessions.delete(raw.id);
+    if (s.timer) clearTimeout(s.timer);
+    this.summarize(s, 'abandoned');
+    await this.driver.observe('disconnect', [s], s.log);
+    s.container.dispose?.();
+  }
+
+  /** Turns a verdict into the smtp-server callback, with our exact reply text. */
+  private answer(s: SessionState, v: Verdict | undefined, cb: (err?: Error | null) => void): void {
+    if (!v || v.kind === 'accept') return cb();
+    cb(replyError(v.reply));
+    if (v.kind === 'disconnect') setImmediate(() => s.connection?.close());
+  }
+
+  /** One log line per transaction: who, what, the verdict and the reply. */
+  private summarize(s: SessionState, verdict: 'accepted' | 'rejected' | 'abandoned', reply?: Reply, size?: number): void {
+    const txn = s.txn;
+    if (!txn || txn.summarized) return;
+    txn.summarized = true;
+    s.log.info(
+      {
+        txn: txn.id,
+        client: s.remoteAddress,
+        helo: s.helo,
+        user: s.user,
+        from: txn.mailFrom.address,
+        rcpts: txn.recipients.map((r) => r.address),
+        rejectedRcpts: txn.notes['rejectedRecipients'],
+        size,
+        verdict,
+        reply: reply ? formatReply(reply) : undefined,
+        durationMs: Date.now() - txn.started,
+      },
+      'transaction',
+    );
+  }
+
+  private receivedHeader(s: SessionState, txn: TransactionState): string {
+    const clean = (v: string) => v.replace(/[^\x21-\x7e]/g, '?').slice(0, 255);
+    const proto = (s.raw.openingCommand === 'HELO' ? 'SMTP' : 'ESMTP') + (s.secure ? 'S' : '') + (s.user ? 'A' : '');
+    const forPart = txn.recipients.length === 1 ? `\r\n\tfor <${clean(txn.recipients[0]!.address)}>` : '';
+    const date = new Date().toUTCString().replace(/GMT$/, '+0000');
+    return `Received: from ${clean(s.helo ?? 'unknown')} ([${s.remoteAddress}])\r\n\tby ${clean(this.config.hostname)} (Portcullis) with ${proto} id ${txn.id}${forPart};\r\n\t${date}\r\n`;
+  }
+}

@@ -1,0 +1,165 @@
+import { isIP } from 'node:net';
+import { lookup } from 'node:dns/promises';
+import type { Readable } from 'node:stream';
+import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
+import type { NextHop } from './types.js';
+
+/** The outcome of one delivery attempt to one next hop, per recipient. */
+export interface HopResult {
+  /** host:port that took the transaction, if any did. */
+  readonly host?: string;
+  readonly perRecipient: Map<string, { ok: boolean; permanent: boolean; response: string }>;
+}
+
+export interface SmtpClientOptions {
+  /** Our EHLO name. */
+  readonly name: string;
+  readonly connectTimeout: number;
+  readonly socketTimeout: number;
+  /** How long an idle connection to a host is kept for the next message. */
+  readonly idleMs?: number;
+}
+
+type Conn = InstanceType<typeof SMTPConnection>;
+
+/**
+ * Delivers to a next hop with nodemailer's SMTP client. Tries the hop's hosts in order; a
+ * connection failure or a 4xx on connect moves to the next host. Keeps idle connections per host
+ * for a short while so that a burst to one next hop reuses them.
+ */
+export class SmtpClient {
+  private readonly idle = new Map<string, Array<{ conn: Conn; timer: NodeJS.Timeout }>>();
+
+  constructor(private readonly opts: SmtpClientOptions) {}
+
+  async deliver(hop: NextHop, from: string, recipients: readonly string[], open: () => Readable): Promise<HopResult> {
+    let lastError = 'no next hop answered';
+    let lastPermanent = false;
+    for (const target of hop.hosts) {
+      const key = `${target.host}:${target.port}`;
+      let conn: Conn;
+      try {
+        conn = await this.acquire(hop, target.host, target.port);
+      } catch (err) {
+        lastError = describeError(err, key);
+        lastPermanent = false;
+        continue;
+      }
+      try {
+        const info = await send(conn, from, recipients, open());
+        const perRecipient = new Map<string, { ok: boolean; permanent: boolean; response: string }>();
+        for (const r of info.accepted as string[]) perRecipient.set(r, { ok: true, permanent: false, response: info.response ?? '250' });
+        for (const e of (info.rejectedErrors ?? []) as Array<Error & { recipient?: string; response?: string; responseCode?: number }>) {
+          if (e.recipient) perRecipient.set(e.recipient, { ok: false, permanent: (e.responseCode ?? 451) >= 500, response: e.response ?? e.message });
+        }
+        for (const r of recipients) if (!perRecipient.has(r)) perRecipient.set(r, { ok: false, permanent: false, response: 'no reply for this recipient' });
+        this.release(key, conn);
+        return { host: key, perRecipient };
+      } catch (err) {
+        conn.close();
+        const e = err as Error & { responseCode?: number; response?: string; rejectedErrors?: Array<Error & { recipient?: string; response?: string; responseCode?: number }>; code?: string };
+        if (e.responseCode && e.response) {
+          // The host answered: its answer decides (per recipient when it refused RCPTs).
+          const perRecipient = new Map<string, { ok: boolean; permanent: boolean; response: string }>();
+          for (const re of e.rejectedErrors ?? []) {
+            if (re.recipient) perRecipient.set(re.recipient, { ok: false, permanent: (re.responseCode ?? 451) >= 500, response: re.response ?? re.message });
+          }
+          for (const r of recipients) if (!perRecipient.has(r)) perRecipient.set(r, { ok: false, permanent: e.responseCode >= 500, response: e.response });
+          // A 4xx to the whole transaction lets the next host try; a 5xx is final.
+          if (e.responseCode >= 500 || hop.hosts.length === 1) return { host: key, perRecipient };
+          lastError = `${key} said: ${e.response}`;
+          lastPermanent = false;
+          continue;
+        }
+        lastError = describeError(err, key);
+        lastPermanent = false;
+      }
+    }
+    const perRecipient = new Map<string, { ok: boolean; permanent: boolean; response: string }>();
+    for (const r of recipients) perRecipient.set(r, { ok: false, permanent: lastPermanent, response: lastError });
+    return { perRecipient };
+  }
+
+  close(): void {
+    for (const list of this.idle.values()) for (const { conn, timer } of list) {
+      clearTimeout(timer);
+      conn.quit();
+    }
+    this.idle.clear();
+  }
+
+  private async acquire(hop: NextHop, host: string, port: number): Promise<Conn> {
+    const key = `${host}:${port}`;
+    const list = this.idle.get(key);
+    while (list?.length) {
+      const { conn, timer } = list.pop()!;
+      clearTimeout(timer);
+      if (!(conn as unknown as { _destroyed?: boolean })._destroyed && (conn as unknown as { _socket?: { writable?: boolean } })._socket?.writable) return conn;
+    }
+    // nodemailer would resolve a host name with the system resolver; only literal IPs or names
+    // from /etc/hosts (getaddrinfo) are used here. MX lookups belong to the route hook.
+    const address = isIP(host) ? host : (await lookup(host)).address;
+    const tls = hop.tls ?? 'opportunistic';
+    const conn = new SMTPConnection({
+      host: address,
+      port,
+      name: this.opts.name,
+      secure: false,
+      ignoreTLS: tls === 'none',
+      opportunisticTLS: tls === 'opportunistic',
+      requireTLS: tls === 'required',
+      tls: { rejectUnauthorized: false, servername: isIP(host) ? undefined : host },
+      connectionTimeout: this.opts.connectTimeout,
+      greetingTimeout: this.opts.connectTimeout,
+      socketTimeout: this.opts.socketTimeout,
+      logger: false,
+    } as ConstructorParameters<typeof SMTPConnection>[0]);
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      conn.once('error', onError);
+      conn.connect(() => {
+        conn.off('error', onError);
+        conn.on('error', () => undefined); // later errors surface through send()
+        resolve();
+      });
+    });
+    if (hop.auth) {
+      await new Promise<void>((resolve, reject) =>
+        conn.login({ user: hop.auth!.user, pass: hop.auth!.pass }, (err) => (err ? reject(err) : resolve())),
+      ).catch((err: unknown) => {
+        conn.close();
+        throw err;
+      });
+    }
+    return conn;
+  }
+
+  private release(key: string, conn: Conn): void {
+    const idleMs = this.opts.idleMs ?? 2000;
+    if (idleMs <= 0) return conn.quit();
+    let list = this.idle.get(key);
+    if (!list) this.idle.set(key, (list = []));
+    if (list.length >= 50) return conn.quit();
+    const entry = {
+      conn,
+      timer: setTimeout(() => {
+        const i = list!.indexOf(entry);
+        if (i >= 0) list!.splice(i, 1);
+        conn.quit();
+      }, idleMs),
+    };
+    entry.timer.unref();
+    list.push(entry);
+  }
+}
+
+function send(conn: Conn, from: string, to: readonly string[], message: Readable) {
+  return new Promise<SMTPConnection.SentMessageInfo>((resolve, reject) => {
+    conn.send({ from, to: [...to] }, message, (err, info) => (err ? reject(err) : resolve(info)));
+  });
+}
+
+function describeError(err: unknown, key: string): string {
+  const e = err as Error & { code?: string; response?: string };
+  return `${key}: ${e.response ?? e.message}${e.code ? ` (${e.code})` : ''}`;
+}

@@ -1,0 +1,92 @@
+import type { DependencyContainer } from 'tsyringe';
+import type { Logger } from 'pino';
+
+/** A mailbox as given in MAIL FROM or RCPT TO. `address` is empty for the null sender `<>`. */
+export interface Address {
+  /** The address as the client gave it, without angle brackets. */
+  readonly address: string;
+  /** Part before the last `@` (as given). */
+  readonly local: string;
+  /** Part after the last `@`, lower-cased, without a trailing dot. Empty for the null sender. */
+  readonly domain: string;
+  /** ESMTP parameters (SIZE, BODY, ...), upper-case keys. */
+  readonly args: Readonly<Record<string, string | true>>;
+}
+
+/** How a listener treats TLS: none, STARTTLS offered, or TLS from the first byte (port 465). */
+export type TlsMode = 'none' | 'starttls' | 'implicit';
+/** Whether a listener offers SMTP AUTH, and whether it requires it before MAIL. */
+export type AuthMode = 'off' | 'optional' | 'required';
+
+/** One SMTP connection. Created before `connect`, gone after `disconnect`. */
+export interface Session {
+  readonly id: string;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly localAddress: string;
+  readonly localPort: number;
+  /** The listener this client connected to. */
+  readonly listener: { readonly name: string; readonly port: number; readonly tls: TlsMode; readonly auth: AuthMode };
+  /** True once the connection is encrypted (implicit TLS or after STARTTLS). */
+  readonly secure: boolean;
+  /** Name given in HELO/EHLO; set once the client has greeted. Never a source of trust. */
+  readonly helo?: string;
+  /** The login name after a successful AUTH, otherwise undefined. */
+  readonly user?: string;
+  /** Child container of this connection: resolve services, register per-connection ones. */
+  readonly container: DependencyContainer;
+  /** Logger bound to this session's id. */
+  readonly log: Logger;
+  /** Free-form per-connection results plugins record for each other, keyed by plugin name. */
+  readonly notes: Record<string, unknown>;
+}
+
+/** One mail transaction: from MAIL FROM until the reply after DATA (or RSET). */
+export interface Transaction {
+  /** Queue id this message will have in the spool. */
+  readonly id: string;
+  readonly session: Session;
+  /** The envelope sender; `address` is '' for the null sender. */
+  readonly mailFrom: Address;
+  /** Recipients accepted so far, in order. During `rcpt`, the one being decided is not yet in it. */
+  readonly recipients: readonly Address[];
+  /** Free-form per-transaction results, keyed by plugin name. */
+  readonly notes: Record<string, unknown>;
+  /**
+   * Adds a header at the top of the message as it is spooled (like Received). Only
+   * effective from the `data` hook until `message` returns.
+   */
+  addHeader(name: string, value: string): void;
+}
+
+/** Where mail for one recipient domain goes. Returned by the `route` hook. */
+export interface NextHop {
+  /** Tried in order, every address of each, before the delivery is deferred. */
+  readonly hosts: ReadonlyArray<{ readonly host: string; readonly port: number }>;
+  /** `opportunistic` (default) upgrades with STARTTLS when offered; `required` fails without; `none` never. */
+  readonly tls?: 'none' | 'opportunistic' | 'required';
+  /** Credentials for AUTH at the next hop. */
+  readonly auth?: { readonly user: string; readonly pass: string };
+  /** Name for logs, e.g. `static:example.com` or `mx:example.org`. */
+  readonly name?: string;
+}
+
+/** A queued message as the delivery side sees it. */
+export interface QueuedMessage {
+  readonly id: string;
+  readonly mailFrom: string;
+  readonly recipients: readonly string[];
+  readonly receivedAt: number;
+  readonly size: number;
+}
+
+/** What observers learn after a delivery attempt for one recipient. */
+export interface DeliveryEvent {
+  readonly message: QueuedMessage;
+  readonly recipient: string;
+  /** The next hop host:port that answered, when one did. */
+  readonly host?: string;
+  /** The reply that decided it (from the next hop, or a local reason). */
+  readonly response: string;
+  readonly attempts: number;
+}

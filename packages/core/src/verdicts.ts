@@ -1,0 +1,86 @@
+/**
+ * Typed SMTP replies and verdicts. Policy decisions are values, never thrown errors: a thrown
+ * error is a bug in a plugin and becomes `451 4.3.0` (see plugin-driver.ts).
+ */
+
+/** One SMTP reply as the client sees it: `550 5.7.1 Unable to relay`. */
+export interface Reply {
+  /** Three-digit basic status code. */
+  code: number;
+  /** RFC 3463 enhanced status code, e.g. `5.7.1`. Written once by Portcullis, never doubled. */
+  enhanced: string;
+  text: string;
+}
+
+/**
+ * What a verdict hook returns. `undefined` means "no opinion": the next plugin is asked.
+ * - `accept`: decides in favour (for rcpt: the recipient is accepted).
+ * - `reject`: permanent failure, a 5xx reply.
+ * - `tempfail`: temporary failure, a 4xx reply; the client should retry.
+ * - `disconnect`: reply (421 by default) and close the connection.
+ */
+export type Verdict =
+  | { kind: 'accept'; reply?: Reply }
+  | { kind: 'reject'; reply: Reply }
+  | { kind: 'tempfail'; reply: Reply }
+  | { kind: 'disconnect'; reply: Reply };
+
+export type VerdictKind = Verdict['kind'];
+
+function reply(code: number, enhanced: string, text: string, range: [number, number], fn: string): Reply {
+  if (!Number.isInteger(code) || code < range[0] || code > range[1]) {
+    throw new RangeError(`${fn}(): code ${code} is outside ${range[0]}-${range[1]}`);
+  }
+  if (!/^[245]\.\d{1,3}\.\d{1,3}$/.test(enhanced) || enhanced[0] !== String(code)[0]) {
+    throw new RangeError(`${fn}(): enhanced code "${enhanced}" does not match reply code ${code}`);
+  }
+  return { code, enhanced, text: text.replace(/[\r\n]+/g, ' ') };
+}
+
+export function accept(text?: string): Verdict {
+  return text === undefined ? { kind: 'accept' } : { kind: 'accept', reply: { code: 250, enhanced: '2.0.0', text } };
+}
+
+export function reject(code: number, enhanced: string, text: string): Verdict {
+  return { kind: 'reject', reply: reply(code, enhanced, text, [500, 599], 'reject') };
+}
+
+export function tempfail(code: number, enhanced: string, text: string): Verdict {
+  return { kind: 'tempfail', reply: reply(code, enhanced, text, [400, 499], 'tempfail') };
+}
+
+export function disconnect(code = 421, enhanced = '4.7.0', text = 'Closing connection'): Verdict {
+  return { kind: 'disconnect', reply: reply(code, enhanced, text, [400, 599], 'disconnect') };
+}
+
+export function isVerdict(value: unknown): value is Verdict {
+  if (!value || typeof value !== 'object') return false;
+  const kind = (value as { kind?: unknown }).kind;
+  return kind === 'accept' || kind === 'reject' || kind === 'tempfail' || kind === 'disconnect';
+}
+
+/** The one line a client sees, e.g. `550 5.7.1 Unable to relay`. */
+export function formatReply(r: Reply): string {
+  return `${r.code} ${r.enhanced} ${r.text}`;
+}
+
+/** Replies the core itself gives. Kept in one place so tests and docs can cite them. */
+export const Replies = {
+  unableToRelay: { code: 550, enhanced: '5.7.1', text: 'Unable to relay' },
+  pluginFailure: { code: 451, enhanced: '4.3.0', text: 'Temporary local problem, try again later' },
+  tooManyRecipients: { code: 452, enhanced: '4.5.3', text: 'Too many recipients' },
+  messageTooBig: { code: 552, enhanced: '5.3.4', text: 'Message size exceeds fixed limit' },
+  bareLineEnding: { code: 550, enhanced: '5.6.0', text: 'Message contains bare CR or LF; lines must end with CRLF' },
+  tooManyConnections: { code: 421, enhanced: '4.7.0', text: 'Too many connections from your address, try again later' },
+  sessionTimeout: { code: 421, enhanced: '4.4.2', text: 'Session time limit exceeded, closing connection' },
+  spoolFailure: { code: 451, enhanced: '4.3.0', text: 'Could not queue message, try again later' },
+  authFailed: { code: 535, enhanced: '5.7.8', text: 'Authentication credentials invalid' },
+  shuttingDown: { code: 421, enhanced: '4.3.2', text: 'Service shutting down, try again later' },
+} as const satisfies Record<string, Reply>;
+
+/** smtp-server signals a reply through an Error carrying `responseCode`. */
+export function replyError(r: Reply): Error & { responseCode: number } {
+  const err = new Error(`${r.enhanced} ${r.text}`) as Error & { responseCode: number };
+  err.responseCode = r.code;
+  return err;
+}
