@@ -13,12 +13,12 @@ export function parseSize(value: string | number): number | undefined {
   return Math.round(Number(m[1]) * unit);
 }
 
-/** `30s` → 30000, `5m`, `2h`, `5d`, `250ms`. Numbers are milliseconds. */
+/** `30s` → 30000, `5m`, `2h`, `5d`, `250ms`. Numbers (and bare numeric strings) are milliseconds. */
 export function parseDuration(value: string | number): number | undefined {
   if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? value : undefined;
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/i.exec(value);
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/i.exec(value);
   if (!m) return undefined;
-  return Math.round(Number(m[1]) * DURATION_UNITS[m[2]!.toLowerCase()]!);
+  return Math.round(Number(m[1]) * DURATION_UNITS[(m[2] ?? 'ms').toLowerCase()]!);
 }
 
 export function formatDuration(ms: number): string {

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# run-peers.sh - runs the shared peers benchmark (../shared/bench: direct, Postfix, Haraka) with
+# Portcullis added, in ONE run, so the figures are comparable.
+#
+#   bench/run-peers.sh [any run-peers.sh options: --quick, --no-install, -o FILE, ...]
+#
+# relays.portcullis.json names the checkout as {REPO}; this script fills in the absolute path
+# of this checkout, writes the result to a temp file and passes it with --relays.
+# Needs root (the shared harness runs Postfix and a loopback-only network namespace).
+# Environment: PEERS_DIR (default /work/shared/bench, or ../shared/bench next to the checkout).
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+PEERS_DIR=${PEERS_DIR:-}
+if [[ -z $PEERS_DIR ]]; then
+  if [[ -x $REPO/../shared/bench/run-peers.sh ]]; then PEERS_DIR=$(cd "$REPO/../shared/bench" && pwd); else PEERS_DIR=/work/shared/bench; fi
+fi
+[[ -x $PEERS_DIR/run-peers.sh ]] || { echo "no $PEERS_DIR/run-peers.sh (set PEERS_DIR)" >&2; exit 1; }
+[[ -f $REPO/bench/dist/relay-main.js ]] || { echo "build first: (cd $REPO && npx tsc -b bench)" >&2; exit 1; }
+tmp=$(mktemp /tmp/relays.portcullis.XXXXXX.json)
+trap 'rm -f "$tmp"' EXIT
+# The path goes into a JSON string: escape backslashes and quotes, and sed's & and |.
+esc=$(printf '%s' "$REPO" | sed -e 's/\\/\\\\\\\\/g' -e 's/"/\\\\"/g' -e 's/[&|]/\\&/g')
+sed "s|{REPO}|$esc|g" "$HERE/relays.portcullis.json" > "$tmp"
+node -e 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))' "$tmp"
+"$PEERS_DIR/run-peers.sh" --relays "$tmp" "$@"

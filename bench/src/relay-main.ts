@@ -1,0 +1,83 @@
+/**
+ * Starts one Portcullis relay in the foreground for benchmarking, independent of the CLI package:
+ *
+ *   node bench/dist/relay-main.js --listen 127.0.0.1:2527 --upstream 127.0.0.1:2601 [--spool DIR]
+ *
+ * Accepts mail for *@hosted.example (and anything from 127.0.0.0/8) and forwards hosted.example to
+ * the upstream without TLS. SIGTERM / SIGINT: graceful stop, then exit.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseConfig, Relay } from '@portcullis/core';
+import relayPolicy from '@portcullis/relay-policy';
+
+function usage(msg: string): never {
+  process.stderr.write(`relay-main: ${msg}\nusage: relay-main --listen 127.0.0.1:PORT --upstream HOST:PORT [--spool DIR]\n`);
+  process.exit(64);
+}
+
+function parseArgs(argv: string[]): { listen: { host: string; port: number }; upstream: string; spool?: string } {
+  let listen: string | undefined;
+  let upstream: string | undefined;
+  let spool: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const v = argv[i + 1];
+    if (a === '--listen' && v) (listen = v), i++;
+    else if (a === '--upstream' && v) (upstream = v), i++;
+    else if (a === '--spool' && v) (spool = v), i++;
+    else usage(`unknown or incomplete argument ${JSON.stringify(a)}`);
+  }
+  if (!listen || !upstream) usage('--listen and --upstream are required');
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^\s:]+):(\d{1,5})$/.exec(listen);
+  if (!m) usage(`--listen: expected HOST:PORT, got ${JSON.stringify(listen)}`);
+  return { listen: { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) }, upstream, spool };
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const ownSpool = !args.spool;
+  const spoolDir = args.spool ?? mkdtempSync(path.join(os.tmpdir(), 'portcullis-bench-spool-'));
+  const config = parseConfig({
+    hostname: 'relay.bench.example',
+    listen: [{ host: args.listen.host, port: args.listen.port, greetingDelay: 0 }],
+    limits: { connectionsPerIp: 1000 },
+    spool: { dir: spoolDir },
+    log: { level: 'warn' },
+    plugins: [
+      {
+        use: 'relay-policy',
+        with: {
+          domains: { 'hosted.example': { nexthop: args.upstream, tls: 'none' } },
+          trustedNetworks: ['127.0.0.0/8'],
+        },
+      },
+    ],
+  });
+  const relay = await Relay.create({ config, builtins: { 'relay-policy': relayPolicy } });
+  await relay.start();
+  process.stderr.write(`relay-main: pid ${process.pid} listening on ${args.listen.host}:${relay.addresses()[0]?.port}, upstream ${args.upstream}, spool ${spoolDir}\n`);
+
+  let stopping = false;
+  const stop = (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    // Bounded: a stuck delivery must not keep the process alive after the benchmark is done.
+    setTimeout(() => process.exit(1), 10_000).unref();
+    relay
+      .stop()
+      .catch((err: unknown) => process.stderr.write(`relay-main: stop failed after ${sig}: ${String(err)}\n`))
+      .finally(() => {
+        if (ownSpool) rmSync(spoolDir, { recursive: true, force: true });
+        process.exit(0);
+      });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`relay-main: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,96 @@
+import path from 'node:path';
+import { ConfigError, createLogger, parseConfig, Relay, type RelayConfigInput } from '@portcullis/core';
+import { cliPackageDir } from './cli-package.js';
+import { DemoNextHop } from './demo-next-hop.js';
+import { ExitCode } from './exit-codes.js';
+import { reportConfigError } from './load-relay.js';
+import { exit, runRelay } from './run-relay.js';
+
+export interface DemoOptions {
+  readonly port: number;
+  readonly nexthopPort: number;
+  readonly spool: string;
+  readonly logLevel: string;
+}
+
+export const DEMO_DOMAIN = 'demo.example';
+const HOST = '127.0.0.1';
+
+/** The built-in demo config: what a person would write in portcullis.yaml for the same relay. */
+export function demoConfig(o: Pick<DemoOptions, 'port' | 'nexthopPort' | 'spool' | 'logLevel'>): RelayConfigInput {
+  return {
+    hostname: 'relay.demo.example',
+    listen: [{ name: 'demo', host: HOST, port: o.port, greetingDelay: 0 }],
+    spool: { dir: o.spool },
+    delivery: { retrySchedule: ['5s', '30s', '1m'] },
+    log: { level: o.logLevel as 'info' },
+    plugins: [
+      {
+        use: 'relay-policy',
+        with: {
+          domains: { [DEMO_DOMAIN]: { nexthop: `${HOST}:${o.nexthopPort}`, tls: 'none' } },
+          trustedNetworks: [],
+        },
+      },
+    ],
+  };
+}
+
+/**
+ * `portcullis demo`: the relay on a built-in config, with its next hop in the same process.
+ * stdout is for the person (banner, messages as they arrive); the JSON logs go to stderr.
+ */
+export async function runDemo(o: DemoOptions): Promise<void> {
+  const spool = path.resolve(o.spool);
+  const log = createLogger(o.logLevel, 2);
+  let relay: Relay;
+  try {
+    const config = parseConfig(demoConfig({ ...o, spool }), '<built-in demo config>');
+    relay = await Relay.create({ config, logger: log, resolveFrom: [cliPackageDir] });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      reportConfigError(err, 'the demo did not start');
+      return exit(log, ExitCode.config);
+    }
+    throw err;
+  }
+
+  // The next hop first, so that messages left in the spool by an earlier run are delivered at once.
+  const nexthop = new DemoNextHop(HOST, o.nexthopPort);
+  try {
+    await nexthop.start();
+  } catch (err) {
+    process.stderr.write(`portcullis demo: cannot start the demo next hop on ${HOST}:${o.nexthopPort}: ${(err as Error).message}\n  (choose another port with --nexthop-port)\n`);
+    return exit(log, ExitCode.failure);
+  }
+
+  await runRelay({
+    relay,
+    log,
+    onReady: () => {
+      const port = relay.addresses()[0]!.port;
+      process.stdout.write(banner(port, o.nexthopPort, spool));
+    },
+    onStopped: () => nexthop.stop(),
+  });
+}
+
+function banner(port: number, nexthopPort: number, spool: string): string {
+  return [
+    '',
+    'Portcullis demo relay is running.',
+    '',
+    `  relay      ${HOST}:${port}  SMTP, no TLS; accepts mail for @${DEMO_DOMAIN} from anyone,`,
+    `                              refuses every other domain (550 5.7.1 Unable to relay)`,
+    `  next hop   ${HOST}:${nexthopPort}  a mail server inside this demo: prints every message it gets, here`,
+    `  spool      ${spool}`,
+    `  logs       JSON lines on stderr (add 2>/dev/null to hide them)`,
+    '',
+    'Try it from another shell:',
+    `  swaks --server ${HOST}:${port} --to user@${DEMO_DOMAIN} --from you@example.org`,
+    `  swaks --server ${HOST}:${port} --to someone@example.net --from you@example.org    # refused: not an open relay`,
+    '',
+    'Stop with Ctrl-C.',
+    '',
+  ].join('\n') + '\n';
+}

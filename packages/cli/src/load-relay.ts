@@ -1,0 +1,41 @@
+import { accessSync, constants } from 'node:fs';
+import path from 'node:path';
+import { ConfigError, createLogger, loadConfigFile, Relay, type LoadedConfig, type RelayConfig } from '@portcullis/core';
+import { cliPackageDir } from './cli-package.js';
+
+export type Logger = ReturnType<typeof createLogger>;
+
+/**
+ * Reads and validates the config file, then creates the relay: plugins are imported, their options
+ * validated and their `setup` run. No port is open yet. Every problem is a ConfigError naming the
+ * file and the key path.
+ */
+export async function loadRelay(file: string, logger: (config: RelayConfig) => Logger): Promise<{ loaded: LoadedConfig; relay: Relay }> {
+  const loaded = loadConfigFile(file);
+  checkFilesExist(loaded);
+  const relay = await Relay.create({ config: loaded.config, configFile: loaded.file, logger: logger(loaded.config), resolveFrom: [cliPackageDir] });
+  return { loaded, relay };
+}
+
+/** The TLS key and certificate are read when the listeners start; a missing file is a config error, found now. */
+function checkFilesExist({ file, dir, config }: LoadedConfig): void {
+  const problems: Array<{ path: string; message: string }> = [];
+  for (const key of ['key', 'cert'] as const) {
+    const value = config.tls?.[key];
+    if (!value) continue;
+    const abs = path.resolve(dir, value);
+    try {
+      accessSync(abs, constants.R_OK);
+    } catch (err) {
+      problems.push({ path: `tls.${key}`, message: `expected a readable PEM file, cannot read ${abs} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` });
+    }
+  }
+  if (problems.length) throw new ConfigError(file, problems);
+}
+
+/** Prints a config error the way users read it: one `<file>: <key path>: <problem>` line each. */
+export function reportConfigError(err: ConfigError, what: string): void {
+  const n = err.problems.length;
+  process.stderr.write(`${err.message}\n`);
+  process.stderr.write(`portcullis: ${n} problem${n === 1 ? '' : 's'} in the configuration; ${what}\n`);
+}

@@ -1,0 +1,95 @@
+#!/usr/bin/env node
+/**
+ * The `portcullis` command.
+ *
+ *   portcullis start --config FILE   run a relay (logs: JSON lines on stdout)
+ *   portcullis check --config FILE   validate a config; print the plugins and the hook order
+ *   portcullis demo                  a relay on a built-in config, with its own next hop, to try
+ *
+ * Exit codes: see exit-codes.ts (0 ok, 1 failure, 64 usage, 78 config error).
+ */
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { ConfigError, createLogger } from '@portcullis/core';
+import { checkReport, formatCheckReport } from './check-command.js';
+import { cliVersion } from './cli-package.js';
+import { runDemo } from './demo-command.js';
+import { ExitCode } from './exit-codes.js';
+import { loadRelay, reportConfigError, type Logger } from './load-relay.js';
+import { exit, runRelay } from './run-relay.js';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 65535) throw new InvalidArgumentError('expected a port number from 0 to 65535.');
+  return n;
+}
+
+/** Exits with `code` once the logger (if any) has written everything. */
+function finish(code: number, log?: Logger): void {
+  if (log) exit(log, code);
+  else process.exit(code);
+}
+
+const program = new Command('portcullis')
+  .description('Portcullis: an SMTP relay for the network edge, composed of plugins listed in one config file.')
+  .version(cliVersion(), '-V, --version')
+  .exitOverride()
+  .showHelpAfterError('(run portcullis --help for usage)');
+
+program
+  .command('start')
+  .description('run a relay from a config file; SIGTERM or SIGINT stops it gracefully')
+  .requiredOption('-c, --config <file>', 'config file (YAML, or JSON if it ends in .json)')
+  .addOption(new Option('--log-level <level>', 'override log.level from the config').choices(LOG_LEVELS))
+  .action(async (opts: { config: string; logLevel?: string }) => {
+    let log: Logger | undefined;
+    try {
+      const { relay } = await loadRelay(opts.config, (c) => (log = createLogger(opts.logLevel ?? c.log.level)));
+      await runRelay({ relay, log: log! });
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      reportConfigError(err, 'nothing was started');
+      finish(ExitCode.config, log);
+    }
+  });
+
+program
+  .command('check')
+  .description('validate a config file and its plugins (opens no port); print the plugins and the hook order')
+  .requiredOption('-c, --config <file>', 'config file (YAML, or JSON if it ends in .json)')
+  .option('--json', 'print the report as JSON')
+  .action(async (opts: { config: string; json?: boolean }) => {
+    // Plugins may log while they set up: to stderr, so that stdout is only the report.
+    const log = createLogger('warn', 2);
+    try {
+      const loaded = await loadRelay(opts.config, () => log);
+      const report = checkReport(loaded);
+      await loaded.relay.driver.close();
+      process.stdout.write(opts.json ? JSON.stringify(report, null, 2) + '\n' : formatCheckReport(report));
+      finish(ExitCode.ok, log);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      reportConfigError(err, 'the configuration is not valid');
+      finish(ExitCode.config, log);
+    }
+  });
+
+program
+  .command('demo')
+  .description(`run a demo relay on a built-in config: mail for @demo.example goes to a next hop inside the demo, which prints it`)
+  .option('-p, --port <port>', 'relay port on 127.0.0.1', port, 2525)
+  .option('--nexthop-port <port>', 'port of the demo next hop on 127.0.0.1', port, 2526)
+  .option('--spool <dir>', 'spool folder (kept between runs: undelivered messages survive a restart)', './var/demo-spool')
+  .addOption(new Option('--log-level <level>', 'level of the JSON logs on stderr').choices(LOG_LEVELS).default('info'))
+  .action(async (opts: { port: number; nexthopPort: number; spool: string; logLevel: string }) => {
+    await runDemo(opts);
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? ExitCode.ok : ExitCode.usage);
+  process.stderr.write(`portcullis: ${(err as Error)?.stack ?? String(err)}\n`);
+  process.exit(ExitCode.failure);
+}

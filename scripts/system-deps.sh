@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite runs for real: clamd (clamav-daemon), dnsmasq
+# (dnsmasq-base), swaks, and Postfix (for smtp-sink/smtp-source and the relay-test comparison).
+# Idempotent: does nothing when every binary is already there. Needs root (CI runs as root).
+set -euo pipefail
+need=()
+[ -x /usr/sbin/clamd ] || need+=(clamav-daemon)
+[ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
+command -v swaks >/dev/null || need+=(swaks)
+[ -x /usr/sbin/smtp-sink ] || need+=(postfix)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "system-deps: missing ${need[*]}; run as root or: sudo apt-get install ${need[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+# Never let package scripts start daemons (clamd, freshclam, postfix) or reach out: tests start
+# their own instances on loopback with their own configs.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+echo "system-deps: installed ${need[*]}"
