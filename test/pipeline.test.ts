@@ -189,7 +189,7 @@ describe('the data path', () => {
     const c = await openTransaction(relay.port);
     assert.match(await c.cmd('DATA'), /^354 /);
     c.write('Subject: one\r\n\r\nfirst\n.\nMAIL FROM:<evil@remote.test>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\nSubject: smuggled\r\n\r\nsecond\r\n.\r\n');
-    assert.equal(await c.read(), '550 5.6.0 Message contains bare CR or LF; lines must end with CRLF');
+    assert.equal(await c.read(), '550 5.6.0 Message contains bare CR, bare LF or NUL; lines must end with CRLF');
     // The session stays usable and in sync: the smuggled commands were message text, not commands.
     assert.match(await c.cmd('RSET'), /^250/);
     assert.match(await c.cmd('NOOP'), /^250/);
@@ -202,7 +202,7 @@ describe('the data path', () => {
     const c = await openTransaction(relay.port);
     await c.cmd('DATA');
     c.write('Subject: cr\r\n\r\nline\rmore\r\n.\r\n');
-    assert.equal(await c.read(), '550 5.6.0 Message contains bare CR or LF; lines must end with CRLF');
+    assert.equal(await c.read(), '550 5.6.0 Message contains bare CR, bare LF or NUL; lines must end with CRLF');
     c.close();
   });
 

@@ -33,9 +33,11 @@ export function checkReport({ loaded, relay }: { loaded: LoadedConfig; relay: Re
 
 export function formatCheckReport(r: CheckReport): string {
   const out: string[] = [`${r.file}: the configuration is valid`, '', 'Listeners:'];
+  const nameWidth = Math.max(...r.listeners.map((l) => l.name.length));
   for (const l of r.listeners) {
-    const delay = l.greetingDelay === undefined ? 'default' : formatDuration(l.greetingDelay);
-    out.push(`  ${l.name}  (${l.host}:${l.port}, tls ${l.tls}, auth ${l.auth}, greeting delay ${delay})`);
+    // The core's default: smtp-server's 100 ms for anonymous listeners, none where AUTH is required.
+    const delay = l.greetingDelay === undefined ? `${l.auth === 'required' ? '0ms' : '100ms'} (default)` : formatDuration(l.greetingDelay);
+    out.push(`  ${l.name.padEnd(nameWidth)}  ${l.host}:${l.port}, tls ${l.tls}, auth ${l.auth}, greeting delay ${delay}`);
   }
   out.push('', `Spool: ${r.spool}`, '', 'Plugins, in the order they run:');
   if (!r.plugins.length) out.push('  (none: every recipient is refused with 550 5.7.1, the relay is closed)');

@@ -22,6 +22,7 @@ export interface RunOptions {
 export async function runRelay({ relay, log, onReady, onStopped }: RunOptions): Promise<void> {
   let stopping = false;
   let started: Promise<void> | undefined;
+  let listening = false;
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) {
       log.warn({ signal }, 'second signal: exiting now, without waiting');
@@ -29,12 +30,14 @@ export async function runRelay({ relay, log, onReady, onStopped }: RunOptions): 
       return;
     }
     stopping = true;
-    log.info({ signal }, 'shutting down: closing listeners, finishing transactions and deliveries in progress');
     const t0 = Date.now();
+    // relay.stop() closes the listeners before its first await: once this line is logged, the
+    // ports refuse connections (a supervisor or a test may rely on that order).
+    const stopped = listening ? relay.stop() : undefined;
+    log.info({ signal }, 'shutting down: listeners closed; finishing transactions in DATA and deliveries in progress');
     void (async () => {
       try {
-        await started?.catch(() => undefined);
-        await relay.stop();
+        await (stopped ?? started?.catch(() => undefined).then(() => relay.stop()));
         await onStopped?.();
         log.info({ durationMs: Date.now() - t0 }, 'stopped');
         exit(log, ExitCode.ok);
@@ -56,6 +59,7 @@ export async function runRelay({ relay, log, onReady, onStopped }: RunOptions): 
     exit(log, ExitCode.failure);
     return;
   }
+  listening = true;
   if (stopping) return;
   log.info({ pid: process.pid, listeners: relay.addresses(), plugins: relay.driver.plugins.map((p) => p.instance.name) }, 'ready');
   await onReady?.();

@@ -1,10 +1,18 @@
+import { domainToASCII } from 'node:url';
 import type { Address } from './types.js';
 
-/** Builds an Address from what smtp-server parsed out of MAIL FROM / RCPT TO. */
-export function toAddress(address: string, args: Record<string, string | boolean> | false | undefined): Address {
-  const at = address.lastIndexOf('@');
-  const local = at >= 0 ? address.slice(0, at) : address;
-  const domain = at >= 0 ? address.slice(at + 1).toLowerCase().replace(/\.$/, '') : '';
+/**
+ * Builds an Address from what smtp-server parsed out of MAIL FROM / RCPT TO. smtp-server turns
+ * punycode domains into Unicode; the domain is put back into ASCII (punycode) here, so policy,
+ * routing and the next hop only ever see ASCII domains.
+ */
+export function toAddress(raw: string, args: Record<string, string | boolean> | false | undefined): Address {
+  const at = raw.lastIndexOf('@');
+  const local = at >= 0 ? raw.slice(0, at) : raw;
+  const given = at >= 0 ? raw.slice(at + 1) : '';
+  const ascii = given && !given.startsWith('[') ? domainToASCII(given) || given : given;
+  const domain = ascii.toLowerCase().replace(/\.$/, '');
+  const address = at >= 0 ? `${local}@${ascii}` : raw;
   const normalisedArgs: Record<string, string | true> = {};
   if (args) for (const [k, v] of Object.entries(args)) normalisedArgs[k.toUpperCase()] = v === true ? true : String(v);
   return { address, local, domain, args: normalisedArgs };

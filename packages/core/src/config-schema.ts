@@ -49,6 +49,12 @@ export const listenerSchema = z.strictObject({
    * as the default for anonymous listeners; `0` for trusted or submission listeners.
    */
   greetingDelay: duration().optional(),
+  /** Peers (IP addresses) allowed to send XCLIENT: their word replaces the client address. None by default. */
+  xclient: z.array(z.string().min(1)).default([]),
+  /** Peers allowed to send XFORWARD (logging only). None by default. */
+  xforward: z.array(z.string().min(1)).default([]),
+  /** Peers that must start with a PROXY protocol header (a load balancer). None by default. */
+  proxyProtocol: z.array(z.string().min(1)).default([]),
 });
 
 export const pluginEntrySchema = z.strictObject({
@@ -93,6 +99,16 @@ export const configSchema = z.strictObject({
       idleTimeout: duration().default(300_000),
       /** Longest a whole connection may last; then 421 4.4.2 and close. */
       sessionTimeout: duration().default(1_800_000),
+      /** Largest top-level header section; over it: 552 5.3.4. */
+      headerSize: size().default(256 * 1024),
+      /** Most header fields in the top-level header section; over it: 552 5.3.4. */
+      headerFields: z.number().int().min(1).default(1000),
+      /** Most Received fields a message may carry; over it: 554 5.4.6 (a mail loop). Postfix uses 50. */
+      maxReceived: z.number().int().min(1).default(50),
+      /** Slowest DATA accepted, in bytes per second over each `dataRateWindow`; 0 turns it off. Then 421 4.4.2. */
+      minDataRate: z.number().int().min(0).default(256),
+      /** The window over which `minDataRate` is measured. */
+      dataRateWindow: duration().default(30_000),
     })
     .prefault({}),
   delivery: z

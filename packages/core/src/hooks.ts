@@ -9,6 +9,8 @@ export interface AuthAttempt {
   readonly method: 'PLAIN' | 'LOGIN' | string;
   readonly username: string;
   readonly password: string;
+  /** PLAIN's authorization identity when the client sent one (else undefined). */
+  readonly authzid?: string;
 }
 
 /** A leaf MIME part, as the streaming pass reaches its headers. */

@@ -1,5 +1,5 @@
 /**
- * Finds bare CR or bare LF in DATA: the raw material of SMTP smuggling (a `\n.\n` that one server
+ * Finds bare CR, bare LF or NUL in DATA: the raw material of SMTP smuggling (a `\n.\n` that one server
  * reads as end-of-data and another does not). smtp-server passes them through; we reject the
  * message. State carries over chunk boundaries.
  */
@@ -19,7 +19,9 @@ export class LineEndingGuard {
         this.violationAt = this.seen + i - 1;
         return false;
       }
-      if (b === 0x0a && !prevCR) {
+      // NUL is not text (RFC 5321 2.3.8) and some servers drop it, turning "\r\n.\0\r\n" into an
+      // end of data further down the line: a smuggling vector too.
+      if (b === 0x00 || (b === 0x0a && !prevCR)) {
         this.violationAt = this.seen + i;
         return false;
       }

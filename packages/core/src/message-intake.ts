@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { Splitter } from 'mailsplit';
 import type { DataHandlers, MimePart, PartDecision } from './hooks.js';
 import { LineEndingGuard } from './line-ending-guard.js';
+import { HeaderScanner } from './header-scanner.js';
 import { MimeWalker, type AttachedScreener } from './mime-walker.js';
 import { rewriteParts } from './mime-rewrite.js';
 import type { LoadedPlugin, PluginDriver } from './plugin-driver.js';
@@ -25,6 +26,10 @@ export interface IntakeResult {
 }
 
 export interface IntakeContext {
+  /** Header-section limits (size, fields, Received hops). */
+  readonly limits: { readonly headerSize: number; readonly headerFields: number; readonly maxReceived: number };
+  /** Counts bytes as they arrive, for the minimum-data-rate watchdog. */
+  readonly progress?: { bytes: number };
   readonly driver: PluginDriver;
   readonly spool: Spool;
   readonly log: Logger;
@@ -75,12 +80,20 @@ export async function receiveMessage(stream: DataStream, txn: Transaction, ctx: 
     splitter.pipe(walker);
     branches.push(splitter);
   }
-  const rawResults: Array<Promise<{ plugin: LoadedPlugin; verdict?: Verdict | void; error?: unknown }>> = [];
+  // A reader's timeout starts at end of data (below), so a slow upload does not count against it.
+  const rawStarted: Array<{ plugin: LoadedPlugin; pass: PassThrough; work: Promise<Verdict | undefined | void> }> = [];
   for (const { plugin, handlers } of rawUsers) {
     const pass = new PassThrough({ highWaterMark: 256 * 1024 });
     branches.push(pass);
-    rawResults.push(
-      driver.guard(plugin, 'data.raw', () => handlers.raw!(pass)).then(
+    const work = Promise.resolve().then(() => handlers.raw!(pass));
+    work.catch(() => pass.resume()); // a failed reader must not stall the others
+    rawStarted.push({ plugin, pass, work });
+  }
+  const rawResults: Array<Promise<{ plugin: LoadedPlugin; verdict?: Verdict | void; error?: unknown }>> = [];
+  const awaitReaders = () => {
+    for (const { plugin, pass, work } of rawStarted) {
+      rawResults.push(
+        driver.guard(plugin, 'data.raw', () => work).then(
         (verdict) => ({ plugin, verdict: verdict ?? undefined }),
         (error: unknown) => {
           pass.resume(); // a failed reader must not stall the others
@@ -88,15 +101,23 @@ export async function receiveMessage(stream: DataStream, txn: Transaction, ctx: 
         },
       ),
     );
-  }
+    }
+  };
 
   const guard = new LineEndingGuard();
+  const headers = new HeaderScanner(ctx.limits);
+  let headerProblem: ReturnType<HeaderScanner['update']>;
   let copying = true;
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       size += chunk.length;
+      if (ctx.progress) ctx.progress.bytes = size;
       if (!copying) continue;
       if (!guard.check(chunk) || stream.sizeExceeded) {
+        copying = false;
+        continue;
+      }
+      if (!headers.done && (headerProblem = headers.update(chunk))) {
         copying = false;
         continue;
       }
@@ -107,6 +128,7 @@ export async function receiveMessage(stream: DataStream, txn: Transaction, ctx: 
     copying = false;
   }
   for (const b of branches) b.end();
+  awaitReaders();
   const lineEndingsOk = guard.finish();
 
   try {
@@ -125,8 +147,15 @@ export async function receiveMessage(stream: DataStream, txn: Transaction, ctx: 
   if (!lineEndingsOk || !copying) {
     await settle(walker, rawResults);
     await spool.discard(incoming);
-    if (!lineEndingsOk) log.warn({ offset: guard.violationAt }, 'bare CR or LF in DATA, message rejected');
-    return { reply: lineEndingsOk ? Replies.spoolFailure : Replies.bareLineEnding, accepted: false, size };
+    if (!lineEndingsOk) {
+      log.warn({ offset: guard.violationAt }, 'bare CR or LF in DATA, message rejected');
+      return { reply: Replies.bareLineEnding, accepted: false, size };
+    }
+    if (headerProblem) {
+      log.warn({ problem: headerProblem, headerBytes: headers.bytes, fields: headers.fields, received: headers.received }, 'header limit exceeded, message rejected');
+      return { reply: headerProblem === 'hops' ? Replies.tooManyHops : Replies.headerTooLarge, accepted: false, size };
+    }
+    return { reply: Replies.spoolFailure, accepted: false, size };
   }
 
   // Every screener and reader has its say; the first non-accept verdict in plugin order decides.

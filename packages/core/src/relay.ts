@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { domainToASCII } from 'node:url';
 import { Resolver } from 'node:dns/promises';
 import type { AddressInfo } from 'node:net';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
@@ -32,6 +33,17 @@ export interface RelayOptions {
   /** Run the delivery side (default true). */
   readonly deliver?: boolean;
 }
+
+/**
+ * SMTPUTF8 is not offered, so a local part must be ASCII (RFC 6531 section 3.5). Domains are
+ * checked after IDN conversion (smtp-server decodes punycode; toAddress re-encodes it).
+ */
+const nonAscii = (address: string) => {
+  const at = address.lastIndexOf('@');
+  if (/[^\x00-\x7f]/.test(at >= 0 ? address.slice(0, at) : address)) return true;
+  const domain = at >= 0 ? address.slice(at + 1) : '';
+  return /[^\x00-\x7f]/.test(domain) && !domainToASCII(domain);
+};
 
 interface ConnectionLike {
   id: string;
@@ -127,7 +139,7 @@ export class Relay {
     const resolver = new Resolver({ timeout: config.dns.timeout, tries: 2 });
     if (config.dns.servers?.length) resolver.setServers(config.dns.servers);
     container.registerInstance(Tokens.Resolver, resolver);
-    container.registerInstance(Tokens.ListenAddresses, config.listen.map((l) => `${l.host}:${l.port}`));
+    container.registerInstance(Tokens.ListenAddresses, config.listen.map((l) => (l.host.includes(':') ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`)));
     const plugins = await loadPlugins(config.plugins, { file, configDir, container, log, builtins: opts.builtins, resolveFrom: opts.resolveFrom });
     return new Relay(config, configDir, container, log, plugins, opts.deliver ?? true);
   }
@@ -153,6 +165,8 @@ export class Relay {
       this.servers.push({ listener, server, address });
       this.log.info({ listener: listener.name ?? `${listener.host}:${address.port}`, tls: listener.tls, auth: listener.auth }, 'listening');
     }
+    // The real ports (a listener may ask for port 0), in host:port / [v6]:port form, for loop checks.
+    this.container.registerInstance(Tokens.ListenAddresses, this.addresses().map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)));
   }
 
   /** Where each listener ended up (useful with `port: 0`). */
@@ -211,11 +225,15 @@ export class Relay {
       hideSMTPUTF8: true,
       hideREQUIRETLS: true,
       hideDSN: true,
+      // Proxy commands only from the peers an operator named (smtp-server checks the TCP peer).
+      useXClient: listener.xclient.length ? listener.xclient : false,
+      useXForward: listener.xforward.length ? listener.xforward : false,
+      useProxy: listener.proxyProtocol.length ? listener.proxyProtocol : false,
       logger: false,
-      onConnect: (session, cb) => this.track(this.onConnect(session, info, cb)),
+      onConnect: (session, cb) => this.track(this.onConnect(session, info, disabled, cb)),
       onSecure: (_socket, session, cb) => {
-        // AUTH is hidden until the connection is encrypted.
-        session.disabledCommands = listener.auth === 'off' ? ['AUTH'] : [];
+        // AUTH is offered once the connection is encrypted (never before: see onConnect).
+        session.disabledCommands = [...disabled];
         cb();
       },
       onAuth: (auth, session, cb) => this.track(this.onAuth(auth, session, cb)),
@@ -254,14 +272,16 @@ export class Relay {
     p.finally(() => this.inFlight.delete(p)).catch(() => undefined);
   }
 
-  private async onConnect(raw: SMTPServerSession, listener: Session['listener'], cb: (err?: Error | null) => void): Promise<void> {
+  private async onConnect(raw: SMTPServerSession, listener: Session['listener'], disabled: readonly string[], cb: (err?: Error | null) => void): Promise<void> {
     const connection = this.connections.get(raw.id);
     const container = this.container.createChildContainer();
     const log = this.log.child({ session: raw.id });
     const s = new SessionState(raw, listener, container, log, connection);
     container.registerInstance(Tokens.Session, s);
     this.sessions.set(raw.id, s);
-    if (!raw.secure && listener.auth !== 'off') raw.disabledCommands = ['AUTH'];
+    // A session list replaces the server-wide one in smtp-server, so it repeats it. AUTH is neither
+    // advertised nor accepted before TLS: credentials never cross the wire in clear.
+    if (!raw.secure && !disabled.includes('AUTH')) raw.disabledCommands = [...disabled, 'AUTH'];
     try {
       if ((this.perIp.get(raw.remoteAddress) ?? 0) > this.config.limits.connectionsPerIp) {
         log.warn({ client: raw.remoteAddress, limit: this.config.limits.connectionsPerIp }, 'too many connections from one address');
@@ -284,7 +304,7 @@ export class Relay {
   private async onAuth(auth: SMTPServerAuthentication, raw: SMTPServerSession, cb: (err: Error | null | undefined, response?: { user: string }) => void): Promise<void> {
     const s = this.sessions.get(raw.id)!;
     try {
-      const d = await this.driver.verdict('auth', [s, { method: auth.method, username: auth.username ?? '', password: auth.password ?? '' }], s.log);
+      const d = await this.driver.verdict('auth', [s, { method: auth.method, username: auth.username ?? '', password: auth.password ?? '', authzid: (auth as { authzid?: string }).authzid || undefined }], s.log);
       if (d.verdict?.kind === 'accept') {
         s.log.info({ user: auth.username, plugin: d.plugin }, 'authenticated');
         return cb(null, { user: auth.username ?? '' });
@@ -310,6 +330,7 @@ export class Relay {
         if (d.verdict && d.verdict.kind !== 'accept') return this.answer(s, d.verdict, cb);
         s.heloChecked = helo;
       }
+      if (nonAscii(address.address)) return cb(replyError(Replies.nonAsciiAddress));
       const txn = new TransactionState(newQueueId(), s, toAddress(address.address, address.args));
       s.txn = txn;
       const d = await this.driver.verdict('mail', [txn, txn.mailFrom], s.log);
@@ -330,6 +351,7 @@ export class Relay {
     try {
       if (!txn) return cb(replyError({ code: 503, enhanced: '5.5.1', text: 'Need MAIL command first' }));
       if (txn.recipients.length >= this.config.limits.recipients) return cb(replyError(Replies.tooManyRecipients));
+      if (nonAscii(address.address)) return cb(replyError(Replies.nonAsciiAddress));
       const to = toAddress(address.address, address.args);
       const d = await this.driver.verdict('rcpt', [txn, to], s.log);
       if (d.verdict?.kind === 'accept') {
@@ -350,8 +372,12 @@ export class Relay {
   private async onData(stream: SMTPServerDataStream, raw: SMTPServerSession, cb: (err?: Error | null, message?: string) => void): Promise<void> {
     const s = this.sessions.get(raw.id)!;
     const txn = s.txn!;
+    const progress = { bytes: 0 };
+    const watchdog = this.dataRateWatchdog(s, progress);
     try {
       const result = await receiveMessage(stream, txn, {
+        limits: this.config.limits,
+        progress,
         driver: this.driver,
         spool: this.spool,
         log: s.log.child({ txn: txn.id }),
@@ -373,7 +399,37 @@ export class Relay {
       this.summarize(s, 'rejected', Replies.pluginFailure, 0);
       s.txn = undefined;
       cb(replyError(Replies.pluginFailure));
+    } finally {
+      if (watchdog) clearInterval(watchdog);
     }
+  }
+
+  /** Closes a connection whose DATA arrives slower than limits.minDataRate (slowloris). */
+  private dataRateWatchdog(s: SessionState, progress: { bytes: number }): NodeJS.Timeout | undefined {
+    const { minDataRate, dataRateWindow } = this.config.limits;
+    if (!minDataRate || !dataRateWindow) return undefined;
+    let last = 0;
+    const timer = setInterval(() => {
+      const got = progress.bytes - last;
+      last = progress.bytes;
+      if (got * 1000 < minDataRate * dataRateWindow) {
+        s.log.warn({ client: s.remoteAddress, bytes: got, windowMs: dataRateWindow }, 'DATA too slow, closing connection');
+        clearInterval(timer);
+        s.connection?.send(Replies.tooSlow.code, `${Replies.tooSlow.enhanced} ${Replies.tooSlow.text}`);
+        s.connection?.close();
+      }
+    }, dataRateWindow);
+    timer.unref();
+    return timer;
+  }
+
+  /** Re-reads the TLS key and certificate (SIGHUP): new handshakes use them, sessions stay up. */
+  reloadTls(): void {
+    if (!this.config.tls) return;
+    const key = readFileSync(path.resolve(this.configDir, this.config.tls.key));
+    const cert = readFileSync(path.resolve(this.configDir, this.config.tls.cert));
+    for (const { server } of this.servers) (server as unknown as { updateSecureContext(o: object): void }).updateSecureContext({ key, cert });
+    this.log.info('TLS key and certificate reloaded');
   }
 
   private async onClose(raw: SMTPServerSession): Promise<void> {

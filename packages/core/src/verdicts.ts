@@ -70,11 +70,15 @@ export const Replies = {
   pluginFailure: { code: 451, enhanced: '4.3.0', text: 'Temporary local problem, try again later' },
   tooManyRecipients: { code: 452, enhanced: '4.5.3', text: 'Too many recipients' },
   messageTooBig: { code: 552, enhanced: '5.3.4', text: 'Message size exceeds fixed limit' },
-  bareLineEnding: { code: 550, enhanced: '5.6.0', text: 'Message contains bare CR or LF; lines must end with CRLF' },
+  bareLineEnding: { code: 550, enhanced: '5.6.0', text: 'Message contains bare CR, bare LF or NUL; lines must end with CRLF' },
   tooManyConnections: { code: 421, enhanced: '4.7.0', text: 'Too many connections from your address, try again later' },
   sessionTimeout: { code: 421, enhanced: '4.4.2', text: 'Session time limit exceeded, closing connection' },
   spoolFailure: { code: 451, enhanced: '4.3.0', text: 'Could not queue message, try again later' },
   authFailed: { code: 535, enhanced: '5.7.8', text: 'Authentication credentials invalid' },
+  nonAsciiAddress: { code: 553, enhanced: '5.6.7', text: 'Non-ASCII addresses need SMTPUTF8, which this server does not offer' },
+  headerTooLarge: { code: 552, enhanced: '5.3.4', text: 'Message header exceeds the size or field-count limit' },
+  tooManyHops: { code: 554, enhanced: '5.4.6', text: 'Too many Received headers: mail loop?' },
+  tooSlow: { code: 421, enhanced: '4.4.2', text: 'Data rate too low, closing connection' },
   shuttingDown: { code: 421, enhanced: '4.3.2', text: 'Service shutting down, try again later' },
 } as const satisfies Record<string, Reply>;
 

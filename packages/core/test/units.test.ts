@@ -38,3 +38,10 @@ describe('LineEndingGuard', () => {
   }
   it('finds a bare CR at the very end', () => assert.equal(ok('abc\r\n', 'x\r'), false));
 });
+
+describe('LineEndingGuard and NUL', () => {
+  it('rejects NUL, which a NUL-stripping next hop could turn into an end of data', () => {
+    const g = new LineEndingGuard();
+    assert.equal(g.check(Buffer.from('a\r\n.\0\r\nb\r\n', 'latin1')), false);
+  });
+});

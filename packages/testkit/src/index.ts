@@ -3,3 +3,4 @@ export { CaptureServer, type CapturedMessage, type CaptureServerOptions } from '
 export { RawSmtp, codeOf } from './raw-smtp.js';
 export { sendMail, type SendOptions, type SendResult } from './send.js';
 export { startTestRelay, type TestRelay, type TestRelayOptions } from './test-relay.js';
+export { selfSignedFiles } from './tls.js';

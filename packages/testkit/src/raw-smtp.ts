@@ -1,4 +1,5 @@
 import net from 'node:net';
+import tls from 'node:tls';
 
 /**
  * A line-level SMTP client for tests that must send exactly the bytes they mean (bare LF,
@@ -11,7 +12,11 @@ export class RawSmtp {
   private waiter?: () => void;
   private closed = false;
 
-  private constructor(private readonly socket: net.Socket) {
+  private constructor(private socket: net.Socket) {
+    this.attach(socket);
+  }
+
+  private attach(socket: net.Socket): void {
     socket.setNoDelay(true);
     socket.on('data', (d: Buffer) => {
       this.buffer += d.toString('latin1');
@@ -35,6 +40,27 @@ export class RawSmtp {
     socket.on('error', () => undefined);
   }
   private pending: string[] = [];
+
+  /**
+   * Upgrades to TLS after a `220` to STARTTLS. Bytes the server sent after its 220 in plaintext
+   * (there should be none) are kept in `plaintextAfterStartTls`.
+   */
+  async startTls(servername = 'relay.test'): Promise<tls.TLSSocket> {
+    const plain = this.socket;
+    plain.removeAllListeners('data');
+    plain.removeAllListeners('close');
+    this.plaintextAfterStartTls = this.buffer + this.replies.join('\n');
+    this.buffer = '';
+    this.replies.length = 0;
+    const secure = await new Promise<tls.TLSSocket>((resolve, reject) => {
+      const s = tls.connect({ socket: plain, servername, rejectUnauthorized: false }, () => resolve(s));
+      s.once('error', reject);
+    });
+    this.socket = secure;
+    this.attach(secure);
+    return secure;
+  }
+  plaintextAfterStartTls = '';
 
   static connect(port: number, host = '127.0.0.1', localAddress?: string): Promise<RawSmtp> {
     return new Promise((resolve, reject) => {

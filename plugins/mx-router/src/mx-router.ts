@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { domainToASCII } from 'node:url';
 import { reject, tempfail, type NextHop, type Verdict } from '@portcullis/core';
 import { classifyDnsError, describeDnsCode } from './dns-errors.js';
 import { normaliseName, orderAddresses, orderMx, type IpPreference, type MxRecord, type Random } from './mx-order.js';
@@ -66,10 +67,16 @@ export class MxRouter {
       if (!literal) return reject(550, '5.1.2', `Invalid address literal ${rawDomain}`);
       return this.finish(domain, [{ host: literal, port: this.opts.port }], 'literal');
     }
-    if (!domain || !/^[a-z0-9_.-]+$/.test(domain) || domain.includes('..')) {
+    // An internationalised domain is looked up by its A-label (RFC 5890); `domainToASCII` gives ''
+    // for a name that cannot be one.
+    const ascii = /^[\x00-\x7f]*$/.test(domain) ? domain : domainToASCII(domain);
+    if (!ascii || !/^[a-z0-9_.-]+$/.test(ascii) || ascii.includes('..') || ascii.startsWith('.')) {
       return reject(550, '5.1.2', `Invalid recipient domain ${JSON.stringify(rawDomain)}`);
     }
+    return this.routeByDns(ascii);
+  }
 
+  private async routeByDns(domain: string): Promise<NextHop | Verdict> {
     let records: MxRecord[];
     try {
       records = await this.resolver.resolveMx(domain);
@@ -104,8 +111,8 @@ export class MxRouter {
       for (const host of r.addresses) hosts.push({ host, port: this.opts.port });
     });
     if (!hosts.length) {
-      if (cutoff !== Infinity) return reject(554, '5.4.6', LOOP_TEXT(domain));
       if (temporary) return tempfail(451, '4.4.3', `Address lookup for the MX hosts of ${domain} failed (DNS: ${describeDnsCode(temporary)}), will retry`);
+      if (cutoff !== Infinity) return reject(554, '5.4.6', LOOP_TEXT(domain));
       return reject(550, '5.4.4', `No ${this.familyText()} address found for any MX host of ${domain}`);
     }
     return this.finish(domain, hosts, 'mx');

@@ -1,0 +1,131 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { cleanupDirs, cliDir, killAll, runCli, sampleConfig, tempDir, writeConfig } from './helpers.js';
+
+const relayPolicyEntry = path.resolve(cliDir, '../../plugins/relay-policy/dist/index.js');
+
+describe('portcullis check', () => {
+  afterEach(async () => {
+    await killAll();
+    cleanupDirs();
+  });
+
+  it('passes on the sample config and prints the resolved plugins and the hook order', async () => {
+    const r = await runCli(['check', '--config', sampleConfig]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`^${sampleConfig.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: the configuration is valid$`, 'm'));
+    assert.match(r.stdout, /^ {2}mx {8}127\.0\.0\.1:2525, tls none, auth off, greeting delay 100ms \(default\)$/m);
+    assert.match(r.stdout, /^ {2}internal {2}127\.0\.0\.1:2587, tls none, auth off, greeting delay 0ms$/m);
+    assert.ok(r.stdout.includes(`Spool: ${path.join(cliDir, 'examples', 'var', 'spool')}\n`), r.stdout);
+    assert.ok(r.stdout.includes('  1. relay-policy\n     use: relay-policy\n'), r.stdout);
+    assert.ok(r.stdout.includes(`     from: ${relayPolicyEntry} (version 0.1.0)\n     hooks: rcpt, route\n     timeout: 30s\n`), r.stdout);
+    const hooks = r.stdout.slice(r.stdout.indexOf('Hook order:'));
+    assert.match(hooks, /^ {2}rcpt {8}relay-policy$/m);
+    assert.match(hooks, /^ {2}route {7}relay-policy$/m);
+    assert.match(hooks, /^ {2}connect {5}-$/m);
+    assert.match(hooks, /^ {2}bounced {5}-$/m);
+    assert.equal(r.stderr, '');
+  });
+
+  it('prints the same report as JSON with --json', async () => {
+    const r = await runCli(['check', '--config', sampleConfig, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const report = JSON.parse(r.stdout) as { file: string; plugins: Array<{ name: string; use: string; file: string; hooks: string[] }>; hookOrder: Record<string, string[]> };
+    assert.equal(report.file, sampleConfig);
+    assert.deepEqual(
+      report.plugins.map((p) => [p.name, p.use, p.file, p.hooks]),
+      [['relay-policy', 'relay-policy', relayPolicyEntry, ['rcpt', 'route']]],
+    );
+    assert.deepEqual(report.hookOrder['rcpt'], ['relay-policy']);
+    assert.deepEqual(report.hookOrder['route'], ['relay-policy']);
+    assert.deepEqual(report.hookOrder['message'], []);
+  });
+
+  it('finds stock plugins by short name when the config file lives outside the project', async () => {
+    const dir = tempDir();
+    const file = writeConfig(dir, 'portcullis.yaml', 'listen: [{ port: 2525 }]\nplugins:\n  - use: relay-policy\n    with: { trustedNetworks: [10.0.0.0/8] }\n  - use: relay-policy\n    enabled: false\n');
+    const r = await runCli(['check', '--config', file], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.stdout.includes(`from: ${relayPolicyEntry}`), r.stdout);
+    assert.ok(r.stdout.includes('  -  relay-policy (enabled: false, not loaded)'), r.stdout);
+  });
+
+  describe('on a broken config, names the file, the key path and what was expected, and exits 78', () => {
+    const cases: Array<{ title: string; yaml: string; line: (file: string) => string; more?: string[] }> = [
+      {
+        title: 'an unknown top-level key',
+        yaml: 'listen: [{ port: 2525 }]\nlisten_addr: 0.0.0.0\n',
+        line: (f) => `${f}: unknown key "listen_addr"`,
+      },
+      {
+        title: 'an unknown nested key',
+        yaml: 'listen: [{ port: 2525 }]\nlimits: { messageSize: 25MB, maxSize: 10 }\n',
+        line: (f) => `${f}: limits: unknown key "maxSize"`,
+      },
+      {
+        title: 'a bad size',
+        yaml: 'listen: [{ port: 2525 }]\nlimits: { messageSize: 25XB }\n',
+        line: (f) => `${f}: limits.messageSize: expected a size such as 25MB, 512KB or a number of bytes, got "25XB"`,
+      },
+      {
+        title: 'a value of the wrong type',
+        yaml: 'listen: [{ port: "twenty-five" }]\n',
+        line: (f) => `${f}: listen[0].port: `,
+        more: ['expected number'],
+      },
+      {
+        title: "a plugin's own option (relay-policy trustedNetworks)",
+        yaml: 'listen: [{ port: 2525 }]\nplugins:\n  - use: relay-policy\n    with: { trustedNetworks: [10.0.0.0/8, not-a-cidr] }\n',
+        line: (f) => `${f}: plugins[0].with.trustedNetworks[1]: expected an IP network such as 10.0.0.0/8 or fd00::/8, got "not-a-cidr"`,
+      },
+      {
+        title: 'a plugin package that is not installed',
+        yaml: 'listen: [{ port: 2525 }]\nplugins:\n  - use: relay-policy\n  - use: no-such-plugin\n',
+        line: (f) => `${f}: plugins[1].use: cannot find plugin package "@portcullis/no-such-plugin"`,
+        more: [`, ${cliDir})`, 'install it'],
+      },
+      {
+        title: 'a YAML syntax error',
+        yaml: 'listen: [{ port: 2525 }\nplugins: [\n',
+        line: (f) => `${f}: not valid YAML: `,
+        more: ['at line 2, column 1'],
+      },
+      {
+        title: 'TLS files that do not exist',
+        yaml: 'listen: [{ port: 2525, tls: starttls }]\ntls: { key: ./tls/key.pem, cert: ./tls/cert.pem }\n',
+        line: (f) => `${f}: tls.key: expected a readable PEM file, cannot read ${path.join(path.dirname(f), 'tls', 'key.pem')} (ENOENT)`,
+        more: ['tls.cert: expected a readable PEM file'],
+      },
+    ];
+    for (const c of cases) {
+      it(c.title, async () => {
+        const dir = tempDir();
+        const file = writeConfig(dir, 'broken.yaml', c.yaml);
+        // A relative --config: the message still names the absolute path.
+        const r = await runCli(['check', '--config', 'broken.yaml'], { cwd: dir });
+        assert.equal(r.code, 78, `exit code; stderr:\n${r.stderr}`);
+        assert.equal(r.stdout, '');
+        const lines = r.stderr.split('\n');
+        assert.ok(lines.some((l) => l.startsWith(c.line(file))), `expected a line starting with\n  ${c.line(file)}\nin stderr:\n${r.stderr}`);
+        for (const m of c.more ?? []) assert.ok(r.stderr.includes(m), `expected ${JSON.stringify(m)} in stderr:\n${r.stderr}`);
+        assert.match(r.stderr, /^portcullis: \d+ problems? in the configuration; the configuration is not valid$/m);
+      });
+    }
+
+    it('a config file that does not exist', async () => {
+      const dir = tempDir();
+      const r = await runCli(['check', '--config', 'missing.yaml'], { cwd: dir });
+      assert.equal(r.code, 78);
+      assert.ok(r.stderr.startsWith(`${path.join(dir, 'missing.yaml')}: cannot read the file: ENOENT`), r.stderr);
+    });
+  });
+
+  it('exits 64 on a usage error', async () => {
+    const r = await runCli(['check']);
+    assert.equal(r.code, 64);
+    assert.match(r.stderr, /required option '-c, --config <file>' not specified/);
+    const r2 = await runCli(['frobnicate']);
+    assert.equal(r2.code, 64);
+    assert.match(r2.stderr, /unknown command 'frobnicate'/);
+  });
+});
