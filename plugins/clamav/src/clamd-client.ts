@@ -1,5 +1,5 @@
 import net from 'node:net';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 
 /** One clamd: TCP `host:port` or a unix socket path. */
 export type ClamdTarget = { readonly host: string; readonly port: number } | { readonly socket: string };
@@ -62,10 +62,10 @@ function connectOne(t: ClamdTarget, timeoutMs: number): Promise<net.Socket> {
  * clamd slows the reader (and so the SMTP client). Always consumes `input` to its end, whatever
  * happens to the scan, so the other branches of the core's tee keep flowing.
  */
-export async function scanStream(input: Readable, targets: readonly ClamdTarget[], limits: ScanLimits): Promise<ScanResult> {
+export async function scanStream(input: Readable, targets: readonly ClamdTarget[], limits: ScanLimits, tap?: (chunk: Buffer) => void | Promise<void>): Promise<ScanResult> {
   const conn = await connectFirst(targets, limits.connectTimeout);
   if ('error' in conn) {
-    await drain(input);
+    await drain(input, tap);
     return { kind: 'error', reason: 'unavailable', detail: conn.error };
   }
   const { socket, server } = conn;
@@ -93,6 +93,7 @@ export async function scanStream(input: Readable, targets: readonly ClamdTarget[
   socket.write('zINSTREAM\0');
   for await (const chunk of input as AsyncIterable<Buffer>) {
     total += chunk.length;
+    if (tap) await tap(chunk);
     if (stopped) continue;
     if (closed || socketError) {
       // clamd gave up early (size limit) or went away: keep reading, decide below.
@@ -132,7 +133,11 @@ export async function scanStream(input: Readable, targets: readonly ClamdTarget[
 /** Reads clamd's reply: `stream: OK`, `stream: Name FOUND`, `INSTREAM size limit exceeded. ERROR`. */
 export function interpret(raw: string, server: string, socketError?: Error): ScanResult | undefined {
   const reply = raw.replace(/\0/g, '\n').trim();
-  if (!reply) return socketError ? { kind: 'error', reason: 'failed', detail: socketError.message, server } : undefined;
+  if (!reply) {
+    if (!socketError) return undefined;
+    // A reset while streaming is most often clamd's StreamMaxLength: its answer can be lost with the reset.
+    return { kind: 'error', reason: 'failed', detail: `${socketError.message} (clamd closed the connection while the message was streaming; over StreamMaxLength?)`, server };
+  }
   const viruses = [...reply.matchAll(/^(?:[^:\n]*:\s+)?(.+?) FOUND$/gm)].map((m) => m[1]!.trim());
   if (viruses.length) return { kind: 'infected', viruses: [...new Set(viruses)], server };
   if (/size limit exceeded/i.test(reply)) return { kind: 'error', reason: 'limit', detail: reply, server };
@@ -156,8 +161,11 @@ function drained(socket: net.Socket, timeoutMs: number): Promise<boolean> {
   });
 }
 
-async function drain(input: Readable): Promise<void> {
-  for await (const _ of input) {
-    /* discard */
-  }
+async function drain(input: Readable, tap?: (chunk: Buffer) => void | Promise<void>): Promise<void> {
+  for await (const chunk of input as AsyncIterable<Buffer>) if (tap) await tap(chunk);
+}
+
+/** Scans one buffer (a decoded MIME part) with INSTREAM. */
+export function scanBuffer(data: Buffer, targets: readonly ClamdTarget[], limits: ScanLimits): Promise<ScanResult> {
+  return scanStream(Readable.from(data.length ? [data] : []), targets, limits);
 }

@@ -1,14 +1,15 @@
 import path from 'node:path';
-import { definePlugin, duration, reject, size, tempfail, z, type Transaction, type Verdict } from '@portcullis/core';
-import { describeTarget, scanStream, type ClamdTarget, type ScanResult } from './clamd-client.js';
+import { definePlugin, duration, reject, size, tempfail, z, type MimePart, type PartScreener, type Transaction, type Verdict } from '@portcullis/core';
+import { describeTarget, scanBuffer, scanStream, type ClamdTarget, type ScanResult } from './clamd-client.js';
+import { QuarantineCopy } from './quarantine.js';
 
-export { scanStream, connectFirst, interpret, type ClamdTarget, type ScanResult, type ScanLimits } from './clamd-client.js';
+export { scanStream, scanBuffer, connectFirst, interpret, describeTarget, type ClamdTarget, type ScanResult, type ScanLimits } from './clamd-client.js';
 
 const hostPort = /^(\[[0-9a-fA-F:.]+\]|[^\s:/]+):(\d{1,5})$/;
 
-/** `host:port`, `[v6]:port`, `unix:/path` or an absolute socket path. */
+/** `host:port`, `[v6]:port`, `unix:/path` or a socket path (absolute, or `./` relative to the config file). */
 const target = z.string().transform((v, ctx): ClamdTarget => {
-  const sock = v.startsWith('unix:') ? v.slice(5) : v.startsWith('/') ? v : undefined;
+  const sock = v.startsWith('unix:') ? v.slice(5) : v.startsWith('/') || v.startsWith('./') ? v : undefined;
   if (sock !== undefined) {
     if (!sock) ctx.addIssue({ code: 'custom', message: 'expected a socket path after unix:' });
     return { socket: sock };
@@ -26,7 +27,7 @@ const policy = z.enum(['tempfail', 'accept', 'reject']);
 
 export const options = z.strictObject({
   /** clamd servers, tried in order: the first that accepts the connection scans (failover). */
-  servers: z.array(target).min(1).default(['127.0.0.1:3310']),
+  servers: z.array(target).min(1).default([{ host: '127.0.0.1', port: 3310 }]),
   /** Time to connect to one clamd before the next is tried. */
   connectTimeout: duration().default(2_000),
   /** Longest clamd may stall (not reading, or not answering after the end of data). Keep below the plugin entry's `timeout`. */
@@ -37,13 +38,30 @@ export const options = z.strictObject({
   maxSize: size().default(25 * 1024 * 1024),
   /** What happens to a message above `maxSize`: it is never silently passed. */
   onOversize: policy.default('reject'),
+  /**
+   * What to do with an infected message: `reject` it (554 5.7.1); `quarantine`: keep a copy in
+   * `quarantineDir`, then reject; `strip`: scan each decoded MIME part too, replace infected parts
+   * with a notice and deliver the rest (a virus outside any part still rejects the message).
+   */
+  action: z.enum(['reject', 'quarantine', 'strip']).default('reject'),
+  /** Folder for quarantined messages (`action: quarantine`), relative to the config file. */
+  quarantineDir: z.string().min(1).optional(),
   /** Messages from authenticated senders are not scanned (the header says so). */
   skipAuthenticated: z.boolean().default(false),
-  /** Header added with the result: `clean`, `infected (Name)` or `unscanned (reason)`. Empty to add none. */
+  /** Header added with the result: `clean`, `infected (Name)` is never delivered, `unscanned (reason)`. Empty string: no header. */
   header: z.string().regex(/^[!-9;-~]*$/, 'a header name: printable ASCII without colon or space').default('X-Portcullis-Virus'),
 });
 
 export type ClamavOptions = z.input<typeof options>;
+
+/** What this plugin records in `txn.notes.clamav` for later plugins. */
+export interface ClamavNote {
+  scan?: ScanResult;
+  /** Parts replaced by a notice (`action: strip`). */
+  readonly stripped: Array<{ path: string; filename?: string; viruses: string[] }>;
+  /** Where the quarantined copy is (`action: quarantine`). */
+  quarantined?: string;
+}
 
 const reasons = {
   unavailable: 'virus scanner unreachable',
@@ -52,22 +70,28 @@ const reasons = {
   failed: 'virus scanner error',
 } as const;
 
+/** Resolves a relative socket path against the config file's folder. */
+export function resolveSocket(t: ClamdTarget, configDir: string): ClamdTarget {
+  return 'socket' in t ? { socket: path.resolve(configDir, t.socket) } : t;
+}
+
 /**
  * Scans every message with clamd, in the same pass as the spool write (`data` → `raw`), and waits
  * for the verdict before the reply to DATA:
  *
- *   clean                     → accepted, `X-Portcullis-Virus: clean`
- *   infected                  → 554 5.7.1 naming the virus
- *   clamd down / timeout / limit → onError (default 451 4.7.0)
- *   above maxSize             → onOversize (default 552 5.3.4)
+ *   clean                         → accepted, `X-Portcullis-Virus: clean`
+ *   infected                      → 554 5.7.1 naming the virus
+ *   clamd down / timeout / limit  → onError (default 451 4.7.0)
+ *   above maxSize                 → onOversize (default 552 5.3.4)
  */
 export default definePlugin({
   name: 'clamav',
-  options,
+  options: options.refine((o) => o.action !== 'quarantine' || !!o.quarantineDir, { message: 'action: quarantine needs quarantineDir', path: ['quarantineDir'] }),
   setup(opts, ctx) {
+    const quarantineDir = opts.quarantineDir ? path.resolve(ctx.configDir, opts.quarantineDir) : undefined;
     const limits = { connectTimeout: opts.connectTimeout, timeout: opts.timeout, maxSize: opts.maxSize };
-    const servers = opts.servers.map(describeTarget);
-    ctx.log.debug({ servers }, 'clamav ready');
+    const targets = opts.servers.map((t) => resolveSocket(t, ctx.configDir));
+    ctx.log.debug({ servers: targets.map(describeTarget) }, 'clamav ready');
     const mark = (txn: Transaction, value: string) => {
       if (opts.header) txn.addHeader(opts.header, value);
     };
@@ -78,8 +102,10 @@ export default definePlugin({
       }
       return p === 'reject' ? rejectWith() : tempfail(451, '4.7.0', `Message not scanned (${why}), try again later`);
     };
-    const decide = (txn: Transaction, r: ScanResult): Verdict | undefined => {
-      txn.notes['clamav'] = r;
+    const note = (txn: Transaction): ClamavNote => ((txn.notes['clamav'] as ClamavNote | undefined) ?? (txn.notes['clamav'] = { stripped: [] }) as ClamavNote);
+    const names = (viruses: string[]) => viruses.map((v) => v.replace(/[^\x21-\x7e ]+/g, '?').slice(0, 120)).join(', ');
+    const decide = (txn: Transaction, r: ScanResult, quarantined?: string): Verdict | undefined => {
+      note(txn).scan = r;
       const log = txn.session.log;
       switch (r.kind) {
         case 'clean':
@@ -87,8 +113,8 @@ export default definePlugin({
           mark(txn, 'clean');
           return undefined;
         case 'infected':
-          log.warn({ plugin: 'clamav', txn: txn.id, server: r.server, viruses: r.viruses }, 'virus scan: infected');
-          return reject(554, '5.7.1', `Message rejected: virus found (${r.viruses.join(', ')})`);
+          log.warn({ plugin: 'clamav', txn: txn.id, server: r.server, viruses: r.viruses, quarantined }, 'virus scan: infected');
+          return reject(554, '5.7.1', `Message rejected: virus found (${names(r.viruses)})${quarantined ? `; quarantined as ${txn.id}` : ''}`);
         case 'oversize':
           log.warn({ plugin: 'clamav', txn: txn.id, size: r.size, maxSize: opts.maxSize, policy: opts.onOversize }, 'virus scan: message above maxSize');
           return byPolicy(opts.onOversize, txn, 'too large to scan', () => reject(552, '5.3.4', `Message too large for virus scanning (limit ${opts.maxSize} bytes)`));
@@ -99,6 +125,42 @@ export default definePlugin({
         }
       }
     };
+    /** `action: strip`: each decoded leaf part is scanned on its own once it ends. */
+    const partScreener = (txn: Transaction, part: MimePart): PartScreener => {
+      const chunks: Buffer[] = [];
+      let kept = 0;
+      let oversize = false;
+      return {
+        update(chunk) {
+          if (oversize) return;
+          if (kept + chunk.length > opts.maxSize) {
+            oversize = true; // the whole-message scan applies onOversize
+            chunks.length = 0;
+            return;
+          }
+          kept += chunk.length;
+          chunks.push(chunk);
+        },
+        async done() {
+          if (oversize || kept === 0) return undefined;
+          const r = await scanBuffer(Buffer.concat(chunks), targets, limits);
+          if (r.kind === 'infected') {
+            const file = part.filename ?? part.name;
+            note(txn).stripped.push({ path: part.path, filename: file, viruses: r.viruses });
+            txn.session.log.warn({ plugin: 'clamav', txn: txn.id, part: part.path, filename: file, viruses: r.viruses }, 'virus scan: infected part stripped');
+            return { action: 'replace', notice: `The attachment ${file ? `"${file}" ` : ''}was removed: virus found (${names(r.viruses)}).` };
+          }
+          if (r.kind === 'error' || r.kind === 'oversize') {
+            const whole = note(txn).scan; // keep the whole-message result for `message`
+            const v = decide(txn, r);
+            note(txn).scan = whole;
+            return v ? { action: 'verdict', verdict: v } : undefined;
+          }
+          return undefined;
+        },
+      };
+    };
+
     return {
       data(txn) {
         if (opts.skipAuthenticated && txn.session.user) {
@@ -106,13 +168,57 @@ export default definePlugin({
           mark(txn, 'unscanned (authenticated sender)');
           return undefined;
         }
-        return { raw: async (stream) => decide(txn, await scanStream(stream, opts.servers, limits)) };
+        if (opts.action === 'strip') {
+          return {
+            // The whole-message scan is the backstop: its infected/clean result is decided in `message`, once every part is done.
+            raw: async (stream) => {
+              const r = await scanStream(stream, targets, limits);
+              if (r.kind === 'clean' || r.kind === 'infected') {
+                note(txn).scan = r;
+                return undefined;
+              }
+              return decide(txn, r);
+            },
+            part: (part) => partScreener(txn, part),
+          };
+        }
+        if (opts.action === 'quarantine' && quarantineDir) {
+          return {
+            raw: async (stream) => {
+              const copy = new QuarantineCopy(quarantineDir, txn.id);
+              await copy.open();
+              let r: ScanResult;
+              try {
+                r = await scanStream(stream, targets, limits, copy.write);
+              } catch (err) {
+                await copy.discard();
+                throw err;
+              }
+              if (r.kind !== 'infected') {
+                await copy.discard();
+                return decide(txn, r);
+              }
+              const s = txn.session;
+              const kept = await copy.keep({ id: txn.id, receivedAt: new Date().toISOString(), client: s.remoteAddress, helo: s.helo, user: s.user, mailFrom: txn.mailFrom.address, recipients: txn.recipients.map((a) => a.address), viruses: r.viruses });
+              note(txn).quarantined = kept;
+              return decide(txn, r, kept);
+            },
+          };
+        }
+        return { raw: async (stream) => decide(txn, await scanStream(stream, targets, limits)) };
+      },
+      message(txn) {
+        if (opts.action !== 'strip') return undefined;
+        const n = txn.notes['clamav'] as ClamavNote | undefined;
+        if (!n?.scan) return undefined;
+        if (n.stripped.length) {
+          mark(txn, `stripped (${names([...new Set(n.stripped.flatMap((p) => p.viruses))])})`);
+          return undefined;
+        }
+        if (n.scan.kind === 'infected') return decide(txn, n.scan); // found, but in no part that could be removed
+        if (n.scan.kind === 'clean') mark(txn, 'clean');
+        return undefined;
       },
     };
   },
 });
-
-/** Resolves a relative socket path against the config file's folder. */
-export function resolveSocket(t: ClamdTarget, configDir: string): ClamdTarget {
-  return 'socket' in t ? { socket: path.resolve(configDir, t.socket) } : t;
-}
