@@ -117,6 +117,8 @@ export const configSchema = z.strictObject({
       retrySchedule: z.array(duration()).min(1).default([60_000, 300_000, 900_000, 1_800_000, 3_600_000, 7_200_000, 14_400_000]),
       /** After this, a deferred recipient bounces. */
       maxQueueTime: duration().default(5 * 86_400_000),
+      /** After this, the sender of a still-deferred message gets one delay warning (RFC 3464 `Action: delayed`); 0 turns it off. */
+      delayWarning: duration().default(4 * 3_600_000),
       /** Messages delivered at once. */
       concurrency: z.number().int().min(1).default(20),
       /** Time to connect to, and to hear a greeting from, a next hop. */

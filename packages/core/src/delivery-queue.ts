@@ -11,6 +11,7 @@ export interface DeliveryOptions {
   readonly hostname: string;
   readonly retrySchedule: readonly number[];
   readonly maxQueueTime: number;
+  readonly delayWarning: number;
   readonly concurrency: number;
   readonly connectTimeout: number;
   readonly socketTimeout: number;
@@ -174,6 +175,11 @@ export class DeliveryQueue {
       await this.driver.observe('bounced', [{ message: info, recipient: f.recipient, host: f.remoteMta, response: f.response, attempts: state.attempts }], log);
     }
     if (failed.length) await this.bounce(meta, failed, log);
+    if (deferred.length && !state.warned && this.opts.delayWarning > 0 && now - meta.receivedAt >= this.opts.delayWarning) {
+      state.warned = true;
+      const warn = deferred.map((d) => ({ recipient: d.rcpt, status: enhancedStatusOf(d.response, false), diagnostic: d.response, remoteMta: d.host }));
+      await this.bounce(meta, warn, log, { retryUntil: new Date(meta.receivedAt + this.opts.maxQueueTime) });
+    }
 
     if (deferred.length) {
       const slot = this.opts.retrySchedule[Math.min(state.attempts - 1, this.opts.retrySchedule.length - 1)]!;
@@ -190,16 +196,87 @@ export class DeliveryQueue {
     await this.spool.remove(meta.id);
   }
 
-  private async bounce(meta: SpooledMessage['meta'], failures: BounceFailure[], log: Logger): Promise<void> {
+  private async bounce(meta: SpooledMessage['meta'], failures: BounceFailure[], log: Logger, delayed?: { retryUntil: Date }): Promise<void> {
     if (!meta.mailFrom || meta.isBounce) {
-      log.warn({ from: meta.mailFrom || '<>', bounce: meta.isBounce ?? false }, 'no bounce sent: the message came from the null sender or was itself a bounce');
+      // A failed bounce is a double bounce: logged and dropped, never bounced again (no loops).
+      log.warn({ from: meta.mailFrom || '<>', bounce: meta.isBounce ?? false, delayed: !!delayed }, 'no DSN sent: the message came from the null sender or was itself a bounce');
       return;
     }
     const originalHeaders = await this.spool.readHeaderBlock(meta);
-    const body = buildBounce({ hostname: this.opts.hostname, original: meta, originalHeaders, failures });
+    const body = buildBounce({ hostname: this.opts.hostname, original: meta, originalHeaders, failures, delayed });
     const id = newQueueId();
     const queued = await this.spool.enqueue({ id, mailFrom: '', recipients: [meta.mailFrom], receivedAt: this.clock(), headers: '', isBounce: true }, body);
-    log.info({ bounce: id, to: meta.mailFrom }, 'bounce queued');
+    log.info({ dsn: id, to: meta.mailFrom, kind: delayed ? 'delay warning' : 'bounce' }, 'DSN queued');
     this.add(queued);
+  }
+
+  // ---- queue control (portcullis queue ...) ----
+
+  /** Every queued message with its state, oldest first. */
+  list(): Array<{ id: string; from: string; recipients: readonly string[]; pending: string[]; size: number; receivedAt: number; attempts: number; nextAttemptAt: number; hold: boolean; lastError?: string; busy: boolean }> {
+    return [...this.entries.values()]
+      .sort((a, b) => a.meta.receivedAt - b.meta.receivedAt)
+      .map((e) => ({
+        id: e.meta.id,
+        from: e.meta.mailFrom,
+        recipients: e.meta.recipients,
+        pending: e.meta.recipients.filter((r) => !e.state.done[r]),
+        size: e.meta.bodySize,
+        receivedAt: e.meta.receivedAt,
+        attempts: e.state.attempts,
+        nextAttemptAt: e.state.nextAttemptAt,
+        hold: !!e.state.hold,
+        lastError: e.state.lastError,
+        busy: e.busy,
+      }));
+  }
+
+  /** One message: envelope, state and its header block. */
+  async show(id: string): Promise<{ meta: SpooledMessage['meta']; state: SpooledMessage['state']; headers: string } | undefined> {
+    const e = this.entries.get(id);
+    if (!e) return undefined;
+    return { meta: e.meta, state: e.state, headers: await this.spool.readHeaderBlock(e.meta) };
+  }
+
+  /** Keeps a message from being delivered until released. */
+  async hold(id: string): Promise<boolean> {
+    const e = this.entries.get(id);
+    if (!e) return false;
+    e.state.hold = true;
+    await this.spool.writeState(id, e.state);
+    return true;
+  }
+
+  async release(id: string): Promise<boolean> {
+    const e = this.entries.get(id);
+    if (!e) return false;
+    e.state.hold = false;
+    e.state.nextAttemptAt = 0;
+    await this.spool.writeState(id, e.state);
+    this.pump();
+    return true;
+  }
+
+  /** Removes a message without telling anyone (an operator's decision, logged). */
+  async delete(id: string): Promise<boolean> {
+    const e = this.entries.get(id);
+    if (!e || e.busy) return false;
+    this.entries.delete(id);
+    await this.spool.remove(id);
+    this.log.warn({ id, from: e.meta.mailFrom, recipients: e.meta.recipients }, 'message deleted by an operator');
+    return true;
+  }
+
+  /** Gives up on a message's pending recipients now and bounces them to the sender. */
+  async bounceNow(id: string): Promise<boolean> {
+    const e = this.entries.get(id);
+    if (!e || e.busy) return false;
+    const pending = e.meta.recipients.filter((r) => !e.state.done[r]);
+    const now = this.clock();
+    for (const r of pending) e.state.done[r] = { status: 'bounced', response: '550 5.3.0 Returned by the mail administrator', at: now };
+    await this.bounce(e.meta, pending.map((r) => ({ recipient: r, status: '5.3.0', diagnostic: '550 5.3.0 Returned by the mail administrator' })), this.log.child({ id }));
+    this.entries.delete(id);
+    await this.spool.remove(id);
+    return true;
   }
 }

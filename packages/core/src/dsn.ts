@@ -26,15 +26,18 @@ export function enhancedStatusOf(response: string, permanent: boolean): string {
  * message/delivery-status part (per-message and per-recipient fields) and the original headers as
  * text/rfc822-headers. Sent from the null sender so that it can never bounce back.
  */
-export function buildBounce(opts: { hostname: string; original: SpoolMeta; originalHeaders: string; failures: readonly BounceFailure[]; now?: Date }): Buffer {
+export function buildBounce(opts: { hostname: string; original: SpoolMeta; originalHeaders: string; failures: readonly BounceFailure[]; now?: Date; delayed?: { retryUntil: Date } }): Buffer {
+  const delayed = opts.delayed;
   const now = opts.now ?? new Date();
   const boundary = `=_portcullis_${randomBytes(12).toString('hex')}`;
   const id = `${Date.now().toString(36)}.${randomBytes(6).toString('hex')}@${opts.hostname}`;
   const human = [
     `This is the mail system at host ${opts.hostname}.`,
     '',
-    'Your message could not be delivered to one or more recipients.',
-    'It is attached below (headers only).',
+    delayed
+      ? `Your message has not been delivered yet to the recipients below. Delivery will be retried until ${rfc2822Date(delayed.retryUntil)}; you do not need to resend it.`
+      : 'Your message could not be delivered to one or more recipients.',
+    'Its headers are attached below.',
     '',
     ...opts.failures.map((f) => `<${f.recipient}>: ${f.diagnostic}`),
     '',
@@ -44,10 +47,11 @@ export function buildBounce(opts: { hostname: string; original: SpoolMeta; origi
     .map((f) =>
       [
         `Final-Recipient: rfc822; ${f.recipient}`,
-        `Action: failed`,
+        `Action: ${delayed ? 'delayed' : 'failed'}`,
         `Status: ${f.status}`,
         ...(f.remoteMta ? [`Remote-MTA: dns; ${f.remoteMta}`] : []),
         `Diagnostic-Code: smtp; ${f.diagnostic.replace(/[\r\n]+/g, ' ')}`,
+        ...(delayed ? [`Will-Retry-Until: ${rfc2822Date(delayed.retryUntil)}`] : []),
       ].join('\r\n'),
     )
     .join('\r\n\r\n');
@@ -55,7 +59,7 @@ export function buildBounce(opts: { hostname: string; original: SpoolMeta; origi
   const text = [
     `From: Mail Delivery System <MAILER-DAEMON@${opts.hostname}>`,
     `To: <${opts.original.mailFrom}>`,
-    `Subject: Undelivered Mail Returned to Sender`,
+    `Subject: ${delayed ? 'Delayed Mail (still being retried)' : 'Undelivered Mail Returned to Sender'}`,
     `Date: ${rfc2822Date(now)}`,
     `Message-ID: <${id}>`,
     `Auto-Submitted: auto-replied`,

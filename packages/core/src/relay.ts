@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { toAddress } from './address.js';
 import type { ListenerConfig, RelayConfig } from './config-schema.js';
 import { DeliveryQueue } from './delivery-queue.js';
+import { ControlServer } from './control-server.js';
 import { canOverrideGreetingDelay, setGreetingDelay } from './greeting-delay.js';
 import { createLogger } from './logger.js';
 import { receiveMessage } from './message-intake.js';
@@ -108,6 +109,7 @@ export class Relay {
   private readonly perIp = new Map<string, number>();
   private readonly inFlight = new Set<Promise<unknown>>();
   private stopping = false;
+  private control?: ControlServer;
 
   private constructor(
     readonly config: RelayConfig,
@@ -147,7 +149,11 @@ export class Relay {
   /** Opens the spool, starts delivery, then the listeners. */
   async start(): Promise<void> {
     await this.spool.init();
-    if (this.deliver) await this.queue.start();
+    if (this.deliver) {
+      await this.queue.start();
+      this.control = new ControlServer(path.join(this.spool.dir, 'control.sock'), this.queue, this.log.child({ part: 'control' }));
+      await this.control.start();
+    }
     const override = await canOverrideGreetingDelay();
     if (!override) this.log.warn('smtp-server is not the pinned version: greetingDelay settings are ignored, the library waits 100 ms');
     const tls = this.config.tls ? { key: readFileSync(path.resolve(this.configDir, this.config.tls.key)), cert: readFileSync(path.resolve(this.configDir, this.config.tls.cert)) } : undefined;
@@ -195,6 +201,7 @@ export class Relay {
         /* already gone */
       }
     }
+    await this.control?.stop();
     await this.queue.stop();
     await this.driver.close();
   }

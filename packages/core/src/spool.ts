@@ -31,6 +31,8 @@ export interface SpoolState {
   done: Record<string, { status: 'delivered' | 'bounced'; response: string; at: number }>;
   lastError?: string;
   hold?: boolean;
+  /** A delay warning went to the sender already. */
+  warned?: boolean;
 }
 
 export interface SpooledMessage {

@@ -27,8 +27,11 @@ export function formatTable(report: RelayTestReport): string {
       (s.fail ? `OPEN RELAY: ${report.results.filter((r) => r.verdict === 'FAIL').map((r) => r.id).join(', ')} relayed`
         : s.error ? 'some cases could not be run' : 'nothing was relayed'),
   );
-  const warns = report.results.filter((r) => r.verdict === 'WARN' || r.verdict === 'ERROR');
-  if (warns.length) out.push(...warns.map((r) => `  ${r.verdict} #${r.n} ${r.id}: ${r.note}`));
+  // Why the WARN / ERROR rows are what they are, one line per distinct reason.
+  const notes = new Map<string, string[]>();
+  for (const r of report.results)
+    if (r.verdict === 'WARN' || r.verdict === 'ERROR') notes.set(`${r.verdict}: ${r.note}`, [...(notes.get(`${r.verdict}: ${r.note}`) ?? []), `#${r.n}`]);
+  for (const [note, rows] of notes) out.push(`  ${note} (${rows.join(' ')})`);
   return out.join('\n') + '\n';
 }
 

@@ -224,6 +224,8 @@ export async function runRelayTest(opts: RelayTestOptions): Promise<RelayTestRep
     if (unknown.length) throw new Error(`unknown case id(s): ${unknown.join(', ')}`);
     cases = cases.filter((c) => opts.only!.includes(c.id));
   }
+  const bad = cases.find((c) => /[\r\n]/.test(c.helo + c.mailFrom + c.rcptTo));
+  if (bad) throw new Error(`case ${bad.id}: CR or LF in an SMTP argument (check --domain, --from, --helo)`);
   const startedAt = new Date().toISOString();
   const so = { host: opts.host, port, timeoutMs, send: !!opts.send, starttls: !!opts.starttls, domain: opts.domain, localAddress: opts.localAddress };
   const results: CaseResult[] = [];
