@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { simpleParser } from 'mailparser';
+import { controlRequest } from '@portcullis/core';
+import { CaptureServer, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import relayPolicy from '@portcullis/relay-policy';
+
+describe('queue control while the relay runs', function () {
+  this.timeout(30_000);
+  let nexthop: CaptureServer;
+  let senderMx: CaptureServer;
+  let relay: TestRelay;
+  let refuse = true;
+  let sock: string;
+  before(async () => {
+    nexthop = await CaptureServer.start({ onRcpt: () => (refuse ? [451, '4.3.2 Not now'] : undefined) });
+    senderMx = await CaptureServer.start();
+    relay = await startTestRelay({
+      builtins: { 'relay-policy': relayPolicy },
+      config: {
+        delivery: { retrySchedule: ['1h'], delayWarning: '1500ms' },
+        plugins: [{ use: 'relay-policy', with: { domains: { 'example.com': { nexthop: nexthop.address, tls: 'none' }, 'sender.test': { nexthop: senderMx.address, tls: 'none' } } } }],
+      },
+    });
+    sock = path.join(relay.spoolDir, 'control.sock');
+  });
+  after(async () => {
+    await relay?.stop();
+    await nexthop?.close();
+    await senderMx?.close();
+  });
+
+  const list = async () => ((await controlRequest(sock, { cmd: 'list' })) as { ok: true; result: Array<{ id: string; pending: string[]; hold: boolean; attempts: number }> }).result;
+
+  it('lists deferred messages, holds, releases and flushes them', async () => {
+    const r = await sendMail({ port: relay.port, from: 'alice@sender.test', to: 'bob@example.com', subject: 'queued' });
+    assert.equal(r.ok, true);
+    const id = /queued as (\w+)/.exec(r.response)![1]!;
+    let entries: Awaited<ReturnType<typeof list>> = [];
+    for (let i = 0; i < 50 && !entries.some((e) => e.id === id && e.attempts === 1); i++) {
+      await new Promise((res) => setTimeout(res, 100));
+      entries = await list();
+    }
+    const e = entries.find((x) => x.id === id)!;
+    assert.deepEqual(e.pending, ['bob@example.com']);
+    const shown = await controlRequest(sock, { cmd: 'show', id });
+    assert.equal(shown.ok, true);
+    assert.match(JSON.stringify(shown), /Subject: queued/);
+    assert.deepEqual(await controlRequest(sock, { cmd: 'hold', id }), { ok: true, result: true });
+    assert.equal((await list()).find((x) => x.id === id)!.hold, true);
+    refuse = false;
+    assert.deepEqual(await controlRequest(sock, { cmd: 'release', id }), { ok: true, result: true });
+    const [msg] = await nexthop.waitFor(1, 10_000);
+    assert.deepEqual(msg!.to, ['bob@example.com']);
+    for (let i = 0; i < 30 && (await list()).some((x) => x.id === id); i++) await new Promise((res) => setTimeout(res, 100));
+    assert.equal((await list()).some((x) => x.id === id), false);
+  });
+
+  it('sends one delay warning after delayWarning, then bounces on request', async () => {
+    refuse = true;
+    senderMx.messages.length = 0;
+    const r = await sendMail({ port: relay.port, from: 'alice@sender.test', to: 'carol@example.com', subject: 'slow one' });
+    const id = /queued as (\w+)/.exec(r.response)![1]!;
+    await new Promise((res) => setTimeout(res, 1800));
+    assert.deepEqual(await controlRequest(sock, { cmd: 'flush', id }), { ok: true, result: { flushed: 1 } });
+    const [warning] = await senderMx.waitFor(1, 10_000);
+    const raw = warning!.raw.toString();
+    assert.match(raw, /Subject: Delayed Mail \(still being retried\)/);
+    assert.match(raw, /Action: delayed\r\nStatus: 4\.3\.2\r\n/);
+    assert.match(raw, /Will-Retry-Until: /);
+    await controlRequest(sock, { cmd: 'flush', id });
+    await new Promise((res) => setTimeout(res, 500));
+    assert.equal(senderMx.messages.length, 1, 'only one delay warning');
+    assert.deepEqual(await controlRequest(sock, { cmd: 'bounce', id }), { ok: true, result: true });
+    const msgs = await senderMx.waitFor(2, 10_000);
+    const bounce = await simpleParser(msgs[1]!.raw);
+    assert.equal(bounce.subject, 'Undelivered Mail Returned to Sender');
+    assert.match(msgs[1]!.raw.toString(), /Action: failed\r\nStatus: 5\.3\.0/);
+    assert.equal((await list()).some((x) => x.id === id), false);
+  });
+
+  it('deletes a message and answers clearly for an unknown id', async () => {
+    const r = await sendMail({ port: relay.port, from: 'alice@sender.test', to: 'dave@example.com', subject: 'doomed' });
+    const id = /queued as (\w+)/.exec(r.response)![1]!;
+    await new Promise((res) => setTimeout(res, 300));
+    assert.deepEqual(await controlRequest(sock, { cmd: 'delete', id }), { ok: true, result: true });
+    assert.equal((await list()).some((x) => x.id === id), false);
+    const missing = await controlRequest(sock, { cmd: 'hold', id: 'NOPE' });
+    assert.equal(missing.ok, false);
+  });
+});
