@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { formatDuration, type LoadedConfig, type Relay } from '@portcullis/core';
-import { describePluginSource } from './cli-package.js';
+import { describePluginSource } from './plugin-source.js';
 
 export interface CheckReport {
   readonly file: string;

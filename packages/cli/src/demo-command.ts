@@ -43,11 +43,24 @@ export function demoConfig(o: Pick<DemoOptions, 'port' | 'nexthopPort' | 'spool'
 export async function runDemo(o: DemoOptions): Promise<void> {
   const spool = path.resolve(o.spool);
   const log = createLogger(o.logLevel, 2);
+
+  // The next hop first: its port goes into the config (`--nexthop-port 0` takes any free one), and
+  // messages left in the spool by an earlier run are delivered as soon as the relay starts.
+  const nexthop = new DemoNextHop(HOST, o.nexthopPort);
+  let nexthopPort: number;
+  try {
+    nexthopPort = await nexthop.start();
+  } catch (err) {
+    process.stderr.write(`portcullis demo: cannot start the demo next hop on ${HOST}:${o.nexthopPort}: ${(err as Error).message}\n  (choose another port with --nexthop-port)\n`);
+    return exit(log, ExitCode.failure);
+  }
+
   let relay: Relay;
   try {
-    const config = parseConfig(demoConfig({ ...o, spool }), '<built-in demo config>');
+    const config = parseConfig(demoConfig({ ...o, nexthopPort, spool }), '<built-in demo config>');
     relay = await Relay.create({ config, logger: log, resolveFrom: [cliPackageDir] });
   } catch (err) {
+    await nexthop.stop();
     if (err instanceof ConfigError) {
       reportConfigError(err, 'the demo did not start');
       return exit(log, ExitCode.config);
@@ -55,40 +68,34 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     throw err;
   }
 
-  // The next hop first, so that messages left in the spool by an earlier run are delivered at once.
-  const nexthop = new DemoNextHop(HOST, o.nexthopPort);
-  try {
-    await nexthop.start();
-  } catch (err) {
-    process.stderr.write(`portcullis demo: cannot start the demo next hop on ${HOST}:${o.nexthopPort}: ${(err as Error).message}\n  (choose another port with --nexthop-port)\n`);
-    return exit(log, ExitCode.failure);
-  }
-
   await runRelay({
     relay,
     log,
     onReady: () => {
-      const port = relay.addresses()[0]!.port;
-      process.stdout.write(banner(port, o.nexthopPort, spool));
+      process.stdout.write(banner(relay.addresses()[0]!.port, nexthopPort, spool));
     },
     onStopped: () => nexthop.stop(),
   });
 }
 
 function banner(port: number, nexthopPort: number, spool: string): string {
+  const relay = `${HOST}:${port}`;
+  const hop = `${HOST}:${nexthopPort}`;
+  const w = Math.max(relay.length, hop.length);
+  const indent = ' '.repeat(13 + w + 2);
   return [
     '',
     'Portcullis demo relay is running.',
     '',
-    `  relay      ${HOST}:${port}  SMTP, no TLS; accepts mail for @${DEMO_DOMAIN} from anyone,`,
-    `                              refuses every other domain (550 5.7.1 Unable to relay)`,
-    `  next hop   ${HOST}:${nexthopPort}  a mail server inside this demo: prints every message it gets, here`,
+    `  relay      ${relay.padEnd(w)}  SMTP without TLS; accepts mail for @${DEMO_DOMAIN} from anyone,`,
+    `${indent}refuses every other domain (550 5.7.1 Unable to relay)`,
+    `  next hop   ${hop.padEnd(w)}  a mail server inside this demo; prints each message it gets, below`,
     `  spool      ${spool}`,
     `  logs       JSON lines on stderr (add 2>/dev/null to hide them)`,
     '',
     'Try it from another shell:',
-    `  swaks --server ${HOST}:${port} --to user@${DEMO_DOMAIN} --from you@example.org`,
-    `  swaks --server ${HOST}:${port} --to someone@example.net --from you@example.org    # refused: not an open relay`,
+    `  swaks --server ${relay} --to user@${DEMO_DOMAIN} --from you@example.org`,
+    `  swaks --server ${relay} --to someone@example.net --from you@example.org    # refused: not an open relay`,
     '',
     'Stop with Ctrl-C.',
     '',

@@ -15,7 +15,8 @@ export class DemoNextHop {
 
   constructor(
     readonly host: string,
-    readonly port: number,
+    /** The port asked for; 0 takes a free one, and `start()` sets the one in use. */
+    public port: number,
     private readonly out: NodeJS.WritableStream = process.stdout,
   ) {}
 
@@ -46,7 +47,8 @@ export class DemoNextHop {
       });
     });
     server.on('error', () => undefined);
-    return (server as unknown as { server: { address(): AddressInfo } }).server.address().port;
+    this.port = (server as unknown as { server: { address(): AddressInfo } }).server.address().port;
+    return this.port;
   }
 
   async stop(): Promise<void> {
@@ -60,7 +62,7 @@ export class DemoNextHop {
 
   private print(from: string, to: string[], raw: Buffer): void {
     this.count++;
-    const lines = raw.toString('utf8').replace(/\r\n$/, '').split(/\r?\n/);
+    const lines = raw.toString('utf8').replace(/(\r?\n)+$/, '').split(/\r?\n/);
     const shown = lines.slice(0, MAX_LINES);
     const rule = '-'.repeat(72);
     const out = [
@@ -69,7 +71,7 @@ export class DemoNextHop {
       `Message ${this.count} delivered to the next hop (${this.host}:${this.port}) at ${new Date().toISOString()}`,
       `  MAIL FROM: <${from}>`,
       `  RCPT TO:   ${to.map((t) => `<${t}>`).join(', ')}`,
-      `  size:      ${raw.length} bytes, ${lines.length} lines`,
+      `  size:      ${raw.length} bytes`,
       '',
       ...shown.map((l) => `  | ${l}`),
       ...(lines.length > shown.length ? [`  | ... (${lines.length - shown.length} more lines not shown)`] : []),

@@ -3,7 +3,8 @@
  * embedders and tests; the command itself runs only from main.js.
  */
 export { ExitCode, exitCodeForSignal } from './exit-codes.js';
-export { cliPackageDir, describePluginSource } from './cli-package.js';
+export { cliPackageDir } from './cli-package.js';
+export { describePluginSource } from './plugin-source.js';
 export { loadRelay, reportConfigError } from './load-relay.js';
 export { runRelay, type RunOptions } from './run-relay.js';
 export { checkReport, formatCheckReport, type CheckReport } from './check-command.js';

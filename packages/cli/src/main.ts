@@ -9,13 +9,13 @@
  * Exit codes: see exit-codes.ts (0 ok, 1 failure, 64 usage, 78 config error).
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { ConfigError, createLogger } from '@portcullis/core';
-import { checkReport, formatCheckReport } from './check-command.js';
 import { cliVersion } from './cli-package.js';
-import { runDemo } from './demo-command.js';
 import { ExitCode } from './exit-codes.js';
-import { loadRelay, reportConfigError, type Logger } from './load-relay.js';
-import { exit, runRelay } from './run-relay.js';
+import type { Logger } from './load-relay.js';
+
+// The relay's modules load only when a command runs: --help, --version and usage errors answer at once.
+const core = () => import('@portcullis/core');
+const relayModules = async () => ({ ...(await import('./load-relay.js')), ...(await import('./run-relay.js')) });
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -26,8 +26,8 @@ function port(value: string): number {
 }
 
 /** Exits with `code` once the logger (if any) has written everything. */
-function finish(code: number, log?: Logger): void {
-  if (log) exit(log, code);
+async function finish(code: number, log?: Logger): Promise<void> {
+  if (log) (await import('./run-relay.js')).exit(log, code);
   else process.exit(code);
 }
 
@@ -43,6 +43,7 @@ program
   .requiredOption('-c, --config <file>', 'config file (YAML, or JSON if it ends in .json)')
   .addOption(new Option('--log-level <level>', 'override log.level from the config').choices(LOG_LEVELS))
   .action(async (opts: { config: string; logLevel?: string }) => {
+    const [{ ConfigError, createLogger }, { loadRelay, reportConfigError, runRelay }] = await Promise.all([core(), relayModules()]);
     let log: Logger | undefined;
     try {
       const { relay } = await loadRelay(opts.config, (c) => (log = createLogger(opts.logLevel ?? c.log.level)));
@@ -50,7 +51,7 @@ program
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       reportConfigError(err, 'nothing was started');
-      finish(ExitCode.config, log);
+      await finish(ExitCode.config, log);
     }
   });
 
@@ -60,6 +61,7 @@ program
   .requiredOption('-c, --config <file>', 'config file (YAML, or JSON if it ends in .json)')
   .option('--json', 'print the report as JSON')
   .action(async (opts: { config: string; json?: boolean }) => {
+    const [{ ConfigError, createLogger }, { loadRelay, reportConfigError }, { checkReport, formatCheckReport }] = await Promise.all([core(), relayModules(), import('./check-command.js')]);
     // Plugins may log while they set up: to stderr, so that stdout is only the report.
     const log = createLogger('warn', 2);
     try {
@@ -67,11 +69,11 @@ program
       const report = checkReport(loaded);
       await loaded.relay.driver.close();
       process.stdout.write(opts.json ? JSON.stringify(report, null, 2) + '\n' : formatCheckReport(report));
-      finish(ExitCode.ok, log);
+      await finish(ExitCode.ok, log);
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       reportConfigError(err, 'the configuration is not valid');
-      finish(ExitCode.config, log);
+      await finish(ExitCode.config, log);
     }
   });
 
@@ -83,7 +85,7 @@ program
   .option('--spool <dir>', 'spool folder (kept between runs: undelivered messages survive a restart)', './var/demo-spool')
   .addOption(new Option('--log-level <level>', 'level of the JSON logs on stderr').choices(LOG_LEVELS).default('info'))
   .action(async (opts: { port: number; nexthopPort: number; spool: string; logLevel: string }) => {
-    await runDemo(opts);
+    await (await import('./demo-command.js')).runDemo(opts);
   });
 
 try {

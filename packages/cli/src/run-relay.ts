@@ -1,4 +1,4 @@
-import type { Relay } from '@portcullis/core';
+import { canOverrideGreetingDelay, type Relay } from '@portcullis/core';
 import { ExitCode, exitCodeForSignal } from './exit-codes.js';
 import type { Logger } from './load-relay.js';
 
@@ -50,7 +50,15 @@ export async function runRelay({ relay, log, onReady, onStopped }: RunOptions): 
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
 
-  started = relay.start();
+  started = (async () => {
+    // Work-around for a core bug: when the spool holds a message that is due, Relay.start() begins
+    // delivering it (queue.start) before its own dynamic import of smtp-server/lib/smtp-connection.js
+    // (canOverrideGreetingDelay), and that import then fails with ERR_MODULE_NOT_FOUND for
+    // 'punycode.js', so a relay restarted after a crash would not start. Running the check first
+    // (its result is cached) avoids the import during start. Remove once fixed in the core.
+    await canOverrideGreetingDelay();
+    await relay.start();
+  })();
   try {
     await started;
   } catch (err) {

@@ -67,7 +67,9 @@ describe('crash safety', () => {
     const nexthop = await CaptureServer.start({ port: nexthopPort });
     servers.push(nexthop);
     const second = startCli(['start', '--config', config], { cwd: dir });
-    const [got] = await nexthop.waitFor(1, 8_000);
+    const [got] = await nexthop.waitFor(1, 8_000).catch((err: Error) => {
+      throw new Error(`${err.message}\nrelay stdout after the restart:\n${second.stdout}\nstderr:\n${second.stderr}`);
+    });
     assert.equal(got!.from, 'alice@example.org');
     assert.deepEqual(got!.to, ['bob@test.example']);
     // What arrives is the relay's Received header, then exactly the bytes the client sent.

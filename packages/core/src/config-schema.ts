@@ -121,6 +121,12 @@ export const configSchema = z.strictObject({
       delayWarning: duration().default(4 * 3_600_000),
       /** Messages delivered at once. */
       concurrency: z.number().int().min(1).default(20),
+      /** Simultaneous connections to one next-hop host (idle reused ones count). */
+      maxConnectionsPerHost: z.number().int().min(1).default(10),
+      /** How long an idle connection to a next hop is kept for reuse; 0 closes after each message. */
+      connectionIdle: duration().default(2_000),
+      /** How long a host whose STARTTLS handshake failed gets plaintext (opportunistic TLS only). */
+      tlsFallback: duration().default(3_600_000),
       /** Time to connect to, and to hear a greeting from, a next hop. */
       connectTimeout: duration().default(30_000),
       /** Longest a next hop may stay silent during a transaction. */

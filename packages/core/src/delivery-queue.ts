@@ -15,6 +15,9 @@ export interface DeliveryOptions {
   readonly concurrency: number;
   readonly connectTimeout: number;
   readonly socketTimeout: number;
+  readonly maxConnectionsPerHost?: number;
+  readonly connectionIdle?: number;
+  readonly tlsFallback?: number;
 }
 
 interface Entry extends SpooledMessage {
@@ -30,7 +33,8 @@ interface Entry extends SpooledMessage {
  */
 export class DeliveryQueue {
   private readonly entries = new Map<string, Entry>();
-  private readonly client: SmtpClient;
+  /** The SMTP client (exposed for tests and diagnostics). */
+  readonly client: SmtpClient;
   private active = 0;
   private timer?: NodeJS.Timeout;
   private stopped = true;
@@ -44,7 +48,14 @@ export class DeliveryQueue {
     private readonly log: Logger,
     private readonly clock: Clock = Date.now,
   ) {
-    this.client = new SmtpClient({ name: opts.hostname, connectTimeout: opts.connectTimeout, socketTimeout: opts.socketTimeout });
+    this.client = new SmtpClient({
+      name: opts.hostname,
+      connectTimeout: opts.connectTimeout,
+      socketTimeout: opts.socketTimeout,
+      maxConnectionsPerHost: opts.maxConnectionsPerHost,
+      idleMs: opts.connectionIdle,
+      tlsFallbackMs: opts.tlsFallback,
+    });
   }
 
   /** Loads what the spool holds (after a restart) and starts the scheduler. */

@@ -79,7 +79,9 @@ export class MimeWalker<Owner> extends Writable {
   }
 
   private openNode(node: MimeNode): void {
-    if (node.multipart || node.rfc822) {
+    // mailsplit opens an attached message only when it is inline and not transfer-encoded; any
+    // other message/rfc822 part stays closed and is screened as a leaf (its bytes are the message).
+    if (node.multipart || (node.rfc822 && node.messageNode)) {
       this.current = undefined;
       return;
     }

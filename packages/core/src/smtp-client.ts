@@ -18,6 +18,10 @@ export interface SmtpClientOptions {
   readonly socketTimeout: number;
   /** How long an idle connection to a host is kept for the next message. */
   readonly idleMs?: number;
+  /** Simultaneous connections to one host:port (idle ones included). */
+  readonly maxConnectionsPerHost?: number;
+  /** How long a host whose TLS handshake failed is spoken to in plaintext (opportunistic TLS only). */
+  readonly tlsFallbackMs?: number;
 }
 
 type Conn = InstanceType<typeof SMTPConnection>;
@@ -29,8 +33,19 @@ type Conn = InstanceType<typeof SMTPConnection>;
  */
 export class SmtpClient {
   private readonly idle = new Map<string, Array<{ conn: Conn; timer: NodeJS.Timeout }>>();
+  /** Open connections per host (busy or idle) and the deliveries waiting for one. */
+  private readonly open = new Map<string, number>();
+  private readonly waiting = new Map<string, Array<() => void>>();
+  /** Hosts whose STARTTLS handshake failed, until when they get plaintext. */
+  private readonly tlsBroken = new Map<string, number>();
 
   constructor(private readonly opts: SmtpClientOptions) {}
+
+  /** Hosts currently spoken to without TLS after a failed handshake (for logs and tests). */
+  get plaintextHosts(): string[] {
+    const now = Date.now();
+    return [...this.tlsBroken].filter(([, until]) => until > now).map(([k]) => k);
+  }
 
   async deliver(hop: NextHop, from: string, recipients: readonly string[], open: () => Readable): Promise<HopResult> {
     let lastError = 'no next hop answered';
@@ -57,6 +72,7 @@ export class SmtpClient {
         return { host: key, perRecipient };
       } catch (err) {
         conn.close();
+        this.closed(key);
         const e = err as Error & { responseCode?: number; response?: string; rejectedErrors?: Array<Error & { recipient?: string; response?: string; responseCode?: number }>; code?: string };
         if (e.responseCode && e.response) {
           // The host answered: its answer decides (per recipient when it refused RCPTs).
@@ -86,6 +102,7 @@ export class SmtpClient {
       conn.quit();
     }
     this.idle.clear();
+    this.open.clear();
   }
 
   private async acquire(hop: NextHop, host: string, port: number): Promise<Conn> {
@@ -95,11 +112,58 @@ export class SmtpClient {
       const { conn, timer } = list.pop()!;
       clearTimeout(timer);
       if (!(conn as unknown as { _destroyed?: boolean })._destroyed && (conn as unknown as { _socket?: { writable?: boolean } })._socket?.writable) return conn;
+      this.closed(key);
     }
+    const max = this.opts.maxConnectionsPerHost ?? 10;
+    while ((this.open.get(key) ?? 0) >= max) {
+      // Reuse an idle connection if one came back while we waited, else wait for a slot.
+      await new Promise<void>((resolve) => {
+        const q = this.waiting.get(key) ?? [];
+        q.push(resolve);
+        this.waiting.set(key, q);
+      });
+      const again = this.idle.get(key);
+      if (again?.length) {
+        const { conn, timer } = again.pop()!;
+        clearTimeout(timer);
+        if ((conn as unknown as { _socket?: { writable?: boolean } })._socket?.writable) return conn;
+        this.closed(key);
+      }
+    }
+    this.open.set(key, (this.open.get(key) ?? 0) + 1);
+    try {
+      const tls = hop.tls ?? 'opportunistic';
+      const plaintext = tls === 'opportunistic' && (this.tlsBroken.get(key) ?? 0) > Date.now();
+      try {
+        return await this.connect(hop, host, port, plaintext ? 'none' : tls);
+      } catch (err) {
+        const e = err as { code?: string; message?: string };
+        // nodemailer reports a failed upgrade as ETLS, or as ESOCKET with OpenSSL's message.
+        const tlsFailure = e.code === 'ETLS' || (e.code === 'ESOCKET' && /SSL routines|TLS|handshake/i.test(e.message ?? ''));
+        if (tls !== 'opportunistic' || plaintext || !tlsFailure) throw err;
+        // A server that offers STARTTLS and then fails the handshake gets plaintext for a while,
+        // like Postfix's smtp_tls_security_level = may: mail is not held up by a broken TLS setup.
+        this.tlsBroken.set(key, Date.now() + (this.opts.tlsFallbackMs ?? 3_600_000));
+        return await this.connect(hop, host, port, 'none');
+      }
+    } catch (err) {
+      this.closed(key);
+      throw err;
+    }
+  }
+
+  /** A connection to `key` is gone: free its slot for a waiting delivery. */
+  private closed(key: string): void {
+    const n = (this.open.get(key) ?? 1) - 1;
+    if (n <= 0) this.open.delete(key);
+    else this.open.set(key, n);
+    this.waiting.get(key)?.shift()?.();
+  }
+
+  private async connect(hop: NextHop, host: string, port: number, tls: 'none' | 'opportunistic' | 'required'): Promise<Conn> {
     // nodemailer would resolve a host name with the system resolver; only literal IPs or names
     // from /etc/hosts (getaddrinfo) are used here. MX lookups belong to the route hook.
     const address = isIP(host) ? host : (await lookup(host)).address;
-    const tls = hop.tls ?? 'opportunistic';
     const conn = new SMTPConnection({
       host: address,
       port,
@@ -136,20 +200,26 @@ export class SmtpClient {
 
   private release(key: string, conn: Conn): void {
     const idleMs = this.opts.idleMs ?? 2000;
-    if (idleMs <= 0) return conn.quit();
+    const quit = () => {
+      conn.quit();
+      this.closed(key);
+    };
+    if (idleMs <= 0) return quit();
+    // A delivery waiting for a slot to this host takes this connection at once.
+    const waiter = this.waiting.get(key)?.shift();
     let list = this.idle.get(key);
     if (!list) this.idle.set(key, (list = []));
-    if (list.length >= 50) return conn.quit();
     const entry = {
       conn,
       timer: setTimeout(() => {
         const i = list!.indexOf(entry);
         if (i >= 0) list!.splice(i, 1);
-        conn.quit();
+        quit();
       }, idleMs),
     };
     entry.timer.unref();
     list.push(entry);
+    waiter?.();
   }
 }
 

@@ -83,6 +83,8 @@ export class CaptureServer {
       this.server.once('error', reject);
       this.server.listen(this.opts.port ?? 0, this.host, () => resolve());
     });
+    // TLS and socket errors of single connections are the client's business, not the test's.
+    this.server.on('error', () => undefined);
     this.port = ((this.server as unknown as { server: { address(): AddressInfo } }).server.address()).port;
   }
 

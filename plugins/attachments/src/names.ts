@@ -50,16 +50,15 @@ export function extensionsOf(reading: string): string[] {
 }
 
 /** Checks one file name against the rules; every finding, not only the first. */
-export function checkName(name: string, rules: NameRules, where = 'attachment'): Finding[] {
+export function checkName(name: string, rules: NameRules, label = `attachment "${displayName(name)}"`): Finding[] {
   const findings: Finding[] = [];
-  const shown = displayName(name);
-  if (BIDI.test(name)) findings.push({ kind: 'name-disguise', reason: `${where} name "${shown}" contains a right-to-left override or other bidi control` });
+  if (BIDI.test(name)) findings.push({ kind: 'name-disguise', reason: `${label} contains a right-to-left override or other bidi control` });
   BIDI.lastIndex = 0;
-  if (CONTROL.test(name)) findings.push({ kind: 'name-disguise', reason: `${where} name "${shown}" contains control characters` });
+  if (CONTROL.test(name)) findings.push({ kind: 'name-disguise', reason: `${label} contains control characters` });
   CONTROL.lastIndex = 0;
-  if (/[. ]$/.test(name)) findings.push({ kind: 'name-disguise', reason: `${where} name "${shown}" ends with a dot or space` });
-  if (CLSID.test(name)) findings.push({ kind: 'name-disguise', reason: `${where} name "${shown}" contains a CLSID` });
-  if ([...name].length > rules.maxNameLength) findings.push({ kind: 'long-name', reason: `${where} name is longer than ${rules.maxNameLength} characters` });
+  if (/[. ]$/.test(name)) findings.push({ kind: 'name-disguise', reason: `${label} ends with a dot or space` });
+  if (CLSID.test(name)) findings.push({ kind: 'name-disguise', reason: `${label} contains a CLSID` });
+  if ([...name].length > rules.maxNameLength) findings.push({ kind: 'long-name', reason: `${label} has a name longer than ${rules.maxNameLength} characters` });
 
   for (const r of readings(name)) {
     const exts = extensionsOf(r);
@@ -69,19 +68,19 @@ export function checkName(name: string, rules: NameRules, where = 'attachment'):
         const double = exts.length >= 2;
         findings.push({
           kind: double ? 'double-extension' : 'extension',
-          reason: double ? `${where} "${shown}" has a double extension ending in .${last}` : `${where} "${shown}" has a forbidden extension .${last}`,
+          reason: double ? `${label} has a double extension ending in .${last}` : `${label} has a forbidden extension .${last}`,
         });
       } else if (rules.allowExtensions && !rules.allowExtensions.has(last)) {
-        findings.push({ kind: 'extension', reason: `${where} "${shown}" has extension .${last}, which is not allowed` });
+        findings.push({ kind: 'extension', reason: `${label} has extension .${last}, which is not allowed` });
       }
     } else if (rules.allowExtensions) {
-      findings.push({ kind: 'extension', reason: `${where} "${shown}" has no extension, and only listed extensions are allowed` });
+      findings.push({ kind: 'extension', reason: `${label} has no extension, and only listed extensions are allowed` });
     }
     // `x.exe.txt` hides nothing from Windows, but `x.exe .txt`-style tricks and the bare
     // `x.exe` inside `x.exe.` are covered by the readings; a denied inner extension is worth
     // flagging only as a double extension when the visible one is harmless-looking.
     if (exts.length >= 2 && !rules.denyExtensions.has(last!) && rules.denyExtensions.has(exts[1]!) && exts[1] !== last) {
-      findings.push({ kind: 'double-extension', reason: `${where} "${shown}" hides extension .${exts[1]} behind .${last}` });
+      findings.push({ kind: 'double-extension', reason: `${label} hides extension .${exts[1]} behind .${last}` });
     }
   }
   return dedupe(findings);
@@ -100,8 +99,8 @@ export function displayName(name: string, max = 80): string {
 }
 
 /** ASCII only, for SMTP replies (no SMTPUTF8 in replies). */
-export function asciiName(name: string): string {
-  return displayName(name).replace(/[^\x20-\x7E]/g, '?');
+export function asciiText(text: string): string {
+  return text.replace(/[^\x20-\x7E]/g, '?');
 }
 
 /**
@@ -159,13 +158,12 @@ export function rawParams(value: string, key: string): string[] {
     });
     const joined = Buffer.concat(bytes);
     try {
-      out.push(libmime.decode(joined, charset));
+      out.push(libmime.decodeWord(charset, 'B', joined.toString('base64')));
     } catch {
-      out.push(joined.toString('latin1'));
+      out.push(joined.toString('latin1')); // unknown charset: the bytes as they are
     }
-    out.push(joined.toString('latin1'));
   }
-  return out.filter((v) => v.length > 0);
+  return [...new Set(out.filter((v) => v.length > 0))];
 }
 
 function decodeWords(v: string): string {

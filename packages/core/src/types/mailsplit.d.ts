@@ -16,6 +16,8 @@ declare module 'mailsplit' {
     parentNode?: MimeNode;
     multipart: string | false;
     rfc822: boolean;
+    /** For message/rfc822: true when mailsplit opened the attached message (its nodes follow). */
+    messageNode?: boolean;
     encoding: string | false;
     contentType: string | false;
     charset: string | false;

@@ -1,0 +1,178 @@
+import os from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import { Splitter } from 'mailsplit';
+import { definePlugin, reject, type DataHandlers, type MimePart, type PartDecision, type Transaction, type Verdict } from '@portcullis/core';
+import { directionOf, parseNetworks } from './direction.js';
+import type { Finding } from './findings.js';
+import { ContentInspector, type InspectContext, } from './inspector.js';
+import { headerValues, LeafWalker } from './message-scan.js';
+import { asciiText, candidateNames, displayName } from './names.js';
+import { options, type ResolvedOptions, type Rule } from './options.js';
+import { quarantinePart } from './quarantine.js';
+import { compileRule, evaluate, type CompiledRule } from './rules.js';
+
+export { options, DEFAULT_EXTENSIONS, DEFAULT_TYPES, type AttachmentsOptions } from './options.js';
+export { CHECK_KINDS, type CheckKind, type Finding } from './findings.js';
+export { checkName, readings, rawParams } from './names.js';
+export { sniff } from './magic.js';
+
+/** The rules in force: `rules`, or the `action`/`block` shorthand as one rule for both directions. */
+function rulesOf(o: ResolvedOptions): Rule[] {
+  if (o.rules) return o.rules;
+  const shorthand = options.parse({ rules: [{ direction: 'any', action: o.action, ...(o.block ? { extensions: o.block } : {}) }] });
+  return shorthand.rules!;
+}
+
+/** What a part's screening decided, for both the part hook and the raw fallback. */
+interface Outcome {
+  rule: CompiledRule;
+  finding: Finding;
+}
+
+function replyFor(finding: Finding): Verdict {
+  const text = `Message refused: ${asciiText(finding.reason).slice(0, 400)}`;
+  return reject(550, '5.7.1', text);
+}
+
+function noticeFor(name: string | undefined, finding: Finding, quarantineId?: string): string {
+  const lines = [
+    'An attachment was removed from this message by the mail relay.',
+    `File: ${name ? `"${displayName(name, 200)}"` : '(no name)'}`,
+    `Reason: ${displayName(finding.reason, 400)}`,
+  ];
+  if (quarantineId) lines.push(`A copy was kept for the administrator (reference ${quarantineId}).`);
+  return lines.join('\n') + '\n';
+}
+
+/**
+ * Attachment screening. Runs in `data`: every leaf MIME part (including the parts of attached
+ * messages the core opens) gets a screener that inspects its decoded bytes as they stream past;
+ * `done` applies the rules for the message's direction: `block` rejects the message with
+ * `550 5.7.1 Message refused: <reason>`, `strip` replaces the part with a text notice,
+ * `quarantine` keeps a copy and strips. A raw reader covers attached messages the core does not
+ * open (see README): those are screened too, and a catch there blocks the message.
+ */
+export default definePlugin({
+  name: 'attachments',
+  options,
+  setup(opts, ctx) {
+    const rules = rulesOf(opts).map((r, i) => compileRule(r, i, opts.maxNameLength));
+    const trusted = parseNetworks(opts.trustedNetworks);
+    const inspectCtx: InspectContext = {
+      sniffBytes: Math.max(opts.sniffBytes, 1024),
+      maxDepth: opts.archives.maxDepth,
+      maxEntries: opts.archives.maxEntries,
+      maxTotalSize: opts.archives.maxTotalSize,
+      maxSize: opts.archives.maxSize,
+      tempDir: opts.tempDir ? path.resolve(ctx.configDir, opts.tempDir) : os.tmpdir(),
+      uuencode: opts.uuencode,
+    };
+    const quarantineDir = opts.quarantine ? path.resolve(ctx.configDir, opts.quarantine.dir) : undefined;
+
+    return {
+      data(txn: Transaction): DataHandlers | undefined {
+        const direction = directionOf(txn.session, trusted);
+        const active = rules.filter((r) => r.rule.direction === 'any' || r.rule.direction === direction);
+        if (!active.length) return undefined;
+        const mayQuarantine = active.some((r) => r.rule.action === 'quarantine');
+        let messageId: string | undefined;
+
+        const part = (p: MimePart) => {
+          const names = candidateNames([p.filename, p.name], { contentType: p.header('content-type'), contentDisposition: p.header('content-disposition') });
+          const shownName = p.filename ?? p.name ?? names[0];
+          const budget = { entries: 0, bytes: 0 };
+          const inspector = new ContentInspector(inspectCtx, {
+            keepCopy: mayQuarantine,
+            keepCopyMax: opts.quarantine?.maxSize,
+            isMessage: p.contentType === 'message/rfc822' || names.some((n) => /\.eml$/i.test(n)),
+            isText: p.contentType.startsWith('text/'),
+            named: names.length > 0,
+            depth: 0,
+            budget,
+            label: shownName ? `attachment "${displayName(shownName)}"` : p.contentType.startsWith('text/') ? 'message text' : `a ${p.contentType} part`,
+          });
+          return {
+            update: (chunk: Buffer) => inspector.update(chunk),
+            done: async (): Promise<PartDecision> => {
+              try {
+                const inspection = await inspector.finish();
+                // The part's own names are checked like the names found inside it.
+                inspection.names.unshift(...names.map((n) => ({ name: n, label: `attachment "${displayName(n)}"` })));
+                const hit = evaluate(active, inspection, p.contentType);
+                return hit ? await decide({ rule: hit.rule, finding: hit.findings[0]! }) : { action: 'keep' };
+              } finally {
+                inspector.cleanup();
+              }
+
+              async function decide(o: Outcome): Promise<PartDecision> {
+                txn.session.log.info({ plugin: 'attachments', rule: o.rule.label, action: o.rule.rule.action, part: p.path, filename: shownName, reason: o.finding.reason }, 'attachment caught');
+                if (o.rule.rule.action === 'block') return { action: 'verdict', verdict: replyFor(o.finding) };
+                let qid: string | undefined;
+                if (o.rule.rule.action === 'quarantine' && quarantineDir) {
+                  qid = await quarantinePart(quarantineDir, inspector.tempPath, {
+                    queueId: txn.id,
+                    messageId,
+                    sender: txn.mailFrom.address,
+                    recipients: txn.recipients.map((r) => r.address),
+                    client: txn.session.remoteAddress,
+                    part: p.path,
+                    filename: shownName,
+                    contentType: p.contentType,
+                    reason: o.finding.reason,
+                    rule: o.rule.label,
+                    size: inspector.size,
+                    truncated: inspector.truncated,
+                  });
+                }
+                return { action: 'replace', notice: noticeFor(shownName, o.finding, qid) };
+              }
+            },
+          };
+        };
+
+        // Our own pass over the raw bytes: the Message-ID for quarantine records, and attached
+        // messages the core's walk does not open (mailsplit leaves message/rfc822 closed when it is
+        // an attachment or transfer-encoded; the core then skips it whole).
+        const raw = async (stream: Readable): Promise<Verdict | undefined> => {
+          let caught: Outcome | undefined;
+          const jobs: Array<Promise<void>> = [];
+          const walker = new LeafWalker((leaf) => {
+            if (leaf.contentType !== 'message/rfc822') return undefined;
+            const inspector = new ContentInspector(inspectCtx, {
+              isMessage: true,
+              named: leaf.names.length > 0,
+              depth: 0,
+              budget: { entries: 0, bytes: 0 },
+              label: leaf.names[0] ? `attached message "${displayName(leaf.names[0])}"` : 'an attached message',
+            });
+            return {
+              update: (c) => inspector.update(c),
+              end: () => {
+                jobs.push(
+                  (async () => {
+                    const inspection = await inspector.finish();
+                    for (const n of leaf.names) inspection.names.push({ name: n, label: `attached message "${displayName(n)}"` });
+                    const hit = evaluate(active, inspection, 'message/rfc822');
+                    if (hit && !caught) caught = { rule: hit.rule, finding: hit.findings[0]! };
+                  })().finally(() => inspector.cleanup()),
+                );
+              },
+            };
+          });
+          walker.onRoot = (node) => {
+            messageId = headerValues(node, 'message-id')[0];
+          };
+          await pipeline(stream, new Splitter(), walker);
+          await Promise.all(jobs);
+          if (!caught) return undefined;
+          txn.session.log.info({ plugin: 'attachments', rule: caught.rule.label, reason: caught.finding.reason }, 'attached message caught');
+          return replyFor(caught.finding);
+        };
+
+        return opts.closedMessages ? { part, raw } : { part };
+      },
+    };
+  },
+});
