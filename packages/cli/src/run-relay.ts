@@ -1,4 +1,4 @@
-import { canOverrideGreetingDelay, type Relay } from '@portcullis/core';
+import type { Relay } from '@portcullis/core';
 import { ExitCode, exitCodeForSignal } from './exit-codes.js';
 import type { Logger } from './load-relay.js';
 
@@ -12,7 +12,7 @@ export interface RunOptions {
 }
 
 /**
- * Starts the relay and keeps it running until SIGTERM or SIGINT.
+ * Starts the relay and keeps it running until SIGTERM or SIGINT. SIGHUP reloads the TLS files.
  *
  * The first signal stops gracefully (`relay.stop()`: listeners close, transactions in DATA finish
  * and are answered, deliveries in progress finish; the spool keeps the rest), then the process exits 0.
@@ -50,15 +50,16 @@ export async function runRelay({ relay, log, onReady, onStopped }: RunOptions): 
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
 
-  started = (async () => {
-    // Work-around for a core bug: when the spool holds a message that is due, Relay.start() begins
-    // delivering it (queue.start) before its own dynamic import of smtp-server/lib/smtp-connection.js
-    // (canOverrideGreetingDelay), and that import then fails with ERR_MODULE_NOT_FOUND for
-    // 'punycode.js', so a relay restarted after a crash would not start. Running the check first
-    // (its result is cached) avoids the import during start. Remove once fixed in the core.
-    await canOverrideGreetingDelay();
-    await relay.start();
-  })();
+  // SIGHUP re-reads the TLS key and certificate (after a renewal); open sessions are not dropped.
+  process.on('SIGHUP', () => {
+    try {
+      relay.reloadTls();
+    } catch (err) {
+      log.error({ err }, `TLS reload failed, keeping the previous certificate: ${(err as Error).message}`);
+    }
+  });
+
+  started = relay.start();
   try {
     await started;
   } catch (err) {

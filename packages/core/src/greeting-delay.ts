@@ -1,5 +1,8 @@
 import { createRequire } from 'node:module';
 import { createHash } from 'node:crypto';
+// Loaded with the rest of the relay, not on demand: a dynamic import at start-up raced with the
+// delivery queue's first connections after a crash and failed to resolve smtp-server's own deps.
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 
 /**
  * smtp-server waits a hard-coded 100 ms before every 220 greeting ("early talker" detection) in
@@ -33,8 +36,7 @@ export function installedSmtpServerVersion(): string {
 
 /** Hash of the installed library's SMTPConnection#init source (whitespace-normalised). */
 export async function libraryInitHash(): Promise<string> {
-  const mod = (await import('smtp-server/lib/smtp-connection.js')) as { SMTPConnection: { prototype: { init: () => void } } };
-  const src = mod.SMTPConnection.prototype.init.toString().replace(/\s+/g, ' ');
+  const src = (SMTPConnection.prototype as unknown as { init: () => void }).init.toString().replace(/\s+/g, ' ');
   return createHash('sha256').update(src).digest('hex');
 }
 

@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { CaptureServer, RawSmtp, sendMail, startTestRelay } from '@portcullis/testkit';
+import relayPolicy from '@portcullis/relay-policy';
+import { freePort, RelayProcess } from './support/relay-process.js';
+
+/** Sends one message over a raw connection; resolves with its Message-ID if it got a 250. */
+async function sendOne(port: number, id: string): Promise<boolean> {
+  let c: RawSmtp | undefined;
+  try {
+    c = await RawSmtp.connect(port);
+    if (!(await c.read(5000)).startsWith('220')) return false;
+    await c.cmd('EHLO load.test');
+    if (!(await c.cmd('MAIL FROM:<load@client.test>')).startsWith('250')) return false;
+    if (!(await c.cmd('RCPT TO:<sink@example.com>')).startsWith('250')) return false;
+    if (!(await c.cmd('DATA')).startsWith('354')) return false;
+    c.write(`Message-ID: <${id}>\r\nSubject: fault test\r\n\r\n${'payload line\r\n'.repeat(40)}.\r\n`);
+    return (await c.read(10_000)).startsWith('250');
+  } catch {
+    return false;
+  } finally {
+    c?.close();
+  }
+}
+
+describe('crash safety under load (issue 4)', function () {
+  this.timeout(240_000);
+
+  it('loses nothing that got a 250 when the relay is SIGKILLed three times during 2,000 messages', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-fault-'));
+    const sink = await CaptureServer.start();
+    const port = await freePort();
+    const config = RelayProcess.write(dir, {
+      hostname: 'relay.test',
+      listen: [{ host: '127.0.0.1', port, greetingDelay: 0 }],
+      spool: { dir: path.join(dir, 'spool') },
+      limits: { connectionsPerIp: 200 },
+      delivery: { retrySchedule: ['1s'] },
+      log: { level: 'warn' },
+      plugins: [{ use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } } } }],
+    });
+    const relay = new RelayProcess(config, port, path.join(dir, 'relay.log'));
+    await relay.start();
+    const total = 2000;
+    const concurrency = 20;
+    const killAt = [400, 900, 1400];
+    const acked = new Set<string>();
+    let next = 0;
+    let attempts = 0;
+    let restarting: Promise<void> | undefined;
+    const deadline = Date.now() + 180_000;
+    const worker = async () => {
+      while (next < total && Date.now() < deadline) {
+        const id = `fault-${next++}@client.test`;
+        // A message whose attempt died with the relay is sent again, as a real client would.
+        for (let tries = 0; tries < 20 && Date.now() < deadline; tries++) {
+          if (restarting) await restarting;
+          attempts++;
+          if (await sendOne(port, id)) {
+            acked.add(id);
+            if (killAt.length && acked.size >= killAt[0]!) {
+              killAt.shift();
+              restarting ??= (async () => {
+                await relay.kill();
+                await relay.start();
+              })().finally(() => (restarting = undefined));
+            }
+            break;
+          }
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+    };
+    try {
+      await Promise.all(Array.from({ length: concurrency }, worker));
+      assert.equal(killAt.length, 0, 'the relay was killed three times');
+      assert.equal(acked.size, total, `${acked.size} of ${total} messages got a 250`);
+      // Everything acknowledged must arrive; the queue left by the kills is delivered after restart.
+      const arrived = new Map<string, number>();
+      const count = () => {
+        arrived.clear();
+        for (const m of sink.messages) {
+          const id = /Message-ID: <([^>]+)>/i.exec(m.raw.toString())?.[1];
+          if (id) arrived.set(id, (arrived.get(id) ?? 0) + 1);
+        }
+      };
+      for (let i = 0; i < 600; i++) {
+        count();
+        if ([...acked].every((id) => arrived.has(id))) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const missing = [...acked].filter((id) => !arrived.has(id));
+      const duplicates = [...arrived.values()].filter((n) => n > 1).length;
+      console.log(`      fault test: ${total} acknowledged, ${attempts} attempts, ${sink.messages.length} deliveries, ${missing.length} missing, ${duplicates} duplicated`);
+      assert.deepEqual(missing, []);
+      assert.ok(duplicates <= 3 * concurrency * 2, `${duplicates} duplicates: more than the messages in flight at three crashes`);
+    } finally {
+      await relay.stop();
+      await sink.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('defers while the next hop is down for 30 s and delivers everything once it is back', async () => {
+    const nexthopPort = await freePort();
+    const relay = await startTestRelay({
+      builtins: { 'relay-policy': relayPolicy },
+      config: {
+        delivery: { retrySchedule: ['3s'] },
+        plugins: [{ use: 'relay-policy', with: { domains: { 'example.com': { nexthop: `127.0.0.1:${nexthopPort}`, tls: 'none' } } } }],
+      },
+    });
+    let sink: CaptureServer | undefined;
+    try {
+      const sent = await Promise.all(Array.from({ length: 20 }, (_, i) => sendMail({ port: relay.port, from: 'a@client.test', to: `u${i}@example.com`, messageId: `<down-${i}@client.test>` })));
+      assert.ok(sent.every((r) => r.ok));
+      await new Promise((r) => setTimeout(r, 30_000));
+      const queued = relay.relay.queue.list();
+      assert.equal(queued.length, 20, 'all 20 are still queued after 30 s');
+      assert.ok(queued.every((q) => q.attempts >= 2), 'each was tried more than once');
+      assert.match(queued[0]!.lastError ?? '', /ECONNREFUSED/);
+      sink = await CaptureServer.start({ port: nexthopPort });
+      await sink.waitFor(20, 15_000);
+      const ids = new Set(sink.messages.map((m) => /Message-ID: <([^>]+)>/i.exec(m.raw.toString())?.[1]));
+      assert.equal(ids.size, 20);
+    } finally {
+      await relay.stop();
+      await sink?.close();
+    }
+  });
+});

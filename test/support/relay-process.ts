@@ -1,0 +1,78 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** The built CLI, as users run it. */
+export const CLI = path.resolve(here, '../../packages/cli/dist/main.js');
+
+/** A free TCP port on 127.0.0.1 (bound and released). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once something answers on host:port, or rejects after `ms`. */
+export async function waitForPort(port: number, host = '127.0.0.1', ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect({ port, host }, () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on ${host}:${port} after ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** `portcullis start --config F` as a child process, its logs appended to `logFile`. */
+export class RelayProcess {
+  child?: ChildProcess;
+  constructor(readonly configFile: string, readonly port: number, readonly logFile: string) {}
+
+  static write(dir: string, config: object): string {
+    const file = path.join(dir, 'portcullis.json');
+    writeFileSync(file, JSON.stringify(config, null, 2));
+    return file;
+  }
+
+  async start(): Promise<void> {
+    const log = createWriteStream(this.logFile, { flags: 'a' });
+    this.child = spawn(process.execPath, [CLI, 'start', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child.stdout!.pipe(log);
+    this.child.stderr!.pipe(log);
+    await waitForPort(this.port);
+  }
+
+  /** SIGKILL: no chance to flush or clean up, like a power cut for the process. */
+  async kill(): Promise<void> {
+    const c = this.child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGKILL');
+    await exited;
+  }
+
+  async stop(): Promise<number | null> {
+    const c = this.child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return c?.exitCode ?? null;
+    const exited = new Promise<number | null>((r) => c.once('exit', (code) => r(code)));
+    c.kill('SIGTERM');
+    const t = setTimeout(() => c.kill('SIGKILL'), 15_000);
+    const code = await exited;
+    clearTimeout(t);
+    return code;
+  }
+}
