@@ -88,6 +88,67 @@ program
     await (await import('./demo-command.js')).runDemo(opts);
   });
 
+program
+  .command('queue')
+  .description('inspect and steer the queue of a running relay: list | show ID | flush [ID] | hold ID | release ID | delete ID | bounce ID')
+  .argument('<action>', 'list, show, flush, hold, release, delete or bounce')
+  .argument('[id]', 'message id (from list)')
+  .requiredOption('-c, --config <file>', 'the config file the relay runs with (its spool folder holds the control socket)')
+  .option('--json', 'print JSON')
+  .action(async (action: string, id: string | undefined, opts: { config: string; json?: boolean }) => {
+    const actions = ['list', 'show', 'flush', 'hold', 'release', 'delete', 'bounce'];
+    if (!actions.includes(action)) {
+      process.stderr.write(`portcullis queue: unknown action "${action}"; one of ${actions.join(', ')}\n`);
+      process.exit(ExitCode.usage);
+    }
+    const { ConfigError } = await core();
+    try {
+      process.exit(await (await import('./admin-commands.js')).queueCommand(action, id, opts));
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(err.message + '\n');
+        process.exit(ExitCode.config);
+      }
+      process.stderr.write(`portcullis queue ${action}: ${(err as Error).message}\n`);
+      process.exit(ExitCode.failure);
+    }
+  });
+
+program
+  .command('passwd')
+  .description('add or replace a user in a users file (scrypt hash); the password is read from standard input')
+  .argument('<file>', 'users file (created with mode 0600 if missing)')
+  .argument('<user>', 'login name, e.g. alice@example.com')
+  .option('--domains <list>', 'comma-separated domains this user may send from (with relay-policy senderMustMatch)')
+  .action(async (file: string, user: string, opts: { domains?: string }) => {
+    try {
+      await (await import('./admin-commands.js')).passwd(file, user, opts);
+    } catch (err) {
+      process.stderr.write(`portcullis passwd: ${(err as Error).message}\n`);
+      process.exit(ExitCode.failure);
+    }
+  });
+
+program
+  .command('tls')
+  .description('TLS helpers')
+  .command('selfsigned')
+  .description('write key.pem and a self-signed cert.pem, for trying STARTTLS and port 465 out')
+  .option('--out <dir>', 'folder to write into', './tls')
+  .option('--name <host>', 'host name in the certificate', 'localhost')
+  .option('--days <n>', 'validity in days', '365')
+  .action(async (opts: { out: string; name: string; days: string }) => {
+    try {
+      await (await import('./admin-commands.js')).tlsSelfSigned(opts);
+    } catch (err) {
+      process.stderr.write(`portcullis tls selfsigned: ${(err as Error).message}\n`);
+      process.exit(ExitCode.failure);
+    }
+  });
+
+// The open-relay self-test (package @portcullis/relay-test): `portcullis relay-test HOST:PORT --domain D`.
+program.addCommand((await import('@portcullis/relay-test')).relayTestCommand('relay-test', (code) => process.exit(code)));
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
