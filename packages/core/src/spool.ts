@@ -186,14 +186,31 @@ export class Spool {
     }
   }
 
-  async writeState(id: string, state: SpoolState): Promise<void> {
+  /**
+   * Writes a message's delivery state (tmp file + rename). Writes for one message are chained: a
+   * queue command and a delivery attempt may both save at once, and each write serialises the
+   * state as it is when its turn comes, so the last write on disk is the newest state.
+   */
+  writeState(id: string, state: SpoolState): Promise<void> {
     const p = path.join(this.queueDir, `${id}.state`);
-    await writeFile(`${p}.tmp`, JSON.stringify(state));
-    await rename(`${p}.tmp`, p);
+    const prev = this.stateWrites.get(id) ?? Promise.resolve();
+    const next = prev
+      .catch(() => undefined)
+      .then(async () => {
+        await writeFile(`${p}.tmp`, JSON.stringify(state));
+        await rename(`${p}.tmp`, p);
+      });
+    this.stateWrites.set(id, next);
+    void next.finally(() => {
+      if (this.stateWrites.get(id) === next) this.stateWrites.delete(id);
+    }).catch(() => undefined);
+    return next;
   }
+  private readonly stateWrites = new Map<string, Promise<void>>();
 
   /** Removes a message whose every recipient is done. */
   async remove(id: string): Promise<void> {
+    await this.stateWrites.get(id)?.catch(() => undefined);
     await unlink(this.messagePath(id)).catch(() => undefined);
     await unlink(path.join(this.queueDir, `${id}.state`)).catch(() => undefined);
   }

@@ -1,0 +1,108 @@
+// Child processes, swaks and ports for the custom-screener tests.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The example's folder (README.md, portcullis.yaml, subject-words.js). */
+export const EXAMPLE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/** The built CLI, through the example's own dependency. */
+export const CLI = path.join(EXAMPLE, 'node_modules/@portcullis/cli/dist/main.js');
+
+/** A free TCP port on 127.0.0.1 (bound and released). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Polls `check` every 100 ms until it is true; fails with `what` after `ms`. */
+export async function waitFor(check: () => boolean, what: string, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** `portcullis start --config FILE`, its output appended to a file (not a pipe: spawnSync would stall it). */
+export class RelayProcess {
+  private readonly child: ChildProcess;
+  private readonly exited: Promise<void>;
+
+  constructor(config: string, readonly logFile: string) {
+    const fd = openSync(logFile, 'a');
+    this.child = spawn(process.execPath, [CLI, 'start', '--config', config], { stdio: ['ignore', fd, fd] });
+    closeSync(fd);
+    this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  log(): string {
+    return readFileSync(this.logFile, 'utf8');
+  }
+
+  async ready(ms = 20_000): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!this.log().includes('"msg":"ready"')) {
+      if (!this.running) throw new Error(`the relay exited (${this.child.exitCode ?? this.child.signalCode}) before it was ready:\n${this.log()}`);
+      if (Date.now() > deadline) throw new Error(`the relay was not ready within ${ms} ms:\n${this.log()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** SIGTERM, then SIGKILL if it has not exited after 10 s. */
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.child.kill('SIGTERM');
+    const t = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
+    await this.exited;
+    clearTimeout(t);
+  }
+}
+
+/** Runs `portcullis ARGS` to completion. */
+export function portcullis(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 60_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Runs swaks against `server`; returns its exit status and transcript (stdout and stderr in order). */
+export function swaks(server: string, args: string[]): { status: number | null; out: string } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'swaks-'));
+  try {
+    const file = path.join(dir, 'transcript');
+    const fd = openSync(file, 'w');
+    const r = spawnSync('swaks', ['--server', server, ...args], { stdio: ['ignore', fd, fd], timeout: 40_000 });
+    closeSync(fd);
+    if (r.error) throw new Error(`cannot run swaks (${r.error.message}): install it with apt-get install swaks`);
+    return { status: r.status, out: readFileSync(file, 'utf8') };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The server's reply to `command` in a swaks transcript (` -> CMD` then `<- ` / `<** ` lines). */
+export function replyTo(transcript: string, command: string): string {
+  const lines = transcript.split('\n');
+  const at = lines.findIndex((l) => /^ [-~]> /.test(l) && l.slice(4) === command);
+  assert.ok(at >= 0, `swaks did not send ${JSON.stringify(command)}:\n${transcript}`);
+  const reply: string[] = [];
+  for (const l of lines.slice(at + 1)) {
+    const m = /^<(?:-|~|\*\*|~\*) +(.*)$/.exec(l);
+    if (m) reply.push(m[1]!);
+    else if (reply.length || /^ [-~]> /.test(l)) break;
+  }
+  return reply.join('\n');
+}
