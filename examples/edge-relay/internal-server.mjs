@@ -32,7 +32,7 @@ const server = new SMTPServer({
       writeFileSync(path.join(store, name), raw);
       console.log(`stored ${name} ${summary(session, raw)}`);
       callback(null, `Stored as ${name}`);
-    } catch (err) {
+    } catch {
       callback(Object.assign(new Error('Could not store the message, try again later'), { responseCode: 451 }));
     }
   },
