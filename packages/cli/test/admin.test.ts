@@ -3,7 +3,8 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
-import { CaptureServer } from '@portcullis/testkit';
+import { copyFileSync } from 'node:fs';
+import { CaptureServer, RawSmtp, selfSignedFiles } from '@portcullis/testkit';
 import { verifyPassword } from '@portcullis/relay-policy';
 import { cleanupDirs, cliMain, freePort, killAll, runCli, startCli, tempDir, writeConfig } from './helpers.js';
 
@@ -102,5 +103,35 @@ plugins:
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /0 FAIL/);
     writeFileSync(path.join(dir, 'relay-test.txt'), r.stdout);
+  });
+
+  it('reloads the TLS certificate on SIGHUP without stopping', async () => {
+    const dir = tempDir();
+    const first = await selfSignedFiles('relay.test');
+    copyFileSync(first.key, path.join(dir, 'key.pem'));
+    copyFileSync(first.cert, path.join(dir, 'cert.pem'));
+    const port = await freePort();
+    const config = writeConfig(dir, 'relay.yaml', `listen: [{ host: 127.0.0.1, port: ${port}, tls: starttls, greetingDelay: 0 }]\ntls: { key: ./key.pem, cert: ./cert.pem }\nspool: { dir: ./spool }\n`);
+    const relay = startCli(['start', '--config', config]);
+    await relay.readyPort();
+    const fingerprint = async () => {
+      const c = await RawSmtp.connect(port);
+      await c.read();
+      await c.cmd('EHLO client.test');
+      await c.cmd('STARTTLS');
+      const fp = (await c.startTls()).getPeerCertificate().fingerprint256;
+      c.close();
+      return fp;
+    };
+    const before = await fingerprint();
+    const second = await selfSignedFiles('relay.test');
+    copyFileSync(second.key, path.join(dir, 'key.pem'));
+    copyFileSync(second.cert, path.join(dir, 'cert.pem'));
+    relay.kill('SIGHUP');
+    await relay.waitFor('the reload log line', () => relay.logs().find((l) => l['msg'] === 'TLS key and certificate reloaded'));
+    const after = await fingerprint();
+    assert.notEqual(after, before);
+    assert.equal(after, new X509Certificate(readFileSync(second.cert)).fingerprint256);
+    assert.equal(relay.exited, undefined, 'still running');
   });
 });
