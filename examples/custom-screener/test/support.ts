@@ -2,7 +2,6 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,26 +11,7 @@ export const EXAMPLE = path.resolve(path.dirname(fileURLToPath(import.meta.url))
 /** The built CLI, through the example's own dependency. */
 export const CLI = path.join(EXAMPLE, 'node_modules/@portcullis/cli/dist/main.js');
 
-/** A free TCP port on 127.0.0.1 (bound and released). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** Polls `check` every 100 ms until it is true; fails with `what` after `ms`. */
-export async function waitFor(check: () => boolean, what: string, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+export { freePort, waitUntil as waitFor } from '@portcullis/testkit';
 
 /** `portcullis start --config FILE`, its output appended to a file (not a pipe: spawnSync would stall it). */
 export class RelayProcess {

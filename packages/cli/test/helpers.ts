@@ -123,17 +123,7 @@ process.on('exit', () => {
   for (const c of running) c.child.kill('SIGKILL');
 });
 
-/** A port nothing listens on right now (the kernel's choice, then closed). */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, host, () => resolve());
-  });
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+export { freePort } from '@portcullis/testkit';
 
 /** Whether something accepts TCP connections on the port. */
 export function isListening(port: number, host = '127.0.0.1'): Promise<boolean> {

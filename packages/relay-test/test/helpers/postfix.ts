@@ -31,17 +31,8 @@ export interface PostfixOptions {
 const POSTFIX = '/usr/sbin/postfix';
 const POSTCONF = '/usr/sbin/postconf';
 
-/** A port that was free a moment ago (bind to 0, read it, close). */
-export function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, host, () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from '@portcullis/testkit';
+import { freePort } from '@portcullis/testkit';
 
 /** /proc start time of a pid (field 22), or undefined when it is gone or a zombie. */
 function startTime(pid: number): string | undefined {

@@ -130,16 +130,8 @@ export function command(port: number, cmd: string, timeoutMs = 2_000): Promise<s
   });
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '@portcullis/testkit';
+export { freePort } from '@portcullis/testkit';
 
 /**
  * A "clamd" that accepts connections, reads whatever is sent and never answers: a hang the real
