@@ -22,6 +22,8 @@ export interface DeliveryOptions {
 
 interface Entry extends SpooledMessage {
   busy: boolean;
+  /** Waiting in the due list. */
+  queued: boolean;
 }
 
 /**
@@ -33,6 +35,13 @@ interface Entry extends SpooledMessage {
  */
 export class DeliveryQueue {
   private readonly entries = new Map<string, Entry>();
+  /**
+   * Messages due now, in order. New and flushed messages go straight in; deferred ones are moved in
+   * by a scan every 500 ms once their time has come. So a new message never waits behind a walk
+   * over a large deferred backlog.
+   */
+  private due: Entry[] = [];
+  private dueHead = 0;
   /** The SMTP client (exposed for tests and diagnostics). */
   readonly client: SmtpClient;
   private active = 0;
@@ -62,11 +71,11 @@ export class DeliveryQueue {
   async start(): Promise<void> {
     this.stopped = false;
     const held = await this.spool.list();
-    for (const m of held) this.entries.set(m.meta.id, { ...m, busy: false });
+    for (const m of held) this.entries.set(m.meta.id, { ...m, busy: false, queued: false });
     if (held.length) this.log.info({ messages: held.length }, 'recovered messages from the spool');
-    this.timer = setInterval(() => this.pump(), 500);
+    this.timer = setInterval(() => this.scan(), 500);
     this.timer.unref();
-    this.pump();
+    this.scan();
   }
 
   /** Stops taking new work and waits for deliveries in progress. */
@@ -79,7 +88,9 @@ export class DeliveryQueue {
 
   /** A message just committed by the intake. */
   add(message: SpooledMessage): void {
-    this.entries.set(message.meta.id, { ...message, busy: false });
+    const e: Entry = { ...message, busy: false, queued: false };
+    this.entries.set(message.meta.id, e);
+    this.markDue(e);
     this.pump();
   }
 
@@ -90,6 +101,7 @@ export class DeliveryQueue {
       if (id && e.meta.id !== id) continue;
       e.state.nextAttemptAt = 0;
       e.state.hold = false;
+      this.markDue(e);
       n++;
     }
     this.pump();
@@ -100,14 +112,30 @@ export class DeliveryQueue {
     return this.entries.size;
   }
 
+  private markDue(e: Entry): void {
+    if (e.queued || e.busy) return;
+    e.queued = true;
+    this.due.push(e);
+  }
+
+  /** Moves deferred messages whose time has come into the due list. */
+  private scan(): void {
+    const now = this.clock();
+    for (const e of this.entries.values()) {
+      if (!e.busy && !e.queued && !e.state.hold && e.state.nextAttemptAt <= now) this.markDue(e);
+    }
+    this.pump();
+  }
+
   private pump(): void {
     if (this.stopped || this.pumping) return;
     this.pumping = true;
     try {
       const now = this.clock();
-      for (const e of this.entries.values()) {
-        if (this.active >= this.opts.concurrency) break;
-        if (e.busy || e.state.hold || e.state.nextAttemptAt > now) continue;
+      while (this.active < this.opts.concurrency && this.dueHead < this.due.length) {
+        const e = this.due[this.dueHead++]!;
+        e.queued = false;
+        if (this.entries.get(e.meta.id) !== e || e.busy || e.state.hold || e.state.nextAttemptAt > now) continue;
         e.busy = true;
         this.active++;
         this.attempt(e)
@@ -118,6 +146,11 @@ export class DeliveryQueue {
             if (!this.active) for (const w of this.idleWaiters.splice(0)) w();
             this.pump();
           });
+      }
+      // Drop the consumed head now and then, so the list does not grow without bound.
+      if (this.dueHead > 1024 && this.dueHead * 2 > this.due.length) {
+        this.due = this.due.slice(this.dueHead);
+        this.dueHead = 0;
       }
     } finally {
       this.pumping = false;
@@ -264,6 +297,7 @@ export class DeliveryQueue {
     e.state.hold = false;
     e.state.nextAttemptAt = 0;
     await this.spool.writeState(id, e.state);
+    this.markDue(e);
     this.pump();
     return true;
   }

@@ -44,7 +44,10 @@ export class PluginDriver {
     const rank = (p: LoadedPlugin) => (p.instance.enforce === 'pre' ? 0 : p.instance.enforce === 'post' ? 2 : 1);
     // Array.prototype.sort is stable, so config order holds within each group.
     this.plugins = [...plugins].sort((a, b) => rank(a) - rank(b));
+    // Computed once: hooks are dispatched for every command of every session.
+    for (const hook of HOOK_NAMES) this.byHook.set(hook, this.plugins.filter((p) => typeof p.instance.hooks[hook] === 'function'));
   }
+  private readonly byHook = new Map<HookName, LoadedPlugin[]>();
 
   /** The plugins implementing each hook, in the order they run (for `portcullis check`). */
   hookOrder(): Record<HookName, string[]> {
@@ -144,7 +147,7 @@ export class PluginDriver {
   }
 
   private with(hook: HookName): LoadedPlugin[] {
-    return this.plugins.filter((p) => typeof p.instance.hooks[hook] === 'function');
+    return this.byHook.get(hook)!;
   }
 
   private call(p: LoadedPlugin, hook: HookName, args: readonly unknown[]): Promise<unknown> {
