@@ -94,13 +94,13 @@ export async function receiveMessage(stream: DataStream, txn: Transaction, ctx: 
     for (const { plugin, pass, work } of rawStarted) {
       rawResults.push(
         driver.guard(plugin, 'data.raw', () => work).then(
-        (verdict) => ({ plugin, verdict: verdict ?? undefined }),
-        (error: unknown) => {
-          pass.resume(); // a failed reader must not stall the others
-          return { plugin, error };
-        },
-      ),
-    );
+          (verdict) => ({ plugin, verdict: verdict ?? undefined }),
+          (error: unknown) => {
+            pass.resume(); // a failed reader must not stall the others
+            return { plugin, error };
+          },
+        ),
+      );
     }
   };
 
