@@ -98,13 +98,19 @@ describe('protocol limits', function () {
     await sink?.close();
   });
 
-  async function data(message: string): Promise<string> {
+  /** An untrusted client that has reached DATA for user@hosted.test. */
+  async function openData(): Promise<RawSmtp> {
     const c = await RawSmtp.connect(relay.port, '127.0.0.1', UNTRUSTED);
     await c.read();
     await c.cmd('EHLO client.test');
     await c.cmd('MAIL FROM:<a@client.test>');
     await c.cmd('RCPT TO:<user@hosted.test>');
     await c.cmd('DATA');
+    return c;
+  }
+
+  async function data(message: string): Promise<string> {
+    const c = await openData();
     c.write(message + '.\r\n');
     const r = await c.read();
     c.close();
@@ -126,12 +132,7 @@ describe('protocol limits', function () {
   });
 
   it('closes a client that trickles DATA slower than minDataRate with 421 4.4.2', async () => {
-    const c = await RawSmtp.connect(relay.port, '127.0.0.1', UNTRUSTED);
-    await c.read();
-    await c.cmd('EHLO client.test');
-    await c.cmd('MAIL FROM:<a@client.test>');
-    await c.cmd('RCPT TO:<user@hosted.test>');
-    await c.cmd('DATA');
+    const c = await openData();
     let reply = '';
     for (let i = 0; i < 40 && !c.isClosed; i++) {
       c.write('x');

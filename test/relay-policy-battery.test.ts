@@ -76,6 +76,17 @@ describe('relay policy battery (issue 3)', function () {
     return c;
   }
 
+  /** A connection from `client`, upgraded with STARTTLS and greeted again, not yet logged in. */
+  async function tlsSession(client: string): Promise<RawSmtp> {
+    const c = await RawSmtp.connect(relay.port, '127.0.0.1', client);
+    await c.read();
+    await c.cmd('EHLO client.test');
+    await c.cmd('STARTTLS');
+    await c.startTls();
+    await c.cmd('EHLO client.test');
+    return c;
+  }
+
   /** MAIL + RCPT; if RCPT is accepted, sends a message and returns the DATA reply as well. */
   async function attempt(client: string, from: string, rcpt: string, opts: { helo?: string; auth?: boolean } = {}): Promise<{ mail: string; rcpt: string; data?: string; body: string }> {
     const c = await session(client, opts);
@@ -183,10 +194,7 @@ describe('relay policy battery (issue 3)', function () {
     });
 
     it('refuses an authorization identity different from the login', async () => {
-      const c = await session(AUTHED);
-      await c.cmd('STARTTLS');
-      await c.startTls();
-      await c.cmd('EHLO client.test');
+      const c = await tlsSession(AUTHED);
       const token = Buffer.from(`bob@hosted.test\0alice@hosted.test\0${PASSWORD}`).toString('base64');
       assert.equal(await c.cmd(`AUTH PLAIN ${token}`), '535 5.7.8 Authorization identity must be the login name');
       c.close();
@@ -209,12 +217,7 @@ describe('relay policy battery (issue 3)', function () {
 
   describe('failed logins', () => {
     it('cuts one connection off after 3 bad passwords with 421', async () => {
-      const c = await RawSmtp.connect(relay.port, '127.0.0.1', '127.0.0.31');
-      await c.read();
-      await c.cmd('EHLO client.test');
-      await c.cmd('STARTTLS');
-      await c.startTls();
-      await c.cmd('EHLO client.test');
+      const c = await tlsSession('127.0.0.31');
       const replies: string[] = [];
       for (let i = 0; i < 25 && !c.isClosed; i++) {
         const token = Buffer.from(`\0alice@hosted.test\0wrong${i}`).toString('base64');
@@ -230,24 +233,14 @@ describe('relay policy battery (issue 3)', function () {
       const ip = '127.0.0.32';
       const outcomes: string[] = [];
       for (let i = 0; i < 25; i++) {
-        const c = await RawSmtp.connect(relay.port, '127.0.0.1', ip);
-        await c.read();
-        await c.cmd('EHLO client.test');
-        await c.cmd('STARTTLS');
-        await c.startTls();
-        await c.cmd('EHLO client.test');
+        const c = await tlsSession(ip);
         const token = Buffer.from(`\0alice@hosted.test\0wrong${i}`).toString('base64');
         outcomes.push((await c.cmd(`AUTH PLAIN ${token}`).catch(() => 'closed')).slice(0, 9));
         c.close();
       }
       assert.deepEqual(outcomes.slice(0, 9), Array(9).fill('535 5.7.8'));
       assert.deepEqual(outcomes.slice(9), Array(16).fill('421 4.7.0'));
-      const c = await RawSmtp.connect(relay.port, '127.0.0.1', ip);
-      await c.read();
-      await c.cmd('EHLO client.test');
-      await c.cmd('STARTTLS');
-      await c.startTls();
-      await c.cmd('EHLO client.test');
+      const c = await tlsSession(ip);
       const token = Buffer.from(`\0alice@hosted.test\0${PASSWORD}`).toString('base64');
       assert.equal(await c.cmd(`AUTH PLAIN ${token}`), '421 4.7.0 Too many failed logins from your address, try again later');
       c.close();

@@ -96,16 +96,14 @@ export class DeliveryQueue {
 
   /** Makes every deferred message due now. */
   flush(id?: string): number {
-    let n = 0;
-    for (const e of this.entries.values()) {
-      if (id && e.meta.id !== id) continue;
+    const targets = id ? [this.entries.get(id)].filter((e): e is Entry => !!e) : [...this.entries.values()];
+    for (const e of targets) {
       e.state.nextAttemptAt = 0;
       e.state.hold = false;
       this.markDue(e);
-      n++;
     }
     this.pump();
-    return n;
+    return targets.length;
   }
 
   get size(): number {
