@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { domainOf } from './address.js';
 import { buildBounce, enhancedStatusOf, type BounceFailure } from './dsn.js';
 import type { PluginDriver } from './plugin-driver.js';
-import { SmtpClient } from './smtp-client.js';
+import { SmtpClient, type DeliveryTransport } from './smtp-client.js';
 import { newQueueId, type Spool, type SpooledMessage } from './spool.js';
 import type { Clock } from './tokens.js';
 import type { NextHop, QueuedMessage } from './types.js';
@@ -44,6 +44,8 @@ export class DeliveryQueue {
   private dueHead = 0;
   /** The SMTP client (exposed for tests and diagnostics). */
   readonly client: SmtpClient;
+  /** Where deliveries go: the SMTP client unless a transport was given. */
+  private readonly transport: DeliveryTransport;
   private active = 0;
   private timer?: NodeJS.Timeout;
   private stopped = true;
@@ -56,6 +58,7 @@ export class DeliveryQueue {
     private readonly opts: DeliveryOptions,
     private readonly log: Logger,
     private readonly clock: Clock = Date.now,
+    transport?: DeliveryTransport,
   ) {
     this.client = new SmtpClient({
       name: opts.hostname,
@@ -65,6 +68,16 @@ export class DeliveryQueue {
       idleMs: opts.connectionIdle,
       tlsFallbackMs: opts.tlsFallback,
     });
+    this.transport = transport ?? this.client;
+  }
+
+  /** Resolves once no delivery is in progress and none is due now (deferred ones wait for their time). */
+  async idle(): Promise<void> {
+    for (;;) {
+      if (this.active) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+      else if (!this.stopped && this.dueHead < this.due.length) await new Promise((resolve) => setImmediate(resolve));
+      else return;
+    }
   }
 
   /** Loads what the spool holds (after a restart) and starts the scheduler. */
@@ -84,6 +97,7 @@ export class DeliveryQueue {
     if (this.timer) clearInterval(this.timer);
     if (this.active) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     this.client.close();
+    if (this.transport !== this.client) this.transport.close();
   }
 
   /** A message just committed by the intake. */
@@ -189,7 +203,7 @@ export class DeliveryQueue {
     }
 
     for (const { hop, rcpts } of groups.values()) {
-      const result = await this.client.deliver(hop, meta.mailFrom, rcpts, () => this.spool.openMessage(meta));
+      const result = await this.transport.deliver(hop, meta.mailFrom, rcpts, () => this.spool.openMessage(meta));
       for (const rcpt of rcpts) {
         const r = result.perRecipient.get(rcpt)!;
         if (r.ok) {

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Verdict } from './verdicts.js';
+import type { MessageHeaders } from './header-section.js';
 import type { Address, DeliveryEvent, NextHop, QueuedMessage, Session, Transaction } from './types.js';
 
 type MaybePromise<T> = T | Promise<T>;
@@ -72,6 +73,8 @@ export interface MessageInfo {
   readonly size: number;
   /** Parts replaced by screeners, by path. */
   readonly replacedParts: readonly string[];
+  /** The top-level header section, parsed and decoded (RFC 2047 words, RFC 2231 parameters, address lists), with the raw text. */
+  readonly headers: MessageHeaders;
 }
 
 /**

@@ -5,6 +5,7 @@ import { Splitter } from 'mailsplit';
 import type { DataHandlers, MimePart, PartDecision } from './hooks.js';
 import { LineEndingGuard } from './line-ending-guard.js';
 import { HeaderScanner } from './header-scanner.js';
+import { HeaderCollector, type MessageHeaders } from './header-section.js';
 import { MimeWalker, type AttachedScreener } from './mime-walker.js';
 import { rewriteParts } from './mime-rewrite.js';
 import type { LoadedPlugin, PluginDriver } from './plugin-driver.js';
@@ -106,6 +107,7 @@ export async function receiveMessage(stream: DataStream, txn: Transaction, ctx: 
 
   const guard = new LineEndingGuard();
   const headers = new HeaderScanner(ctx.limits);
+  const section = new HeaderCollector();
   let headerProblem: ReturnType<HeaderScanner['update']>;
   let copying = true;
   try {
@@ -117,9 +119,13 @@ export async function receiveMessage(stream: DataStream, txn: Transaction, ctx: 
         copying = false;
         continue;
       }
-      if (!headers.done && (headerProblem = headers.update(chunk))) {
-        copying = false;
-        continue;
+      if (!headers.done) {
+        if ((headerProblem = headers.update(chunk))) {
+          copying = false;
+          continue;
+        }
+        section.push(chunk, headers.bytes, headers.done);
+        if (headers.done) (txn as { headers?: MessageHeaders }).headers = section.headers();
       }
       await writeAll(branches, chunk);
     }
@@ -164,7 +170,9 @@ export async function receiveMessage(stream: DataStream, txn: Transaction, ctx: 
     await spool.discard(incoming);
     return { reply: decided.verdict.reply!, accepted: false, size, plugin: decided.plugin };
   }
-  const message = await driver.verdict('message', [txn, { size, replacedParts: [...decided.replaced.values()].map((r) => r.path) }], log);
+  // A message without a blank line is all header: what arrived is its header section.
+  const parsedHeaders = txn.headers ?? ((txn as { headers?: MessageHeaders }).headers = section.headers());
+  const message = await driver.verdict('message', [txn, { size, replacedParts: [...decided.replaced.values()].map((r) => r.path), headers: parsedHeaders }], log);
   if (message.verdict && message.verdict.kind !== 'accept') {
     await spool.discard(incoming);
     return { reply: message.verdict.reply, accepted: false, size, plugin: message.plugin };

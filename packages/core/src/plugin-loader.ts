@@ -96,11 +96,41 @@ async function importDefinition(use: string, at: string, opts: LoadPluginsOption
   try {
     mod = (await import(url)) as { default?: unknown };
   } catch (err) {
-    throw new ConfigError(opts.file, [{ path: `${at}.use`, message: `cannot load plugin "${use}": ${(err as Error).message}` }]);
+    throw new ConfigError(opts.file, [{ path: `${at}.use`, message: `cannot load plugin "${use}": ${explainLoadError(err, use)}` }]);
   }
-  const def = mod.default;
+  const def = pluginExport(mod);
   if (!isPluginDefinition(def)) {
-    throw new ConfigError(opts.file, [{ path: `${at}.use`, message: `"${use}" does not export a plugin as default (use definePlugin from @portcullis/core)` }]);
+    throw new ConfigError(opts.file, [{ path: `${at}.use`, message: `"${use}" does not export a plugin as default: write \`export default definePlugin({...})\` (ES module) or \`module.exports = definePlugin({...})\` (CommonJS), with definePlugin from @portcullis/core` }]);
   }
   return def;
+}
+
+/**
+ * The plugin a module exports, whatever its format: an ES module's `export default`; a CommonJS
+ * file's `module.exports` (which `import()` presents as `default`); or TypeScript / Babel output
+ * compiled to CommonJS, where the default export sits at `module.exports.default`.
+ */
+export function pluginExport(mod: { default?: unknown }): unknown {
+  const first = mod.default;
+  if (isPluginDefinition(first)) return first;
+  const inner = (first as { default?: unknown } | undefined)?.default;
+  if (isPluginDefinition(inner)) return inner;
+  return first;
+}
+
+/** Turns the errors Node gives for a plugin in the wrong module format into what to do about it. */
+function explainLoadError(err: unknown, use: string): string {
+  const e = err as NodeJS.ErrnoException;
+  const msg = e?.message ?? String(err);
+  const file = path.basename(use);
+  if (e?.code === 'ERR_UNKNOWN_FILE_EXTENSION' && /\.(m|c)?ts$/.test(use)) {
+    return `${msg}. Node does not load TypeScript by itself: compile the plugin (tsc) and list the .js file, or start the relay with a loader (NODE_OPTIONS="--import tsx")`;
+  }
+  if (/Cannot use import statement outside a module|Unexpected token 'export'/.test(msg)) {
+    return `${file} uses ES module syntax (import/export) but Node loads it as CommonJS, because the nearest package.json has no "type": "module". Do one of: rename it to ${file.replace(/\.(c?js)$/, '')}.mjs; add "type": "module" to that package.json; or write it as CommonJS: \`const { definePlugin } = require('@portcullis/core'); module.exports = definePlugin({ ... })\``;
+  }
+  if (/require is not defined in ES module scope|module is not defined in ES module scope|exports is not defined in ES module scope/.test(msg)) {
+    return `${file} uses CommonJS (require/module.exports) but Node loads it as an ES module, because the nearest package.json says "type": "module". Do one of: rename it to ${file.replace(/\.(m?js)$/, '')}.cjs; or write it as an ES module: \`import { definePlugin } from '@portcullis/core'; export default definePlugin({ ... })\``;
+  }
+  return msg;
 }

@@ -14,10 +14,12 @@ import { ControlServer } from './control-server.js';
 import { canOverrideGreetingDelay, setGreetingDelay } from './greeting-delay.js';
 import { createLogger } from './logger.js';
 import { receiveMessage } from './message-intake.js';
+import { asSocket } from './stream-socket.js';
 import type { PluginDefinition } from './plugin.js';
 import { PluginDriver, type LoadedPlugin } from './plugin-driver.js';
 import { loadPlugins } from './plugin-loader.js';
-import { newQueueId, Spool } from './spool.js';
+import { newQueueId, Spool, type SpooledMessage } from './spool.js';
+import type { DeliveryTransport } from './smtp-client.js';
 import { Tokens, type Clock } from './tokens.js';
 import type { Address, Session, Transaction } from './types.js';
 import { formatReply, replyError, Replies, type Reply, type Verdict } from './verdicts.js';
@@ -33,7 +35,32 @@ export interface RelayOptions {
   readonly resolveFrom?: readonly string[];
   /** Run the delivery side (default true). */
   readonly deliver?: boolean;
+  /**
+   * Bind the listeners' ports and the queue control socket (default true). With `false` the relay
+   * opens no socket at all: clients come in through `connectStream` (the test kit's `inject`).
+   */
+  readonly listen?: boolean;
+  /** Delivers to next hops instead of the SMTP client (the test kit's delivery capture). */
+  readonly transport?: DeliveryTransport;
+  /** Called once a message is durably in the spool, before delivery sees it. */
+  readonly onSpooled?: (message: SpooledMessage) => void;
+  /** Services registered after the defaults and before plugins set up (e.g. `Tokens.Resolver`, `Tokens.Clock`). */
+  readonly services?: ReadonlyArray<readonly [symbol, unknown]>;
 }
+
+/** How an in-memory client looks to the relay (`connectStream`). */
+export interface StreamClient {
+  readonly remoteAddress?: string;
+  readonly remotePort?: number;
+  readonly localAddress?: string;
+  readonly localPort?: number;
+  /** Treat the stream as already encrypted (like implicit TLS): AUTH is offered. */
+  readonly secure?: boolean;
+  /** Which listener the client reached (index in `listen`, or its name); default the first. */
+  readonly listener?: number | string;
+}
+
+const STREAM_CLIENT = Symbol('portcullis.streamClient');
 
 /**
  * SMTPUTF8 is not offered, so a local part must be ASCII (RFC 6531 section 3.5). Domains are
@@ -118,13 +145,14 @@ export class Relay {
     log: Logger,
     plugins: LoadedPlugin[],
     private readonly deliver: boolean,
+    private readonly opts: RelayOptions = { config },
   ) {
     this.container = container;
     this.log = log;
     this.driver = new PluginDriver(plugins, log);
     container.registerInstance(Tokens.PluginDriver, this.driver);
     this.spool = container.resolve<Spool>(Tokens.Spool);
-    this.queue = new DeliveryQueue(this.spool, this.driver, { hostname: config.hostname, ...config.delivery }, log.child({ part: 'delivery' }), container.resolve<Clock>(Tokens.Clock));
+    this.queue = new DeliveryQueue(this.spool, this.driver, { hostname: config.hostname, ...config.delivery }, log.child({ part: 'delivery' }), container.resolve<Clock>(Tokens.Clock), opts.transport);
   }
 
   /** Validates plugins and sets them up; opens no port. Config errors are thrown as ConfigError. */
@@ -142,15 +170,19 @@ export class Relay {
     if (config.dns.servers?.length) resolver.setServers(config.dns.servers);
     container.registerInstance(Tokens.Resolver, resolver);
     container.registerInstance(Tokens.ListenAddresses, config.listen.map((l) => (l.host.includes(':') ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`)));
+    for (const [token, value] of opts.services ?? []) container.registerInstance(token, value);
     const plugins = await loadPlugins(config.plugins, { file, configDir, container, log, builtins: opts.builtins, resolveFrom: opts.resolveFrom });
-    return new Relay(config, configDir, container, log, plugins, opts.deliver ?? true);
+    return new Relay(config, configDir, container, log, plugins, opts.deliver ?? true, opts);
   }
 
   /** Opens the spool, starts delivery, then the listeners. */
   async start(): Promise<void> {
     await this.spool.init();
+    const listen = this.opts.listen ?? true;
     if (this.deliver) {
       await this.queue.start();
+    }
+    if (this.deliver && listen) {
       this.control = new ControlServer(path.join(this.spool.dir, 'control.sock'), this.queue, this.log.child({ part: 'control' }));
       await this.control.start();
     }
@@ -159,6 +191,10 @@ export class Relay {
     const tls = this.config.tls ? { key: readFileSync(path.resolve(this.configDir, this.config.tls.key)), cert: readFileSync(path.resolve(this.configDir, this.config.tls.cert)) } : undefined;
     for (const listener of this.config.listen) {
       const server = this.createServer(listener, tls, override);
+      if (!listen) {
+        this.servers.push({ listener, server, address: { address: listener.host, family: listener.host.includes(':') ? 'IPv6' : 'IPv4', port: listener.port } });
+        continue;
+      }
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(listener.port, listener.host, () => {
@@ -173,6 +209,26 @@ export class Relay {
     }
     // The real ports (a listener may ask for port 0), in host:port / [v6]:port form, for loop checks.
     this.container.registerInstance(Tokens.ListenAddresses, this.addresses().map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)));
+  }
+
+  /**
+   * Serves one SMTP client over any duplex stream, as if it had connected to a listener (smtp-server
+   * accepts any stream that behaves like a socket). With `listen: false` this is how clients come in.
+   */
+  connectStream(stream: import('node:stream').Duplex, client: StreamClient = {}): void {
+    const entry = typeof client.listener === 'string'
+      ? this.servers.find((s) => (s.listener.name ?? `${s.listener.host}:${s.listener.port}`) === client.listener)
+      : this.servers[client.listener ?? 0];
+    if (!entry) throw new Error(`connectStream: no listener ${String(client.listener ?? 0)} (start() the relay first)`);
+    const addresses = {
+      remoteAddress: client.remoteAddress ?? '127.0.0.1',
+      remotePort: client.remotePort ?? 50000,
+      localAddress: client.localAddress ?? (entry.listener.host === '0.0.0.0' || entry.listener.host === '::' ? '127.0.0.1' : entry.listener.host),
+      localPort: client.localPort ?? entry.address?.port ?? entry.listener.port,
+    };
+    const socket = asSocket(stream, addresses);
+    (socket as unknown as Record<symbol, StreamClient>)[STREAM_CLIENT] = client;
+    (entry.server as unknown as { connect(socket: unknown, opts: object): void }).connect(socket, addresses);
   }
 
   /** Where each listener ended up (useful with `port: 0`). */
@@ -258,7 +314,13 @@ export class Relay {
     const delay = listener.greetingDelay ?? (listener.auth === 'required' ? 0 : 100);
     conns.add = (c: ConnectionLike) => {
       c._socket?.setNoDelay?.(true);
-      if (override) setGreetingDelay(c, delay);
+      const streamClient = (c._socket as unknown as Record<symbol, StreamClient | undefined>)[STREAM_CLIENT];
+      if (streamClient?.secure) {
+        const conn = c as unknown as { secure: boolean; session: { secure: boolean } };
+        conn.secure = conn.session.secure = true;
+      }
+      // An in-memory client is a test: no early-talker pause.
+      if (override) setGreetingDelay(c, streamClient ? 0 : delay);
       this.connections.set(c.id, c);
       this.perIp.set(c.remoteAddress, (this.perIp.get(c.remoteAddress) ?? 0) + 1);
       return add(c);
@@ -389,7 +451,10 @@ export class Relay {
         spool: this.spool,
         log: s.log.child({ txn: txn.id }),
         headers: () => this.receivedHeader(s, txn) + txn.added.join(''),
-        onCommitted: (m) => this.queue.add(m),
+        onCommitted: (m) => {
+          this.opts.onSpooled?.(m);
+          this.queue.add(m);
+        },
         meta: {
           id: txn.id,
           mailFrom: txn.mailFrom.address,

@@ -11,6 +11,17 @@ export interface HopResult {
   readonly perRecipient: Map<string, { ok: boolean; permanent: boolean; response: string }>;
 }
 
+/**
+ * What the delivery queue hands each next hop's share of a message to. The SMTP client is the real
+ * one; the test kit's delivery capture records instead of connecting.
+ */
+export interface DeliveryTransport {
+  /** Delivers to the hop's hosts in order; the outcome per recipient. Never throws for a network failure. */
+  deliver(hop: NextHop, from: string, recipients: readonly string[], open: () => Readable): Promise<HopResult>;
+  /** Closes idle connections (on stop). */
+  close(): void;
+}
+
 export interface SmtpClientOptions {
   /** Our EHLO name. */
   readonly name: string;
@@ -31,7 +42,7 @@ type Conn = InstanceType<typeof SMTPConnection>;
  * connection failure or a 4xx on connect moves to the next host. Keeps idle connections per host
  * for a short while so that a burst to one next hop reuses them.
  */
-export class SmtpClient {
+export class SmtpClient implements DeliveryTransport {
   private readonly idle = new Map<string, Array<{ conn: Conn; timer: NodeJS.Timeout }>>();
   /** Open connections per host (busy or idle) and the deliveries waiting for one. */
   private readonly open = new Map<string, number>();

@@ -1,5 +1,6 @@
 import type { DependencyContainer } from 'tsyringe';
 import type { Logger } from 'pino';
+import type { MessageHeaders } from './header-section.js';
 
 /** A mailbox as given in MAIL FROM or RCPT TO. `address` is empty for the null sender `<>`. */
 export interface Address {
@@ -52,6 +53,12 @@ export interface Transaction {
   readonly recipients: readonly Address[];
   /** Free-form per-transaction results, keyed by plugin name. */
   readonly notes: Record<string, unknown>;
+  /**
+   * The message's top-level header section, parsed and decoded beside its raw form. Set during
+   * DATA as soon as the header section has arrived (so part screeners' `done()` can read it too);
+   * always set by the time `message` runs; undefined before DATA.
+   */
+  readonly headers?: MessageHeaders;
   /**
    * Adds a header at the top of the message as it is spooled (like Received). Only
    * effective from the `data` hook until `message` returns.

@@ -1,0 +1,157 @@
+import { createRequire } from 'node:module';
+import libmime from 'libmime';
+
+// nodemailer's address parser (RFC 5322 address lists, groups, comments, quoted names): the one
+// nodemailer itself uses for From/To; loaded through require because it ships as CommonJS only.
+const addressparser = createRequire(import.meta.url)('nodemailer/lib/addressparser') as (
+  value: string,
+  opts?: { flatten?: boolean },
+) => Array<{ name: string; address?: string; group?: Array<{ name: string; address?: string }> }>;
+
+/** One header field of the message's top-level header section. */
+export interface HeaderField {
+  /** The field name as written (`Subject`). */
+  readonly name: string;
+  /** The name lower-cased (`subject`). */
+  readonly key: string;
+  /** The whole field exactly as received, folding included, without the final CRLF. */
+  readonly raw: string;
+  /** The value after the colon, unfolded, leading white space removed; encoded words left as they are. */
+  readonly value: string;
+  /** The value with RFC 2047 encoded words decoded (`=?UTF-8?B?...?=` becomes text). */
+  readonly decoded: string;
+}
+
+/** A mailbox from an address-list header (From, To, Cc, Reply-To, ...), its display name decoded. */
+export interface HeaderAddress {
+  /** Display name, RFC 2047 decoded; '' when there is none. */
+  readonly name: string;
+  /** The addr-spec (`user@example.org`); '' when the list held only a name. */
+  readonly address: string;
+  /** The group's name when the mailbox was listed inside a group (`Team: a@x, b@y;`). */
+  readonly group?: string;
+}
+
+/** A structured value such as Content-Type: the main value and its parameters, RFC 2231 decoded. */
+export interface StructuredHeader {
+  readonly value: string;
+  /** Parameter names lower-cased; continuations (`name*0*=`) joined and charsets decoded. */
+  readonly params: Readonly<Record<string, string>>;
+}
+
+/**
+ * The message's top-level header section, parsed once DATA has ended: every field raw and decoded,
+ * address lists and structured values on request. Screeners read this instead of decoding headers
+ * themselves (a filter that matches raw text misses `=?UTF-8?B?...?=` words).
+ */
+export interface MessageHeaders {
+  /** The header section as received (CRLF line ends), without the blank line that ends it. */
+  readonly raw: string;
+  /** Every field in order. */
+  readonly fields: readonly HeaderField[];
+  /** True when the message has a field with this name (case-insensitive). */
+  has(name: string): boolean;
+  /** The first field's decoded value, or undefined. */
+  get(name: string): string | undefined;
+  /** Every field's decoded value, in order. */
+  getAll(name: string): string[];
+  /** Every field's value unfolded but not decoded, in order. */
+  getRaw(name: string): string[];
+  /** The mailboxes of every field with this name (From, To, Cc, Bcc, Reply-To, Sender, ...). */
+  addresses(name: string): HeaderAddress[];
+  /** The first field as a structured value (Content-Type, Content-Disposition), or undefined. */
+  structured(name: string): StructuredHeader | undefined;
+}
+
+function decodeWords(value: string): string {
+  try {
+    return libmime.decodeWords(value);
+  } catch {
+    return value;
+  }
+}
+
+/** Parses a header section (the bytes before the first empty line). Never throws. */
+export function parseHeaderSection(section: Buffer | string): MessageHeaders {
+  let text = typeof section === 'string' ? section : section.toString('utf8');
+  const end = text.search(/\r?\n\r?\n/);
+  if (end >= 0) text = text.slice(0, end);
+  text = text.replace(/\r?\n$/, '');
+  const fields: HeaderField[] = [];
+  // A field starts at a line that does not begin with white space; folded lines belong to it.
+  for (const rawField of text.split(/\r?\n(?![ \t])/)) {
+    if (!rawField) continue;
+    const colon = rawField.indexOf(':');
+    if (colon <= 0) continue; // not a field (mbox "From " line, junk): nothing a screener can use
+    const name = rawField.slice(0, colon).trim();
+    const value = rawField.slice(colon + 1).replace(/\r?\n(?=[ \t])/g, '').replace(/^[ \t]+/, '');
+    fields.push({ name, key: name.toLowerCase(), raw: rawField, value, decoded: decodeWords(value) });
+  }
+  const of = (name: string) => {
+    const key = name.toLowerCase();
+    return fields.filter((f) => f.key === key);
+  };
+  return {
+    raw: text,
+    fields,
+    has: (name) => of(name).length > 0,
+    get: (name) => of(name)[0]?.decoded,
+    getAll: (name) => of(name).map((f) => f.decoded),
+    getRaw: (name) => of(name).map((f) => f.value),
+    addresses: (name) => {
+      const out: HeaderAddress[] = [];
+      for (const f of of(name)) {
+        let parsed: ReturnType<typeof addressparser>;
+        try {
+          parsed = addressparser(f.value);
+        } catch {
+          continue;
+        }
+        for (const entry of parsed) {
+          if (entry.group) {
+            const group = decodeWords(entry.name ?? '');
+            for (const m of entry.group) out.push({ name: decodeWords(m.name ?? ''), address: m.address ?? '', group });
+          } else out.push({ name: decodeWords(entry.name ?? ''), address: entry.address ?? '' });
+        }
+      }
+      return out;
+    },
+    structured: (name) => {
+      const f = of(name)[0];
+      if (!f) return undefined;
+      try {
+        const parsed = libmime.parseHeaderValue(f.value) as { value: string; params: Record<string, string> };
+        const params: Record<string, string> = {};
+        for (const [k, v] of Object.entries(parsed.params ?? {})) params[k.toLowerCase()] = decodeWords(v);
+        return { value: parsed.value, params };
+      } catch {
+        return { value: f.decoded, params: {} };
+      }
+    },
+  };
+}
+
+/**
+ * Collects the top-level header section while DATA streams by. Bounded: the header scanner rejects
+ * a section larger than `limits.headerSize` before this holds more than that.
+ */
+export class HeaderCollector {
+  private readonly chunks: Buffer[] = [];
+  private length = 0;
+  complete = false;
+
+  /** `sectionBytes` is how many bytes of the message belong to the header section so far. */
+  push(chunk: Buffer, sectionBytes: number, sectionDone: boolean): void {
+    if (this.complete) return;
+    const take = Math.max(0, Math.min(chunk.length, sectionBytes - this.length));
+    if (take) {
+      this.chunks.push(take === chunk.length ? chunk : chunk.subarray(0, take));
+      this.length += take;
+    }
+    if (sectionDone) this.complete = true;
+  }
+
+  headers(): MessageHeaders {
+    return parseHeaderSection(Buffer.concat(this.chunks));
+  }
+}
