@@ -126,6 +126,9 @@ function explainLoadError(err: unknown, use: string): string {
   if (e?.code === 'ERR_UNKNOWN_FILE_EXTENSION' && /\.(m|c)?ts$/.test(use)) {
     return `${msg}. Node does not load TypeScript by itself: compile the plugin (tsc) and list the .js file, or start the relay with a loader (NODE_OPTIONS="--import tsx")`;
   }
+  if (/Cannot use import statement outside a module|Unexpected token 'export'/.test(msg) && file.endsWith('.cjs')) {
+    return `${file} is CommonJS to Node (.cjs) but uses ES module syntax (import/export): rename it to ${file.slice(0, -4)}.mjs, or write it as CommonJS: \`const { definePlugin } = require('@portcullis/core'); module.exports = definePlugin({ ... })\``;
+  }
   if (/Cannot use import statement outside a module|Unexpected token 'export'/.test(msg)) {
     return `${file} uses ES module syntax (import/export) but Node loads it as CommonJS, because the nearest package.json has no "type": "module". Do one of: rename it to ${file.replace(/\.(c?js)$/, '')}.mjs; add "type": "module" to that package.json; or write it as CommonJS: \`const { definePlugin } = require('@portcullis/core'); module.exports = definePlugin({ ... })\``;
   }

@@ -42,7 +42,7 @@ export interface RelayOptions {
   readonly listen?: boolean;
   /** Delivers to next hops instead of the SMTP client (the test kit's delivery capture). */
   readonly transport?: DeliveryTransport;
-  /** Called once a message is durably in the spool, before delivery sees it. */
+  /** Called for each message durably in the spool (received ones, and the bounces we write), before delivery sees it. */
   readonly onSpooled?: (message: SpooledMessage) => void;
   /** Services registered after the defaults and before plugins set up (e.g. `Tokens.Resolver`, `Tokens.Clock`). */
   readonly services?: ReadonlyArray<readonly [symbol, unknown]>;
@@ -153,6 +153,15 @@ export class Relay {
     container.registerInstance(Tokens.PluginDriver, this.driver);
     this.spool = container.resolve<Spool>(Tokens.Spool);
     this.queue = new DeliveryQueue(this.spool, this.driver, { hostname: config.hostname, ...config.delivery }, log.child({ part: 'delivery' }), container.resolve<Clock>(Tokens.Clock), opts.transport);
+    const onSpooled = opts.onSpooled;
+    if (onSpooled) {
+      // Everything that enters the queue: received messages and the bounces and warnings we write.
+      const add = this.queue.add.bind(this.queue);
+      this.queue.add = (m) => {
+        onSpooled(m);
+        add(m);
+      };
+    }
   }
 
   /** Validates plugins and sets them up; opens no port. Config errors are thrown as ConfigError. */
@@ -451,10 +460,7 @@ export class Relay {
         spool: this.spool,
         log: s.log.child({ txn: txn.id }),
         headers: () => this.receivedHeader(s, txn) + txn.added.join(''),
-        onCommitted: (m) => {
-          this.opts.onSpooled?.(m);
-          this.queue.add(m);
-        },
+        onCommitted: (m) => this.queue.add(m),
         meta: {
           id: txn.id,
           mailFrom: txn.mailFrom.address,

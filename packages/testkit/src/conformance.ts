@@ -28,7 +28,7 @@ export interface ConformanceFixtures {
    * Options under which the plugin's backend never answers (a clamd that accepts and stays silent);
    * default: the fixture options with every DNS query hanging.
    */
-  readonly stall?: { readonly options?: unknown; readonly dns?: 'hang' | DnsScript };
+  readonly stall?: { readonly options?: unknown | (() => unknown); readonly dns?: 'hang' | DnsScript };
   /** Hooks the suite should leave out of the throwing-hook test, with the reason (shown in the title). */
   readonly skipThrowing?: Readonly<Partial<Record<HookName, string>>>;
   /** Mocha's `describe` and `it`, when not the globals. */
@@ -177,7 +177,8 @@ export function describePluginConformance(definition: PluginDefinition, fixtures
       const dns = fixtures.stall?.dns === undefined || fixtures.stall.dns === 'hang' ? new ScriptedResolver(fixtures.dns ?? {}, { unscripted: 'hang' }) : fixtures.stall.dns;
       const timeout = 400;
       const started = Date.now();
-      const r = await session(definition, { timeout: `${timeout}ms`, dns, options: fixtures.stall?.options });
+      const stallOptions = typeof fixtures.stall?.options === 'function' ? (fixtures.stall.options as () => unknown)() : fixtures.stall?.options;
+      const r = await session(definition, { timeout: `${timeout}ms`, dns, options: stallOptions });
       const took = Date.now() - started;
       // Each of the session's hooks may wait its full timeout once; nothing may wait longer.
       const budget = (SESSION_HOOKS.length + 1) * timeout + 3000;
@@ -212,6 +213,9 @@ const HANDLE_TYPES = new Set(['Timeout', 'TCPWRAP', 'TCPSERVERWRAP', 'PIPEWRAP',
 
 /** Runs `work` and lists the handles and timers it created that are still alive shortly after. */
 async function leakCheck(work: () => Promise<void>): Promise<string[]> {
+  // Start watching only after the caller's own synchronous work (mocha arms its test timer right
+  // after the test function returns its promise).
+  await new Promise<void>((resolve) => queueMicrotask(resolve));
   const alive = new Map<number, string>();
   let ignoring = false;
   const hook = createHook({

@@ -197,6 +197,8 @@ export class InMemoryRelay {
     } finally {
       ours.end();
       await reader.closed();
+      // A transcript that stops without QUIT: hang up, as a client that drops the connection.
+      if (!reader.ended) theirs.destroy();
     }
     return { replies, closedEarly };
   }
@@ -324,8 +326,9 @@ class ReplyReader {
   }
 
   closed(): Promise<void> {
-    // The relay answers QUIT and ends its side; if it has not yet, stop waiting after a moment.
+    // The relay answers QUIT and ends its side at once; without QUIT the caller hangs up.
     this.stream.resume();
-    return Promise.race([this.done, new Promise<void>((r) => setTimeout(r, 1000).unref())]);
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([this.done, new Promise<void>((r) => (timer = setTimeout(r, 50)))]).finally(() => clearTimeout(timer));
   }
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { CaptureServer, RawSmtp, codeOf, sendMail } from '../src/index.js';
+import { CaptureServer, RawSmtp, codeOf, sendMail } from '@portcullis/testkit';
 
-describe('testkit', () => {
+describe('testkit loopback parts', () => {
   let sink: CaptureServer;
   before(async () => {
     sink = await CaptureServer.start({
