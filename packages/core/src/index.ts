@@ -21,4 +21,5 @@ export { createLogger } from './logger.js';
 export { toAddress, domainOf } from './address.js';
 export { canOverrideGreetingDelay, PINNED_SMTP_SERVER_VERSION, PINNED_INIT_SHA256, libraryInitHash, installedSmtpServerVersion } from './greeting-delay.js';
 export { LineEndingGuard } from './line-ending-guard.js';
+export { HeaderFilter, type HeaderField } from './header-filter.js';
 export { ControlServer, controlRequest, type ControlRequest, type ControlResponse } from './control-server.js';
