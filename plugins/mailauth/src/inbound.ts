@@ -68,29 +68,32 @@ export async function checkMessage(ctx: InboundContext, stream: Readable, txn: T
   const arcResult = dkim.arc ? await arc(dkim.arc as never, { resolver: ctx.resolver as never, minBitLength: o.minKeyBits }) : undefined;
   const spfPass = spfOutcome?.mailFrom.status.result === 'pass' ? [spfOutcome.mailFrom.domain] : [];
   let dmarcResult: DMARCResult | undefined;
+  const fromDomain = (dkim.headerFrom?.[0] ?? '').split('@').pop()!.toLowerCase().replace(/\.$/, '');
   if (dkim.headerFrom?.length) {
+    const dkimPass = (dkim.results ?? []).filter((r) => r.status.result === 'pass');
     dmarcResult =
       (await dmarc({
         headerFrom: dkim.headerFrom,
         spfDomains: spfPass,
-        dkimDomains: (dkim.results ?? []).filter((r) => r.status.result === 'pass').map((r) => ({ id: r.id, domain: r.signingDomain, aligned: r.status.aligned, underSized: r.status.underSized })),
+        dkimDomains: dkimPass.map((r) => ({ id: r.id, domain: r.signingDomain, aligned: r.status.aligned, underSized: r.status.underSized })),
         arcResult,
         resolver: ctx.resolver as never,
       })) || undefined;
+    if (dmarcResult) dmarcResult = enforceStrictAlignment(dmarcResult, fromDomain, spfPass, dkimPass.map((r) => r.signingDomain));
   }
 
   const rows: string[] = [];
   if (spfOutcome) {
     rows.push(spfOutcome.mailFrom.info);
-    if (spfOutcome.helo) rows.push(spfOutcome.helo.info.replace(/smtp\.mailfrom=\S+/, `smtp.helo=${spfOutcome.helo.domain}`));
+    // The HELO identity's row names only the HELO (mailauth words every SPF row as a MAIL FROM one).
+    if (spfOutcome.helo) rows.push(spfOutcome.helo.info.replace(/\s*smtp\.(mailfrom|helo)=\S+/g, '') + ` smtp.helo=${spfOutcome.helo.domain}`);
   }
-  if (dkim.results?.length) for (const r of dkim.results) rows.push(r.info);
+  if (dkim.results?.length) for (const r of dkim.results) rows.push(dkimRow(r.info));
   else rows.push('dkim=none');
   if (arcResult?.info) rows.push(arcResult.info);
   rows.push(dmarcResult?.info ?? 'dmarc=none');
   const authResults = `${ctx.authservId};` + rows.map((r) => `\r\n ${fold(r)}`).join(';');
 
-  const fromDomain = (dkim.headerFrom?.[0] ?? '').split('@').pop()!.toLowerCase();
   const excepted = isException(o, fromDomain) || isException(o, txn.mailFrom.domain);
   const result = { authResults, dkim, dmarc: dmarcResult, arc: arcResult };
 
@@ -110,6 +113,34 @@ export async function checkMessage(ctx: InboundContext, stream: Readable, txn: T
     return { ...result, tag: `spf=fail smtp.mailfrom=${spfOutcome.mailFrom.domain}` };
   }
   return result;
+}
+
+/**
+ * A body hash that does not match is a failed verification (RFC 6376 section 6.1.3: PERMFAIL), so
+ * RFC 8601 calls it `fail`; mailauth 4 reports `neutral`. Downstream filters key on `fail`.
+ */
+function dkimRow(info: string): string {
+  return info.replace(/^dkim=neutral(\s*\(body hash did not verify\))/, 'dkim=fail$1');
+}
+
+/**
+ * Applies DMARC's strict modes (adkim=s, aspf=s: the domain must equal the From: domain, RFC 7489
+ * section 3.1). mailauth 4.13's alignment helper receives `{ strict }` where it expects a boolean
+ * and then falls through to the organisational-domain match, so strict records are judged as
+ * relaxed; this re-judges a `pass` under the strict rule the record asked for.
+ */
+export function enforceStrictAlignment(r: DMARCResult, fromDomain: string, spfDomains: readonly string[], dkimDomains: readonly string[]): DMARCResult {
+  if (r.status.result !== 'pass' || !r.alignment) return r;
+  const same = (d: string) => d.toLowerCase().replace(/\.$/, '') === fromDomain;
+  const spfOk = r.alignment.spf.strict ? spfDomains.some(same) : !!r.alignment.spf.result;
+  const dkimOk = r.alignment.dkim.strict ? dkimDomains.some(same) : !!r.alignment.dkim.result;
+  if (spfOk || dkimOk) return r;
+  return {
+    ...r,
+    status: { ...r.status, result: 'fail' },
+    alignment: { spf: { ...r.alignment.spf, result: false }, dkim: { ...r.alignment.dkim, result: false } },
+    info: r.info.replace(/^dmarc=pass/, 'dmarc=fail'),
+  };
 }
 
 /** Whether `domain` or one of its parents is listed in `exceptions`. */
