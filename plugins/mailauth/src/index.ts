@@ -7,7 +7,6 @@ import path from 'node:path';
 import type { Resolver } from 'node:dns/promises';
 import { definePlugin, Tokens, type RelayConfig, type Session, type Transaction } from '@portcullis/core';
 import { optionsSchema, type MailauthOptions } from './options.js';
-import { inNetworks, parseNetwork } from './networks.js';
 import { loadSigningKey, type SigningKey } from './keys.js';
 import { signStream } from './signer.js';
 import { checkMessage, checkSpf, spfVerdict, type InboundContext, type SpfOutcome } from './inbound.js';
@@ -37,13 +36,7 @@ export default definePlugin({
     const config = ctx.container.resolve<RelayConfig>(Tokens.Config);
     const resolver = mailauthResolver(ctx.container.resolve<Resolver>(Tokens.Resolver));
     const authservId = opts.authservId ?? config.hostname.toLowerCase();
-    const trusted = opts.trustedNetworks.map((n, i) => {
-      try {
-        return parseNetwork(n);
-      } catch (err) {
-        throw new Error(`trustedNetworks.${i}: ${(err as Error).message}`);
-      }
-    });
+    const trusted = opts.trustedNetworks;
     const keys = new Map<string, SigningKey[]>();
     for (const [domain, selectors] of Object.entries(opts.sign.domains)) {
       keys.set(
@@ -65,7 +58,7 @@ export default definePlugin({
     summary.unref();
 
     /** Outbound (signed, not checked): trusted networks and authenticated users. */
-    const isOutbound = (s: Session) => !!s.user || inNetworks(s.remoteAddress, trusted);
+    const isOutbound = (s: Session) => !!s.user || trusted.contains(s.remoteAddress);
     const keysFor = (fromDomain: string | undefined) => {
       const own = fromDomain ? keys.get(fromDomain) : undefined;
       if (own) return { domain: fromDomain!, keys: own };

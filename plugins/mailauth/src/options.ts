@@ -1,4 +1,4 @@
-import { z } from '@portcullis/core';
+import { networkList, z } from '@portcullis/core';
 
 const domainName = z
   .string()
@@ -56,8 +56,8 @@ export const optionsSchema = z
   .object({
     /** authserv-id written in Authentication-Results (and stripped from incoming ones); default the relay's hostname. */
     authservId: domainName.optional(),
-    /** Clients whose mail is signed and not checked (besides authenticated users). CIDR or single addresses. */
-    trustedNetworks: z.array(z.string()).default([]),
+    /** Clients whose mail is signed and not checked (besides authenticated users); core's strict network parser. */
+    trustedNetworks: networkList(),
     sign: signSchema.prefault({}),
     verify: verifySchema.prefault({}),
   })
