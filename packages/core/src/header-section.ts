@@ -9,7 +9,7 @@ const addressparser = createRequire(import.meta.url)('nodemailer/lib/addresspars
 ) => Array<{ name: string; address?: string; group?: Array<{ name: string; address?: string }> }>;
 
 /** One header field of the message's top-level header section. */
-export interface HeaderField {
+export interface MessageHeaderField {
   /** The field name as written (`Subject`). */
   readonly name: string;
   /** The name lower-cased (`subject`). */
@@ -48,7 +48,7 @@ export interface MessageHeaders {
   /** The header section as received (CRLF line ends), without the blank line that ends it. */
   readonly raw: string;
   /** Every field in order. */
-  readonly fields: readonly HeaderField[];
+  readonly fields: readonly MessageHeaderField[];
   /** True when the message has a field with this name (case-insensitive). */
   has(name: string): boolean;
   /** The first field's decoded value, or undefined. */
@@ -77,7 +77,7 @@ export function parseHeaderSection(section: Buffer | string): MessageHeaders {
   const end = text.search(/\r?\n\r?\n/);
   if (end >= 0) text = text.slice(0, end);
   text = text.replace(/\r?\n$/, '');
-  const fields: HeaderField[] = [];
+  const fields: MessageHeaderField[] = [];
   // A field starts at a line that does not begin with white space; folded lines belong to it.
   for (const rawField of text.split(/\r?\n(?![ \t])/)) {
     if (!rawField) continue;
