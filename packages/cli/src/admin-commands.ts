@@ -1,6 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { importFromProject } from './project-import.js';
 
 /**
  * `portcullis passwd FILE USER`: adds or replaces USER in a users file with an scrypt hash. The
@@ -8,7 +9,7 @@ import { createInterface } from 'node:readline';
  * where other users could see it in the process list.
  */
 export async function passwd(file: string, user: string, opts: { domains?: string }): Promise<void> {
-  const { userLine } = await import('@portcullis/relay-policy');
+  const { userLine } = await importFromProject<typeof import('@portcullis/relay-policy')>('@portcullis/relay-policy', 'portcullis passwd');
   const password = await readPassword(`password for ${user}: `);
   if (!password) throw new Error('empty password: nothing written');
   const line = await userLine(user, password, (opts.domains ?? '').split(',').map((d) => d.trim()).filter(Boolean));

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { ConfigError, createLogger, parseConfig, Relay, type RelayConfigInput } from '@portcullis/core';
 import { cliPackageDir } from './cli-package.js';
+import { pluginPath } from './project-import.js';
 import { DemoNextHop } from './demo-next-hop.js';
 import { ExitCode } from './exit-codes.js';
 import { reportConfigError } from './load-relay.js';
@@ -58,7 +59,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   let relay: Relay;
   try {
     const config = parseConfig(demoConfig({ ...o, nexthopPort, spool }), '<built-in demo config>');
-    relay = await Relay.create({ config, logger: log, resolveFrom: [cliPackageDir] });
+    relay = await Relay.create({ config, logger: log, resolveFrom: [process.cwd(), ...pluginPath(), cliPackageDir] });
   } catch (err) {
     await nexthop.stop();
     if (err instanceof ConfigError) {

@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import path from 'node:path';
 import { ExitCode } from './exit-codes.js';
+import { importFromProject } from './project-import.js';
 
 /**
  * `portcullis dkim keygen DOMAIN SELECTOR`: writes a new DKIM private key (mode 0600, never over an
@@ -27,7 +28,7 @@ export function dkimCommand(): Command {
       if (!/^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$/.test(selector)) fail(`"${selector}" is not a selector (letters, digits, dot, dash, underscore)`);
       const out = opts.out ?? path.join('dkim', `${d}.${selector}.key`);
       try {
-        const { generateSigningKey } = await import('@portcullis/mailauth');
+        const { generateSigningKey } = await importFromProject<typeof import('@portcullis/mailauth')>('@portcullis/mailauth', 'portcullis dkim keygen');
         const r = generateSigningKey({ domain: d, selector, type: opts.type, bits: opts.bits, out });
         const kind = opts.type === 'rsa' ? `RSA-${opts.bits}` : 'Ed25519';
         process.stdout.write(

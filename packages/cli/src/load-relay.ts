@@ -2,6 +2,7 @@ import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
 import { ConfigError, createLogger, loadConfigFile, Relay, type LoadedConfig, type RelayConfig } from '@portcullis/core';
 import { cliPackageDir } from './cli-package.js';
+import { pluginPath } from './project-import.js';
 
 export type Logger = ReturnType<typeof createLogger>;
 
@@ -13,7 +14,7 @@ export type Logger = ReturnType<typeof createLogger>;
 export async function loadRelay(file: string, logger: (config: RelayConfig) => Logger): Promise<{ loaded: LoadedConfig; relay: Relay }> {
   const loaded = loadConfigFile(file);
   checkFilesExist(loaded);
-  const relay = await Relay.create({ config: loaded.config, configFile: loaded.file, logger: logger(loaded.config), resolveFrom: [cliPackageDir] });
+  const relay = await Relay.create({ config: loaded.config, configFile: loaded.file, logger: logger(loaded.config), resolveFrom: [process.cwd(), ...pluginPath(), cliPackageDir] });
   return { loaded, relay };
 }
 

@@ -13,6 +13,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { cliVersion } from './cli-package.js';
 import { ExitCode } from './exit-codes.js';
 import type { Logger } from './load-relay.js';
+import { importFromProject, MissingPackageError } from './project-import.js';
 
 // The relay's modules load only when a command runs: --help, --version and usage errors answer at once.
 const core = () => import('@portcullis/core');
@@ -150,7 +151,22 @@ program
 program.addCommand((await import('./dkim-command.js')).dkimCommand());
 
 // The open-relay self-test (package @portcullis/relay-test): `portcullis relay-test HOST:PORT --domain D`.
-program.addCommand((await import('@portcullis/relay-test')).relayTestCommand('relay-test', (code) => process.exit(code)));
+// Loaded from the user's project like the plugins; without it the command says how to get it.
+try {
+  const { relayTestCommand } = await importFromProject<typeof import('@portcullis/relay-test')>('@portcullis/relay-test', 'portcullis relay-test');
+  program.addCommand(relayTestCommand('relay-test', (code) => process.exit(code)));
+} catch (err) {
+  if (!(err instanceof MissingPackageError)) throw err;
+  program
+    .command('relay-test')
+    .description('open-relay self-test (needs @portcullis/relay-test)')
+    .allowUnknownOption()
+    .argument('[args...]')
+    .action(() => {
+      process.stderr.write(`portcullis: ${err.message}\n`);
+      process.exit(ExitCode.failure);
+    });
+}
 
 try {
   await program.parseAsync(process.argv);

@@ -11,7 +11,7 @@ export const size = () =>
       return z.NEVER;
     }
     return n;
-  });
+  }).meta({ docType: 'size' });
 
 /** A duration such as `30s`, `5m`, `250ms` or a number of milliseconds. */
 export const duration = () =>
@@ -22,7 +22,7 @@ export const duration = () =>
       return z.NEVER;
     }
     return n;
-  });
+  }).meta({ docType: 'duration' });
 
 const hostPort = /^(\[[0-9a-fA-F:.]+\]|[^\s:]+):(\d{1,5})$/;
 /** `host:port` or `[v6]:port`. */
@@ -35,7 +35,7 @@ export const hostAndPort = () =>
       return z.NEVER;
     }
     return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
-  });
+  }).meta({ docType: 'host:port' });
 
 export const listenerSchema = z.strictObject({
   /** Name used in logs; defaults to `host:port`. */

@@ -13,6 +13,7 @@ export { loadPlugins, pluginSpecifier } from './plugin-loader.js';
 export { ConfigError, loadConfigFile, parseConfig, formatPath, type LoadedConfig } from './config.js';
 export { configSchema, size, duration, hostAndPort, type RelayConfig, type ListenerConfig, type PluginEntry, type RelayConfigInput } from './config-schema.js';
 export { parseSize, parseDuration, formatDuration } from './units.js';
+export { describeOptions, optionsTable, replaceOptionsTable, OPTIONS_BEGIN, OPTIONS_END, type OptionDoc } from './options-table.js';
 export { Tokens, type Clock } from './tokens.js';
 export { Relay, type RelayOptions, type StreamClient } from './relay.js';
 export type { DeliveryTransport, HopResult } from './smtp-client.js';

@@ -222,7 +222,7 @@ export const network = () =>
       ctx.addIssue({ code: 'custom', message: (err as Error).message });
       return z.NEVER;
     }
-  });
+  }).meta({ docType: 'network' });
 
 /**
  * zod schema for a list of networks (the shape every trust option uses): each bad entry is one

@@ -38,67 +38,42 @@ const extension = z
   .transform((v) => v.replace(/^\*?\./, '').toLowerCase());
 
 export const ruleSchema = z.strictObject({
-  /** Shown in logs and in the quarantine sidecar. */
-  name: z.string().min(1).optional(),
-  /** inbound: mail from untrusted, unauthenticated clients; outbound: from trusted networks or authenticated users. */
-  direction: direction.default('any'),
-  /** What to do with a part this rule catches. */
-  action: action.default('block'),
-  /** Extensions refused (without dot, case-insensitive). */
-  extensions: z.array(extension).default(DEFAULT_EXTENSIONS),
-  /** When set, only these extensions pass; any other (or none) is caught. */
-  allowExtensions: z.array(extension).optional(),
-  /** Declared Content-Types refused (exact, lower-case; `type/*` matches a whole type). */
-  types: z.array(z.string().min(1).transform((v) => v.toLowerCase())).default(DEFAULT_TYPES),
-  /** Kinds of finding this rule acts on (see README). */
-  checks: z.array(z.enum(CHECK_KINDS)).default([...CHECK_KINDS]),
+  name: z.string().min(1).optional().describe('Shown in logs and in the quarantine sidecar.'),
+  direction: direction.default('any').describe('inbound: mail from untrusted, unauthenticated clients; outbound: from trusted networks or authenticated users.'),
+  action: action.default('block').describe('What to do with a part this rule catches.'),
+  extensions: z.array(extension).default(DEFAULT_EXTENSIONS).describe('Extensions refused (without dot, case-insensitive).'),
+  allowExtensions: z.array(extension).optional().describe('When set, only these extensions pass; any other (or none) is caught.'),
+  types: z.array(z.string().min(1).transform((v) => v.toLowerCase())).default(DEFAULT_TYPES).describe('Declared Content-Types refused (exact, lower-case; `type/*` matches a whole type).'),
+  checks: z.array(z.enum(CHECK_KINDS)).default([...CHECK_KINDS]).describe('Kinds of finding this rule acts on (see README).'),
 });
 
 export const options = z
   .strictObject({
-    /** Screening rules, in order: the first rule that catches a part decides its action. */
-    rules: z.array(ruleSchema).optional(),
-    /** Shorthand when `rules` is absent: one rule for both directions with this action... */
-    action: action.default('block'),
-    /** ...and these extensions (default: the built-in list). */
-    block: z.array(extension).optional(),
-    /** Client networks whose mail is outbound (besides authenticated users): full addresses or CIDRs (core's strict parser). */
-    trustedNetworks: networkList(),
-    /** Longer file names are caught as `long-name`. */
-    maxNameLength: z.number().int().min(8).default(200),
-    /** Bytes kept in memory per part for content detection (ISO 9660 needs 32 KB). */
-    sniffBytes: size().default(64 * 1024),
+    rules: z.array(ruleSchema).optional().describe('Screening rules, in order: the first rule that catches a part decides its action.'),
+    action: action.default('block').describe('Shorthand when `rules` is absent: one rule for both directions with this action...'),
+    block: z.array(extension).optional().describe('...and these extensions (default: the built-in list).'),
+    trustedNetworks: networkList().describe('Client networks whose mail is outbound (besides authenticated users): full addresses or CIDRs (core\'s strict parser).'),
+    maxNameLength: z.number().int().min(8).default(200).describe('Longer file names are caught as `long-name`.'),
+    sniffBytes: size().default(64 * 1024).describe('Bytes kept in memory per part for content detection (ISO 9660 needs 32 KB).'),
     archives: z
       .strictObject({
-        /** Archives and attached messages opened inside each other, at most this deep. */
-        maxDepth: z.number().int().min(0).max(16).default(3),
-        /** Members in one attachment, counted across nested archives. */
-        maxEntries: z.number().int().min(1).default(1000),
-        /** Uncompressed bytes in one attachment, counted across nested archives. */
-        maxTotalSize: size().default(500 * 1024 * 1024),
-        /** Largest archive or attached message written to a temp file for inspection. */
-        maxSize: size().default(100 * 1024 * 1024),
+        maxDepth: z.number().int().min(0).max(16).default(3).describe('Archives and attached messages opened inside each other, at most this deep.'),
+        maxEntries: z.number().int().min(1).default(1000).describe('Members in one attachment, counted across nested archives.'),
+        maxTotalSize: size().default(500 * 1024 * 1024).describe('Uncompressed bytes in one attachment, counted across nested archives.'),
+        maxSize: size().default(100 * 1024 * 1024).describe('Largest archive or attached message written to a temp file for inspection.'),
       })
-      .prefault({}),
-    /** Where temp files go (archives under inspection, quarantine copies in the making). */
-    tempDir: z.string().min(1).optional(),
+      .prefault({})
+      .describe('Limits for looking inside archives and attached messages.'),
+    tempDir: z.string().min(1).optional().describe('Where temp files go (archives under inspection, quarantine copies in the making).'),
     quarantine: z
       .strictObject({
-        /** Folder for quarantined parts (one file plus a .json sidecar each). */
-        dir: z.string().min(1),
-        /** Larger parts are quarantined truncated to this size (the sidecar says so). */
-        maxSize: size().default(100 * 1024 * 1024),
+        dir: z.string().min(1).describe('Folder for quarantined parts (one file plus a .json sidecar each).'),
+        maxSize: size().default(100 * 1024 * 1024).describe('Larger parts are quarantined truncated to this size (the sidecar says so).'),
       })
-      .optional(),
-    /**
-     * Screen attached messages the core's MIME walk does not open (message/rfc822 with
-     * `Content-Disposition: attachment`, or transfer-encoded) with a second MIME pass over the raw
-     * bytes; a catch there rejects the message (such a part cannot be stripped). Costs CPU on
-     * large messages; turn off only when the core hands those parts to `part()` (see README).
-     */
-    closedMessages: z.boolean().default(true),
-    /** Screen uuencoded blocks (`begin 644 name`) inside text parts. */
-    uuencode: z.boolean().default(true),
+      .optional()
+      .describe('Where `quarantine` rules keep the parts they catch; required when a rule quarantines.'),
+    closedMessages: z.boolean().default(true).describe('Screen attached messages the core\'s MIME walk does not open (message/rfc822 with `Content-Disposition: attachment`, or transfer-encoded) with a second MIME pass over the raw bytes; a catch there rejects the message (such a part cannot be stripped). Costs CPU on large messages; turn off only when the core hands those parts to `part()` (see README).'),
+    uuencode: z.boolean().default(true).describe('Screen uuencoded blocks (`begin 644 name`) inside text parts.'),
   })
   .superRefine((o, ctx) => {
     const usesQuarantine = (o.rules ?? [{ action: o.action }]).some((r) => r.action === 'quarantine');

@@ -26,30 +26,16 @@ const target = z.string().transform((v, ctx): ClamdTarget => {
 const policy = z.enum(['tempfail', 'accept', 'reject']);
 
 export const options = z.strictObject({
-  /** clamd servers, tried in order: the first that accepts the connection scans (failover). */
-  servers: z.array(target).min(1).default([{ host: '127.0.0.1', port: 3310 }]),
-  /** Time to connect to one clamd before the next is tried. */
-  connectTimeout: duration().default(2_000),
-  /** Longest clamd may stall (not reading, or not answering after the end of data). Keep below the plugin entry's `timeout`. */
-  timeout: duration().default(20_000),
-  /** What happens when no verdict can be had: clamd down, timing out, over its stream limit, or answering an error. */
-  onError: policy.default('tempfail'),
-  /** Largest message sent to clamd; keep at or below clamd's StreamMaxLength. */
-  maxSize: size().default(25 * 1024 * 1024),
-  /** What happens to a message above `maxSize`: it is never silently passed. */
-  onOversize: policy.default('reject'),
-  /**
-   * What to do with an infected message: `reject` it (554 5.7.1); `quarantine`: keep a copy in
-   * `quarantineDir`, then reject; `strip`: scan each decoded MIME part too, replace infected parts
-   * with a notice and deliver the rest (a virus outside any part still rejects the message).
-   */
-  action: z.enum(['reject', 'quarantine', 'strip']).default('reject'),
-  /** Folder for quarantined messages (`action: quarantine`), relative to the config file. */
-  quarantineDir: z.string().min(1).optional(),
-  /** Messages from authenticated senders are not scanned (the header says so). */
-  skipAuthenticated: z.boolean().default(false),
-  /** Header added with the result: `clean`, `infected (Name)` is never delivered, `unscanned (reason)`. Empty string: no header. */
-  header: z.string().regex(/^[!-9;-~]*$/, 'a header name: printable ASCII without colon or space').default('X-Portcullis-Virus'),
+  servers: z.array(target).min(1).default([{ host: '127.0.0.1', port: 3310 }]).describe('clamd servers, tried in order: the first that accepts the connection scans (failover).'),
+  connectTimeout: duration().default(2_000).describe('Time to connect to one clamd before the next is tried.'),
+  timeout: duration().default(20_000).describe('Longest clamd may stall (not reading, or not answering after the end of data). Keep below the plugin entry\'s `timeout`.'),
+  onError: policy.default('tempfail').describe('What happens when no verdict can be had: clamd down, timing out, over its stream limit, or answering an error.'),
+  maxSize: size().default(25 * 1024 * 1024).describe('Largest message sent to clamd; keep at or below clamd\'s StreamMaxLength.'),
+  onOversize: policy.default('reject').describe('What happens to a message above `maxSize`: it is never silently passed.'),
+  action: z.enum(['reject', 'quarantine', 'strip']).default('reject').describe('What to do with an infected message: `reject` it (554 5.7.1); `quarantine`: keep a copy in `quarantineDir`, then reject; `strip`: scan each decoded MIME part too, replace infected parts with a notice and deliver the rest (a virus outside any part still rejects the message).'),
+  quarantineDir: z.string().min(1).optional().describe('Folder for quarantined messages (`action: quarantine`), relative to the config file.'),
+  skipAuthenticated: z.boolean().default(false).describe('Messages from authenticated senders are not scanned (the header says so).'),
+  header: z.string().regex(/^[!-9;-~]*$/, 'a header name: printable ASCII without colon or space').default('X-Portcullis-Virus').describe('Header added with the result: `clean`, `infected (Name)` is never delivered, `unscanned (reason)`. Empty string: no header.'),
 });
 
 export type ClamavOptions = z.input<typeof options>;

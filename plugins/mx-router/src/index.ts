@@ -14,36 +14,24 @@ export { findStaticRoute } from './static-routes.js';
 const tlsMode = z.enum(['none', 'opportunistic', 'required']);
 
 const hopSchema = z.strictObject({
-  /** `host:port` or a list of them, tried in order. A host is an IP literal or a name resolved by DNS (A/AAAA, not MX). */
-  nexthop: z.union([hostAndPort(), z.array(hostAndPort()).min(1)]),
-  tls: tlsMode.default('opportunistic'),
-  /** AUTH at the next hop. */
-  auth: z.strictObject({ user: z.string().min(1), pass: z.string().min(1) }).optional(),
+  nexthop: z.union([hostAndPort(), z.array(hostAndPort()).min(1)]).describe('`host:port` or a list of them, tried in order. A host is an IP literal or a name resolved by DNS (A/AAAA, not MX).'),
+  tls: tlsMode.default('opportunistic').describe('TLS towards this next hop: `none`, `opportunistic` (STARTTLS when offered), `required`.'),
+  auth: z.strictObject({ user: z.string().min(1).describe('Login name at the next hop.'), pass: z.string().min(1).describe('Its password.') }).optional().describe('AUTH at the next hop.'),
 });
 
 const ip = z.string().refine((v) => canonicalIp(v) !== undefined, { message: 'expected an IP address such as 192.0.2.1 or 2001:db8::1' });
 
 export const options = z.strictObject({
-  /** SMTP port of MX hosts. 25 on the Internet; tests use a high port. */
-  port: z.number().int().min(1).max(65535).default(25),
-  /** Which address families to use for MX hosts, and which first. */
-  ipPreference: z.enum(['ipv4-first', 'ipv6-first', 'ipv4-only', 'ipv6-only']).default('ipv4-first'),
-  /** TLS towards MX hosts. */
-  tls: tlsMode.default('opportunistic'),
-  /** DNS servers for this plugin only (`127.0.0.1`, `127.0.0.1:5353`, `[::1]:53`); default: the relay's `dns.servers`. */
-  dnsServers: z.array(z.string().min(1)).min(1).optional(),
-  /** Per-query timeout of this plugin's own resolver (only with `dnsServers`); default: the relay's `dns.timeout`. */
-  dnsTimeout: duration().optional(),
-  /** Per-domain routes, checked before MX. Keys: `example.com` (exact) or `.example.com` (its subdomains). */
-  routes: z.record(z.string().min(1), hopSchema).default({}),
-  /** Every other domain goes here instead of to its MX hosts. */
-  smarthost: hopSchema.optional(),
-  /** More addresses that reach this relay (e.g. a public IP NATed to it): never delivered to. */
-  ownAddresses: z.array(ip).default([]),
-  /** MX records considered per domain, most preferred first. */
-  maxMxHosts: z.number().int().min(1).max(100).default(10),
-  /** Addresses tried per domain and attempt, in total. */
-  maxAddresses: z.number().int().min(1).max(100).default(20),
+  port: z.number().int().min(1).max(65535).default(25).describe('SMTP port of MX hosts. 25 on the Internet; tests use a high port.'),
+  ipPreference: z.enum(['ipv4-first', 'ipv6-first', 'ipv4-only', 'ipv6-only']).default('ipv4-first').describe('Which address families to use for MX hosts, and which first.'),
+  tls: tlsMode.default('opportunistic').describe('TLS towards MX hosts.'),
+  dnsServers: z.array(z.string().min(1)).min(1).optional().describe('DNS servers for this plugin only (`127.0.0.1`, `127.0.0.1:5353`, `[::1]:53`); default: the relay\'s `dns.servers`.'),
+  dnsTimeout: duration().optional().describe('Per-query timeout of this plugin\'s own resolver (only with `dnsServers`); default: the relay\'s `dns.timeout`.'),
+  routes: z.record(z.string().min(1), hopSchema).default({}).describe('Per-domain routes, checked before MX. Keys: `example.com` (exact) or `.example.com` (its subdomains).'),
+  smarthost: hopSchema.optional().describe('Every other domain goes here instead of to its MX hosts.'),
+  ownAddresses: z.array(ip).default([]).describe('More addresses that reach this relay (e.g. a public IP NATed to it): never delivered to.'),
+  maxMxHosts: z.number().int().min(1).max(100).default(10).describe('MX records considered per domain, most preferred first.'),
+  maxAddresses: z.number().int().min(1).max(100).default(20).describe('Addresses tried per domain and attempt, in total.'),
 });
 
 export type MxRouterPluginOptions = z.input<typeof options>;

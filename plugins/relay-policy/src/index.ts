@@ -18,40 +18,28 @@ const domainName = z.string().transform((v, ctx) => {
 });
 
 const domainSchema = z.strictObject({
-  /** Where this domain's mail goes: `host:port` (an IP literal, or a name from /etc/hosts). */
-  nexthop: hostAndPort(),
-  /** TLS towards the next hop. */
-  tls: z.enum(['none', 'opportunistic', 'required']).default('opportunistic'),
-  /** AUTH at the next hop. */
-  auth: z.strictObject({ user: z.string().min(1), pass: z.string().min(1) }).optional(),
+  nexthop: hostAndPort().describe('Where this domain\'s mail goes: `host:port` (an IP literal, or a name from /etc/hosts).'),
+  tls: z.enum(['none', 'opportunistic', 'required']).default('opportunistic').describe('TLS towards the next hop.'),
+  auth: z.strictObject({ user: z.string().min(1).describe('Login name at the next hop.'), pass: z.string().min(1).describe('Its password.') }).optional().describe('AUTH at the next hop.'),
 });
 
 export const options = z.strictObject({
-  /** Hosted domains: anyone may send to them; each goes to its next hop. `*.example.com` covers subdomains. */
-  domains: z.record(z.string().min(1), domainSchema).default({}),
-  /** Client networks that may relay to any domain: full addresses or CIDRs, parsed by core's strict network parser. */
-  trustedNetworks: networkList(),
-  /** Whether authenticated users may relay to any domain. */
-  relayAuthenticated: z.boolean().default(true),
-  /** Accept `user@[192.0.2.1]` and `user@192.0.2.1` recipients from trusted and authenticated senders. */
-  allowAddressLiterals: z.boolean().default(false),
-  /** Destination domains that trusted and authenticated senders may not relay to. */
-  blockedDestinations: z.array(domainName).default([]),
-  /** Users file (`user:$scrypt$...[:domains]`, made with `portcullis passwd`); enables AUTH. */
-  users: z.string().min(1).optional(),
-  /** Authenticated users may only use their own domains in MAIL FROM. */
-  senderMustMatch: z.boolean().default(false),
+  domains: z.record(z.string().min(1), domainSchema).default({}).describe('Hosted domains: anyone may send to them; each goes to its next hop. `*.example.com` covers subdomains.'),
+  trustedNetworks: networkList().describe('Client networks that may relay to any domain: full addresses or CIDRs, parsed by core\'s strict network parser.'),
+  relayAuthenticated: z.boolean().default(true).describe('Whether authenticated users may relay to any domain.'),
+  allowAddressLiterals: z.boolean().default(false).describe('Accept `user@[192.0.2.1]` and `user@192.0.2.1` recipients from trusted and authenticated senders.'),
+  blockedDestinations: z.array(domainName).default([]).describe('Destination domains that trusted and authenticated senders may not relay to.'),
+  users: z.string().min(1).optional().describe('Users file (`user:$scrypt$...[:domains]`, made with `portcullis passwd`); enables AUTH.'),
+  senderMustMatch: z.boolean().default(false).describe('Authenticated users may only use their own domains in MAIL FROM.'),
   authThrottle: z
     .strictObject({
-      /** Pause before answering a failed login, times the failures so far on the connection (max 5×). */
-      delay: duration().default(1000),
-      /** Failures on one connection before 421 and disconnect. */
-      maxFailuresPerConnection: z.number().int().min(1).default(3),
-      /** Failures from one IP within `window` before every login from it is refused with 421. */
-      maxFailuresPerIp: z.number().int().min(1).default(10),
-      window: duration().default(15 * 60_000),
+      delay: duration().default(1000).describe('Pause before answering a failed login, times the failures so far on the connection (max 5×).'),
+      maxFailuresPerConnection: z.number().int().min(1).default(3).describe('Failures on one connection before 421 and disconnect.'),
+      maxFailuresPerIp: z.number().int().min(1).default(10).describe('Failures from one IP within `window` before every login from it is refused with 421.'),
+      window: duration().default(15 * 60_000).describe('The sliding window for `maxFailuresPerIp`.'),
     })
-    .prefault({}),
+    .prefault({})
+    .describe('Slows down, then refuses, repeated failed logins.'),
 });
 
 export type RelayPolicyOptions = z.input<typeof options>;
