@@ -22,3 +22,8 @@ export { toAddress, domainOf } from './address.js';
 export { canOverrideGreetingDelay, PINNED_SMTP_SERVER_VERSION, PINNED_INIT_SHA256, libraryInitHash, installedSmtpServerVersion } from './greeting-delay.js';
 export { LineEndingGuard } from './line-ending-guard.js';
 export { ControlServer, controlRequest, type ControlRequest, type ControlResponse } from './control-server.js';
+export { MemoryState, RedisState, createSharedState, type SharedState, type SharedCounter, type CounterResult, type SharedStateStatus, type RedisStateOptions } from './shared-state.js';
+export { ConnectionGate, perAddressCheck, type ConnectionCheck, type ConnectionInfo } from './connection-gate.js';
+export { DiskGuard, defaultMinFree, DISK_FLOOR_BYTES } from './disk-guard.js';
+export { RepeatLog } from './repeat-log.js';
+export { SessionGuard, canGuardSessions, type SessionGuardLimits } from './session-guard.js';
