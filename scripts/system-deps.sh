@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite runs for real: clamd (clamav-daemon), dnsmasq
-# (dnsmasq-base), swaks, and Postfix (for smtp-sink/smtp-source and the relay-test comparison).
+# (dnsmasq-base), swaks, Postfix (for smtp-sink/smtp-source and the relay-test comparison), and
+# redis-server (the shared-state tests start their own, in memory, on loopback).
 # Idempotent: does nothing when every binary is already there. Needs root (CI runs as root).
 set -euo pipefail
 need=()
@@ -8,13 +9,14 @@ need=()
 [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 command -v swaks >/dev/null || need+=(swaks)
 [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
+[ -x /usr/bin/redis-server ] || need+=(redis-server)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "system-deps: missing ${need[*]}; run as root or: sudo apt-get install ${need[*]}" >&2
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
-# Never let package scripts start daemons (clamd, freshclam, postfix) or reach out: tests start
+# Never let package scripts start daemons (clamd, freshclam, postfix, redis) or reach out: tests start
 # their own instances on loopback with their own configs.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
