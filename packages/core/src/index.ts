@@ -27,3 +27,5 @@ export { ConnectionGate, perAddressCheck, type ConnectionCheck, type ConnectionI
 export { DiskGuard, defaultMinFree, DISK_FLOOR_BYTES } from './disk-guard.js';
 export { RepeatLog } from './repeat-log.js';
 export { SessionGuard, canGuardSessions, type SessionGuardLimits } from './session-guard.js';
+export { parseNetwork, NetworkList, NetworkSyntaxError, network, networkList, isNetworkList, type Network } from './networks.js';
+export { canUseProxyTrust, proxyTrustLibraryHashes, PINNED_PROXY_ALLOWED_SHA256, PINNED_EXPECTS_PROXY_SHA256 } from './proxy-trust.js';

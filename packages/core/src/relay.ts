@@ -16,6 +16,7 @@ import { defaultMinFree, DiskGuard } from './disk-guard.js';
 import { canGuardSessions, SessionGuard } from './session-guard.js';
 import { createSharedState, type SharedState } from './shared-state.js';
 import { canOverrideGreetingDelay, setGreetingDelay } from './greeting-delay.js';
+import { canUseProxyTrust, installProxyCommandTrust, installProxyHeaderTrust, proxyServerOptions } from './proxy-trust.js';
 import { createLogger } from './logger.js';
 import { receiveMessage } from './message-intake.js';
 import type { PluginDefinition } from './plugin.js';
@@ -175,6 +176,7 @@ export class Relay {
       this.control = new ControlServer(path.join(this.spool.dir, 'control.sock'), this.queue, this.log.child({ part: 'control' }));
       await this.control.start();
     }
+    this.checkProxyTrust();
     const override = await canOverrideGreetingDelay();
     if (!override) this.log.warn('smtp-server is not the pinned version: greetingDelay settings are ignored, the library waits 100 ms');
     const tls = this.config.tls ? { key: readFileSync(path.resolve(this.configDir, this.config.tls.key)), cert: readFileSync(path.resolve(this.configDir, this.config.tls.cert)) } : undefined;
@@ -194,6 +196,26 @@ export class Relay {
     }
     // The real ports (a listener may ask for port 0), in host:port / [v6]:port form, for loop checks.
     this.container.registerInstance(Tokens.ListenAddresses, this.addresses().map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)));
+  }
+
+  /**
+   * Proxy lists need our CIDR matching (proxy-trust.ts), pinned to the smtp-server source: with
+   * another library version the relay refuses to start rather than trust differently. A list that
+   * trusts every address starts, with a loud warning per listener and list.
+   */
+  private checkProxyTrust(): void {
+    const keys = ['xclient', 'xforward', 'proxyProtocol'] as const;
+    const used = this.config.listen.some((l) => keys.some((k) => l[k].size > 0));
+    if (used && !canUseProxyTrust()) {
+      throw new Error('smtp-server is not the version Portcullis pins for proxy trust (xclient/xforward/proxyProtocol); refusing to start with proxy peers configured');
+    }
+    this.config.listen.forEach((l, i) => {
+      for (const k of keys) {
+        if (l[k].everything) {
+          this.log.warn({ listener: l.name ?? `${l.host}:${l.port}`, key: `listen[${i}].${k}`, networks: l[k].toStrings() }, `WARNING: listen[${i}].${k} trusts EVERY address: any client can claim any identity through ${k}`);
+        }
+      }
+    });
   }
 
   /** Where each listener ended up (useful with `port: 0`). */
@@ -254,10 +276,8 @@ export class Relay {
       hideSMTPUTF8: true,
       hideREQUIRETLS: true,
       hideDSN: true,
-      // Proxy commands only from the peers an operator named (smtp-server checks the TCP peer).
-      useXClient: listener.xclient.length ? listener.xclient : false,
-      useXForward: listener.xforward.length ? listener.xforward : false,
-      useProxy: listener.proxyProtocol.length ? listener.proxyProtocol : false,
+      // Proxy commands only from the networks an operator named; the matching is ours (proxy-trust.ts).
+      ...proxyServerOptions(listener),
       logger: false,
       onConnect: (session, cb) => this.track(this.onConnect(session, info, disabled, cb)),
       onSecure: (_socket, session, cb) => {
@@ -274,17 +294,19 @@ export class Relay {
 
     // smtp-server adds each new connection to this Set right before init(): the one place to
     // reach the connection object (socket options, greeting delay, per-IP accounting).
+    installProxyHeaderTrust(server, listener);
     const conns = (server as unknown as { connections: Set<ConnectionLike> }).connections;
     const add = conns.add.bind(conns);
     const del = conns.delete.bind(conns);
     const delay = listener.greetingDelay ?? (listener.auth === 'required' ? 0 : 100);
     // Behind a PROXY protocol balancer the client's address is known only after the header is read:
     // the gate then runs in onConnect instead.
-    const gateEarly = !listener.proxyProtocol.length;
+    const gateEarly = !listener.proxyProtocol.size;
     conns.add = (c: ConnectionLike) => {
       c._socket?.setNoDelay?.(true);
       if (gateEarly) this.admit(c, info);
       if (override) setGreetingDelay(c, delay, () => this.refused.get(c.id));
+      installProxyCommandTrust(c, listener);
       if (canGuardSessions(c)) this.guards.set(c.id, SessionGuard.install(c, limits, this.log.child({ session: c.id })));
       this.connections.set(c.id, c);
       return add(c);

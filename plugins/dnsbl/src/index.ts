@@ -1,21 +1,11 @@
 import { Resolver } from 'node:dns/promises';
-import { definePlugin, duration, reject, tempfail, Tokens, z, type RelayConfig, type Session, type SharedState, type Verdict } from '@portcullis/core';
+import { definePlugin, duration, networkList, reject, tempfail, Tokens, z, type RelayConfig, type Session, type SharedState, type Verdict } from '@portcullis/core';
 import { parseAnswerPattern } from './answer-filter.js';
-import { inNetworks, parseNetwork } from './networks.js';
 import { Zone, type ZoneResult } from './zone.js';
 
 export { parseAnswerPattern, answerKind } from './answer-filter.js';
 export { queryName } from './query-name.js';
 export { Zone, type ZoneStats, type ZoneResult } from './zone.js';
-
-const network = z.string().transform((v, ctx) => {
-  try {
-    return parseNetwork(v);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: `expected an IP network such as 10.0.0.0/8 or fd00::/8 (no host bits), got ${JSON.stringify(v)}: ${(err as Error).message}` });
-    return z.NEVER;
-  }
-});
 
 const pattern = z.string().transform((v, ctx) => {
   try {
@@ -70,7 +60,7 @@ export const options = z.strictObject({
   skip: z
     .strictObject({
       /** Clients never looked up (your own networks). */
-      networks: z.array(network).default([]),
+      networks: networkList(),
       /** Authenticated clients are not refused (they may log in from a listed dynamic address). */
       authenticated: z.boolean().default(true),
     })
@@ -133,7 +123,7 @@ export default definePlugin({
       return note;
     }
 
-    const skipped = (s: Session) => inNetworks(s.remoteAddress, opts.skip.networks);
+    const skipped = (s: Session) => opts.skip.networks.contains(s.remoteAddress);
     const verdictFor = (s: Session, note: DnsblNote): Verdict | undefined => {
       if (note.allowed || note.score < opts.threshold || opts.action === 'tag') return undefined;
       if (opts.skip.authenticated && s.user) return undefined;

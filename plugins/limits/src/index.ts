@@ -2,30 +2,23 @@ import {
   definePlugin,
   disconnect,
   duration,
+  networkList,
   RepeatLog,
   Replies,
   tempfail,
   Tokens,
   z,
   type ConnectionGate,
+  type NetworkList,
   type RelayConfig,
   type Session,
   type SharedCounter,
   type SharedState,
   type Verdict,
 } from '@portcullis/core';
-import { clientKey, inNetworks, parseNetwork, type Network } from './networks.js';
+import { clientKey } from './client-key.js';
 
-export { parseNetwork, inNetworks, clientKey } from './networks.js';
-
-const network = z.string().transform((v, ctx) => {
-  try {
-    return parseNetwork(v);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: `expected an IP network such as 10.0.0.0/8 or fd00::/8 (no host bits), got ${JSON.stringify(v)}: ${(err as Error).message}` });
-    return z.NEVER;
-  }
-});
+export { clientKey } from './client-key.js';
 
 /** `{ limit, window }`: at most `limit` per `window` (whole seconds, fixed windows); `false` turns it off. */
 const rate = (limit: number, window: number) =>
@@ -46,7 +39,7 @@ export const options = z.strictObject({
   /** Clients these limits never apply to: networks (CIDR) and authenticated users (login names). */
   exempt: z
     .strictObject({
-      networks: z.array(network).default([]),
+      networks: networkList(),
       users: z.array(z.string().min(1)).default([]),
     })
     .prefault({}),
@@ -99,8 +92,8 @@ function counter(state: SharedState, name: string, r: Rate): SharedCounter | und
 }
 
 /** Whether this session's client is exempt, decided once at connect and again after AUTH. */
-function isExempt(session: Session, nets: readonly Network[], users: ReadonlySet<string>): boolean {
-  return inNetworks(session.remoteAddress, nets) || (!!session.user && users.has(session.user.toLowerCase()));
+function isExempt(session: Session, nets: NetworkList, users: ReadonlySet<string>): boolean {
+  return nets.contains(session.remoteAddress) || (!!session.user && users.has(session.user.toLowerCase()));
 }
 
 /**
@@ -131,7 +124,7 @@ export default definePlugin({
     const perAddress = new Map<string, number>();
     let untrusted = 0;
     const ceiling = Math.max(1, config.limits.connections - opts.reservedConnections);
-    const reserved = (c: { remoteAddress: string; listener: Session['listener'] }) => c.listener.auth === 'required' || inNetworks(c.remoteAddress, nets);
+    const reserved = (c: { remoteAddress: string; listener: Session['listener'] }) => c.listener.auth === 'required' || nets.contains(c.remoteAddress);
     const counted = new Set<string>();
     gate.add({
       name: 'limits',

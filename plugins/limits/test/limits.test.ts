@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { CaptureServer, RawSmtp, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
-import limits, { clientKey, parseNetwork } from '../src/index.js';
+import limits, { clientKey } from '../src/index.js';
 
 const builtins = { limits, 'relay-policy': relayPolicy };
 
@@ -11,15 +11,7 @@ async function open(port: number, from: string): Promise<{ c: RawSmtp; greeting:
   return { c, greeting: await c.read() };
 }
 
-describe('network and client keys', () => {
-  it('parses full networks and bare addresses, and refuses shorthand and host bits', () => {
-    assert.deepEqual(parseNetwork('10.0.0.0/8')[1], 8);
-    assert.equal(parseNetwork('192.0.2.7')[1], 32);
-    assert.equal(parseNetwork('fd00::/8')[1], 8);
-    assert.throws(() => parseNetwork('10/8'));
-    assert.throws(() => parseNetwork('10.0.0.1/8'), /host bits/);
-    assert.throws(() => parseNetwork('10.0.0.0/33'));
-  });
+describe('client keys', () => {
   it('counts IPv6 clients per /64 and IPv4-mapped clients as IPv4', () => {
     assert.equal(clientKey('2001:db8:1:2:aaaa::1', 64), '2001:db8:1:2::/64');
     assert.equal(clientKey('2001:db8:1:2:bbbb::9', 64), '2001:db8:1:2::/64');
@@ -152,7 +144,7 @@ describe('limits over SMTP (memory store)', () => {
   it('rejects bad options naming the key path', async () => {
     await assert.rejects(
       startTestRelay({ builtins, config: { plugins: [{ use: 'limits', with: { exempt: { networks: ['10.0.0.1/8'] }, perIp: { messageRate: { limit: 0, window: '1m' } } } }] } }),
-      (err: Error) => /plugins\[0\]\.with\.exempt\.networks\[0\]: expected an IP network/.test(err.message) && /plugins\[0\]\.with\.perIp\.messageRate/.test(err.message),
+      (err: Error) => /plugins\[0\]\.with\.exempt\.networks\[0\]: .*host bits/.test(err.message) && /plugins\[0\]\.with\.perIp\.messageRate/.test(err.message),
     );
   });
 });
