@@ -12,8 +12,8 @@ export function defaultMinFree(messageSize: number): number {
 
 /**
  * Refuses new transactions while the spool's file system is short of space, so a flood cannot fill
- * the disk and cost acknowledged mail. Asked at every MAIL FROM; statfs is cached for `cacheMs`
- * (one syscall per interval however fast MAIL commands arrive). Refusals are logged through a
+ * the disk and cost acknowledged mail. Asked at every MAIL FROM: one statfs each (cheap), shared
+ * by the MAIL commands that arrive while it runs; `cacheMs` can widen that. Refusals are logged through a
  * RepeatLog: the first at once, then one line a minute with the count.
  */
 export class DiskGuard {
@@ -24,7 +24,7 @@ export class DiskGuard {
   /** Refusals since start. */
   refused = 0;
 
-  constructor(private readonly dir: string, readonly minFree: number, private readonly log: Logger, private readonly cacheMs = 1000) {}
+  constructor(private readonly dir: string, readonly minFree: number, private readonly log: Logger, private readonly cacheMs = 0) {}
 
   /** Free bytes for unprivileged writers (what the relay, not root, can use), as last measured. */
   get lastFree(): number {
@@ -46,7 +46,7 @@ export class DiskGuard {
   /** True when a new transaction may start. */
   async hasRoom(client?: string): Promise<boolean> {
     if (this.minFree <= 0) return true;
-    if (Date.now() - this.checkedAt >= this.cacheMs) {
+    if (this.pending || Date.now() - this.checkedAt >= this.cacheMs) {
       this.pending ??= this.measure().finally(() => (this.pending = undefined));
       await this.pending;
     }
