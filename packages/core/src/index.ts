@@ -21,6 +21,7 @@ export { createLogger } from './logger.js';
 export { toAddress, domainOf } from './address.js';
 export { canOverrideGreetingDelay, PINNED_SMTP_SERVER_VERSION, PINNED_INIT_SHA256, libraryInitHash, installedSmtpServerVersion } from './greeting-delay.js';
 export { LineEndingGuard } from './line-ending-guard.js';
+export { HeaderFilter, type HeaderField } from './header-filter.js';
 export { ControlServer, controlRequest, type ControlRequest, type ControlResponse } from './control-server.js';
 export { MemoryState, RedisState, createSharedState, type SharedState, type SharedCounter, type CounterResult, type SharedStateStatus, type RedisStateOptions } from './shared-state.js';
 export { ConnectionGate, perAddressCheck, type ConnectionCheck, type ConnectionInfo } from './connection-gate.js';
