@@ -4,6 +4,7 @@ import path from 'node:path';
 import { freePort, RawSmtp, selfSignedFiles, startTestRelay, waitUntil, type TestRelay } from '@portcullis/testkit';
 import relayPolicy, { userLine } from '@portcullis/relay-policy';
 import dnsbl from '@portcullis/dnsbl';
+import limits from '@portcullis/limits';
 import { RedisServer } from '../plugins/limits/test/support/redis-server.js';
 import { Dnsmasq } from '../plugins/mx-router/test/support/dnsmasq.js';
 
@@ -21,17 +22,18 @@ describe('state shared by two relays through Redis', function () {
     dns = await Dnsmasq.start({ lines: ['host-record=9.0.0.127.bl.test,127.0.0.2', 'host-record=2.0.0.127.bl.test,127.0.0.2'] });
     const tls = await selfSignedFiles('relay.test');
     const users = path.join(tls.dir, 'users.passwd');
-    writeFileSync(users, (await userLine('alice@hosted.test', 'right password')) + '\n');
+    writeFileSync(users, (await Promise.all(['alice', 'bob', 'carol'].map((u) => userLine(`${u}@hosted.test`, 'right password')))).join('\n') + '\n');
     for (let i = 0; i < 2; i++) {
       nodes.push(
         await startTestRelay({
-          builtins: { 'relay-policy': relayPolicy, dnsbl },
+          builtins: { 'relay-policy': relayPolicy, dnsbl, limits },
           config: {
             tls: { key: tls.key, cert: tls.cert },
             listen: [{ host: '127.0.0.1', port: 0, tls: 'starttls', auth: 'optional', greetingDelay: 0 }],
             dns: { servers: [dns.server] },
             sharedState: { redis: { url: redis.url, keyPrefix: 'shared-test:' } },
             plugins: [
+              { use: 'limits', with: { exempt: { users: ['Bob@hosted.test'] }, perUser: { messageRate: { limit: 2, window: '10m' } }, perIp: { connectionRate: false } } },
               { use: 'dnsbl', with: { zones: [{ zone: 'bl.test', weight: 1 }] } },
               { use: 'relay-policy', with: { domains: { 'hosted.test': { nexthop: '127.0.0.1:9', tls: 'none' } }, users, authThrottle: { delay: '10ms', maxFailuresPerConnection: 10, maxFailuresPerIp: 4, window: '1m' } } },
             ],
@@ -74,6 +76,30 @@ describe('state shared by two relays through Redis', function () {
     const other = await tlsSession(nodes[0]!, '127.0.0.34');
     assert.match(await other.cmd(`AUTH PLAIN ${plain('right password')}`), /^235 /);
     other.close();
+  });
+
+  /** Logs in as `user` from `ip` on `node` and returns the MAIL FROM reply. */
+  async function mailAs(node: TestRelay, ip: string, user: string): Promise<string> {
+    const c = await tlsSession(node, ip);
+    try {
+      assert.match(await c.cmd(`AUTH PLAIN ${Buffer.from(`\0${user}@hosted.test\0right password`).toString('base64')}`), /^235 /);
+      const r = await c.cmd(`MAIL FROM:<${user}@hosted.test>`);
+      await c.cmd('RSET');
+      return r;
+    } finally {
+      c.close();
+    }
+  }
+
+  it('counts an authenticated user as itself across both relays, and never limits an exempt user', async () => {
+    assert.match(await mailAs(nodes[0]!, '127.0.0.40', 'alice'), /^250 /);
+    assert.match(await mailAs(nodes[1]!, '127.0.0.41', 'alice'), /^250 /);
+    assert.equal(await mailAs(nodes[0]!, '127.0.0.42', 'alice'), '451 4.7.1 Too many messages (user rate limit), try again later');
+    for (let i = 0; i < 4; i++) assert.match(await mailAs(nodes[i % 2]!, '127.0.0.43', 'bob'), /^250 /);
+  });
+
+  it('does not refuse an authenticated client on a listed address', async () => {
+    assert.match(await mailAs(nodes[1]!, '127.0.0.9', 'carol'), /^250 /);
   });
 
   it('answers the second relay from the DNSBL cache the first one filled: one DNS query for both', async () => {

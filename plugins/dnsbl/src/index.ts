@@ -1,5 +1,5 @@
 import { Resolver } from 'node:dns/promises';
-import { definePlugin, duration, networkList, reject, tempfail, Tokens, z, type RelayConfig, type Session, type SharedState, type Verdict } from '@portcullis/core';
+import { definePlugin, duration, NetworkList, networkList, reject, tempfail, Tokens, z, type RelayConfig, type Session, type SharedState, type Verdict } from '@portcullis/core';
 import { parseAnswerPattern } from './answer-filter.js';
 import { Zone, type ZoneResult } from './zone.js';
 
@@ -63,6 +63,8 @@ export const options = z.strictObject({
       networks: networkList(),
       /** Authenticated clients are not refused (they may log in from a listed dynamic address). */
       authenticated: z.boolean().default(true),
+      /** Also skip relay-policy's `trustedNetworks`, read from the relay config. */
+      trustedNetworks: z.boolean().default(true),
     })
     .prefault({}),
 });
@@ -123,7 +125,20 @@ export default definePlugin({
       return note;
     }
 
-    const skipped = (s: Session) => opts.skip.networks.contains(s.remoteAddress);
+    // relay-policy's trusted networks are ours too: an internal server is never looked up.
+    const trusted: NetworkList[] = [];
+    if (opts.skip.trustedNetworks) {
+      for (const p of config.plugins) {
+        const nets = (p.with as { trustedNetworks?: unknown } | undefined)?.trustedNetworks;
+        if (!p.enabled || !/^(@portcullis\/)?relay-policy$/.test(p.use) || !Array.isArray(nets)) continue;
+        try {
+          trusted.push(NetworkList.parse(nets));
+        } catch {
+          /* relay-policy reports its own option errors */
+        }
+      }
+    }
+    const skipped = (s: Session) => opts.skip.networks.contains(s.remoteAddress) || trusted.some((n) => n.contains(s.remoteAddress));
     const verdictFor = (s: Session, note: DnsblNote): Verdict | undefined => {
       if (note.allowed || note.score < opts.threshold || opts.action === 'tag') return undefined;
       if (opts.skip.authenticated && s.user) return undefined;

@@ -78,7 +78,7 @@ describe('dnsbl over SMTP with a real DNS server (dnsmasq)', () => {
               skip: { networks: ['127.0.0.2/32'] },
             },
           },
-          { use: 'relay-policy', with: { domains: { 'example.test': { nexthop: '127.0.0.1:9', tls: 'none' } } } },
+          { use: 'relay-policy', with: { domains: { 'example.test': { nexthop: '127.0.0.1:9', tls: 'none' } }, trustedNetworks: ['127.0.0.3/32'] } },
         ],
       },
       builtins,
@@ -110,9 +110,11 @@ describe('dnsbl over SMTP with a real DNS server (dnsmasq)', () => {
   it('does not count answers outside the zone filter', async () => {
     assert.match(await mailReply(relay.port(), '127.0.0.14'), /^250 /);
   });
-  it('never looks up a skipped network', async () => {
+  it('never looks up a skipped network, nor relay-policy\'s trusted networks', async () => {
     assert.match(await mailReply(relay.port(), '127.0.0.2'), /^250 /);
     assert.equal(queriesFor(dns, '2.0.0.127.low.test'), 0);
+    assert.match(await mailReply(relay.port(), '127.0.0.3'), /^250 /);
+    assert.equal(queriesFor(dns, '3.0.0.127.bl.test'), 0);
   });
   it('looks up IPv6 clients by their reversed nibbles', async () => {
     assert.equal(await mailReply(relay.port(1), '::1', '::1'), '554 5.7.1 Service unavailable; client [::1] blocked using Test Block List');
