@@ -7,6 +7,9 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import {
+  ConnectionGate,
+  createSharedState,
+  DiskGuard,
   loadPlugins,
   newQueueId,
   parseConfig,
@@ -160,6 +163,10 @@ export async function setupPlugin(definition: PluginDefinition, opts: Pick<CallH
     container.registerInstance(Tokens.Spool, new Spool(dir));
     container.registerInstance(Tokens.Resolver, resolver);
     container.registerInstance(Tokens.ListenAddresses, ['127.0.0.1:25']);
+    // The same services Relay.create registers, in their in-process form (no Redis, no socket).
+    container.registerInstance(Tokens.SharedState, createSharedState({}, logger));
+    container.registerInstance(Tokens.ConnectionGate, new ConnectionGate());
+    container.registerInstance(Tokens.DiskGuard, new DiskGuard(dir, 0, logger));
     const plugins = await loadPlugins(
       [{ use: definition.name, with: opts.options, timeout: opts.timeout ?? 30_000, enabled: true }],
       { file: '<test>', configDir: process.cwd(), container, log: logger, builtins: { [definition.name]: definition } },
