@@ -29,8 +29,10 @@ describe('packages installed one by one with npm', function () {
     dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-pack-'));
     const out = path.join(dir, 'tarballs');
     mkdirSync(out);
-    for (const pkg of ['packages/core', 'packages/cli', 'plugins/relay-policy']) sh('pnpm', ['pack', '--pack-destination', out], path.join(root, pkg));
+    const packages = ['packages/core', 'packages/cli', 'packages/relay-test', 'packages/portcullis', ...readdirSync(path.join(root, 'plugins')).map((p) => `plugins/${p}`)];
+    for (const pkg of packages) sh('pnpm', ['pack', '--pack-destination', out], path.join(root, pkg));
     tarballs = Object.fromEntries(readdirSync(out).map((f) => [f.replace(/-\d+\.\d+\.\d+\.tgz$/, ''), path.join(out, f)]));
+    assert.equal(Object.keys(tarballs).length, packages.length);
     sink = await CaptureServer.start({ host: '127.0.0.1' });
   });
   after(async () => {
@@ -98,5 +100,22 @@ describe('packages installed one by one with npm', function () {
     assert.equal((await sendMail({ port, from: 'a@x.example', to: 'u@mine.test', raw: 'Subject: =?UTF-8?B?RlJFRSBtb25leQ==?=\r\n\r\nx\r\n' })).code, 550);
     const got = await sink.waitFor(before + 1, 15_000);
     assert.match(got.at(-1)!.raw.toString(), /from a user plugin/);
+  });
+
+  it('installs the portcullis meta package (the CLI with every stock plugin) and checks a config using them all', () => {
+    const project = path.join(dir, 'meta');
+    mkdirSync(project);
+    sh('npm', ['init', '-y'], project);
+    // Every tarball: npm takes the @portcullis/* dependencies of `portcullis` from them, not the registry.
+    sh('npm', ['install', ...Object.values(tarballs)], project);
+    const plugins = ['relay-policy', 'attachments', 'clamav', 'mx-router', 'mailauth', 'dnsbl', 'limits'].filter((p) => tarballs[`portcullis-${p}`]);
+    writeFileSync(
+      path.join(project, 'relay.yaml'),
+      `hostname: relay.test\nlisten:\n  - { host: 127.0.0.1, port: 2525 }\nspool: { dir: ./spool }\nplugins:\n` +
+        plugins.map((p) => (p === 'relay-policy' ? `  - use: relay-policy\n    with: { domains: { hosted.test: { nexthop: "127.0.0.1:2526" } } }\n` : p === 'dnsbl' ? `  - use: dnsbl\n    with: { zones: [{ zone: bl.example }] }\n` : `  - use: ${p}\n`)).join(''),
+    );
+    const out = sh(path.join(project, 'node_modules/.bin/portcullis'), ['check', '--config', 'relay.yaml'], project);
+    for (const p of plugins) assert.match(out, new RegExp(p));
+    assert.match(sh(path.join(project, 'node_modules/.bin/portcullis'), ['relay-test', '--help'], project), /relay-test/);
   });
 });

@@ -6,9 +6,11 @@
  *   portcullis check --config FILE   validate a config; print the plugins and the hook order
  *   portcullis demo                  a relay on a built-in config, with its own next hop, to try
  *   portcullis dkim keygen D S       a DKIM key (0600) and the TXT record to publish
+ *   portcullis plugin new NAME       scaffold a plugin package (TypeScript, schema, test, README)
  *
  * Exit codes: see exit-codes.ts (0 ok, 1 failure, 64 usage, 78 config error).
  */
+import path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { cliVersion } from './cli-package.js';
 import { ExitCode } from './exit-codes.js';
@@ -149,6 +151,23 @@ program
   });
 
 program.addCommand((await import('./dkim-command.js')).dkimCommand());
+
+program
+  .command('plugin')
+  .description('plugin development')
+  .command('new')
+  .description('scaffold a plugin package: TypeScript, an options schema, a test on the test kit, a README with its options table')
+  .argument('<name>', 'npm package name, e.g. portcullis-plugin-sender-block or @acme/greylist')
+  .option('--dir <dir>', 'folder to create (default: the name without scope)')
+  .action(async (name: string, opts: { dir?: string }) => {
+    try {
+      const { dir, files } = (await import('./plugin-new.js')).scaffoldPlugin(name, opts);
+      process.stdout.write(`created ${dir}\n${files.map((f) => `  ${f}`).join('\n')}\n\nnext: cd ${path.relative(process.cwd(), dir) || '.'} && npm install && npm test\n`);
+    } catch (err) {
+      process.stderr.write(`portcullis plugin new: ${(err as Error).message}\n`);
+      process.exit(ExitCode.failure);
+    }
+  });
 
 // The open-relay self-test (package @portcullis/relay-test): `portcullis relay-test HOST:PORT --domain D`.
 // Loaded from the user's project like the plugins; without it the command says how to get it.
