@@ -29,7 +29,7 @@ export interface IntakeContext {
   /** Header-section limits (size, fields, Received hops). */
   readonly limits: { readonly headerSize: number; readonly headerFields: number; readonly maxReceived: number };
   /** Counts bytes as they arrive, for the minimum-data-rate watchdog. */
-  readonly progress?: { bytes: number };
+  readonly progress?: { bytes: number; endedAt?: number };
   readonly driver: PluginDriver;
   readonly spool: Spool;
   readonly log: Logger;
@@ -128,6 +128,7 @@ export async function receiveMessage(stream: DataStream, txn: Transaction, ctx: 
     copying = false;
   }
   for (const b of branches) b.end();
+  if (ctx.progress) ctx.progress.endedAt = performance.now();
   awaitReaders();
   const lineEndingsOk = guard.finish();
 

@@ -34,6 +34,8 @@ export interface RelayOptions {
   readonly resolveFrom?: readonly string[];
   /** Run the delivery side (default true). */
   readonly deliver?: boolean;
+  /** Called after each reply to DATA with the ms from the end of the data to the reply (benchmarks). */
+  readonly onDataReply?: (ms: number, accepted: boolean) => void;
 }
 
 /**
@@ -119,6 +121,7 @@ export class Relay {
     log: Logger,
     plugins: LoadedPlugin[],
     private readonly deliver: boolean,
+    private readonly onDataReply?: (ms: number, accepted: boolean) => void,
   ) {
     this.container = container;
     this.log = log;
@@ -144,7 +147,7 @@ export class Relay {
     container.registerInstance(Tokens.Resolver, resolver);
     container.registerInstance(Tokens.ListenAddresses, config.listen.map((l) => (l.host.includes(':') ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`)));
     const plugins = await loadPlugins(config.plugins, { file, configDir, container, log, builtins: opts.builtins, resolveFrom: opts.resolveFrom });
-    return new Relay(config, configDir, container, log, plugins, opts.deliver ?? true);
+    return new Relay(config, configDir, container, log, plugins, opts.deliver ?? true, opts.onDataReply);
   }
 
   /** Opens the spool, starts delivery, then the listeners. */
@@ -401,7 +404,7 @@ export class Relay {
   private async onData(stream: SMTPServerDataStream, raw: SMTPServerSession, cb: (err?: Error | null, message?: string) => void): Promise<void> {
     const s = this.sessions.get(raw.id)!;
     const txn = s.txn!;
-    const progress = { bytes: 0 };
+    const progress: { bytes: number; endedAt?: number } = { bytes: 0 };
     const watchdog = this.dataRateWatchdog(s, progress);
     try {
       const result = await receiveMessage(stream, txn, {
@@ -423,6 +426,7 @@ export class Relay {
       s.txn = undefined;
       if (result.accepted) cb(null, `${result.reply.enhanced} ${result.reply.text}`);
       else cb(replyError(result.reply));
+      if (progress.endedAt !== undefined) this.onDataReply?.(performance.now() - progress.endedAt, result.accepted);
     } catch (err) {
       s.log.error({ err }, 'DATA failed');
       this.summarize(s, 'rejected', Replies.pluginFailure, 0);
