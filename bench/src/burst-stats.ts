@@ -6,6 +6,8 @@
  */
 export interface Burst {
   readonly messages: number;
+  /** Mean bytes received per message. */
+  readonly avgBytes: number;
   /** Wall time from the first to the last reply. */
   readonly seconds: number;
   /** Process CPU time between the first and the last reply, in ms per message. */
@@ -19,6 +21,7 @@ export interface Burst {
 export class BurstStats {
   private readonly done: Burst[] = [];
   private latencies: number[] = [];
+  private bytes = 0;
   private first = 0;
   private last = 0;
   private cpuFirst = 0;
@@ -26,7 +29,7 @@ export class BurstStats {
 
   constructor(private readonly gapMs = 700) {}
 
-  record(ms: number): void {
+  record(ms: number, size = 0): void {
     const t = performance.now();
     const cpu = cpuMs();
     if (this.latencies.length && t - this.last > this.gapMs) this.close();
@@ -35,8 +38,14 @@ export class BurstStats {
       this.cpuFirst = cpu;
     }
     this.latencies.push(ms);
+    this.bytes += size;
     this.last = t;
     this.cpuLast = cpu;
+  }
+
+  /** Ends the current burst now (the next reply starts a new one). */
+  cut(): void {
+    this.close();
   }
 
   bursts(): Burst[] {
@@ -53,6 +62,7 @@ export class BurstStats {
     const n = l.length;
     this.done.push({
       messages: n,
+      avgBytes: Math.round(this.bytes / n),
       seconds: round((this.last - this.first) / 1000, 3),
       cpuMsPerMsg: n > 1 ? round((this.cpuLast - this.cpuFirst) / (n - 1), 3) : NaN,
       p50Ms: round(q(0.5), 2),
@@ -60,6 +70,7 @@ export class BurstStats {
       maxMs: round(sorted[sorted.length - 1]!, 2),
     });
     this.latencies = [];
+    this.bytes = 0;
   }
 }
 

@@ -98,7 +98,7 @@ async function main(): Promise<void> {
   const relay = await Relay.create({
     config,
     builtins: { 'relay-policy': relayPolicy, attachments, clamav },
-    ...(stats ? { onDataReply: (ms: number) => stats.record(ms) } : {}),
+    ...(stats ? { onDataReply: (r: { ms: number; size: number }) => stats.record(r.ms, r.size) } : {}),
   });
   await relay.start();
   process.stderr.write(`relay-main: pid ${process.pid} listening on ${args.listen.host}:${relay.addresses()[0]?.port}, plugins ${args.plugins.join(',')}, upstream ${args.upstream}, spool ${spoolDir}\n`);
@@ -114,13 +114,14 @@ async function main(): Promise<void> {
       .catch((err: unknown) => process.stderr.write(`relay-main: stop failed after ${sig}: ${String(err)}\n`))
       .finally(() => {
         if (stats && args.stats) {
-          const lines = stats.bursts().map((b) => JSON.stringify({ plugins: args.plugins.join(','), ...b }) + '\n');
+          const lines = stats.bursts().map((b) => JSON.stringify({ pid: process.pid, plugins: args.plugins.join(','), ...b }) + '\n');
           if (lines.length) appendFileSync(args.stats, lines.join(''));
         }
         if (ownSpool) rmSync(spoolDir, { recursive: true, force: true });
         process.exit(0);
       });
   };
+  if (stats) process.on('SIGUSR2', () => stats.cut());
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 }

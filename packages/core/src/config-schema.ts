@@ -87,6 +87,13 @@ export const configSchema = z.strictObject({
   spool: z
     .strictObject({
       dir: z.string().min(1).default('./var/spool'),
+      /**
+       * Messages up to this size are held in memory while they arrive and committed to an
+       * append-only segment, many at once (one fdatasync per batch); larger ones get a file each.
+       */
+      inlineMax: size().default(256 * 1024),
+      /** A segment takes appends until it reaches this size; then a new one starts. */
+      segmentSize: size().default(32 * 1024 * 1024),
     })
     .prefault({}),
   limits: z

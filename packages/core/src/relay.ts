@@ -34,8 +34,8 @@ export interface RelayOptions {
   readonly resolveFrom?: readonly string[];
   /** Run the delivery side (default true). */
   readonly deliver?: boolean;
-  /** Called after each reply to DATA with the ms from the end of the data to the reply (benchmarks). */
-  readonly onDataReply?: (ms: number, accepted: boolean) => void;
+  /** Called after each reply to DATA: ms from the end of the data to the reply, bytes received (benchmarks). */
+  readonly onDataReply?: (reply: { ms: number; accepted: boolean; size: number }) => void;
 }
 
 /**
@@ -121,7 +121,7 @@ export class Relay {
     log: Logger,
     plugins: LoadedPlugin[],
     private readonly deliver: boolean,
-    private readonly onDataReply?: (ms: number, accepted: boolean) => void,
+    private readonly onDataReply?: RelayOptions['onDataReply'],
   ) {
     this.container = container;
     this.log = log;
@@ -141,7 +141,7 @@ export class Relay {
     container.registerInstance(Tokens.Config, config);
     container.registerInstance(Tokens.Logger, log);
     container.registerInstance<Clock>(Tokens.Clock, Date.now);
-    container.registerInstance(Tokens.Spool, new Spool(path.resolve(configDir, config.spool.dir)));
+    container.registerInstance(Tokens.Spool, new Spool(path.resolve(configDir, config.spool.dir), { inlineMax: config.spool.inlineMax, segmentSize: config.spool.segmentSize }));
     const resolver = new Resolver({ timeout: config.dns.timeout, tries: 2 });
     if (config.dns.servers?.length) resolver.setServers(config.dns.servers);
     container.registerInstance(Tokens.Resolver, resolver);
@@ -426,7 +426,7 @@ export class Relay {
       s.txn = undefined;
       if (result.accepted) cb(null, `${result.reply.enhanced} ${result.reply.text}`);
       else cb(replyError(result.reply));
-      if (progress.endedAt !== undefined) this.onDataReply?.(performance.now() - progress.endedAt, result.accepted);
+      if (progress.endedAt !== undefined) this.onDataReply?.({ ms: performance.now() - progress.endedAt, accepted: result.accepted, size: result.size });
     } catch (err) {
       s.log.error({ err }, 'DATA failed');
       this.summarize(s, 'rejected', Replies.pluginFailure, 0);
