@@ -2,7 +2,9 @@
  * Per-burst figures for one relay process: a burst is a run of DATA replies with gaps under
  * `gapMs`. Benchmark harnesses run a smoke test, a warm-up and then the measured messages against
  * one relay, with pauses between; splitting at the pauses gives the measured run its own numbers.
- * CPU time is the process's (user + system), read at the first and last reply of the burst.
+ * CPU time is the process's (user + system), read at the first reply of the burst and then at
+ * every 32nd (a getrusage per reply would add to what is measured); the figure covers the replies
+ * between the first and the last reading.
  */
 export interface Burst {
   readonly messages: number;
@@ -26,21 +28,26 @@ export class BurstStats {
   private last = 0;
   private cpuFirst = 0;
   private cpuLast = 0;
+  /** Replies counted up to the last CPU reading. */
+  private cpuCount = 0;
 
   constructor(private readonly gapMs = 700) {}
 
   record(ms: number, size = 0): void {
     const t = performance.now();
-    const cpu = cpuMs();
     if (this.latencies.length && t - this.last > this.gapMs) this.close();
     if (!this.latencies.length) {
       this.first = t;
-      this.cpuFirst = cpu;
+      this.cpuFirst = this.cpuLast = cpuMs();
+      this.cpuCount = 1;
     }
     this.latencies.push(ms);
     this.bytes += size;
     this.last = t;
-    this.cpuLast = cpu;
+    if (this.latencies.length % 32 === 0) {
+      this.cpuLast = cpuMs();
+      this.cpuCount = this.latencies.length;
+    }
   }
 
   /** Ends the current burst now (the next reply starts a new one). */
@@ -58,13 +65,15 @@ export class BurstStats {
     if (!l.length) return;
     const sorted = Float64Array.from(l).sort();
     const q = (p: number) => sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]!;
-    // The first reply's CPU reading happens after its own work: count the burst's CPU over n-1 messages.
+    // The first reply's CPU reading happens after its own work: the CPU between the first and the
+    // last reading belongs to the replies after the first, up to that reading.
     const n = l.length;
+    const k = this.cpuCount - 1;
     this.done.push({
       messages: n,
       avgBytes: Math.round(this.bytes / n),
       seconds: round((this.last - this.first) / 1000, 3),
-      cpuMsPerMsg: n > 1 ? round((this.cpuLast - this.cpuFirst) / (n - 1), 3) : NaN,
+      cpuMsPerMsg: k > 0 ? round((this.cpuLast - this.cpuFirst) / k, 3) : NaN,
       p50Ms: round(q(0.5), 2),
       p99Ms: round(q(0.99), 2),
       maxMs: round(sorted[sorted.length - 1]!, 2),

@@ -23,6 +23,11 @@ export class DotStuffer extends Transform {
   outByteCount = 0;
   /** The last byte of the previous chunk, or -1 before the first one (the start of a line). */
   private last = -1;
+  /**
+   * The latest encoded chunk, held back by one so that a small last chunk and the terminating dot
+   * leave in one socket write (one TCP segment) instead of two.
+   */
+  private held?: Buffer;
 
   override _transform(chunk: Buffer | string, _enc: BufferEncoding, done: TransformCallback): void {
     if (!chunk || !chunk.length) return done();
@@ -31,14 +36,21 @@ export class DotStuffer extends Transform {
     const out = stuff(buf, this.last);
     this.outByteCount += out.length;
     this.last = buf[buf.length - 1]!;
-    this.push(out);
+    if (this.held) this.push(this.held);
+    this.held = out;
     done();
   }
 
   override _flush(done: TransformCallback): void {
     const end = Buffer.from(this.last === 0x0a ? '.\r\n' : this.last === 0x0d ? '\n.\r\n' : '\r\n.\r\n');
     this.outByteCount += end.length;
-    this.push(end);
+    const held = this.held;
+    this.held = undefined;
+    if (held && held.length <= 64 * 1024) this.push(Buffer.concat([held, end]));
+    else {
+      if (held) this.push(held);
+      this.push(end);
+    }
     done();
   }
 }

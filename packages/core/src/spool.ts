@@ -267,7 +267,8 @@ export class Spool {
     const seg = this.inSegments.get(meta.id);
     if (seg) {
       const head = Buffer.from(meta.headers);
-      if (seg.body) return Readable.from([head, seg.body]);
+      // One chunk: headers and body leave in one write (small bodies; a large one is not copied).
+      if (seg.body) return Readable.from(seg.body.length <= 64 * 1024 ? [Buffer.concat([head, seg.body])] : [head, seg.body]);
       if (!meta.bodySize) return Readable.from([head]);
       const body = this.segments.openBody(seg.loc);
       return Readable.from(
