@@ -52,6 +52,8 @@ export interface RelayOptions {
   readonly onSpooled?: (message: SpooledMessage) => void;
   /** Services registered after the defaults and before plugins set up (e.g. `Tokens.Resolver`, `Tokens.Clock`). */
   readonly services?: ReadonlyArray<readonly [symbol, unknown]>;
+  /** Called after each reply to DATA: ms from the end of the data to the reply, bytes received (benchmarks). */
+  readonly onDataReply?: (reply: { ms: number; accepted: boolean; size: number }) => void;
 }
 
 /** How an in-memory client looks to the relay (`connectStream`). */
@@ -189,7 +191,7 @@ export class Relay {
     container.registerInstance(Tokens.Config, config);
     container.registerInstance(Tokens.Logger, log);
     container.registerInstance<Clock>(Tokens.Clock, Date.now);
-    container.registerInstance(Tokens.Spool, new Spool(path.resolve(configDir, config.spool.dir)));
+    container.registerInstance(Tokens.Spool, new Spool(path.resolve(configDir, config.spool.dir), { inlineMax: config.spool.inlineMax, segmentSize: config.spool.segmentSize }));
     const resolver = new Resolver({ timeout: config.dns.timeout, tries: 2 });
     if (config.dns.servers?.length) resolver.setServers(config.dns.servers);
     container.registerInstance(Tokens.Resolver, resolver);
@@ -517,7 +519,7 @@ export class Relay {
   private async onData(stream: SMTPServerDataStream, raw: SMTPServerSession, cb: (err?: Error | null, message?: string) => void): Promise<void> {
     const s = this.sessions.get(raw.id)!;
     const txn = s.txn!;
-    const progress = { bytes: 0 };
+    const progress: { bytes: number; endedAt?: number } = { bytes: 0 };
     const watchdog = this.dataRateWatchdog(s, progress);
     try {
       const result = await receiveMessage(stream, txn, {
@@ -539,6 +541,7 @@ export class Relay {
       s.txn = undefined;
       if (result.accepted) cb(null, `${result.reply.enhanced} ${result.reply.text}`);
       else cb(replyError(result.reply));
+      if (progress.endedAt !== undefined) this.opts.onDataReply?.({ ms: performance.now() - progress.endedAt, accepted: result.accepted, size: result.size });
     } catch (err) {
       s.log.error({ err }, 'DATA failed');
       this.summarize(s, 'rejected', Replies.pluginFailure, 0);
