@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { duplexPair, type Duplex } from 'node:stream';
@@ -151,10 +151,20 @@ export class InMemoryRelay {
   }
 
   private record(m: SpooledMessage): void {
-    // Read at once: delivery may remove the file right after.
-    const body = m.meta.bodySize > 0 ? readFileSync(this.relay.spool.messagePath(m.meta.id)).subarray(0, m.meta.bodySize) : Buffer.alloc(0);
-    this.spooled.push({ id: m.meta.id, mailFrom: m.meta.mailFrom, recipients: [...m.meta.recipients], bytes: Buffer.concat([Buffer.from(m.meta.headers), body]), isBounce: !!m.meta.isBounce });
+    // Opened at once, through the spool's own reader (file or segment), before delivery can
+    // remove it; `settle()` waits for the bytes.
+    const entry = { id: m.meta.id, mailFrom: m.meta.mailFrom, recipients: [...m.meta.recipients], bytes: Buffer.alloc(0), isBounce: !!m.meta.isBounce };
+    this.spooled.push(entry);
+    const chunks: Buffer[] = [];
+    const stream = this.relay.spool.openMessage(m.meta);
+    this.reads.push(
+      (async () => {
+        for await (const c of stream) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(c as string));
+        entry.bytes = Buffer.concat(chunks);
+      })(),
+    );
   }
+  private readonly reads: Array<Promise<void>> = [];
 
   /** Runs one SMTP session through the transcript and returns every reply. */
   async session(transcript: readonly TranscriptStep[], client: StreamClient & { readonly timeoutMs?: number } = {}): Promise<SessionResult> {
@@ -206,6 +216,7 @@ export class InMemoryRelay {
   /** Waits until no delivery is in progress or due. */
   async settle(): Promise<void> {
     await this.relay.queue.idle();
+    await Promise.all(this.reads);
   }
 
   /** Stops the relay (plugins close) and removes the temp spool. */
