@@ -58,7 +58,10 @@ describe('portcullis check', () => {
     assert.ok(r.stdout.includes('  -  relay-policy (enabled: false, not loaded)'), r.stdout);
   });
 
-  describe('on a broken config, names the file, the key path and what was expected, and exits 78', () => {
+  describe('on a broken config, names the file, the key path and what was expected, and exits 78', function () {
+    // Twelve CLI processes start at once; on a loaded two-core machine the first may need longer
+    // than mocha's default to answer (each run has its own 30 s limit below).
+    this.timeout(45_000);
     const cases: Array<{ title: string; yaml: string; line: (file: string) => string; more?: string[] }> = [
       {
         title: 'an unknown top-level key',
