@@ -33,6 +33,8 @@ export interface SpoolState {
   hold?: boolean;
   /** A delay warning went to the sender already. */
   warned?: boolean;
+  /** Attempts that sent the final dot and got no reply (each may have left a copy at the next hop). */
+  unconfirmed?: number;
 }
 
 export interface SpooledMessage {
@@ -45,6 +47,14 @@ export interface IncomingFile {
   readonly id: string;
   readonly path: string;
   readonly stream: WriteStream;
+  /** The write stream's first error (ENOSPC...), kept by a listener that lives as long as the stream. */
+  error?: NodeJS.ErrnoException;
+}
+
+/** Disk full or over quota: a temporary condition the client hears about as 452 4.3.1. */
+export function isStorageFull(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
 const TRAILER_LEN_DIGITS = 10;
@@ -83,8 +93,17 @@ export class Spool {
   async createIncoming(id: string): Promise<IncomingFile> {
     const p = path.join(this.tmpDir, `${id}.msg`);
     const stream = createWriteStream(p, { mode: 0o640, highWaterMark: 256 * 1024 });
-    await once(stream, 'open');
-    return { id, path: p, stream };
+    const file: IncomingFile = { id, path: p, stream };
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      file.error ??= err;
+    });
+    try {
+      await once(stream, 'open');
+    } catch (err) {
+      await rm(p, { force: true });
+      throw err;
+    }
+    return file;
   }
 
   /** A second tmp file for the same id (the rewrite pass writes into it). */
@@ -127,7 +146,12 @@ export class Spool {
   /** Queues a message built in memory (bounces). Durable when it resolves. */
   async enqueue(meta: Omit<SpoolMeta, 'v' | 'bodySize'>, body: Buffer): Promise<SpooledMessage> {
     const p = path.join(this.tmpDir, `${meta.id}.msg`);
-    await writeFile(p, body, { mode: 0o640 });
+    try {
+      await writeFile(p, body, { mode: 0o640 });
+    } catch (err) {
+      await rm(p, { force: true });
+      throw err;
+    }
     return this.commit(p, meta);
   }
 
@@ -197,8 +221,13 @@ export class Spool {
     const next = prev
       .catch(() => undefined)
       .then(async () => {
-        await writeFile(`${p}.tmp`, JSON.stringify(state));
-        await rename(`${p}.tmp`, p);
+        try {
+          await writeFile(`${p}.tmp`, JSON.stringify(state));
+          await rename(`${p}.tmp`, p);
+        } catch (err) {
+          await rm(`${p}.tmp`, { force: true });
+          throw err;
+        }
       });
     this.stateWrites.set(id, next);
     void next.finally(() => {

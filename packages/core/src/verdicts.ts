@@ -80,6 +80,11 @@ export const Replies = {
   tooManyHops: { code: 554, enhanced: '5.4.6', text: 'Too many Received headers: mail loop?' },
   tooSlow: { code: 421, enhanced: '4.4.2', text: 'Data rate too low, closing connection' },
   shuttingDown: { code: 421, enhanced: '4.3.2', text: 'Service shutting down, try again later' },
+  /** Storage is full (ENOSPC/EDQUOT while receiving or committing; the MAIL FROM disk guard uses it too). */
+  insufficientStorage: { code: 452, enhanced: '4.3.1', text: 'Insufficient system storage, try again later' },
+  mimeTooManyParts: { code: 552, enhanced: '5.3.4', text: 'Message has too many MIME parts' },
+  mimeTooDeep: { code: 554, enhanced: '5.6.0', text: 'MIME parts are nested too deeply' },
+  mimePartHeaders: { code: 552, enhanced: '5.3.4', text: 'A MIME part header has too many fields or is too large' },
 } as const satisfies Record<string, Reply>;
 
 /** smtp-server signals a reply through an Error carrying `responseCode`. */
