@@ -5,6 +5,7 @@ import { Splitter } from 'mailsplit';
 import type { DataHandlers, MimePart, PartDecision } from './hooks.js';
 import { LineEndingGuard } from './line-ending-guard.js';
 import { HeaderScanner } from './header-scanner.js';
+import { HeaderFilter, type HeaderField } from './header-filter.js';
 import { MimeWalker, type AttachedScreener, type MimeLimits } from './mime-walker.js';
 import { LineEndingNormalizer } from './line-ending-normalizer.js';
 import { rewriteParts } from './mime-rewrite.js';
@@ -108,8 +109,32 @@ async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext,
 
   const partUsers = started.handlers.filter((h) => typeof h.handlers.part === 'function');
   const rawUsers = started.handlers.filter((h) => typeof h.handlers.raw === 'function');
+  const dropUsers = started.handlers.filter((h) => typeof h.handlers.dropHeader === 'function');
 
-  const branches: Writable[] = [incoming.stream];
+  // Header fields plugins remove (e.g. a forged Authentication-Results) are left out of the spool
+  // file only; raw readers and part screeners see the message as received.
+  const dropFailures: Array<{ plugin: LoadedPlugin; error: unknown }> = [];
+  let filter: HeaderFilter | undefined;
+  if (dropUsers.length) {
+    const spoolFile = incoming.stream;
+    filter = new HeaderFilter((field: HeaderField) => {
+      let remove = false;
+      for (const { plugin, handlers } of dropUsers) {
+        try {
+          if (handlers.dropHeader!(field)) remove = true;
+        } catch (error) {
+          dropFailures.push({ plugin, error });
+        }
+      }
+      return remove;
+    });
+    const f = filter;
+    f.on('error', (err) => spoolFile.destroy(err));
+    // A failed spool file (ENOSPC) takes the filter down too, so no write waits for its 'drain'.
+    spoolFile.on('error', () => f.destroy());
+    f.pipe(spoolFile);
+  }
+  const branches: Writable[] = [filter ?? incoming.stream];
   let walker: MimeWalker<LoadedPlugin> | undefined;
   let splitter: Splitter | undefined;
   /** A failure of the MIME pass that is not a limit (a bug in a screener's stream, say). */
@@ -251,6 +276,12 @@ async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext,
     log.error({ err: mimeError }, 'MIME pass failed');
     return { reply: Replies.pluginFailure, accepted: false, size };
   }
+  if (!decided.verdict && dropFailures.length) {
+    // A header predicate that throws fails closed: the field it should have judged may be a forgery.
+    driver.logFailure(log, dropFailures[0]!.plugin, 'data.dropHeader', dropFailures[0]!.error);
+    return { reply: Replies.pluginFailure, accepted: false, size, plugin: dropFailures[0]!.plugin.instance.name };
+  }
+  if (filter?.dropped.length) log.info({ fields: filter.dropped.map((f) => f.name) }, 'header fields removed');
   let unscreened = false;
   if (walker?.overLimit) {
     const hit = walker.overLimit;

@@ -12,9 +12,9 @@ import type { ListenerConfig, RelayConfig } from './config-schema.js';
 import { DeliveryQueue } from './delivery-queue.js';
 import { ControlServer } from './control-server.js';
 import { canOverrideGreetingDelay, setGreetingDelay } from './greeting-delay.js';
+import { canUseProxyTrust, installProxyCommandTrust, installProxyHeaderTrust, proxyServerOptions } from './proxy-trust.js';
 import { createLogger } from './logger.js';
 import { receiveMessage } from './message-intake.js';
-import { networkMatcher, type NetworkMatcher } from './network-list.js';
 import type { PluginDefinition } from './plugin.js';
 import { PluginDriver, type LoadedPlugin } from './plugin-driver.js';
 import { loadPlugins } from './plugin-loader.js';
@@ -111,7 +111,6 @@ export class Relay {
   private readonly inFlight = new Set<Promise<unknown>>();
   /** Transactions in DATA, by session id: what a graceful stop waits for (and aborts at drainTime). */
   private readonly intakes = new Map<string, { abort: AbortController; stream: SMTPServerDataStream; done: Promise<unknown> }>();
-  private readonly normalizeFrom: NetworkMatcher;
   private stopping = false;
   private control?: ControlServer;
 
@@ -126,7 +125,6 @@ export class Relay {
     this.container = container;
     this.log = log;
     this.driver = new PluginDriver(plugins, log);
-    this.normalizeFrom = networkMatcher(config.bareLineEndings.normalize);
     container.registerInstance(Tokens.PluginDriver, this.driver);
     this.spool = container.resolve<Spool>(Tokens.Spool);
     this.queue = new DeliveryQueue(this.spool, this.driver, { hostname: config.hostname, ...config.delivery }, log.child({ part: 'delivery' }), container.resolve<Clock>(Tokens.Clock));
@@ -159,6 +157,7 @@ export class Relay {
       this.control = new ControlServer(path.join(this.spool.dir, 'control.sock'), this.queue, this.log.child({ part: 'control' }));
       await this.control.start();
     }
+    this.checkProxyTrust();
     const override = await canOverrideGreetingDelay();
     if (!override) this.log.warn('smtp-server is not the pinned version: greetingDelay settings are ignored, the library waits 100 ms');
     const tls = this.config.tls ? { key: readFileSync(path.resolve(this.configDir, this.config.tls.key)), cert: readFileSync(path.resolve(this.configDir, this.config.tls.cert)) } : undefined;
@@ -178,6 +177,26 @@ export class Relay {
     }
     // The real ports (a listener may ask for port 0), in host:port / [v6]:port form, for loop checks.
     this.container.registerInstance(Tokens.ListenAddresses, this.addresses().map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)));
+  }
+
+  /**
+   * Proxy lists need our CIDR matching (proxy-trust.ts), pinned to the smtp-server source: with
+   * another library version the relay refuses to start rather than trust differently. A list that
+   * trusts every address starts, with a loud warning per listener and list.
+   */
+  private checkProxyTrust(): void {
+    const keys = ['xclient', 'xforward', 'proxyProtocol'] as const;
+    const used = this.config.listen.some((l) => keys.some((k) => l[k].size > 0));
+    if (used && !canUseProxyTrust()) {
+      throw new Error('smtp-server is not the version Portcullis pins for proxy trust (xclient/xforward/proxyProtocol); refusing to start with proxy peers configured');
+    }
+    this.config.listen.forEach((l, i) => {
+      for (const k of keys) {
+        if (l[k].everything) {
+          this.log.warn({ listener: l.name ?? `${l.host}:${l.port}`, key: `listen[${i}].${k}`, networks: l[k].toStrings() }, `WARNING: listen[${i}].${k} trusts EVERY address: any client can claim any identity through ${k}`);
+        }
+      }
+    });
   }
 
   /** Where each listener ended up (useful with `port: 0`). */
@@ -260,10 +279,8 @@ export class Relay {
       hideSMTPUTF8: true,
       hideREQUIRETLS: true,
       hideDSN: true,
-      // Proxy commands only from the peers an operator named (smtp-server checks the TCP peer).
-      useXClient: listener.xclient.length ? listener.xclient : false,
-      useXForward: listener.xforward.length ? listener.xforward : false,
-      useProxy: listener.proxyProtocol.length ? listener.proxyProtocol : false,
+      // Proxy commands only from the networks an operator named; the matching is ours (proxy-trust.ts).
+      ...proxyServerOptions(listener),
       logger: false,
       onConnect: (session, cb) => this.track(this.onConnect(session, info, disabled, cb)),
       onSecure: (_socket, session, cb) => {
@@ -280,6 +297,7 @@ export class Relay {
 
     // smtp-server adds each new connection to this Set right before init(): the one place to
     // reach the connection object (socket options, greeting delay, per-IP accounting).
+    installProxyHeaderTrust(server, listener);
     const conns = (server as unknown as { connections: Set<ConnectionLike> }).connections;
     const add = conns.add.bind(conns);
     const del = conns.delete.bind(conns);
@@ -287,6 +305,7 @@ export class Relay {
     conns.add = (c: ConnectionLike) => {
       c._socket?.setNoDelay?.(true);
       if (override) setGreetingDelay(c, delay);
+      installProxyCommandTrust(c, listener);
       this.connections.set(c.id, c);
       this.perIp.set(c.remoteAddress, (this.perIp.get(c.remoteAddress) ?? 0) + 1);
       return add(c);
@@ -425,7 +444,7 @@ export class Relay {
     try {
       const result = await receiveMessage(stream, txn, {
         signal,
-        normalizeLineEndings: this.normalizeFrom.matches(raw.remoteAddress),
+        normalizeLineEndings: this.config.bareLineEndings.normalize.contains(raw.remoteAddress),
         limits: this.config.limits,
         progress,
         driver: this.driver,
