@@ -13,7 +13,8 @@ import { waitForPort } from '@portcullis/testkit';
 /** `portcullis start --config F` as a child process, its logs appended to `logFile`. */
 export class RelayProcess {
   child?: ChildProcess;
-  constructor(readonly configFile: string, readonly port: number, readonly logFile: string) {}
+  /** `nodeArgs` go before the CLI (e.g. `--expose-gc`, `--import` of a test probe). */
+  constructor(readonly configFile: string, readonly port: number, readonly logFile: string, readonly nodeArgs: readonly string[] = [], readonly env: NodeJS.ProcessEnv = {}) {}
 
   static write(dir: string, config: object): string {
     const file = path.join(dir, 'portcullis.json');
@@ -23,7 +24,7 @@ export class RelayProcess {
 
   async start(): Promise<void> {
     const log = createWriteStream(this.logFile, { flags: 'a' });
-    this.child = spawn(process.execPath, [CLI, 'start', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(process.execPath, [...this.nodeArgs, CLI, 'start', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...this.env } });
     this.child.stdout!.pipe(log);
     this.child.stderr!.pipe(log);
     await waitForPort(this.port);
