@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { definePlugin } from '@portcullis/core';
@@ -8,10 +8,14 @@ import { CaptureServer, startTestRelay, waitUntil, type TestRelay } from '@portc
 import relayPolicy from '@portcullis/relay-policy';
 import { rawSend } from './support/raw-send.js';
 
-/** A part screener, so the MIME pass runs too while the disk fills. */
+/** A part screener, so the MIME pass runs too while the disk fills; it replaces parts of one made-up type (the rewrite pass). */
 const partScreener = definePlugin({
   name: 'part-screener',
-  setup: () => ({ data: () => ({ part: () => ({ update: () => undefined, done: async () => undefined }) }) }),
+  setup: () => ({
+    data: () => ({
+      part: (part) => ({ update: () => undefined, done: async () => (part.contentType === 'application/x-replace-me' ? { action: 'replace' as const, notice: 'removed by the test' } : undefined) }),
+    }),
+  }),
 });
 
 const message = (id: string, bytes: number) =>
@@ -103,5 +107,29 @@ describe('a full disk while receiving', function () {
     const ok = await rawSend(relay.port, message('freed', 200_000), { chunk: 65536 });
     ok.client.close();
     assert.match(ok.reply, /^250 /);
+  });
+
+  it('answers 452 4.3.1 when the disk fills during the rewrite pass (a replaced part), then 250 once space returns', async () => {
+    await waitUntil(() => readdirSync(path.join(relay.spoolDir, 'queue')).length === 0, 'the queue to empty', 10_000);
+    const msg =
+      'Subject: rewrite\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="r"\r\n\r\n' +
+      `--r\r\nContent-Type: text/plain\r\n\r\n${('y'.repeat(998) + '\r\n').repeat(1000)}` +
+      '--r\r\nContent-Type: application/x-replace-me\r\n\r\nreplace me\r\n--r--\r\n';
+    // Room for the received copy (1 MB), not for the rewritten one next to it.
+    const { bavail, bsize } = statfsSync(mnt);
+    const filler = path.join(mnt, 'filler2');
+    writeFileSync(filler, Buffer.alloc(Math.max(0, bavail * bsize - 1_600_000)));
+    const full = await rawSend(relay.port, msg, { chunk: 65536 });
+    full.client.close();
+    assert.equal(full.reply, '452 4.3.1 Insufficient system storage, try again later');
+    assert.deepEqual(readdirSync(path.join(relay.spoolDir, 'tmp')), []);
+    rmSync(filler);
+    const before = sink.messages.length;
+    const ok = await rawSend(relay.port, msg, { chunk: 65536 });
+    ok.client.close();
+    assert.match(ok.reply, /^250 /);
+    const [m] = (await sink.waitFor(before + 1, 10_000)).slice(before);
+    assert.match(m!.raw.toString('latin1'), /removed by the test/);
+    assert.doesNotMatch(m!.raw.toString('latin1'), /replace me/);
   });
 });
