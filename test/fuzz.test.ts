@@ -148,7 +148,8 @@ describe('fuzz and abuse suite (seeded, every stock plugin on)', function () {
       hostname: 'relay.test',
       listen: [{ host: '127.0.0.1', port, greetingDelay: 0 }],
       spool: { dir: path.join(dir, 'spool') },
-      limits: { connectionsPerIp: 100, idleTimeout: '30s' },
+      // The tarpit stays on (its code runs) but short, so the suite stays well inside its time budget.
+      limits: { connectionsPerIp: 100, idleTimeout: '30s', tarpitDelay: '10ms', tarpitMax: '50ms' },
       delivery: { retrySchedule: ['10m'], connectionIdle: '1s' },
       log: { level: 'warn' },
       plugins: [

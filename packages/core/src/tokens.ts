@@ -20,6 +20,12 @@ export const Tokens = {
   Session: Symbol.for('portcullis.Session'),
   /** The addresses the relay listens on (`host:port` strings): for mail-loop checks. */
   ListenAddresses: Symbol.for('portcullis.ListenAddresses'),
+  /** State shared by every node when Redis is configured, else in-process (SharedState). */
+  SharedState: Symbol.for('portcullis.SharedState'),
+  /** Admission checks run for each new connection before its greeting (ConnectionGate). */
+  ConnectionGate: Symbol.for('portcullis.ConnectionGate'),
+  /** The spool's free-space guard at MAIL FROM (DiskGuard). */
+  DiskGuard: Symbol.for('portcullis.DiskGuard'),
 } as const;
 
 export type Clock = () => number;

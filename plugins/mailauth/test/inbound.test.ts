@@ -263,6 +263,22 @@ describe('inbound SPF, DKIM, DMARC and Authentication-Results over SMTP (dnsmasq
     });
   });
 
+  describe('malformed input', () => {
+    it('reports dmarc=permerror for a From: whose domain is no valid DNS name, and delivers it (no 451 loop)', async () => {
+      const raw = 'From: <<<>>>\r\nTo: bob@dest.test\r\nSubject: odd\r\n\r\nbody\r\n';
+      const o = await send({ mailFrom: 'a@pass.test', raw });
+      assert.equal(o.data?.slice(0, 3), '250', JSON.stringify(o));
+      assert.match(ours(o.delivered!), /dkim=none.*dmarc=permerror \(From: domain is not a valid domain name\)/);
+    });
+
+    it('reports a syntactically broken DKIM-Signature without failing the message', async () => {
+      const raw = message('a@pass.test', 'DKIM-Signature: v=1; a=rsa-sha256; d=pass.test; s=nokey; h=from; bh=AAAA; b=AAAA\r\n');
+      const o = await send({ mailFrom: 'a@pass.test', raw });
+      assert.equal(o.data?.slice(0, 3), '250', JSON.stringify(o));
+      assert.match(ours(o.delivered!), /dkim=(fail|neutral|permerror)/);
+    });
+  });
+
   describe('Authentication-Results', () => {
     it('removes an incoming Authentication-Results claiming our authserv-id and keeps others', async () => {
       const forged = 'Authentication-Results: relay.test;\r\n dkim=pass header.d=rej.test; dmarc=pass\r\nAuthentication-Results: other.example; spf=pass smtp.mailfrom=a@pass.test\r\n';

@@ -107,6 +107,14 @@ describe('DKIM signing of outbound mail, verified by python3-dkim against dnsmas
     assert.equal((await dkimverify(bodyChanged, dns.port, 0)).ok, false);
   });
 
+  it('signs mail from a subdomain without its own key with the parent domain (relaxed alignment), which verifies', async () => {
+    const got = await deliver(relay, message('news@news.example.test'));
+    const sigs = signatures(got);
+    assert.equal(sigs.length, 2);
+    assert.ok(sigs.every((sig) => sig.includes('d=example.test;')), sigs.join('\n'));
+    assert.ok((await dkimverify(got, dns.port, 0)).ok);
+  });
+
   it('signs mail whose From: domain has no key with the fallback domain, which verifies', async () => {
     const got = await deliver(relay, message('carol@nokey.test'));
     const sigs = signatures(got);

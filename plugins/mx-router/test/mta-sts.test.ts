@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import https from 'node:https';
 import { Writable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
+import { readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
 import { createLogger, parseConfig, Relay } from '@portcullis/core';
 import { CaptureServer, sendMail } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
@@ -104,7 +106,7 @@ describe('MTA-STS (RFC 8461) in mx-router: policy over HTTPS, enforce and testin
         delivery: { retrySchedule: ['30s'], connectTimeout: '2s' },
         plugins: [
           { use: 'relay-policy', with: { trustedNetworks: ['127.0.0.0/8'] } },
-          { use: 'mx-router', with: { port: smtpPort, tls: 'opportunistic', mtaSts: { ca: ca.caFile, port: (policyServer.address() as AddressInfo).port } } },
+          { use: 'mx-router', with: { port: smtpPort, tls: 'opportunistic', mtaSts: { ca: ca.caFile, port: (policyServer.address() as AddressInfo).port, cacheFile: path.join(ca.dir, 'sts-cache.json') } } },
           { use: 'test-observer' },
         ],
       }),
@@ -202,6 +204,17 @@ describe('MTA-STS (RFC 8461) in mx-router: policy over HTTPS, enforce and testin
     assert.equal((await eventFor('dave@enforce.test')).kind, 'delivered');
     assert.equal(policyRequests.filter((h) => h === 'enforce.test').length, 2, 'new id: fetched again');
     assert.equal(sts().cached('enforce.test')?.id, '20261202');
+  });
+
+  it('refreshes cached policies in the background (the refresh timer) and keeps them in the cache file', async () => {
+    const before = policyRequests.length;
+    await sts().refreshAll();
+    assert.equal(policyRequests.length - before, Object.keys(policies).length, "every cached policy fetched again");
+    const file = path.join(ca.dir, 'sts-cache.json');
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    const saved = JSON.parse(readFileSync(file, 'utf8')) as Record<string, { id: string; mode: string; mx: string[] }>;
+    assert.deepEqual({ id: saved['enforce.test']!.id, mode: saved['enforce.test']!.mode, mx: saved['enforce.test']!.mx }, { id: '20261202', mode: 'enforce', mx: ['mx1.enforce.test'] });
+    assert.equal(saved['testing.test']!.mode, 'testing');
   });
 
   it('matches policy MX patterns exactly or with a one-label wildcard', () => {
