@@ -20,6 +20,11 @@ export const Tokens = {
   Session: Symbol.for('portcullis.Session'),
   /** The addresses the relay listens on (`host:port` strings): for mail-loop checks. */
   ListenAddresses: Symbol.for('portcullis.ListenAddresses'),
+  /**
+   * Hosted domains, in config order (`string[]`), registered by the policy plugin that hosts them
+   * (relay-policy): the default `<postmaster>` goes to postmaster@ the first one.
+   */
+  HostedDomains: Symbol.for('portcullis.HostedDomains'),
 } as const;
 
 export type Clock = () => number;

@@ -80,6 +80,7 @@ export const Replies = {
   tooManyHops: { code: 554, enhanced: '5.4.6', text: 'Too many Received headers: mail loop?' },
   tooSlow: { code: 421, enhanced: '4.4.2', text: 'Data rate too low, closing connection' },
   shuttingDown: { code: 421, enhanced: '4.3.2', text: 'Service shutting down, try again later' },
+  improperPipelining: { code: 554, enhanced: '5.5.0', text: 'Improper use of SMTP command pipelining: message content sent before the 354 reply' },
 } as const satisfies Record<string, Reply>;
 
 /** smtp-server signals a reply through an Error carrying `responseCode`. */

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { accept, definePlugin, disconnect, duration, hostAndPort, networkList, reject, z, type NextHop, type Session } from '@portcullis/core';
+import { accept, definePlugin, disconnect, duration, hostAndPort, networkList, reject, Tokens, z, type NextHop, type Session } from '@portcullis/core';
 import { findDomain, normaliseDomain, routingTrick } from './address-checks.js';
 import { AuthThrottle } from './auth-throttle.js';
 import { hashPassword, readUsersFile, verifyPassword, type UserEntry } from './passwords.js';
@@ -82,6 +82,8 @@ export default definePlugin({
       if (!n) throw new Error(`domains: "${name}" is not a valid domain name`);
       domains.set(n, d);
     }
+    // The core sends `RCPT TO:<postmaster>` to postmaster@ the first of these unless configured otherwise.
+    ctx.container.registerInstance(Tokens.HostedDomains, [...domains.keys()]);
     const blocked = new Map(opts.blockedDestinations.map((d) => [d, true] as const));
     const trusted = opts.trustedNetworks;
     let users: Map<string, UserEntry> | undefined;
