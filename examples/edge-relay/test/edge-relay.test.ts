@@ -121,16 +121,16 @@ describe('examples/edge-relay: the README walkthrough', function () {
   it('(d) relays for alice after STARTTLS and AUTH on the submission port', async function () {
     const r = submission('--tls', ...ALICE, '--from', 'alice@example.test', '--to', 'dave@elsewhere.test', '--header', 'Subject: step d, submission');
     assert.equal(r.status, 0, r.out);
-    assert.equal(replyTo(r.out, 'STARTTLS'), '220 Ready to start TLS');
+    assert.equal(replyTo(r.out, 'STARTTLS'), '220 2.0.0 Ready to start TLS');
     assert.match(r.out, /^<~ {2}250-AUTH PLAIN LOGIN$/m);
-    assert.match(r.out, /^<~ {2}235 Authentication successful$/m);
+    assert.match(r.out, /^<~ {2}235 2.7.0 Authentication successful$/m);
     assert.match(replyTo(r.out, '.'), /^250 2\.0\.0 Ok: queued as /, r.out);
     await waitFor(() => sinkLines().some((l) => l.includes('from=<alice@example.test> to=<dave@elsewhere.test>') && l.includes('subject="step d, submission"')), 'the message at the internet sink');
   });
 
   it('(d) offers AUTH on the MX port too, after STARTTLS (auth: optional)', async function () {
     const r = mx('--tls', ...ALICE, '--from', 'alice@example.test', '--to', 'erin@elsewhere.test', '--header', 'Subject: step d, via the MX port');
-    assert.match(r.out, /^<~ {2}235 Authentication successful$/m);
+    assert.match(r.out, /^<~ {2}235 2.7.0 Authentication successful$/m);
     assert.match(replyTo(r.out, '.'), /^250 2\.0\.0 Ok: queued as /, r.out);
     await waitFor(() => sinkLines().some((l) => l.includes('subject="step d, via the MX port"')), 'the message at the internet sink');
   });
@@ -165,7 +165,7 @@ describe('examples/edge-relay: the README walkthrough', function () {
 
   it("(f) refuses alice sending as someone else's address with 553 5.7.1", function () {
     const r = submission('--tls', ...ALICE, '--from', 'bob@example.org.test', '--to', 'dave@elsewhere.test', '--header', 'Subject: step f, spoofed sender');
-    assert.match(r.out, /^<~ {2}235 Authentication successful$/m);
+    assert.match(r.out, /^<~ {2}235 2.7.0 Authentication successful$/m);
     assert.equal(replyTo(r.out, 'MAIL FROM:<bob@example.org.test>'), '553 5.7.1 Sender address <bob@example.org.test> does not belong to user alice@example.test');
   });
 
