@@ -23,5 +23,10 @@ export { canOverrideGreetingDelay, PINNED_SMTP_SERVER_VERSION, PINNED_INIT_SHA25
 export { LineEndingGuard } from './line-ending-guard.js';
 export { HeaderFilter, type HeaderField } from './header-filter.js';
 export { ControlServer, controlRequest, type ControlRequest, type ControlResponse } from './control-server.js';
+export { MemoryState, RedisState, createSharedState, type SharedState, type SharedCounter, type CounterResult, type SharedStateStatus, type RedisStateOptions } from './shared-state.js';
+export { ConnectionGate, perAddressCheck, type ConnectionCheck, type ConnectionInfo } from './connection-gate.js';
+export { DiskGuard, defaultMinFree, DISK_FLOOR_BYTES } from './disk-guard.js';
+export { RepeatLog } from './repeat-log.js';
+export { SessionGuard, canGuardSessions, type SessionGuardLimits } from './session-guard.js';
 export { parseNetwork, NetworkList, NetworkSyntaxError, network, networkList, isNetworkList, type Network } from './networks.js';
 export { canUseProxyTrust, proxyTrustLibraryHashes, PINNED_PROXY_ALLOWED_SHA256, PINNED_EXPECTS_PROXY_SHA256 } from './proxy-trust.js';

@@ -11,6 +11,10 @@ import { toAddress } from './address.js';
 import type { ListenerConfig, RelayConfig } from './config-schema.js';
 import { DeliveryQueue } from './delivery-queue.js';
 import { ControlServer } from './control-server.js';
+import { ConnectionGate, perAddressCheck, type ConnectionInfo } from './connection-gate.js';
+import { defaultMinFree, DiskGuard } from './disk-guard.js';
+import { canGuardSessions, SessionGuard } from './session-guard.js';
+import { createSharedState, type SharedState } from './shared-state.js';
 import { canOverrideGreetingDelay, setGreetingDelay } from './greeting-delay.js';
 import { canUseProxyTrust, installProxyCommandTrust, installProxyHeaderTrust, proxyServerOptions } from './proxy-trust.js';
 import { canRewriteReplies, installReplyCodes } from './reply-codes.js';
@@ -28,6 +32,7 @@ import { newQueueId, Spool } from './spool.js';
 import { Tokens, type Clock } from './tokens.js';
 import type { Address, Session, Transaction } from './types.js';
 import { formatReply, replyError, Replies, type Reply, type Verdict } from './verdicts.js';
+import { RepeatLog } from './repeat-log.js';
 
 export interface RelayOptions {
   readonly config: RelayConfig;
@@ -121,7 +126,13 @@ export class Relay {
   private readonly servers: Array<{ listener: ListenerConfig; server: SMTPServer; address?: AddressInfo }> = [];
   private readonly sessions = new Map<string, SessionState>();
   private readonly connections = new Map<string, ConnectionLike>();
-  private readonly perIp = new Map<string, number>();
+  /** Connections the gate admitted (each owes it a release when it closes), and those it refused. */
+  private readonly admitted = new Map<string, ConnectionInfo>();
+  private readonly refused = new Map<string, Reply>();
+  private readonly guards = new Map<string, SessionGuard>();
+  readonly gate: ConnectionGate;
+  readonly diskGuard: DiskGuard;
+  readonly sharedState: SharedState;
   private readonly inFlight = new Set<Promise<unknown>>();
   private stopping = false;
   private control?: ControlServer;
@@ -139,6 +150,9 @@ export class Relay {
     this.driver = new PluginDriver(plugins, log);
     container.registerInstance(Tokens.PluginDriver, this.driver);
     this.spool = container.resolve<Spool>(Tokens.Spool);
+    this.gate = container.resolve<ConnectionGate>(Tokens.ConnectionGate);
+    this.diskGuard = container.resolve<DiskGuard>(Tokens.DiskGuard);
+    this.sharedState = container.resolve<SharedState>(Tokens.SharedState);
     this.queue = new DeliveryQueue(this.spool, this.driver, { hostname: config.hostname, ...config.delivery }, log.child({ part: 'delivery' }), container.resolve<Clock>(Tokens.Clock));
   }
 
@@ -157,6 +171,13 @@ export class Relay {
     if (config.dns.servers?.length) resolver.setServers(config.dns.servers);
     container.registerInstance(Tokens.Resolver, resolver);
     container.registerInstance(Tokens.ListenAddresses, config.listen.map((l) => (l.host.includes(':') ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`)));
+    const gate = new ConnectionGate();
+    // The core's own per-address limit runs first; plugins add their checks in setup.
+    gate.add(perAddressCheck(config.limits.connectionsPerIp, Replies.tooManyConnections));
+    container.registerInstance(Tokens.ConnectionGate, gate);
+    const spoolDir = path.resolve(configDir, config.spool.dir);
+    container.registerInstance(Tokens.DiskGuard, new DiskGuard(spoolDir, config.spool.minFree ?? defaultMinFree(config.limits.messageSize), log.child({ part: 'disk-guard' })));
+    container.registerInstance(Tokens.SharedState, createSharedState({ redis: config.sharedState.redis && { url: config.sharedState.redis.url, keyPrefix: config.sharedState.redis.keyPrefix, timeoutMs: config.sharedState.redis.timeout } }, log));
     const plugins = await loadPlugins(config.plugins, { file, configDir, container, log, builtins: opts.builtins, resolveFrom: opts.resolveFrom });
     return new Relay(config, configDir, container, log, plugins, opts.deliver ?? true);
   }
@@ -243,6 +264,7 @@ export class Relay {
     await this.control?.stop();
     await this.queue.stop();
     await this.driver.close();
+    await this.sharedState.close();
   }
 
   private createServer(listener: ListenerConfig, tls: { key: Buffer; cert: Buffer } | undefined, override: boolean): SMTPServer {
@@ -265,7 +287,7 @@ export class Relay {
       authOptional: true, // enforced in onMailFrom with our own reply text
       allowInsecureAuth: false,
       size: limits.messageSize,
-      maxClients: limits.connections,
+      maxClients: limits.connections, // the hard ceiling for everyone; the gate keeps room for trusted clients below it
       socketTimeout: limits.idleTimeout,
       closeTimeout: 30_000,
       disableReverseLookup: true, // never ask a resolver we did not configure
@@ -298,30 +320,48 @@ export class Relay {
     const add = conns.add.bind(conns);
     const del = conns.delete.bind(conns);
     const delay = listener.greetingDelay ?? (listener.auth === 'required' ? 0 : 100);
-    const ipKeys = new WeakMap<ConnectionLike, string>();
+    // Behind a PROXY protocol balancer the client's address is known only after the header is read:
+    // the gate then runs in onConnect instead.
+    const gateEarly = !listener.proxyProtocol.size;
     conns.add = (c: ConnectionLike) => {
       c._socket?.setNoDelay?.(true);
-      if (override) setGreetingDelay(c, delay);
+      if (gateEarly) this.admit(c, info);
+      if (override) setGreetingDelay(c, delay, () => this.refused.get(c.id));
       installProxyCommandTrust(c, listener);
       if (rewriteReplies) installReplyCodes(c);
       if (guardPipelining) installPipeliningGuard(c, () => this.log.warn({ session: c.id, client: c.remoteAddress }, 'improper pipelining: message content sent before the 354 reply; DATA refused, connection closed'));
-      ipKeys.set(c, c.remoteAddress);
+      if (canGuardSessions(c)) this.guards.set(c.id, SessionGuard.install(c, limits, this.log.child({ session: c.id })));
       this.connections.set(c.id, c);
-      this.perIp.set(c.remoteAddress, (this.perIp.get(c.remoteAddress) ?? 0) + 1);
       return add(c);
     };
     conns.delete = (c: ConnectionLike) => {
-      // Keyed by the address counted at connect (XCLIENT may have changed c.remoteAddress since).
-      const key = ipKeys.get(c) ?? c.remoteAddress;
       if (this.connections.delete(c.id)) {
-        const n = (this.perIp.get(key) ?? 1) - 1;
-        if (n <= 0) this.perIp.delete(key);
-        else this.perIp.set(key, n);
+        this.refused.delete(c.id);
+        this.guards.get(c.id)?.dispose();
+        this.guards.delete(c.id);
+        const admitted = this.admitted.get(c.id);
+        if (admitted) {
+          this.admitted.delete(c.id);
+          this.gate.release(admitted);
+        }
       }
       return del(c);
     };
     return server;
   }
+
+  /** Runs the connection gate once per connection; a refusal is answered before any greeting. */
+  private admit(c: { id: string; remoteAddress: string }, listener: Session['listener']): Reply | undefined {
+    if (this.admitted.has(c.id) || this.refused.has(c.id)) return this.refused.get(c.id);
+    const info: ConnectionInfo = { id: c.id, remoteAddress: c.remoteAddress, listener };
+    const reply = this.gate.admit(info);
+    if (reply) {
+      this.refused.set(c.id, reply);
+      this.refusals.log(this.log, 'warn', `${formatReply(reply)} ${c.remoteAddress}`, { client: c.remoteAddress, listener: listener.name, reply: formatReply(reply) }, 'connection refused at the gate');
+    } else this.admitted.set(c.id, info);
+    return reply;
+  }
+  private readonly refusals = new RepeatLog(10_000);
 
   private track(p: Promise<unknown>): void {
     this.inFlight.add(p);
@@ -339,10 +379,10 @@ export class Relay {
     // advertised nor accepted before TLS: credentials never cross the wire in clear.
     if (!raw.secure && !disabled.includes('AUTH')) raw.disabledCommands = [...disabled, 'AUTH'];
     try {
-      if ((this.perIp.get(raw.remoteAddress) ?? 0) > this.config.limits.connectionsPerIp) {
-        log.warn({ client: raw.remoteAddress, limit: this.config.limits.connectionsPerIp }, 'too many connections from one address');
-        return cb(replyError(Replies.tooManyConnections));
-      }
+      // Normally decided before the greeting (conns.add); here for PROXY protocol listeners, whose
+      // client address is known only now, and when the greeting override is unavailable.
+      const refused = connection ? this.admit({ id: raw.id, remoteAddress: raw.remoteAddress }, listener) : undefined;
+      if (refused) return cb(replyError(refused));
       s.timer = setTimeout(() => {
         log.warn({ client: raw.remoteAddress }, 'session time limit reached');
         connection?.send(Replies.sessionTimeout.code, `${Replies.sessionTimeout.enhanced} ${Replies.sessionTimeout.text}`);
@@ -390,6 +430,7 @@ export class Relay {
         const c = await this.driver.verdict('connect', [s], s.log);
         if (c.verdict && c.verdict.kind !== 'accept') return this.answer(s, c.verdict, cb);
       }
+      if (!(await this.diskGuard.hasRoom(raw.remoteAddress))) return cb(replyError(Replies.insufficientStorage));
       const helo = s.helo ?? '';
       if (s.heloChecked !== helo) {
         const d = await this.driver.verdict('helo', [s, helo], s.log);

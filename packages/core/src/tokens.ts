@@ -25,6 +25,12 @@ export const Tokens = {
    * (relay-policy): the default `<postmaster>` goes to postmaster@ the first one.
    */
   HostedDomains: Symbol.for('portcullis.HostedDomains'),
+  /** State shared by every node when Redis is configured, else in-process (SharedState). */
+  SharedState: Symbol.for('portcullis.SharedState'),
+  /** Admission checks run for each new connection before its greeting (ConnectionGate). */
+  ConnectionGate: Symbol.for('portcullis.ConnectionGate'),
+  /** The spool's free-space guard at MAIL FROM (DiskGuard). */
+  DiskGuard: Symbol.for('portcullis.DiskGuard'),
 } as const;
 
 export type Clock = () => number;

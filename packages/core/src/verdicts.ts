@@ -81,6 +81,14 @@ export const Replies = {
   tooSlow: { code: 421, enhanced: '4.4.2', text: 'Data rate too low, closing connection' },
   shuttingDown: { code: 421, enhanced: '4.3.2', text: 'Service shutting down, try again later' },
   improperPipelining: { code: 554, enhanced: '5.5.0', text: 'Improper use of SMTP command pipelining: message content sent before the 354 reply' },
+  /** The spool's file system is short of space (disk guard at MAIL FROM; ENOSPC while receiving). */
+  insufficientStorage: { code: 452, enhanced: '4.3.1', text: 'Insufficient system storage' },
+  /** Every untrusted slot is taken; the rest is kept for trusted networks and submission. */
+  serverBusy: { code: 421, enhanced: '4.7.0', text: 'Too many connections, try again later' },
+  commandTimeout: { code: 421, enhanced: '4.4.2', text: 'Command timeout, closing connection' },
+  tooManyErrors: { code: 421, enhanced: '4.7.0', text: 'Too many errors, closing connection' },
+  tooManyUnknownCommands: { code: 421, enhanced: '4.7.0', text: 'Too many unrecognized commands, closing connection' },
+  tooManyTransactions: { code: 421, enhanced: '4.7.0', text: 'Too many transactions in one session, closing connection' },
 } as const satisfies Record<string, Reply>;
 
 /** smtp-server signals a reply through an Error carrying `responseCode`. */
