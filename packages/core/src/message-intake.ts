@@ -30,7 +30,7 @@ export interface IntakeContext {
   /** Header-section limits (size, fields, Received hops). */
   readonly limits: { readonly headerSize: number; readonly headerFields: number; readonly maxReceived: number };
   /** Counts bytes as they arrive, for the minimum-data-rate watchdog. */
-  readonly progress?: { bytes: number };
+  readonly progress?: { bytes: number; endedAt?: number };
   readonly driver: PluginDriver;
   readonly spool: Spool;
   readonly log: Logger;
@@ -150,6 +150,7 @@ export async function receiveMessage(stream: DataStream, txn: Transaction, ctx: 
     copying = false;
   }
   for (const b of branches) b.end();
+  if (ctx.progress) ctx.progress.endedAt = performance.now();
   awaitReaders();
   const lineEndingsOk = guard.finish();
 
@@ -204,6 +205,7 @@ export async function receiveMessage(stream: DataStream, txn: Transaction, ctx: 
     if (decided.replaced.size) {
       const notices = new Map([...decided.replaced].map(([index, r]) => [index, r.notice]));
       const dest = spool.rewritePath(txn.id);
+      await spool.materialize(incoming);
       await rewriteParts(incoming.path, dest, notices);
       await spool.discard(incoming.path);
       source = dest;

@@ -45,6 +45,8 @@ export interface RelayOptions {
   readonly resolveFrom?: readonly string[];
   /** Run the delivery side (default true). */
   readonly deliver?: boolean;
+  /** Called after each reply to DATA: ms from the end of the data to the reply, bytes received (benchmarks). */
+  readonly onDataReply?: (reply: { ms: number; accepted: boolean; size: number }) => void;
 }
 
 /**
@@ -144,6 +146,7 @@ export class Relay {
     log: Logger,
     plugins: LoadedPlugin[],
     private readonly deliver: boolean,
+    private readonly onDataReply?: RelayOptions['onDataReply'],
   ) {
     this.container = container;
     this.log = log;
@@ -166,7 +169,7 @@ export class Relay {
     container.registerInstance(Tokens.Config, config);
     container.registerInstance(Tokens.Logger, log);
     container.registerInstance<Clock>(Tokens.Clock, Date.now);
-    container.registerInstance(Tokens.Spool, new Spool(path.resolve(configDir, config.spool.dir)));
+    container.registerInstance(Tokens.Spool, new Spool(path.resolve(configDir, config.spool.dir), { inlineMax: config.spool.inlineMax, segmentSize: config.spool.segmentSize }));
     const resolver = new Resolver({ timeout: config.dns.timeout, tries: 2 });
     if (config.dns.servers?.length) resolver.setServers(config.dns.servers);
     container.registerInstance(Tokens.Resolver, resolver);
@@ -179,7 +182,7 @@ export class Relay {
     container.registerInstance(Tokens.DiskGuard, new DiskGuard(spoolDir, config.spool.minFree ?? defaultMinFree(config.limits.messageSize), log.child({ part: 'disk-guard' })));
     container.registerInstance(Tokens.SharedState, createSharedState({ redis: config.sharedState.redis && { url: config.sharedState.redis.url, keyPrefix: config.sharedState.redis.keyPrefix, timeoutMs: config.sharedState.redis.timeout } }, log));
     const plugins = await loadPlugins(config.plugins, { file, configDir, container, log, builtins: opts.builtins, resolveFrom: opts.resolveFrom });
-    return new Relay(config, configDir, container, log, plugins, opts.deliver ?? true);
+    return new Relay(config, configDir, container, log, plugins, opts.deliver ?? true, opts.onDataReply);
   }
 
   /** Opens the spool, starts delivery, then the listeners. */
@@ -482,7 +485,7 @@ export class Relay {
   private async onData(stream: SMTPServerDataStream, raw: SMTPServerSession, cb: (err?: Error | null, message?: string) => void): Promise<void> {
     const s = this.sessions.get(raw.id)!;
     const txn = s.txn!;
-    const progress = { bytes: 0 };
+    const progress: { bytes: number; endedAt?: number } = { bytes: 0 };
     const watchdog = this.dataRateWatchdog(s, progress);
     try {
       const result = await receiveMessage(stream, txn, {
@@ -504,6 +507,7 @@ export class Relay {
       s.txn = undefined;
       if (result.accepted) cb(null, `${result.reply.enhanced} ${result.reply.text}`);
       else cb(replyError(result.reply));
+      if (progress.endedAt !== undefined) this.onDataReply?.({ ms: performance.now() - progress.endedAt, accepted: result.accepted, size: result.size });
     } catch (err) {
       s.log.error({ err }, 'DATA failed');
       this.summarize(s, 'rejected', Replies.pluginFailure, 0);
