@@ -160,7 +160,7 @@ describe('fuzz and abuse suite (seeded, every stock plugin on)', function () {
       ],
     });
     probe = path.join(dir, 'heap.json');
-    relay = new RelayProcess(config, port, path.join(dir, 'relay.log'), ['--expose-gc', '--import', path.join(here, 'support/heap-probe.mjs')], { PORTCULLIS_HEAP_PROBE: probe });
+    relay = new RelayProcess(config, port, path.join(dir, 'relay.log'), { PORTCULLIS_HEAP_PROBE: probe }, ['--expose-gc', '--import', path.join(here, 'support/heap-probe.mjs')]);
     await relay.start();
   });
   after(async () => {

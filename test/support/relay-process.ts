@@ -13,8 +13,11 @@ import { waitForPort } from '@portcullis/testkit';
 /** `portcullis start --config F` as a child process, its logs appended to `logFile`. */
 export class RelayProcess {
   child?: ChildProcess;
-  /** `nodeArgs` go before the CLI (e.g. `--expose-gc`, `--import` of a test probe). */
-  constructor(readonly configFile: string, readonly port: number, readonly logFile: string, readonly nodeArgs: readonly string[] = [], readonly env: NodeJS.ProcessEnv = {}) {}
+  /**
+   * `env`: extra environment for the next start() (PORTCULLIS_CRASH_AT for the crash-point tests).
+   * `nodeArgs` go before the CLI (e.g. `--expose-gc`, `--import` of a test probe).
+   */
+  constructor(readonly configFile: string, readonly port: number, readonly logFile: string, public env: Record<string, string> = {}, readonly nodeArgs: readonly string[] = []) {}
 
   static write(dir: string, config: object): string {
     const file = path.join(dir, 'portcullis.json');
@@ -28,6 +31,13 @@ export class RelayProcess {
     this.child.stdout!.pipe(log);
     this.child.stderr!.pipe(log);
     await waitForPort(this.port);
+  }
+
+  /** Resolves when the process has exited (by itself: a crash point). */
+  exited(): Promise<void> {
+    const c = this.child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return Promise.resolve();
+    return new Promise((r) => c.once('exit', () => r()));
   }
 
   /** SIGKILL: no chance to flush or clean up, like a power cut for the process. */

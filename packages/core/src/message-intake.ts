@@ -36,7 +36,7 @@ export interface IntakeContext {
     readonly mime?: MimeLimits & { readonly overLimit: 'reject' | 'pass-unscreened' };
   };
   /** Counts bytes as they arrive, for the minimum-data-rate watchdog. */
-  readonly progress?: { bytes: number };
+  readonly progress?: { bytes: number; endedAt?: number };
   readonly driver: PluginDriver;
   readonly spool: Spool;
   readonly log: Logger;
@@ -238,6 +238,7 @@ async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext,
   }
   if (normalizer?.fixed) log.info({ fixed: normalizer.fixed }, 'bare line endings normalised to CRLF (client in bareLineEndings.normalize)');
   for (const b of branches) if (!b.destroyed) b.end();
+  if (ctx.progress) ctx.progress.endedAt = performance.now();
   awaitReaders();
   const lineEndingsOk = guard.finish();
 
@@ -310,6 +311,7 @@ async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext,
     if (replaced.size) {
       const notices = new Map([...replaced].map(([index, r]) => [index, r.notice]));
       const dest = spool.rewritePath(txn.id);
+      await spool.materialize(incoming);
       await rewriteParts(incoming.path, dest, notices);
       await spool.discard(incoming.path);
       source = dest;

@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import type { NextHop } from './types.js';
 import { RFC5321_TIMEOUTS, sendWithTimeouts, type ReplyTimeouts } from './reply-timeouts.js';
+import { useFastDotStuffing } from './outbound-stuffing.js';
 
 /** The outcome of one delivery attempt to one next hop, per recipient. */
 export interface HopResult {
@@ -197,6 +198,7 @@ export class SmtpClient {
       socketTimeout: this.opts.socketTimeout,
       logger: false,
     } as ConstructorParameters<typeof SMTPConnection>[0]);
+    useFastDotStuffing(conn);
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error) => reject(err);
       conn.once('error', onError);
