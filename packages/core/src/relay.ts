@@ -17,6 +17,12 @@ import { canGuardSessions, SessionGuard } from './session-guard.js';
 import { createSharedState, type SharedState } from './shared-state.js';
 import { canOverrideGreetingDelay, setGreetingDelay } from './greeting-delay.js';
 import { canUseProxyTrust, installProxyCommandTrust, installProxyHeaderTrust, proxyServerOptions } from './proxy-trust.js';
+import { canRewriteReplies, installReplyCodes } from './reply-codes.js';
+import { canGuardPipelining, installPipeliningGuard } from './pipelining-guard.js';
+import { unadvertisedParameter } from './esmtp-params.js';
+import { isBarePostmaster, postmasterAddress } from './postmaster.js';
+import { clientOrigin, type ClientOrigin } from './client-origin.js';
+import type { NetworkList } from './networks.js';
 import { createLogger } from './logger.js';
 import { receiveMessage } from './message-intake.js';
 import { asSocket } from './stream-socket.js';
@@ -84,7 +90,7 @@ const nonAscii = (address: string) => {
 interface ConnectionLike {
   id: string;
   remoteAddress: string;
-  _socket: { setNoDelay?(v: boolean): void };
+  _socket: { setNoDelay?(v: boolean): void; remoteAddress?: string };
   send(code: number, text: string): void;
   close(): void;
 }
@@ -93,6 +99,8 @@ class SessionState implements Session {
   readonly notes: Record<string, unknown> = {};
   txn?: TransactionState;
   heloChecked?: string;
+  /** The client address the connect hook last judged (XCLIENT can change it). */
+  connectChecked?: string;
   timer?: NodeJS.Timeout;
   constructor(
     readonly raw: SMTPServerSession,
@@ -100,9 +108,15 @@ class SessionState implements Session {
     readonly container: DependencyContainer,
     readonly log: Logger,
     readonly connection: ConnectionLike | undefined,
+    private readonly viaProxyHeader: boolean,
   ) {}
   get id() { return this.raw.id; }
-  get remoteAddress() { return this.raw.remoteAddress; }
+  /** The address policy trusts: the TCP peer, a listed proxy's PROXY header or XCLIENT, never XFORWARD. */
+  get remoteAddress() { return this.origin.client; }
+  get peerAddress() { return this.origin.peer; }
+  get proxied() { return this.origin.proxied; }
+  get forwarded() { return this.origin.forwarded; }
+  get origin(): ClientOrigin { return clientOrigin(this.raw, this.connection?._socket.remoteAddress, this.viaProxyHeader); }
   get remotePort() { return this.raw.remotePort; }
   get localAddress() { return this.raw.localAddress; }
   get localPort() { return this.raw.localPort; }
@@ -149,6 +163,8 @@ export class Relay {
   readonly diskGuard: DiskGuard;
   readonly sharedState: SharedState;
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** Transactions in DATA, by session id: what a graceful stop waits for (and aborts at drainTime). */
+  private readonly intakes = new Map<string, { abort: AbortController; stream: SMTPServerDataStream; done: Promise<unknown> }>();
   private stopping = false;
   private control?: ControlServer;
 
@@ -222,6 +238,9 @@ export class Relay {
     this.checkProxyTrust();
     const override = await canOverrideGreetingDelay();
     if (!override) this.log.warn('smtp-server is not the pinned version: greetingDelay settings are ignored, the library waits 100 ms');
+    if (!canRewriteReplies()) this.log.warn('smtp-server is not the pinned version: its own replies keep their wording and get no enhanced status code');
+    if (!canGuardPipelining()) this.log.warn('smtp-server is not the pinned version: message content sent before the 354 reply is not refused');
+    if (!postmasterAddress(this.config.postmaster, this.container)) this.log.warn('no postmaster address: RCPT TO:<postmaster> will be refused (set postmaster: or host a domain with relay-policy)');
     const tls = this.config.tls ? { key: readFileSync(path.resolve(this.configDir, this.config.tls.key)), cert: readFileSync(path.resolve(this.configDir, this.config.tls.cert)) } : undefined;
     for (const listener of this.config.listen) {
       const server = this.createServer(listener, tls, override);
@@ -291,33 +310,60 @@ export class Relay {
   }
 
   /**
-   * Graceful stop: listeners close (new clients get nothing), transactions in DATA finish and are
-   * answered, deliveries in progress finish, plugins close. Nothing acknowledged is lost: the
-   * spool keeps what was not delivered.
+   * Graceful stop that keeps its word: listeners close (new clients get nothing); sessions between
+   * transactions get `421 4.3.2` at once; a transaction in DATA may finish within
+   * `shutdown.drainTime` and gets its real reply (250 once spooled) before its connection closes
+   * with 421. When the drain time is over, a message still arriving or not yet committed is dropped
+   * and answered 421 (the client retries; nothing was queued), one whose commit has begun is
+   * finished and answered 250. Deliveries in progress get the same drain time; the spool keeps
+   * what was not delivered.
    */
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    const deadline = Date.now() + this.config.shutdown.drainTime;
     await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => {
       (s.server as unknown as { server: { close(cb: () => void): void } }).server.close(() => resolve());
       setTimeout(resolve, 100).unref();
     })));
-    await Promise.allSettled([...this.inFlight]);
-    for (const c of this.connections.values()) {
-      try {
-        c.send(Replies.shuttingDown.code, `${Replies.shuttingDown.enhanced} ${Replies.shuttingDown.text}`);
-        c.close();
-      } catch {
-        /* already gone */
+    for (const c of [...this.connections.values()]) if (!this.intakes.has(c.id)) this.goodbye(c);
+    if (this.intakes.size) {
+      this.log.info({ transactions: this.intakes.size, drainMs: deadline - Date.now() }, 'waiting for transactions in DATA');
+      await waitAtMost(Promise.allSettled([...this.intakes.values()].map((i) => i.done)), deadline - Date.now());
+    }
+    for (const [id, intake] of this.intakes) {
+      intake.abort.abort();
+      if (!intake.stream.readableEnded) {
+        // Still arriving: nothing is queued, so 421 is the truth. The stream's end lets the intake clean up.
+        const c = this.connections.get(id);
+        if (c) this.goodbye(c);
+        intake.stream.destroy();
       }
     }
+    await Promise.allSettled([...this.intakes.values()].map((i) => i.done));
+    for (const c of [...this.connections.values()]) this.goodbye(c);
+    await waitAtMost(Promise.allSettled([...this.inFlight]), Math.max(1000, deadline - Date.now()));
     await this.control?.stop();
-    await this.queue.stop();
+    await waitAtMost(this.queue.stop(), Math.max(1000, deadline - Date.now()));
     await this.driver.close();
+    // Segment files stay open while the relay runs; a stopped relay holds no descriptor on the spool.
+    await this.spool.close().catch((err: unknown) => this.log.warn({ err }, 'closing the spool failed'));
     await this.sharedState.close();
   }
 
+  /** 421 4.3.2 and close (smtp-server writes nothing once the socket is closed). */
+  private goodbye(c: ConnectionLike): void {
+    try {
+      c.send(Replies.shuttingDown.code, `${Replies.shuttingDown.enhanced} ${Replies.shuttingDown.text}`);
+      c.close();
+    } catch {
+      /* already gone */
+    }
+  }
+
   private createServer(listener: ListenerConfig, tls: { key: Buffer; cert: Buffer } | undefined, override: boolean): SMTPServer {
+    const rewriteReplies = canRewriteReplies();
+    const guardPipelining = canGuardPipelining();
     const info: Session['listener'] = { name: listener.name ?? `${listener.host}:${listener.port}`, port: listener.port, tls: listener.tls, auth: listener.auth };
     const limits = this.config.limits;
     const disabled: string[] = [];
@@ -339,14 +385,16 @@ export class Relay {
       socketTimeout: limits.idleTimeout,
       closeTimeout: 30_000,
       disableReverseLookup: true, // never ask a resolver we did not configure
-      hideENHANCEDSTATUSCODES: true, // we write enhanced codes ourselves, once
+      // We write every enhanced code ourselves, once (reply-codes.ts); the keyword is advertised only
+      // where that rewriting is in place, else the library's own replies would carry none.
+      hideENHANCEDSTATUSCODES: !rewriteReplies,
       hideSMTPUTF8: true,
       hideREQUIRETLS: true,
       hideDSN: true,
       // Proxy commands only from the networks an operator named; the matching is ours (proxy-trust.ts).
       ...proxyServerOptions(listener),
       logger: false,
-      onConnect: (session, cb) => this.track(this.onConnect(session, info, disabled, cb)),
+      onConnect: (session, cb) => this.track(this.onConnect(session, info, disabled, cb, listener.proxyProtocol)),
       onSecure: (_socket, session, cb) => {
         // AUTH is offered once the connection is encrypted (never before: see onConnect).
         session.disabledCommands = [...disabled];
@@ -380,6 +428,8 @@ export class Relay {
       // An in-memory client is a test: no early-talker pause.
       if (override) setGreetingDelay(c, streamClient ? 0 : delay, () => this.refused.get(c.id));
       installProxyCommandTrust(c, listener);
+      if (rewriteReplies) installReplyCodes(c);
+      if (guardPipelining) installPipeliningGuard(c, () => this.log.warn({ session: c.id, client: c.remoteAddress }, 'improper pipelining: message content sent before the 354 reply; DATA refused, connection closed'));
       if (canGuardSessions(c)) this.guards.set(c.id, SessionGuard.install(c, limits, this.log.child({ session: c.id })));
       this.connections.set(c.id, c);
       return add(c);
@@ -418,11 +468,11 @@ export class Relay {
     p.finally(() => this.inFlight.delete(p)).catch(() => undefined);
   }
 
-  private async onConnect(raw: SMTPServerSession, listener: Session['listener'], disabled: readonly string[], cb: (err?: Error | null) => void): Promise<void> {
+  private async onConnect(raw: SMTPServerSession, listener: Session['listener'], disabled: readonly string[], cb: (err?: Error | null) => void, proxyPeers: NetworkList): Promise<void> {
     const connection = this.connections.get(raw.id);
     const container = this.container.createChildContainer();
     const log = this.log.child({ session: raw.id });
-    const s = new SessionState(raw, listener, container, log, connection);
+    const s = new SessionState(raw, listener, container, log, connection, proxyPeers.contains(connection?._socket.remoteAddress ?? ''));
     container.registerInstance(Tokens.Session, s);
     this.sessions.set(raw.id, s);
     // A session list replaces the server-wide one in smtp-server, so it repeats it. AUTH is neither
@@ -439,6 +489,7 @@ export class Relay {
         connection?.close();
       }, this.config.limits.sessionTimeout);
       s.timer.unref();
+      s.connectChecked = s.remoteAddress;
       const d = await this.driver.verdict('connect', [s], log);
       this.answer(s, d.verdict, cb);
     } catch (err) {
@@ -470,6 +521,15 @@ export class Relay {
       if (s.listener.auth === 'required' && !raw.user) {
         return cb(replyError({ code: 530, enhanced: '5.7.0', text: 'Authentication required' }));
       }
+      const badParam = unadvertisedParameter('MAIL', address.args, this.authOffered(raw, s));
+      if (badParam) return cb(replyError(badParam));
+      if (s.connectChecked !== s.remoteAddress) {
+        // XCLIENT from a listed proxy replaced the client: judge the new client as at connect.
+        s.log.info({ peer: s.peerAddress, client: s.remoteAddress, proxied: s.proxied }, 'client address from XCLIENT');
+        s.connectChecked = s.remoteAddress;
+        const c = await this.driver.verdict('connect', [s], s.log);
+        if (c.verdict && c.verdict.kind !== 'accept') return this.answer(s, c.verdict, cb);
+      }
       if (!(await this.diskGuard.hasRoom(raw.remoteAddress))) return cb(replyError(Replies.insufficientStorage));
       const helo = s.helo ?? '';
       if (s.heloChecked !== helo) {
@@ -497,7 +557,10 @@ export class Relay {
     const txn = s.txn;
     try {
       if (!txn) return cb(replyError({ code: 503, enhanced: '5.5.1', text: 'Need MAIL command first' }));
+      const badParam = unadvertisedParameter('RCPT', address.args, false);
+      if (badParam) return cb(replyError(badParam));
       if (txn.recipients.length >= this.config.limits.recipients) return cb(replyError(Replies.tooManyRecipients));
+      if (isBarePostmaster(address.address)) return this.acceptPostmaster(s, txn, address, cb);
       if (nonAscii(address.address)) return cb(replyError(Replies.nonAsciiAddress));
       const to = toAddress(address.address, address.args);
       const d = await this.driver.verdict('rcpt', [txn, to], s.log);
@@ -516,13 +579,28 @@ export class Relay {
     }
   }
 
-  private async onData(stream: SMTPServerDataStream, raw: SMTPServerSession, cb: (err?: Error | null, message?: string) => void): Promise<void> {
+  private onData(stream: SMTPServerDataStream, raw: SMTPServerSession, cb: (err?: Error | null, message?: string) => void): Promise<void> {
+    stream.on('error', () => undefined); // a client that leaves mid-DATA: handled by the intake
+    const abort = new AbortController();
+    const done = this.receive(stream, raw, abort.signal, cb).finally(() => {
+      this.intakes.delete(raw.id);
+      // Stopping: the real reply has gone out; now the connection closes.
+      const c = this.connections.get(raw.id);
+      if (this.stopping && c) setImmediate(() => this.goodbye(c));
+    });
+    this.intakes.set(raw.id, { abort, stream, done });
+    return done;
+  }
+
+  private async receive(stream: SMTPServerDataStream, raw: SMTPServerSession, signal: AbortSignal, cb: (err?: Error | null, message?: string) => void): Promise<void> {
     const s = this.sessions.get(raw.id)!;
     const txn = s.txn!;
     const progress: { bytes: number; endedAt?: number } = { bytes: 0 };
     const watchdog = this.dataRateWatchdog(s, progress);
     try {
       const result = await receiveMessage(stream, txn, {
+        signal,
+        normalizeLineEndings: this.config.bareLineEndings.normalize.contains(raw.remoteAddress),
         limits: this.config.limits,
         progress,
         driver: this.driver,
@@ -550,6 +628,25 @@ export class Relay {
     } finally {
       if (watchdog) clearInterval(watchdog);
     }
+  }
+
+  /** `RCPT TO:<postmaster>`: accepted from anyone, routed to the postmaster address (postmaster.ts). */
+  private acceptPostmaster(s: SessionState, txn: TransactionState, address: SMTPServerAddress, cb: (err?: Error | null) => void): void {
+    const target = postmasterAddress(this.config.postmaster, this.container);
+    if (!target) {
+      s.log.warn({ client: s.remoteAddress }, 'RCPT TO:<postmaster> refused: no postmaster address (set postmaster: in the config, or host a domain)');
+      return cb(replyError({ code: 550, enhanced: '5.1.1', text: 'No postmaster mailbox is configured here' }));
+    }
+    // `<postmaster>` twice (or beside the address itself) is one recipient.
+    if (!txn.recipients.some((r) => r.address.toLowerCase() === target.toLowerCase())) txn.recipients.push(toAddress(target, address.args));
+    s.log.info({ rcpt: address.address, routedTo: target, client: s.remoteAddress }, 'postmaster recipient accepted');
+    cb();
+  }
+
+  /** Whether AUTH is offered on this connection now (then MAIL FROM's AUTH= parameter is allowed). */
+  private authOffered(raw: SMTPServerSession, s: SessionState): boolean {
+    const disabled = (raw as { disabledCommands?: string[] }).disabledCommands;
+    return s.listener.auth !== 'off' && !(disabled ?? []).includes('AUTH');
   }
 
   /** Closes a connection whose DATA arrives slower than limits.minDataRate (slowloris). */
@@ -606,6 +703,10 @@ export class Relay {
       {
         txn: txn.id,
         client: s.remoteAddress,
+        // The real TCP peer is always logged beside the client; how the client was learnt when they differ.
+        peer: s.peerAddress,
+        proxied: s.proxied,
+        forwarded: s.forwarded,
         helo: s.helo,
         user: s.user,
         from: txn.mailFrom.address,
@@ -625,6 +726,21 @@ export class Relay {
     const proto = (s.raw.openingCommand === 'HELO' ? 'SMTP' : 'ESMTP') + (s.secure ? 'S' : '') + (s.user ? 'A' : '');
     const forPart = txn.recipients.length === 1 ? `\r\n\tfor <${clean(txn.recipients[0]!.address)}>` : '';
     const date = new Date().toUTCString().replace(/GMT$/, '+0000');
-    return `Received: from ${clean(s.helo ?? 'unknown')} ([${s.remoteAddress}])\r\n\tby ${clean(this.config.hostname)} (Portcullis) with ${proto} id ${txn.id}${forPart};\r\n\t${date}\r\n`;
+    const origin = s.origin;
+    const via = origin.proxied ? ` (via [${clean(origin.peer)}] ${origin.proxied === 'xclient' ? 'XCLIENT' : 'PROXY'})` : '';
+    const fwd = origin.forwarded?.addr ? ` (XFORWARD from [${clean(origin.forwarded.addr)}] by [${clean(origin.peer)}])` : '';
+    return `Received: from ${clean(s.helo ?? 'unknown')} ([${s.remoteAddress}])${via}${fwd}\r\n\tby ${clean(this.config.hostname)} (Portcullis) with ${proto} id ${txn.id}${forPart};\r\n\t${date}\r\n`;
   }
+}
+
+/** Resolves when `p` settles or after `ms`, whichever comes first (never rejects). */
+function waitAtMost(p: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, Math.max(0, ms));
+    t.unref();
+    p.then(
+      () => (clearTimeout(t), resolve()),
+      () => (clearTimeout(t), resolve()),
+    );
+  });
 }

@@ -1,4 +1,4 @@
-import { networkList, z } from '@portcullis/core';
+import { duration, networkList, z } from '@portcullis/core';
 
 const domainName = z
   .string()
@@ -43,6 +43,7 @@ export const optionsSchema = z
   .object({
     authservId: domainName.optional().describe('authserv-id written in Authentication-Results (and stripped from incoming ones); default the relay\'s hostname.'),
     trustedNetworks: networkList().describe('Clients whose mail is signed and not checked (besides authenticated users); core\'s strict network parser.'),
+    dnsCache: z.strictObject({ ttl: duration().default(300_000).describe('How long an answer is kept.'), negativeTtl: duration().default(60_000).describe('How long "no such record" is kept.') }).prefault({}).describe('DNS answers (SPF, DKIM keys, DMARC, ARC) cached on the relay\'s shared state; failures never. `ttl: 0` turns it off.'),
     sign: signSchema.prefault({}).describe('DKIM signing of mail from trusted networks and authenticated users.'),
     verify: verifySchema.prefault({}).describe('SPF, DKIM, DMARC and ARC checks of inbound mail, and the Authentication-Results header.'),
   })
