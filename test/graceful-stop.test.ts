@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CaptureServer, RawSmtp, waitUntil } from '@portcullis/testkit';
@@ -57,6 +57,12 @@ describe('graceful stop keeps its word (SIGTERM)', function () {
     dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-stop-'));
     sink = await CaptureServer.start();
     port = await freePort();
+    // A screener that takes 20-170 ms per message (as clamd does): transactions are still being
+    // decided when the stop begins, which is when a careless stop answers 421 to a message it queues.
+    writeFileSync(
+      path.join(dir, 'slow-screener.mjs'),
+      "export default { kind: 'portcullis-plugin', name: 'slow-screener', setup: () => ({ message: (txn) => new Promise((r) => setTimeout(() => r(undefined), txn.recipients.some((a) => a.address.startsWith('very-slow@')) ? 8000 : 20 + Math.random() * 150)) }) };\n",
+    );
     const config = RelayProcess.write(dir, {
       hostname: 'relay.test',
       listen: [{ host: '127.0.0.1', port, greetingDelay: 0 }],
@@ -65,7 +71,7 @@ describe('graceful stop keeps its word (SIGTERM)', function () {
       shutdown: { drainTime: '3s' },
       delivery: { retrySchedule: ['1s'] },
       log: { level: 'info' },
-      plugins: [{ use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } } } }],
+      plugins: [{ use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } } } }, { use: './slow-screener.mjs' }],
     });
     relay = new RelayProcess(config, port, path.join(dir, 'relay.log'));
   });
@@ -81,7 +87,7 @@ describe('graceful stop keeps its word (SIGTERM)', function () {
     for (let round = 0; round < 3; round++) {
       await relay.start();
       let stopped = false;
-      const clients = Array.from({ length: 12 }, (_, i) => loadClient(port, `r${round}c${i}`, () => stopped, outcomes));
+      const clients = Array.from({ length: 20 }, (_, i) => loadClient(port, `r${round}c${i}`, () => stopped, outcomes));
       await new Promise((r) => setTimeout(r, 800));
       exits.push(await relay.stop());
       stopped = true;
@@ -146,6 +152,28 @@ describe('graceful stop keeps its word (SIGTERM)', function () {
     await relay.start();
     await new Promise((r) => setTimeout(r, 1500));
     assert.equal(delivered(sink).has('too-slow@client.test'), false);
+    await relay.stop();
+  });
+
+  it('answers 421 4.3.2 to a message still being screened when the drain time is over, and does not deliver it', async () => {
+    await relay.start();
+    const c = await RawSmtp.connect(port);
+    await c.read();
+    await c.cmd('EHLO slow.test');
+    await c.cmd('MAIL FROM:<load@client.test>');
+    assert.match(await c.cmd('RCPT TO:<very-slow@example.com>'), /^250/);
+    assert.match(await c.cmd('DATA'), /^354/);
+    c.write('Message-ID: <screened-too-long@client.test>\r\nSubject: slow screening\r\n\r\nbody\r\n.\r\n');
+    await new Promise((r) => setTimeout(r, 300)); // the data is in; the screener takes 8 s
+    const t0 = Date.now();
+    const stopping = relay.stop();
+    assert.equal(await c.read(8000), '421 4.3.2 Service shutting down, try again later');
+    const waited = Date.now() - t0;
+    assert.ok(waited >= 2500 && waited < 6000, `421 after ${waited} ms (drainTime 3s)`);
+    assert.equal(await stopping, 0);
+    await relay.start();
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(delivered(sink).has('screened-too-long@client.test'), false);
     await relay.stop();
   });
 });

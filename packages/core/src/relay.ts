@@ -158,6 +158,7 @@ export class Relay {
   /** Connections the gate admitted (each owes it a release when it closes), and those it refused. */
   private readonly admitted = new Map<string, ConnectionInfo>();
   private readonly refused = new Map<string, Reply>();
+  private readonly ungated = new Set<string>();
   private readonly guards = new Map<string, SessionGuard>();
   readonly gate: ConnectionGate;
   readonly diskGuard: DiskGuard;
@@ -424,6 +425,9 @@ export class Relay {
         const conn = c as unknown as { secure: boolean; session: { secure: boolean } };
         conn.secure = conn.session.secure = true;
       }
+      // An XCLIENT proxy the operator named speaks for many clients (and limits them itself): the
+      // gate would count them all as one address. Their rates still count, per client, in the hooks.
+      if (listener.xclient.contains(c.remoteAddress)) this.ungated.add(c.id);
       if (gateEarly) this.admit(c, info);
       // An in-memory client is a test: no early-talker pause.
       if (override) setGreetingDelay(c, streamClient ? 0 : delay, () => this.refused.get(c.id));
@@ -437,6 +441,7 @@ export class Relay {
     conns.delete = (c: ConnectionLike) => {
       if (this.connections.delete(c.id)) {
         this.refused.delete(c.id);
+        this.ungated.delete(c.id);
         this.guards.get(c.id)?.dispose();
         this.guards.delete(c.id);
         const admitted = this.admitted.get(c.id);
@@ -452,7 +457,7 @@ export class Relay {
 
   /** Runs the connection gate once per connection; a refusal is answered before any greeting. */
   private admit(c: { id: string; remoteAddress: string }, listener: Session['listener']): Reply | undefined {
-    if (this.admitted.has(c.id) || this.refused.has(c.id)) return this.refused.get(c.id);
+    if (this.ungated.has(c.id) || this.admitted.has(c.id) || this.refused.has(c.id)) return this.refused.get(c.id);
     const info: ConnectionInfo = { id: c.id, remoteAddress: c.remoteAddress, listener };
     const reply = this.gate.admit(info);
     if (reply) {
