@@ -138,7 +138,8 @@ async function importDefinition(use: string, at: string, opts: LoadPluginsOption
   if (kind === 'path') {
     url = pathToFileURL(path.resolve(opts.configDir, specifier)).href;
   } else {
-    const bases = [opts.configDir, ...(opts.resolveFrom ?? [])];
+    // Each folder once (the config folder is often the working folder too).
+    const bases = [...new Set([opts.configDir, ...(opts.resolveFrom ?? [])])];
     let resolved: string | undefined;
     for (const base of bases) {
       try {
