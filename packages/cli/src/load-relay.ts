@@ -1,6 +1,6 @@
 import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
-import { ConfigError, createLogger, loadConfigFile, Relay, type LoadedConfig, type RelayConfig } from '@portcullis/core';
+import { ConfigError, createLogger, loadConfigFile, Relay, type LoadedConfig, type LogFileDestination, type RelayConfig } from '@portcullis/core';
 import { cliPackageDir } from './cli-package.js';
 
 export type Logger = ReturnType<typeof createLogger>;
@@ -10,10 +10,15 @@ export type Logger = ReturnType<typeof createLogger>;
  * validated and their `setup` run. No port is open yet. Every problem is a ConfigError naming the
  * file and the key path.
  */
-export async function loadRelay(file: string, logger: (config: RelayConfig) => Logger): Promise<{ loaded: LoadedConfig; relay: Relay }> {
+export async function loadRelay(
+  file: string,
+  logger: (config: RelayConfig, dir: string) => Logger | Promise<{ log: Logger; logFile?: LogFileDestination }>,
+): Promise<{ loaded: LoadedConfig; relay: Relay }> {
   const loaded = loadConfigFile(file);
   checkFilesExist(loaded);
-  const relay = await Relay.create({ config: loaded.config, configFile: loaded.file, logger: logger(loaded.config), resolveFrom: [cliPackageDir] });
+  const made = await logger(loaded.config, loaded.dir);
+  const { log, logFile } = 'log' in made && 'level' in made.log ? (made as { log: Logger; logFile?: LogFileDestination }) : { log: made as Logger, logFile: undefined };
+  const relay = await Relay.create({ config: loaded.config, configFile: loaded.file, logger: log, logFile, resolveFrom: [cliPackageDir] });
   return { loaded, relay };
 }
 

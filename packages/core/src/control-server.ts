@@ -7,7 +7,17 @@ import type { DeliveryQueue } from './delivery-queue.js';
 export type ControlRequest =
   | { cmd: 'list' }
   | { cmd: 'show' | 'hold' | 'release' | 'delete' | 'bounce'; id: string }
-  | { cmd: 'flush'; id?: string };
+  | { cmd: 'flush'; id?: string; includeHeld?: boolean }
+  /** A message an operator tool committed to the spool (a quarantine release): deliver it. */
+  | { cmd: 'load'; id: string; note?: string }
+  | { cmd: 'reload' }
+  | { cmd: 'status' };
+
+/** What the relay answers beyond the queue's own commands. */
+export interface ControlHandlers {
+  reload?(): Promise<unknown>;
+  status?(): Promise<unknown>;
+}
 
 export type ControlResponse = { ok: true; result: unknown } | { ok: false; error: string };
 
@@ -19,7 +29,7 @@ export type ControlResponse = { ok: true; result: unknown } | { ok: false; error
 export class ControlServer {
   private server?: net.Server;
 
-  constructor(private readonly path: string, private readonly queue: DeliveryQueue, private readonly log: Logger) {}
+  constructor(private readonly path: string, private readonly queue: DeliveryQueue, private readonly log: Logger, private readonly handlers: ControlHandlers = {}) {}
 
   async start(): Promise<void> {
     await rm(this.path, { force: true });
@@ -33,7 +43,9 @@ export class ControlServer {
         while ((i = buf.indexOf('\n')) >= 0) {
           const line = buf.slice(0, i);
           buf = buf.slice(i + 1);
-          this.handle(line).then((res) => socket.write(JSON.stringify(res) + '\n'));
+          this.handle(line).then((res) => {
+            if (!socket.destroyed) socket.write(JSON.stringify(res) + '\n');
+          });
         }
       });
       socket.on('error', () => undefined);
@@ -67,7 +79,18 @@ export class ControlServer {
           return m ? { ok: true, result: m } : { ok: false, error: `no such message: ${req.id}` };
         }
         case 'flush':
-          return { ok: true, result: { flushed: q.flush(req.id) } };
+          return { ok: true, result: { flushed: q.flush(req.id, !!req.includeHeld) } };
+        case 'load': {
+          const found = await q.load(req.id);
+          if (found) this.log.warn({ id: req.id, note: req.note }, `operator action: ${req.note ?? 'message added to the queue'}`);
+          return found ? { ok: true, result: true } : { ok: false, error: `no such message in the spool: ${req.id}` };
+        }
+        case 'reload':
+          if (!this.handlers.reload) return { ok: false, error: 'reload is not available' };
+          return { ok: true, result: await this.handlers.reload() };
+        case 'status':
+          if (!this.handlers.status) return { ok: false, error: 'status is not available' };
+          return { ok: true, result: await this.handlers.status() };
         case 'hold':
           return need(await q.hold(req.id), req.id);
         case 'release':

@@ -29,7 +29,7 @@ export interface IntakeContext {
   /** Header-section limits (size, fields, Received hops). */
   readonly limits: { readonly headerSize: number; readonly headerFields: number; readonly maxReceived: number };
   /** Counts bytes as they arrive, for the minimum-data-rate watchdog. */
-  readonly progress?: { bytes: number };
+  readonly progress?: { bytes: number; endedAt?: number };
   readonly driver: PluginDriver;
   readonly spool: Spool;
   readonly log: Logger;
@@ -128,6 +128,7 @@ export async function receiveMessage(stream: DataStream, txn: Transaction, ctx: 
     copying = false;
   }
   for (const b of branches) b.end();
+  if (ctx.progress) ctx.progress.endedAt = performance.now();
   awaitReaders();
   const lineEndingsOk = guard.finish();
 
@@ -257,6 +258,7 @@ async function collectVerdicts(
     failures.sort((a, b) => order.indexOf(a.plugin) - order.indexOf(b.plugin));
     const first = failures[0]!;
     log.info({ plugin: first.plugin.instance.name, hook: 'data', verdict: first.verdict.kind, reply: first.verdict.reply }, 'hook verdict');
+    driver.noteVerdict(first.plugin.instance.name, 'data', first.verdict);
     return { verdict: first.verdict, plugin: first.plugin.instance.name, replaced };
   }
   return { replaced };

@@ -21,6 +21,13 @@ import { newQueueId, Spool } from './spool.js';
 import { Tokens, type Clock } from './tokens.js';
 import type { Address, Session, Transaction } from './types.js';
 import { formatReply, replyError, Replies, type Reply, type Verdict } from './verdicts.js';
+import { RelayMetrics } from './metrics.js';
+import { AdminServer } from './admin-server.js';
+import { runReadiness, type ReadinessCheck, type ReadinessReport } from './readiness.js';
+import { freeBytes, spoolFreeSpaceGuard, type DiskGuard } from './disk-space.js';
+import { coreVersion } from './core-version.js';
+import type { LogFileDestination } from './log-destination.js';
+import { SpoolLock } from './spool-lock.js';
 
 export interface RelayOptions {
   readonly config: RelayConfig;
@@ -33,6 +40,8 @@ export interface RelayOptions {
   readonly resolveFrom?: readonly string[];
   /** Run the delivery side (default true). */
   readonly deliver?: boolean;
+  /** The log file the logger writes to, when not stdout: its drops and errors are counted in /metrics. */
+  readonly logFile?: LogFileDestination;
 }
 
 /**
@@ -59,12 +68,16 @@ class SessionState implements Session {
   txn?: TransactionState;
   heloChecked?: string;
   timer?: NodeJS.Timeout;
+  metricsLabel = '';
   constructor(
     readonly raw: SMTPServerSession,
     readonly listener: Session['listener'],
     readonly container: DependencyContainer,
     readonly log: Logger,
     readonly connection: ConnectionLike | undefined,
+    /** The plugins and config this session started with: a reload moves new sessions only. */
+    readonly driver: PluginDriver,
+    readonly config: RelayConfig,
   ) {}
   get id() { return this.raw.id; }
   get remoteAddress() { return this.raw.remoteAddress; }
@@ -100,8 +113,19 @@ class TransactionState implements Transaction {
 export class Relay {
   readonly container: DependencyContainer;
   readonly log: Logger;
-  readonly driver: PluginDriver;
   readonly spool: Spool;
+  readonly metrics: RelayMetrics;
+  /** Where /readyz asks about disk space; the MAIL FROM disk guard registers itself as Tokens.DiskGuard. */
+  private readonly diskGuard: DiskGuard;
+  private admin?: AdminServer;
+  private lock?: SpoolLock;
+  private _driver: PluginDriver;
+  private _config: RelayConfig;
+  /** Sessions still using each driver: a replaced driver is closed once none does. */
+  private readonly driverUsers = new Map<PluginDriver, number>();
+  /** Replaced drivers, closed once no session uses them and their grace period (for deliveries that started with them) is over. */
+  private readonly retired = new Map<PluginDriver, { graceOver: boolean }>();
+  private reloading?: Promise<unknown>;
   readonly queue: DeliveryQueue;
   private readonly servers: Array<{ listener: ListenerConfig; server: SMTPServer; address?: AddressInfo }> = [];
   private readonly sessions = new Map<string, SessionState>();
@@ -112,19 +136,37 @@ export class Relay {
   private control?: ControlServer;
 
   private constructor(
-    readonly config: RelayConfig,
+    config: RelayConfig,
     readonly configDir: string,
     container: DependencyContainer,
     log: Logger,
     plugins: LoadedPlugin[],
     private readonly deliver: boolean,
+    metrics: RelayMetrics,
+    private readonly configFile: string,
+    private readonly opts: RelayOptions,
   ) {
+    this._config = config;
     this.container = container;
     this.log = log;
-    this.driver = new PluginDriver(plugins, log);
-    container.registerInstance(Tokens.PluginDriver, this.driver);
+    this.metrics = metrics;
+    this._driver = new PluginDriver(plugins, log, metrics);
+    container.registerInstance(Tokens.PluginDriver, this._driver);
     this.spool = container.resolve<Spool>(Tokens.Spool);
-    this.queue = new DeliveryQueue(this.spool, this.driver, { hostname: config.hostname, ...config.delivery }, log.child({ part: 'delivery' }), container.resolve<Clock>(Tokens.Clock));
+    this.queue = new DeliveryQueue(this.spool, this._driver, { hostname: config.hostname, ...config.delivery }, log.child({ part: 'delivery' }), container.resolve<Clock>(Tokens.Clock));
+    this.queue.metrics = metrics;
+    this.diskGuard = container.isRegistered(Tokens.DiskGuard, true) ? container.resolve<DiskGuard>(Tokens.DiskGuard) : spoolFreeSpaceGuard(this.spool.dir, config.admin.minFreeSpace);
+    this.registerGauges(opts.logFile);
+  }
+
+  /** The running configuration (a reload replaces it; sessions keep the one they started with). */
+  get config(): RelayConfig {
+    return this._config;
+  }
+
+  /** The plugins new sessions and delivery attempts use. */
+  get driver(): PluginDriver {
+    return this._driver;
   }
 
   /** Validates plugins and sets them up; opens no port. Config errors are thrown as ConfigError. */
@@ -142,16 +184,22 @@ export class Relay {
     if (config.dns.servers?.length) resolver.setServers(config.dns.servers);
     container.registerInstance(Tokens.Resolver, resolver);
     container.registerInstance(Tokens.ListenAddresses, config.listen.map((l) => (l.host.includes(':') ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`)));
-    const plugins = await loadPlugins(config.plugins, { file, configDir, container, log, builtins: opts.builtins, resolveFrom: opts.resolveFrom });
-    return new Relay(config, configDir, container, log, plugins, opts.deliver ?? true);
+    const metrics = new RelayMetrics({ enabled: config.admin.enabled, version: coreVersion });
+    const plugins = await loadPlugins(config.plugins, { file, configDir, container, log, builtins: opts.builtins, resolveFrom: opts.resolveFrom, registry: metrics.registry });
+    return new Relay(config, configDir, container, log, plugins, opts.deliver ?? true, metrics, file, opts);
   }
 
   /** Opens the spool, starts delivery, then the listeners. */
   async start(): Promise<void> {
     await this.spool.init();
     if (this.deliver) {
+      // One writer per spool: a second relay, or an offline `portcullis queue` command, waits or fails.
+      this.lock = await SpoolLock.acquire(this.spool.dir, 'relay', this.log);
       await this.queue.start();
-      this.control = new ControlServer(path.join(this.spool.dir, 'control.sock'), this.queue, this.log.child({ part: 'control' }));
+      this.control = new ControlServer(path.join(this.spool.dir, 'control.sock'), this.queue, this.log.child({ part: 'control' }), {
+        reload: () => this.reloadFromFile(),
+        status: () => this.status(),
+      });
       await this.control.start();
     }
     const override = await canOverrideGreetingDelay();
@@ -173,6 +221,84 @@ export class Relay {
     }
     // The real ports (a listener may ask for port 0), in host:port / [v6]:port form, for loop checks.
     this.container.registerInstance(Tokens.ListenAddresses, this.addresses().map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)));
+    if (this.config.admin.enabled) {
+      const a = this.config.admin;
+      const token = a.token ?? (a.tokenFile ? readFileSync(path.resolve(this.configDir, a.tokenFile), 'utf8').split(/\r?\n/)[0]!.trim() : undefined);
+      this.admin = new AdminServer({ host: a.host, port: a.port, token, registry: this.metrics.registry, readiness: () => this.readiness(), log: this.log.child({ part: 'admin' }) });
+      await this.admin.start();
+    }
+  }
+
+  /** Where the admin listener ended up (`admin.port: 0` picks a free port), when it is on. */
+  adminAddress(): { host: string; port: number } | undefined {
+    return this.admin ? { host: this.config.admin.host, port: this.admin.address().port } : undefined;
+  }
+
+  /**
+   * Readiness (`/readyz`, `portcullis status`): listeners open, spool writable, disk guard clear,
+   * and each plugin's own `ready()` (clamd reachable, ...). All run at once, each bounded.
+   */
+  readiness(): Promise<ReadinessReport> {
+    const checks: ReadinessCheck[] = [
+      {
+        name: 'listeners',
+        check: () => {
+          const open = this.servers.filter((s) => (s.server as unknown as { server: { listening: boolean } }).server.listening).length;
+          return { ready: !this.stopping && open === this.config.listen.length && open > 0, detail: this.stopping ? 'stopping' : `${open} of ${this.config.listen.length} open` };
+        },
+      },
+      { name: 'spool', check: () => this.spool.probeWritable().then(() => ({ ready: true }), (err: Error) => ({ ready: false, detail: `not writable: ${err.message}` })) },
+      { name: 'disk', check: async () => { const s = await this.diskGuard.status(); return { ready: !s.tripped, detail: s.detail }; } },
+      ...this.driver.plugins.filter((p) => typeof p.instance.ready === 'function').map((p) => ({ name: `plugin:${p.instance.name}`, check: () => p.instance.ready!() })),
+    ];
+    return runReadiness(checks, this.config.admin.readyTimeout);
+  }
+
+  /** What `portcullis status` shows. */
+  async status(): Promise<Record<string, unknown>> {
+    const q = this.queue.stats();
+    return {
+      pid: process.pid,
+      uptimeSeconds: Math.round(process.uptime()),
+      versions: { core: coreVersion, node: process.versions.node, smtpServer: await installedVersion('smtp-server') },
+      configFile: this.configFile,
+      listeners: this.addresses(),
+      admin: this.adminAddress(),
+      plugins: this.driver.plugins.map((p) => ({ name: p.instance.name, use: p.source })),
+      readiness: await this.readiness(),
+      queue: { ...q, oldestAgeSeconds: q.oldestReceivedAt ? Math.round((Date.now() - q.oldestReceivedAt) / 1000) : 0 },
+      diskFreeBytes: { spool: await freeBytes(this.spool.dir).catch(() => null), ...(this.opts.logFile ? { log: await freeBytes(this.opts.logFile.dir).catch(() => null) } : {}) },
+      log: this.opts.logFile ? { file: this.opts.logFile.file, droppedLines: this.opts.logFile.dropped, writeErrors: this.opts.logFile.writeErrors } : { file: 'stdout' },
+      sessions: this.sessions.size,
+    };
+  }
+
+  private registerGauges(logFile: LogFileDestination | undefined): void {
+    const m = this.metrics;
+    if (logFile) {
+      for (let i = 0; i < logFile.dropped; i++) m.logLineDropped();
+      logFile.onDrop = () => m.logLineDropped();
+      logFile.onError = () => m.logWriteError();
+    }
+    if (!m.enabled) return;
+    m.addCollector({ name: 'portcullis_queue_messages', help: 'Queued messages by state: due (waiting for a delivery slot), deferred (waiting for a retry), held, sending', labelNames: ['state'], collect: (set) => {
+      const q = this.queue.stats();
+      for (const state of ['due', 'deferred', 'held', 'sending'] as const) set({ state }, q[state]);
+    } });
+    m.addCollector({ name: 'portcullis_spool_messages', help: 'Messages in the spool (queued, not yet delivered or bounced)', collect: (set) => set({}, this.queue.stats().messages) });
+    m.addCollector({ name: 'portcullis_spool_bytes', help: 'Bytes of message data in the spool', collect: (set) => set({}, this.queue.stats().bytes) });
+    m.addCollector({ name: 'portcullis_queue_oldest_message_age_seconds', help: 'Age of the oldest queued message (0 when the queue is empty)', collect: (set) => {
+      const t = this.queue.stats().oldestReceivedAt;
+      set({}, t ? Math.max(0, (Date.now() - t) / 1000) : 0);
+    } });
+    m.addCollector({ name: 'portcullis_disk_free_bytes', help: 'Bytes free for the relay on the file system of its spool and, when logging to a file, of its log', labelNames: ['volume'], collect: async (set) => {
+      const spool = await freeBytes(this.spool.dir).catch(() => undefined);
+      if (spool !== undefined) set({ volume: 'spool' }, spool);
+      if (logFile) {
+        const log = await freeBytes(logFile.dir).catch(() => undefined);
+        if (log !== undefined) set({ volume: 'log' }, log);
+      }
+    } });
   }
 
   /** Where each listener ended up (useful with `port: 0`). */
@@ -202,12 +328,19 @@ export class Relay {
       }
     }
     await this.control?.stop();
+    await this.admin?.stop();
     await this.queue.stop();
+    await this.reloading?.catch(() => undefined);
     await this.driver.close();
+    for (const d of this.retired.keys()) await d.close();
+    this.retired.clear();
+    await this.lock?.release();
   }
 
   private createServer(listener: ListenerConfig, tls: { key: Buffer; cert: Buffer } | undefined, override: boolean): SMTPServer {
     const info: Session['listener'] = { name: listener.name ?? `${listener.host}:${listener.port}`, port: listener.port, tls: listener.tls, auth: listener.auth };
+    // The metrics label: the listener's name, else its port; never its address (see metrics.ts).
+    const label = listener.name ?? String(listener.port);
     const limits = this.config.limits;
     const disabled: string[] = [];
     if (listener.tls !== 'starttls') disabled.push('STARTTLS');
@@ -237,16 +370,17 @@ export class Relay {
       useXForward: listener.xforward.length ? listener.xforward : false,
       useProxy: listener.proxyProtocol.length ? listener.proxyProtocol : false,
       logger: false,
-      onConnect: (session, cb) => this.track(this.onConnect(session, info, disabled, cb)),
-      onSecure: (_socket, session, cb) => {
+      onConnect: (session, cb) => this.track(this.onConnect(session, info, label, disabled, this.counted('connect', cb, false))),
+      onSecure: (socket, session, cb) => {
         // AUTH is offered once the connection is encrypted (never before: see onConnect).
         session.disabledCommands = [...disabled];
+        this.metrics.tlsHandshake(label, (socket as { getProtocol?(): string | null }).getProtocol?.() ?? 'unknown');
         cb();
       },
-      onAuth: (auth, session, cb) => this.track(this.onAuth(auth, session, cb)),
-      onMailFrom: (address, session, cb) => this.track(this.onMailFrom(address, session, cb)),
-      onRcptTo: (address, session, cb) => this.track(this.onRcptTo(address, session, cb)),
-      onData: (stream, session, cb) => this.track(this.onData(stream, session, cb)),
+      onAuth: (auth, session, cb) => this.track(this.onAuth(auth, session, this.counted('auth', cb as (err?: Error | null) => void, false) as typeof cb)),
+      onMailFrom: (address, session, cb) => this.track(this.onMailFrom(address, session, this.counted('mail', cb))),
+      onRcptTo: (address, session, cb) => this.track(this.onRcptTo(address, session, this.counted('rcpt', cb))),
+      onData: (stream, session, cb) => this.track(this.onData(stream, session, this.counted('data', cb as (err?: Error | null) => void) as typeof cb)),
       onClose: (session) => void this.onClose(session),
     } as ConstructorParameters<typeof SMTPServer>[0]);
 
@@ -256,14 +390,20 @@ export class Relay {
     const add = conns.add.bind(conns);
     const del = conns.delete.bind(conns);
     const delay = listener.greetingDelay ?? (listener.auth === 'required' ? 0 : 100);
+    this.metrics.listenerKnown(label);
     conns.add = (c: ConnectionLike) => {
       c._socket?.setNoDelay?.(true);
       if (override) setGreetingDelay(c, delay);
       this.connections.set(c.id, c);
       this.perIp.set(c.remoteAddress, (this.perIp.get(c.remoteAddress) ?? 0) + 1);
-      return add(c);
+      this.metrics.connectionOpened(label);
+      const r = add(c);
+      // smtp-server answers 421 itself in init() past maxClients: count it here, where it decides.
+      if (conns.size > limits.connections) this.metrics.connectionRefused(label, 'max_clients');
+      return r;
     };
     conns.delete = (c: ConnectionLike) => {
+      if (this.connections.has(c.id)) this.metrics.connectionClosed(label);
       if (this.connections.delete(c.id)) {
         const n = (this.perIp.get(c.remoteAddress) ?? 1) - 1;
         if (n <= 0) this.perIp.delete(c.remoteAddress);
@@ -271,7 +411,24 @@ export class Relay {
       }
       return del(c);
     };
+    server.on('error', (err: Error & { meta?: { tlsProtocol?: unknown }; code?: string }) => {
+      if ((err.meta && 'tlsProtocol' in err.meta) || /^ERR_(SSL|TLS)/.test(err.code ?? '') || err.code === 'TLSError') this.metrics.tlsFailure(label);
+    });
     return server;
+  }
+
+  /**
+   * Wraps an smtp-server callback to count the reply it carries (`/metrics`): an error with
+   * `responseCode` is a refusal with our `enhanced text`; no error is the stage's success reply.
+   */
+  private counted<F extends (err?: Error | null, ...rest: never[]) => void>(stage: string, cb: F, countSuccess = true): F {
+    if (!this.metrics.enabled) return cb;
+    const m = this.metrics;
+    return ((err?: (Error & { responseCode?: number }) | null, ...rest: never[]) => {
+      if (err && err.responseCode) m.reply(stage, err.responseCode, /^([245]\.\d{1,3}\.\d{1,3}) /.exec(err.message)?.[1] ?? '');
+      else if (!err && countSuccess) m.reply(stage, 250, stage === 'data' ? '2.0.0' : '2.1.0');
+      cb(err, ...rest);
+    }) as F;
   }
 
   private track(p: Promise<unknown>): void {
@@ -279,28 +436,33 @@ export class Relay {
     p.finally(() => this.inFlight.delete(p)).catch(() => undefined);
   }
 
-  private async onConnect(raw: SMTPServerSession, listener: Session['listener'], disabled: readonly string[], cb: (err?: Error | null) => void): Promise<void> {
+  private async onConnect(raw: SMTPServerSession, listener: Session['listener'], label: string, disabled: readonly string[], cb: (err?: Error | null) => void): Promise<void> {
     const connection = this.connections.get(raw.id);
     const container = this.container.createChildContainer();
     const log = this.log.child({ session: raw.id });
-    const s = new SessionState(raw, listener, container, log, connection);
+    const driver = this.driver;
+    const s = new SessionState(raw, listener, container, log, connection, driver, this.config);
+    s.metricsLabel = label;
+    this.driverUsers.set(driver, (this.driverUsers.get(driver) ?? 0) + 1);
     container.registerInstance(Tokens.Session, s);
     this.sessions.set(raw.id, s);
     // A session list replaces the server-wide one in smtp-server, so it repeats it. AUTH is neither
     // advertised nor accepted before TLS: credentials never cross the wire in clear.
     if (!raw.secure && !disabled.includes('AUTH')) raw.disabledCommands = [...disabled, 'AUTH'];
     try {
-      if ((this.perIp.get(raw.remoteAddress) ?? 0) > this.config.limits.connectionsPerIp) {
-        log.warn({ client: raw.remoteAddress, limit: this.config.limits.connectionsPerIp }, 'too many connections from one address');
+      if ((this.perIp.get(raw.remoteAddress) ?? 0) > s.config.limits.connectionsPerIp) {
+        log.warn({ client: raw.remoteAddress, limit: s.config.limits.connectionsPerIp }, 'too many connections from one address');
+        this.metrics.connectionRefused(label, 'per_ip_limit');
         return cb(replyError(Replies.tooManyConnections));
       }
       s.timer = setTimeout(() => {
         log.warn({ client: raw.remoteAddress }, 'session time limit reached');
         connection?.send(Replies.sessionTimeout.code, `${Replies.sessionTimeout.enhanced} ${Replies.sessionTimeout.text}`);
         connection?.close();
-      }, this.config.limits.sessionTimeout);
+      }, s.config.limits.sessionTimeout);
       s.timer.unref();
-      const d = await this.driver.verdict('connect', [s], log);
+      const d = await s.driver.verdict('connect', [s], log);
+      if (d.verdict && d.verdict.kind !== 'accept') this.metrics.connectionRefused(label, 'policy');
       this.answer(s, d.verdict, cb);
     } catch (err) {
       log.error({ err }, 'connect failed');
@@ -311,12 +473,14 @@ export class Relay {
   private async onAuth(auth: SMTPServerAuthentication, raw: SMTPServerSession, cb: (err: Error | null | undefined, response?: { user: string }) => void): Promise<void> {
     const s = this.sessions.get(raw.id)!;
     try {
-      const d = await this.driver.verdict('auth', [s, { method: auth.method, username: auth.username ?? '', password: auth.password ?? '', authzid: (auth as { authzid?: string }).authzid || undefined }], s.log);
+      const d = await s.driver.verdict('auth', [s, { method: auth.method, username: auth.username ?? '', password: auth.password ?? '', authzid: (auth as { authzid?: string }).authzid || undefined }], s.log);
       if (d.verdict?.kind === 'accept') {
         s.log.info({ user: auth.username, plugin: d.plugin }, 'authenticated');
+        this.metrics.authResult(s.metricsLabel, 'success');
         return cb(null, { user: auth.username ?? '' });
       }
       s.log.warn({ user: auth.username, client: raw.remoteAddress }, 'authentication failed');
+      this.metrics.authResult(s.metricsLabel, 'failure');
       this.answer(s, d.verdict ?? { kind: 'reject', reply: Replies.authFailed }, cb);
     } catch (err) {
       s.log.error({ err }, 'auth failed');
@@ -333,14 +497,14 @@ export class Relay {
       }
       const helo = s.helo ?? '';
       if (s.heloChecked !== helo) {
-        const d = await this.driver.verdict('helo', [s, helo], s.log);
+        const d = await s.driver.verdict('helo', [s, helo], s.log);
         if (d.verdict && d.verdict.kind !== 'accept') return this.answer(s, d.verdict, cb);
         s.heloChecked = helo;
       }
       if (nonAscii(address.address)) return cb(replyError(Replies.nonAsciiAddress));
       const txn = new TransactionState(newQueueId(), s, toAddress(address.address, address.args));
       s.txn = txn;
-      const d = await this.driver.verdict('mail', [txn, txn.mailFrom], s.log);
+      const d = await s.driver.verdict('mail', [txn, txn.mailFrom], s.log);
       if (d.verdict && d.verdict.kind !== 'accept') {
         s.txn = undefined;
         return this.answer(s, d.verdict, cb);
@@ -357,10 +521,10 @@ export class Relay {
     const txn = s.txn;
     try {
       if (!txn) return cb(replyError({ code: 503, enhanced: '5.5.1', text: 'Need MAIL command first' }));
-      if (txn.recipients.length >= this.config.limits.recipients) return cb(replyError(Replies.tooManyRecipients));
+      if (txn.recipients.length >= s.config.limits.recipients) return cb(replyError(Replies.tooManyRecipients));
       if (nonAscii(address.address)) return cb(replyError(Replies.nonAsciiAddress));
       const to = toAddress(address.address, address.args);
-      const d = await this.driver.verdict('rcpt', [txn, to], s.log);
+      const d = await s.driver.verdict('rcpt', [txn, to], s.log);
       if (d.verdict?.kind === 'accept') {
         txn.recipients.push(to);
         return cb();
@@ -379,13 +543,13 @@ export class Relay {
   private async onData(stream: SMTPServerDataStream, raw: SMTPServerSession, cb: (err?: Error | null, message?: string) => void): Promise<void> {
     const s = this.sessions.get(raw.id)!;
     const txn = s.txn!;
-    const progress = { bytes: 0 };
+    const progress: { bytes: number; endedAt?: number } = { bytes: 0 };
     const watchdog = this.dataRateWatchdog(s, progress);
     try {
       const result = await receiveMessage(stream, txn, {
-        limits: this.config.limits,
+        limits: s.config.limits,
         progress,
-        driver: this.driver,
+        driver: s.driver,
         spool: this.spool,
         log: s.log.child({ txn: txn.id }),
         headers: () => this.receivedHeader(s, txn) + txn.added.join(''),
@@ -398,6 +562,7 @@ export class Relay {
         },
       });
       this.summarize(s, result.accepted ? 'accepted' : 'rejected', result.reply, result.size);
+      if (progress.endedAt !== undefined) this.metrics.dataReplied((performance.now() - progress.endedAt) / 1000);
       s.txn = undefined;
       if (result.accepted) cb(null, `${result.reply.enhanced} ${result.reply.text}`);
       else cb(replyError(result.reply));
@@ -413,7 +578,7 @@ export class Relay {
 
   /** Closes a connection whose DATA arrives slower than limits.minDataRate (slowloris). */
   private dataRateWatchdog(s: SessionState, progress: { bytes: number }): NodeJS.Timeout | undefined {
-    const { minDataRate, dataRateWindow } = this.config.limits;
+    const { minDataRate, dataRateWindow } = s.config.limits;
     if (!minDataRate || !dataRateWindow) return undefined;
     let last = 0;
     const timer = setInterval(() => {
@@ -445,8 +610,100 @@ export class Relay {
     this.sessions.delete(raw.id);
     if (s.timer) clearTimeout(s.timer);
     this.summarize(s, 'abandoned');
-    await this.driver.observe('disconnect', [s], s.log);
-    s.container.dispose?.();
+    try {
+      await s.driver.observe('disconnect', [s], s.log);
+    } finally {
+      s.container.dispose?.();
+      this.releaseDriver(s.driver);
+    }
+  }
+
+  private releaseDriver(driver: PluginDriver): void {
+    const n = (this.driverUsers.get(driver) ?? 1) - 1;
+    if (n > 0) this.driverUsers.set(driver, n);
+    else this.driverUsers.delete(driver);
+    this.closeIfUnused(driver);
+  }
+
+  private closeIfUnused(driver: PluginDriver): void {
+    const r = this.retired.get(driver);
+    if (!r || !r.graceOver || this.driverUsers.has(driver)) return;
+    this.retired.delete(driver);
+    void driver.close();
+  }
+
+  /** Re-reads the config file this relay was started with and applies it (see `reload`). */
+  async reloadFromFile(): Promise<{ plugins: string[] }> {
+    const { loadConfigFile } = await import('./config.js');
+    return this.reload(loadConfigFile(this.configFile).config);
+  }
+
+  /**
+   * Applies a new configuration without a restart (SIGHUP, `portcullis reload`). Everything is
+   * validated and every plugin set up first; on any error the running configuration stays and the
+   * error (a ConfigError naming file and key) is thrown. Then new sessions get the new plugins and
+   * options; sessions already open finish with what they started with (nothing is dropped), and
+   * delivery attempts from now on route with the new plugins. The old plugins are closed once no
+   * session uses them. Listeners, the spool folder, the admin listener and the log destination
+   * cannot change while running: a change there is refused (restart for those).
+   */
+  async reload(next: RelayConfig): Promise<{ plugins: string[] }> {
+    const prev = this.reloading ?? Promise.resolve();
+    const run = prev.catch(() => undefined).then(() => this.applyConfig(next));
+    this.reloading = run;
+    return run;
+  }
+
+  private async applyConfig(next: RelayConfig): Promise<{ plugins: string[] }> {
+    try {
+      const { ConfigError } = await import('./config.js');
+      const fixed: Array<[string, unknown, unknown]> = [
+        ['listen', this.config.listen, next.listen],
+        ['spool.dir', path.resolve(this.configDir, this.config.spool.dir), path.resolve(this.configDir, next.spool.dir)],
+        ['admin', this.config.admin, next.admin],
+        ['log.file', this.config.log.file, next.log.file],
+      ];
+      const problems = fixed.filter(([, a, b]) => JSON.stringify(a) !== JSON.stringify(b)).map(([key]) => ({ path: key, message: 'cannot change while the relay runs; restart it to apply this change (the running configuration is kept)' }));
+      let tls: { key: Buffer; cert: Buffer } | undefined;
+      if (next.tls) {
+        try {
+          tls = { key: readFileSync(path.resolve(this.configDir, next.tls.key)), cert: readFileSync(path.resolve(this.configDir, next.tls.cert)) };
+        } catch (err) {
+          problems.push({ path: 'tls', message: `cannot read the key or certificate: ${(err as Error).message}` });
+        }
+      }
+      if (problems.length) throw new ConfigError(this.configFile, problems);
+      const plugins = await loadPlugins(next.plugins, { file: this.configFile, configDir: this.configDir, container: this.container, log: this.log, builtins: this.opts.builtins, resolveFrom: this.opts.resolveFrom, registry: this.metrics.registry });
+      const driver = new PluginDriver(plugins, this.log, this.metrics);
+      const old = this._driver;
+      this._driver = driver;
+      this._config = next;
+      this.container.registerInstance(Tokens.Config, next);
+      this.container.registerInstance(Tokens.PluginDriver, driver);
+      this.queue.setDriver(driver, { hostname: next.hostname, ...next.delivery });
+      for (const { server } of this.servers) {
+        const o = (server as unknown as { options: Record<string, unknown> }).options;
+        o['name'] = next.hostname;
+        o['size'] = next.limits.messageSize;
+        o['maxClients'] = next.limits.connections;
+        o['socketTimeout'] = next.limits.idleTimeout;
+        if (tls) (server as unknown as { updateSecureContext(o: object): void }).updateSecureContext(tls);
+      }
+      const entry = { graceOver: false };
+      this.retired.set(old, entry);
+      setTimeout(() => {
+        entry.graceOver = true;
+        this.closeIfUnused(old);
+      }, 30_000).unref();
+      this.metrics.reloaded(true);
+      const names = plugins.map((p) => p.instance.name);
+      this.log.info({ plugins: names, openSessions: this.driverUsers.get(old) ?? 0 }, 'configuration reloaded: new sessions use it');
+      return { plugins: names };
+    } catch (err) {
+      this.metrics.reloaded(false);
+      this.log.error({ err: { message: (err as Error).message } }, `configuration reload failed, keeping the running configuration: ${(err as Error).message}`);
+      throw err;
+    }
   }
 
   /** Turns a verdict into the smtp-server callback, with our exact reply text. */
@@ -461,6 +718,7 @@ export class Relay {
     const txn = s.txn;
     if (!txn || txn.summarized) return;
     txn.summarized = true;
+    this.metrics.transaction(verdict === 'rejected' && reply && reply.code < 500 ? 'tempfailed' : verdict, size);
     s.log.info(
       {
         txn: txn.id,
@@ -484,6 +742,26 @@ export class Relay {
     const proto = (s.raw.openingCommand === 'HELO' ? 'SMTP' : 'ESMTP') + (s.secure ? 'S' : '') + (s.user ? 'A' : '');
     const forPart = txn.recipients.length === 1 ? `\r\n\tfor <${clean(txn.recipients[0]!.address)}>` : '';
     const date = new Date().toUTCString().replace(/GMT$/, '+0000');
-    return `Received: from ${clean(s.helo ?? 'unknown')} ([${s.remoteAddress}])\r\n\tby ${clean(this.config.hostname)} (Portcullis) with ${proto} id ${txn.id}${forPart};\r\n\t${date}\r\n`;
+    return `Received: from ${clean(s.helo ?? 'unknown')} ([${s.remoteAddress}])\r\n\tby ${clean(s.config.hostname)} (Portcullis) with ${proto} id ${txn.id}${forPart};\r\n\t${date}\r\n`;
   }
+}
+
+/** The version of an installed dependency (for `portcullis status` and `--version`). */
+export async function installedVersion(pkg: string): Promise<string | undefined> {
+  try {
+    const { createRequire } = await import('node:module');
+    const req = createRequire(import.meta.url);
+    let dir = path.dirname(req.resolve(pkg));
+    for (; dir !== path.dirname(dir); dir = path.dirname(dir)) {
+      try {
+        const json = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+        if (json.name === pkg) return json.version;
+      } catch {
+        /* keep looking upwards */
+      }
+    }
+  } catch {
+    /* not installed */
+  }
+  return undefined;
 }

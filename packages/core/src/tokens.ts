@@ -20,6 +20,12 @@ export const Tokens = {
   Session: Symbol.for('portcullis.Session'),
   /** The addresses the relay listens on (`host:port` strings): for mail-loop checks. */
   ListenAddresses: Symbol.for('portcullis.ListenAddresses'),
+  /**
+   * The MAIL FROM disk guard, as `/readyz` asks it (`DiskGuard`: `status()` → `{ tripped }`).
+   * Register it in the root container before the relay is created; without one the core checks
+   * the spool's free space against `admin.minFreeSpace`.
+   */
+  DiskGuard: Symbol.for('portcullis.DiskGuard'),
 } as const;
 
 export type Clock = () => number;

@@ -1,4 +1,4 @@
-import { size, z } from '@portcullis/core';
+import { duration, size, z } from '@portcullis/core';
 import { CHECK_KINDS } from './findings.js';
 
 /**
@@ -88,6 +88,8 @@ export const options = z
         dir: z.string().min(1),
         /** Larger parts are quarantined truncated to this size (the sidecar says so). */
         maxSize: size().default(100 * 1024 * 1024),
+        /** Items older than this are removed (checked at start and hourly; `portcullis quarantine purge` too). */
+        retention: duration().default(30 * 86_400_000),
       })
       .optional(),
     /**
