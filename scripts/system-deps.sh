@@ -7,6 +7,8 @@ need=()
 [ -x /usr/sbin/clamd ] || need+=(clamav-daemon)
 [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 command -v swaks >/dev/null || need+=(swaks)
+# swaks only recommends Net::SSLeay, and --no-install-recommends below skips it: without it swaks has no STARTTLS.
+perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl)
 [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then

@@ -84,7 +84,23 @@ describe('portcullis check', () => {
       {
         title: "a plugin's own option (relay-policy trustedNetworks)",
         yaml: 'listen: [{ port: 2525 }]\nplugins:\n  - use: relay-policy\n    with: { trustedNetworks: [10.0.0.0/8, not-a-cidr] }\n',
-        line: (f) => `${f}: plugins[0].with.trustedNetworks[1]: expected an IP network such as 10.0.0.0/8 or fd00::/8, got "not-a-cidr"`,
+        line: (f) => `${f}: plugins[0].with.trustedNetworks[1]: "not-a-cidr" is not an IP address; expected a network such as 10.0.0.0/8 or fd00::/8, or one address such as 192.0.2.7`,
+      },
+      {
+        title: 'shorthand in a trust option (relay-policy trustedNetworks: [192.168.1/24])',
+        yaml: 'listen: [{ port: 2525 }]\nplugins:\n  - use: relay-policy\n    with: { trustedNetworks: [192.168.1/24] }\n',
+        line: (f) => `${f}: plugins[0].with.trustedNetworks[0]: "192.168.1/24" is shorthand, which different software reads differently (inet_aton and ipaddr.js read it as 192.168.0.1/24, not 192.168.1.0/24); write all four parts, e.g. 192.168.1.0/24`,
+      },
+      {
+        title: 'host bits set in the attachments plugin trustedNetworks',
+        yaml: 'listen: [{ port: 2525 }]\nplugins:\n  - use: attachments\n    with: { trustedNetworks: [10.0.0.5/8] }\n',
+        line: (f) => `${f}: plugins[0].with.trustedNetworks[0]: "10.0.0.5/8" has host bits set: write the network 10.0.0.0/8, or the one address 10.0.0.5/32`,
+      },
+      {
+        title: 'a wildcard and a number in listener proxy peers (xclient: ["*"], proxyProtocol: [127.1])',
+        yaml: 'listen: [{ port: 2525, xclient: ["*"], xforward: [not-an-ip], proxyProtocol: [127.1] }]\n',
+        line: (f) => `${f}: listen[0].xclient[0]: "*" is not accepted: there is no wildcard; to mean every address, write 0.0.0.0/0 (and ::/0 for IPv6)`,
+        more: ['listen[0].xforward[0]: "not-an-ip" is not an IP address', 'listen[0].proxyProtocol[0]: got the number 127.1: YAML reads an unquoted value like 127.1 or 10 as a number; write the full address in quotes'],
       },
       {
         title: 'a plugin package that is not installed',

@@ -32,7 +32,7 @@ describe('portcullis start', () => {
     const cli = startCli(['start', '--config', file], { cwd: dir });
     const exit = await cli.waitExit();
     assert.equal(exit.code, 78, cli.stderr);
-    assert.ok(cli.stderr.includes(`${file}: plugins[0].with.trustedNetworks[0]: expected an IP network`), cli.stderr);
+    assert.ok(cli.stderr.includes(`${file}: plugins[0].with.trustedNetworks[0]: "not-a-cidr" is not an IP address`), cli.stderr);
     assert.match(cli.stderr, /nothing was started/);
     assert.ok(!cli.stdout.includes('"listening"'), cli.stdout);
     assert.equal(await isListening(port), false);

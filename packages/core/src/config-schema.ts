@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { networkList } from './networks.js';
 import { parseDuration, parseSize } from './units.js';
 
 /** A size such as `25MB`, `512KB` or a number of bytes. */
@@ -49,12 +50,15 @@ export const listenerSchema = z.strictObject({
    * as the default for anonymous listeners; `0` for trusted or submission listeners.
    */
   greetingDelay: duration().optional(),
-  /** Peers (IP addresses) allowed to send XCLIENT: their word replaces the client address. None by default. */
-  xclient: z.array(z.string().min(1)).default([]),
-  /** Peers allowed to send XFORWARD (logging only). None by default. */
-  xforward: z.array(z.string().min(1)).default([]),
-  /** Peers that must start with a PROXY protocol header (a load balancer). None by default. */
-  proxyProtocol: z.array(z.string().min(1)).default([]),
+  /**
+   * Peers (networks, parsed strictly by networks.ts) allowed to send XCLIENT: their word replaces the
+   * client address, for policy too. None by default; `0.0.0.0/0` works but is warned about at start.
+   */
+  xclient: networkList(),
+  /** Peers allowed to send XFORWARD: the forwarded client is recorded (logs, Received), never trusted. None by default. */
+  xforward: networkList(),
+  /** Peers that must start with a PROXY protocol v1 header (a load balancer); the header's source becomes the client. None by default. */
+  proxyProtocol: networkList(),
 });
 
 export const pluginEntrySchema = z.strictObject({

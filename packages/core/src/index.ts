@@ -30,3 +30,5 @@ export { canOverrideGreetingDelay, PINNED_SMTP_SERVER_VERSION, PINNED_INIT_SHA25
 export { LineEndingGuard } from './line-ending-guard.js';
 export { ControlServer, controlRequest, type ControlRequest, type ControlResponse, type ControlHandlers } from './control-server.js';
 export { pruneQuarantine, keepQuarantinePruned } from './quarantine-retention.js';
+export { parseNetwork, NetworkList, NetworkSyntaxError, network, networkList, isNetworkList, type Network } from './networks.js';
+export { canUseProxyTrust, proxyTrustLibraryHashes, PINNED_PROXY_ALLOWED_SHA256, PINNED_EXPECTS_PROXY_SHA256 } from './proxy-trust.js';

@@ -12,6 +12,7 @@ import type { ListenerConfig, RelayConfig } from './config-schema.js';
 import { DeliveryQueue } from './delivery-queue.js';
 import { ControlServer } from './control-server.js';
 import { canOverrideGreetingDelay, setGreetingDelay } from './greeting-delay.js';
+import { canUseProxyTrust, installProxyCommandTrust, installProxyHeaderTrust, proxyServerOptions } from './proxy-trust.js';
 import { createLogger } from './logger.js';
 import { receiveMessage } from './message-intake.js';
 import type { PluginDefinition } from './plugin.js';
@@ -202,6 +203,7 @@ export class Relay {
       });
       await this.control.start();
     }
+    this.checkProxyTrust();
     const override = await canOverrideGreetingDelay();
     if (!override) this.log.warn('smtp-server is not the pinned version: greetingDelay settings are ignored, the library waits 100 ms');
     const tls = this.config.tls ? { key: readFileSync(path.resolve(this.configDir, this.config.tls.key)), cert: readFileSync(path.resolve(this.configDir, this.config.tls.cert)) } : undefined;
@@ -301,6 +303,26 @@ export class Relay {
     } });
   }
 
+  /**
+   * Proxy lists need our CIDR matching (proxy-trust.ts), pinned to the smtp-server source: with
+   * another library version the relay refuses to start rather than trust differently. A list that
+   * trusts every address starts, with a loud warning per listener and list.
+   */
+  private checkProxyTrust(): void {
+    const keys = ['xclient', 'xforward', 'proxyProtocol'] as const;
+    const used = this.config.listen.some((l) => keys.some((k) => l[k].size > 0));
+    if (used && !canUseProxyTrust()) {
+      throw new Error('smtp-server is not the version Portcullis pins for proxy trust (xclient/xforward/proxyProtocol); refusing to start with proxy peers configured');
+    }
+    this.config.listen.forEach((l, i) => {
+      for (const k of keys) {
+        if (l[k].everything) {
+          this.log.warn({ listener: l.name ?? `${l.host}:${l.port}`, key: `listen[${i}].${k}`, networks: l[k].toStrings() }, `WARNING: listen[${i}].${k} trusts EVERY address: any client can claim any identity through ${k}`);
+        }
+      }
+    });
+  }
+
   /** Where each listener ended up (useful with `port: 0`). */
   addresses(): Array<{ name: string; host: string; port: number }> {
     return this.servers.map((s) => ({ name: s.listener.name ?? `${s.listener.host}:${s.address!.port}`, host: s.listener.host, port: s.address!.port }));
@@ -365,10 +387,8 @@ export class Relay {
       hideSMTPUTF8: true,
       hideREQUIRETLS: true,
       hideDSN: true,
-      // Proxy commands only from the peers an operator named (smtp-server checks the TCP peer).
-      useXClient: listener.xclient.length ? listener.xclient : false,
-      useXForward: listener.xforward.length ? listener.xforward : false,
-      useProxy: listener.proxyProtocol.length ? listener.proxyProtocol : false,
+      // Proxy commands only from the networks an operator named; the matching is ours (proxy-trust.ts).
+      ...proxyServerOptions(listener),
       logger: false,
       onConnect: (session, cb) => this.track(this.onConnect(session, info, label, disabled, this.counted('connect', cb, false))),
       onSecure: (socket, session, cb) => {
@@ -386,6 +406,7 @@ export class Relay {
 
     // smtp-server adds each new connection to this Set right before init(): the one place to
     // reach the connection object (socket options, greeting delay, per-IP accounting).
+    installProxyHeaderTrust(server, listener);
     const conns = (server as unknown as { connections: Set<ConnectionLike> }).connections;
     const add = conns.add.bind(conns);
     const del = conns.delete.bind(conns);
@@ -394,6 +415,7 @@ export class Relay {
     conns.add = (c: ConnectionLike) => {
       c._socket?.setNoDelay?.(true);
       if (override) setGreetingDelay(c, delay);
+      installProxyCommandTrust(c, listener);
       this.connections.set(c.id, c);
       this.perIp.set(c.remoteAddress, (this.perIp.get(c.remoteAddress) ?? 0) + 1);
       this.metrics.connectionOpened(label);

@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { Splitter } from 'mailsplit';
 import { definePlugin, keepQuarantinePruned, reject, type DataHandlers, type MimePart, type PartDecision, type Transaction, type Verdict } from '@portcullis/core';
-import { directionOf, parseNetworks } from './direction.js';
+import { directionOf } from './direction.js';
 import { CHECK_KINDS, type Finding } from './findings.js';
 import { ContentInspector, type InspectContext, } from './inspector.js';
 import { headerValues, LeafWalker } from './message-scan.js';
@@ -59,7 +59,7 @@ export default definePlugin({
   options,
   setup(opts, ctx) {
     const rules = rulesOf(opts).map((r, i) => compileRule(r, i, opts.maxNameLength));
-    const trusted = parseNetworks(opts.trustedNetworks);
+    const trusted = opts.trustedNetworks;
     const inspectCtx: InspectContext = {
       sniffBytes: Math.max(opts.sniffBytes, 1024),
       maxDepth: opts.archives.maxDepth,

@@ -1,4 +1,4 @@
-import { duration, size, z } from '@portcullis/core';
+import { duration, networkList, size, z } from '@portcullis/core';
 import { CHECK_KINDS } from './findings.js';
 
 /**
@@ -62,8 +62,8 @@ export const options = z
     action: action.default('block'),
     /** ...and these extensions (default: the built-in list). */
     block: z.array(extension).optional(),
-    /** Client networks whose mail is outbound (besides authenticated users). CIDR. */
-    trustedNetworks: z.array(z.string().min(1)).default([]),
+    /** Client networks whose mail is outbound (besides authenticated users): full addresses or CIDRs (core's strict parser). */
+    trustedNetworks: networkList(),
     /** Longer file names are caught as `long-name`. */
     maxNameLength: z.number().int().min(8).default(200),
     /** Bytes kept in memory per part for content detection (ISO 9660 needs 32 KB). */

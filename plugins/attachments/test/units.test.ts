@@ -4,7 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Session } from '@portcullis/core';
 import { checkName, rawParams, readings } from '../src/names.js';
-import { directionOf, parseNetworks } from '../src/direction.js';
+import { directionOf } from '../src/direction.js';
+import { NetworkList } from '@portcullis/core';
 import { ContentInspector, type InspectContext } from '../src/inspector.js';
 import { OleMacroScanner } from '../src/magic.js';
 import { decodeUuLine, UuencodeScanner } from '../src/uuencode.js';
@@ -108,7 +109,7 @@ describe('content inspector memory', () => {
 describe('direction and options', () => {
   const session = (remoteAddress: string, user?: string) => ({ remoteAddress, user }) as unknown as Session;
   it('is outbound for authenticated users and trusted networks, inbound otherwise', () => {
-    const nets = parseNetworks(['10.0.0.0/8', '::1/128']);
+    const nets = NetworkList.parse(['10.0.0.0/8', '::1/128']);
     assert.equal(directionOf(session('203.0.113.9', 'alice'), nets), 'outbound');
     assert.equal(directionOf(session('::ffff:10.1.2.3'), nets), 'outbound');
     assert.equal(directionOf(session('::1'), nets), 'outbound');

@@ -1,23 +1,12 @@
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { accept, definePlugin, disconnect, duration, hostAndPort, reject, z, type NextHop, type Session } from '@portcullis/core';
+import { accept, definePlugin, disconnect, duration, hostAndPort, networkList, reject, z, type NextHop, type Session } from '@portcullis/core';
 import { findDomain, normaliseDomain, routingTrick } from './address-checks.js';
 import { AuthThrottle } from './auth-throttle.js';
-import { inNetworks, parseCidr, type Cidr } from './networks.js';
 import { hashPassword, readUsersFile, verifyPassword, type UserEntry } from './passwords.js';
 
 export { hashPassword, verifyPassword, readUsersFile } from './passwords.js';
 export { routingTrick, normaliseDomain, findDomain } from './address-checks.js';
-export { inNetworks, parseCidr } from './networks.js';
-
-const cidr = z.string().transform((v, ctx) => {
-  try {
-    return parseCidr(v);
-  } catch {
-    ctx.addIssue({ code: 'custom', message: `expected an IP network such as 10.0.0.0/8 or fd00::/8, got ${JSON.stringify(v)}` });
-    return z.NEVER;
-  }
-});
 
 const domainName = z.string().transform((v, ctx) => {
   const n = normaliseDomain(v);
@@ -40,8 +29,8 @@ const domainSchema = z.strictObject({
 export const options = z.strictObject({
   /** Hosted domains: anyone may send to them; each goes to its next hop. `*.example.com` covers subdomains. */
   domains: z.record(z.string().min(1), domainSchema).default({}),
-  /** Client networks that may relay to any domain (CIDR, IPv4 or IPv6). */
-  trustedNetworks: z.array(cidr).default([]),
+  /** Client networks that may relay to any domain: full addresses or CIDRs, parsed by core's strict network parser. */
+  trustedNetworks: networkList(),
   /** Whether authenticated users may relay to any domain. */
   relayAuthenticated: z.boolean().default(true),
   /** Accept `user@[192.0.2.1]` and `user@192.0.2.1` recipients from trusted and authenticated senders. */
@@ -94,7 +83,7 @@ export default definePlugin({
       domains.set(n, d);
     }
     const blocked = new Map(opts.blockedDestinations.map((d) => [d, true] as const));
-    const trusted: Cidr[] = opts.trustedNetworks;
+    const trusted = opts.trustedNetworks;
     let users: Map<string, UserEntry> | undefined;
     if (opts.users) users = readUsersFile(path.resolve(ctx.configDir, opts.users));
     const throttle = new AuthThrottle(opts.authThrottle.window, opts.authThrottle.maxFailuresPerIp);
@@ -133,7 +122,7 @@ export default definePlugin({
       },
       rcpt(txn, to) {
         const session = txn.session;
-        const outbound = inNetworks(session.remoteAddress, trusted) || (opts.relayAuthenticated && !!session.user);
+        const outbound = trusted.contains(session.remoteAddress) || (opts.relayAuthenticated && !!session.user);
         const trick = routingTrick(to.address, to.local, to.domain, opts.allowAddressLiterals && outbound);
         if (trick) {
           ctx.log.warn({ rcpt: to.address, client: session.remoteAddress, reason: trick }, 'sender-specified routing refused');

@@ -1,0 +1,83 @@
+import { createHash } from 'node:crypto';
+import { SMTPServer } from 'smtp-server';
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import type { NetworkList } from './networks.js';
+
+/**
+ * Proxy trust by network (XCLIENT, XFORWARD, PROXY protocol).
+ *
+ * smtp-server compares the peer with its `useXClient` / `useXForward` / `useProxy` lists by exact
+ * address text, treats `'*'` as "everyone", and knows no CIDR: a configured `10.0.0.0/24` matched
+ * nobody and `"*"` trusted every client. Portcullis parses these lists with the core network parser
+ * (networks.ts) and answers the library's two trust questions itself:
+ *   - SMTPConnection#_proxyCommandAllowed(command, option): may this connection use XCLIENT/XFORWARD
+ *     (asked for the EHLO keywords and by both command handlers), replaced per connection;
+ *   - SMTPServer#_expectsProxyHeader(socket): must this socket start with a PROXY header, replaced
+ *     per server instance.
+ * The library options are set to `true` only where a list is non-empty, so the library's other
+ * behaviour (connect event deferred until XCLIENT on such listeners) stays as it ships.
+ *
+ * Both methods are private: the replacements are pinned to the library source (hashes below). If
+ * the installed smtp-server differs, `canUseProxyTrust()` is false and a relay with any proxy list
+ * refuses to start (trust must never silently widen or vanish); `proxy-trust.test.ts` fails too.
+ */
+export const PINNED_PROXY_ALLOWED_SHA256 = '1ab2c3fcd83ebec6bf0d0968e53855f760c942767374e1447d594a0bf52af106';
+export const PINNED_EXPECTS_PROXY_SHA256 = '19b909b66bd36da3b63b5dbf9b92a2f97064c0bfa4784812dfebef610c7e19b6';
+
+type ProxyOption = 'useXClient' | 'useXForward';
+
+interface ConnectionInternals {
+  _xClient: Map<string, unknown>;
+  _originalRemoteAddress: string;
+  _isSupported(command: string): boolean;
+  _proxyCommandAllowed(command: string, option: ProxyOption): boolean;
+}
+
+/** Whitespace-normalised, with CommonJS's `(0, module_1.name)(...)` call form folded to `name(...)`: the ESM and CJS builds hash alike. */
+function hashOf(fn: unknown): string {
+  const src = String(fn).replace(/\s+/g, ' ').replace(/\(0, \w+\.(\w+)\)/g, '$1');
+  return createHash('sha256').update(src).digest('hex');
+}
+
+/** Hashes of the two library methods this module replaces (whitespace-normalised source). */
+export function proxyTrustLibraryHashes(): { proxyCommandAllowed: string; expectsProxyHeader: string } {
+  return {
+    proxyCommandAllowed: hashOf((SMTPConnection.prototype as unknown as ConnectionInternals)._proxyCommandAllowed),
+    expectsProxyHeader: hashOf((SMTPServer.prototype as unknown as { _expectsProxyHeader: unknown })._expectsProxyHeader),
+  };
+}
+
+/** True when the installed smtp-server has exactly the methods this module replaces. */
+export function canUseProxyTrust(): boolean {
+  const h = proxyTrustLibraryHashes();
+  return h.proxyCommandAllowed === PINNED_PROXY_ALLOWED_SHA256 && h.expectsProxyHeader === PINNED_EXPECTS_PROXY_SHA256;
+}
+
+export interface ProxyLists {
+  readonly xclient: NetworkList;
+  readonly xforward: NetworkList;
+  readonly proxyProtocol: NetworkList;
+}
+
+/** The smtp-server options for a listener's proxy lists: `true` where a list is set, else false. */
+export function proxyServerOptions(lists: ProxyLists): { useXClient: boolean; useXForward: boolean; useProxy: boolean } {
+  return { useXClient: lists.xclient.size > 0, useXForward: lists.xforward.size > 0, useProxy: lists.proxyProtocol.size > 0 };
+}
+
+/** Makes `server` expect a PROXY header exactly from the peers in `lists.proxyProtocol`. */
+export function installProxyHeaderTrust(server: SMTPServer, lists: ProxyLists): void {
+  (server as unknown as { _expectsProxyHeader(socket: { remoteAddress?: string }): boolean })._expectsProxyHeader = (socket) => lists.proxyProtocol.contains(socket.remoteAddress ?? '');
+}
+
+/**
+ * Makes one connection allow XCLIENT / XFORWARD exactly from the peers in the lists. The peer is the
+ * address the connection was accepted from (after a PROXY header, the proxied client: as the
+ * library does). Once XCLIENT has replaced the address, neither command is offered again.
+ */
+export function installProxyCommandTrust(connection: unknown, lists: ProxyLists): void {
+  const conn = connection as ConnectionInternals;
+  conn._proxyCommandAllowed = function proxyCommandAllowed(this: ConnectionInternals, command: string, option: ProxyOption): boolean {
+    const list = option === 'useXClient' ? lists.xclient : lists.xforward;
+    return !this._xClient.has('ADDR') && list.contains(this._originalRemoteAddress) && this._isSupported(command);
+  };
+}
