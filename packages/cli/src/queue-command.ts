@@ -231,9 +231,11 @@ export async function queueCommand(action: string, ids: string[], opts: QueueCom
     }
     if (action === 'flush') {
       if (!ids.length && !hasSelection(selection)) {
+        const held = opts.held ? 0 : (await listAll()).filter((e) => e.hold).length;
         const r = await q.request({ cmd: 'flush', includeHeld: !!opts.held });
         if (!r.ok) throw new Error(r.error);
-        process.stdout.write(`${(r.result as { flushed: number }).flushed} message(s) due now${opts.held ? '' : ' (held messages left alone; --held releases them too)'}${note}\n`);
+        process.stdout.write(`${(r.result as { flushed: number }).flushed} message(s) due now${note}\n`);
+        if (held) process.stdout.write(`${held} held message(s) left alone (--held releases them too)\n`);
         return 0;
       }
     }

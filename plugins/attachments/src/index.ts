@@ -21,7 +21,8 @@ export { sniff } from './magic.js';
 /** The rules in force: `rules`, or the `action`/`block` shorthand as one rule for both directions. */
 function rulesOf(o: ResolvedOptions): Rule[] {
   if (o.rules) return o.rules;
-  const shorthand = options.parse({ rules: [{ direction: 'any', action: o.action, ...(o.block ? { extensions: o.block } : {}) }] });
+  // The quarantine settings go along: a quarantine shorthand rule needs them to validate.
+  const shorthand = options.parse({ rules: [{ direction: 'any', action: o.action, ...(o.block ? { extensions: o.block } : {}) }], ...(o.quarantine ? { quarantine: o.quarantine } : {}) });
   return shorthand.rules!;
 }
 
