@@ -5,6 +5,7 @@
  *   portcullis start --config FILE   run a relay (logs: JSON lines on stdout)
  *   portcullis check --config FILE   validate a config; print the plugins and the hook order
  *   portcullis demo                  a relay on a built-in config, with its own next hop, to try
+ *   portcullis dkim keygen D S       a DKIM key (0600) and the TXT record to publish
  *
  * Exit codes: see exit-codes.ts (0 ok, 1 failure, 64 usage, 78 config error).
  */
@@ -238,6 +239,8 @@ program
       process.exit(ExitCode.failure);
     }
   });
+
+program.addCommand((await import('./dkim-command.js')).dkimCommand());
 
 // The open-relay self-test (package @portcullis/relay-test): `portcullis relay-test HOST:PORT --domain D`.
 program.addCommand((await import('@portcullis/relay-test')).relayTestCommand('relay-test', (code) => process.exit(code)));

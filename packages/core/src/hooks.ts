@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Verdict } from './verdicts.js';
+import type { HeaderField } from './header-filter.js';
 import type { Address, DeliveryEvent, NextHop, QueuedMessage, Session, Transaction } from './types.js';
 
 type MaybePromise<T> = T | Promise<T>;
@@ -64,6 +65,13 @@ export interface DataHandlers {
   raw?(stream: Readable): Promise<Verdict | undefined | void>;
   /** Called at each leaf MIME part; return a screener to see its decoded content. */
   part?(part: MimePart): PartScreener | undefined;
+  /**
+   * Called for each field of the top-level header as it streams by (`name` as written, `value`
+   * unfolded). `true` leaves the field out of the spooled message, e.g. an Authentication-Results
+   * field that claims to come from this relay. Raw readers and part screeners still see it. Must be
+   * synchronous; a throw fails the message with 451 4.3.0.
+   */
+  dropHeader?(field: HeaderField): boolean;
 }
 
 /** What the core knows about a message once DATA has ended. */

@@ -5,6 +5,7 @@ import { Splitter } from 'mailsplit';
 import type { DataHandlers, MimePart, PartDecision } from './hooks.js';
 import { LineEndingGuard } from './line-ending-guard.js';
 import { HeaderScanner } from './header-scanner.js';
+import { HeaderFilter, type HeaderField } from './header-filter.js';
 import { MimeWalker, type AttachedScreener } from './mime-walker.js';
 import { rewriteParts } from './mime-rewrite.js';
 import type { LoadedPlugin, PluginDriver } from './plugin-driver.js';
@@ -67,8 +68,29 @@ export async function receiveMessage(stream: DataStream, txn: Transaction, ctx: 
 
   const partUsers = started.handlers.filter((h) => typeof h.handlers.part === 'function');
   const rawUsers = started.handlers.filter((h) => typeof h.handlers.raw === 'function');
+  const dropUsers = started.handlers.filter((h) => typeof h.handlers.dropHeader === 'function');
 
-  const branches: Writable[] = [incoming.stream];
+  // Header fields plugins remove (e.g. a forged Authentication-Results) are left out of the spool
+  // file only; raw readers and part screeners see the message as received.
+  const dropFailures: Array<{ plugin: LoadedPlugin; error: unknown }> = [];
+  let filter: HeaderFilter | undefined;
+  if (dropUsers.length) {
+    const spoolFile = incoming.stream;
+    filter = new HeaderFilter((field: HeaderField) => {
+      let remove = false;
+      for (const { plugin, handlers } of dropUsers) {
+        try {
+          if (handlers.dropHeader!(field)) remove = true;
+        } catch (error) {
+          dropFailures.push({ plugin, error });
+        }
+      }
+      return remove;
+    });
+    filter.on('error', (err) => spoolFile.destroy(err));
+    filter.pipe(spoolFile);
+  }
+  const branches: Writable[] = [filter ?? incoming.stream];
   let walker: MimeWalker<LoadedPlugin> | undefined;
   let splitter: Splitter | undefined;
   if (partUsers.length) {
@@ -161,6 +183,13 @@ export async function receiveMessage(stream: DataStream, txn: Transaction, ctx: 
 
   // Every screener and reader has its say; the first non-accept verdict in plugin order decides.
   const decided = await collectVerdicts(driver, log, walker, rawResults);
+  if (!decided.verdict && dropFailures.length) {
+    // A header predicate that throws fails closed: the field it should have judged may be a forgery.
+    driver.logFailure(log, dropFailures[0]!.plugin, 'data.dropHeader', dropFailures[0]!.error);
+    await spool.discard(incoming);
+    return { reply: Replies.pluginFailure, accepted: false, size, plugin: dropFailures[0]!.plugin.instance.name };
+  }
+  if (filter?.dropped.length) log.info({ fields: filter.dropped.map((f) => f.name) }, 'header fields removed');
   if (decided.verdict) {
     await spool.discard(incoming);
     return { reply: decided.verdict.reply!, accepted: false, size, plugin: decided.plugin };

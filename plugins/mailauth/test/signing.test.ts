@@ -1,0 +1,128 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { CaptureServer, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import relayPolicy from '@portcullis/relay-policy';
+import mailauth, { generateSigningKey, MailauthCounters, type Counters } from '../src/index.js';
+import { Dnsmasq } from '../../mx-router/test/support/dnsmasq.js';
+import { dkimTxtLine, dkimverify } from './support/dkim-tools.js';
+
+/*
+ * Outbound signing, checked by an independent verifier: Debian's python3-dkim (dkimverify) reads
+ * the public keys from a real dnsmasq on loopback. The trusted client is 127.0.0.1; 127.0.0.9 is
+ * an anonymous Internet client (its mail is checked, never signed).
+ */
+describe('DKIM signing of outbound mail, verified by python3-dkim against dnsmasq', function () {
+  this.timeout(60_000);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'mailauth-sign-'));
+  const key = (domain: string, selector: string, type: 'rsa' | 'ed25519') =>
+    generateSigningKey({ domain, selector, type, out: path.join(dir, `${domain}.${selector}.key`) });
+  let sink: CaptureServer;
+  let dns: Dnsmasq;
+  let relay: TestRelay;
+  let strictRelay: TestRelay;
+
+  const config = (withFallback: boolean) => ({
+    dns: { servers: [dns.server], timeout: '1s' },
+    plugins: [
+      { use: 'relay-policy', with: { domains: { 'dest.test': { nexthop: sink.address, tls: 'none' } }, trustedNetworks: ['127.0.0.1/32'] } },
+      {
+        use: 'mailauth',
+        with: {
+          trustedNetworks: ['127.0.0.1/32'],
+          sign: {
+            domains: {
+              'example.test': [
+                { selector: 'rsa2026', key: path.join(dir, 'example.test.rsa2026.key') },
+                { selector: 'ed2026', key: path.join(dir, 'example.test.ed2026.key') },
+              ],
+              'fallback.test': [{ selector: 'fb', key: path.join(dir, 'fallback.test.fb.key') }],
+            },
+            ...(withFallback ? { fallbackDomain: 'fallback.test' } : {}),
+          },
+        },
+      },
+    ],
+  });
+
+  before(async () => {
+    const made = [key('example.test', 'rsa2026', 'rsa'), key('example.test', 'ed2026', 'ed25519'), key('fallback.test', 'fb', 'rsa')];
+    sink = await CaptureServer.start();
+    dns = await Dnsmasq.start({
+      lines: made.map((m) => dkimTxtLine(m.name.split('._domainkey.')[1]!, m.name.split('._domainkey.')[0]!, readFileSync(m.file, 'utf8'))),
+    });
+    relay = await startTestRelay({ builtins: { 'relay-policy': relayPolicy, mailauth }, config: config(true) });
+    strictRelay = await startTestRelay({ builtins: { 'relay-policy': relayPolicy, mailauth }, config: config(false) });
+  });
+  after(async () => {
+    await relay?.stop();
+    await strictRelay?.stop();
+    await sink?.close();
+    await dns?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const message = (from: string, subject = 'Quarterly figures') =>
+    `From: Alice <${from}>\r\nTo: bob@dest.test\r\nSubject: ${subject}\r\nDate: Tue, 01 Dec 2026 09:00:00 +0000\r\nMessage-ID: <${Math.random().toString(36).slice(2)}@example.test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello Bob,\r\n\r\nthe figures are attached in spirit.\r\n \r\n\r\n`;
+
+  async function deliver(r: TestRelay, raw: string, localAddress = '127.0.0.1'): Promise<Buffer> {
+    const before = sink.messages.length;
+    const res = await sendMail({ port: r.port, localAddress, from: 'alice@example.test', to: 'bob@dest.test', raw });
+    assert.equal(res.code, 250, res.response);
+    await sink.waitFor(before + 1);
+    return sink.messages[before]!.raw;
+  }
+  const signatures = (msg: Buffer) => [...msg.toString('latin1').matchAll(/^DKIM-Signature:((?:.*)(?:\r\n[ \t].*)*)/gim)].map((m) => m[1]!.replace(/\s+/g, ''));
+
+  it('signs with both selectors (RSA-2048 and Ed25519), and dkimverify accepts each signature', async () => {
+    const got = await deliver(relay, message('alice@example.test'));
+    const sigs = signatures(got);
+    assert.equal(sigs.length, 2, got.toString());
+    assert.ok(sigs.some((s) => s.includes('a=rsa-sha256') && s.includes('s=rsa2026') && s.includes('d=example.test')), sigs.join('\n'));
+    assert.ok(sigs.some((s) => s.includes('a=ed25519-sha256') && s.includes('s=ed2026') && s.includes('d=example.test')), sigs.join('\n'));
+    for (const index of [0, 1]) {
+      const v = await dkimverify(got, dns.port, index);
+      assert.ok(v.ok, `signature ${index}: ${v.out}`);
+    }
+  });
+
+  it('fails verification of both signatures once a signed header is changed after signing', async () => {
+    const got = (await deliver(relay, message('alice@example.test'))).toString('latin1');
+    const tampered = got.replace('Subject: Quarterly figures', 'Subject: Quarterly figures (revised)');
+    assert.notEqual(tampered, got);
+    for (const index of [0, 1]) {
+      const v = await dkimverify(tampered, dns.port, index);
+      assert.equal(v.ok, false, `signature ${index} still verified: ${v.out}`);
+      assert.match(v.out, /signature verification failed/);
+    }
+    const bodyChanged = got.replace('attached in spirit', 'attached in letter');
+    assert.equal((await dkimverify(bodyChanged, dns.port, 0)).ok, false);
+  });
+
+  it('signs mail whose From: domain has no key with the fallback domain, which verifies', async () => {
+    const got = await deliver(relay, message('carol@nokey.test'));
+    const sigs = signatures(got);
+    assert.equal(sigs.length, 1);
+    assert.match(sigs[0]!, /d=fallback\.test;/);
+    assert.ok((await dkimverify(got, dns.port, 0)).ok);
+  });
+
+  it('leaves mail unsigned when its From: domain has no key and no fallback is set, and counts it', async () => {
+    const counters = strictRelay.relay.container.resolve<Counters>(MailauthCounters);
+    const before = counters.get('dkim.sign.unsigned');
+    const got = await deliver(strictRelay, message('carol@nokey.test'));
+    assert.equal(signatures(got).length, 0);
+    assert.equal(counters.get('dkim.sign.unsigned'), before + 1);
+  });
+
+  it('does not sign mail from an anonymous Internet client', async () => {
+    const got = await deliver(relay, message('alice@example.test'), '127.0.0.9');
+    assert.equal(signatures(got).length, 0);
+  });
+
+  it('writes keygen key files readable by the owner only', () => {
+    const st = statSync(path.join(dir, 'example.test.rsa2026.key'));
+    assert.equal(st.mode & 0o777, 0o600);
+  });
+});
