@@ -28,12 +28,8 @@ export { createLogger } from './logger.js';
 export { toAddress, domainOf } from './address.js';
 export { canOverrideGreetingDelay, PINNED_SMTP_SERVER_VERSION, PINNED_INIT_SHA256, libraryInitHash, installedSmtpServerVersion } from './greeting-delay.js';
 export { LineEndingGuard } from './line-ending-guard.js';
-<<<<<<< HEAD
+export { HeaderFilter, type HeaderField } from './header-filter.js';
 export { ControlServer, controlRequest, type ControlRequest, type ControlResponse, type ControlHandlers } from './control-server.js';
 export { pruneQuarantine, keepQuarantinePruned } from './quarantine-retention.js';
-=======
-export { HeaderFilter, type HeaderField } from './header-filter.js';
-export { ControlServer, controlRequest, type ControlRequest, type ControlResponse } from './control-server.js';
->>>>>>> main
 export { parseNetwork, NetworkList, NetworkSyntaxError, network, networkList, isNetworkList, type Network } from './networks.js';
 export { canUseProxyTrust, proxyTrustLibraryHashes, PINNED_PROXY_ALLOWED_SHA256, PINNED_EXPECTS_PROXY_SHA256 } from './proxy-trust.js';
