@@ -2,7 +2,8 @@
 # Installs the Debian packages the test suite runs for real: clamd (clamav-daemon), dnsmasq
 # (dnsmasq-base), swaks, Postfix (for smtp-sink/smtp-source and the relay-test comparison), and
 # python3-dkim with dnspython and nacl (the independent DKIM verifier/signer of the mailauth tests;
-# nacl for Ed25519).
+# nacl for Ed25519), and prometheus for promtool (checks of the /metrics output and the alert rules
+# of examples/monitoring; the Prometheus server it brings is never started).
 # Idempotent: does nothing when every binary is already there. Needs root (CI runs as root).
 set -euo pipefail
 need=()
@@ -12,6 +13,7 @@ command -v swaks >/dev/null || need+=(swaks)
 # swaks only recommends Net::SSLeay, and --no-install-recommends below skips it: without it swaks has no STARTTLS.
 perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl)
 [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
+command -v promtool >/dev/null || need+=(prometheus)
 { [ -x /usr/bin/dkimverify ] && /usr/bin/python3 -c 'import dkim, dns.resolver, nacl' 2>/dev/null; } || need+=(python3-dkim python3-dnspython python3-nacl)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then

@@ -123,7 +123,8 @@ describe('metrics on the admin listener', function () {
     assert.equal(v('portcullis_deliveries_total', { outcome: 'delivered', class: '2.0' }), 3);
     assert.equal(v('portcullis_deliveries_total', { outcome: 'deferred', class: '4.3' }), 1);
     assert.equal(v('portcullis_deliveries_total', { outcome: 'bounced', class: '5.1' }), 1);
-    assert.equal(v('portcullis_delivery_duration_seconds_count', { outcome: 'delivered' }), 3);
+    assert.equal(v('portcullis_delivery_duration_seconds_count', { outcome: 'delivered', class: '2.0' }), 3);
+    assert.equal(v('portcullis_delivery_duration_seconds_count', { outcome: 'deferred', class: '4.3' }), 1);
     assert.equal(v('portcullis_dsn_total', { kind: 'bounce' }), 1);
     assert.equal(v('portcullis_dsn_total', { kind: 'delay_warning' }), 0);
     assert.equal(v('portcullis_queue_messages', { state: 'deferred' }), 1);

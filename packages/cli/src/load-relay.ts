@@ -35,6 +35,15 @@ function checkFilesExist({ file, dir, config }: LoadedConfig): void {
       problems.push({ path: `tls.${key}`, message: `expected a readable PEM file, cannot read ${abs} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` });
     }
   }
+  const tokenFile = config.admin.tokenFile;
+  if (tokenFile) {
+    const abs = path.resolve(dir, tokenFile);
+    try {
+      accessSync(abs, constants.R_OK);
+    } catch (err) {
+      problems.push({ path: 'admin.tokenFile', message: `expected a readable file holding the token, cannot read ${abs} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` });
+    }
+  }
   if (problems.length) throw new ConfigError(file, problems);
 }
 

@@ -25,7 +25,7 @@ export class RelayMetrics {
   private readonly hookSeconds: Histogram<'plugin' | 'hook'>;
   private readonly pluginErrors: Counter<'plugin' | 'hook' | 'kind'>;
   private readonly deliveries: Counter<'outcome' | 'class'>;
-  private readonly deliverySeconds: Histogram<'outcome'>;
+  private readonly deliverySeconds: Histogram<'outcome' | 'class'>;
   private readonly dsn: Counter<'kind'>;
   private readonly tls: Counter<'listener' | 'version'>;
   private readonly tlsFailures: Counter<'listener'>;
@@ -49,7 +49,7 @@ export class RelayMetrics {
     this.hookSeconds = new Histogram({ name: 'portcullis_plugin_hook_duration_seconds', help: 'Time one plugin spent in one hook call (data.raw and data.part: from the end of data)', labelNames: ['plugin', 'hook'], buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30], registers: r });
     this.pluginErrors = new Counter({ name: 'portcullis_plugin_errors_total', help: 'Plugin failures (each one a 451 4.3.0 or a logged observer error) by kind: error, timeout, invalid (not a verdict)', labelNames: ['plugin', 'hook', 'kind'], registers: r });
     this.deliveries = new Counter({ name: 'portcullis_deliveries_total', help: 'Delivery outcomes per recipient: delivered, deferred, bounced; class is the enhanced status class.subject (2.0, 4.4, 5.1, ...)', labelNames: ['outcome', 'class'], registers: r });
-    this.deliverySeconds = new Histogram({ name: 'portcullis_delivery_duration_seconds', help: 'Time of one SMTP transaction to a next hop, per recipient outcome', labelNames: ['outcome'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120], registers: r });
+    this.deliverySeconds = new Histogram({ name: 'portcullis_delivery_duration_seconds', help: 'Time of one SMTP transaction to a next hop, per recipient, by outcome and status class', labelNames: ['outcome', 'class'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120], registers: r });
     this.dsn = new Counter({ name: 'portcullis_dsn_total', help: 'Delivery status notifications: bounce, delay_warning, and not_sent (null sender or a bounce of a bounce)', labelNames: ['kind'], registers: r });
     this.tls = new Counter({ name: 'portcullis_tls_handshakes_total', help: 'Completed TLS handshakes (STARTTLS or implicit) by listener and protocol version', labelNames: ['listener', 'version'], registers: r });
     this.tlsFailures = new Counter({ name: 'portcullis_tls_handshake_failures_total', help: 'TLS handshakes that failed, by listener', labelNames: ['listener'], registers: r });
@@ -109,8 +109,9 @@ export class RelayMetrics {
   }
   delivery(outcome: 'delivered' | 'deferred' | 'bounced', response: string, seconds?: number): void {
     if (!this.enabled) return;
-    this.deliveries.inc({ outcome, class: statusClass(outcome, response) });
-    if (seconds !== undefined) this.deliverySeconds.observe({ outcome }, seconds);
+    const cls = statusClass(outcome, response);
+    this.deliveries.inc({ outcome, class: cls });
+    if (seconds !== undefined) this.deliverySeconds.observe({ outcome, class: cls }, seconds);
   }
   dsnQueued(kind: 'bounce' | 'delay_warning' | 'not_sent'): void {
     if (this.enabled) this.dsn.inc({ kind });

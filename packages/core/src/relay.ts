@@ -192,6 +192,20 @@ export class Relay {
 
   /** Opens the spool, starts delivery, then the listeners. */
   async start(): Promise<void> {
+    try {
+      await this.startParts();
+    } catch (err) {
+      // A port in use, say: leave nothing running, and the spool unlocked for the next try.
+      await this.admin?.stop().catch(() => undefined);
+      await this.control?.stop().catch(() => undefined);
+      await this.queue.stop().catch(() => undefined);
+      await this.lock?.release();
+      this.lock = undefined;
+      throw err;
+    }
+  }
+
+  private async startParts(): Promise<void> {
     await this.spool.init();
     if (this.deliver) {
       // One writer per spool: a second relay, or an offline `portcullis queue` command, waits or fails.
@@ -292,6 +306,11 @@ export class Relay {
     m.addCollector({ name: 'portcullis_queue_oldest_message_age_seconds', help: 'Age of the oldest queued message (0 when the queue is empty)', collect: (set) => {
       const t = this.queue.stats().oldestReceivedAt;
       set({}, t ? Math.max(0, (Date.now() - t) / 1000) : 0);
+    } });
+    m.addCollector({ name: 'portcullis_ready', help: 'Readiness checks as /readyz runs them (1 ready, 0 not): listeners, spool, disk, plugin:<name>; the check label also has the value "all"', labelNames: ['check'], collect: async (set) => {
+      const r = await this.readiness();
+      for (const c of r.checks) set({ check: c.name }, c.ready ? 1 : 0);
+      set({ check: 'all' }, r.ready ? 1 : 0);
     } });
     m.addCollector({ name: 'portcullis_disk_free_bytes', help: 'Bytes free for the relay on the file system of its spool and, when logging to a file, of its log', labelNames: ['volume'], collect: async (set) => {
       const spool = await freeBytes(this.spool.dir).catch(() => undefined);
