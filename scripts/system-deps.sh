@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite runs for real: clamd (clamav-daemon), dnsmasq
 # (dnsmasq-base), swaks, Postfix (for smtp-sink/smtp-source and the relay-test comparison), and
-# python3-dkim with dnspython and nacl (the independent DKIM verifier/signer of the mailauth tests;
-# nacl for Ed25519), and prometheus for promtool (checks of the /metrics output and the alert rules
-# of examples/monitoring; the Prometheus server it brings is never started).
+# python3-dkim with dnspython, nacl and authres (the independent DKIM/ARC verifier and signer of
+# the mailauth tests; nacl for Ed25519, authres for arcsign), and prometheus for promtool (checks of
+# the /metrics output and the alert rules of examples/monitoring; the Prometheus server it brings is
+# never started).
 # Idempotent: does nothing when every binary is already there. Needs root (CI runs as root).
 set -euo pipefail
 need=()
@@ -14,7 +15,7 @@ command -v swaks >/dev/null || need+=(swaks)
 perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl)
 [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
 command -v promtool >/dev/null || need+=(prometheus)
-{ [ -x /usr/bin/dkimverify ] && /usr/bin/python3 -c 'import dkim, dns.resolver, nacl' 2>/dev/null; } || need+=(python3-dkim python3-dnspython python3-nacl)
+{ [ -x /usr/bin/dkimverify ] && /usr/bin/python3 -c 'import dkim, dns.resolver, nacl, authres' 2>/dev/null; } || need+=(python3-dkim python3-dnspython python3-nacl python3-authres)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "system-deps: missing ${need[*]}; run as root or: sudo apt-get install ${need[*]}" >&2

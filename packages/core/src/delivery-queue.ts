@@ -234,7 +234,7 @@ export class DeliveryQueue {
         routeCache.set(domain, route);
       }
       if (route.hop) {
-        const key = JSON.stringify([route.hop.hosts, route.hop.tls ?? '', route.hop.auth?.user ?? '']);
+        const key = JSON.stringify([route.hop.hosts, route.hop.tls ?? '', route.hop.auth?.user ?? '', route.hop.ca ?? '']);
         const g = groups.get(key) ?? { hop: route.hop, rcpts: [] };
         g.rcpts.push(rcpt);
         groups.set(key, g);

@@ -51,12 +51,14 @@ export class SmtpClient {
     let lastError = 'no next hop answered';
     let lastPermanent = false;
     for (const target of hop.hosts) {
-      const key = `${target.host}:${target.port}`;
+      // Verified connections are pooled apart (by name): an unverified one must never serve them.
+      const addr = `${target.host}:${target.port}`;
+      const key = hop.tls === 'verify' ? `${addr}/verify:${target.name ?? target.host}` : addr;
       let conn: Conn;
       try {
-        conn = await this.acquire(hop, target.host, target.port);
+        conn = await this.acquire(hop, target.host, target.port, key, target.name);
       } catch (err) {
-        lastError = describeError(err, key);
+        lastError = describeError(err, addr);
         lastPermanent = false;
         continue;
       }
@@ -69,7 +71,7 @@ export class SmtpClient {
         }
         for (const r of recipients) if (!perRecipient.has(r)) perRecipient.set(r, { ok: false, permanent: false, response: 'no reply for this recipient' });
         this.release(key, conn);
-        return { host: key, perRecipient };
+        return { host: addr, perRecipient };
       } catch (err) {
         conn.close();
         this.closed(key);
@@ -82,12 +84,12 @@ export class SmtpClient {
           }
           for (const r of recipients) if (!perRecipient.has(r)) perRecipient.set(r, { ok: false, permanent: e.responseCode >= 500, response: e.response });
           // A 4xx to the whole transaction lets the next host try; a 5xx is final.
-          if (e.responseCode >= 500 || hop.hosts.length === 1) return { host: key, perRecipient };
-          lastError = `${key} said: ${e.response}`;
+          if (e.responseCode >= 500 || hop.hosts.length === 1) return { host: addr, perRecipient };
+          lastError = `${addr} said: ${e.response}`;
           lastPermanent = false;
           continue;
         }
-        lastError = describeError(err, key);
+        lastError = describeError(err, addr);
         lastPermanent = false;
       }
     }
@@ -105,8 +107,7 @@ export class SmtpClient {
     this.open.clear();
   }
 
-  private async acquire(hop: NextHop, host: string, port: number): Promise<Conn> {
-    const key = `${host}:${port}`;
+  private async acquire(hop: NextHop, host: string, port: number, key: string, name?: string): Promise<Conn> {
     const list = this.idle.get(key);
     while (list?.length) {
       const { conn, timer } = list.pop()!;
@@ -135,7 +136,7 @@ export class SmtpClient {
       const tls = hop.tls ?? 'opportunistic';
       const plaintext = tls === 'opportunistic' && (this.tlsBroken.get(key) ?? 0) > Date.now();
       try {
-        return await this.connect(hop, host, port, plaintext ? 'none' : tls);
+        return await this.connect(hop, host, port, plaintext ? 'none' : tls, name);
       } catch (err) {
         const e = err as { code?: string; message?: string };
         // nodemailer reports a failed upgrade as ETLS, or as ESOCKET with OpenSSL's message.
@@ -160,10 +161,12 @@ export class SmtpClient {
     this.waiting.get(key)?.shift()?.();
   }
 
-  private async connect(hop: NextHop, host: string, port: number, tls: 'none' | 'opportunistic' | 'required'): Promise<Conn> {
+  private async connect(hop: NextHop, host: string, port: number, tls: 'none' | 'opportunistic' | 'required' | 'verify', name?: string): Promise<Conn> {
     // nodemailer would resolve a host name with the system resolver; only literal IPs or names
     // from /etc/hosts (getaddrinfo) are used here. MX lookups belong to the route hook.
     const address = isIP(host) ? host : (await lookup(host)).address;
+    const servername = name ?? (isIP(host) ? undefined : host);
+    const verify = tls === 'verify';
     const conn = new SMTPConnection({
       host: address,
       port,
@@ -171,8 +174,10 @@ export class SmtpClient {
       secure: false,
       ignoreTLS: tls === 'none',
       opportunisticTLS: tls === 'opportunistic',
-      requireTLS: tls === 'required',
-      tls: { rejectUnauthorized: false, servername: isIP(host) ? undefined : host },
+      requireTLS: tls === 'required' || verify,
+      // Only `verify` checks the certificate (chain and name): elsewhere an unverified TLS session
+      // still beats clear text (RFC 7435), as Postfix's `may` and `encrypt` levels do.
+      tls: verify ? { rejectUnauthorized: true, servername, ...(hop.ca ? { ca: hop.ca } : {}) } : { rejectUnauthorized: false, servername },
       connectionTimeout: this.opts.connectTimeout,
       greetingTimeout: this.opts.connectTimeout,
       socketTimeout: this.opts.socketTimeout,

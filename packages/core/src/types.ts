@@ -61,10 +61,21 @@ export interface Transaction {
 
 /** Where mail for one recipient domain goes. Returned by the `route` hook. */
 export interface NextHop {
-  /** Tried in order, every address of each, before the delivery is deferred. */
-  readonly hosts: ReadonlyArray<{ readonly host: string; readonly port: number }>;
-  /** `opportunistic` (default) upgrades with STARTTLS when offered; `required` fails without; `none` never. */
-  readonly tls?: 'none' | 'opportunistic' | 'required';
+  /**
+   * Tried in order, every address of each, before the delivery is deferred. `name` is the host
+   * name the address was found for (an MX name): the TLS server name, checked against the
+   * certificate with `tls: 'verify'`.
+   */
+  readonly hosts: ReadonlyArray<{ readonly host: string; readonly port: number; readonly name?: string }>;
+  /**
+   * `opportunistic` (default) upgrades with STARTTLS when offered; `required` fails without; `none`
+   * never; `verify` requires STARTTLS and a certificate that chains to a trusted CA (`ca`, else
+   * Node's CA store) and matches the host's `name` (MTA-STS, RFC 8461 section 4.2), else the
+   * delivery is deferred: never sent in clear.
+   */
+  readonly tls?: 'none' | 'opportunistic' | 'required' | 'verify';
+  /** With `tls: 'verify'`: PEM of the CAs to trust instead of Node's store. */
+  readonly ca?: string;
   /** Credentials for AUTH at the next hop. */
   readonly auth?: { readonly user: string; readonly pass: string };
   /** Name for logs, e.g. `static:example.com` or `mx:example.org`. */

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { domainToASCII } from 'node:url';
 import { arc, dkimVerify, dmarc, spf, type ARCResult, type DKIMVerifyResult, type DMARCResult, type SPFResult } from 'mailauth';
 import { reject, tempfail, type Transaction, type Verdict } from '@portcullis/core';
 import type { MailauthResolver } from './dns.js';
@@ -69,7 +70,11 @@ export async function checkMessage(ctx: InboundContext, stream: Readable, txn: T
   const spfPass = spfOutcome?.mailFrom.status.result === 'pass' ? [spfOutcome.mailFrom.domain] : [];
   let dmarcResult: DMARCResult | undefined;
   const fromDomain = (dkim.headerFrom?.[0] ?? '').split('@').pop()!.toLowerCase().replace(/\.$/, '');
-  if (dkim.headerFrom?.length) {
+  // A From: domain that is no DNS name (`From: <<<>>>`) has no DMARC record to find; asking would
+  // only send mailauth looking up junk such as `_dmarc.null`, and any failure there a 451 forever.
+  // (An internationalised domain counts by its A-label.)
+  const fromUsable = /^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(domainToASCII(fromDomain));
+  if (dkim.headerFrom?.length && fromUsable) {
     const dkimPass = (dkim.results ?? []).filter((r) => r.status.result === 'pass');
     dmarcResult =
       (await dmarc({
@@ -91,7 +96,7 @@ export async function checkMessage(ctx: InboundContext, stream: Readable, txn: T
   if (dkim.results?.length) for (const r of dkim.results) rows.push(dkimRow(r.info));
   else rows.push('dkim=none');
   if (arcResult?.info) rows.push(arcResult.info);
-  rows.push(dmarcResult?.info ?? 'dmarc=none');
+  rows.push(dmarcResult?.info ?? (dkim.headerFrom?.length && !fromUsable ? 'dmarc=permerror (From: domain is not a valid domain name)' : 'dmarc=none'));
   const authResults = `${ctx.authservId};` + rows.map((r) => `\r\n ${fold(r)}`).join(';');
 
   const excepted = isException(o, fromDomain) || isException(o, txn.mailFrom.domain);

@@ -60,8 +60,12 @@ export default definePlugin({
     /** Outbound (signed, not checked): trusted networks and authenticated users. */
     const isOutbound = (s: Session) => !!s.user || trusted.contains(s.remoteAddress);
     const keysFor = (fromDomain: string | undefined) => {
-      const own = fromDomain ? keys.get(fromDomain) : undefined;
-      if (own) return { domain: fromDomain!, keys: own };
+      // The From: domain's own keys, else its nearest parent's: `d=example.com` on mail from
+      // news.example.com still aligns under DMARC's default (relaxed) alignment.
+      for (let d = fromDomain; d && d.includes('.'); d = d.slice(d.indexOf('.') + 1)) {
+        const own = keys.get(d);
+        if (own) return { domain: d, keys: own };
+      }
       if (opts.sign.fallbackDomain) return { domain: opts.sign.fallbackDomain, keys: keys.get(opts.sign.fallbackDomain)! };
       return undefined;
     };

@@ -8,7 +8,7 @@ import relayPolicy from '@portcullis/relay-policy';
 import mailauth from '../src/index.js';
 import { Dnsmasq } from '../../mx-router/test/support/dnsmasq.js';
 import { ServfailUpstream } from '../../mx-router/test/support/servfail-upstream.js';
-import { dkimsign, dkimTxtLine } from './support/dkim-tools.js';
+import { arcseal, dkimsign, dkimTxtLine } from './support/dkim-tools.js';
 
 /*
  * Inbound checks over SMTP. The Internet client is 127.0.0.9 (EHLO client.test unless a test says
@@ -51,7 +51,7 @@ describe('inbound SPF, DKIM, DMARC and Authentication-Results over SMTP (dnsmasq
     'txt-record=_dmarc.strict.test,"v=DMARC1; p=reject; adkim=s; aspf=s"',
     'txt-record=mail.strict.test,"v=spf1 ip4:127.0.0.9 -all"',
     `server=/dmarctemp.test/${servfail.target}`,
-    ...['signer.test', 'rel.test', 'strict.test'].map((d) => dkimTxtLine(d, 'sel', keyPems[d]!)),
+    ...['signer.test', 'rel.test', 'strict.test', 'forwarder.test'].map((d) => dkimTxtLine(d, 'sel', keyPems[d]!)),
   ];
 
   const relayConfig = (server: string) => ({
@@ -64,7 +64,7 @@ describe('inbound SPF, DKIM, DMARC and Authentication-Results over SMTP (dnsmasq
   });
 
   before(async () => {
-    for (const d of ['signer.test', 'rel.test', 'strict.test']) {
+    for (const d of ['signer.test', 'rel.test', 'strict.test', 'forwarder.test']) {
       // PKCS#1 PEM: the form python3-dkim's dkimsign reads.
       const pem = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs1', format: 'pem' }).toString();
       keyPems[d] = pem;
@@ -192,6 +192,28 @@ describe('inbound SPF, DKIM, DMARC and Authentication-Results over SMTP (dnsmasq
     });
   });
 
+  describe('ARC', () => {
+    /** A signed message a list at forwarder.test changed (breaking DKIM) and then ARC-sealed. */
+    const forwarded = async () => {
+      const original = await signed('a@signer.test', 'signer.test');
+      const changed = ('Authentication-Results: forwarder.test; dkim=pass header.d=signer.test\r\n' + original).replace('Hello Bob.', 'Hello Bob.\r\n-- \r\nlist footer');
+      return (await arcseal(changed, 'sel', 'forwarder.test', keyFiles['forwarder.test']!, 'forwarder.test')).replace(/\r?\n/g, '\r\n');
+    };
+
+    it('reports arc=pass for a valid ARC chain sealed by a forwarder, next to the broken DKIM signature', async () => {
+      const o = await send({ mailFrom: 'a@none.test', raw: await forwarded() });
+      const ar = ours(o.delivered!);
+      assert.match(ar, /arc=pass .*smtp\.remote-ip=127\.0\.0\.9|arc=pass/);
+      assert.match(ar, /dkim=fail .*header\.i=@signer\.test/);
+    });
+
+    it('reports arc=fail when the sealed message is changed after sealing', async () => {
+      const raw = (await forwarded()).replace('Subject: hello', 'Subject: hello, changed');
+      const o = await send({ mailFrom: 'a@none.test', raw });
+      assert.match(ours(o.delivered!), /arc=fail/);
+    });
+  });
+
   describe('DMARC', () => {
     it('rejects a p=reject failure at end of DATA with 550 5.7.1 naming the From: domain', async () => {
       const o = await send({ mailFrom: 'a@pass.test', raw: message('boss@rej.test') });
@@ -238,6 +260,22 @@ describe('inbound SPF, DKIM, DMARC and Authentication-Results over SMTP (dnsmasq
     it('answers 451 4.4.3 when the DMARC lookup fails (SERVFAIL), never 550', async () => {
       const o = await send({ mailFrom: 'a@pass.test', raw: message('a@dmarctemp.test') });
       assert.equal(o.data, '451 4.4.3 Temporary DNS failure checking DKIM/DMARC for dmarctemp.test, try again later');
+    });
+  });
+
+  describe('malformed input', () => {
+    it('reports dmarc=permerror for a From: whose domain is no valid DNS name, and delivers it (no 451 loop)', async () => {
+      const raw = 'From: <<<>>>\r\nTo: bob@dest.test\r\nSubject: odd\r\n\r\nbody\r\n';
+      const o = await send({ mailFrom: 'a@pass.test', raw });
+      assert.equal(o.data?.slice(0, 3), '250', JSON.stringify(o));
+      assert.match(ours(o.delivered!), /dkim=none.*dmarc=permerror \(From: domain is not a valid domain name\)/);
+    });
+
+    it('reports a syntactically broken DKIM-Signature without failing the message', async () => {
+      const raw = message('a@pass.test', 'DKIM-Signature: v=1; a=rsa-sha256; d=pass.test; s=nokey; h=from; bh=AAAA; b=AAAA\r\n');
+      const o = await send({ mailFrom: 'a@pass.test', raw });
+      assert.equal(o.data?.slice(0, 3), '250', JSON.stringify(o));
+      assert.match(ours(o.delivered!), /dkim=(fail|neutral|permerror)/);
     });
   });
 

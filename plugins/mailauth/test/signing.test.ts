@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CaptureServer, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
-import relayPolicy from '@portcullis/relay-policy';
+import { writeFileSync } from 'node:fs';
+import { CaptureServer, selfSignedFiles, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import relayPolicy, { userLine } from '@portcullis/relay-policy';
 import mailauth, { generateSigningKey, MailauthCounters, type Counters } from '../src/index.js';
 import { Dnsmasq } from '../../mx-router/test/support/dnsmasq.js';
 import { dkimTxtLine, dkimverify } from './support/dkim-tools.js';
@@ -23,10 +24,14 @@ describe('DKIM signing of outbound mail, verified by python3-dkim against dnsmas
   let relay: TestRelay;
   let strictRelay: TestRelay;
 
+  let tlsFiles: { key: string; cert: string };
+  const usersFile = path.join(dir, 'users.passwd');
   const config = (withFallback: boolean) => ({
     dns: { servers: [dns.server], timeout: '1s' },
+    tls: { key: tlsFiles.key, cert: tlsFiles.cert },
+    listen: [{ host: '127.0.0.1', port: 0, greetingDelay: 0, tls: 'starttls' as const, auth: 'optional' as const }],
     plugins: [
-      { use: 'relay-policy', with: { domains: { 'dest.test': { nexthop: sink.address, tls: 'none' } }, trustedNetworks: ['127.0.0.1/32'] } },
+      { use: 'relay-policy', with: { domains: { 'dest.test': { nexthop: sink.address, tls: 'none' } }, trustedNetworks: ['127.0.0.1/32'], users: usersFile } },
       {
         use: 'mailauth',
         with: {
@@ -49,6 +54,8 @@ describe('DKIM signing of outbound mail, verified by python3-dkim against dnsmas
   before(async () => {
     const made = [key('example.test', 'rsa2026', 'rsa'), key('example.test', 'ed2026', 'ed25519'), key('fallback.test', 'fb', 'rsa')];
     sink = await CaptureServer.start();
+    tlsFiles = await selfSignedFiles();
+    writeFileSync(usersFile, (await userLine('alice@example.test', 'correct horse')) + '\n', { mode: 0o600 });
     dns = await Dnsmasq.start({
       lines: made.map((m) => dkimTxtLine(m.name.split('._domainkey.')[1]!, m.name.split('._domainkey.')[0]!, readFileSync(m.file, 'utf8'))),
     });
@@ -66,9 +73,9 @@ describe('DKIM signing of outbound mail, verified by python3-dkim against dnsmas
   const message = (from: string, subject = 'Quarterly figures') =>
     `From: Alice <${from}>\r\nTo: bob@dest.test\r\nSubject: ${subject}\r\nDate: Tue, 01 Dec 2026 09:00:00 +0000\r\nMessage-ID: <${Math.random().toString(36).slice(2)}@example.test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello Bob,\r\n\r\nthe figures are attached in spirit.\r\n \r\n\r\n`;
 
-  async function deliver(r: TestRelay, raw: string, localAddress = '127.0.0.1'): Promise<Buffer> {
+  async function deliver(r: TestRelay, raw: string, localAddress = '127.0.0.1', auth?: { user: string; pass: string }): Promise<Buffer> {
     const before = sink.messages.length;
-    const res = await sendMail({ port: r.port, localAddress, from: 'alice@example.test', to: 'bob@dest.test', raw });
+    const res = await sendMail({ port: r.port, localAddress, from: 'alice@example.test', to: 'bob@dest.test', raw, auth });
     assert.equal(res.code, 250, res.response);
     await sink.waitFor(before + 1);
     return sink.messages[before]!.raw;
@@ -100,6 +107,14 @@ describe('DKIM signing of outbound mail, verified by python3-dkim against dnsmas
     assert.equal((await dkimverify(bodyChanged, dns.port, 0)).ok, false);
   });
 
+  it('signs mail from a subdomain without its own key with the parent domain (relaxed alignment), which verifies', async () => {
+    const got = await deliver(relay, message('news@news.example.test'));
+    const sigs = signatures(got);
+    assert.equal(sigs.length, 2);
+    assert.ok(sigs.every((sig) => sig.includes('d=example.test;')), sigs.join('\n'));
+    assert.ok((await dkimverify(got, dns.port, 0)).ok);
+  });
+
   it('signs mail whose From: domain has no key with the fallback domain, which verifies', async () => {
     const got = await deliver(relay, message('carol@nokey.test'));
     const sigs = signatures(got);
@@ -116,9 +131,17 @@ describe('DKIM signing of outbound mail, verified by python3-dkim against dnsmas
     assert.equal(counters.get('dkim.sign.unsigned'), before + 1);
   });
 
-  it('does not sign mail from an anonymous Internet client', async () => {
+  it('does not sign mail from an anonymous Internet client (it is checked instead)', async () => {
     const got = await deliver(relay, message('alice@example.test'), '127.0.0.9');
     assert.equal(signatures(got).length, 0);
+    assert.match(got.toString('latin1'), /^Authentication-Results: relay\.test;/m);
+  });
+
+  it('signs mail of an authenticated user on an Internet address, and runs no inbound checks on it', async () => {
+    const got = await deliver(relay, message('alice@example.test'), '127.0.0.9', { user: 'alice@example.test', pass: 'correct horse' });
+    assert.equal(signatures(got).length, 2);
+    assert.ok((await dkimverify(got, dns.port, 0)).ok);
+    assert.doesNotMatch(got.toString('latin1'), /^Authentication-Results:/im);
   });
 
   it('writes keygen key files readable by the owner only', () => {

@@ -4,12 +4,19 @@ import { MxRouter, type ConfiguredHop, type DnsResolver } from './mx-router.js';
 import { normaliseName } from './mx-order.js';
 import { canonicalIp, OwnAddresses } from './own-addresses.js';
 import { findStaticRoute } from './static-routes.js';
+import { MtaSts, mxAllowed } from './mta-sts.js';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 
 export { MxRouter, addressLiteral, type ConfiguredHop, type DnsResolver, type MxRouterOptions } from './mx-router.js';
 export { orderMx, orderAddresses, shuffle, normaliseName, type MxRecord, type IpPreference, type Random } from './mx-order.js';
 export { OwnAddresses, canonicalIp, splitHostPort } from './own-addresses.js';
 export { classifyDnsError, type DnsFailure } from './dns-errors.js';
 export { findStaticRoute } from './static-routes.js';
+export { MtaSts, mxAllowed, type CachedPolicy, type StsResultType } from './mta-sts.js';
+
+/** Container token of the router's MtaSts (policy cache and TLS-RPT style counters). */
+export const MtaStsToken = Symbol.for('portcullis.mx-router.mta-sts');
 
 const tlsMode = z.enum(['none', 'opportunistic', 'required']);
 
@@ -44,6 +51,24 @@ export const options = z.strictObject({
   maxMxHosts: z.number().int().min(1).max(100).default(10),
   /** Addresses tried per domain and attempt, in total. */
   maxAddresses: z.number().int().min(1).max(100).default(20),
+  /** MTA-STS (RFC 8461) for MX delivery (not for static routes or the smart host). */
+  mtaSts: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** PEM file of the CAs trusted for policy hosts and, in enforce mode, MX hosts; default Node's CA store. */
+      ca: z.string().min(1).optional(),
+      /** HTTPS port of the policy host; RFC 8461 says 443 (tests use a high port). */
+      port: z.number().int().min(1).max(65535).default(443),
+      fetchTimeout: duration().default(10_000),
+      maxPolicySize: z.number().int().min(1024).max(1024 * 1024).default(64 * 1024),
+      /** How often cached policies are fetched again (before they expire). */
+      refreshInterval: duration().default(86_400_000),
+      /** JSON file the policy cache survives restarts in (relative to the config file); default memory only. */
+      cacheFile: z.string().min(1).optional(),
+      /** How often the TLS-RPT style counters are logged. */
+      reportInterval: duration().default(86_400_000),
+    })
+    .prefault({}),
 });
 
 export type MxRouterPluginOptions = z.input<typeof options>;
@@ -61,7 +86,7 @@ function toConfigured(h: z.output<typeof hopSchema>): ConfiguredHop {
 export default definePlugin({
   name: 'mx-router',
   options,
-  setup(opts, ctx) {
+  async setup(opts, ctx) {
     const config = ctx.container.isRegistered(Tokens.Config, true) ? ctx.container.resolve<RelayConfig>(Tokens.Config) : undefined;
     let resolver: DnsResolver;
     if (opts.dnsServers) {
@@ -86,19 +111,100 @@ export default definePlugin({
     for (const [key, hop] of Object.entries(opts.routes)) routes.set(key.startsWith('.') ? `.${normaliseName(key.slice(1))}` : normaliseName(key), toConfigured(hop));
     const smarthost = opts.smarthost ? toConfigured(opts.smarthost) : undefined;
 
+    const stsOpts = opts.mtaSts;
+    let ca: string | undefined;
+    if (stsOpts.ca) {
+      const file = path.resolve(ctx.configDir, stsOpts.ca);
+      try {
+        ca = readFileSync(file, 'utf8');
+      } catch (err) {
+        throw new Error(`mtaSts.ca: cannot read ${file}: ${(err as Error).message}`);
+      }
+    }
+    const sts = stsOpts.enabled
+      ? new MtaSts(resolver as unknown as ConstructorParameters<typeof MtaSts>[0], {
+          ca,
+          port: stsOpts.port,
+          fetchTimeout: stsOpts.fetchTimeout,
+          maxPolicySize: stsOpts.maxPolicySize,
+          refreshInterval: stsOpts.refreshInterval,
+          cacheFile: stsOpts.cacheFile ? path.resolve(ctx.configDir, stsOpts.cacheFile) : undefined,
+        }, ctx.log)
+      : undefined;
+    await sts?.start();
+    if (sts) ctx.container.registerInstance(MtaStsToken, sts);
+    const report = sts ? setInterval(() => ctx.log.info({ tlsReport: sts.report() }, 'MTA-STS: TLS report counters'), stsOpts.reportInterval) : undefined;
+    report?.unref();
+    /** Recipient domain → the policy mode its last route used, for the delivery observers. */
+    const modeOf = (domain: string) => sts?.cached(domain)?.mode;
+
+    /** MX routing under the domain's MTA-STS policy (RFC 8461 section 5). */
+    const routeMx = async (d: string): Promise<NextHop | Verdict> => {
+      const policy = sts && !d.startsWith('[') ? await sts.policyFor(d) : undefined;
+      if (!policy || policy.mode === 'none') return router.route(d);
+      if (policy.mode === 'enforce') {
+        const result = await router.route(d, (mx) => mxAllowed(mx, policy));
+        if ('kind' in result) {
+          if (result.reply?.enhanced === '4.7.5') sts!.count(d, 'validation-failure');
+          ctx.log.warn({ domain: d, policy: policy.mx, reply: result.reply }, 'MTA-STS enforce: no MX host matches the policy, deferred');
+          return result;
+        }
+        // Only verified TLS to a host named in the policy: a failed check defers, never clear text.
+        return { ...result, tls: 'verify', ca, name: `${result.name ?? `mx:${d}`} (mta-sts enforce)` };
+      }
+      // testing: deliver as without a policy, and report what enforce would have refused.
+      const result = await router.route(d);
+      if (!('kind' in result)) {
+        const names = [...new Set(result.hosts.map((h) => h.name).filter((n): n is string => !!n))];
+        const outside = names.filter((n) => !mxAllowed(n, policy));
+        if (outside.length) {
+          sts!.count(d, 'validation-failure');
+          ctx.log.warn({ domain: d, mx: outside, policy: policy.mx }, 'MTA-STS testing: MX hosts outside the policy (delivered anyway; enforce would defer)');
+        }
+      }
+      return result;
+    };
+
     return {
-      async route(domain): Promise<NextHop | Verdict> {
-        const d = normaliseName(domain);
-        const r = findStaticRoute(routes, d);
-        const result = r
-          ? await router.routeConfigured(d, r, `static:${d}`)
-          : smarthost
-            ? await router.routeConfigured(d, smarthost, 'smarthost')
-            : await router.route(d);
-        if ('kind' in result) ctx.log.info({ domain: d, reply: result.reply }, 'no next hop');
-        else ctx.log.debug({ domain: d, hop: result.name, hosts: result.hosts }, 'routed');
-        return result;
+      hooks: {
+        async route(domain): Promise<NextHop | Verdict> {
+          const d = normaliseName(domain);
+          const r = findStaticRoute(routes, d);
+          const result = r
+            ? await router.routeConfigured(d, r, `static:${d}`)
+            : smarthost
+              ? await router.routeConfigured(d, smarthost, 'smarthost')
+              : await routeMx(d);
+          if ('kind' in result) ctx.log.info({ domain: d, reply: result.reply }, 'no next hop');
+          else ctx.log.debug({ domain: d, hop: result.name, hosts: result.hosts }, 'routed');
+          return result;
+        },
+        // TLS-RPT style outcomes (RFC 8460 result types) for domains with a policy.
+        delivered(e) {
+          const d = normaliseName(e.recipient.slice(e.recipient.lastIndexOf('@') + 1));
+          if (sts && modeOf(d) && modeOf(d) !== 'none') sts.count(d, 'success');
+        },
+        deferred(e) {
+          const d = normaliseName(e.recipient.slice(e.recipient.lastIndexOf('@') + 1));
+          if (!sts || modeOf(d) !== 'enforce') return;
+          const type = tlsFailureType(e.response);
+          if (!type) return;
+          sts.count(d, type);
+          ctx.log.warn({ domain: d, rcpt: e.recipient, response: e.response, result: type }, 'MTA-STS enforce: TLS to the MX failed, deferred');
+        },
+      },
+      close() {
+        if (report) clearInterval(report);
+        sts?.stop();
       },
     };
   },
 });
+
+/** The RFC 8460 result type of a failed delivery's response, when it is a TLS failure. */
+function tlsFailureType(response: string): 'starttls-not-supported' | 'certificate-host-mismatch' | 'certificate-not-trusted' | undefined {
+  if (/altnames|Hostname\/IP does not match|ERR_TLS_CERT_ALTNAME_INVALID/i.test(response)) return 'certificate-host-mismatch';
+  if (/certificate|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|CERT_/i.test(response)) return 'certificate-not-trusted';
+  if (/STARTTLS|ETLS/i.test(response)) return 'starttls-not-supported';
+  return undefined;
+}

@@ -59,8 +59,11 @@ export class MxRouter {
     private readonly opts: MxRouterOptions,
   ) {}
 
-  /** Routes a domain by DNS. */
-  async route(rawDomain: string): Promise<NextHop | Verdict> {
+  /**
+   * Routes a domain by DNS. `allowMx`, when given (an MTA-STS policy in enforce mode), keeps only
+   * the MX hosts it accepts; when it accepts none the recipient is deferred, never sent elsewhere.
+   */
+  async route(rawDomain: string, allowMx?: (exchange: string) => boolean): Promise<NextHop | Verdict> {
     const domain = normaliseName(rawDomain);
     const literal = addressLiteral(domain);
     if (literal !== undefined) {
@@ -73,10 +76,10 @@ export class MxRouter {
     if (!ascii || !/^[a-z0-9_.-]+$/.test(ascii) || ascii.includes('..') || ascii.startsWith('.')) {
       return reject(550, '5.1.2', `Invalid recipient domain ${JSON.stringify(rawDomain)}`);
     }
-    return this.routeByDns(ascii);
+    return this.routeByDns(ascii, allowMx);
   }
 
-  private async routeByDns(domain: string): Promise<NextHop | Verdict> {
+  private async routeByDns(domain: string, allowMx?: (exchange: string) => boolean): Promise<NextHop | Verdict> {
     let records: MxRecord[];
     try {
       records = await this.resolver.resolveMx(domain);
@@ -84,16 +87,20 @@ export class MxRouter {
       const f = classifyDnsError(err);
       if (f.kind === 'nxdomain') return reject(550, '5.1.2', `Domain ${domain} does not exist (DNS: NXDOMAIN)`);
       if (f.kind === 'temporary') return tempfail(451, '4.4.3', `MX lookup for ${domain} failed (DNS: ${describeDnsCode(f.code)}), will retry`);
-      return this.implicitMx(domain);
+      return this.implicitMx(domain, allowMx);
     }
-    if (!records.length) return this.implicitMx(domain);
+    if (!records.length) return this.implicitMx(domain, allowMx);
 
     // RFC 7505: a single MX with the root as exchange says the domain takes no mail. A null MX
     // mixed with real ones is a misconfiguration; the real ones are used.
     const real = records.filter((r) => normaliseName(r.exchange) !== '');
     if (!real.length) return reject(556, '5.1.10', `Domain ${domain} accepts no mail (null MX, RFC 7505)`);
 
-    const ordered = orderMx(real, this.opts.random).slice(0, this.opts.maxMxHosts);
+    const allowed = allowMx ? real.filter((r) => allowMx(normaliseName(r.exchange))) : real;
+    if (!allowed.length) {
+      return tempfail(451, '4.7.5', `MTA-STS policy of ${domain} allows none of its MX hosts (${real.map((r) => normaliseName(r.exchange)).join(', ')}), will retry`);
+    }
+    const ordered = orderMx(allowed, this.opts.random).slice(0, this.opts.maxMxHosts);
     const resolved = await Promise.all(ordered.map((mx) => this.addressesOf(mx.exchange)));
     const own = this.opts.ownAddresses();
 
@@ -102,13 +109,13 @@ export class MxRouter {
     ordered.forEach((mx, i) => {
       if (resolved[i]!.addresses.some((a) => own.has(a, this.opts.port))) cutoff = Math.min(cutoff, mx.priority);
     });
-    const hosts: Array<{ host: string; port: number }> = [];
+    const hosts: Array<{ host: string; port: number; name?: string }> = [];
     let temporary: string | undefined;
     ordered.forEach((mx, i) => {
       if (mx.priority >= cutoff) return;
       const r = resolved[i]!;
       temporary ??= r.temporary;
-      for (const host of r.addresses) hosts.push({ host, port: this.opts.port });
+      for (const host of r.addresses) hosts.push({ host, port: this.opts.port, name: normaliseName(mx.exchange) });
     });
     if (!hosts.length) {
       if (temporary) return tempfail(451, '4.4.3', `Address lookup for the MX hosts of ${domain} failed (DNS: ${describeDnsCode(temporary)}), will retry`);
@@ -161,17 +168,18 @@ export class MxRouter {
     return { addresses, temporary };
   }
 
-  private async implicitMx(domain: string): Promise<NextHop | Verdict> {
+  private async implicitMx(domain: string, allowMx?: (exchange: string) => boolean): Promise<NextHop | Verdict> {
     // RFC 5321 section 5.1: no MX records, the domain's own address is an implicit MX of preference 0.
+    if (allowMx && !allowMx(domain)) return tempfail(451, '4.7.5', `MTA-STS policy of ${domain} does not allow its implicit MX ${domain}, will retry`);
     const r = await this.addressesOf(domain);
     if (!r.addresses.length) {
       if (r.temporary) return tempfail(451, '4.4.3', `Address lookup for ${domain} failed (DNS: ${describeDnsCode(r.temporary)}), will retry`);
       return reject(550, '5.1.2', `Domain ${domain} has no MX and no ${this.familyText()} address record`);
     }
-    return this.finish(domain, r.addresses.map((host) => ({ host, port: this.opts.port })), 'mx');
+    return this.finish(domain, r.addresses.map((host) => ({ host, port: this.opts.port, name: domain })), 'mx');
   }
 
-  private finish(domain: string, hosts: Array<{ host: string; port: number }>, kind: string): NextHop | Verdict {
+  private finish(domain: string, hosts: Array<{ host: string; port: number; name?: string }>, kind: string): NextHop | Verdict {
     const own = this.opts.ownAddresses();
     const kept = dedupe(hosts).filter((h) => !own.has(h.host, h.port));
     if (!kept.length) return reject(554, '5.4.6', LOOP_TEXT(domain));
@@ -199,7 +207,7 @@ function ipLiteral(text: string): string | undefined {
   return isIP(bare) ? bare.toLowerCase() : undefined;
 }
 
-function dedupe(hosts: Array<{ host: string; port: number }>): Array<{ host: string; port: number }> {
+function dedupe<T extends { host: string; port: number }>(hosts: T[]): T[] {
   const seen = new Set<string>();
   return hosts.filter((h) => {
     const k = `${h.host} ${h.port}`;

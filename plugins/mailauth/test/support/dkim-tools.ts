@@ -34,6 +34,17 @@ export async function dkimsign(message: string, selector: string, domain: string
   return r.out;
 }
 
+/**
+ * ARC-seals a message with python3-dkim's arcsign as forwarder `domain` (which must carry an
+ * Authentication-Results field with authserv-id `srvId`); returns the sealed message.
+ */
+export async function arcseal(message: string, selector: string, domain: string, keyFile: string, srvId: string): Promise<string> {
+  const r = await run(PYTHON, ['/usr/bin/arcsign', selector, domain, keyFile, srvId], message);
+  if (r.code !== 0 || !/^ARC-Seal:/im.test(r.out)) throw new Error(`arcsign failed: ${r.out.slice(0, 500)}`);
+  // arcsign logs to stderr (merged into out by run()); the message starts at the first ARC field.
+  return r.out.slice(r.out.search(/^ARC-/m));
+}
+
 /** dnsmasq `txt-record=` line publishing a key: the text split into strings of at most 255 bytes. */
 export function dkimTxtLine(domain: string, selector: string, privatePem: string): string {
   const text = txtRecordValue(privatePem);
