@@ -89,7 +89,7 @@ describe('/readyz', function () {
     it('answers 503 while the disk guard trips (free space below the limit), and 200 once space is freed', async () => {
       const spoolDir = path.join(mount, 'spool');
       mkdirSync(spoolDir);
-      relay = await startTestRelay({ spoolDir, config: { admin: { enabled: true, port: 0, minFreeSpace: '4MB' } } });
+      relay = await startTestRelay({ spoolDir, config: { admin: { enabled: true, port: 0 }, spool: { minFree: '4MB' } } });
       const admin = relay.relay.adminAddress()!.port;
       assert.equal((await readyz(admin)).status, 200);
       const filler = path.join(mount, 'filler');
@@ -97,7 +97,9 @@ describe('/readyz', function () {
       const full = await readyz(admin);
       assert.equal(full.status, 503);
       assert.equal(check(full.report, 'disk')!.ready, false);
-      assert.match(check(full.report, 'disk')!.detail!, /bytes free on the spool's file system, below 4194304/);
+      assert.match(check(full.report, 'disk')!.detail!, /bytes free on the spool's file system, below 4194304: MAIL FROM gets 452 4\.3\.1/);
+      // The same guard refuses new mail meanwhile.
+      assert.match((await sendMail({ port: relay.port, from: 'a@client.test', to: 'b@example.com', subject: 'full', text: 'x' })).response, /^452 4\.3\.1 /);
       rmSync(filler);
       const freed = await readyz(admin);
       assert.equal(freed.status, 200, JSON.stringify(freed.report));

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Starts the three parts of the example in this terminal: the internal mail server, the internet
-# sink and the relay. Ctrl-C stops all three, and so does the relay exiting. The internal server
+# Starts the parts of the example in this terminal: the block list's DNS server, the internal mail
+# server, the internet sink and the relay. Ctrl-C stops them all, and so does the relay exiting. The internal server
 # and the sink may be stopped and started again on their own (README, step h): their process ids
 # are in var/internal-server.pid and var/internet-sink.pid.
 # Run `sh setup.sh` once first.
@@ -23,6 +23,13 @@ stop() {
 trap 'stop; exit 0' INT TERM
 trap stop EXIT
 
+# The example's block list (blocklist.conf). Without dnsmasq the relay still runs: its lookups get
+# no answer, and a block list that does not answer refuses nobody.
+if [ -x /usr/sbin/dnsmasq ]; then
+  /usr/sbin/dnsmasq --keep-in-foreground --conf-file=blocklist.conf --log-facility=var/dnsmasq.log $( [ "$(id -u)" -eq 0 ] && echo --user=root ) & pids+=($!)
+else
+  echo "run.sh: /usr/sbin/dnsmasq not found (apt-get install dnsmasq-base): the block list is not served" >&2
+fi
 node internal-server.mjs & pids+=($!); echo $! > var/internal-server.pid
 node internet-sink.mjs & pids+=($!); echo $! > var/internet-sink.pid
 # The relay's logs are JSON lines: into var/relay.log, to keep this terminal readable.

@@ -12,7 +12,7 @@ import { parse, stringify } from 'yaml';
 import { CLI, Child, EXAMPLE, freePort, replyTo, swaks, waitFor } from './support.js';
 
 /** The fixed ports of the example files, and what listens there. */
-const FIXED = { mx: 2525, submission: 2587, internal: 2626, sink: 2727 } as const;
+const FIXED = { mx: 2525, submission: 2587, internal: 2626, sink: 2727, dns: 2553 } as const;
 const PASSWORD = 'demo-password-alice'; // setup.sh's documented demo default
 const ALICE = ['--auth-user', 'alice@example.test', '--auth-password', PASSWORD];
 
@@ -20,7 +20,7 @@ describe('examples/edge-relay: the README walkthrough', function () {
   let dir: string;
   let config: string;
   let mailstore: string;
-  const port = { mx: 0, submission: 0, internal: 0, sink: 0 };
+  const port = { mx: 0, submission: 0, internal: 0, sink: 0, dns: 0 };
   let internal: Child;
   let sink: Child;
   let relay: Child;
@@ -70,8 +70,16 @@ describe('examples/edge-relay: the README walkthrough', function () {
     const replaced = text.replaceAll(`127.0.0.1:${FIXED.internal}`, `127.0.0.1:${port.internal}`).replaceAll(`127.0.0.1:${FIXED.sink}`, `127.0.0.1:${port.sink}`);
     assert.equal(replaced.split(`127.0.0.1:${port.internal}`).length - 1, 2, 'both hosted domains go to the internal server');
     assert.equal(replaced.split(`127.0.0.1:${port.sink}`).length - 1, 1, 'the smart host is the internet sink');
+    assert.ok(text.includes(`127.0.0.1:${FIXED.dns}`), 'the block list server');
+    const withDns = replaced.replaceAll(`127.0.0.1:${FIXED.dns}`, `127.0.0.1:${port.dns}`);
     config = path.join(dir, 'portcullis.yaml');
-    writeFileSync(config, replaced);
+    writeFileSync(config, withDns);
+    // The block list's dnsmasq, as run.sh starts it, on its free port.
+    const dnsConf = path.join(dir, 'blocklist.conf');
+    writeFileSync(dnsConf, readFileSync(path.join(EXAMPLE, 'blocklist.conf'), 'utf8').replace(`port=${FIXED.dns}`, `port=${port.dns}`));
+    const dns = new Child('dnsmasq', '/usr/sbin/dnsmasq', ['--keep-in-foreground', `--conf-file=${dnsConf}`, '--log-facility=-', '--log-queries', ...(process.getuid?.() === 0 ? ['--user=root'] : [])], {}, path.join(dir, 'dnsmasq.out'));
+    children.push(dns);
+    await dns.waitForOutput(/started, version/);
 
     internal = new Child('internal-server', process.execPath, [path.join(EXAMPLE, 'internal-server.mjs')], { INTERNAL_PORT: String(port.internal), MAILSTORE: mailstore }, path.join(dir, 'internal.out'));
     children.push(internal);
@@ -203,6 +211,30 @@ describe('examples/edge-relay: the README walkthrough', function () {
     assert.equal(r.out.trim(), '1 message(s) due now');
     await waitFor(() => sinkLines().some((l) => l.includes('subject="step h, queued"')), 'the message at the restarted sink');
     await waitFor(() => /^0 messages in the queue$/m.test(portcullis('queue', 'list', '--config', config).out), 'an empty queue');
+  });
+
+  it('(i) refuses a client on the block list at MAIL FROM with 554 5.7.1, naming the list', function () {
+    const r = mx('--from', 'spammer@outside.test', '--to', 'bob@example.test', '--local-interface', '127.0.0.66');
+    assert.equal(replyTo(r.out, 'MAIL FROM:<spammer@outside.test>'), '554 5.7.1 Service unavailable; client [127.0.0.66] blocked using the example block list');
+  });
+
+  it('(j) refuses the 11th simultaneous connection from one address with 421 4.7.0, and still serves the internal server', async function () {
+    const held: RawSmtp[] = [];
+    try {
+      for (let i = 0; i < 10; i++) {
+        const c = await RawSmtp.connect(port.mx, '127.0.0.1', '127.0.0.67');
+        held.push(c);
+        assert.match(await c.read(), /^220 /);
+      }
+      const over = await RawSmtp.connect(port.mx, '127.0.0.1', '127.0.0.67');
+      held.push(over);
+      assert.equal(await over.read(), '421 4.7.0 Too many connections from your address, try again later');
+      const trusted = await RawSmtp.connect(port.mx, '127.0.0.1', '127.0.0.2');
+      held.push(trusted);
+      assert.match(await trusted.read(), /^220 /);
+    } finally {
+      for (const c of held) c.close();
+    }
   });
 
   it('delivered exactly the accepted messages, each once, and nothing that was refused', function () {

@@ -97,11 +97,6 @@ export const adminSchema = z.strictObject({
   token: z.string().min(16, 'a token of at least 16 characters').optional(),
   /** The token read from a file (first line), relative to the config file; keeps it out of the config. */
   tokenFile: z.string().min(1).optional(),
-  /**
-   * /readyz fails while the spool's file system has less free space than this (used until the
-   * MAIL FROM disk guard registers its own state).
-   */
-  minFreeSpace: size().default(100 * 1024 * 1024),
   /** Longest one readiness check (a plugin's) may take before it counts as not ready. */
   readyTimeout: duration().default(2_000),
 });
@@ -121,6 +116,11 @@ export const configSchema = z.strictObject({
   spool: z
     .strictObject({
       dir: z.string().min(1).default('./var/spool'),
+      /**
+       * Free space the spool's file system must keep: below it, MAIL FROM gets 452 4.3.1.
+       * Default: the larger of 1.5 × limits.messageSize and 100MB. 0 turns the guard off.
+       */
+      minFree: size().optional(),
     })
     .prefault({}),
   limits: z
@@ -147,6 +147,22 @@ export const configSchema = z.strictObject({
       minDataRate: z.number().int().min(0).default(256),
       /** The window over which `minDataRate` is measured. */
       dataRateWindow: duration().default(30_000),
+      /** Longest one command line may take to arrive (first byte to CRLF, outside DATA); then 421 4.4.2. 0 = off. */
+      commandTimeout: duration().default(60_000),
+      /** NOOP/RSET/VRFY/EXPN/HELP/ETRN per session before each one counts as an error (Postfix's smtpd_junk_command_limit). */
+      junkCommands: z.number().int().min(0).default(100),
+      /** MAIL commands per session; past it: 421 4.7.0 and close. 0 = no limit. */
+      transactionsPerSession: z.number().int().min(0).default(1000),
+      /** Unrecognised commands per session; past it: 421 4.7.0 and close. */
+      unknownCommands: z.number().int().min(0).default(10),
+      /** Error replies (4xx/5xx) in a session before its commands are slowed down (Postfix's soft error limit). */
+      tarpitAfter: z.number().int().min(0).default(10),
+      /** The pause before each command of a tarpitted session, times the errors past tarpitAfter. 0 = no tarpit. */
+      tarpitDelay: duration().default(1_000),
+      /** The tarpit pause never exceeds this. */
+      tarpitMax: duration().default(10_000),
+      /** Error replies in a session before 421 4.7.0 and close (Postfix's hard error limit). 0 = no limit. */
+      maxErrors: z.number().int().min(0).default(20),
     })
     .prefault({}),
   delivery: z
@@ -169,6 +185,24 @@ export const configSchema = z.strictObject({
       connectTimeout: duration().default(30_000),
       /** Longest a next hop may stay silent during a transaction. */
       socketTimeout: duration().default(120_000),
+    })
+    .prefault({}),
+  sharedState: z
+    .strictObject({
+      /**
+       * Share rate counters, the AUTH failure throttle and the DNSBL cache with every node using the
+       * same Redis. Without it, state stays in this process. When Redis is down, each node falls back
+       * to its own local state (logged, counted) and shares again once it returns.
+       */
+      redis: z
+        .strictObject({
+          url: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL'),
+          /** Prefix of every key; nodes of one cluster use the same. */
+          keyPrefix: z.string().default('portcullis:'),
+          /** Longest one Redis command may take before the node answers from local state. */
+          timeout: duration().default(500),
+        })
+        .optional(),
     })
     .prefault({}),
   dns: z

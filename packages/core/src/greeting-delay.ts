@@ -49,11 +49,17 @@ export async function canOverrideGreetingDelay(expectedHash: string = PINNED_INI
   return checked;
 }
 
-/** Replaces `connection.init` with the library's logic and `delayMs` in place of its 100 ms. */
-export function setGreetingDelay(connection: unknown, delayMs: number): void {
+/**
+ * Replaces `connection.init` with the library's logic and `delayMs` in place of its 100 ms. When
+ * `refusal` returns a reply (the connection gate said no), it is sent at once, without the delay:
+ * a refused flood costs one line per connection.
+ */
+export function setGreetingDelay(connection: unknown, delayMs: number, refusal?: () => { code: number; enhanced: string; text: string } | undefined): void {
   const conn = connection as ConnectionLike;
   conn.init = function init(this: ConnectionLike) {
     this._setListeners(() => {
+      const refused = refusal?.();
+      if (refused) return this.send(refused.code, `${refused.enhanced} ${refused.text}`, false);
       if (this._server.options.maxClients && this._server.connections.size > this._server.options.maxClients) {
         return this.send(421, this.name + ' Too many connected clients, try again in a moment', false);
       }

@@ -40,7 +40,7 @@ export class RelayMetrics {
     const r = [this.registry];
     this.connOpen = new Gauge({ name: 'portcullis_connections_open', help: 'SMTP connections open now, by listener', labelNames: ['listener'], registers: r });
     this.connTotal = new Counter({ name: 'portcullis_connections_total', help: 'SMTP connections accepted by a listener (before any check)', labelNames: ['listener'], registers: r });
-    this.connRefused = new Counter({ name: 'portcullis_connections_refused_total', help: 'Connections refused before the greeting: per_ip_limit, max_clients, policy (a connect hook verdict)', labelNames: ['listener', 'reason'], registers: r });
+    this.connRefused = new Counter({ name: 'portcullis_connections_refused_total', help: 'Connections refused before the greeting: max_clients, policy (a connect hook verdict), or the connection-gate check that refused (connectionsPerIp, or a plugin check)', labelNames: ['listener', 'reason'], registers: r });
     this.txns = new Counter({ name: 'portcullis_transactions_total', help: 'Mail transactions by outcome: accepted (250 after DATA), rejected (5xx), tempfailed (4xx), abandoned (RSET, QUIT or disconnect before the end)', labelNames: ['outcome'], registers: r });
     this.replies = new Counter({ name: 'portcullis_smtp_replies_total', help: 'Replies the relay decided, by SMTP stage, basic code and enhanced code', labelNames: ['stage', 'code', 'enhanced'], registers: r });
     this.verdicts = new Counter({ name: 'portcullis_verdicts_total', help: 'Plugin verdicts by plugin, hook, verdict kind and reason (the enhanced status code; empty for a plain accept)', labelNames: ['plugin', 'hook', 'verdict', 'reason'], registers: r });
@@ -84,7 +84,8 @@ export class RelayMetrics {
   connectionClosed(listener: string): void {
     if (this.enabled) this.connOpen.dec({ listener });
   }
-  connectionRefused(listener: string, reason: 'per_ip_limit' | 'max_clients' | 'policy'): void {
+  /** `reason`: max_clients, policy (a connect hook verdict), or the name of the connection-gate check that refused. */
+  connectionRefused(listener: string, reason: string): void {
     if (this.enabled) this.connRefused.inc({ listener, reason });
   }
   transaction(outcome: 'accepted' | 'rejected' | 'tempfailed' | 'abandoned', size?: number): void {

@@ -11,6 +11,10 @@ import { toAddress } from './address.js';
 import type { ListenerConfig, RelayConfig } from './config-schema.js';
 import { DeliveryQueue } from './delivery-queue.js';
 import { ControlServer } from './control-server.js';
+import { ConnectionGate, perAddressCheck, type ConnectionInfo } from './connection-gate.js';
+import { defaultMinFree, DiskGuard } from './disk-guard.js';
+import { canGuardSessions, SessionGuard } from './session-guard.js';
+import { createSharedState, type SharedState } from './shared-state.js';
 import { canOverrideGreetingDelay, setGreetingDelay } from './greeting-delay.js';
 import { canUseProxyTrust, installProxyCommandTrust, installProxyHeaderTrust, proxyServerOptions } from './proxy-trust.js';
 import { createLogger } from './logger.js';
@@ -25,10 +29,11 @@ import { formatReply, replyError, Replies, type Reply, type Verdict } from './ve
 import { RelayMetrics } from './metrics.js';
 import { AdminServer } from './admin-server.js';
 import { runReadiness, type ReadinessCheck, type ReadinessReport } from './readiness.js';
-import { freeBytes, spoolFreeSpaceGuard, type DiskGuard } from './disk-space.js';
+import { freeBytes } from './disk-space.js';
 import { coreVersion } from './core-version.js';
 import type { LogFileDestination } from './log-destination.js';
 import { SpoolLock } from './spool-lock.js';
+import { RepeatLog } from './repeat-log.js';
 
 export interface RelayOptions {
   readonly config: RelayConfig;
@@ -116,8 +121,6 @@ export class Relay {
   readonly log: Logger;
   readonly spool: Spool;
   readonly metrics: RelayMetrics;
-  /** Where /readyz asks about disk space; the MAIL FROM disk guard registers itself as Tokens.DiskGuard. */
-  private readonly diskGuard: DiskGuard;
   private admin?: AdminServer;
   private lock?: SpoolLock;
   private _driver: PluginDriver;
@@ -131,7 +134,15 @@ export class Relay {
   private readonly servers: Array<{ listener: ListenerConfig; server: SMTPServer; address?: AddressInfo }> = [];
   private readonly sessions = new Map<string, SessionState>();
   private readonly connections = new Map<string, ConnectionLike>();
-  private readonly perIp = new Map<string, number>();
+  /** Connections the gate admitted (each owes it a release when it closes), and those it refused. */
+  private readonly admitted = new Map<string, { info: ConnectionInfo; gate: ConnectionGate }>();
+  private readonly refused = new Map<string, Reply>();
+  private readonly guards = new Map<string, SessionGuard>();
+  /** Replaced on a reload (new plugins add their checks to a new gate); a connection is released by the gate that admitted it. */
+  gate: ConnectionGate;
+  /** The MAIL FROM disk guard; /readyz asks it too. Replaced on a reload (spool.minFree may change). */
+  diskGuard: DiskGuard;
+  readonly sharedState: SharedState;
   private readonly inFlight = new Set<Promise<unknown>>();
   private stopping = false;
   private control?: ControlServer;
@@ -154,9 +165,11 @@ export class Relay {
     this._driver = new PluginDriver(plugins, log, metrics);
     container.registerInstance(Tokens.PluginDriver, this._driver);
     this.spool = container.resolve<Spool>(Tokens.Spool);
+    this.gate = container.resolve<ConnectionGate>(Tokens.ConnectionGate);
+    this.diskGuard = container.resolve<DiskGuard>(Tokens.DiskGuard);
+    this.sharedState = container.resolve<SharedState>(Tokens.SharedState);
     this.queue = new DeliveryQueue(this.spool, this._driver, { hostname: config.hostname, ...config.delivery }, log.child({ part: 'delivery' }), container.resolve<Clock>(Tokens.Clock));
     this.queue.metrics = metrics;
-    this.diskGuard = container.isRegistered(Tokens.DiskGuard, true) ? container.resolve<DiskGuard>(Tokens.DiskGuard) : spoolFreeSpaceGuard(this.spool.dir, config.admin.minFreeSpace);
     this.registerGauges(opts.logFile);
   }
 
@@ -185,9 +198,24 @@ export class Relay {
     if (config.dns.servers?.length) resolver.setServers(config.dns.servers);
     container.registerInstance(Tokens.Resolver, resolver);
     container.registerInstance(Tokens.ListenAddresses, config.listen.map((l) => (l.host.includes(':') ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`)));
+    Relay.registerGateAndGuard(container, config, configDir, log);
+    container.registerInstance(Tokens.SharedState, createSharedState({ redis: config.sharedState.redis && { url: config.sharedState.redis.url, keyPrefix: config.sharedState.redis.keyPrefix, timeoutMs: config.sharedState.redis.timeout } }, log));
     const metrics = new RelayMetrics({ enabled: config.admin.enabled, version: coreVersion });
     const plugins = await loadPlugins(config.plugins, { file, configDir, container, log, builtins: opts.builtins, resolveFrom: opts.resolveFrom, registry: metrics.registry });
     return new Relay(config, configDir, container, log, plugins, opts.deliver ?? true, metrics, file, opts);
+  }
+
+  /**
+   * A new connection gate (the core's per-address check first; plugins add theirs in setup) and
+   * disk guard, registered for the plugins being set up: at start, and again on a reload, so the
+   * new plugins' checks do not pile up on the old gate.
+   */
+  private static registerGateAndGuard(container: DependencyContainer, config: RelayConfig, configDir: string, log: Logger): void {
+    const gate = new ConnectionGate();
+    gate.add(perAddressCheck(config.limits.connectionsPerIp, Replies.tooManyConnections));
+    container.registerInstance(Tokens.ConnectionGate, gate);
+    const spoolDir = path.resolve(configDir, config.spool.dir);
+    container.registerInstance(Tokens.DiskGuard, new DiskGuard(spoolDir, config.spool.minFree ?? defaultMinFree(config.limits.messageSize), log.child({ part: 'disk-guard' })));
   }
 
   /** Opens the spool, starts delivery, then the listeners. */
@@ -264,7 +292,13 @@ export class Relay {
         },
       },
       { name: 'spool', check: () => this.spool.probeWritable().then(() => ({ ready: true }), (err: Error) => ({ ready: false, detail: `not writable: ${err.message}` })) },
-      { name: 'disk', check: async () => { const s = await this.diskGuard.status(); return { ready: !s.tripped, detail: s.detail }; } },
+      {
+        name: 'disk',
+        check: async () => {
+          const s = await this.diskGuard.status();
+          return { ready: !s.tripped, detail: `${s.free} bytes free on the spool's file system${s.tripped ? `, below ${s.minFree}: MAIL FROM gets 452 4.3.1` : ''}` };
+        },
+      },
       ...this.driver.plugins.filter((p) => typeof p.instance.ready === 'function').map((p) => ({ name: `plugin:${p.instance.name}`, check: () => p.instance.ready!() })),
     ];
     return runReadiness(checks, this.config.admin.readyTimeout);
@@ -375,6 +409,7 @@ export class Relay {
     await this.driver.close();
     for (const d of this.retired.keys()) await d.close();
     this.retired.clear();
+    await this.sharedState.close();
     await this.lock?.release();
   }
 
@@ -398,7 +433,7 @@ export class Relay {
       authOptional: true, // enforced in onMailFrom with our own reply text
       allowInsecureAuth: false,
       size: limits.messageSize,
-      maxClients: limits.connections,
+      maxClients: limits.connections, // the hard ceiling for everyone; the gate keeps room for trusted clients below it
       socketTimeout: limits.idleTimeout,
       closeTimeout: 30_000,
       disableReverseLookup: true, // never ask a resolver we did not configure
@@ -431,24 +466,33 @@ export class Relay {
     const del = conns.delete.bind(conns);
     const delay = listener.greetingDelay ?? (listener.auth === 'required' ? 0 : 100);
     this.metrics.listenerKnown(label);
+    // Behind a PROXY protocol balancer the client's address is known only after the header is read:
+    // the gate then runs in onConnect instead.
+    const gateEarly = !listener.proxyProtocol.size;
     conns.add = (c: ConnectionLike) => {
       c._socket?.setNoDelay?.(true);
-      if (override) setGreetingDelay(c, delay);
+      if (gateEarly) this.admit(c, info, label);
+      if (override) setGreetingDelay(c, delay, () => this.refused.get(c.id));
       installProxyCommandTrust(c, listener);
+      if (canGuardSessions(c)) this.guards.set(c.id, SessionGuard.install(c, this.config.limits, this.log.child({ session: c.id })));
       this.connections.set(c.id, c);
-      this.perIp.set(c.remoteAddress, (this.perIp.get(c.remoteAddress) ?? 0) + 1);
       this.metrics.connectionOpened(label);
       const r = add(c);
       // smtp-server answers 421 itself in init() past maxClients: count it here, where it decides.
-      if (conns.size > limits.connections) this.metrics.connectionRefused(label, 'max_clients');
+      if (conns.size > this.config.limits.connections) this.metrics.connectionRefused(label, 'max_clients');
       return r;
     };
     conns.delete = (c: ConnectionLike) => {
       if (this.connections.has(c.id)) this.metrics.connectionClosed(label);
       if (this.connections.delete(c.id)) {
-        const n = (this.perIp.get(c.remoteAddress) ?? 1) - 1;
-        if (n <= 0) this.perIp.delete(c.remoteAddress);
-        else this.perIp.set(c.remoteAddress, n);
+        this.refused.delete(c.id);
+        this.guards.get(c.id)?.dispose();
+        this.guards.delete(c.id);
+        const admitted = this.admitted.get(c.id);
+        if (admitted) {
+          this.admitted.delete(c.id);
+          admitted.gate.release(admitted.info);
+        }
       }
       return del(c);
     };
@@ -472,6 +516,22 @@ export class Relay {
     }) as F;
   }
 
+  /** Runs the connection gate once per connection; a refusal is answered before any greeting. */
+  private admit(c: { id: string; remoteAddress: string }, listener: Session['listener'], label: string): Reply | undefined {
+    if (this.admitted.has(c.id) || this.refused.has(c.id)) return this.refused.get(c.id);
+    const info: ConnectionInfo = { id: c.id, remoteAddress: c.remoteAddress, listener };
+    const gate = this.gate;
+    const decided = gate.decide(info);
+    const reply = decided?.reply;
+    if (decided && reply) {
+      this.metrics.connectionRefused(label, decided.check);
+      this.refused.set(c.id, reply);
+      this.refusals.log(this.log, 'warn', `${formatReply(reply)} ${c.remoteAddress}`, { client: c.remoteAddress, listener: listener.name, reply: formatReply(reply) }, 'connection refused at the gate');
+    } else this.admitted.set(c.id, { info, gate });
+    return reply;
+  }
+  private readonly refusals = new RepeatLog(10_000);
+
   private track(p: Promise<unknown>): void {
     this.inFlight.add(p);
     p.finally(() => this.inFlight.delete(p)).catch(() => undefined);
@@ -491,11 +551,10 @@ export class Relay {
     // advertised nor accepted before TLS: credentials never cross the wire in clear.
     if (!raw.secure && !disabled.includes('AUTH')) raw.disabledCommands = [...disabled, 'AUTH'];
     try {
-      if ((this.perIp.get(raw.remoteAddress) ?? 0) > s.config.limits.connectionsPerIp) {
-        log.warn({ client: raw.remoteAddress, limit: s.config.limits.connectionsPerIp }, 'too many connections from one address');
-        this.metrics.connectionRefused(label, 'per_ip_limit');
-        return cb(replyError(Replies.tooManyConnections));
-      }
+      // Normally decided before the greeting (conns.add); here for PROXY protocol listeners, whose
+      // client address is known only now, and when the greeting override is unavailable.
+      const refused = connection ? this.admit({ id: raw.id, remoteAddress: raw.remoteAddress }, listener, label) : undefined;
+      if (refused) return cb(replyError(refused));
       s.timer = setTimeout(() => {
         log.warn({ client: raw.remoteAddress }, 'session time limit reached');
         connection?.send(Replies.sessionTimeout.code, `${Replies.sessionTimeout.enhanced} ${Replies.sessionTimeout.text}`);
@@ -536,6 +595,7 @@ export class Relay {
       if (s.listener.auth === 'required' && !raw.user) {
         return cb(replyError({ code: 530, enhanced: '5.7.0', text: 'Authentication required' }));
       }
+      if (!(await this.diskGuard.hasRoom(raw.remoteAddress))) return cb(replyError(Replies.insufficientStorage));
       const helo = s.helo ?? '';
       if (s.heloChecked !== helo) {
         const d = await s.driver.verdict('helo', [s, helo], s.log);
@@ -703,6 +763,7 @@ export class Relay {
         ['spool.dir', path.resolve(this.configDir, this.config.spool.dir), path.resolve(this.configDir, next.spool.dir)],
         ['admin', this.config.admin, next.admin],
         ['log.file', this.config.log.file, next.log.file],
+        ['sharedState', this.config.sharedState, next.sharedState],
       ];
       const problems = fixed.filter(([, a, b]) => JSON.stringify(a) !== JSON.stringify(b)).map(([key]) => ({ path: key, message: 'cannot change while the relay runs; restart it to apply this change (the running configuration is kept)' }));
       let tls: { key: Buffer; cert: Buffer } | undefined;
@@ -714,12 +775,25 @@ export class Relay {
         }
       }
       if (problems.length) throw new ConfigError(this.configFile, problems);
-      const plugins = await loadPlugins(next.plugins, { file: this.configFile, configDir: this.configDir, container: this.container, log: this.log, builtins: this.opts.builtins, resolveFrom: this.opts.resolveFrom, registry: this.metrics.registry });
+      // The new plugins see the new config and add their checks to a new gate; on failure the
+      // running ones are put back.
+      this.container.registerInstance(Tokens.Config, next);
+      Relay.registerGateAndGuard(this.container, next, this.configDir, this.log);
+      let plugins: LoadedPlugin[];
+      try {
+        plugins = await loadPlugins(next.plugins, { file: this.configFile, configDir: this.configDir, container: this.container, log: this.log, builtins: this.opts.builtins, resolveFrom: this.opts.resolveFrom, registry: this.metrics.registry });
+      } catch (err) {
+        this.container.registerInstance(Tokens.Config, this._config);
+        this.container.registerInstance(Tokens.ConnectionGate, this.gate);
+        this.container.registerInstance(Tokens.DiskGuard, this.diskGuard);
+        throw err;
+      }
       const driver = new PluginDriver(plugins, this.log, this.metrics);
       const old = this._driver;
       this._driver = driver;
       this._config = next;
-      this.container.registerInstance(Tokens.Config, next);
+      this.gate = this.container.resolve<ConnectionGate>(Tokens.ConnectionGate);
+      this.diskGuard = this.container.resolve<DiskGuard>(Tokens.DiskGuard);
       this.container.registerInstance(Tokens.PluginDriver, driver);
       this.queue.setDriver(driver, { hostname: next.hostname, ...next.delivery });
       for (const { server } of this.servers) {

@@ -20,11 +20,11 @@ export const Tokens = {
   Session: Symbol.for('portcullis.Session'),
   /** The addresses the relay listens on (`host:port` strings): for mail-loop checks. */
   ListenAddresses: Symbol.for('portcullis.ListenAddresses'),
-  /**
-   * The MAIL FROM disk guard, as `/readyz` asks it (`DiskGuard`: `status()` → `{ tripped }`).
-   * Register it in the root container before the relay is created; without one the core checks
-   * the spool's free space against `admin.minFreeSpace`.
-   */
+  /** State shared by every node when Redis is configured, else in-process (SharedState). */
+  SharedState: Symbol.for('portcullis.SharedState'),
+  /** Admission checks run for each new connection before its greeting (ConnectionGate). */
+  ConnectionGate: Symbol.for('portcullis.ConnectionGate'),
+  /** The spool's free-space guard at MAIL FROM (DiskGuard); /readyz asks it too (`status()`). */
   DiskGuard: Symbol.for('portcullis.DiskGuard'),
 } as const;
 

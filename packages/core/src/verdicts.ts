@@ -80,6 +80,14 @@ export const Replies = {
   tooManyHops: { code: 554, enhanced: '5.4.6', text: 'Too many Received headers: mail loop?' },
   tooSlow: { code: 421, enhanced: '4.4.2', text: 'Data rate too low, closing connection' },
   shuttingDown: { code: 421, enhanced: '4.3.2', text: 'Service shutting down, try again later' },
+  /** The spool's file system is short of space (disk guard at MAIL FROM; ENOSPC while receiving). */
+  insufficientStorage: { code: 452, enhanced: '4.3.1', text: 'Insufficient system storage' },
+  /** Every untrusted slot is taken; the rest is kept for trusted networks and submission. */
+  serverBusy: { code: 421, enhanced: '4.7.0', text: 'Too many connections, try again later' },
+  commandTimeout: { code: 421, enhanced: '4.4.2', text: 'Command timeout, closing connection' },
+  tooManyErrors: { code: 421, enhanced: '4.7.0', text: 'Too many errors, closing connection' },
+  tooManyUnknownCommands: { code: 421, enhanced: '4.7.0', text: 'Too many unrecognized commands, closing connection' },
+  tooManyTransactions: { code: 421, enhanced: '4.7.0', text: 'Too many transactions in one session, closing connection' },
 } as const satisfies Record<string, Reply>;
 
 /** smtp-server signals a reply through an Error carrying `responseCode`. */

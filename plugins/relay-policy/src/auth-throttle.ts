@@ -1,29 +1,24 @@
+import type { SharedCounter, SharedState } from '@portcullis/core';
+
 /**
- * Counts failed logins per client IP over a sliding window. Per-connection counts live in the
- * session's notes. A blocked IP is refused before its password is even checked.
+ * Counts failed logins per client IP in a fixed window on core's shared state: with
+ * `sharedState.redis`, every node sees the same count, so spreading a password-guessing run over
+ * the nodes of a cluster gains nothing. Per-connection counts live in the session's notes. A
+ * blocked IP is refused before its password is even checked.
  */
 export class AuthThrottle {
-  private readonly failures = new Map<string, number[]>();
+  private readonly counter: SharedCounter;
 
-  constructor(private readonly windowMs: number, private readonly maxPerIp: number) {}
-
-  private recent(ip: string, now: number): number[] {
-    const list = (this.failures.get(ip) ?? []).filter((t) => now - t < this.windowMs);
-    if (list.length) this.failures.set(ip, list);
-    else this.failures.delete(ip);
-    return list;
+  constructor(state: SharedState, windowMs: number, private readonly maxPerIp: number) {
+    this.counter = state.counter('relay-policy:auth-failures', maxPerIp, windowMs);
   }
 
-  blocked(ip: string, now = Date.now()): boolean {
-    return this.recent(ip, now).length >= this.maxPerIp;
+  async blocked(ip: string): Promise<boolean> {
+    return (await this.counter.peek(ip)) >= this.maxPerIp;
   }
 
   /** Records a failure; returns how many this IP has in the window. */
-  fail(ip: string, now = Date.now()): number {
-    const list = this.recent(ip, now);
-    list.push(now);
-    this.failures.set(ip, list);
-    if (this.failures.size > 100_000) this.failures.delete(this.failures.keys().next().value!);
-    return list.length;
+  async fail(ip: string): Promise<number> {
+    return (await this.counter.consume(ip)).count;
   }
 }

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { accept, definePlugin, disconnect, duration, hostAndPort, networkList, reject, z, type NextHop, type Session } from '@portcullis/core';
+import { accept, definePlugin, disconnect, duration, hostAndPort, networkList, reject, Tokens, z, type NextHop, type Session, type SharedState } from '@portcullis/core';
 import { findDomain, normaliseDomain, routingTrick } from './address-checks.js';
 import { AuthThrottle } from './auth-throttle.js';
 import { hashPassword, readUsersFile, verifyPassword, type UserEntry } from './passwords.js';
@@ -86,7 +86,7 @@ export default definePlugin({
     const trusted = opts.trustedNetworks;
     let users: Map<string, UserEntry> | undefined;
     if (opts.users) users = readUsersFile(path.resolve(ctx.configDir, opts.users));
-    const throttle = new AuthThrottle(opts.authThrottle.window, opts.authThrottle.maxFailuresPerIp);
+    const throttle = new AuthThrottle(ctx.container.resolve<SharedState>(Tokens.SharedState), opts.authThrottle.window, opts.authThrottle.maxFailuresPerIp);
     const t = opts.authThrottle;
 
     return {
@@ -94,7 +94,7 @@ export default definePlugin({
         if (!users) return undefined;
         if (!session.secure) return reject(538, '5.7.11', 'Encryption required for authentication');
         const ip = session.remoteAddress;
-        if (throttle.blocked(ip)) {
+        if (await throttle.blocked(ip)) {
           ctx.log.warn({ client: ip, user: attempt.username }, 'login refused: too many recent failures from this address');
           return disconnect(421, '4.7.0', 'Too many failed logins from your address, try again later');
         }
@@ -104,7 +104,7 @@ export default definePlugin({
         if (ok) return accept();
         const notes = notesOf(session);
         notes.authFailures++;
-        const ipFailures = throttle.fail(ip);
+        const ipFailures = await throttle.fail(ip);
         ctx.log.warn({ client: ip, user: attempt.username, connectionFailures: notes.authFailures, ipFailures, authzid: attempt.authzid }, 'login failed');
         await sleep(t.delay * Math.min(notes.authFailures, 5));
         if (notes.authFailures >= t.maxFailuresPerConnection || ipFailures >= t.maxFailuresPerIp) {

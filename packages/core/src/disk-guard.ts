@@ -1,0 +1,65 @@
+import { statfs } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { RepeatLog } from './repeat-log.js';
+
+/** Below 1.5 × the size limit, or this much, whichever is larger, MAIL FROM gets 452 4.3.1. */
+export const DISK_FLOOR_BYTES = 100 * 1024 * 1024;
+
+/** The default free-space threshold (Postfix's rule: 1.5 × message_size_limit), never below the floor. */
+export function defaultMinFree(messageSize: number): number {
+  return Math.max(Math.ceil(1.5 * messageSize), DISK_FLOOR_BYTES);
+}
+
+/**
+ * Refuses new transactions while the spool's file system is short of space, so a flood cannot fill
+ * the disk and cost acknowledged mail. Asked at every MAIL FROM: one statfs each (cheap), shared
+ * by the MAIL commands that arrive while it runs; `cacheMs` can widen that. Refusals are logged through a
+ * RepeatLog: the first at once, then one line a minute with the count.
+ */
+export class DiskGuard {
+  private checkedAt = 0;
+  private free = Number.POSITIVE_INFINITY;
+  private pending?: Promise<void>;
+  private readonly repeats = new RepeatLog();
+  /** Refusals since start. */
+  refused = 0;
+
+  constructor(private readonly dir: string, readonly minFree: number, private readonly log: Logger, private readonly cacheMs = 0) {}
+
+  /** Free bytes for unprivileged writers (what the relay, not root, can use), as last measured. */
+  get lastFree(): number {
+    return this.free;
+  }
+
+  private async measure(): Promise<void> {
+    try {
+      const s = await statfs(this.dir);
+      this.free = Number(s.bavail) * Number(s.bsize);
+    } catch (err) {
+      // Cannot tell: do not refuse mail on a failed statfs; the spool write reports real errors.
+      this.repeats.log(this.log, 'warn', 'statfs', { err, dir: this.dir }, 'cannot read free space of the spool file system');
+      this.free = Number.POSITIVE_INFINITY;
+    }
+    this.checkedAt = Date.now();
+  }
+
+  /** For /readyz and `portcullis status`: measures now; never counts nor logs a refusal. */
+  async status(): Promise<{ tripped: boolean; free: number; minFree: number }> {
+    this.pending ??= this.measure().finally(() => (this.pending = undefined));
+    await this.pending;
+    return { tripped: this.minFree > 0 && this.free < this.minFree, free: this.free, minFree: this.minFree };
+  }
+
+  /** True when a new transaction may start. */
+  async hasRoom(client?: string): Promise<boolean> {
+    if (this.minFree <= 0) return true;
+    if (this.pending || Date.now() - this.checkedAt >= this.cacheMs) {
+      this.pending ??= this.measure().finally(() => (this.pending = undefined));
+      await this.pending;
+    }
+    if (this.free >= this.minFree) return true;
+    this.refused++;
+    this.repeats.log(this.log, 'warn', 'low-space', { dir: this.dir, freeBytes: this.free, minFreeBytes: this.minFree, client, refusedTotal: this.refused }, 'spool file system low on space: MAIL FROM refused with 452 4.3.1');
+    return false;
+  }
+}

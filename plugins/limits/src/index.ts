@@ -1,0 +1,209 @@
+import {
+  definePlugin,
+  disconnect,
+  duration,
+  networkList,
+  RepeatLog,
+  Replies,
+  tempfail,
+  Tokens,
+  z,
+  type ConnectionGate,
+  type NetworkList,
+  type RelayConfig,
+  type Session,
+  type SharedCounter,
+  type SharedState,
+  type Verdict,
+} from '@portcullis/core';
+import { clientKey } from './client-key.js';
+
+export { clientKey } from './client-key.js';
+
+/** `{ limit, window }`: at most `limit` per `window` (whole seconds, fixed windows); `false` turns it off. */
+const rate = (limit: number, window: number) =>
+  z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        limit: z.number().int().min(1),
+        window: duration().refine((ms) => ms >= 1000, 'the window must be at least 1s'),
+      }),
+    ])
+    .default({ limit, window });
+
+const MINUTE = 60_000;
+const HOUR = 3_600_000;
+
+export const options = z.strictObject({
+  /** Clients these limits never apply to: networks (CIDR) and authenticated users (login names). */
+  exempt: z
+    .strictObject({
+      networks: networkList(),
+      users: z.array(z.string().min(1)).default([]),
+    })
+    .prefault({}),
+  /**
+   * Of the core's `limits.connections`, this many are kept for exempt networks and for listeners
+   * with `auth: required` (submission): other clients get `421 4.7.0` once the rest is taken.
+   */
+  reservedConnections: z.number().int().min(0).default(100),
+  /** IPv6 clients are counted per prefix of this length (one subscriber's range), IPv4 per address. */
+  ipv6Prefix: z.number().int().min(32).max(128).default(64),
+  perIp: z
+    .strictObject({
+      /** Simultaneous connections per address (per IPv6 prefix); over it: 421 4.7.0 and close. */
+      connections: z.union([z.literal(false), z.number().int().min(1)]).default(10),
+      /** New connections per address; over it: 421 4.7.0 and close. */
+      connectionRate: rate(60, MINUTE),
+      /** MAIL FROM per address (unauthenticated sessions); over it: 451 4.7.1. */
+      messageRate: rate(300, HOUR),
+      /** RCPT TO per address (unauthenticated sessions); over it: 450 4.7.1. */
+      recipientRate: rate(1000, HOUR),
+      /** Messages from the null sender `<>` (bounces) per address; over it: 451 4.7.1. */
+      nullSenderRate: rate(60, HOUR),
+    })
+    .prefault({}),
+  perSender: z
+    .strictObject({
+      /** MAIL FROM per envelope sender address; over it: 451 4.7.1. */
+      messageRate: rate(300, HOUR),
+      /** RCPT TO per envelope sender; over it: 450 4.7.1. */
+      recipientRate: rate(1000, HOUR),
+    })
+    .prefault({}),
+  perUser: z
+    .strictObject({
+      /** MAIL FROM per authenticated user; over it: 451 4.7.1. */
+      messageRate: rate(500, HOUR),
+      /** RCPT TO per authenticated user; over it: 450 4.7.1. */
+      recipientRate: rate(2000, HOUR),
+    })
+    .prefault({}),
+});
+
+export type LimitsOptions = z.input<typeof options>;
+
+type Rate = false | { limit: number; window: number };
+
+/** A counter on the shared store, or nothing when the rate is turned off. */
+function counter(state: SharedState, name: string, r: Rate): SharedCounter | undefined {
+  return r ? state.counter(`limits:${name}`, r.limit, r.window) : undefined;
+}
+
+/** Whether this session's client is exempt, decided once at connect and again after AUTH. */
+function isExempt(session: Session, nets: NetworkList, users: ReadonlySet<string>): boolean {
+  return nets.contains(session.remoteAddress) || (!!session.user && users.has(session.user.toLowerCase()));
+}
+
+/**
+ * Rate limits and flood control. Runs `pre`, before policy plugins:
+ *
+ *   connection ─ gate (before the greeting, synchronous, this node) ─ per-address concurrency, capacity reserve
+ *   connect ──── connection rate per address (shared store) ─────────▶ 421 4.7.0 and close
+ *   mail ─────── messages per address / sender / user, null sender ───▶ 451 4.7.1
+ *   rcpt ─────── recipients per address / sender / user ─────────────▶ 450 4.7.1
+ *
+ * Rates are fixed windows counted atomically in `Tokens.SharedState` (Redis when configured: every
+ * node shares them); concurrency is counted per node. Exempt networks and users skip everything.
+ */
+export default definePlugin({
+  name: 'limits',
+  enforce: 'pre',
+  options,
+  setup(opts, ctx) {
+    const config = ctx.container.resolve<RelayConfig>(Tokens.Config);
+    const state = ctx.container.resolve<SharedState>(Tokens.SharedState);
+    const gate = ctx.container.resolve<ConnectionGate>(Tokens.ConnectionGate);
+    const nets = opts.exempt.networks;
+    const users = new Set(opts.exempt.users.map((u) => u.toLowerCase()));
+    const repeats = new RepeatLog(60_000);
+    const key = (ip: string) => clientKey(ip, opts.ipv6Prefix);
+
+    // Concurrency and capacity: counted here, at the gate, so a refusal costs one line and no hook.
+    const perAddress = new Map<string, number>();
+    let untrusted = 0;
+    const ceiling = Math.max(1, config.limits.connections - opts.reservedConnections);
+    const reserved = (c: { remoteAddress: string; listener: Session['listener'] }) => c.listener.auth === 'required' || nets.contains(c.remoteAddress);
+    const counted = new Set<string>();
+    gate.add({
+      name: 'limits',
+      admit(c) {
+        if (reserved(c)) return undefined;
+        if (untrusted >= ceiling) {
+          repeats.log(ctx.log, 'warn', 'capacity', { client: c.remoteAddress, untrusted, ceiling }, 'untrusted connection capacity full: refused (the rest is kept for trusted networks and submission)');
+          return Replies.serverBusy;
+        }
+        const k = key(c.remoteAddress);
+        const n = perAddress.get(k) ?? 0;
+        if (opts.perIp.connections && n >= opts.perIp.connections) {
+          repeats.log(ctx.log, 'warn', `conc:${k}`, { client: c.remoteAddress, key: k, limit: opts.perIp.connections }, 'too many simultaneous connections from one address: refused');
+          return Replies.tooManyConnections;
+        }
+        perAddress.set(k, n + 1);
+        untrusted++;
+        counted.add(c.id);
+        return undefined;
+      },
+      release(c) {
+        if (!counted.delete(c.id)) return;
+        untrusted--;
+        const k = key(c.remoteAddress);
+        const n = (perAddress.get(k) ?? 1) - 1;
+        if (n <= 0) perAddress.delete(k);
+        else perAddress.set(k, n);
+      },
+    });
+
+    const connectionRate = counter(state, 'conn:ip', opts.perIp.connectionRate);
+    const ipMessages = counter(state, 'msg:ip', opts.perIp.messageRate);
+    const ipRecipients = counter(state, 'rcpt:ip', opts.perIp.recipientRate);
+    const ipNullSender = counter(state, 'null:ip', opts.perIp.nullSenderRate);
+    const senderMessages = counter(state, 'msg:sender', opts.perSender.messageRate);
+    const senderRecipients = counter(state, 'rcpt:sender', opts.perSender.recipientRate);
+    const userMessages = counter(state, 'msg:user', opts.perUser.messageRate);
+    const userRecipients = counter(state, 'rcpt:user', opts.perUser.recipientRate);
+
+    /** Consumes one point on every counter that applies; the first one over its limit decides. */
+    async function check(session: Session, checks: Array<[SharedCounter | undefined, string, string]>, reply: (what: string) => Verdict): Promise<Verdict | undefined> {
+      const results = await Promise.all(checks.map(async ([c, k, what]) => (c ? { r: await c.consume(k), k, what } : undefined)));
+      const over = results.find((x) => x && !x.r.allowed);
+      if (!over) return undefined;
+      repeats.log(ctx.log, 'warn', `${over.what}:${over.k}`, { client: session.remoteAddress, key: over.k, limit: over.r.limit, count: over.r.count, shared: over.r.shared, retryAfterMs: over.r.retryAfterMs }, `${over.what} rate limit exceeded`);
+      return reply(over.what);
+    }
+
+    return {
+      async connect(session) {
+        if (isExempt(session, nets, users) || !connectionRate) return undefined;
+        const k = key(session.remoteAddress);
+        const r = await connectionRate.consume(k);
+        if (r.allowed) return undefined;
+        repeats.log(ctx.log, 'warn', `connrate:${k}`, { client: session.remoteAddress, key: k, limit: r.limit, count: r.count, shared: r.shared }, 'connection rate exceeded: refused');
+        return disconnect(421, '4.7.0', 'Too many connections from your address in a short time, try again later');
+      },
+      async mail(txn, from) {
+        const s = txn.session;
+        if (isExempt(s, nets, users)) return undefined;
+        const sender = from.address.toLowerCase();
+        const checks: Array<[SharedCounter | undefined, string, string]> = [];
+        // Authenticated users are counted as themselves: many share one address (NAT, mobile).
+        if (s.user) checks.push([userMessages, s.user.toLowerCase(), 'user message']);
+        else checks.push([ipMessages, key(s.remoteAddress), 'address message']);
+        if (sender) checks.push([senderMessages, sender, 'sender message']);
+        else checks.push([ipNullSender, key(s.remoteAddress), 'null-sender message']);
+        return check(s, checks, (what) => tempfail(451, '4.7.1', `Too many messages (${what.split(' ')[0]} rate limit), try again later`));
+      },
+      async rcpt(txn) {
+        const s = txn.session;
+        if (isExempt(s, nets, users)) return undefined;
+        const sender = txn.mailFrom.address.toLowerCase();
+        const checks: Array<[SharedCounter | undefined, string, string]> = [];
+        if (s.user) checks.push([userRecipients, s.user.toLowerCase(), 'user recipient']);
+        else checks.push([ipRecipients, key(s.remoteAddress), 'address recipient']);
+        if (sender) checks.push([senderRecipients, sender, 'sender recipient']);
+        return check(s, checks, (what) => tempfail(450, '4.7.1', `Too many recipients (${what.split(' ')[0]} rate limit), try again later`));
+      },
+    };
+  },
+});

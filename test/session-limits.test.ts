@@ -1,0 +1,106 @@
+import assert from 'node:assert/strict';
+import { RawSmtp, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import relayPolicy from '@portcullis/relay-policy';
+import type { RelayConfigInput } from '@portcullis/core';
+
+/** The core's per-session command discipline (limits.commandTimeout, junkCommands, tarpit, ...). */
+describe('per-session command limits', () => {
+  let relay: TestRelay | undefined;
+  let c: RawSmtp | undefined;
+  afterEach(async () => {
+    c?.close();
+    await relay?.stop();
+    relay = c = undefined;
+  });
+  async function session(limits: NonNullable<RelayConfigInput['limits']>): Promise<RawSmtp> {
+    relay = await startTestRelay({
+      builtins: { 'relay-policy': relayPolicy },
+      config: { limits, plugins: [{ use: 'relay-policy', with: { domains: { 'example.test': { nexthop: '127.0.0.1:9', tls: 'none' } } } }] },
+    });
+    c = await RawSmtp.connect(relay.port, '127.0.0.1', '127.0.0.9');
+    assert.match(await c.read(), /^220 /);
+    assert.match(await c.cmd('EHLO client.test'), /^250/);
+    return c;
+  }
+  /** Sends `line` and returns the reply with how long it took. */
+  async function timed(s: RawSmtp, line: string): Promise<[string, number]> {
+    const t0 = Date.now();
+    const r = await s.cmd(line);
+    return [r, Date.now() - t0];
+  }
+
+  it('closes a connection whose command line trickles in one byte at a time with 421 4.4.2', async () => {
+    const s = await session({ commandTimeout: '1s' });
+    const t0 = Date.now();
+    for (const ch of 'NOOP') {
+      if (s.isClosed) break;
+      s.write(ch);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    assert.equal(await s.read(), '421 4.4.2 Command timeout, closing connection');
+    await s.waitClosed();
+    const took = Date.now() - t0;
+    assert.ok(took >= 1000 && took < 2500, `closed after ${took} ms`);
+  });
+
+  it('does not count the idle time between complete commands against the command time limit', async () => {
+    const s = await session({ commandTimeout: '1s' });
+    for (let i = 0; i < 3; i++) {
+      await new Promise((r) => setTimeout(r, 700));
+      assert.match(await s.cmd('NOOP'), /^250/);
+    }
+  });
+
+  it('answers junk commands up to the limit, then counts each as an error until 421 4.7.0 (one pipelined burst)', async () => {
+    const s = await session({ junkCommands: 100, tarpitAfter: 10, tarpitDelay: '5ms', tarpitMax: '20ms', maxErrors: 20 });
+    s.write('NOOP\r\n'.repeat(1000));
+    const replies: string[] = [];
+    for (;;) {
+      try {
+        replies.push(await s.read(10_000));
+      } catch {
+        break;
+      }
+    }
+    // 100 free, then 19 more counted as errors 1..19; the 120th reaches 20 errors.
+    assert.equal(replies.filter((r) => r.startsWith('250')).length, 119);
+    assert.equal(replies.at(-1), '421 4.7.0 Too many errors, closing connection');
+    assert.equal(replies.length, 120);
+    assert.equal(s.isClosed, true);
+  });
+
+  it('slows a client that keeps sending bad commands (a growing tarpit), then disconnects it', async () => {
+    const s = await session({ tarpitAfter: 2, tarpitDelay: '250ms', tarpitMax: '2s', maxErrors: 6 });
+    const times: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const [r, ms] = await timed(s, 'RCPT TO:<a@example.test>');
+      assert.match(r, /^503 /);
+      times.push(ms);
+    }
+    // Two errors are free; with 3 errors behind it a command waits 250 ms, with 4 500 ms, and so on.
+    assert.ok(times[0]! < 150 && times[1]! < 150 && times[2]! < 150, `first replies: ${times}`);
+    assert.ok(times[3]! >= 240 && times[3]! < 600, `4th: ${times}`);
+    assert.ok(times[4]! >= 490 && times[4]! < 900, `5th: ${times}`);
+    // The 6th error ends the session, after its own reply.
+    assert.match(await s.cmd('RCPT TO:<a@example.test>'), /^503 /);
+    assert.equal(await s.read(), '421 4.7.0 Too many errors, closing connection');
+    await s.waitClosed();
+  });
+
+  it('closes the session past the unknown-command limit with 421 4.7.0', async () => {
+    const s = await session({ unknownCommands: 3 });
+    for (let i = 0; i < 3; i++) assert.match(await s.cmd('FROB'), /^500 /);
+    assert.equal(await s.cmd('FROB'), '421 4.7.0 Too many unrecognized commands, closing connection');
+    await s.waitClosed();
+  });
+
+  it('closes the session past the per-session transaction limit with 421 4.7.0', async () => {
+    const s = await session({ transactionsPerSession: 3, junkCommands: 0 });
+    for (let i = 0; i < 3; i++) {
+      assert.match(await s.cmd('MAIL FROM:<a@outside.test>'), /^250/);
+      assert.match(await s.cmd('RSET'), /^250/);
+    }
+    assert.equal(await s.cmd('MAIL FROM:<a@outside.test>'), '421 4.7.0 Too many transactions in one session, closing connection');
+    await s.waitClosed();
+  });
+});
