@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # run-peers.sh - runs the shared peers benchmark (../shared/bench: direct, Postfix, Haraka) with
-# Portcullis added, in ONE run, so the figures are comparable.
+# Portcullis added, in ONE run, so the figures are comparable: `portcullis` (relay-policy only)
+# and `portcullis-att` (relay-policy + attachments).
 #
 #   bench/run-peers.sh [any run-peers.sh options: --quick, --no-install, -o FILE, ...]
 #
 # relays.portcullis.json names the checkout as {REPO}; this script fills in the absolute path
-# of this checkout, writes the result to a temp file and passes it with --relays.
+# of this checkout, writes the result to a temp file and passes it with --relays. After the run it
+# appends the relay's own figures (CPU ms per message, end-of-DATA-to-250 p50/p99, from
+# relay-main --stats) to the report and prints them.
 # Needs root (the shared harness runs Postfix and a loopback-only network namespace).
 # Environment: PEERS_DIR (default /work/shared/bench, or ../shared/bench next to the checkout).
 set -euo pipefail
@@ -16,11 +19,32 @@ if [[ -z $PEERS_DIR ]]; then
   if [[ -x $REPO/../shared/bench/run-peers.sh ]]; then PEERS_DIR=$(cd "$REPO/../shared/bench" && pwd); else PEERS_DIR=/work/shared/bench; fi
 fi
 [[ -x $PEERS_DIR/run-peers.sh ]] || { echo "no $PEERS_DIR/run-peers.sh (set PEERS_DIR)" >&2; exit 1; }
-[[ -f $REPO/bench/dist/relay-main.js ]] || { echo "build first: (cd $REPO && npx tsc -b bench)" >&2; exit 1; }
+[[ -f $REPO/bench/dist/relay-main.js && -f $REPO/bench/dist/peers-stats.js ]] || { echo "build first: (cd $REPO && npx tsc -b bench)" >&2; exit 1; }
+WORK=${BENCH_WORK:-/tmp/relaybench}
+STATS=$WORK/portcullis-stats.jsonl
+# Where the report goes: the caller's -o, else a new file (so the stats can be appended to it).
+out=''
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case ${args[i]} in -o|--out) out=${args[i+1]:-} ;; esac
+done
+if [[ -z $out ]]; then
+  mkdir -p "$WORK"
+  out=$WORK/results-peers-portcullis-$(date +%Y%m%d-%H%M%S).txt
+  args+=(-o "$out")
+fi
 tmp=$(mktemp /tmp/relays.portcullis.XXXXXX.json)
 trap 'rm -f "$tmp"' EXIT
 # The path goes into a JSON string: escape backslashes and quotes, and sed's & and |.
 esc=$(printf '%s' "$REPO" | sed -e 's/\\/\\\\\\\\/g' -e 's/"/\\\\"/g' -e 's/[&|]/\\&/g')
 sed "s|{REPO}|$esc|g" "$HERE/relays.portcullis.json" > "$tmp"
 node -e 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))' "$tmp"
-"$PEERS_DIR/run-peers.sh" --relays "$tmp" "$@"
+mkdir -p "$WORK"
+rm -f "$STATS"
+rc=0
+"$PEERS_DIR/run-peers.sh" --relays "$tmp" "${args[@]}" || rc=$?
+csv=${out%.txt}.csv
+table=$(node "$REPO/bench/dist/peers-stats.js" "$STATS" "$csv")
+printf '\n%s\n' "$table"
+[[ -f $out ]] && printf '\n%s\n' "$table" >> "$out"
+exit $rc

@@ -3,22 +3,26 @@
  *
  *   load generator ──► Portcullis (child: dist/relay-main.js) ──► sink next hop
  *
- * For every message size × concurrency: a freshly started relay, a warm-up, then N messages,
- * one new TCP connection per message. Measured: wall time from the start of the load until the
+ * For every config × message size × concurrency: a freshly started relay, a warm-up, then N
+ * messages, one new TCP connection per message. Configs (BENCH_CONFIGS): `policy` (relay-policy
+ * only), `attachments` (relay-policy + attachments), `clamav` (relay-policy + attachments + clamav,
+ * with a private clamd started for the run). Measured: wall time from the start of the load until the
  * sink has counted all N (msgs/s = N / seconds), the relay's peak RSS (VmRSS sampled every
- * 100 ms, and the kernel's VmHWM reset at the start of the measured run) and its CPU time
- * (utime+stime from /proc/PID/stat).
+ * 100 ms, and the kernel's VmHWM reset at the start of the measured run), its CPU time
+ * (utime+stime from /proc/PID/stat) per message, and the end-of-DATA-to-250 latency (p50, p99) as
+ * the relay measured it (relay-main --stats).
  *
  * Load: Postfix's smtp-source if installed (same flags as ../shared/bench), else a built-in
  * raw-socket client. Sink: Postfix's smtp-sink -c if installed, else dist/sink.js.
  * Loopback only. Every child is killed by PID on exit.
  *
- * Environment: BENCH_N (one number, or `10240:2000,102400:1000`), BENCH_SIZES (`10240,102400`),
+ * Environment: BENCH_CONFIGS (`policy,attachments,clamav`), BENCH_N (one number, or `10240:2000,102400:1000`), BENCH_SIZES (`10240,102400`),
  * BENCH_CONCURRENCY (`1,10,50`), BENCH_WARMUP (200), BENCH_TIMEOUT_S (120, per cell),
  * BENCH_SINK_PORT (2621), BENCH_RELAY_PORT (2622), BENCH_CLIENT (`auto` | `builtin`),
  * BENCH_SINK (`auto` | `builtin`), BENCH_SAMPLE_MS (100).
  */
 import { spawn, fork, type ChildProcess } from 'node:child_process';
+import { startClamd, type Clamd } from './clamd.js';
 import { existsSync, mkdtempSync, openSync, closeSync, fstatSync, readSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -40,6 +44,15 @@ const TIMEOUT_MS = Number(env['BENCH_TIMEOUT_S'] ?? 120) * 1000;
 const SINK_PORT = Number(env['BENCH_SINK_PORT'] ?? 2621);
 const RELAY_PORT = Number(env['BENCH_RELAY_PORT'] ?? 2622);
 const SAMPLE_MS = Number(env['BENCH_SAMPLE_MS'] ?? 100);
+const CLAMD_PORT = Number(env['BENCH_CLAMD_PORT'] ?? 2623);
+/** Config name → relay-main --plugins. */
+const CONFIGS: Record<string, string> = {
+  policy: 'relay-policy',
+  attachments: 'relay-policy,attachments',
+  clamav: 'relay-policy,attachments,clamav',
+};
+const CONFIG_NAMES = (env['BENCH_CONFIGS'] ?? 'policy,attachments,clamav').split(',').map((c) => c.trim()).filter(Boolean);
+for (const c of CONFIG_NAMES) if (!CONFIGS[c]) throw new Error(`BENCH_CONFIGS: unknown config ${JSON.stringify(c)} (known: ${Object.keys(CONFIGS).join(', ')})`);
 const useSmtpSource = env['BENCH_CLIENT'] !== 'builtin' && existsSync(SMTP_SOURCE);
 const useSmtpSink = env['BENCH_SINK'] !== 'builtin' && existsSync(SMTP_SINK);
 
@@ -342,15 +355,24 @@ const runLoad = useSmtpSource ? runSmtpSource : runBuiltinClient;
 
 // ------------------------------------------------------------------ one cell
 interface Row {
-  size: number; conc: number; n: number; seconds: number; rate: number; atSink: number; srcDone: number;
-  peakRssMb: number; hwmMb: number; cpuS: number; status: string;
+  config: string; size: number; conc: number; n: number; seconds: number; rate: number; atSink: number; srcDone: number;
+  peakRssMb: number; hwmMb: number; cpuS: number; p50: number; p99: number; status: string;
 }
 
-async function runCell(sink: Sink, size: number, conc: number, n: number): Promise<Row> {
+/** The measured run's burst from relay-main --stats: the one with the most messages. */
+function measuredBurst(file: string): { messages: number; p50Ms: number; p99Ms: number } | undefined {
+  if (!existsSync(file)) return undefined;
+  const bursts = readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { messages: number; p50Ms: number; p99Ms: number });
+  return bursts.sort((a, b) => b.messages - a.messages)[0];
+}
+
+async function runCell(sink: Sink, config: string, clamd: Clamd | undefined, workDir: string, size: number, conc: number, n: number): Promise<Row> {
   const deadline = Date.now() + TIMEOUT_MS;
-  const row: Row = { size, conc, n, seconds: NaN, rate: NaN, atSink: 0, srcDone: NaN, peakRssMb: NaN, hwmMb: NaN, cpuS: NaN, status: 'ok' };
+  const row: Row = { config, size, conc, n, seconds: NaN, rate: NaN, atSink: 0, srcDone: NaN, peakRssMb: NaN, hwmMb: NaN, cpuS: NaN, p50: NaN, p99: NaN, status: 'ok' };
+  const statsFile = path.join(workDir, `stats-${config}-${size}-${conc}.jsonl`);
+  const args = ['--listen', `${LOOPBACK}:${RELAY_PORT}`, '--upstream', `${LOOPBACK}:${SINK_PORT}`, '--plugins', CONFIGS[config]!, '--stats', statsFile, ...(clamd ? ['--clamd', clamd.address] : [])];
   const relay = track(
-    spawn(process.execPath, [path.join(HERE, 'relay-main.js'), '--listen', `${LOOPBACK}:${RELAY_PORT}`, '--upstream', `${LOOPBACK}:${SINK_PORT}`], {
+    spawn(process.execPath, [path.join(HERE, 'relay-main.js'), ...args], {
       stdio: ['ignore', 'inherit', 'pipe'],
       env: { ...process.env, NODE_ENV: 'production' },
     }),
@@ -369,6 +391,7 @@ async function runCell(sink: Sink, size: number, conc: number, n: number): Promi
     }
     await sleep(500);
     resetHwm(pid);
+    process.kill(pid, 'SIGUSR2'); // the relay's latency figures start here
     let peakRssKb = 0;
     let hwmKb = 0;
     const sample = () => {
@@ -403,18 +426,24 @@ async function runCell(sink: Sink, size: number, conc: number, n: number): Promi
     if (relay.exitCode !== null) row.status += ` (relay exited ${relay.exitCode}: ${relayErr.trim().split('\n').pop()})`;
     await stopChild(relay);
   }
+  const burst = measuredBurst(statsFile);
+  if (burst) {
+    row.p50 = burst.p50Ms;
+    row.p99 = burst.p99Ms;
+    if (burst.messages !== n && row.status === 'ok') row.status = `ok (latency over ${burst.messages} replies)`;
+  }
   return row;
 }
 
 // ------------------------------------------------------------------ main
 const fmt = (v: number, d: number) => (Number.isFinite(v) ? v.toFixed(d) : '-');
-const COLS = ['msg_bytes', 'conc', 'N', 'msgs/s', 'seconds', 'src_done_s', 'at_sink', 'peak_rss_MB', 'vmhwm_MB', 'relay_cpu_s', 'cpu_ms/msg', 'status'];
+const COLS = ['config', 'msg_bytes', 'conc', 'N', 'msgs/s', 'seconds', 'src_done_s', 'at_sink', 'peak_rss_MB', 'vmhwm_MB', 'relay_cpu_s', 'cpu_ms/msg', 'p50_ms', 'p99_ms', 'status'];
 function rowCells(r: Row): string[] {
-  return [String(r.size), String(r.conc), String(r.n), fmt(r.rate, 1), fmt(r.seconds, 2), fmt(r.srcDone, 2), String(r.atSink), fmt(r.peakRssMb, 1), fmt(r.hwmMb, 1), fmt(r.cpuS, 2), fmt((r.cpuS * 1000) / r.atSink, 2), r.status];
+  return [r.config, String(r.size), String(r.conc), String(r.n), fmt(r.rate, 1), fmt(r.seconds, 2), fmt(r.srcDone, 2), String(r.atSink), fmt(r.peakRssMb, 1), fmt(r.hwmMb, 1), fmt(r.cpuS, 2), fmt((r.cpuS * 1000) / r.atSink, 2), fmt(r.p50, 2), fmt(r.p99, 2), r.status];
 }
 function printTable(rows: string[][]): void {
   const widths = COLS.map((c, i) => Math.max(c.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padStart(widths[i]!))).join('  ');
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   console.log(line(COLS));
   console.log(line(widths.map((w) => '-'.repeat(w))));
   for (const r of rows) console.log(line(r));
@@ -426,17 +455,25 @@ async function main(): Promise<void> {
   const started = now();
   const sink = useSmtpSink ? await startSmtpSink(workDir) : await startBuiltinSink();
   const rows: string[][] = [];
+  let clamd: Clamd | undefined;
   try {
-    for (const size of SIZES) {
-      for (const conc of CONCS) {
-        const n = nFor(size);
-        log(`size=${size} conc=${conc} N=${n} (+${WARMUP} warm-up) ...`);
-        const r = await runCell(sink, size, conc, n);
-        log(`  ${fmt(r.rate, 1)} msg/s, ${fmt(r.seconds, 2)} s, peak RSS ${fmt(r.peakRssMb, 1)} MB, relay CPU ${fmt(r.cpuS, 2)} s, ${r.status}`);
-        rows.push(rowCells(r));
+    for (const config of CONFIG_NAMES) {
+      if (config === 'clamav') {
+        log(`starting clamd on ${LOOPBACK}:${CLAMD_PORT} ...`);
+        clamd = await startClamd(CLAMD_PORT, track);
+      }
+      for (const size of SIZES) {
+        for (const conc of CONCS) {
+          const n = nFor(size);
+          log(`${config} size=${size} conc=${conc} N=${n} (+${WARMUP} warm-up) ...`);
+          const r = await runCell(sink, config, config === 'clamav' ? clamd : undefined, workDir, size, conc, n);
+          log(`  ${fmt(r.rate, 1)} msg/s, ${fmt(r.seconds, 2)} s, peak RSS ${fmt(r.peakRssMb, 1)} MB, relay CPU ${fmt(r.cpuS, 2)} s, p50/p99 ${fmt(r.p50, 2)}/${fmt(r.p99, 2)} ms, ${r.status}`);
+          rows.push(rowCells(r));
+        }
       }
     }
   } finally {
+    await clamd?.stop();
     await sink.stop();
     rmSync(workDir, { recursive: true, force: true });
   }
@@ -444,9 +481,11 @@ async function main(): Promise<void> {
   console.log(`# Portcullis relay benchmark - ${new Date().toISOString()}`);
   console.log(`# host: ${cpus[0]?.model.trim()} x ${cpus.length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Linux ${os.release()}, Node ${process.version}`);
   console.log(`# load: ${useSmtpSource ? `${SMTP_SOURCE} -s CONC -m N -l BYTES -f bench@source.example -t rcpt@hosted.example -N -M client.example` : 'built-in raw-socket client (no pipelining)'}; one new TCP connection per message`);
-  console.log(`# sink (next hop): ${sink.kind} on ${LOOPBACK}:${SINK_PORT}; relay: dist/relay-main.js on ${LOOPBACK}:${RELAY_PORT} (relay-policy, tls none, fresh temp spool), restarted per row`);
+  console.log(`# sink (next hop): ${sink.kind} on ${LOOPBACK}:${SINK_PORT}; relay: dist/relay-main.js on ${LOOPBACK}:${RELAY_PORT} (tls none, fresh temp spool), restarted per row`);
+  console.log(`# configs: ${CONFIG_NAMES.map((c) => `${c} = ${CONFIGS[c]}`).join('; ')}${CONFIG_NAMES.includes('clamav') ? ` (private clamd on ${LOOPBACK}:${CLAMD_PORT}, one-signature database)` : ''}`);
   console.log(`# per row: ${WARMUP}-message warm-up (not reported), 500 ms pause, then N measured; time bound ${TIMEOUT_MS / 1000} s per row`);
   console.log(`# seconds = load start -> sink counted all N (and the load generator exited); msgs/s = at_sink / seconds; src_done_s = when the generator finished`);
+  console.log('# cpu_ms/msg = relay_cpu_s / at_sink; p50_ms / p99_ms = end of DATA (the final dot read) to the reply, measured in the relay over the N measured messages');
   console.log(`# peak_rss_MB = max VmRSS of the relay process sampled every ${SAMPLE_MS} ms; vmhwm_MB = kernel peak (reset after warm-up); relay_cpu_s = utime+stime of the relay during the measured run`);
   console.log(`# the machine is shared with other workloads: expect noise (differences under ~25 % are not significant); total ${fmt(now() - started, 0)} s`);
   console.log('');

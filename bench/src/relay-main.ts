@@ -2,42 +2,89 @@
  * Starts one Portcullis relay in the foreground for benchmarking, independent of the CLI package:
  *
  *   node bench/dist/relay-main.js --listen 127.0.0.1:2527 --upstream 127.0.0.1:2601 [--spool DIR]
+ *       [--plugins relay-policy,attachments,clamav] [--clamd 127.0.0.1:3310] [--stats FILE]
  *
  * Accepts mail for *@hosted.example (and anything from 127.0.0.0/8) and forwards hosted.example to
- * the upstream without TLS. SIGTERM / SIGINT: graceful stop, then exit.
+ * the upstream without TLS. `--plugins` adds the attachments screener and/or clamav (default:
+ * relay-policy only). `--stats FILE`: on exit, appends one JSON line per burst of messages (a burst
+ * ends after 700 ms without a reply to DATA) with its message count, the relay's CPU time and the
+ * end-of-DATA-to-reply latencies (p50, p99, max), so a harness that runs a smoke test, a warm-up and
+ * the measured run against one relay instance can pick the measured burst. SIGTERM / SIGINT:
+ * graceful stop, then exit.
  *
  * BENCH_METRICS=on turns the admin listener (and so metrics recording) on, on a free loopback
  * port, and scrapes /metrics once a second from this process: a harsher load than a Prometheus
  * scraping every 15 s, to compare throughput with metrics on and off.
  */
 import http from 'node:http';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseConfig, Relay } from '@portcullis/core';
 import relayPolicy from '@portcullis/relay-policy';
+import attachments from '@portcullis/attachments';
+import clamav from '@portcullis/clamav';
+import { BurstStats } from './burst-stats.js';
 
 function usage(msg: string): never {
-  process.stderr.write(`relay-main: ${msg}\nusage: relay-main --listen 127.0.0.1:PORT --upstream HOST:PORT [--spool DIR]\n`);
+  process.stderr.write(`relay-main: ${msg}\nusage: relay-main --listen 127.0.0.1:PORT --upstream HOST:PORT [--spool DIR] [--plugins relay-policy,attachments,clamav] [--clamd HOST:PORT] [--stats FILE]\n`);
   process.exit(64);
 }
 
-function parseArgs(argv: string[]): { listen: { host: string; port: number }; upstream: string; spool?: string } {
+const KNOWN_PLUGINS = ['relay-policy', 'attachments', 'clamav'] as const;
+type BenchPlugin = (typeof KNOWN_PLUGINS)[number];
+
+interface Args {
+  listen: { host: string; port: number };
+  upstream: string;
+  spool?: string;
+  plugins: BenchPlugin[];
+  clamd: string;
+  stats?: string;
+}
+
+function parseArgs(argv: string[]): Args {
   let listen: string | undefined;
   let upstream: string | undefined;
   let spool: string | undefined;
+  let plugins = 'relay-policy';
+  let clamd = '127.0.0.1:3310';
+  let stats: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[i + 1];
     if (a === '--listen' && v) (listen = v), i++;
     else if (a === '--upstream' && v) (upstream = v), i++;
     else if (a === '--spool' && v) (spool = v), i++;
+    else if (a === '--plugins' && v) (plugins = v), i++;
+    else if (a === '--clamd' && v) (clamd = v), i++;
+    else if (a === '--stats' && v) (stats = v), i++;
     else usage(`unknown or incomplete argument ${JSON.stringify(a)}`);
   }
   if (!listen || !upstream) usage('--listen and --upstream are required');
   const m = /^(\[[0-9a-fA-F:.]+\]|[^\s:]+):(\d{1,5})$/.exec(listen);
   if (!m) usage(`--listen: expected HOST:PORT, got ${JSON.stringify(listen)}`);
-  return { listen: { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) }, upstream, spool };
+  const names = plugins.split(',').map((p) => p.trim()).filter(Boolean);
+  for (const n of names) if (!(KNOWN_PLUGINS as readonly string[]).includes(n)) usage(`--plugins: unknown plugin ${JSON.stringify(n)} (known: ${KNOWN_PLUGINS.join(', ')})`);
+  if (!names.includes('relay-policy')) names.unshift('relay-policy');
+  return { listen: { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) }, upstream, spool, plugins: names as BenchPlugin[], clamd, stats };
+}
+
+/** The plugin entries, in a fixed order: relay-policy first, then the screeners asked for. */
+function pluginEntries(args: Args): Array<{ use: string; with?: Record<string, unknown> }> {
+  const out: Array<{ use: string; with?: Record<string, unknown> }> = [
+    {
+      use: 'relay-policy',
+      with: {
+        domains: { 'hosted.example': { nexthop: args.upstream, tls: 'none' } },
+        trustedNetworks: ['127.0.0.0/8'],
+      },
+    },
+  ];
+  // Defaults on purpose: the benchmark measures what an operator gets without tuning.
+  if (args.plugins.includes('attachments')) out.push({ use: 'attachments' });
+  if (args.plugins.includes('clamav')) out.push({ use: 'clamav', with: { servers: [args.clamd] } });
+  return out;
 }
 
 const metricsOn = process.env['BENCH_METRICS'] === 'on';
@@ -53,17 +100,14 @@ async function main(): Promise<void> {
     spool: { dir: spoolDir },
     log: { level: 'warn' },
     admin: { enabled: metricsOn, port: 0 },
-    plugins: [
-      {
-        use: 'relay-policy',
-        with: {
-          domains: { 'hosted.example': { nexthop: args.upstream, tls: 'none' } },
-          trustedNetworks: ['127.0.0.0/8'],
-        },
-      },
-    ],
+    plugins: pluginEntries(args),
   });
-  const relay = await Relay.create({ config, builtins: { 'relay-policy': relayPolicy } });
+  const stats = args.stats ? new BurstStats() : undefined;
+  const relay = await Relay.create({
+    config,
+    builtins: { 'relay-policy': relayPolicy, attachments, clamav },
+    ...(stats ? { onDataReply: (r: { ms: number; size: number }) => stats.record(r.ms, r.size) } : {}),
+  });
   await relay.start();
   let scrapes = 0;
   const admin = relay.adminAddress();
@@ -75,7 +119,7 @@ async function main(): Promise<void> {
       }).on('error', () => undefined);
     }, 1000).unref();
   }
-  process.stderr.write(`relay-main: pid ${process.pid} listening on ${args.listen.host}:${relay.addresses()[0]?.port}, upstream ${args.upstream}, spool ${spoolDir}\n`);
+    process.stderr.write(`relay-main: pid ${process.pid} listening on ${args.listen.host}:${relay.addresses()[0]?.port}, plugins ${args.plugins.join(',')}, upstream ${args.upstream}, spool ${spoolDir}\n`);
 
   let stopping = false;
   const stop = (sig: string) => {
@@ -87,11 +131,16 @@ async function main(): Promise<void> {
       .stop()
       .catch((err: unknown) => process.stderr.write(`relay-main: stop failed after ${sig}: ${String(err)}\n`))
       .finally(() => {
+        if (stats && args.stats) {
+          const lines = stats.bursts().map((b) => JSON.stringify({ pid: process.pid, plugins: args.plugins.join(','), ...b }) + '\n');
+          if (lines.length) appendFileSync(args.stats, lines.join(''));
+        }
         if (ownSpool) rmSync(spoolDir, { recursive: true, force: true });
         if (metricsOn) process.stderr.write(`relay-main: metrics on, ${scrapes} scrapes of /metrics\n`);
         process.exit(0);
       });
   };
+  if (stats) process.on('SIGUSR2', () => stats.cut());
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 }

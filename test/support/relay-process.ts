@@ -13,7 +13,8 @@ import { waitForPort } from '@portcullis/testkit';
 /** `portcullis start --config F` as a child process, its logs appended to `logFile`. */
 export class RelayProcess {
   child?: ChildProcess;
-  constructor(readonly configFile: string, readonly port: number, readonly logFile: string) {}
+  /** `env`: extra environment for the next start() (PORTCULLIS_CRASH_AT for the crash-point tests). */
+  constructor(readonly configFile: string, readonly port: number, readonly logFile: string, public env: Record<string, string> = {}) {}
 
   static write(dir: string, config: object): string {
     const file = path.join(dir, 'portcullis.json');
@@ -23,10 +24,17 @@ export class RelayProcess {
 
   async start(): Promise<void> {
     const log = createWriteStream(this.logFile, { flags: 'a' });
-    this.child = spawn(process.execPath, [CLI, 'start', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(process.execPath, [CLI, 'start', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...this.env } });
     this.child.stdout!.pipe(log);
     this.child.stderr!.pipe(log);
     await waitForPort(this.port);
+  }
+
+  /** Resolves when the process has exited (by itself: a crash point). */
+  exited(): Promise<void> {
+    const c = this.child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return Promise.resolve();
+    return new Promise((r) => c.once('exit', () => r()));
   }
 
   /** SIGKILL: no chance to flush or clean up, like a power cut for the process. */

@@ -105,6 +105,11 @@ export const configSchema = z.strictObject({
   /** Our name in the greeting, in Received headers and in bounces. */
   hostname: z.string().min(1).default('localhost'),
   listen: z.array(listenerSchema).min(1, 'at least one listener is needed'),
+  /**
+   * Where `RCPT TO:<postmaster>` (no domain, RFC 5321 section 4.5.1) goes. Default: postmaster@ the
+   * first hosted domain (relay-policy's `domains`).
+   */
+  postmaster: z.string().regex(/^[^\s@<>]+@[^\s@<>]+$/, 'expected a mail address such as postmaster@example.com').optional(),
   tls: z
     .strictObject({
       key: z.string().min(1),
@@ -116,6 +121,13 @@ export const configSchema = z.strictObject({
   spool: z
     .strictObject({
       dir: z.string().min(1).default('./var/spool'),
+      /**
+       * Messages up to this size are held in memory while they arrive and committed to an
+       * append-only segment, many at once (one fdatasync per batch); larger ones get a file each.
+       */
+      inlineMax: size().default(256 * 1024),
+      /** A segment takes appends until it reaches this size; then a new one starts. */
+      segmentSize: size().default(32 * 1024 * 1024),
       /**
        * Free space the spool's file system must keep: below it, MAIL FROM gets 452 4.3.1.
        * Default: the larger of 1.5 × limits.messageSize and 100MB. 0 turns the guard off.

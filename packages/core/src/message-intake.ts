@@ -205,6 +205,7 @@ export async function receiveMessage(stream: DataStream, txn: Transaction, ctx: 
     if (decided.replaced.size) {
       const notices = new Map([...decided.replaced].map(([index, r]) => [index, r.notice]));
       const dest = spool.rewritePath(txn.id);
+      await spool.materialize(incoming);
       await rewriteParts(incoming.path, dest, notices);
       await spool.discard(incoming.path);
       source = dest;

@@ -3,6 +3,7 @@ import { lookup } from 'node:dns/promises';
 import type { Readable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import type { NextHop } from './types.js';
+import { useFastDotStuffing } from './outbound-stuffing.js';
 
 /** The outcome of one delivery attempt to one next hop, per recipient. */
 export interface HopResult {
@@ -183,6 +184,7 @@ export class SmtpClient {
       socketTimeout: this.opts.socketTimeout,
       logger: false,
     } as ConstructorParameters<typeof SMTPConnection>[0]);
+    useFastDotStuffing(conn);
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error) => reject(err);
       conn.once('error', onError);

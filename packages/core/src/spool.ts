@@ -1,10 +1,11 @@
-import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { once } from 'node:events';
+import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { DirSync } from './dir-sync.js';
+import { SegmentStore, type SegmentLocation } from './segment-store.js';
+import { SpillWriter } from './spill-writer.js';
 
 /** The envelope and our added headers, stored in the message file's trailer. Written once. */
 export interface SpoolMeta {
@@ -40,12 +41,32 @@ export interface SpooledMessage {
   state: SpoolState;
 }
 
-/** An incoming message being written to the spool's tmp folder. */
+/**
+ * An incoming message being received: held in memory up to `spool.inlineMax`, written to the
+ * spool's tmp folder (`path`) once it grows past that.
+ */
 export interface IncomingFile {
   readonly id: string;
   readonly path: string;
-  readonly stream: WriteStream;
+  readonly stream: SpillWriter;
 }
+
+export interface SpoolOptions {
+  /** Messages up to this size are committed to a segment (group commit); larger ones get a file. */
+  readonly inlineMax?: number;
+  /** A segment is closed for appends once it reaches this size. */
+  readonly segmentSize?: number;
+}
+
+/** A message stored in a segment, and its body while it is still in memory (until delivered). */
+interface SegmentEntry {
+  meta: SpoolMeta;
+  loc: SegmentLocation;
+  body?: Buffer;
+}
+
+/** Bodies of segment messages kept in memory for their first delivery attempt, at most this much. */
+const BODY_CACHE_MAX = 64 * 1024 * 1024;
 
 const TRAILER_LEN_DIGITS = 10;
 
@@ -55,36 +76,97 @@ export function newQueueId(): string {
 
 /**
  * The durable spool. Layout under `dir`:
- *   tmp/<id>.msg     a message being received (written by a stream that closes its fd) (never acknowledged; removed at start-up)
- *   queue/<id>.msg   message bytes, then a trailer: CRLF, the SpoolMeta JSON, its length in 10 digits
- *   queue/<id>.state delivery progress (JSON)
- * A message is committed by fdatasync of its file, rename into queue/ and fsync of queue/ (grouped
- * across concurrent commits); only then does the client get its 250. One file holds the body once,
- * however many recipients it has.
+ *   seg/<n>.seg      messages up to `inlineMax` bytes, appended as records (segment-store.ts):
+ *                    group commit, one writev + fdatasync per batch of concurrent commits
+ *   seg/<n>.done     ids of finished messages of that segment (a segment goes once all are done)
+ *   tmp/<id>.msg     a large message being received (never acknowledged; removed at start-up)
+ *   queue/<id>.msg   a large message: its bytes, then a trailer: CRLF, the SpoolMeta JSON, its length in 10 digits
+ *   queue/<id>.state delivery progress (JSON), for either kind, once a first attempt did not finish it
+ * A small message is committed by its segment batch's fdatasync; a large one by fdatasync of its
+ * file, rename into queue/ and fsync of queue/ (grouped across concurrent commits). Only then does
+ * the client get its 250. The body is stored once, however many recipients it has.
  */
 export class Spool {
   readonly tmpDir: string;
   readonly queueDir: string;
+  readonly segmentDir: string;
+  readonly inlineMax: number;
   private readonly dirSync: DirSync;
+  private readonly segments: SegmentStore;
+  private readonly inSegments = new Map<string, SegmentEntry>();
+  private segmentsLoaded?: Promise<void>;
+  /** Ids with a .state file on disk (so removing a message does not try to unlink one it never had). */
+  private readonly withState = new Set<string>();
+  private cachedBytes = 0;
+  private compactTimer?: NodeJS.Timeout;
 
-  constructor(readonly dir: string) {
+  constructor(readonly dir: string, opts: SpoolOptions = {}) {
     this.tmpDir = path.join(dir, 'tmp');
     this.queueDir = path.join(dir, 'queue');
+    this.segmentDir = path.join(dir, 'seg');
+    this.inlineMax = opts.inlineMax ?? 256 * 1024;
     this.dirSync = new DirSync(this.queueDir);
+    this.segments = new SegmentStore(this.segmentDir, { segmentSize: opts.segmentSize ?? 32 * 1024 * 1024, compactBelow: 0.25, compactAge: 60_000 });
   }
 
-  /** Creates the folders and drops unacknowledged tmp files. */
+  /** Creates the folders, drops unacknowledged tmp files, reads the segments. */
   async init(): Promise<void> {
+    const created = await mkdir(this.segmentDir, { recursive: true });
     await mkdir(this.tmpDir, { recursive: true });
     await mkdir(this.queueDir, { recursive: true });
+    // A new seg/ folder must itself be durable before a record in it is acknowledged.
+    if (created) await new DirSync(this.dir).sync();
     for (const f of await readdir(this.tmpDir)) await rm(path.join(this.tmpDir, f), { force: true });
+    await this.loadSegments();
+    if (!this.compactTimer) {
+      this.compactTimer = setInterval(() => void this.compact().catch(() => undefined), 30_000);
+      this.compactTimer.unref();
+    }
+  }
+
+  /** Moves the few live messages of old, mostly finished segments into the current one. */
+  compact(now?: number): Promise<number> {
+    return this.segments.compact((id, _from, to) => {
+      const e = this.inSegments.get(id);
+      if (e) e.loc = to;
+    }, now);
+  }
+
+  /** Segment batches written so far (one writev + fdatasync each). */
+  get segmentBatches(): number {
+    return this.segments.batches;
+  }
+
+  /** Segment files in use. */
+  get segmentCount(): number {
+    return this.segments.segmentCount;
+  }
+
+  /** Finishes segment writes in flight and closes the segment files (tests, offline commands). */
+  async close(): Promise<void> {
+    if (this.compactTimer) clearInterval(this.compactTimer);
+    this.compactTimer = undefined;
+    await this.segments.close();
+  }
+
+  private loadSegments(): Promise<void> {
+    this.segmentsLoaded ??= (async () => {
+      for (const r of await this.segments.load()) this.inSegments.set(r.id, { meta: r.meta as SpoolMeta, loc: r.location });
+    })();
+    return this.segmentsLoaded;
   }
 
   async createIncoming(id: string): Promise<IncomingFile> {
     const p = path.join(this.tmpDir, `${id}.msg`);
-    const stream = createWriteStream(p, { mode: 0o640, highWaterMark: 256 * 1024 });
-    await once(stream, 'open');
-    return { id, path: p, stream };
+    return { id, path: p, stream: new SpillWriter(p, this.inlineMax) };
+  }
+
+  /** Writes an incoming message held in memory to its tmp path (for the part-rewrite pass). */
+  async materialize(file: IncomingFile): Promise<void> {
+    const chunks = file.stream.chunks;
+    if (!chunks) return;
+    await writeFile(file.path, chunks, { mode: 0o640 });
+    file.stream.materialized = true;
   }
 
   /** A second tmp file for the same id (the rewrite pass writes into it). */
@@ -95,7 +177,7 @@ export class Spool {
   async discard(file: IncomingFile | string): Promise<void> {
     if (typeof file === 'string') return rm(file, { force: true });
     if (!file.stream.closed) file.stream.destroy();
-    await rm(file.path, { force: true });
+    if (file.stream.spilled || file.stream.materialized) await rm(file.path, { force: true });
   }
 
   /**
@@ -103,6 +185,10 @@ export class Spool {
    * queue folder. `source` is the incoming file (already fully written) or a rewritten tmp path.
    */
   async commit(source: IncomingFile | string, meta: Omit<SpoolMeta, 'v' | 'bodySize'>): Promise<SpooledMessage> {
+    if (typeof source !== 'string' && source.stream.chunks) {
+      const w = source.stream;
+      return this.commitToSegment(meta, w.chunks!.length === 1 ? w.chunks![0]! : Buffer.concat(w.chunks!, w.size));
+    }
     const src = typeof source === 'string' ? source : source.path;
     const handle = await open(src, 'r+');
     try {
@@ -124,8 +210,30 @@ export class Spool {
     }
   }
 
+  /** Group commit of a small message: durable (segment fdatasync) when it resolves. */
+  private async commitToSegment(meta: Omit<SpoolMeta, 'v' | 'bodySize'>, body: Buffer): Promise<SpooledMessage> {
+    await this.loadSegments();
+    const full: SpoolMeta = { v: 1, ...meta, bodySize: body.length };
+    const loc = await this.segments.append(full.id, full, [body]);
+    const entry: SegmentEntry = { meta: full, loc };
+    // Kept for the first delivery attempt, which usually starts at once: no read from disk.
+    if (this.cachedBytes + body.length <= BODY_CACHE_MAX) {
+      entry.body = body;
+      this.cachedBytes += body.length;
+    }
+    this.inSegments.set(full.id, entry);
+    return { meta: full, state: { attempts: 0, nextAttemptAt: 0, done: {} } };
+  }
+
+  private dropBody(e: SegmentEntry): void {
+    if (!e.body) return;
+    this.cachedBytes -= e.body.length;
+    e.body = undefined;
+  }
+
   /** Queues a message built in memory (bounces). Durable when it resolves. */
   async enqueue(meta: Omit<SpoolMeta, 'v' | 'bodySize'>, body: Buffer): Promise<SpooledMessage> {
+    if (body.length <= this.inlineMax) return this.commitToSegment(meta, body);
     const p = path.join(this.tmpDir, `${meta.id}.msg`);
     await writeFile(p, body, { mode: 0o640 });
     return this.commit(p, meta);
@@ -135,8 +243,10 @@ export class Spool {
     return path.join(this.queueDir, `${id}.msg`);
   }
 
-  /** Reads the trailer of a queued message. */
+  /** Reads the envelope of a queued message. */
   async readMeta(id: string): Promise<SpoolMeta> {
+    const seg = this.inSegments.get(id);
+    if (seg) return seg.meta;
     const fh = await open(this.messagePath(id), 'r');
     try {
       const { size } = await fh.stat();
@@ -154,6 +264,20 @@ export class Spool {
 
   /** The message as it goes to the next hop: our headers, then the stored bytes. */
   openMessage(meta: SpoolMeta): Readable {
+    const seg = this.inSegments.get(meta.id);
+    if (seg) {
+      const head = Buffer.from(meta.headers);
+      // One chunk: headers and body leave in one write (small bodies; a large one is not copied).
+      if (seg.body) return Readable.from(seg.body.length <= 64 * 1024 ? [Buffer.concat([head, seg.body])] : [head, seg.body]);
+      if (!meta.bodySize) return Readable.from([head]);
+      const body = this.segments.openBody(seg.loc);
+      return Readable.from(
+        (async function* () {
+          yield head;
+          yield* body;
+        })(),
+      );
+    }
     const body = meta.bodySize > 0 ? createReadStream(this.messagePath(meta.id), { start: 0, end: meta.bodySize - 1, highWaterMark: 256 * 1024 }) : Readable.from([]);
     return Readable.from(
       (async function* () {
@@ -165,14 +289,20 @@ export class Spool {
 
   /** The first `max` bytes of the stored message's header block (for bounces). */
   async readHeaderBlock(meta: SpoolMeta, max = 64 * 1024): Promise<string> {
+    const seg = this.inSegments.get(meta.id);
+    const buf = seg ? (seg.body ? seg.body.subarray(0, Math.min(max, seg.body.length)) : await this.segments.readBody(seg.loc, max)) : await this.readFileHead(meta, max);
+    const text = meta.headers + buf.toString('utf8');
+    const end = text.indexOf('\r\n\r\n');
+    return end >= 0 ? text.slice(0, end + 2) : text;
+  }
+
+  private async readFileHead(meta: SpoolMeta, max: number): Promise<Buffer> {
     const fh = await open(this.messagePath(meta.id), 'r');
     try {
       const n = Math.min(max, meta.bodySize);
       const buf = Buffer.alloc(n);
       await fh.read(buf, 0, n, 0);
-      const text = meta.headers + buf.toString('utf8');
-      const end = text.indexOf('\r\n\r\n');
-      return end >= 0 ? text.slice(0, end + 2) : text;
+      return buf;
     } finally {
       await fh.close();
     }
@@ -193,6 +323,10 @@ export class Spool {
    */
   writeState(id: string, state: SpoolState): Promise<void> {
     const p = path.join(this.queueDir, `${id}.state`);
+    this.withState.add(id);
+    // A message that waits for a retry does not keep its body in memory.
+    const seg = this.inSegments.get(id);
+    if (seg) this.dropBody(seg);
     const prev = this.stateWrites.get(id) ?? Promise.resolve();
     const next = prev
       .catch(() => undefined)
@@ -223,19 +357,31 @@ export class Spool {
   /** Removes a message whose every recipient is done. */
   async remove(id: string): Promise<void> {
     await this.stateWrites.get(id)?.catch(() => undefined);
-    await unlink(this.messagePath(id)).catch(() => undefined);
-    await unlink(path.join(this.queueDir, `${id}.state`)).catch(() => undefined);
+    const seg = this.inSegments.get(id);
+    if (seg) {
+      this.inSegments.delete(id);
+      this.dropBody(seg);
+      this.segments.markDone(id, seg.loc);
+    } else {
+      await unlink(this.messagePath(id)).catch(() => undefined);
+    }
+    if (this.withState.delete(id)) await unlink(path.join(this.queueDir, `${id}.state`)).catch(() => undefined);
   }
 
   /** Every committed message, oldest first, for recovery after a restart and for `queue list`. */
   async list(): Promise<SpooledMessage[]> {
+    await this.loadSegments();
     const out: SpooledMessage[] = [];
-    for (const f of (await readdir(this.queueDir)).sort()) {
+    const files = (await readdir(this.queueDir)).sort();
+    for (const f of files) if (f.endsWith('.state')) this.withState.add(f.slice(0, -6));
+    const stateOf = async (id: string) => (this.withState.has(id) ? await this.readState(id) : undefined) ?? { attempts: 0, nextAttemptAt: 0, done: {} };
+    for (const [id, e] of this.inSegments) out.push({ meta: e.meta, state: await stateOf(id) });
+    for (const f of files) {
       if (!f.endsWith('.msg')) continue;
       const id = f.slice(0, -4);
       try {
         const meta = await this.readMeta(id);
-        const state = (await this.readState(id)) ?? { attempts: 0, nextAttemptAt: 0, done: {} };
+        const state = await stateOf(id);
         out.push({ meta, state });
       } catch {
         // A message file without a valid trailer was never committed (crash inside rename is

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { Splitter } from 'mailsplit';
 import { definePlugin, keepQuarantinePruned, reject, type DataHandlers, type MimePart, type PartDecision, type Transaction, type Verdict } from '@portcullis/core';
 import { directionOf } from './direction.js';
@@ -173,7 +173,16 @@ export default definePlugin({
           walker.onRoot = (node) => {
             messageId = headerValues(node, 'message-id')[0];
           };
-          await pipeline(stream, new Splitter(), walker);
+          // Most messages cannot hold a closed attached message at all: one needs "rfc822" in a
+          // Content-Type, or a file name (mailsplit types a part without Content-Type by its
+          // file name's extension, .eml → message/rfc822). Such a message (when small) skips the
+          // MIME parse: it is held until its end, and only its top header is read (Message-ID).
+          const source = await prefilter(stream);
+          if (!source.parse) {
+            messageId = topHeaderValue(source.held, 'message-id');
+            return undefined;
+          }
+          await pipeline(source.parse, new Splitter(), walker);
           await Promise.all(jobs);
           if (!caught) return undefined;
           txn.session.log.info({ plugin: 'attachments', rule: caught.rule.label, reason: caught.finding.reason }, 'attached message caught');
@@ -187,3 +196,51 @@ export default definePlugin({
     };
   },
 });
+
+/** Messages up to this size are held by the raw pass while it decides whether a MIME parse is needed. */
+const PREFILTER_MAX = 256 * 1024;
+/** What can make mailsplit type a leaf message/rfc822 (see the raw pass). Case-insensitive, like MIME. */
+const MAY_HOLD_MESSAGE = /rfc822|filename/i;
+
+/**
+ * Reads the raw stream until it is clear whether a MIME parse can find anything: at the first
+ * chunk that mentions rfc822 or a file name, or once more than PREFILTER_MAX bytes came, `parse` is
+ * the whole stream again (the held chunks, then the rest); otherwise the stream ended and `held` is
+ * all of it.
+ */
+async function prefilter(stream: Readable): Promise<{ parse?: Readable; held: Buffer[] }> {
+  const it = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const held: Buffer[] = [];
+  let bytes = 0;
+  let tail = '';
+  for (;;) {
+    const r = await it.next();
+    if (r.done) return { held };
+    const chunk = r.value;
+    held.push(chunk);
+    bytes += chunk.length;
+    const text = tail + chunk.toString('latin1');
+    if (bytes > PREFILTER_MAX || MAY_HOLD_MESSAGE.test(text)) {
+      const rest = async function* () {
+        yield* held.splice(0);
+        for (;;) {
+          const n = await it.next();
+          if (n.done) return;
+          yield n.value;
+        }
+      };
+      return { parse: Readable.from(rest(), { objectMode: false }), held: [] };
+    }
+    tail = text.slice(-8);
+  }
+}
+
+/** A top-level header field's first value, unfolded and trimmed (as headerValues gives it). */
+function topHeaderValue(chunks: Buffer[], name: string): string | undefined {
+  const all = Buffer.concat(chunks);
+  const end = all.indexOf('\r\n\r\n');
+  const head = all.subarray(0, end >= 0 ? end + 2 : all.length).toString('latin1');
+  const re = new RegExp(`^${name}:([^\\r\\n]*(?:\\r\\n[ \\t][^\\r\\n]*)*)`, 'im');
+  const m = re.exec(head);
+  return m ? m[1]!.replace(/\r?\n[ \t]+/g, ' ').trim() : undefined;
+}

@@ -7,7 +7,7 @@ import { CaptureServer, sendMail, startTestRelay, type CapturedMessage, type Tes
 import relayPolicy from '@portcullis/relay-policy';
 import attachments from '../src/index.js';
 import { buildCorpus, type Case } from './corpus.js';
-import { b64 } from './fixtures.js';
+import { b64, uuencode } from './fixtures.js';
 
 const INBOUND_CLIENT = '127.0.0.1';
 const OUTBOUND_CLIENT = '127.0.0.2';
@@ -77,7 +77,7 @@ describe('attachment screening corpus, end to end over SMTP', function () {
     'n01', 'n02', 'n03', 'n04', 'n05', 'n06', 'n07', 'n08', 'n09', 'n10', 'n11', 'n12', 'n13', 'n14',
     't01', 't02', 't03', 'c01', 'c02', 'c03', 'c04', 'c05', 'c06', 'c07', 'c08',
     'a01', 'a02', 'a03', 'a04', 'a05', 'a06', 'a07', 'a08', 'a09', 'a10',
-    'm01', 'm02', 'm03', 'm04', 'u01', 'u02', 's01', 's02', 'q01', 'o01', 'o02', 'o03', 'o04',
+    'm01', 'm02', 'm03', 'm04', 'm05', 'u01', 'u02', 's01', 's02', 'q01', 'o01', 'o02', 'o03', 'o04',
     'k01', 'k02', 'k03', 'k04', 'k05', 'k06', 'k07', 'k08', 'k09', 'k10', 'k11', 'k12', 'k13',
   ];
   it('lists every corpus case below', () => {
@@ -145,4 +145,25 @@ describe('attachment screening corpus, end to end over SMTP', function () {
       }
     });
   }
+
+  it('records the Message-ID of a plain text message quarantined for a uuencoded file (read without a MIME parse)', async () => {
+    const raw = [
+      'From: sender@remote.test',
+      'To: bob@example.com',
+      'Subject: [q02] uuencoded screensaver',
+      'Message-ID:',
+      ' <q02.folded@remote.test>',
+      'MIME-Version: 1.0',
+      'Content-Type: text/plain; charset=us-ascii',
+      '',
+      `See below.\r\n${uuencode('nightly.scr', Buffer.from('not really a screensaver\n'.repeat(20)))}`,
+      '',
+    ].join('\r\n');
+    const r = await sendMail({ port: relay.port, localAddress: INBOUND_CLIENT, from: 'sender@remote.test', to: 'bob@example.com', raw });
+    assert.equal(r.ok, true, r.response);
+    await arrival(sink, 'q02');
+    const sidecar = readdirSync(quarantineDir).filter((n) => n.endsWith('.json')).map((n) => JSON.parse(readFileSync(path.join(quarantineDir, n), 'utf8'))).find((m) => m.reason?.includes('nightly.scr'));
+    assert.ok(sidecar, 'quarantine sidecar written');
+    assert.equal(sidecar.messageId, '<q02.folded@remote.test>');
+  });
 });

@@ -131,6 +131,8 @@ export interface PartSpec {
   body: Buffer | string;
   /** base64 (default for Buffers), 7bit (default for strings), or quoted-printable as given. */
   encoding?: 'base64' | '7bit' | '8bit';
+  /** Leave the Content-Type line out (`contentType` is then ignored). */
+  noContentType?: boolean;
 }
 
 export function b64(data: Buffer): string {
@@ -140,7 +142,7 @@ export function b64(data: Buffer): string {
 export function encodePart(p: PartSpec): string {
   const enc = p.encoding ?? (Buffer.isBuffer(p.body) ? 'base64' : '7bit');
   const body = enc === 'base64' ? b64(Buffer.isBuffer(p.body) ? p.body : Buffer.from(p.body)) : p.body.toString();
-  return [`Content-Type: ${p.contentType}`, `Content-Transfer-Encoding: ${enc}`, ...p.headers, '', body].join('\r\n');
+  return [...(p.noContentType ? [] : [`Content-Type: ${p.contentType}`]), `Content-Transfer-Encoding: ${enc}`, ...p.headers, '', body].join('\r\n');
 }
 
 export function attachment(filename: string, data: Buffer, contentType = 'application/octet-stream'): PartSpec {

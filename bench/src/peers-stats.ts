@@ -1,0 +1,63 @@
+/**
+ * After a ../shared/bench run with the Portcullis relays: one row per relay process (the harness
+ * restarts the relay for every run and every retry) with the figures the relay measured over its
+ * measured burst (relay-main --stats): CPU ms per message and the end-of-DATA-to-250 latency.
+ *
+ *   node bench/dist/peers-stats.js STATS.jsonl [RESULTS.csv]
+ *
+ * With the harness's CSV, each process is matched to its run (config, size, concurrency, attempt).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+
+interface Burst { pid: number; plugins: string; messages: number; avgBytes: number; seconds: number; cpuMsPerMsg: number; p50Ms: number; p99Ms: number; maxMs: number }
+
+const [statsFile, csvFile] = process.argv.slice(2);
+if (!statsFile) {
+  process.stderr.write('usage: peers-stats STATS.jsonl [RESULTS.csv]\n');
+  process.exit(64);
+}
+if (!existsSync(statsFile)) {
+  console.log(`# no Portcullis stats in ${statsFile}`);
+  process.exit(0);
+}
+
+const bursts = readFileSync(statsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Burst);
+// Per process (in the order the processes ended), the measured burst: the one with the most messages.
+const perPid = new Map<number, Burst>();
+for (const b of bursts) {
+  const cur = perPid.get(b.pid);
+  if (!cur || b.messages > cur.messages) perPid.set(b.pid, b);
+}
+const procs = [...perPid.values()];
+
+const configOf = (plugins: string) => (plugins === 'relay-policy' ? 'portcullis' : plugins === 'relay-policy,attachments' ? 'portcullis-att' : plugins);
+/** Runs of the harness CSV for our configs, expanded to one entry per attempt (tries). */
+const runs: Array<{ config: string; size: string; conc: string; attempt: string }> = [];
+if (csvFile && existsSync(csvFile)) {
+  const [head, ...lines] = readFileSync(csvFile, 'utf8').trim().split('\n');
+  const keys = head!.split(',');
+  for (const line of lines) {
+    const vals = line.split(',').map((v) => v.replace(/^"|"$/g, ''));
+    const row = Object.fromEntries(keys.map((k, i) => [k, vals[i] ?? '']));
+    if (!String(row['config']).startsWith('portcullis')) continue;
+    const tries = Number(row['tries'] || 1);
+    for (let a = 1; a <= tries; a++) runs.push({ config: row['config']!, size: row['msg_bytes']!, conc: row['conc']!, attempt: `${a}/${tries}` });
+  }
+}
+
+const header = ['config', 'msg_bytes', 'conc', 'attempt', 'measured', 'avg_bytes', 'cpu_ms/msg', 'p50_ms', 'p99_ms', 'max_ms'];
+const rows: string[][] = [];
+const queue = new Map<string, typeof runs>();
+for (const r of runs) queue.set(r.config, [...(queue.get(r.config) ?? []), r]);
+for (const p of procs) {
+  const config = configOf(p.plugins);
+  const run = queue.get(config)?.shift();
+  rows.push([config, run?.size ?? '?', run?.conc ?? '?', run?.attempt ?? '?', String(p.messages), String(p.avgBytes), p.cpuMsPerMsg.toFixed(3), p.p50Ms.toFixed(2), p.p99Ms.toFixed(2), p.maxMs.toFixed(2)]);
+}
+const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+const fmt = (r: string[]) => r.map((v, i) => (i === 0 ? v.padEnd(w[i]!) : v.padStart(w[i]!))).join('  ');
+console.log('# Portcullis, measured inside the relay over each run\'s measured burst (relay-main --stats):');
+console.log('# cpu_ms/msg = process CPU time (user+sys) from the first to the last reply / messages; p50/p99/max = end of DATA (final dot read) to the reply');
+console.log(fmt(header));
+console.log(w.map((x) => '-'.repeat(x)).join('  '));
+for (const r of rows) console.log(fmt(r));
