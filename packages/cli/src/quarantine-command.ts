@@ -161,20 +161,32 @@ async function release(item: QuarantineItem, f: Folders): Promise<{ queueId: str
     if (!/ENOENT|ECONNREFUSED/.test((err as Error).message)) throw err;
     running = false;
   }
-  // With the relay stopped, the spool lock keeps a relay from starting halfway through the write.
+  const header = `X-Portcullis-Released: quarantine ${item.id} (${item.source}) released by ${headerSafe(operator)} on ${now.toUTCString()}\r\n`;
+  const note = `quarantine release of ${item.id} (${item.source}) by ${operator}`;
+  // Running: the relay is the spool's only writer, so it queues the message itself (from a file
+  // in its tmp/ folder) and logs the operator action. Stopped: the spool lock keeps a relay from
+  // starting halfway through our write.
   const lock = running ? undefined : await core.SpoolLock.acquire(f.spoolDir, `portcullis quarantine release (pid ${process.pid})`, undefined, 5_000);
   try {
-    const spool = new core.Spool(f.spoolDir);
-    if (!running) await spool.init();
-    const queueId = core.newQueueId();
-    const header = `X-Portcullis-Released: quarantine ${item.id} (${item.source}) released by ${headerSafe(operator)} on ${now.toUTCString()}\r\n`;
-    await spool.enqueue({ id: queueId, mailFrom: item.sender, recipients: item.recipients, receivedAt: now.getTime(), headers: header }, body);
-    updateMeta(item, { released: { at: now.toISOString(), queueId, by: operator } });
-    // The operator action in the relay's own log when it runs; on stderr (JSON) either way.
+    let queueId: string;
     if (running) {
-      const r = await core.controlRequest(socket, { cmd: 'load', id: queueId, note: `quarantine release of ${item.id} (${item.source}) by ${operator}` });
-      if (!r.ok) throw new Error(r.error);
+      const tmp = path.join(f.spoolDir, 'tmp', `release-${randomBytes(8).toString('hex')}.eml`);
+      writeFileSync(tmp, body, { mode: 0o600 });
+      try {
+        const r = await core.controlRequest(socket, { cmd: 'enqueue', file: tmp, mailFrom: item.sender, recipients: item.recipients, headers: header, note }, 60_000);
+        if (!r.ok) throw new Error(r.error);
+        queueId = (r.result as { id: string }).id;
+      } finally {
+        rmSync(tmp, { force: true });
+      }
+    } else {
+      const spool = new core.Spool(f.spoolDir);
+      await spool.init();
+      queueId = core.newQueueId();
+      await spool.enqueue({ id: queueId, mailFrom: item.sender, recipients: item.recipients, receivedAt: now.getTime(), headers: header }, body);
+      await spool.close();
     }
+    updateMeta(item, { released: { at: now.toISOString(), queueId, by: operator } });
     process.stderr.write(JSON.stringify({ time: now.toISOString(), msg: 'operator action: quarantine release', quarantineId: item.id, source: item.source, queueId, recipients: item.recipients, by: operator }) + '\n');
     return { queueId, mode: running ? 'running' : 'offline' };
   } finally {

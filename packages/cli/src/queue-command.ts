@@ -133,6 +133,7 @@ export async function openQueue(configFile: string, opts: { readOnly?: boolean }
       request: (req) => offlineRequest(queue, req),
       close: async () => {
         await queue.settle();
+        await spool.close();
         await lock?.release();
       },
     };
@@ -161,8 +162,6 @@ async function offlineRequest(q: DeliveryQueue, req: ControlRequest): Promise<Co
       return need(await q.delete(req.id), req.id);
     case 'bounce':
       return need(await q.bounceNow(req.id), req.id);
-    case 'load':
-      return { ok: true, result: true };
     default:
       return { ok: false, error: `${req.cmd} needs a running relay` };
   }

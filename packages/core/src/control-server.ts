@@ -8,8 +8,11 @@ export type ControlRequest =
   | { cmd: 'list' }
   | { cmd: 'show' | 'hold' | 'release' | 'delete' | 'bounce'; id: string }
   | { cmd: 'flush'; id?: string; includeHeld?: boolean }
-  /** A message an operator tool committed to the spool (a quarantine release): deliver it. */
-  | { cmd: 'load'; id: string; note?: string }
+  /**
+   * A message an operator tool wrote to `<spool>/tmp/` (a quarantine release): the relay queues
+   * it in its own spool (one writer) and delivers it; `note` is logged as the operator action.
+   */
+  | { cmd: 'enqueue'; file: string; mailFrom: string; recipients: string[]; headers?: string; note?: string }
   | { cmd: 'reload' }
   | { cmd: 'status' };
 
@@ -80,10 +83,11 @@ export class ControlServer {
         }
         case 'flush':
           return { ok: true, result: { flushed: q.flush(req.id, !!req.includeHeld) } };
-        case 'load': {
-          const found = await q.load(req.id);
-          if (found) this.log.warn({ id: req.id, note: req.note }, `operator action: ${req.note ?? 'message added to the queue'}`);
-          return found ? { ok: true, result: true } : { ok: false, error: `no such message in the spool: ${req.id}` };
+        case 'enqueue': {
+          if (!Array.isArray(req.recipients) || !req.recipients.length || typeof req.mailFrom !== 'string') return { ok: false, error: 'enqueue needs mailFrom and recipients' };
+          const id = await q.enqueueFile(req.file, { mailFrom: req.mailFrom, recipients: req.recipients, headers: req.headers ?? '' });
+          this.log.warn({ id, note: req.note, recipients: req.recipients }, `operator action: ${req.note ?? 'message added to the queue'}`);
+          return { ok: true, result: { id } };
         }
         case 'reload':
           if (!this.handlers.reload) return { ok: false, error: 'reload is not available' };

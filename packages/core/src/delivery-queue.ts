@@ -1,3 +1,5 @@
+import { readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
 import type { Logger } from 'pino';
 import { domainOf } from './address.js';
 import { buildBounce, enhancedStatusOf, type BounceFailure } from './dsn.js';
@@ -137,14 +139,19 @@ export class DeliveryQueue {
     await Promise.all([...this.entries.keys()].map((id) => this.spool.pendingWrite(id)));
   }
 
-  /** Picks up a message an operator tool put in the spool (a quarantine release). */
-  async load(id: string): Promise<boolean> {
-    if (this.entries.has(id)) return true;
-    const meta = await this.spool.readMeta(id).catch(() => undefined);
-    if (!meta) return false;
-    const state = (await this.spool.readState(id)) ?? { attempts: 0, nextAttemptAt: 0, done: {} };
-    this.add({ meta, state });
-    return true;
+  /**
+   * Queues a message an operator tool wrote to the spool's tmp/ folder (a quarantine release):
+   * this process's spool commits it (it is the spool's only writer while it runs), then it is
+   * delivered like any other. The file is removed. Returns the new queue id.
+   */
+  async enqueueFile(file: string, envelope: { mailFrom: string; recipients: readonly string[]; headers: string }): Promise<string> {
+    const abs = path.resolve(file);
+    if (path.dirname(abs) !== path.resolve(this.spool.tmpDir)) throw new Error(`enqueue: the file must be in ${this.spool.tmpDir}`);
+    const body = await readFile(abs);
+    const committed = await this.spool.enqueue({ id: newQueueId(), mailFrom: envelope.mailFrom, recipients: [...envelope.recipients], receivedAt: this.clock(), headers: envelope.headers }, body);
+    await rm(abs, { force: true });
+    this.add(committed);
+    return committed.meta.id;
   }
 
   /** Queue depth by state, bytes and the oldest message, for /metrics and `portcullis status`. */
