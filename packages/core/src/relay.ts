@@ -160,6 +160,8 @@ export class Relay {
   diskGuard: DiskGuard;
   readonly sharedState: SharedState;
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** Transactions in DATA, by session id: what a graceful stop waits for (and aborts at drainTime). */
+  private readonly intakes = new Map<string, { abort: AbortController; stream: SMTPServerDataStream; done: Promise<unknown> }>();
   private stopping = false;
   private control?: ControlServer;
   private readonly onDataReply?: RelayOptions['onDataReply'];
@@ -403,35 +405,60 @@ export class Relay {
   }
 
   /**
-   * Graceful stop: listeners close (new clients get nothing), transactions in DATA finish and are
-   * answered, deliveries in progress finish, plugins close. Nothing acknowledged is lost: the
-   * spool keeps what was not delivered.
+   * Graceful stop that keeps its word: listeners close (new clients get nothing); sessions between
+   * transactions get `421 4.3.2` at once; a transaction in DATA may finish within
+   * `shutdown.drainTime` and gets its real reply (250 once spooled) before its connection closes
+   * with 421. When the drain time is over, a message still arriving or not yet committed is dropped
+   * and answered 421 (the client retries; nothing was queued), one whose commit has begun is
+   * finished and answered 250. Deliveries in progress get the same drain time; the spool keeps
+   * what was not delivered.
    */
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    const deadline = Date.now() + this.config.shutdown.drainTime;
     await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => {
       (s.server as unknown as { server: { close(cb: () => void): void } }).server.close(() => resolve());
       setTimeout(resolve, 100).unref();
     })));
-    await Promise.allSettled([...this.inFlight]);
-    for (const c of this.connections.values()) {
-      try {
-        c.send(Replies.shuttingDown.code, `${Replies.shuttingDown.enhanced} ${Replies.shuttingDown.text}`);
-        c.close();
-      } catch {
-        /* already gone */
+    for (const c of [...this.connections.values()]) if (!this.intakes.has(c.id)) this.goodbye(c);
+    if (this.intakes.size) {
+      this.log.info({ transactions: this.intakes.size, drainMs: deadline - Date.now() }, 'waiting for transactions in DATA');
+      await waitAtMost(Promise.allSettled([...this.intakes.values()].map((i) => i.done)), deadline - Date.now());
+    }
+    for (const [id, intake] of this.intakes) {
+      intake.abort.abort();
+      if (!intake.stream.readableEnded) {
+        // Still arriving: nothing is queued, so 421 is the truth. The stream's end lets the intake clean up.
+        const c = this.connections.get(id);
+        if (c) this.goodbye(c);
+        intake.stream.destroy();
       }
     }
+    await Promise.allSettled([...this.intakes.values()].map((i) => i.done));
+    for (const c of [...this.connections.values()]) this.goodbye(c);
+    await waitAtMost(Promise.allSettled([...this.inFlight]), Math.max(1000, deadline - Date.now()));
     await this.control?.stop();
     await this.admin?.stop();
-    await this.queue.stop();
+    await waitAtMost(this.queue.stop(), Math.max(1000, deadline - Date.now()));
     await this.reloading?.catch(() => undefined);
     await this.driver.close();
     for (const d of this.retired.keys()) await d.close();
     this.retired.clear();
+    // Segment files stay open while the relay runs; a stopped relay holds no descriptor on the spool.
+    await this.spool.close().catch((err: unknown) => this.log.warn({ err }, 'closing the spool failed'));
     await this.sharedState.close();
     await this.lock?.release();
+  }
+
+  /** 421 4.3.2 and close (smtp-server writes nothing once the socket is closed). */
+  private goodbye(c: ConnectionLike): void {
+    try {
+      c.send(Replies.shuttingDown.code, `${Replies.shuttingDown.enhanced} ${Replies.shuttingDown.text}`);
+      c.close();
+    } catch {
+      /* already gone */
+    }
   }
 
   private createServer(listener: ListenerConfig, tls: { key: Buffer; cert: Buffer } | undefined, override: boolean): SMTPServer {
@@ -681,13 +708,28 @@ export class Relay {
     }
   }
 
-  private async onData(stream: SMTPServerDataStream, raw: SMTPServerSession, cb: (err?: Error | null, message?: string) => void): Promise<void> {
+  private onData(stream: SMTPServerDataStream, raw: SMTPServerSession, cb: (err?: Error | null, message?: string) => void): Promise<void> {
+    stream.on('error', () => undefined); // a client that leaves mid-DATA: handled by the intake
+    const abort = new AbortController();
+    const done = this.receive(stream, raw, abort.signal, cb).finally(() => {
+      this.intakes.delete(raw.id);
+      // Stopping: the real reply has gone out; now the connection closes.
+      const c = this.connections.get(raw.id);
+      if (this.stopping && c) setImmediate(() => this.goodbye(c));
+    });
+    this.intakes.set(raw.id, { abort, stream, done });
+    return done;
+  }
+
+  private async receive(stream: SMTPServerDataStream, raw: SMTPServerSession, signal: AbortSignal, cb: (err?: Error | null, message?: string) => void): Promise<void> {
     const s = this.sessions.get(raw.id)!;
     const txn = s.txn!;
     const progress: { bytes: number; endedAt?: number } = { bytes: 0 };
     const watchdog = this.dataRateWatchdog(s, progress);
     try {
       const result = await receiveMessage(stream, txn, {
+        signal,
+        normalizeLineEndings: s.config.bareLineEndings.normalize.contains(raw.remoteAddress),
         limits: s.config.limits,
         progress,
         driver: s.driver,
@@ -946,4 +988,16 @@ export async function installedVersion(pkg: string): Promise<string | undefined>
     /* not installed */
   }
   return undefined;
+}
+
+/** Resolves when `p` settles or after `ms`, whichever comes first (never rejects). */
+function waitAtMost(p: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, Math.max(0, ms));
+    t.unref();
+    p.then(
+      () => (clearTimeout(t), resolve()),
+      () => (clearTimeout(t), resolve()),
+    );
+  });
 }
