@@ -153,6 +153,7 @@ export class Relay {
   /** Connections the gate admitted (each owes it a release when it closes), and those it refused. */
   private readonly admitted = new Map<string, { info: ConnectionInfo; gate: ConnectionGate }>();
   private readonly refused = new Map<string, Reply>();
+  private readonly ungated = new Set<string>();
   private readonly guards = new Map<string, SessionGuard>();
   /** Replaced on a reload (new plugins add their checks to a new gate); a connection is released by the gate that admitted it. */
   gate: ConnectionGate;
@@ -523,6 +524,9 @@ export class Relay {
     const gateEarly = !listener.proxyProtocol.size;
     conns.add = (c: ConnectionLike) => {
       c._socket?.setNoDelay?.(true);
+      // An XCLIENT proxy the operator named speaks for many clients (and limits them itself): the
+      // gate would count them all as one address. Their rates still count, per client, in the hooks.
+      if (listener.xclient.contains(c.remoteAddress)) this.ungated.add(c.id);
       if (gateEarly) this.admit(c, info, label);
       if (override) setGreetingDelay(c, delay, () => this.refused.get(c.id));
       installProxyCommandTrust(c, listener);
@@ -540,6 +544,7 @@ export class Relay {
       if (this.connections.has(c.id)) this.metrics.connectionClosed(label);
       if (this.connections.delete(c.id)) {
         this.refused.delete(c.id);
+        this.ungated.delete(c.id);
         this.guards.get(c.id)?.dispose();
         this.guards.delete(c.id);
         const admitted = this.admitted.get(c.id);
@@ -572,7 +577,7 @@ export class Relay {
 
   /** Runs the connection gate once per connection; a refusal is answered before any greeting. */
   private admit(c: { id: string; remoteAddress: string }, listener: Session['listener'], label: string): Reply | undefined {
-    if (this.admitted.has(c.id) || this.refused.has(c.id)) return this.refused.get(c.id);
+    if (this.ungated.has(c.id) || this.admitted.has(c.id) || this.refused.has(c.id)) return this.refused.get(c.id);
     const info: ConnectionInfo = { id: c.id, remoteAddress: c.remoteAddress, listener };
     const gate = this.gate;
     const decided = gate.decide(info);

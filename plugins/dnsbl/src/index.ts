@@ -103,7 +103,11 @@ export default definePlugin({
     const zones = opts.zones.map(
       (z) => new Zone({ zone: z.zone, weight: z.weight, name: z.name ?? z.zone, filter: z.answers && ((a: string) => z.answers!.some((p) => p.test(a))) }, settings, resolver, state, ctx.log),
     );
-    const pending = new WeakMap<Session, Promise<DnsblNote>>();
+    // The lookup for each session, with the address it was made for: XCLIENT may change the client
+    // after connect, and the verdict must be about the client, not the proxy.
+    const pending = new WeakMap<Session, { ip: string; note: Promise<DnsblNote> }>();
+    const xclientPeers = new Map(config.listen.map((l) => [l.name ?? `${l.host}:${l.port}`, l.xclient] as const));
+    const fromXclientProxy = (s: Session) => !s.proxied && !!xclientPeers.get(s.listener.name)?.contains(s.remoteAddress);
     // Zone names come from the config (bounded); never the client address.
     const lookups = ctx.metrics.counter<'zone' | 'result'>({ name: 'lookups_total', help: 'Zone answers by zone and result: listed, clear, error (timeout, SERVFAIL), skipped (zone marked failing)', labelNames: ['zone', 'result'] });
     const refusals = ctx.metrics.counter<'action'>({ name: 'refusals_total', help: 'Clients at or over the threshold at MAIL FROM, by action: reject, tempfail', labelNames: ['action'] });
@@ -156,6 +160,20 @@ export default definePlugin({
       return reject(554, '5.7.1', `Service unavailable; client [${s.remoteAddress}] blocked using ${top.name}`);
     };
 
+    /** Starts (or reuses) the lookup for the session's current client; undefined when it is skipped. */
+    const lookup = (session: Session): Promise<DnsblNote> | undefined => {
+      const known = pending.get(session);
+      if (known && known.ip === session.remoteAddress) return known.note;
+      if (skipped(session) || fromXclientProxy(session)) return undefined;
+      const note = evaluate(session).then((n) => {
+        (session.notes as Record<string, unknown>)['dnsbl'] = n;
+        return n;
+      });
+      note.catch(() => undefined);
+      pending.set(session, { ip: session.remoteAddress, note });
+      return note;
+    };
+
     return {
       /** Ready while no zone is marked failing (/readyz, portcullis status); the detail names the failing ones. */
       ready() {
@@ -167,22 +185,16 @@ export default definePlugin({
       },
       hooks: {
         connect(session) {
-          if (skipped(session)) return undefined;
-          const p = evaluate(session).then((note) => {
-            (session.notes as Record<string, unknown>)['dnsbl'] = note;
-            return note;
-          });
-          p.catch(() => undefined);
-          pending.set(session, p);
+          lookup(session);
           return undefined;
         },
         async mail(txn) {
-          const p = pending.get(txn.session);
+          const p = lookup(txn.session);
           if (!p) return undefined;
           return verdictFor(txn.session, await p);
         },
         async data(txn) {
-          const p = pending.get(txn.session);
+          const p = lookup(txn.session);
           if (!p) return undefined;
           const note = await p;
           if (note.listed.length && !note.allowed) {
