@@ -1,7 +1,8 @@
 import { PassThrough, Writable, type Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { Logger } from 'pino';
-import { Splitter } from 'mailsplit';
+import type { Splitter } from 'mailsplit';
+import { MimeSplitter } from './mime-splitter.js';
 import type { DataHandlers, MimePart, PartDecision } from './hooks.js';
 import { LineEndingGuard } from './line-ending-guard.js';
 import { HeaderScanner } from './header-scanner.js';
@@ -94,7 +95,7 @@ export async function receiveMessage(stream: DataStream, txn: Transaction, ctx: 
   let walker: MimeWalker<LoadedPlugin> | undefined;
   let splitter: Splitter | undefined;
   if (partUsers.length) {
-    splitter = new Splitter();
+    splitter = new MimeSplitter();
     walker = new MimeWalker<LoadedPlugin>(
       (part: MimePart) => attachScreeners(part, partUsers, driver, log),
       (s: AttachedScreener<LoadedPlugin>) => driver.guard(s.owner, 'data.part', () => s.screener.done()),

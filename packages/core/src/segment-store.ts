@@ -80,6 +80,8 @@ export class SegmentStore {
   private poisoned = false;
   /** Batches written (each one writev + one fdatasync), for diagnostics and tests. */
   batches = 0;
+  /** Segment removals in progress (close() waits for them). */
+  private readonly dropping = new Set<Promise<void>>();
 
   constructor(
     readonly dir: string,
@@ -227,6 +229,7 @@ export class SegmentStore {
   /** Finishes the writes in flight and closes the files. */
   async close(): Promise<void> {
     while (this.flushing) await this.flushing;
+    await Promise.all([...this.dropping]);
     for (const seg of this.segments.values()) {
       await seg.handle?.close().catch(() => undefined);
       seg.handle = undefined;
@@ -310,7 +313,13 @@ export class SegmentStore {
     await this.drop(seg);
   }
 
-  private async drop(seg: Segment): Promise<void> {
+  private drop(seg: Segment): Promise<void> {
+    const p = this.dropNow(seg).finally(() => this.dropping.delete(p));
+    this.dropping.add(p);
+    return p;
+  }
+
+  private async dropNow(seg: Segment): Promise<void> {
     this.segments.delete(seg.n);
     if (this.current === seg) this.current = undefined;
     await seg.handle?.close().catch(() => undefined);
