@@ -87,6 +87,17 @@ describe('per-session command limits', () => {
     await s.waitClosed();
   });
 
+  it('answers QUIT at once even in a tarpitted session', async () => {
+    const s = await session({ tarpitAfter: 0, tarpitDelay: '1s', maxErrors: 10 });
+    assert.match(await s.cmd('RCPT TO:<a@example.test>'), /^503 /);
+    const [slow, slowMs] = await timed(s, 'NOOP');
+    assert.match(slow, /^250 /);
+    assert.ok(slowMs >= 900, `a tarpitted NOOP took ${slowMs} ms`);
+    const [bye, byeMs] = await timed(s, 'QUIT');
+    assert.match(bye, /^221 /);
+    assert.ok(byeMs < 300, `QUIT took ${byeMs} ms`);
+  });
+
   it('closes the session past the unknown-command limit with 421 4.7.0', async () => {
     const s = await session({ unknownCommands: 3 });
     for (let i = 0; i < 3; i++) assert.match(await s.cmd('FROB'), /^500 /);

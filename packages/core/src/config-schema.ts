@@ -76,6 +76,11 @@ export const configSchema = z.strictObject({
   /** Our name in the greeting, in Received headers and in bounces. */
   hostname: z.string().min(1).default('localhost'),
   listen: z.array(listenerSchema).min(1, 'at least one listener is needed'),
+  /**
+   * Where `RCPT TO:<postmaster>` (no domain, RFC 5321 section 4.5.1) goes. Default: postmaster@ the
+   * first hosted domain (relay-policy's `domains`).
+   */
+  postmaster: z.string().regex(/^[^\s@<>]+@[^\s@<>]+$/, 'expected a mail address such as postmaster@example.com').optional(),
   tls: z
     .strictObject({
       key: z.string().min(1),

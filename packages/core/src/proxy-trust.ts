@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import { SMTPServer } from 'smtp-server';
+import { sourceHash } from './library-source.js';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { NetworkList } from './networks.js';
 
@@ -33,17 +33,12 @@ interface ConnectionInternals {
   _proxyCommandAllowed(command: string, option: ProxyOption): boolean;
 }
 
-/** Whitespace-normalised, with CommonJS's `(0, module_1.name)(...)` call form folded to `name(...)`: the ESM and CJS builds hash alike. */
-function hashOf(fn: unknown): string {
-  const src = String(fn).replace(/\s+/g, ' ').replace(/\(0, \w+\.(\w+)\)/g, '$1');
-  return createHash('sha256').update(src).digest('hex');
-}
 
 /** Hashes of the two library methods this module replaces (whitespace-normalised source). */
 export function proxyTrustLibraryHashes(): { proxyCommandAllowed: string; expectsProxyHeader: string } {
   return {
-    proxyCommandAllowed: hashOf((SMTPConnection.prototype as unknown as ConnectionInternals)._proxyCommandAllowed),
-    expectsProxyHeader: hashOf((SMTPServer.prototype as unknown as { _expectsProxyHeader: unknown })._expectsProxyHeader),
+    proxyCommandAllowed: sourceHash((SMTPConnection.prototype as unknown as ConnectionInternals)._proxyCommandAllowed),
+    expectsProxyHeader: sourceHash((SMTPServer.prototype as unknown as { _expectsProxyHeader: unknown })._expectsProxyHeader),
   };
 }
 

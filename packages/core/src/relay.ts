@@ -17,6 +17,12 @@ import { canGuardSessions, SessionGuard } from './session-guard.js';
 import { createSharedState, type SharedState } from './shared-state.js';
 import { canOverrideGreetingDelay, setGreetingDelay } from './greeting-delay.js';
 import { canUseProxyTrust, installProxyCommandTrust, installProxyHeaderTrust, proxyServerOptions } from './proxy-trust.js';
+import { canRewriteReplies, installReplyCodes } from './reply-codes.js';
+import { canGuardPipelining, installPipeliningGuard } from './pipelining-guard.js';
+import { unadvertisedParameter } from './esmtp-params.js';
+import { isBarePostmaster, postmasterAddress } from './postmaster.js';
+import { clientOrigin, type ClientOrigin } from './client-origin.js';
+import type { NetworkList } from './networks.js';
 import { createLogger } from './logger.js';
 import { receiveMessage } from './message-intake.js';
 import type { PluginDefinition } from './plugin.js';
@@ -57,7 +63,7 @@ const nonAscii = (address: string) => {
 interface ConnectionLike {
   id: string;
   remoteAddress: string;
-  _socket: { setNoDelay?(v: boolean): void };
+  _socket: { setNoDelay?(v: boolean): void; remoteAddress?: string };
   send(code: number, text: string): void;
   close(): void;
 }
@@ -66,6 +72,8 @@ class SessionState implements Session {
   readonly notes: Record<string, unknown> = {};
   txn?: TransactionState;
   heloChecked?: string;
+  /** The client address the connect hook last judged (XCLIENT can change it). */
+  connectChecked?: string;
   timer?: NodeJS.Timeout;
   constructor(
     readonly raw: SMTPServerSession,
@@ -73,9 +81,15 @@ class SessionState implements Session {
     readonly container: DependencyContainer,
     readonly log: Logger,
     readonly connection: ConnectionLike | undefined,
+    private readonly viaProxyHeader: boolean,
   ) {}
   get id() { return this.raw.id; }
-  get remoteAddress() { return this.raw.remoteAddress; }
+  /** The address policy trusts: the TCP peer, a listed proxy's PROXY header or XCLIENT, never XFORWARD. */
+  get remoteAddress() { return this.origin.client; }
+  get peerAddress() { return this.origin.peer; }
+  get proxied() { return this.origin.proxied; }
+  get forwarded() { return this.origin.forwarded; }
+  get origin(): ClientOrigin { return clientOrigin(this.raw, this.connection?._socket.remoteAddress, this.viaProxyHeader); }
   get remotePort() { return this.raw.remotePort; }
   get localAddress() { return this.raw.localAddress; }
   get localPort() { return this.raw.localPort; }
@@ -182,6 +196,9 @@ export class Relay {
     this.checkProxyTrust();
     const override = await canOverrideGreetingDelay();
     if (!override) this.log.warn('smtp-server is not the pinned version: greetingDelay settings are ignored, the library waits 100 ms');
+    if (!canRewriteReplies()) this.log.warn('smtp-server is not the pinned version: its own replies keep their wording and get no enhanced status code');
+    if (!canGuardPipelining()) this.log.warn('smtp-server is not the pinned version: message content sent before the 354 reply is not refused');
+    if (!postmasterAddress(this.config.postmaster, this.container)) this.log.warn('no postmaster address: RCPT TO:<postmaster> will be refused (set postmaster: or host a domain with relay-policy)');
     const tls = this.config.tls ? { key: readFileSync(path.resolve(this.configDir, this.config.tls.key)), cert: readFileSync(path.resolve(this.configDir, this.config.tls.cert)) } : undefined;
     for (const listener of this.config.listen) {
       const server = this.createServer(listener, tls, override);
@@ -254,6 +271,8 @@ export class Relay {
   }
 
   private createServer(listener: ListenerConfig, tls: { key: Buffer; cert: Buffer } | undefined, override: boolean): SMTPServer {
+    const rewriteReplies = canRewriteReplies();
+    const guardPipelining = canGuardPipelining();
     const info: Session['listener'] = { name: listener.name ?? `${listener.host}:${listener.port}`, port: listener.port, tls: listener.tls, auth: listener.auth };
     const limits = this.config.limits;
     const disabled: string[] = [];
@@ -275,14 +294,16 @@ export class Relay {
       socketTimeout: limits.idleTimeout,
       closeTimeout: 30_000,
       disableReverseLookup: true, // never ask a resolver we did not configure
-      hideENHANCEDSTATUSCODES: true, // we write enhanced codes ourselves, once
+      // We write every enhanced code ourselves, once (reply-codes.ts); the keyword is advertised only
+      // where that rewriting is in place, else the library's own replies would carry none.
+      hideENHANCEDSTATUSCODES: !rewriteReplies,
       hideSMTPUTF8: true,
       hideREQUIRETLS: true,
       hideDSN: true,
       // Proxy commands only from the networks an operator named; the matching is ours (proxy-trust.ts).
       ...proxyServerOptions(listener),
       logger: false,
-      onConnect: (session, cb) => this.track(this.onConnect(session, info, disabled, cb)),
+      onConnect: (session, cb) => this.track(this.onConnect(session, info, disabled, cb, listener.proxyProtocol)),
       onSecure: (_socket, session, cb) => {
         // AUTH is offered once the connection is encrypted (never before: see onConnect).
         session.disabledCommands = [...disabled];
@@ -310,6 +331,8 @@ export class Relay {
       if (gateEarly) this.admit(c, info);
       if (override) setGreetingDelay(c, delay, () => this.refused.get(c.id));
       installProxyCommandTrust(c, listener);
+      if (rewriteReplies) installReplyCodes(c);
+      if (guardPipelining) installPipeliningGuard(c, () => this.log.warn({ session: c.id, client: c.remoteAddress }, 'improper pipelining: message content sent before the 354 reply; DATA refused, connection closed'));
       if (canGuardSessions(c)) this.guards.set(c.id, SessionGuard.install(c, limits, this.log.child({ session: c.id })));
       this.connections.set(c.id, c);
       return add(c);
@@ -348,11 +371,11 @@ export class Relay {
     p.finally(() => this.inFlight.delete(p)).catch(() => undefined);
   }
 
-  private async onConnect(raw: SMTPServerSession, listener: Session['listener'], disabled: readonly string[], cb: (err?: Error | null) => void): Promise<void> {
+  private async onConnect(raw: SMTPServerSession, listener: Session['listener'], disabled: readonly string[], cb: (err?: Error | null) => void, proxyPeers: NetworkList): Promise<void> {
     const connection = this.connections.get(raw.id);
     const container = this.container.createChildContainer();
     const log = this.log.child({ session: raw.id });
-    const s = new SessionState(raw, listener, container, log, connection);
+    const s = new SessionState(raw, listener, container, log, connection, proxyPeers.contains(connection?._socket.remoteAddress ?? ''));
     container.registerInstance(Tokens.Session, s);
     this.sessions.set(raw.id, s);
     // A session list replaces the server-wide one in smtp-server, so it repeats it. AUTH is neither
@@ -369,6 +392,7 @@ export class Relay {
         connection?.close();
       }, this.config.limits.sessionTimeout);
       s.timer.unref();
+      s.connectChecked = s.remoteAddress;
       const d = await this.driver.verdict('connect', [s], log);
       this.answer(s, d.verdict, cb);
     } catch (err) {
@@ -400,6 +424,15 @@ export class Relay {
       if (s.listener.auth === 'required' && !raw.user) {
         return cb(replyError({ code: 530, enhanced: '5.7.0', text: 'Authentication required' }));
       }
+      const badParam = unadvertisedParameter('MAIL', address.args, this.authOffered(raw, s));
+      if (badParam) return cb(replyError(badParam));
+      if (s.connectChecked !== s.remoteAddress) {
+        // XCLIENT from a listed proxy replaced the client: judge the new client as at connect.
+        s.log.info({ peer: s.peerAddress, client: s.remoteAddress, proxied: s.proxied }, 'client address from XCLIENT');
+        s.connectChecked = s.remoteAddress;
+        const c = await this.driver.verdict('connect', [s], s.log);
+        if (c.verdict && c.verdict.kind !== 'accept') return this.answer(s, c.verdict, cb);
+      }
       if (!(await this.diskGuard.hasRoom(raw.remoteAddress))) return cb(replyError(Replies.insufficientStorage));
       const helo = s.helo ?? '';
       if (s.heloChecked !== helo) {
@@ -427,7 +460,10 @@ export class Relay {
     const txn = s.txn;
     try {
       if (!txn) return cb(replyError({ code: 503, enhanced: '5.5.1', text: 'Need MAIL command first' }));
+      const badParam = unadvertisedParameter('RCPT', address.args, false);
+      if (badParam) return cb(replyError(badParam));
       if (txn.recipients.length >= this.config.limits.recipients) return cb(replyError(Replies.tooManyRecipients));
+      if (isBarePostmaster(address.address)) return this.acceptPostmaster(s, txn, address, cb);
       if (nonAscii(address.address)) return cb(replyError(Replies.nonAsciiAddress));
       const to = toAddress(address.address, address.args);
       const d = await this.driver.verdict('rcpt', [txn, to], s.log);
@@ -480,6 +516,25 @@ export class Relay {
     } finally {
       if (watchdog) clearInterval(watchdog);
     }
+  }
+
+  /** `RCPT TO:<postmaster>`: accepted from anyone, routed to the postmaster address (postmaster.ts). */
+  private acceptPostmaster(s: SessionState, txn: TransactionState, address: SMTPServerAddress, cb: (err?: Error | null) => void): void {
+    const target = postmasterAddress(this.config.postmaster, this.container);
+    if (!target) {
+      s.log.warn({ client: s.remoteAddress }, 'RCPT TO:<postmaster> refused: no postmaster address (set postmaster: in the config, or host a domain)');
+      return cb(replyError({ code: 550, enhanced: '5.1.1', text: 'No postmaster mailbox is configured here' }));
+    }
+    // `<postmaster>` twice (or beside the address itself) is one recipient.
+    if (!txn.recipients.some((r) => r.address.toLowerCase() === target.toLowerCase())) txn.recipients.push(toAddress(target, address.args));
+    s.log.info({ rcpt: address.address, routedTo: target, client: s.remoteAddress }, 'postmaster recipient accepted');
+    cb();
+  }
+
+  /** Whether AUTH is offered on this connection now (then MAIL FROM's AUTH= parameter is allowed). */
+  private authOffered(raw: SMTPServerSession, s: SessionState): boolean {
+    const disabled = (raw as { disabledCommands?: string[] }).disabledCommands;
+    return s.listener.auth !== 'off' && !(disabled ?? []).includes('AUTH');
   }
 
   /** Closes a connection whose DATA arrives slower than limits.minDataRate (slowloris). */
@@ -536,6 +591,10 @@ export class Relay {
       {
         txn: txn.id,
         client: s.remoteAddress,
+        // The real TCP peer is always logged beside the client; how the client was learnt when they differ.
+        peer: s.peerAddress,
+        proxied: s.proxied,
+        forwarded: s.forwarded,
         helo: s.helo,
         user: s.user,
         from: txn.mailFrom.address,
@@ -555,6 +614,9 @@ export class Relay {
     const proto = (s.raw.openingCommand === 'HELO' ? 'SMTP' : 'ESMTP') + (s.secure ? 'S' : '') + (s.user ? 'A' : '');
     const forPart = txn.recipients.length === 1 ? `\r\n\tfor <${clean(txn.recipients[0]!.address)}>` : '';
     const date = new Date().toUTCString().replace(/GMT$/, '+0000');
-    return `Received: from ${clean(s.helo ?? 'unknown')} ([${s.remoteAddress}])\r\n\tby ${clean(this.config.hostname)} (Portcullis) with ${proto} id ${txn.id}${forPart};\r\n\t${date}\r\n`;
+    const origin = s.origin;
+    const via = origin.proxied ? ` (via [${clean(origin.peer)}] ${origin.proxied === 'xclient' ? 'XCLIENT' : 'PROXY'})` : '';
+    const fwd = origin.forwarded?.addr ? ` (XFORWARD from [${clean(origin.forwarded.addr)}] by [${clean(origin.peer)}])` : '';
+    return `Received: from ${clean(s.helo ?? 'unknown')} ([${s.remoteAddress}])${via}${fwd}\r\n\tby ${clean(this.config.hostname)} (Portcullis) with ${proto} id ${txn.id}${forPart};\r\n\t${date}\r\n`;
   }
 }

@@ -151,7 +151,8 @@ export class SessionGuard {
       }
       if (l.maxErrors > 0 && this.errors >= l.maxErrors) return this.refuse(Replies.tooManyErrors, 'too many errors in one session: closing');
     }
-    const wait = this.delay();
+    // QUIT is never slowed down: a client that gives up should be gone at once.
+    const wait = name === 'QUIT' && !this.conn._nextHandler ? 0 : this.delay();
     if (!wait) return next(command, callback);
     this.tarpitTimer = setTimeout(() => {
       this.tarpitTimer = undefined;

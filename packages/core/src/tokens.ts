@@ -20,6 +20,11 @@ export const Tokens = {
   Session: Symbol.for('portcullis.Session'),
   /** The addresses the relay listens on (`host:port` strings): for mail-loop checks. */
   ListenAddresses: Symbol.for('portcullis.ListenAddresses'),
+  /**
+   * Hosted domains, in config order (`string[]`), registered by the policy plugin that hosts them
+   * (relay-policy): the default `<postmaster>` goes to postmaster@ the first one.
+   */
+  HostedDomains: Symbol.for('portcullis.HostedDomains'),
   /** State shared by every node when Redis is configured, else in-process (SharedState). */
   SharedState: Symbol.for('portcullis.SharedState'),
   /** Admission checks run for each new connection before its greeting (ConnectionGate). */

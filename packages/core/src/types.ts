@@ -21,7 +21,17 @@ export type AuthMode = 'off' | 'optional' | 'required';
 /** One SMTP connection. Created before `connect`, gone after `disconnect`. */
 export interface Session {
   readonly id: string;
+  /**
+   * The client's address, the one policy trusts: the TCP peer, or what a listed proxy said (PROXY
+   * header, XCLIENT). Never XFORWARD's word (that is in `forwarded`).
+   */
   readonly remoteAddress: string;
+  /** The TCP peer; differs from remoteAddress when `proxied` is set. */
+  readonly peerAddress?: string;
+  /** How remoteAddress was learnt when not from the TCP peer. */
+  readonly proxied?: 'proxy' | 'xclient';
+  /** The original client as a listed XFORWARD peer described it: recorded (logs, Received), never trusted. */
+  readonly forwarded?: { readonly addr?: string; readonly name?: string; readonly helo?: string; readonly port?: number };
   readonly remotePort: number;
   readonly localAddress: string;
   readonly localPort: number;

@@ -80,6 +80,7 @@ export const Replies = {
   tooManyHops: { code: 554, enhanced: '5.4.6', text: 'Too many Received headers: mail loop?' },
   tooSlow: { code: 421, enhanced: '4.4.2', text: 'Data rate too low, closing connection' },
   shuttingDown: { code: 421, enhanced: '4.3.2', text: 'Service shutting down, try again later' },
+  improperPipelining: { code: 554, enhanced: '5.5.0', text: 'Improper use of SMTP command pipelining: message content sent before the 354 reply' },
   /** The spool's file system is short of space (disk guard at MAIL FROM; ENOSPC while receiving). */
   insufficientStorage: { code: 452, enhanced: '4.3.1', text: 'Insufficient system storage' },
   /** Every untrusted slot is taken; the rest is kept for trusted networks and submission. */

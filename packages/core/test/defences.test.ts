@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { ConnectionGate, MemoryState, perAddressCheck, RepeatLog, Replies, defaultMinFree } from '../src/index.js';
+import net from 'node:net';
+import { ConnectionGate, MemoryState, perAddressCheck, RedisState, RepeatLog, Replies, defaultMinFree } from '../src/index.js';
 
 /** A stand-in for pino that records calls: RepeatLog's only contract is which calls it makes. */
 function recorder() {
@@ -64,5 +65,32 @@ describe('connection gate and disk threshold', () => {
   it('defaults the free-space threshold to 1.5 × the size limit with a 100 MB floor', () => {
     assert.equal(defaultMinFree(25 * 1024 * 1024), 100 * 1024 * 1024);
     assert.equal(defaultMinFree(100 * 1024 * 1024), 150 * 1024 * 1024);
+  });
+});
+
+describe('shared state on a Redis that does not answer', () => {
+  it('answers every operation from local state, enforcing the limit, and counts the fallbacks', async () => {
+    // A port nothing listens on (the kernel's pick, then closed): the real "connection refused".
+    const port = await new Promise<number>((resolve) => {
+      const s = net.createServer().listen(0, '127.0.0.1', () => {
+        const p = (s.address() as net.AddressInfo).port;
+        s.close(() => resolve(p));
+      });
+    });
+    const silent = { error() {}, warn() {}, info() {}, child() { return this; } } as never;
+    const state = new RedisState({ url: `redis://127.0.0.1:${port}`, keyPrefix: 't:', timeoutMs: 200 }, silent);
+    try {
+      const c = state.counter('x', 2, 60_000);
+      const allowed = [];
+      for (let i = 0; i < 3; i++) allowed.push((await c.consume('k')).allowed);
+      assert.deepEqual(allowed, [true, true, false]);
+      await state.set('a', 'b', 10_000);
+      assert.equal(await state.get('a'), 'b');
+      const status = state.status();
+      assert.equal(status.connected, false);
+      assert.ok(status.fallbacks >= 5, `fallbacks: ${status.fallbacks}`);
+    } finally {
+      await state.close();
+    }
   });
 });

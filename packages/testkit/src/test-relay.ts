@@ -11,6 +11,8 @@ export interface TestRelayOptions {
   readonly spoolDir?: string;
   /** Folder relative plugin paths resolve against. */
   readonly configFile?: string;
+  /** A logger to use instead of the default (tests that read the log lines pass their own). */
+  readonly logger?: ReturnType<typeof createLogger>;
 }
 
 export interface TestRelay {
@@ -34,7 +36,7 @@ export async function startTestRelay(opts: TestRelayOptions = {}): Promise<TestR
     spool: { dir: spoolDir, ...(opts.config?.spool ?? {}) },
   });
   const level = process.env['PORTCULLIS_TEST_LOG'];
-  const logger = createLogger(level || 'silent', level ? 2 : undefined);
+  const logger = opts.logger ?? createLogger(level || 'silent', level ? 2 : undefined);
   const relay = await Relay.create({ config, builtins: opts.builtins, logger, configFile: opts.configFile });
   await relay.start();
   return {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { CaptureServer, freePort, RawSmtp, sendMail, waitUntil } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 import { Dnsmasq } from '../../mx-router/test/support/dnsmasq.js';
+import { ServfailUpstream } from '../../mx-router/test/support/servfail-upstream.js';
 import dnsbl, { answerKind, parseAnswerPattern, queryName } from '../src/index.js';
 import { startLoggedRelay } from './support/log-relay.js';
 
@@ -122,19 +123,21 @@ describe('dnsbl over SMTP with a real DNS server (dnsmasq)', () => {
   });
 });
 
-describe('dnsbl with broken zones', () => {
+describe('dnsbl with broken zones (action: tempfail)', () => {
   let dns: Dnsmasq;
   let relay: Awaited<ReturnType<typeof startLoggedRelay>>;
   let silentPort: number;
+  let servfail: ServfailUpstream;
   before(async () => {
     silentPort = await freePort(); // nothing answers there: dnsmasq stays silent, the client times out
-    dns = await Dnsmasq.start({ lines: ['address=/typo.test/127.255.255.254', `server=/slow.test/127.0.0.1#${silentPort}`, ...ZONES] });
+    servfail = await ServfailUpstream.start();
+    dns = await Dnsmasq.start({ lines: ['address=/typo.test/127.255.255.254', `server=/slow.test/127.0.0.1#${silentPort}`, `server=/sf.test/${servfail.target}`, ...ZONES] });
     relay = await startLoggedRelay(
       {
         listen: [{ host: '127.0.0.1', port: 0, greetingDelay: 0 }],
         dns: { servers: [dns.server] },
         plugins: [
-          { use: 'dnsbl', with: { zones: [{ zone: 'typo.test', weight: 5 }, { zone: 'slow.test', weight: 5 }, { zone: 'bl.test', weight: 1 }], timeout: '300ms', failing: { retryAfter: '500ms', errorsInARow: 2 } } },
+          { use: 'dnsbl', with: { zones: [{ zone: 'typo.test', weight: 5 }, { zone: 'slow.test', weight: 5 }, { zone: 'sf.test', weight: 5 }, { zone: 'bl.test', weight: 1 }], timeout: '300ms', failing: { retryAfter: '500ms', errorsInARow: 2 }, action: 'tempfail' } },
           { use: 'relay-policy', with: { domains: { 'example.test': { nexthop: '127.0.0.1:9', tls: 'none' } } } },
         ],
       },
@@ -144,17 +147,19 @@ describe('dnsbl with broken zones', () => {
   after(async () => {
     await relay?.stop();
     await dns?.stop();
+    await servfail?.close();
   });
 
-  it('refuses nobody because of a zone answering 127.255.255.254 or timing out, and reports those zones failing', async () => {
+  it('refuses nobody because of a zone answering 127.255.255.254, timing out or answering SERVFAIL, and reports those zones failing', async () => {
     const t0 = Date.now();
     assert.match(await mailReply(relay.port(), '127.0.0.20'), /^250 /);
     assert.ok(Date.now() - t0 < 2000, 'lookups are bounded by the timeout');
     assert.match(await mailReply(relay.port(), '127.0.0.21'), /^250 /);
     const failing = relay.lines.filter((l) => l['level'] === 50 && String(l['msg']).startsWith('DNSBL zone failing'));
-    assert.deepEqual(failing.map((l) => l['zone']).sort(), ['slow.test', 'typo.test']);
-    // The working zone still refuses its listed client.
-    assert.match(await mailReply(relay.port(), '127.0.0.9'), /^554 5\.7\.1 Service unavailable; client \[127\.0\.0\.9\] blocked using bl\.test$/);
+    assert.deepEqual(failing.map((l) => l['zone']).sort(), ['sf.test', 'slow.test', 'typo.test']);
+    assert.ok(servfail.queries >= 2, 'the SERVFAIL zone was asked');
+    // The working zone still counts: this relay's action is tempfail.
+    assert.equal(await mailReply(relay.port(), '127.0.0.9'), '450 4.7.1 Service unavailable; client [127.0.0.9] listed by bl.test, try again later');
   });
 
   it('re-checks a failing zone with its RFC 5782 test entries and counts it again once it is healthy', async () => {
@@ -163,7 +168,7 @@ describe('dnsbl with broken zones', () => {
     // This connection triggers the re-check (in the background: it is not held up by it).
     assert.match(await mailReply(relay.port(), '127.0.0.22'), /^250 /);
     await waitUntil(() => relay.lines.some((l) => l['zone'] === 'typo.test' && String(l['msg']).startsWith('DNSBL zone healthy again')), 'typo.test healthy', 5000);
-    assert.equal(await mailReply(relay.port(), '127.0.0.30'), '554 5.7.1 Service unavailable; client [127.0.0.30] blocked using typo.test');
+    assert.equal(await mailReply(relay.port(), '127.0.0.30'), '450 4.7.1 Service unavailable; client [127.0.0.30] listed by typo.test, try again later');
   });
 });
 

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -219,6 +221,12 @@ describe('inbound SPF, DKIM, DMARC and Authentication-Results over SMTP (dnsmasq
       const o = await send({ mailFrom: 'a@pass.test', raw: message('boss@rej.test') });
       assert.equal(o.mail.slice(0, 3), '250');
       assert.equal(o.data, '550 5.7.1 Message rejected: DMARC policy of rej.test is reject and this message failed it');
+    });
+
+    it('shows the DMARC rejection to swaks, as a person trying it would see it', async () => {
+      // swaks exits non-zero on a rejected message: the output is what counts.
+      const r = await promisify(execFile)('swaks', ['--server', `127.0.0.1:${relay.port}`, '--local-interface', '127.0.0.9', '--ehlo', 'client.test', '--from', 'a@pass.test', '--to', 'bob@dest.test', '--header', 'From: Boss <boss@rej.test>', '--timeout', '20'], { encoding: 'utf8', timeout: 30_000 }).catch((e: { stdout: string; stderr: string }) => e);
+      assert.match(r.stdout, /^<\*\* 550 5\.7\.1 Message rejected: DMARC policy of rej\.test is reject and this message failed it$/m, r.stdout + r.stderr);
     });
 
     it('tags a p=quarantine failure and delivers it', async () => {

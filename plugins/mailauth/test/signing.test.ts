@@ -144,6 +144,14 @@ describe('DKIM signing of outbound mail, verified by python3-dkim against dnsmas
     assert.doesNotMatch(got.toString('latin1'), /^Authentication-Results:/im);
   });
 
+  it('refuses to start with a missing key file, naming the option path and the file', async () => {
+    const missing = path.join(dir, 'nope.key');
+    await assert.rejects(
+      startTestRelay({ builtins: { mailauth }, config: { plugins: [{ use: 'mailauth', with: { sign: { domains: { 'example.test': [{ selector: 's1', key: missing }] } } } }] } }),
+      (err: Error) => err.message.includes('plugins[0]') && err.message.includes(`sign.domains.example.test.0.key: cannot read DKIM key ${missing}`),
+    );
+  });
+
   it('writes keygen key files readable by the owner only', () => {
     const st = statSync(path.join(dir, 'example.test.rsa2026.key'));
     assert.equal(st.mode & 0o777, 0o600);

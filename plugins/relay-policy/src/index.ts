@@ -82,6 +82,8 @@ export default definePlugin({
       if (!n) throw new Error(`domains: "${name}" is not a valid domain name`);
       domains.set(n, d);
     }
+    // The core sends `RCPT TO:<postmaster>` to postmaster@ the first of these unless configured otherwise.
+    ctx.container.registerInstance(Tokens.HostedDomains, [...domains.keys()]);
     const blocked = new Map(opts.blockedDestinations.map((d) => [d, true] as const));
     const trusted = opts.trustedNetworks;
     let users: Map<string, UserEntry> | undefined;
