@@ -266,6 +266,7 @@ export class Relay {
     }
     await this.control?.stop();
     await this.queue.stop();
+    await this.spool.close(); // segment writes finished, files closed
     await this.driver.close();
     await this.sharedState.close();
   }

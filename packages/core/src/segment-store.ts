@@ -187,10 +187,10 @@ export class SegmentStore {
     seg.liveBytes -= bytes;
     if (!seg.live.size) {
       if (seg !== this.current) return void this.maybeDrop(seg);
-      // The current segment goes too once it has grown to a quarter of its size and nothing is
-      // being written to it, so a steady flow keeps the spool small without creating (and
-      // fsyncing the folder for) a new segment every few messages; the next batch starts one.
-      if (seg.size >= this.opts.segmentSize / 4 && !this.flushing && !seg.readers) {
+      // The current segment goes too once it holds 1 MB (or a quarter of segmentSize) and nothing
+      // is being written to it: an empty queue frees its disk space (the disk guard counts on
+      // it), and a new segment (a file and a folder fsync) is needed only every megabyte.
+      if (seg.size >= Math.min(1024 * 1024, this.opts.segmentSize / 4) && !this.flushing && !seg.readers) {
         this.current = undefined;
         return void this.drop(seg);
       }
