@@ -13,8 +13,11 @@ import { waitForPort } from '@portcullis/testkit';
 /** `portcullis start --config F` as a child process, its logs appended to `logFile`. */
 export class RelayProcess {
   child?: ChildProcess;
-  /** `env`: extra environment for the next start() (PORTCULLIS_CRASH_AT for the crash-point tests). */
-  constructor(readonly configFile: string, readonly port: number, readonly logFile: string, public env: Record<string, string> = {}) {}
+  /**
+   * `env`: extra environment for the next start() (PORTCULLIS_CRASH_AT for the crash-point tests).
+   * `nodeArgs` go before the CLI (e.g. `--expose-gc`, `--import` of a test probe).
+   */
+  constructor(readonly configFile: string, readonly port: number, readonly logFile: string, public env: Record<string, string> = {}, readonly nodeArgs: readonly string[] = []) {}
 
   static write(dir: string, config: object): string {
     const file = path.join(dir, 'portcullis.json');
@@ -24,7 +27,7 @@ export class RelayProcess {
 
   async start(): Promise<void> {
     const log = createWriteStream(this.logFile, { flags: 'a' });
-    this.child = spawn(process.execPath, [CLI, 'start', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...this.env } });
+    this.child = spawn(process.execPath, [...this.nodeArgs, CLI, 'start', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...this.env } });
     this.child.stdout!.pipe(log);
     this.child.stderr!.pipe(log);
     await waitForPort(this.port);

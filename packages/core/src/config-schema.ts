@@ -146,6 +146,37 @@ export const configSchema = z.strictObject({
       tarpitMax: duration().default(10_000),
       /** Error replies in a session before 421 4.7.0 and close (Postfix's hard error limit). 0 = no limit. */
       maxErrors: z.number().int().min(0).default(20),
+      /**
+       * MIME structure limits for the part-screening pass (only parsed when a plugin screens parts).
+       * Kept well below mailsplit's own hard limit of 1,000 nodes, which it reports as an error.
+       */
+      mime: z
+        .strictObject({
+          /** Most MIME parts (every node, multipart containers included); over it: 552 5.3.4. */
+          parts: z.number().int().min(1).max(999).default(500),
+          /** Deepest nesting of multiparts and attached messages; over it: 554 5.6.0. */
+          depth: z.number().int().min(1).max(999).default(50),
+          /** Most header fields in one MIME part's header; over it (or a part header over limits.headerSize): 552 5.3.4. */
+          partHeaderFields: z.number().int().min(1).default(200),
+          /** `reject` (default) refuses such a message; `pass-unscreened` lets it through without part screening (raw readers still run). */
+          overLimit: z.enum(['reject', 'pass-unscreened']).default('reject'),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  bareLineEndings: z
+    .strictObject({
+      /**
+       * Client networks (CIDR) whose bare CR / bare LF are turned into CRLF instead of rejected
+       * (legacy internal applications). Everyone else gets 550 5.6.0. NUL is refused from everyone.
+       */
+      normalize: networkList(),
+    })
+    .prefault({}),
+  shutdown: z
+    .strictObject({
+      /** On SIGTERM: how long transactions in DATA may take to finish and get their real reply. */
+      drainTime: duration().default(30_000),
     })
     .prefault({}),
   delivery: z
@@ -164,10 +195,24 @@ export const configSchema = z.strictObject({
       connectionIdle: duration().default(2_000),
       /** How long a host whose STARTTLS handshake failed gets plaintext (opportunistic TLS only). */
       tlsFallback: duration().default(3_600_000),
-      /** Time to connect to, and to hear a greeting from, a next hop. */
+      /** Time to open the TCP connection to a next hop. */
       connectTimeout: duration().default(30_000),
-      /** Longest a next hop may stay silent during a transaction. */
-      socketTimeout: duration().default(120_000),
+      /** Longest a next hop may stay silent after commands without an RFC 5321 timeout (EHLO, STARTTLS, AUTH, RSET). */
+      socketTimeout: duration().default(300_000),
+      /** How long to wait for each reply of the next hop, RFC 5321 section 4.5.3.2 (defaults are its minimums). */
+      timeouts: z
+        .strictObject({
+          greeting: duration().default(300_000),
+          mail: duration().default(300_000),
+          rcpt: duration().default(300_000),
+          /** The 354 after DATA. */
+          data: duration().default(120_000),
+          /** Each block of message data written (the next hop reading it). */
+          dataBlock: duration().default(180_000),
+          /** The reply after the final dot: short values make duplicates (the next hop may have the message). */
+          finalDot: duration().default(600_000),
+        })
+        .prefault({}),
     })
     .prefault({}),
   sharedState: z

@@ -3,6 +3,7 @@ import { domainOf } from './address.js';
 import { buildBounce, enhancedStatusOf, type BounceFailure } from './dsn.js';
 import type { PluginDriver } from './plugin-driver.js';
 import { SmtpClient } from './smtp-client.js';
+import type { ReplyTimeouts } from './reply-timeouts.js';
 import { newQueueId, type Spool, type SpooledMessage } from './spool.js';
 import type { Clock } from './tokens.js';
 import type { NextHop, QueuedMessage } from './types.js';
@@ -15,6 +16,7 @@ export interface DeliveryOptions {
   readonly concurrency: number;
   readonly connectTimeout: number;
   readonly socketTimeout: number;
+  readonly timeouts?: ReplyTimeouts;
   readonly maxConnectionsPerHost?: number;
   readonly connectionIdle?: number;
   readonly tlsFallback?: number;
@@ -45,6 +47,11 @@ export class DeliveryQueue {
   /** The SMTP client (exposed for tests and diagnostics). */
   readonly client: SmtpClient;
   private active = 0;
+  /**
+   * Recipients whose delivery attempt sent the final dot and got no reply since start-up: each is
+   * a copy the next hop may already hold, so a retry may duplicate it (logged with every such case).
+   */
+  possibleDuplicates = 0;
   private timer?: NodeJS.Timeout;
   private stopped = true;
   private readonly idleWaiters: Array<() => void> = [];
@@ -61,6 +68,7 @@ export class DeliveryQueue {
       name: opts.hostname,
       connectTimeout: opts.connectTimeout,
       socketTimeout: opts.socketTimeout,
+      timeouts: opts.timeouts,
       maxConnectionsPerHost: opts.maxConnectionsPerHost,
       idleMs: opts.connectionIdle,
       tlsFallbackMs: opts.tlsFallback,
@@ -137,7 +145,11 @@ export class DeliveryQueue {
         e.busy = true;
         this.active++;
         this.attempt(e)
-          .catch((err: unknown) => this.log.error({ err, id: e.meta.id }, 'delivery attempt failed unexpectedly'))
+          .catch((err: unknown) => {
+            // ENOSPC writing the state, say: try again later rather than at once, in a loop.
+            e.state.nextAttemptAt = this.clock() + this.opts.retrySchedule[0]!;
+            this.log.error({ err, id: e.meta.id }, 'delivery attempt failed unexpectedly');
+          })
           .finally(() => {
             e.busy = false;
             this.active--;
@@ -190,11 +202,17 @@ export class DeliveryQueue {
 
     for (const { hop, rcpts } of groups.values()) {
       const result = await this.client.deliver(hop, meta.mailFrom, rcpts, () => this.spool.openMessage(meta));
+      if (result.unconfirmed) {
+        // The next hop got the whole message but we never heard its reply: the retry may be a duplicate.
+        state.unconfirmed = (state.unconfirmed ?? 0) + 1;
+        this.possibleDuplicates += rcpts.length;
+        log.warn({ rcpts, response: result.perRecipient.get(rcpts[0]!)?.response, unconfirmedAttempts: state.unconfirmed, possibleDuplicatesTotal: this.possibleDuplicates }, 'no reply to the final dot: the next hop may have the message, the retry may deliver a duplicate');
+      }
       for (const rcpt of rcpts) {
         const r = result.perRecipient.get(rcpt)!;
         if (r.ok) {
           state.done[rcpt] = { status: 'delivered', response: r.response, at: this.clock() };
-          log.info({ rcpt, host: result.host, response: r.response, attempts: state.attempts }, 'delivered');
+          log.info({ rcpt, host: result.host, response: r.response, attempts: state.attempts, possibleDuplicates: state.unconfirmed ?? 0 }, 'delivered');
           await this.driver.observe('delivered', [{ message: info, recipient: rcpt, host: result.host, response: r.response, attempts: state.attempts }], log);
         } else if (r.permanent) {
           failed.push({ recipient: rcpt, status: enhancedStatusOf(r.response, true), diagnostic: r.response, remoteMta: result.host, response: r.response });
@@ -216,7 +234,18 @@ export class DeliveryQueue {
       log.warn({ rcpt: f.recipient, response: f.response, attempts: state.attempts }, 'bounced');
       await this.driver.observe('bounced', [{ message: info, recipient: f.recipient, host: f.remoteMta, response: f.response, attempts: state.attempts }], log);
     }
-    if (failed.length) await this.bounce(meta, failed, log);
+    if (failed.length) {
+      try {
+        await this.bounce(meta, failed, log);
+      } catch (err) {
+        // The DSN could not be queued (disk full): the recipients stay pending and bounce on a later attempt.
+        log.error({ err }, 'could not queue the DSN; the recipients stay queued');
+        for (const f of failed) {
+          delete state.done[f.recipient];
+          deferred.push({ rcpt: f.recipient, response: f.response, host: f.remoteMta });
+        }
+      }
+    }
     if (deferred.length && !state.warned && this.opts.delayWarning > 0 && now - meta.receivedAt >= this.opts.delayWarning) {
       state.warned = true;
       const warn = deferred.map((d) => ({ recipient: d.rcpt, status: enhancedStatusOf(d.response, false), diagnostic: d.response, remoteMta: d.host }));

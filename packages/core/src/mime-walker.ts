@@ -10,6 +10,16 @@ export interface AttachedScreener<Owner> {
   readonly screener: PartScreener;
 }
 
+/** Limits on the MIME structure (see limits.mime in the config). */
+export interface MimeLimits {
+  readonly parts: number;
+  readonly depth: number;
+  readonly partHeaderFields: number;
+}
+
+/** Which MIME limit a message went past. `header` also covers a part header mailsplit found too large. */
+export type MimeLimitHit = { readonly limit: 'parts' | 'depth' | 'header'; readonly at: number };
+
 /** A finished part screener's outcome (or failure), in document order. */
 export interface PartOutcome<Owner> {
   readonly owner: Owner;
@@ -41,12 +51,26 @@ export class MimeWalker<Owner> extends Writable {
   private index = -1;
   private current?: { node: MimeNode; decoder?: NodeJS.ReadWriteStream & { end(cb?: () => void): void }; screeners: AttachedScreener<Owner>[]; ended?: Promise<void> };
   private readonly outcomes: Array<Promise<PartOutcome<Owner>>> = [];
+  /** Set once the message went past a limit: from then on the walker only discards what comes. */
+  overLimit?: MimeLimitHit;
 
   constructor(
     private readonly attach: (part: MimePart) => AttachedScreener<Owner>[],
     private readonly runDone: (s: AttachedScreener<Owner>) => Promise<PartDecision>,
+    private readonly limits: MimeLimits = { parts: 500, depth: 50, partHeaderFields: 200 },
+    /** Called once, when a limit is first passed (the intake stops feeding the splitter). */
+    private readonly onLimit: (hit: MimeLimitHit) => void = () => undefined,
   ) {
     super({ objectMode: true, highWaterMark: 16 });
+    // Errors surface through finished()/results(); an 'error' with no listener would end the process.
+    this.on('error', () => undefined);
+  }
+
+  /** Marks the message as past a limit (also used by the intake for mailsplit's own limit errors). */
+  limitReached(hit: MimeLimitHit): void {
+    if (this.overLimit) return;
+    this.overLimit = hit;
+    this.onLimit(hit);
   }
 
   /** Every part's outcome, once the walker has finished. */
@@ -55,7 +79,14 @@ export class MimeWalker<Owner> extends Writable {
   }
 
   override _write(chunk: SplitterChunk, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (this.overLimit) return cb();
     if (chunk.type === 'node') {
+      const hit = this.check(chunk);
+      if (hit) {
+        this.limitReached(hit);
+        this.closeCurrent().then(() => cb(), cb);
+        return;
+      }
       this.closeCurrent()
         .then(() => {
           this.index++;
@@ -67,8 +98,16 @@ export class MimeWalker<Owner> extends Writable {
     }
     if (chunk.type === 'body' && this.current?.decoder) {
       const decoder = this.current.decoder;
-      if (!decoder.write(chunk.value)) decoder.once('drain', () => cb());
-      else cb();
+      if (!decoder.write(chunk.value)) {
+        // A decoder that failed never drains: its 'close' lets the walk go on (the part fails at done).
+        const go = () => {
+          decoder.off('drain', go);
+          decoder.off('close', go);
+          cb();
+        };
+        decoder.on('drain', go);
+        decoder.on('close', go);
+      } else cb();
       return;
     }
     cb();
@@ -76,6 +115,16 @@ export class MimeWalker<Owner> extends Writable {
 
   override _final(cb: (err?: Error | null) => void): void {
     this.closeCurrent().then(() => cb(), cb);
+  }
+
+  private check(node: MimeNode): MimeLimitHit | undefined {
+    if (this.index + 2 > this.limits.parts) return { limit: 'parts', at: this.index + 2 };
+    let depth = 0;
+    for (let p = node.parentNode; p; p = p.parentNode) depth++;
+    if (depth > this.limits.depth) return { limit: 'depth', at: depth };
+    const fields = node.headers.getList().length;
+    if (fields > this.limits.partHeaderFields) return { limit: 'header', at: fields };
+    return undefined;
   }
 
   private openNode(node: MimeNode): void {
@@ -95,9 +144,10 @@ export class MimeWalker<Owner> extends Writable {
     decoder.on('data', (data: Buffer) => {
       for (const s of screeners) s.screener.update?.(data);
     });
+    // A listener for the decoder's whole life: bad base64 may error more than once.
     const ended = new Promise<void>((resolve, reject) => {
       decoder.once('end', resolve);
-      decoder.once('error', reject);
+      decoder.on('error', reject);
     });
     this.current = { node, decoder, screeners, ended };
   }

@@ -131,11 +131,14 @@ export class Relay {
   /** Connections the gate admitted (each owes it a release when it closes), and those it refused. */
   private readonly admitted = new Map<string, ConnectionInfo>();
   private readonly refused = new Map<string, Reply>();
+  private readonly ungated = new Set<string>();
   private readonly guards = new Map<string, SessionGuard>();
   readonly gate: ConnectionGate;
   readonly diskGuard: DiskGuard;
   readonly sharedState: SharedState;
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** Transactions in DATA, by session id: what a graceful stop waits for (and aborts at drainTime). */
+  private readonly intakes = new Map<string, { abort: AbortController; stream: SMTPServerDataStream; done: Promise<unknown> }>();
   private stopping = false;
   private control?: ControlServer;
 
@@ -244,31 +247,55 @@ export class Relay {
   }
 
   /**
-   * Graceful stop: listeners close (new clients get nothing), transactions in DATA finish and are
-   * answered, deliveries in progress finish, plugins close. Nothing acknowledged is lost: the
-   * spool keeps what was not delivered.
+   * Graceful stop that keeps its word: listeners close (new clients get nothing); sessions between
+   * transactions get `421 4.3.2` at once; a transaction in DATA may finish within
+   * `shutdown.drainTime` and gets its real reply (250 once spooled) before its connection closes
+   * with 421. When the drain time is over, a message still arriving or not yet committed is dropped
+   * and answered 421 (the client retries; nothing was queued), one whose commit has begun is
+   * finished and answered 250. Deliveries in progress get the same drain time; the spool keeps
+   * what was not delivered.
    */
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    const deadline = Date.now() + this.config.shutdown.drainTime;
     await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => {
       (s.server as unknown as { server: { close(cb: () => void): void } }).server.close(() => resolve());
       setTimeout(resolve, 100).unref();
     })));
-    await Promise.allSettled([...this.inFlight]);
-    for (const c of this.connections.values()) {
-      try {
-        c.send(Replies.shuttingDown.code, `${Replies.shuttingDown.enhanced} ${Replies.shuttingDown.text}`);
-        c.close();
-      } catch {
-        /* already gone */
+    for (const c of [...this.connections.values()]) if (!this.intakes.has(c.id)) this.goodbye(c);
+    if (this.intakes.size) {
+      this.log.info({ transactions: this.intakes.size, drainMs: deadline - Date.now() }, 'waiting for transactions in DATA');
+      await waitAtMost(Promise.allSettled([...this.intakes.values()].map((i) => i.done)), deadline - Date.now());
+    }
+    for (const [id, intake] of this.intakes) {
+      intake.abort.abort();
+      if (!intake.stream.readableEnded) {
+        // Still arriving: nothing is queued, so 421 is the truth. The stream's end lets the intake clean up.
+        const c = this.connections.get(id);
+        if (c) this.goodbye(c);
+        intake.stream.destroy();
       }
     }
+    await Promise.allSettled([...this.intakes.values()].map((i) => i.done));
+    for (const c of [...this.connections.values()]) this.goodbye(c);
+    await waitAtMost(Promise.allSettled([...this.inFlight]), Math.max(1000, deadline - Date.now()));
     await this.control?.stop();
-    await this.queue.stop();
-    await this.spool.close(); // segment writes finished, files closed
+    await waitAtMost(this.queue.stop(), Math.max(1000, deadline - Date.now()));
     await this.driver.close();
+    // Segment files stay open while the relay runs; a stopped relay holds no descriptor on the spool.
+    await this.spool.close().catch((err: unknown) => this.log.warn({ err }, 'closing the spool failed'));
     await this.sharedState.close();
+  }
+
+  /** 421 4.3.2 and close (smtp-server writes nothing once the socket is closed). */
+  private goodbye(c: ConnectionLike): void {
+    try {
+      c.send(Replies.shuttingDown.code, `${Replies.shuttingDown.enhanced} ${Replies.shuttingDown.text}`);
+      c.close();
+    } catch {
+      /* already gone */
+    }
   }
 
   private createServer(listener: ListenerConfig, tls: { key: Buffer; cert: Buffer } | undefined, override: boolean): SMTPServer {
@@ -329,6 +356,9 @@ export class Relay {
     const gateEarly = !listener.proxyProtocol.size;
     conns.add = (c: ConnectionLike) => {
       c._socket?.setNoDelay?.(true);
+      // An XCLIENT proxy the operator named speaks for many clients (and limits them itself): the
+      // gate would count them all as one address. Their rates still count, per client, in the hooks.
+      if (listener.xclient.contains(c.remoteAddress)) this.ungated.add(c.id);
       if (gateEarly) this.admit(c, info);
       if (override) setGreetingDelay(c, delay, () => this.refused.get(c.id));
       installProxyCommandTrust(c, listener);
@@ -341,6 +371,7 @@ export class Relay {
     conns.delete = (c: ConnectionLike) => {
       if (this.connections.delete(c.id)) {
         this.refused.delete(c.id);
+        this.ungated.delete(c.id);
         this.guards.get(c.id)?.dispose();
         this.guards.delete(c.id);
         const admitted = this.admitted.get(c.id);
@@ -356,7 +387,7 @@ export class Relay {
 
   /** Runs the connection gate once per connection; a refusal is answered before any greeting. */
   private admit(c: { id: string; remoteAddress: string }, listener: Session['listener']): Reply | undefined {
-    if (this.admitted.has(c.id) || this.refused.has(c.id)) return this.refused.get(c.id);
+    if (this.ungated.has(c.id) || this.admitted.has(c.id) || this.refused.has(c.id)) return this.refused.get(c.id);
     const info: ConnectionInfo = { id: c.id, remoteAddress: c.remoteAddress, listener };
     const reply = this.gate.admit(info);
     if (reply) {
@@ -483,13 +514,28 @@ export class Relay {
     }
   }
 
-  private async onData(stream: SMTPServerDataStream, raw: SMTPServerSession, cb: (err?: Error | null, message?: string) => void): Promise<void> {
+  private onData(stream: SMTPServerDataStream, raw: SMTPServerSession, cb: (err?: Error | null, message?: string) => void): Promise<void> {
+    stream.on('error', () => undefined); // a client that leaves mid-DATA: handled by the intake
+    const abort = new AbortController();
+    const done = this.receive(stream, raw, abort.signal, cb).finally(() => {
+      this.intakes.delete(raw.id);
+      // Stopping: the real reply has gone out; now the connection closes.
+      const c = this.connections.get(raw.id);
+      if (this.stopping && c) setImmediate(() => this.goodbye(c));
+    });
+    this.intakes.set(raw.id, { abort, stream, done });
+    return done;
+  }
+
+  private async receive(stream: SMTPServerDataStream, raw: SMTPServerSession, signal: AbortSignal, cb: (err?: Error | null, message?: string) => void): Promise<void> {
     const s = this.sessions.get(raw.id)!;
     const txn = s.txn!;
     const progress: { bytes: number; endedAt?: number } = { bytes: 0 };
     const watchdog = this.dataRateWatchdog(s, progress);
     try {
       const result = await receiveMessage(stream, txn, {
+        signal,
+        normalizeLineEndings: this.config.bareLineEndings.normalize.contains(raw.remoteAddress),
         limits: this.config.limits,
         progress,
         driver: this.driver,
@@ -620,4 +666,16 @@ export class Relay {
     const fwd = origin.forwarded?.addr ? ` (XFORWARD from [${clean(origin.forwarded.addr)}] by [${clean(origin.peer)}])` : '';
     return `Received: from ${clean(s.helo ?? 'unknown')} ([${s.remoteAddress}])${via}${fwd}\r\n\tby ${clean(this.config.hostname)} (Portcullis) with ${proto} id ${txn.id}${forPart};\r\n\t${date}\r\n`;
   }
+}
+
+/** Resolves when `p` settles or after `ms`, whichever comes first (never rejects). */
+function waitAtMost(p: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, Math.max(0, ms));
+    t.unref();
+    p.then(
+      () => (clearTimeout(t), resolve()),
+      () => (clearTimeout(t), resolve()),
+    );
+  });
 }

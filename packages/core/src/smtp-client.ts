@@ -3,6 +3,7 @@ import { lookup } from 'node:dns/promises';
 import type { Readable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import type { NextHop } from './types.js';
+import { RFC5321_TIMEOUTS, sendWithTimeouts, type ReplyTimeouts } from './reply-timeouts.js';
 import { useFastDotStuffing } from './outbound-stuffing.js';
 
 /** The outcome of one delivery attempt to one next hop, per recipient. */
@@ -10,13 +11,18 @@ export interface HopResult {
   /** host:port that took the transaction, if any did. */
   readonly host?: string;
   readonly perRecipient: Map<string, { ok: boolean; permanent: boolean; response: string }>;
+  /** The whole message and its final dot went out, but no reply came: the next hop may have it. */
+  readonly unconfirmed?: boolean;
 }
 
 export interface SmtpClientOptions {
   /** Our EHLO name. */
   readonly name: string;
   readonly connectTimeout: number;
+  /** Inactivity limit outside the phases that `timeouts` covers (EHLO, STARTTLS, AUTH, RSET). */
   readonly socketTimeout: number;
+  /** Per-reply timeouts, RFC 5321 section 4.5.3.2 by default. */
+  readonly timeouts?: ReplyTimeouts;
   /** How long an idle connection to a host is kept for the next message. */
   readonly idleMs?: number;
   /** Simultaneous connections to one host:port (idle ones included). */
@@ -51,6 +57,7 @@ export class SmtpClient {
   async deliver(hop: NextHop, from: string, recipients: readonly string[], open: () => Readable): Promise<HopResult> {
     let lastError = 'no next hop answered';
     let lastPermanent = false;
+    let unconfirmed = false;
     for (const target of hop.hosts) {
       // Verified connections are pooled apart (by name): an unverified one must never serve them.
       const addr = `${target.host}:${target.port}`;
@@ -63,8 +70,9 @@ export class SmtpClient {
         lastPermanent = false;
         continue;
       }
+      const progress = { finalDotSent: false };
       try {
-        const info = await send(conn, from, recipients, open());
+        const info = await sendWithTimeouts(conn, this.opts.timeouts ?? RFC5321_TIMEOUTS, this.opts.socketTimeout, from, recipients, open(), progress);
         const perRecipient = new Map<string, { ok: boolean; permanent: boolean; response: string }>();
         for (const r of info.accepted as string[]) perRecipient.set(r, { ok: true, permanent: false, response: info.response ?? '250' });
         for (const e of (info.rejectedErrors ?? []) as Array<Error & { recipient?: string; response?: string; responseCode?: number }>) {
@@ -92,11 +100,16 @@ export class SmtpClient {
         }
         lastError = describeError(err, addr);
         lastPermanent = false;
+        if (progress.finalDotSent) {
+          // No answer to the final dot: trying another host now would likely deliver a second copy.
+          unconfirmed = true;
+          break;
+        }
       }
     }
     const perRecipient = new Map<string, { ok: boolean; permanent: boolean; response: string }>();
     for (const r of recipients) perRecipient.set(r, { ok: false, permanent: lastPermanent, response: lastError });
-    return { perRecipient };
+    return { perRecipient, unconfirmed };
   }
 
   close(): void {
@@ -179,8 +192,9 @@ export class SmtpClient {
       // Only `verify` checks the certificate (chain and name): elsewhere an unverified TLS session
       // still beats clear text (RFC 7435), as Postfix's `may` and `encrypt` levels do.
       tls: verify ? { rejectUnauthorized: true, servername, ...(hop.ca ? { ca: hop.ca } : {}) } : { rejectUnauthorized: false, servername },
-      connectionTimeout: this.opts.connectTimeout,
-      greetingTimeout: this.opts.connectTimeout,
+      // nodemailer's connectionTimeout bounds the whole set-up (TCP, greeting, STARTTLS).
+      connectionTimeout: this.opts.connectTimeout + (this.opts.timeouts ?? RFC5321_TIMEOUTS).greeting,
+      greetingTimeout: (this.opts.timeouts ?? RFC5321_TIMEOUTS).greeting,
       socketTimeout: this.opts.socketTimeout,
       logger: false,
     } as ConstructorParameters<typeof SMTPConnection>[0]);
@@ -230,11 +244,6 @@ export class SmtpClient {
   }
 }
 
-function send(conn: Conn, from: string, to: readonly string[], message: Readable) {
-  return new Promise<SMTPConnection.SentMessageInfo>((resolve, reject) => {
-    conn.send({ from, to: [...to] }, message, (err, info) => (err ? reject(err) : resolve(info)));
-  });
-}
 
 function describeError(err: unknown, key: string): string {
   const e = err as Error & { code?: string; response?: string };

@@ -34,6 +34,8 @@ export interface SpoolState {
   hold?: boolean;
   /** A delay warning went to the sender already. */
   warned?: boolean;
+  /** Attempts that sent the final dot and got no reply (each may have left a copy at the next hop). */
+  unconfirmed?: number;
 }
 
 export interface SpooledMessage {
@@ -49,6 +51,14 @@ export interface IncomingFile {
   readonly id: string;
   readonly path: string;
   readonly stream: SpillWriter;
+  /** The write stream's first error (ENOSPC...), kept by a listener that lives as long as the stream. */
+  error?: NodeJS.ErrnoException;
+}
+
+/** Disk full or over quota: a temporary condition the client hears about as 452 4.3.1. */
+export function isStorageFull(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
 export interface SpoolOptions {
@@ -158,14 +168,23 @@ export class Spool {
 
   async createIncoming(id: string): Promise<IncomingFile> {
     const p = path.join(this.tmpDir, `${id}.msg`);
-    return { id, path: p, stream: new SpillWriter(p, this.inlineMax) };
+    const file: IncomingFile = { id, path: p, stream: new SpillWriter(p, this.inlineMax) };
+    file.stream.on('error', (err: NodeJS.ErrnoException) => {
+      file.error ??= err;
+    });
+    return file;
   }
 
   /** Writes an incoming message held in memory to its tmp path (for the part-rewrite pass). */
   async materialize(file: IncomingFile): Promise<void> {
     const chunks = file.stream.chunks;
     if (!chunks) return;
-    await writeFile(file.path, chunks, { mode: 0o640 });
+    try {
+      await writeFile(file.path, chunks, { mode: 0o640 });
+    } catch (err) {
+      await rm(file.path, { force: true });
+      throw err;
+    }
     file.stream.materialized = true;
   }
 
@@ -235,7 +254,12 @@ export class Spool {
   async enqueue(meta: Omit<SpoolMeta, 'v' | 'bodySize'>, body: Buffer): Promise<SpooledMessage> {
     if (body.length <= this.inlineMax) return this.commitToSegment(meta, body);
     const p = path.join(this.tmpDir, `${meta.id}.msg`);
-    await writeFile(p, body, { mode: 0o640 });
+    try {
+      await writeFile(p, body, { mode: 0o640 });
+    } catch (err) {
+      await rm(p, { force: true });
+      throw err;
+    }
     return this.commit(p, meta);
   }
 
@@ -331,8 +355,13 @@ export class Spool {
     const next = prev
       .catch(() => undefined)
       .then(async () => {
-        await writeFile(`${p}.tmp`, JSON.stringify(state));
-        await rename(`${p}.tmp`, p);
+        try {
+          await writeFile(`${p}.tmp`, JSON.stringify(state));
+          await rename(`${p}.tmp`, p);
+        } catch (err) {
+          await rm(`${p}.tmp`, { force: true });
+          throw err;
+        }
       });
     this.stateWrites.set(id, next);
     void next.finally(() => {

@@ -89,6 +89,9 @@ export const Replies = {
   tooManyErrors: { code: 421, enhanced: '4.7.0', text: 'Too many errors, closing connection' },
   tooManyUnknownCommands: { code: 421, enhanced: '4.7.0', text: 'Too many unrecognized commands, closing connection' },
   tooManyTransactions: { code: 421, enhanced: '4.7.0', text: 'Too many transactions in one session, closing connection' },
+  mimeTooManyParts: { code: 552, enhanced: '5.3.4', text: 'Message has too many MIME parts' },
+  mimeTooDeep: { code: 554, enhanced: '5.6.0', text: 'MIME parts are nested too deeply' },
+  mimePartHeaders: { code: 552, enhanced: '5.3.4', text: 'A MIME part header has too many fields or is too large' },
 } as const satisfies Record<string, Reply>;
 
 /** smtp-server signals a reply through an Error carrying `responseCode`. */

@@ -141,6 +141,20 @@ describe('limits over SMTP (memory store)', () => {
     assert.equal(await d.cmd('MAIL FROM:<>'), '451 4.7.1 Too many messages (null-sender rate limit), try again later');
   });
 
+  it('does not count the connections of a configured XCLIENT proxy as one client', async () => {
+    await start({ perIp: { connections: 2 } }, { connectionsPerIp: 2 }, [{ host: '127.0.0.1', port: 0, greetingDelay: 0, xclient: ['127.0.0.5/32'] }]);
+    for (let i = 0; i < 4; i++) {
+      const { c, greeting } = await open(relay.port, '127.0.0.5');
+      open$.push(c);
+      assert.match(greeting, /^220 /, `proxy connection ${i + 1}`);
+    }
+    // Any other address is still limited.
+    for (let i = 0; i < 2; i++) open$.push((await open(relay.port, '127.0.0.9')).c);
+    const over = await open(relay.port, '127.0.0.9');
+    open$.push(over.c);
+    assert.match(over.greeting, /^421 4\.7\.0 /);
+  });
+
   it('rejects bad options naming the key path', async () => {
     await assert.rejects(
       startTestRelay({ builtins, config: { plugins: [{ use: 'limits', with: { exempt: { networks: ['10.0.0.1/8'] }, perIp: { messageRate: { limit: 0, window: '1m' } } } }] } }),

@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import type { Resolver } from 'node:dns/promises';
-import { definePlugin, Tokens, type RelayConfig, type Session, type Transaction } from '@portcullis/core';
+import { definePlugin, Tokens, type RelayConfig, type Session, type SharedState, type Transaction } from '@portcullis/core';
 import { optionsSchema, type MailauthOptions } from './options.js';
 import { loadSigningKey, type SigningKey } from './keys.js';
 import { signStream } from './signer.js';
@@ -34,7 +34,8 @@ export default definePlugin({
   options: optionsSchema,
   setup(opts: MailauthOptions, ctx) {
     const config = ctx.container.resolve<RelayConfig>(Tokens.Config);
-    const resolver = mailauthResolver(ctx.container.resolve<Resolver>(Tokens.Resolver));
+    const state = opts.dnsCache.ttl > 0 && ctx.container.isRegistered(Tokens.SharedState, true) ? ctx.container.resolve<SharedState>(Tokens.SharedState) : undefined;
+    const resolver = mailauthResolver(ctx.container.resolve<Resolver>(Tokens.Resolver), state && { state, opts: { ttlMs: opts.dnsCache.ttl, negativeTtlMs: opts.dnsCache.negativeTtl } });
     const authservId = opts.authservId ?? config.hostname.toLowerCase();
     const trusted = opts.trustedNetworks;
     const keys = new Map<string, SigningKey[]>();

@@ -1,4 +1,4 @@
-import { networkList, z } from '@portcullis/core';
+import { duration, networkList, z } from '@portcullis/core';
 
 const domainName = z
   .string()
@@ -58,6 +58,8 @@ export const optionsSchema = z
     authservId: domainName.optional(),
     /** Clients whose mail is signed and not checked (besides authenticated users); core's strict network parser. */
     trustedNetworks: networkList(),
+    /** DNS answers (SPF, DKIM keys, DMARC, ARC) cached on the relay's shared state; failures never. `ttl: 0` turns it off. */
+    dnsCache: z.strictObject({ ttl: duration().default(300_000), negativeTtl: duration().default(60_000) }).prefault({}),
     sign: signSchema.prefault({}),
     verify: verifySchema.prefault({}),
   })

@@ -46,6 +46,7 @@ describe('inbound SPF, DKIM, DMARC and Authentication-Results over SMTP (dnsmasq
     'txt-record=perm.test,"v=spf1 ip4:999.0.0.1 -all"',
     `server=/temp.test/${servfail.target}`,
     'txt-record=helo.test,"v=spf1 ip4:127.0.0.9 -all"',
+    'txt-record=cache.test,"v=spf1 ip4:127.0.0.9 -all"',
     'txt-record=_dmarc.rej.test,"v=DMARC1; p=reject"',
     'txt-record=_dmarc.quar.test,"v=DMARC1; p=quarantine"',
     'txt-record=_dmarc.rel.test,"v=DMARC1; p=reject"',
@@ -268,6 +269,23 @@ describe('inbound SPF, DKIM, DMARC and Authentication-Results over SMTP (dnsmasq
     it('answers 451 4.4.3 when the DMARC lookup fails (SERVFAIL), never 550', async () => {
       const o = await send({ mailFrom: 'a@pass.test', raw: message('a@dmarctemp.test') });
       assert.equal(o.data, '451 4.4.3 Temporary DNS failure checking DKIM/DMARC for dmarctemp.test, try again later');
+    });
+  });
+
+  describe('DNS cache (the relay\'s shared state)', () => {
+    it('asks the DNS server once for records it has cached', async () => {
+      const queries = () => dns.log.split('\n').filter((l) => /query\[TXT\] cache\.test from/.test(l)).length;
+      for (let i = 0; i < 3; i++) {
+        const o = await send({ mailFrom: `n${i}@cache.test` });
+        assert.match(ours(o.delivered!), /spf=pass .*smtp\.mailfrom=n\d@cache\.test/);
+      }
+      assert.equal(queries(), 1, dns.log.split('\n').filter((l) => l.includes('cache.test')).join('\n'));
+    });
+
+    it('never caches a DNS failure: the next attempt asks again', async () => {
+      const before = servfail.queries;
+      for (let i = 0; i < 2; i++) assert.match((await send({ mailFrom: 'a@temp.test' })).mail, /^451 4\.4\.3 /);
+      assert.ok(servfail.queries >= before + 2, `upstream saw ${servfail.queries - before} queries`);
     });
   });
 

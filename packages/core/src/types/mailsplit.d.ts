@@ -9,6 +9,7 @@ declare module 'mailsplit' {
     update(key: string, value: string): void;
     remove(key: string): void;
     build(): Buffer;
+    getList(): Array<{ key: string; line: string }>;
   }
   export interface MimeNode {
     type: 'node';
@@ -36,7 +37,7 @@ declare module 'mailsplit' {
   }
   export type SplitterChunk = MimeNode | { type: 'data'; value: Buffer } | { type: 'body'; value: Buffer; node: MimeNode };
   export class Splitter extends Transform {
-    constructor(options?: { ignoreEmbedded?: boolean; maxHeadSize?: number });
+    constructor(options?: { ignoreEmbedded?: boolean; maxHeadSize?: number; maxChildNodes?: number });
   }
   export class Joiner extends Transform {
     constructor();
