@@ -11,7 +11,8 @@ import { mimeMessage, Rng, session, type Step } from './support/fuzz-gen.js';
 /**
  * The fuzz and abuse suite (issue 9): seeded, bounded in count and time, against the relay as users
  * run it (the CLI in its own process) with every stock plugin on: relay-policy, attachments (strip,
- * so the rewrite pass runs too), clamav with a real clamd, mx-router (smart host). It asserts that
+ * so the rewrite pass runs too), clamav with a real clamd, mx-router (smart host), limits, dnsbl and
+ * mailauth (DNS unreachable on loopback). It asserts that
  * the process survives, that every command gets a reply or a close, that no tmp file or file
  * descriptor is left behind, and that memory comes back near its warmed-up baseline.
  *
@@ -144,6 +145,7 @@ describe('fuzz and abuse suite (seeded, every stock plugin on)', function () {
     attTmp = path.join(dir, 'attachments-tmp');
     mkdirSync(attTmp);
     [sink, clamd, port] = await Promise.all([CaptureServer.start(), Clamd.start(), freePort()]);
+    const deadDns = await freePort(); // nothing listens there
     const config = RelayProcess.write(dir, {
       hostname: 'relay.test',
       listen: [{ host: '127.0.0.1', port, greetingDelay: 0 }],
@@ -151,12 +153,19 @@ describe('fuzz and abuse suite (seeded, every stock plugin on)', function () {
       // The tarpit stays on (its code runs) but short, so the suite stays well inside its time budget.
       limits: { connectionsPerIp: 100, idleTimeout: '30s', tarpitDelay: '10ms', tarpitMax: '50ms' },
       delivery: { retrySchedule: ['10m'], connectionIdle: '1s' },
+      dns: { servers: [`127.0.0.1:${deadDns}`], timeout: '300ms' },
       log: { level: 'warn' },
       plugins: [
         { use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } }, trustedNetworks: [`${TRUSTED}/32`] } },
         { use: 'attachments', with: { action: 'strip', tempDir: attTmp } },
         { use: 'clamav', with: { servers: [clamd.address], timeout: '10s' }, timeout: '15s' },
         { use: 'mx-router', with: { smarthost: { nexthop: sink.address, tls: 'none' } } },
+        // Rates high enough that the cases reach DATA; the counting code still runs on every one.
+        { use: 'limits', with: { perIp: { connections: 50, connectionRate: { limit: 100000, window: '1m' }, messageRate: { limit: 100000, window: '1h' }, recipientRate: { limit: 100000, window: '1h' } }, perSender: { messageRate: { limit: 100000, window: '1h' }, recipientRate: { limit: 100000, window: '1h' } } } },
+        // DNS points at a closed loopback port: every lookup fails fast, which dnsbl must never
+        // turn into a refusal, and mailauth (tempError: accept) into a hang.
+        { use: 'dnsbl', with: { zones: [{ zone: 'bl.fuzz.test' }], timeout: '300ms' } },
+        { use: 'mailauth', with: { verify: { tempError: 'accept' } } },
       ],
     });
     probe = path.join(dir, 'heap.json');

@@ -61,7 +61,7 @@ describe('examples/custom-screener', function () {
         r.stderr,
         [
           `${file}: plugins[1].with.words[1]: expected one word (letters, digits, - or ')`,
-          `${file}: plugins[1].with: unknown key "bodyy"`,
+          `${file}: plugins[1].with: unknown key "bodyy" (did you mean "body"?)`,
           'portcullis: 2 problems in the configuration; the configuration is not valid',
           '',
         ].join('\n'),

@@ -1,24 +1,43 @@
 import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
-import { ConfigError, createLogger, loadConfigFile, Relay, type LoadedConfig, type RelayConfig } from '@portcullis/core';
+import { ConfigError, createLogger, loadConfigFile, Relay, validatePluginEntries, type LoadedConfig, type RelayConfig } from '@portcullis/core';
 import { cliPackageDir } from './cli-package.js';
 
 export type Logger = ReturnType<typeof createLogger>;
 
 /**
  * Reads and validates the config file, then creates the relay: plugins are imported, their options
- * validated and their `setup` run. No port is open yet. Every problem is a ConfigError naming the
- * file and the key path.
+ * validated and their `setup` run. No port is open yet. Every problem of the run is in one
+ * ConfigError naming the file and the key path: the file's own keys, missing TLS files and every
+ * plugin's options (when the file's own keys are wrong, the plugins' options are still checked).
  */
 export async function loadRelay(file: string, logger: (config: RelayConfig) => Logger): Promise<{ loaded: LoadedConfig; relay: Relay }> {
-  const loaded = loadConfigFile(file);
-  checkFilesExist(loaded);
-  const relay = await Relay.create({ config: loaded.config, configFile: loaded.file, logger: logger(loaded.config), resolveFrom: [cliPackageDir] });
+  let loaded: LoadedConfig;
+  try {
+    loaded = loadConfigFile(file);
+  } catch (err) {
+    if (!(err instanceof ConfigError) || err.raw === undefined) throw err;
+    const raw = err.raw as { plugins?: unknown };
+    const more = await validatePluginEntries(raw.plugins, { file: err.file, configDir: path.dirname(err.file), resolveFrom: [cliPackageDir] });
+    throw new ConfigError(err.file, [...err.problems, ...more]);
+  }
+  const missing = filesMissing(loaded);
+  let relay: Relay;
+  try {
+    relay = await Relay.create({ config: loaded.config, configFile: loaded.file, logger: logger(loaded.config), resolveFrom: [cliPackageDir] });
+  } catch (err) {
+    if (err instanceof ConfigError && missing.length) throw new ConfigError(loaded.file, [...missing, ...err.problems]);
+    throw err;
+  }
+  if (missing.length) {
+    await relay.driver.close();
+    throw new ConfigError(loaded.file, missing);
+  }
   return { loaded, relay };
 }
 
 /** The TLS key and certificate are read when the listeners start; a missing file is a config error, found now. */
-function checkFilesExist({ file, dir, config }: LoadedConfig): void {
+function filesMissing({ dir, config }: LoadedConfig): Array<{ path: string; message: string }> {
   const problems: Array<{ path: string; message: string }> = [];
   for (const key of ['key', 'cert'] as const) {
     const value = config.tls?.[key];
@@ -30,7 +49,7 @@ function checkFilesExist({ file, dir, config }: LoadedConfig): void {
       problems.push({ path: `tls.${key}`, message: `expected a readable PEM file, cannot read ${abs} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` });
     }
   }
-  if (problems.length) throw new ConfigError(file, problems);
+  return problems;
 }
 
 /** Prints a config error the way users read it: one `<file>: <key path>: <problem>` line each. */

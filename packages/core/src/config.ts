@@ -3,12 +3,15 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type RelayConfig, type RelayConfigInput } from './config-schema.js';
+import { knownKeysAt, numberHint, unknownKeysMessage, valueAt } from './config-hints.js';
 
 /** A configuration error that names the file, the key path and what was expected. */
 export class ConfigError extends Error {
   constructor(
     readonly file: string,
     readonly problems: ReadonlyArray<{ path: string; message: string }>,
+    /** What the file said, when it could be read and parsed (lets `check` go on to the plugins). */
+    readonly raw?: unknown,
   ) {
     super(problems.map((p) => `${file}: ${p.path ? p.path + ': ' : ''}${p.message}`).join('\n'));
     this.name = 'ConfigError';
@@ -25,10 +28,15 @@ export function formatPath(parts: ReadonlyArray<PropertyKey>): string {
   return out;
 }
 
-export function zodProblems(error: z.ZodError, prefix: ReadonlyArray<PropertyKey> = []): Array<{ path: string; message: string }> {
+/**
+ * One `{ path, message }` per zod issue. With `schema` and `input` (what the file said), unknown
+ * keys get a "did you mean" and text that YAML read as a number gets a hint to quote it.
+ */
+export function zodProblems(error: z.ZodError, prefix: ReadonlyArray<PropertyKey> = [], context: { schema?: z.ZodType; input?: unknown } = {}): Array<{ path: string; message: string }> {
   return error.issues.map((issue) => {
     let message = issue.message;
-    if (issue.code === 'unrecognized_keys') message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+    if (issue.code === 'unrecognized_keys') message = unknownKeysMessage(issue.keys, knownKeysAt(context.schema, issue.path));
+    else if (issue.code === 'invalid_type' || issue.code === 'invalid_union' || issue.code === 'invalid_format') message += numberHint(valueAt(context.input, issue.path));
     return { path: formatPath([...prefix, ...issue.path]), message };
   });
 }
@@ -64,7 +72,7 @@ export function parseConfig(raw: unknown, file = '<inline config>'): RelayConfig
     throw new ConfigError(file, [{ path: '', message: 'expected a mapping of settings at the top level' }]);
   }
   const result = configSchema.safeParse(raw as RelayConfigInput);
-  if (!result.success) throw new ConfigError(file, zodProblems(result.error));
+  if (!result.success) throw new ConfigError(file, zodProblems(result.error, [], { schema: configSchema, input: raw }), raw);
   const config = result.data;
   const problems: Array<{ path: string; message: string }> = [];
   config.listen.forEach((l, i) => {
@@ -76,6 +84,6 @@ export function parseConfig(raw: unknown, file = '<inline config>'): RelayConfig
     if (l.port !== 0 && seen.has(k)) problems.push({ path: `listen[${i}]`, message: `${k} is listed twice` });
     seen.add(k);
   });
-  if (problems.length) throw new ConfigError(file, problems);
+  if (problems.length) throw new ConfigError(file, problems, raw);
   return config;
 }

@@ -11,6 +11,8 @@ export interface LoadedPlugin {
   readonly timeoutMs: number;
   /** Where it came from (`use:` value), for `portcullis check`. */
   readonly source: string;
+  /** Its options as validated (for `portcullis check`: the networks it trusts). */
+  readonly options?: unknown;
 }
 
 type HooksOfKind<K extends string> = { [H in HookName]: (typeof HOOK_KINDS)[H] extends K ? H : never }[HookName];

@@ -1,3 +1,4 @@
+import { readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -5,6 +6,7 @@ import type { Logger } from 'pino';
 import type { DependencyContainer } from 'tsyringe';
 import type { PluginEntry } from './config-schema.js';
 import { ConfigError, zodProblems } from './config.js';
+import { closest } from './config-hints.js';
 import { HOOK_NAMES, type HookName, type PluginHooks } from './hooks.js';
 import { isPluginDefinition, type PluginDefinition, type PluginInstanceParts } from './plugin.js';
 import type { LoadedPlugin } from './plugin-driver.js';
@@ -27,44 +29,103 @@ export interface LoadPluginsOptions {
   readonly builtins?: Readonly<Record<string, PluginDefinition>>;
 }
 
+type Problem = { path: string; message: string };
+
 /**
- * Imports, validates and sets up the plugins listed in the config, in order. Every problem is a
- * ConfigError naming the file and `plugins[i]...`, raised before any port opens.
+ * Imports, validates and sets up the plugins listed in the config, in order. Problems are
+ * collected across every plugin (a bad option in the first does not hide one in the third) and
+ * raised as one ConfigError naming the file and `plugins[i]...`, before any port opens. A plugin
+ * whose options are invalid is not set up; those already set up are closed again.
  */
 export async function loadPlugins(entries: readonly PluginEntry[], opts: LoadPluginsOptions): Promise<LoadedPlugin[]> {
   const loaded: LoadedPlugin[] = [];
+  const problems: Problem[] = [];
   for (const [i, entry] of entries.entries()) {
     if (!entry.enabled) continue;
     const at = `plugins[${i}]`;
-    const def = opts.builtins?.[entry.use] ?? (await importDefinition(entry.use, at, opts));
-    let options: unknown = entry.with ?? {};
-    if (def.options) {
-      const parsed = def.options.safeParse(options);
-      if (!parsed.success) throw new ConfigError(opts.file, zodProblems(parsed.error, [`plugins`, i, 'with']));
-      options = parsed.data;
-    } else if (entry.with !== undefined && Object.keys(entry.with as object).length > 0) {
-      throw new ConfigError(opts.file, [{ path: `${at}.with`, message: `plugin "${def.name}" takes no options` }]);
+    const found = await definitionOf(entry.use, at, opts);
+    if ('problem' in found) {
+      problems.push(found.problem);
+      continue;
     }
+    const def = found.def;
+    const checked = checkOptions(def, entry.with, i);
+    if ('problems' in checked) {
+      problems.push(...checked.problems);
+      continue;
+    }
+    const options = checked.options;
     const log = opts.log.child({ plugin: def.name });
     let setupResult: PluginHooks | PluginInstanceParts;
     try {
       setupResult = await def.setup(options, { container: opts.container, log, configDir: opts.configDir });
     } catch (err) {
-      if (err instanceof ConfigError) throw err;
-      throw new ConfigError(opts.file, [{ path: `${at}`, message: `plugin "${def.name}" failed to start: ${(err as Error).message}` }]);
+      if (err instanceof ConfigError) problems.push(...err.problems);
+      else problems.push({ path: `${at}`, message: `plugin "${def.name}" failed to start: ${(err as Error).message}` });
+      continue;
     }
     const parts: PluginInstanceParts = isParts(setupResult) ? setupResult : { hooks: setupResult };
     const unknown = Object.keys(parts.hooks).filter((h) => !HOOK_NAMES.includes(h as HookName));
     if (unknown.length) {
-      throw new ConfigError(opts.file, [{ path: at, message: `plugin "${def.name}" declares unknown hook(s) ${unknown.join(', ')}; known hooks: ${HOOK_NAMES.join(', ')}` }]);
+      problems.push({ path: at, message: `plugin "${def.name}" declares unknown hook(s) ${unknown.join(', ')}; known hooks: ${HOOK_NAMES.join(', ')}` });
     }
     loaded.push({
       instance: { name: def.name, enforce: def.enforce, hooks: parts.hooks, close: parts.close },
       timeoutMs: entry.timeout,
       source: entry.use,
+      options,
     });
   }
+  if (problems.length) {
+    await Promise.allSettled(loaded.map(async (p) => p.instance.close?.()));
+    throw new ConfigError(opts.file, problems);
+  }
   return loaded;
+}
+
+/**
+ * Validates the options of plugin entries as the file gave them, without setting anything up: what
+ * `check` still reports when the rest of the file is invalid. Entries the core schema would reject
+ * (no `use`) are skipped: the core's own problems name them.
+ */
+export async function validatePluginEntries(entries: unknown, opts: Pick<LoadPluginsOptions, 'configDir' | 'resolveFrom' | 'builtins' | 'file'>): Promise<Problem[]> {
+  if (!Array.isArray(entries)) return [];
+  const problems: Problem[] = [];
+  for (const [i, entry] of entries.entries()) {
+    if (!entry || typeof entry !== 'object' || typeof (entry as { use?: unknown }).use !== 'string' || (entry as { enabled?: unknown }).enabled === false) continue;
+    const e = entry as { use: string; with?: unknown };
+    const found = await definitionOf(e.use, `plugins[${i}]`, opts as LoadPluginsOptions);
+    if ('problem' in found) problems.push(found.problem);
+    else {
+      const checked = checkOptions(found.def, e.with, i);
+      if ('problems' in checked) problems.push(...checked.problems);
+    }
+  }
+  return problems;
+}
+
+async function definitionOf(use: string, at: string, opts: LoadPluginsOptions): Promise<{ def: PluginDefinition } | { problem: Problem }> {
+  const builtin = opts.builtins?.[use];
+  if (builtin) return { def: builtin };
+  try {
+    return { def: await importDefinition(use, at, opts) };
+  } catch (err) {
+    if (err instanceof ConfigError && err.problems[0]) return { problem: err.problems[0] };
+    throw err;
+  }
+}
+
+function checkOptions(def: PluginDefinition, given: unknown, i: number): { options: unknown } | { problems: Problem[] } {
+  const options: unknown = given ?? {};
+  if (def.options) {
+    const parsed = def.options.safeParse(options);
+    if (!parsed.success) return { problems: zodProblems(parsed.error, ['plugins', i, 'with'], { schema: def.options, input: options }) };
+    return { options: parsed.data };
+  }
+  if (given !== undefined && given !== null && typeof given === 'object' && Object.keys(given).length > 0) {
+    return { problems: [{ path: `plugins[${i}].with`, message: `plugin "${def.name}" takes no options` }] };
+  }
+  return { options };
 }
 
 function isParts(v: PluginHooks | PluginInstanceParts): v is PluginInstanceParts {
@@ -88,7 +149,8 @@ async function importDefinition(use: string, at: string, opts: LoadPluginsOption
       }
     }
     if (!resolved) {
-      throw new ConfigError(opts.file, [{ path: `${at}.use`, message: `cannot find plugin package "${specifier}" (looked from ${bases.join(', ')}); install it with npm or pnpm` }]);
+      const near = !use.includes('/') ? closest(use, stockPluginNames(bases)) : undefined;
+      throw new ConfigError(opts.file, [{ path: `${at}.use`, message: `cannot find plugin package "${specifier}" (looked from ${bases.join(', ')}); ${near ? `did you mean "${near}"? Otherwise ` : ''}install it with npm or pnpm` }]);
     }
     url = pathToFileURL(resolved).href;
   }
@@ -103,4 +165,20 @@ async function importDefinition(use: string, at: string, opts: LoadPluginsOption
     throw new ConfigError(opts.file, [{ path: `${at}.use`, message: `"${use}" does not export a plugin as default (use definePlugin from @portcullis/core)` }]);
   }
   return def;
+}
+
+/** Short names of the @portcullis packages installed where plugins are looked up (for "did you mean"). */
+function stockPluginNames(bases: readonly string[]): string[] {
+  const names = new Set<string>();
+  for (const base of bases) {
+    for (let dir = base; ; dir = path.dirname(dir)) {
+      try {
+        for (const n of readdirSync(path.join(dir, 'node_modules', '@portcullis'))) names.add(n);
+      } catch {
+        /* none here */
+      }
+      if (path.dirname(dir) === dir) break;
+    }
+  }
+  return [...names];
 }

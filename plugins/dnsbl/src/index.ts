@@ -103,7 +103,11 @@ export default definePlugin({
     const zones = opts.zones.map(
       (z) => new Zone({ zone: z.zone, weight: z.weight, name: z.name ?? z.zone, filter: z.answers && ((a: string) => z.answers!.some((p) => p.test(a))) }, settings, resolver, state, ctx.log),
     );
-    const pending = new WeakMap<Session, Promise<DnsblNote>>();
+    // The lookup for each session, with the address it was made for: XCLIENT may change the client
+    // after connect, and the verdict must be about the client, not the proxy.
+    const pending = new WeakMap<Session, { ip: string; note: Promise<DnsblNote> }>();
+    const xclientPeers = new Map(config.listen.map((l) => [l.name ?? `${l.host}:${l.port}`, l.xclient] as const));
+    const fromXclientProxy = (s: Session) => !s.proxied && !!xclientPeers.get(s.listener.name)?.contains(s.remoteAddress);
 
     async function evaluate(session: Session): Promise<DnsblNote> {
       const ip = session.remoteAddress;
@@ -148,25 +152,33 @@ export default definePlugin({
       return reject(554, '5.7.1', `Service unavailable; client [${s.remoteAddress}] blocked using ${top.name}`);
     };
 
+    /** Starts (or reuses) the lookup for the session's current client; undefined when it is skipped. */
+    const lookup = (session: Session): Promise<DnsblNote> | undefined => {
+      const known = pending.get(session);
+      if (known && known.ip === session.remoteAddress) return known.note;
+      if (skipped(session) || fromXclientProxy(session)) return undefined;
+      const note = evaluate(session).then((n) => {
+        (session.notes as Record<string, unknown>)['dnsbl'] = n;
+        return n;
+      });
+      note.catch(() => undefined);
+      pending.set(session, { ip: session.remoteAddress, note });
+      return note;
+    };
+
     return {
       hooks: {
         connect(session) {
-          if (skipped(session)) return undefined;
-          const p = evaluate(session).then((note) => {
-            (session.notes as Record<string, unknown>)['dnsbl'] = note;
-            return note;
-          });
-          p.catch(() => undefined);
-          pending.set(session, p);
+          lookup(session);
           return undefined;
         },
         async mail(txn) {
-          const p = pending.get(txn.session);
+          const p = lookup(txn.session);
           if (!p) return undefined;
           return verdictFor(txn.session, await p);
         },
         async data(txn) {
-          const p = pending.get(txn.session);
+          const p = lookup(txn.session);
           if (!p) return undefined;
           const note = await p;
           if (note.listed.length && !note.allowed) {

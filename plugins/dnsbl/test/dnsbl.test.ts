@@ -64,7 +64,7 @@ describe('dnsbl over SMTP with a real DNS server (dnsmasq)', () => {
     dns = await Dnsmasq.start({ lines: ZONES });
     relay = await startLoggedRelay(
       {
-        listen: [{ host: '127.0.0.1', port: 0, greetingDelay: 0 }, { host: '::1', port: 0, greetingDelay: 0 }],
+        listen: [{ host: '127.0.0.1', port: 0, greetingDelay: 0 }, { host: '::1', port: 0, greetingDelay: 0 }, { name: 'behind-proxy', host: '127.0.0.1', port: 0, greetingDelay: 0, xclient: ['127.0.0.5/32'] }],
         dns: { servers: [dns.server] },
         plugins: [
           {
@@ -117,6 +117,20 @@ describe('dnsbl over SMTP with a real DNS server (dnsmasq)', () => {
     assert.match(await mailReply(relay.port(), '127.0.0.3'), /^250 /);
     assert.equal(queriesFor(dns, '3.0.0.127.bl.test'), 0);
   });
+  it('judges the client an XCLIENT proxy names, not the proxy', async () => {
+    const c = await RawSmtp.connect(relay.port(2), '127.0.0.1', '127.0.0.5');
+    try {
+      assert.match(await c.read(), /^220 /);
+      assert.match(await c.cmd('EHLO proxy.test'), /^250/);
+      assert.match(await c.cmd('XCLIENT ADDR=127.0.0.9 NAME=[UNAVAILABLE]'), /^220 /);
+      await c.cmd('EHLO client.test');
+      assert.equal(await c.cmd('MAIL FROM:<a@outside.test>'), '554 5.7.1 Service unavailable; client [127.0.0.9] blocked using Test Block List');
+    } finally {
+      c.close();
+    }
+    assert.equal(queriesFor(dns, '5.0.0.127.bl.test'), 0, 'the proxy itself is not looked up');
+  });
+
   it('looks up IPv6 clients by their reversed nibbles', async () => {
     assert.equal(await mailReply(relay.port(1), '::1', '::1'), '554 5.7.1 Service unavailable; client [::1] blocked using Test Block List');
     assert.equal(queriesFor(dns, V6_LOOPBACK), 1);

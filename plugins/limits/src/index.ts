@@ -155,6 +155,9 @@ export default definePlugin({
       },
     });
 
+    // Listeners' XCLIENT peers: a proxy speaks for many clients; its own connections are not rated.
+    const xclientPeers = new Map(config.listen.map((l) => [l.name ?? `${l.host}:${l.port}`, l.xclient] as const));
+    const fromXclientProxy = (s: Session) => !s.proxied && !!xclientPeers.get(s.listener.name)?.contains(s.remoteAddress);
     const connectionRate = counter(state, 'conn:ip', opts.perIp.connectionRate);
     const ipMessages = counter(state, 'msg:ip', opts.perIp.messageRate);
     const ipRecipients = counter(state, 'rcpt:ip', opts.perIp.recipientRate);
@@ -175,7 +178,7 @@ export default definePlugin({
 
     return {
       async connect(session) {
-        if (isExempt(session, nets, users) || !connectionRate) return undefined;
+        if (isExempt(session, nets, users) || !connectionRate || fromXclientProxy(session)) return undefined;
         const k = key(session.remoteAddress);
         const r = await connectionRate.consume(k);
         if (r.allowed) return undefined;

@@ -141,8 +141,8 @@ describe('limits over SMTP (memory store)', () => {
     assert.equal(await d.cmd('MAIL FROM:<>'), '451 4.7.1 Too many messages (null-sender rate limit), try again later');
   });
 
-  it('does not count the connections of a configured XCLIENT proxy as one client', async () => {
-    await start({ perIp: { connections: 2 } }, { connectionsPerIp: 2 }, [{ host: '127.0.0.1', port: 0, greetingDelay: 0, xclient: ['127.0.0.5/32'] }]);
+  it('does not count the connections of a configured XCLIENT proxy as one client, neither at once nor in its connection rate', async () => {
+    await start({ perIp: { connections: 2, connectionRate: { limit: 2, window: '1m' } } }, { connectionsPerIp: 2 }, [{ host: '127.0.0.1', port: 0, greetingDelay: 0, xclient: ['127.0.0.5/32'] }]);
     for (let i = 0; i < 4; i++) {
       const { c, greeting } = await open(relay.port, '127.0.0.5');
       open$.push(c);
