@@ -1,7 +1,8 @@
 import { PassThrough, Writable, type Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { Logger } from 'pino';
-import { Splitter } from 'mailsplit';
+import type { Splitter } from 'mailsplit';
+import { MimeSplitter } from './mime-splitter.js';
 import type { DataHandlers, MimePart, PartDecision } from './hooks.js';
 import { LineEndingGuard } from './line-ending-guard.js';
 import { HeaderScanner } from './header-scanner.js';
@@ -151,7 +152,7 @@ async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext,
   };
   if (partUsers.length) {
     // mailsplit's own node limit sits just above ours, so it only fires if our count missed.
-    splitter = new Splitter({ maxChildNodes: mimeLimits.parts + 1, maxHeadSize: ctx.limits.headerSize });
+    splitter = new MimeSplitter({ maxChildNodes: mimeLimits.parts + 1, maxHeadSize: ctx.limits.headerSize });
     walker = new MimeWalker<LoadedPlugin>(
       (part: MimePart) => attachScreeners(part, partUsers, driver, log),
       (s: AttachedScreener<LoadedPlugin>) => driver.guard(s.owner, 'data.part', () => s.screener.done()),

@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import { Splitter } from 'mailsplit';
 import { definePlugin, keepQuarantinePruned, reject, type DataHandlers, type MimePart, type PartDecision, type Transaction, type Verdict } from '@portcullis/core';
 import { directionOf } from './direction.js';
+import { activeContentKind } from './active-content.js';
 import { CHECK_KINDS, type Finding } from './findings.js';
 import { ContentInspector, type InspectContext, } from './inspector.js';
 import { headerValues, LeafWalker } from './message-scan.js';
@@ -96,6 +97,7 @@ export default definePlugin({
             isMessage: p.contentType === 'message/rfc822' || names.some((n) => /\.eml$/i.test(n)),
             isText: p.contentType.startsWith('text/'),
             named: names.length > 0,
+            activeContent: activeContentKind(names, p.contentType),
             depth: 0,
             budget,
             label: shownName ? `attachment "${displayName(shownName)}"` : p.contentType.startsWith('text/') ? 'message text' : `a ${p.contentType} part`,
