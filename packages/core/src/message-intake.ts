@@ -1,7 +1,8 @@
 import { PassThrough, Writable, type Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { Logger } from 'pino';
-import { Splitter } from 'mailsplit';
+import type { Splitter } from 'mailsplit';
+import { MimeSplitter } from './mime-splitter.js';
 import type { DataHandlers, MimePart, PartDecision } from './hooks.js';
 import { LineEndingGuard } from './line-ending-guard.js';
 import { HeaderScanner } from './header-scanner.js';
@@ -152,7 +153,7 @@ async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext,
   };
   if (partUsers.length) {
     // mailsplit's own node limit sits just above ours, so it only fires if our count missed.
-    splitter = new Splitter({ maxChildNodes: mimeLimits.parts + 1, maxHeadSize: ctx.limits.headerSize });
+    splitter = new MimeSplitter({ maxChildNodes: mimeLimits.parts + 1, maxHeadSize: ctx.limits.headerSize });
     walker = new MimeWalker<LoadedPlugin>(
       (part: MimePart) => attachScreeners(part, partUsers, driver, log),
       (s: AttachedScreener<LoadedPlugin>) => driver.guard(s.owner, 'data.part', () => s.screener.done()),
@@ -424,6 +425,7 @@ async function collectVerdicts(
     failures.sort(byOrder);
     const first = failures[0]!;
     log.info({ plugin: first.plugin.instance.name, hook: 'data', verdict: first.verdict.kind, reply: first.verdict.reply }, 'hook verdict');
+    driver.noteVerdict(first.plugin.instance.name, 'data', first.verdict);
     return { verdict: first.verdict, plugin: first.plugin.instance.name, replaced, ...raw };
   }
   return { replaced, ...raw };

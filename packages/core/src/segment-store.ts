@@ -80,6 +80,8 @@ export class SegmentStore {
   private poisoned = false;
   /** Batches written (each one writev + one fdatasync), for diagnostics and tests. */
   batches = 0;
+  /** Segment removals in progress (close() waits for them). */
+  private readonly dropping = new Set<Promise<void>>();
 
   constructor(
     readonly dir: string,
@@ -185,9 +187,10 @@ export class SegmentStore {
     seg.liveBytes -= bytes;
     if (!seg.live.size) {
       if (seg !== this.current) return void this.maybeDrop(seg);
-      // The current segment goes too once it has grown a bit and nothing is being written to it,
-      // so a steady flow keeps the spool small; the next batch starts a new one.
-      if (seg.size >= 1024 * 1024 && !this.flushing && !seg.readers) {
+      // The current segment goes too once it holds 1 MB (or a quarter of segmentSize) and nothing
+      // is being written to it: an empty queue frees its disk space (the disk guard counts on
+      // it), and a new segment (a file and a folder fsync) is needed only every megabyte.
+      if (seg.size >= Math.min(1024 * 1024, this.opts.segmentSize / 4) && !this.flushing && !seg.readers) {
         this.current = undefined;
         return void this.drop(seg);
       }
@@ -226,6 +229,7 @@ export class SegmentStore {
   /** Finishes the writes in flight and closes the files. */
   async close(): Promise<void> {
     while (this.flushing) await this.flushing;
+    await Promise.all([...this.dropping]);
     for (const seg of this.segments.values()) {
       await seg.handle?.close().catch(() => undefined);
       seg.handle = undefined;
@@ -309,7 +313,13 @@ export class SegmentStore {
     await this.drop(seg);
   }
 
-  private async drop(seg: Segment): Promise<void> {
+  private drop(seg: Segment): Promise<void> {
+    const p = this.dropNow(seg).finally(() => this.dropping.delete(p));
+    this.dropping.add(p);
+    return p;
+  }
+
+  private async dropNow(seg: Segment): Promise<void> {
     this.segments.delete(seg.n);
     if (this.current === seg) this.current = undefined;
     await seg.handle?.close().catch(() => undefined);

@@ -7,6 +7,7 @@ export interface UuBlock {
 const BEGIN = /^begin(?:-base64)? [0-7]{3,4} (.+?)\s*$/;
 const MAX_LINE = 4096;
 const MAX_BLOCKS = 100;
+const BEGIN_WORD = Buffer.from('begin');
 
 /**
  * Finds `begin 644 name` blocks in a text body as it streams past, and decodes the first
@@ -22,7 +23,27 @@ export class UuencodeScanner {
   constructor(private readonly prefixBytes: number) {}
 
   push(chunk: Buffer): void {
-    let text = chunk.toString('latin1');
+    // Outside a block only a line starting with "begin" matters: the whole lines of a chunk that
+    // has no "begin" in them are skipped without being looked at one by one. The first line (it
+    // continues the carried one) and the last, unfinished one go the usual way.
+    if (!this.current && !this.overlong) {
+      const first = chunk.indexOf(0x0a);
+      const last = chunk.lastIndexOf(0x0a);
+      if (first >= 0 && last > first && chunk.indexOf(BEGIN_WORD, first + 1) < 0) {
+        this.pushText(chunk.toString('latin1', 0, first + 1));
+        if (!this.current) {
+          this.line = '';
+          this.overlong = false;
+          this.pushText(chunk.toString('latin1', last + 1));
+          return;
+        }
+        return this.pushText(chunk.toString('latin1', first + 1));
+      }
+    }
+    this.pushText(chunk.toString('latin1'));
+  }
+
+  private pushText(text: string): void {
     let nl: number;
     while ((nl = text.indexOf('\n')) >= 0) {
       const piece = text.slice(0, nl);

@@ -62,6 +62,19 @@ describe('uuencode and OLE scanning', () => {
     assert.equal(block?.prefix.subarray(0, 2).toString(), 'MZ');
   });
 
+  it('finds the same blocks however a long text is chunked (lines without "begin" are skipped in bulk)', () => {
+    const filler = (n: number) => Array.from({ length: n }, (_, i) => `line ${i} of ordinary text, nothing to see here`).join('\r\n');
+    const text = Buffer.from(`${filler(200)}\r\n${f.uuencode('one.exe', f.pe('u1'))}\r\n${filler(300)}\r\nxbegin 644 not-at-line-start.exe\r\n${filler(50)}\r\n${f.uuencode('two.scr', Buffer.from('#!/bin/sh\necho\n'))}\r\n${filler(10)}`);
+    const scan = (size: number) => {
+      const s = new UuencodeScanner(1024);
+      for (let i = 0; i < text.length; i += size) s.push(text.subarray(i, i + size));
+      return s.finish().map((b) => ({ name: b.name, prefix: b.prefix.toString('hex') }));
+    };
+    const whole = scan(text.length);
+    assert.deepEqual(whole.map((b) => b.name), ['one.exe', 'two.scr']);
+    for (const size of [1, 7, 64, 300, 1000, 4096, 20_000]) assert.deepEqual(scan(size), whole, `chunks of ${size}`);
+  });
+
   it('finds _VBA_PROJECT across a chunk boundary', () => {
     const doc = f.ole(true, 'vba');
     const at = doc.indexOf(Buffer.from('_VBA_PROJECT', 'utf16le'));

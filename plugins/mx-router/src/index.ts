@@ -69,6 +69,7 @@ export default definePlugin({
   name: 'mx-router',
   options,
   async setup(opts, ctx) {
+    const stsResults = ctx.metrics.counter<'result'>({ name: 'mta_sts_results_total', help: 'Deliveries to domains with an MTA-STS policy by TLS-RPT result type (success, or the failure type); per-domain counts are in the log report', labelNames: ['result'] });
     const config = ctx.container.isRegistered(Tokens.Config, true) ? ctx.container.resolve<RelayConfig>(Tokens.Config) : undefined;
     let resolver: DnsResolver;
     if (opts.dnsServers) {
@@ -164,7 +165,10 @@ export default definePlugin({
         // TLS-RPT style outcomes (RFC 8460 result types) for domains with a policy.
         delivered(e) {
           const d = normaliseName(e.recipient.slice(e.recipient.lastIndexOf('@') + 1));
-          if (sts && modeOf(d) && modeOf(d) !== 'none') sts.count(d, 'success');
+          if (sts && modeOf(d) && modeOf(d) !== 'none') {
+            sts.count(d, 'success');
+            stsResults.inc({ result: 'success' });
+          }
         },
         deferred(e) {
           const d = normaliseName(e.recipient.slice(e.recipient.lastIndexOf('@') + 1));
@@ -172,6 +176,7 @@ export default definePlugin({
           const type = tlsFailureType(e.response);
           if (!type) return;
           sts.count(d, type);
+          stsResults.inc({ result: type });
           ctx.log.warn({ domain: d, rcpt: e.recipient, response: e.response, result: type }, 'MTA-STS enforce: TLS to the MX failed, deferred');
         },
       },
