@@ -1,6 +1,6 @@
 import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
-import { ConfigError, createLogger, loadConfigFile, Relay, validatePluginEntries, type LoadedConfig, type RelayConfig } from '@portcullis/core';
+import { ConfigError, createLogger, loadConfigFile, Relay, validatePluginEntries, type LoadedConfig, type LogFileDestination, type RelayConfig } from '@portcullis/core';
 import { cliPackageDir } from './cli-package.js';
 
 export type Logger = ReturnType<typeof createLogger>;
@@ -11,7 +11,10 @@ export type Logger = ReturnType<typeof createLogger>;
  * ConfigError naming the file and the key path: the file's own keys, missing TLS files and every
  * plugin's options (when the file's own keys are wrong, the plugins' options are still checked).
  */
-export async function loadRelay(file: string, logger: (config: RelayConfig) => Logger): Promise<{ loaded: LoadedConfig; relay: Relay }> {
+export async function loadRelay(
+  file: string,
+  logger: (config: RelayConfig, dir: string) => Logger | Promise<{ log: Logger; logFile?: LogFileDestination }>,
+): Promise<{ loaded: LoadedConfig; relay: Relay }> {
   let loaded: LoadedConfig;
   try {
     loaded = loadConfigFile(file);
@@ -24,7 +27,9 @@ export async function loadRelay(file: string, logger: (config: RelayConfig) => L
   const missing = filesMissing(loaded);
   let relay: Relay;
   try {
-    relay = await Relay.create({ config: loaded.config, configFile: loaded.file, logger: logger(loaded.config), resolveFrom: [cliPackageDir] });
+    const made = await logger(loaded.config, loaded.dir);
+    const { log, logFile } = 'log' in made && 'level' in made.log ? (made as { log: Logger; logFile?: LogFileDestination }) : { log: made as Logger, logFile: undefined };
+    relay = await Relay.create({ config: loaded.config, configFile: loaded.file, logger: log, logFile, resolveFrom: [cliPackageDir] });
   } catch (err) {
     if (err instanceof ConfigError && missing.length) throw new ConfigError(loaded.file, [...missing, ...err.problems]);
     throw err;
@@ -47,6 +52,15 @@ function filesMissing({ dir, config }: LoadedConfig): Array<{ path: string; mess
       accessSync(abs, constants.R_OK);
     } catch (err) {
       problems.push({ path: `tls.${key}`, message: `expected a readable PEM file, cannot read ${abs} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` });
+    }
+  }
+  const tokenFile = config.admin.tokenFile;
+  if (tokenFile) {
+    const abs = path.resolve(dir, tokenFile);
+    try {
+      accessSync(abs, constants.R_OK);
+    } catch (err) {
+      problems.push({ path: 'admin.tokenFile', message: `expected a readable file holding the token, cannot read ${abs} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` });
     }
   }
   return problems;

@@ -32,9 +32,23 @@ async function finish(code: number, log?: Logger): Promise<void> {
   else process.exit(code);
 }
 
+// `--version` names every component (core, CLI, plugins, smtp-server, Node), not just the CLI:
+// answered before commander, which only knows one version string. `--config F` lists F's plugins.
+if (process.argv[2] === '--version' || process.argv[2] === '-V') {
+  const i = process.argv.findIndex((a) => a === '--config' || a === '-c');
+  const { versionReport, formatVersion } = await import('./ops-commands.js');
+  try {
+    process.stdout.write(formatVersion(await versionReport(i > 0 ? process.argv[i + 1] : undefined)));
+    process.exit(ExitCode.ok);
+  } catch (err) {
+    process.stderr.write(`portcullis --version: ${(err as Error).message}\n`);
+    process.exit(ExitCode.failure);
+  }
+}
+
 const program = new Command('portcullis')
   .description('Portcullis: an SMTP relay for the network edge, composed of plugins listed in one config file.')
-  .version(cliVersion(), '-V, --version')
+  .version(cliVersion(), '-V, --version', 'print the versions of the CLI, core, plugins, smtp-server and Node')
   .exitOverride()
   .showHelpAfterError('(run portcullis --help for usage)');
 
@@ -44,10 +58,15 @@ program
   .requiredOption('-c, --config <file>', 'config file (YAML, or JSON if it ends in .json)')
   .addOption(new Option('--log-level <level>', 'override log.level from the config').choices(LOG_LEVELS))
   .action(async (opts: { config: string; logLevel?: string }) => {
-    const [{ ConfigError, createLogger }, { loadRelay, reportConfigError, runRelay }] = await Promise.all([core(), relayModules()]);
+    const [{ ConfigError, createLogger, createLogFile }, { loadRelay, reportConfigError, runRelay }] = await Promise.all([core(), relayModules()]);
     let log: Logger | undefined;
     try {
-      const { relay } = await loadRelay(opts.config, (c) => (log = createLogger(opts.logLevel ?? c.log.level)));
+      const { relay } = await loadRelay(opts.config, async (c, dir) => {
+        // log.file: rotated files, written off the SMTP path; otherwise JSON lines on stdout.
+        const logFile = c.log.file ? await createLogFile(c.log.file, dir) : undefined;
+        log = createLogger(opts.logLevel ?? c.log.level, logFile?.stream);
+        return { log, logFile };
+      });
       await runRelay({ relay, log: log! });
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
@@ -89,30 +108,104 @@ program
     await (await import('./demo-command.js')).runDemo(opts);
   });
 
+function durationArg(value: string): number {
+  const n = parseDurationLoose(value);
+  if (n === undefined) throw new InvalidArgumentError('expected a duration such as 30m, 4h or 2d.');
+  return n;
+}
+function parseDurationLoose(v: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(v.trim());
+  if (!m) return undefined;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 's') as 'ms'];
+  return Number(m[1]) * unit;
+}
+
+/** Runs an admin command: config errors exit 78, other failures 1, with one line on stderr. */
+async function admin(name: string, work: () => Promise<number>): Promise<void> {
+  const { ConfigError } = await core();
+  try {
+    process.exit(await work());
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(err.message + '\n');
+      process.exit(ExitCode.config);
+    }
+    process.stderr.write(`portcullis ${name}: ${(err as Error).message}\n`);
+    process.exit(ExitCode.failure);
+  }
+}
+
 program
   .command('queue')
-  .description('inspect and steer the queue of a running relay: list | show ID | flush [ID] | hold ID | release ID | delete ID | bounce ID')
-  .argument('<action>', 'list, show, flush, hold, release, delete or bounce')
-  .argument('[id]', 'message id (from list)')
-  .requiredOption('-c, --config <file>', 'the config file the relay runs with (its spool folder holds the control socket)')
+  .description('inspect and steer the queue, of a running relay (over its control socket) or, when it is stopped, in the spool itself (under the spool lock): list | summary | show ID | flush [ID...] | hold | release | delete | bounce [ID...]')
+  .argument('<action>', 'list, summary, show, flush, hold, release, delete or bounce')
+  .argument('[ids...]', 'message ids (from list); instead of ids, select with the options below')
+  .requiredOption('-c, --config <file>', 'the config file of the relay (its spool folder holds the queue and the control socket)')
+  .option('--from <address>', 'select by sender (`*` matches anything, `<>` is the null sender)')
+  .option('--to <address>', 'select by a pending recipient (`*` matches anything)')
+  .option('--domain <domain>', 'select by a pending recipient domain')
+  .option('--older-than <age>', 'select messages older than this (30m, 4h, 2d)', durationArg)
+  .option('--younger-than <age>', 'select messages younger than this', durationArg)
+  .addOption(new Option('--state <state>', 'select by state').choices(['due', 'deferred', 'held', 'sending']))
+  .option('--held', 'flush: release held messages too (by default flush leaves them held)')
+  .option('--all', 'hold/release/delete/bounce every message (without ids or a selection)')
+  .option('--by-sender', 'summary: rows by sender domain instead of recipient domain')
   .option('--json', 'print JSON')
-  .action(async (action: string, id: string | undefined, opts: { config: string; json?: boolean }) => {
-    const actions = ['list', 'show', 'flush', 'hold', 'release', 'delete', 'bounce'];
+  .action(async (action: string, ids: string[], opts: import('./queue-command.js').QueueCommandOptions) => {
+    const actions = ['list', 'summary', 'show', 'flush', 'hold', 'release', 'delete', 'bounce'];
     if (!actions.includes(action)) {
       process.stderr.write(`portcullis queue: unknown action "${action}"; one of ${actions.join(', ')}\n`);
       process.exit(ExitCode.usage);
     }
-    const { ConfigError } = await core();
-    try {
-      process.exit(await (await import('./admin-commands.js')).queueCommand(action, id, opts));
-    } catch (err) {
-      if (err instanceof ConfigError) {
-        process.stderr.write(err.message + '\n');
-        process.exit(ExitCode.config);
-      }
-      process.stderr.write(`portcullis queue ${action}: ${(err as Error).message}\n`);
-      process.exit(ExitCode.failure);
+    await admin(`queue ${action}`, async () => (await import('./queue-command.js')).queueCommand(action, ids, opts));
+  });
+
+program
+  .command('status')
+  .description('what the relay is doing: listeners, readiness (each plugin too), queue depth, oldest message, disk free, versions; exit 0 when running and ready')
+  .requiredOption('-c, --config <file>', 'the config file of the relay')
+  .option('--json', 'print JSON')
+  .action(async (opts: { config: string; json?: boolean }) => {
+    await admin('status', async () => (await import('./ops-commands.js')).statusCommand(opts));
+  });
+
+program
+  .command('reload')
+  .description('make the running relay re-read its config file (as SIGHUP does): validated first; on any error the running config stays')
+  .requiredOption('-c, --config <file>', 'the config file of the relay')
+  .action(async (opts: { config: string }) => {
+    await admin('reload', async () => (await import('./ops-commands.js')).reloadCommand(opts));
+  });
+
+program
+  .command('version')
+  .description('versions of the CLI, core, the plugins (those of --config, else the stock ones), smtp-server and Node')
+  .option('-c, --config <file>', 'list the plugins this config loads')
+  .option('--json', 'print JSON')
+  .action(async (opts: { config?: string; json?: boolean }) => {
+    await admin('version', async () => {
+      const { versionReport, formatVersion } = await import('./ops-commands.js');
+      const v = await versionReport(opts.config);
+      process.stdout.write(opts.json ? JSON.stringify(v, null, 2) + '\n' : formatVersion(v));
+      return 0;
+    });
+  });
+
+program
+  .command('quarantine')
+  .description('what the attachments and clamav plugins quarantined: list | show ID | release ID | delete ID... | rescan [ID...] | purge')
+  .argument('<action>', 'list, show, release, delete, rescan or purge')
+  .argument('[ids...]', 'quarantine ids (from list)')
+  .requiredOption('-c, --config <file>', 'the config file (its attachments and clamav entries name the quarantine folders)')
+  .option('--older-than <age>', 'purge: remove items older than this (default: each plugin\'s quarantine retention)', durationArg)
+  .option('--json', 'print JSON')
+  .action(async (action: string, ids: string[], opts: { config: string; json?: boolean; olderThan?: number }) => {
+    const actions = ['list', 'show', 'release', 'delete', 'rescan', 'purge'];
+    if (!actions.includes(action)) {
+      process.stderr.write(`portcullis quarantine: unknown action "${action}"; one of ${actions.join(', ')}\n`);
+      process.exit(ExitCode.usage);
     }
+    await admin(`quarantine ${action}`, async () => (await import('./quarantine-command.js')).quarantineCommand(action, ids, opts));
   });
 
 program

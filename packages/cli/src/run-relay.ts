@@ -50,13 +50,13 @@ export async function runRelay({ relay, log, onReady, onStopped }: RunOptions): 
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
 
-  // SIGHUP re-reads the TLS key and certificate (after a renewal); open sessions are not dropped.
+  // SIGHUP re-reads the whole config file (TLS files included), validates it and sets up its
+  // plugins before switching: new sessions get the new config, open ones keep theirs. On any
+  // error the running config stays (the relay logs the problem; see Relay.reload).
   process.on('SIGHUP', () => {
-    try {
-      relay.reloadTls();
-    } catch (err) {
-      log.error({ err }, `TLS reload failed, keeping the previous certificate: ${(err as Error).message}`);
-    }
+    if (!listening || stopping) return;
+    log.info('SIGHUP: reloading the configuration');
+    relay.reloadFromFile().catch(() => undefined);
   });
 
   started = relay.start();

@@ -133,7 +133,11 @@ describe('portcullis check', () => {
     );
   });
 
-  describe('on a broken config, names the file, the key path and what was expected, and exits 78', () => {
+  describe('on a broken config, names the file, the key path and what was expected, and exits 78', function () {
+    // Every case's process starts at once in before(): the first test waits for all of them to
+    // share two cores, which takes longer than one test's default on a busy machine.
+    this.timeout(60_000);
+
     const cases: Array<{ title: string; yaml: string; line: (file: string) => string; more?: string[] }> = [
       {
         title: 'an unknown top-level key',

@@ -72,6 +72,35 @@ export const pluginEntrySchema = z.strictObject({
   enabled: z.boolean().default(true),
 });
 
+export const logFileSchema = z.strictObject({
+  /** The log file; rotated files get `.1`, `.2` ... before the extension. Relative to the config file. */
+  path: z.string().min(1),
+  /** Rotate when the current file reaches this size. */
+  size: size().default(100 * 1024 * 1024),
+  /** Also rotate on a schedule: `daily`, `hourly`, or a duration such as `6h`. */
+  frequency: z.union([z.enum(['daily', 'hourly']), duration()]).optional(),
+  /** Files kept, the current one included: the oldest is removed at each rotation. Total size stays below size × files. */
+  files: z.number().int().min(2).max(1000).default(10),
+  /**
+   * Log lines held in memory while the disk is slow or full; past this, new lines are dropped and
+   * counted (portcullis_log_lines_dropped_total): mail never waits for, nor is refused by, the log.
+   */
+  buffer: size().default(4 * 1024 * 1024),
+});
+
+export const adminSchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  /** Loopback by default: metrics and readiness are for the operator's scraper, not the Internet. */
+  host: z.string().min(1).default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535).default(9025),
+  /** When set, every request needs `Authorization: Bearer <token>`. */
+  token: z.string().min(16, 'a token of at least 16 characters').optional(),
+  /** The token read from a file (first line), relative to the config file; keeps it out of the config. */
+  tokenFile: z.string().min(1).optional(),
+  /** Longest one readiness check (a plugin's) may take before it counts as not ready. */
+  readyTimeout: duration().default(2_000),
+});
+
 export const configSchema = z.strictObject({
   /** Our name in the greeting, in Received headers and in bounces. */
   hostname: z.string().min(1).default('localhost'),
@@ -243,8 +272,12 @@ export const configSchema = z.strictObject({
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      /** Write the log to rotated files instead of stdout (see log-destination.ts). */
+      file: logFileSchema.optional(),
     })
     .prefault({}),
+  /** The admin HTTP listener: /metrics, /healthz, /readyz. Off by default. */
+  admin: adminSchema.prefault({}),
   plugins: z.array(pluginEntrySchema).default([]),
 });
 

@@ -84,6 +84,7 @@ export function parseConfig(raw: unknown, file = '<inline config>'): RelayConfig
     if (l.port !== 0 && seen.has(k)) problems.push({ path: `listen[${i}]`, message: `${k} is listed twice` });
     seen.add(k);
   });
+  if (config.admin.token && config.admin.tokenFile) problems.push({ path: 'admin.tokenFile', message: 'give either admin.token or admin.tokenFile, not both' });
   if (problems.length) throw new ConfigError(file, problems, raw);
   return config;
 }

@@ -34,12 +34,17 @@ export class ConnectionGate {
 
   /** The first refusal, or undefined when every check admits (each then owes a `release`). */
   admit(c: ConnectionInfo): Reply | undefined {
+    return this.decide(c)?.reply;
+  }
+
+  /** As `admit`, naming the check that refused (the reason label of connections_refused_total). */
+  decide(c: ConnectionInfo): { reply: Reply; check: string } | undefined {
     for (let i = 0; i < this.checks.length; i++) {
       const reply = this.checks[i]!.admit(c);
       if (reply) {
         // The checks before this one admitted it: undo their accounting.
         for (let j = 0; j < i; j++) this.checks[j]!.release(c);
-        return reply;
+        return { reply, check: this.checks[i]!.name };
       }
     }
     return undefined;

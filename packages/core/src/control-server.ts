@@ -7,7 +7,20 @@ import type { DeliveryQueue } from './delivery-queue.js';
 export type ControlRequest =
   | { cmd: 'list' }
   | { cmd: 'show' | 'hold' | 'release' | 'delete' | 'bounce'; id: string }
-  | { cmd: 'flush'; id?: string };
+  | { cmd: 'flush'; id?: string; includeHeld?: boolean }
+  /**
+   * A message an operator tool wrote to `<spool>/tmp/` (a quarantine release): the relay queues
+   * it in its own spool (one writer) and delivers it; `note` is logged as the operator action.
+   */
+  | { cmd: 'enqueue'; file: string; mailFrom: string; recipients: string[]; headers?: string; note?: string }
+  | { cmd: 'reload' }
+  | { cmd: 'status' };
+
+/** What the relay answers beyond the queue's own commands. */
+export interface ControlHandlers {
+  reload?(): Promise<unknown>;
+  status?(): Promise<unknown>;
+}
 
 export type ControlResponse = { ok: true; result: unknown } | { ok: false; error: string };
 
@@ -19,7 +32,7 @@ export type ControlResponse = { ok: true; result: unknown } | { ok: false; error
 export class ControlServer {
   private server?: net.Server;
 
-  constructor(private readonly path: string, private readonly queue: DeliveryQueue, private readonly log: Logger) {}
+  constructor(private readonly path: string, private readonly queue: DeliveryQueue, private readonly log: Logger, private readonly handlers: ControlHandlers = {}) {}
 
   async start(): Promise<void> {
     await rm(this.path, { force: true });
@@ -33,7 +46,9 @@ export class ControlServer {
         while ((i = buf.indexOf('\n')) >= 0) {
           const line = buf.slice(0, i);
           buf = buf.slice(i + 1);
-          this.handle(line).then((res) => socket.write(JSON.stringify(res) + '\n'));
+          this.handle(line).then((res) => {
+            if (!socket.destroyed) socket.write(JSON.stringify(res) + '\n');
+          });
         }
       });
       socket.on('error', () => undefined);
@@ -67,7 +82,19 @@ export class ControlServer {
           return m ? { ok: true, result: m } : { ok: false, error: `no such message: ${req.id}` };
         }
         case 'flush':
-          return { ok: true, result: { flushed: q.flush(req.id) } };
+          return { ok: true, result: { flushed: q.flush(req.id, !!req.includeHeld) } };
+        case 'enqueue': {
+          if (!Array.isArray(req.recipients) || !req.recipients.length || typeof req.mailFrom !== 'string') return { ok: false, error: 'enqueue needs mailFrom and recipients' };
+          const id = await q.enqueueFile(req.file, { mailFrom: req.mailFrom, recipients: req.recipients, headers: req.headers ?? '' });
+          this.log.warn({ id, note: req.note, recipients: req.recipients }, `operator action: ${req.note ?? 'message added to the queue'}`);
+          return { ok: true, result: { id } };
+        }
+        case 'reload':
+          if (!this.handlers.reload) return { ok: false, error: 'reload is not available' };
+          return { ok: true, result: await this.handlers.reload() };
+        case 'status':
+          if (!this.handlers.status) return { ok: false, error: 'status is not available' };
+          return { ok: true, result: await this.handlers.status() };
         case 'hold':
           return need(await q.hold(req.id), req.id);
         case 'release':

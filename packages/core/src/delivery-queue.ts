@@ -1,3 +1,5 @@
+import { readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
 import type { Logger } from 'pino';
 import { domainOf } from './address.js';
 import { buildBounce, enhancedStatusOf, type BounceFailure } from './dsn.js';
@@ -7,6 +9,7 @@ import type { ReplyTimeouts } from './reply-timeouts.js';
 import { newQueueId, type Spool, type SpooledMessage } from './spool.js';
 import type { Clock } from './tokens.js';
 import type { NextHop, QueuedMessage } from './types.js';
+import type { RelayMetrics } from './metrics.js';
 
 export interface DeliveryOptions {
   readonly hostname: string;
@@ -57,10 +60,13 @@ export class DeliveryQueue {
   private readonly idleWaiters: Array<() => void> = [];
   private pumping = false;
 
+  /** Set by the relay; a delivery attempt keeps the driver it started with (see `setDriver`). */
+  metrics?: RelayMetrics;
+
   constructor(
     private readonly spool: Spool,
-    private readonly driver: PluginDriver,
-    private readonly opts: DeliveryOptions,
+    private driver: PluginDriver,
+    private opts: DeliveryOptions,
     private readonly log: Logger,
     private readonly clock: Clock = Date.now,
   ) {
@@ -86,6 +92,15 @@ export class DeliveryQueue {
     this.scan();
   }
 
+  /**
+   * Loads the spool without delivering anything: for `portcullis queue` while the relay is stopped
+   * (the caller holds the SpoolLock). Every change is written to the spool at once; the relay
+   * picks it up when it starts.
+   */
+  async open(): Promise<void> {
+    for (const m of await this.spool.list()) this.entries.set(m.meta.id, { ...m, busy: false, queued: false });
+  }
+
   /** Stops taking new work and waits for deliveries in progress. */
   async stop(): Promise<void> {
     this.stopped = true;
@@ -102,16 +117,65 @@ export class DeliveryQueue {
     this.pump();
   }
 
-  /** Makes every deferred message due now. */
-  flush(id?: string): number {
-    const targets = id ? [this.entries.get(id)].filter((e): e is Entry => !!e) : [...this.entries.values()];
+  /**
+   * After a configuration reload: attempts that start from now on route with the new plugins and
+   * use the new retry settings; attempts in progress finish with what they started with.
+   */
+  setDriver(driver: PluginDriver, opts?: Partial<DeliveryOptions>): void {
+    this.driver = driver;
+    if (opts) this.opts = { ...this.opts, ...opts };
+  }
+
+  /** Makes deferred messages due now (one, or all). Held messages stay held unless `includeHeld`. */
+  flush(id?: string, includeHeld = false): number {
+    const targets = (id ? [this.entries.get(id)].filter((e): e is Entry => !!e) : [...this.entries.values()]).filter((e) => includeHeld || !e.state.hold);
     for (const e of targets) {
       e.state.nextAttemptAt = 0;
-      e.state.hold = false;
+      // Stopped (offline command): the spool is the only place the change can live.
+      if (e.state.hold || this.stopped) {
+        e.state.hold = false;
+        void this.spool.writeState(e.meta.id, e.state).catch((err: unknown) => this.log.warn({ err, id: e.meta.id }, 'could not save the flushed state'));
+      }
       this.markDue(e);
     }
     this.pump();
     return targets.length;
+  }
+
+  /** Waits for state writes started by `flush` (offline commands exit right after). */
+  async settle(): Promise<void> {
+    await Promise.all([...this.entries.keys()].map((id) => this.spool.pendingWrite(id)));
+  }
+
+  /**
+   * Queues a message an operator tool wrote to the spool's tmp/ folder (a quarantine release):
+   * this process's spool commits it (it is the spool's only writer while it runs), then it is
+   * delivered like any other. The file is removed. Returns the new queue id.
+   */
+  async enqueueFile(file: string, envelope: { mailFrom: string; recipients: readonly string[]; headers: string }): Promise<string> {
+    const abs = path.resolve(file);
+    if (path.dirname(abs) !== path.resolve(this.spool.tmpDir)) throw new Error(`enqueue: the file must be in ${this.spool.tmpDir}`);
+    const body = await readFile(abs);
+    const committed = await this.spool.enqueue({ id: newQueueId(), mailFrom: envelope.mailFrom, recipients: [...envelope.recipients], receivedAt: this.clock(), headers: envelope.headers }, body);
+    await rm(abs, { force: true });
+    this.add(committed);
+    return committed.meta.id;
+  }
+
+  /** Queue depth by state, bytes and the oldest message, for /metrics and `portcullis status`. */
+  stats(): { due: number; deferred: number; held: number; sending: number; messages: number; bytes: number; oldestReceivedAt?: number } {
+    const now = this.clock();
+    const out = { due: 0, deferred: 0, held: 0, sending: 0, messages: 0, bytes: 0, oldestReceivedAt: undefined as number | undefined };
+    for (const e of this.entries.values()) {
+      out.messages++;
+      out.bytes += e.meta.bodySize;
+      if (e.busy) out.sending++;
+      else if (e.state.hold) out.held++;
+      else if (e.state.nextAttemptAt > now) out.deferred++;
+      else out.due++;
+      if (out.oldestReceivedAt === undefined || e.meta.receivedAt < out.oldestReceivedAt) out.oldestReceivedAt = e.meta.receivedAt;
+    }
+    return out;
   }
 
   get size(): number {
@@ -169,11 +233,13 @@ export class DeliveryQueue {
 
   private async attempt(e: Entry): Promise<void> {
     const { meta, state } = e;
+    const driver = this.driver;
+    const metrics = this.metrics;
     const log = this.log.child({ id: meta.id });
     const pending = meta.recipients.filter((r) => !state.done[r]);
     const info: QueuedMessage = { id: meta.id, mailFrom: meta.mailFrom, recipients: meta.recipients, receivedAt: meta.receivedAt, size: meta.bodySize };
     state.attempts++;
-    const deferred: Array<{ rcpt: string; response: string; host?: string }> = [];
+    const deferred: Array<{ rcpt: string; response: string; host?: string; took?: number }> = [];
     const failed: Array<BounceFailure & { response: string }> = [];
 
     // Route per domain, then group recipients by next hop.
@@ -183,7 +249,7 @@ export class DeliveryQueue {
       const domain = domainOf(rcpt);
       let route = routeCache.get(domain);
       if (!route) {
-        route = await this.driver.route([domain, info], log);
+        route = await driver.route([domain, info], log);
         routeCache.set(domain, route);
       }
       if (route.hop) {
@@ -193,6 +259,7 @@ export class DeliveryQueue {
         groups.set(key, g);
       } else if (route.verdict?.kind === 'reject') {
         const r = route.verdict.reply;
+        metrics?.delivery('bounced', `${r.code} ${r.enhanced} ${r.text}`);
         failed.push({ recipient: rcpt, status: r.enhanced, diagnostic: `${r.code} ${r.enhanced} ${r.text}`, response: `${r.code} ${r.enhanced} ${r.text}` });
       } else {
         const r = route.verdict?.reply ?? { code: 451, enhanced: '4.4.0', text: `No route to ${domain}: no plugin answered the route hook` };
@@ -201,7 +268,9 @@ export class DeliveryQueue {
     }
 
     for (const { hop, rcpts } of groups.values()) {
+      const t0 = performance.now();
       const result = await this.client.deliver(hop, meta.mailFrom, rcpts, () => this.spool.openMessage(meta));
+      const took = (performance.now() - t0) / 1000;
       if (result.unconfirmed) {
         // The next hop got the whole message but we never heard its reply: the retry may be a duplicate.
         state.unconfirmed = (state.unconfirmed ?? 0) + 1;
@@ -212,12 +281,14 @@ export class DeliveryQueue {
         const r = result.perRecipient.get(rcpt)!;
         if (r.ok) {
           state.done[rcpt] = { status: 'delivered', response: r.response, at: this.clock() };
+          metrics?.delivery('delivered', r.response, took);
           log.info({ rcpt, host: result.host, response: r.response, attempts: state.attempts, possibleDuplicates: state.unconfirmed ?? 0 }, 'delivered');
-          await this.driver.observe('delivered', [{ message: info, recipient: rcpt, host: result.host, response: r.response, attempts: state.attempts }], log);
+          await driver.observe('delivered', [{ message: info, recipient: rcpt, host: result.host, response: r.response, attempts: state.attempts }], log);
         } else if (r.permanent) {
+          metrics?.delivery('bounced', r.response, took);
           failed.push({ recipient: rcpt, status: enhancedStatusOf(r.response, true), diagnostic: r.response, remoteMta: result.host, response: r.response });
         } else {
-          deferred.push({ rcpt, response: r.response, host: result.host });
+          deferred.push({ rcpt, response: r.response, host: result.host, took });
         }
       }
     }
@@ -226,13 +297,14 @@ export class DeliveryQueue {
     const expired = now - meta.receivedAt >= this.opts.maxQueueTime;
     if (expired) {
       for (const d of deferred.splice(0)) {
+        metrics?.delivery('bounced', d.response, d.took);
         failed.push({ recipient: d.rcpt, status: enhancedStatusOf(d.response, false).replace(/^4/, '5'), diagnostic: `${d.response} (gave up after ${state.attempts} attempts)`, response: d.response, remoteMta: d.host });
       }
     }
     for (const f of failed) {
       state.done[f.recipient] = { status: 'bounced', response: f.response, at: now };
       log.warn({ rcpt: f.recipient, response: f.response, attempts: state.attempts }, 'bounced');
-      await this.driver.observe('bounced', [{ message: info, recipient: f.recipient, host: f.remoteMta, response: f.response, attempts: state.attempts }], log);
+      await driver.observe('bounced', [{ message: info, recipient: f.recipient, host: f.remoteMta, response: f.response, attempts: state.attempts }], log);
     }
     if (failed.length) {
       try {
@@ -257,8 +329,9 @@ export class DeliveryQueue {
       state.nextAttemptAt = now + slot;
       state.lastError = deferred[0]!.response;
       for (const d of deferred) {
+        metrics?.delivery('deferred', d.response, d.took);
         log.info({ rcpt: d.rcpt, response: d.response, retryAt: new Date(state.nextAttemptAt).toISOString(), attempts: state.attempts }, 'deferred');
-        await this.driver.observe('deferred', [{ message: info, recipient: d.rcpt, host: d.host, response: d.response, attempts: state.attempts, retryAt: state.nextAttemptAt }], log);
+        await driver.observe('deferred', [{ message: info, recipient: d.rcpt, host: d.host, response: d.response, attempts: state.attempts, retryAt: state.nextAttemptAt }], log);
       }
       await this.spool.writeState(meta.id, state);
       return;
@@ -271,6 +344,7 @@ export class DeliveryQueue {
     if (!meta.mailFrom || meta.isBounce) {
       // A failed bounce is a double bounce: logged and dropped, never bounced again (no loops).
       log.warn({ from: meta.mailFrom || '<>', bounce: meta.isBounce ?? false, delayed: !!delayed }, 'no DSN sent: the message came from the null sender or was itself a bounce');
+      this.metrics?.dsnQueued('not_sent');
       return;
     }
     const originalHeaders = await this.spool.readHeaderBlock(meta);
@@ -278,6 +352,7 @@ export class DeliveryQueue {
     const id = newQueueId();
     const queued = await this.spool.enqueue({ id, mailFrom: '', recipients: [meta.mailFrom], receivedAt: this.clock(), headers: '', isBounce: true }, body);
     log.info({ dsn: id, to: meta.mailFrom, kind: delayed ? 'delay warning' : 'bounce' }, 'DSN queued');
+    this.metrics?.dsnQueued(delayed ? 'delay_warning' : 'bounce');
     this.add(queued);
   }
 

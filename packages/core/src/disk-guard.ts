@@ -43,6 +43,13 @@ export class DiskGuard {
     this.checkedAt = Date.now();
   }
 
+  /** For /readyz and `portcullis status`: measures now; never counts nor logs a refusal. */
+  async status(): Promise<{ tripped: boolean; free: number; minFree: number }> {
+    this.pending ??= this.measure().finally(() => (this.pending = undefined));
+    await this.pending;
+    return { tripped: this.minFree > 0 && this.free < this.minFree, free: this.free, minFree: this.minFree };
+  }
+
   /** True when a new transaction may start. */
   async hasRoom(client?: string): Promise<boolean> {
     if (this.minFree <= 0) return true;

@@ -417,6 +417,7 @@ async function collectVerdicts(
     failures.sort(byOrder);
     const first = failures[0]!;
     log.info({ plugin: first.plugin.instance.name, hook: 'data', verdict: first.verdict.kind, reply: first.verdict.reply }, 'hook verdict');
+    driver.noteVerdict(first.plugin.instance.name, 'data', first.verdict);
     return { verdict: first.verdict, plugin: first.plugin.instance.name, replaced, ...raw };
   }
   return { replaced, ...raw };

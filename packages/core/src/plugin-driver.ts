@@ -3,6 +3,7 @@ import { HOOK_KINDS, HOOK_NAMES, type DataHandlers, type HookName, type HookSign
 import type { PluginInstance } from './plugin.js';
 import type { NextHop } from './types.js';
 import { isVerdict, Replies, type Verdict } from './verdicts.js';
+import type { RelayMetrics } from './metrics.js';
 
 /** A plugin with the settings the config gave it. */
 export interface LoadedPlugin {
@@ -42,7 +43,7 @@ const FAILED: Verdict = { kind: 'tempfail', reply: Replies.pluginFailure };
 export class PluginDriver {
   readonly plugins: readonly LoadedPlugin[];
 
-  constructor(plugins: readonly LoadedPlugin[], private readonly log: Logger) {
+  constructor(plugins: readonly LoadedPlugin[], private readonly log: Logger, private readonly metrics?: RelayMetrics) {
     const rank = (p: LoadedPlugin) => (p.instance.enforce === 'pre' ? 0 : p.instance.enforce === 'post' ? 2 : 1);
     // Array.prototype.sort is stable, so config order holds within each group.
     this.plugins = [...plugins].sort((a, b) => rank(a) - rank(b));
@@ -80,6 +81,7 @@ export class PluginDriver {
       if (result.kind !== 'accept') {
         log.info({ plugin: p.instance.name, hook, verdict: result.kind, reply: result.reply }, 'hook verdict');
       }
+      this.noteVerdict(p.instance.name, hook, result);
       return { verdict: result, plugin: p.instance.name };
     }
     return {};
@@ -131,10 +133,22 @@ export class PluginDriver {
 
   /** Wraps a promise-returning step of a plugin (a stream reader, a part screener) with its timeout. */
   guard<T>(p: LoadedPlugin, hook: string, work: () => T | Promise<T>): Promise<T> {
-    return withTimeout(Promise.resolve().then(work), p.timeoutMs, () => new HookTimeoutError(p.instance.name, hook, p.timeoutMs));
+    const run = withTimeout(Promise.resolve().then(work), p.timeoutMs, () => new HookTimeoutError(p.instance.name, hook, p.timeoutMs));
+    const m = this.metrics;
+    if (!m?.enabled) return run;
+    const t0 = performance.now();
+    const done = () => m.hookTime(p.instance.name, hook, (performance.now() - t0) / 1000);
+    run.then(done, done);
+    return run;
+  }
+
+  /** Counts a verdict for /metrics (the data pass reports its own through this too). */
+  noteVerdict(plugin: string, hook: string, v: Verdict): void {
+    this.metrics?.verdict(plugin, hook, v.kind, v.reply?.enhanced ?? '');
   }
 
   logFailure(log: Logger, p: LoadedPlugin, hook: string, err: unknown): void {
+    this.metrics?.pluginError(p.instance.name, hook, err instanceof HookTimeoutError ? 'timeout' : err instanceof TypeError && /^returned /.test(err.message) ? 'invalid' : 'error');
     log.error({ plugin: p.instance.name, hook, err }, `plugin "${p.instance.name}" failed in hook "${hook}": ${(err as Error)?.message ?? String(err)}`);
   }
 

@@ -10,6 +10,7 @@ import { closest } from './config-hints.js';
 import { HOOK_NAMES, type HookName, type PluginHooks } from './hooks.js';
 import { isPluginDefinition, type PluginDefinition, type PluginInstanceParts } from './plugin.js';
 import type { LoadedPlugin } from './plugin-driver.js';
+import { pluginMetrics, Registry } from './metrics.js';
 
 /** What `use:` names, turned into an import specifier. */
 export function pluginSpecifier(use: string): { specifier: string; kind: 'path' | 'package' } {
@@ -27,6 +28,8 @@ export interface LoadPluginsOptions {
   readonly resolveFrom?: readonly string[];
   /** Definitions given in code (tests, embedders), looked up by `use` before any import. */
   readonly builtins?: Readonly<Record<string, PluginDefinition>>;
+  /** The relay's metrics registry: plugins register theirs in it (ctx.metrics). */
+  readonly registry?: Registry;
 }
 
 type Problem = { path: string; message: string };
@@ -39,6 +42,8 @@ type Problem = { path: string; message: string };
  */
 export async function loadPlugins(entries: readonly PluginEntry[], opts: LoadPluginsOptions): Promise<LoadedPlugin[]> {
   const loaded: LoadedPlugin[] = [];
+  // Without the relay's registry (portcullis check, tests), metrics go to one nobody scrapes.
+  const registry = opts.registry ?? new Registry();
   const problems: Problem[] = [];
   for (const [i, entry] of entries.entries()) {
     if (!entry.enabled) continue;
@@ -58,7 +63,7 @@ export async function loadPlugins(entries: readonly PluginEntry[], opts: LoadPlu
     const log = opts.log.child({ plugin: def.name });
     let setupResult: PluginHooks | PluginInstanceParts;
     try {
-      setupResult = await def.setup(options, { container: opts.container, log, configDir: opts.configDir });
+      setupResult = await def.setup(options, { container: opts.container, log, configDir: opts.configDir, metrics: pluginMetrics(registry, def.name) });
     } catch (err) {
       if (err instanceof ConfigError) problems.push(...err.problems);
       else problems.push({ path: `${at}`, message: `plugin "${def.name}" failed to start: ${(err as Error).message}` });
@@ -70,7 +75,7 @@ export async function loadPlugins(entries: readonly PluginEntry[], opts: LoadPlu
       problems.push({ path: at, message: `plugin "${def.name}" declares unknown hook(s) ${unknown.join(', ')}; known hooks: ${HOOK_NAMES.join(', ')}` });
     }
     loaded.push({
-      instance: { name: def.name, enforce: def.enforce, hooks: parts.hooks, close: parts.close },
+      instance: { name: def.name, enforce: def.enforce, hooks: parts.hooks, close: parts.close, ready: parts.ready },
       timeoutMs: entry.timeout,
       source: entry.use,
       options,

@@ -2,6 +2,8 @@ import type { DependencyContainer } from 'tsyringe';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { PluginHooks } from './hooks.js';
+import type { PluginMetrics } from './metrics.js';
+import type { Readiness } from './readiness.js';
 
 /** What `setup` receives besides the plugin's own options. */
 export interface PluginContext {
@@ -11,6 +13,11 @@ export interface PluginContext {
   readonly log: Logger;
   /** Directory of the config file: resolve the plugin's relative paths against it. */
   readonly configDir: string;
+  /**
+   * Register this plugin's Prometheus metrics (named `portcullis_<plugin>_<name>`, served on the
+   * admin listener's `/metrics`). Label values must stay bounded: never an address, host or user.
+   */
+  readonly metrics: PluginMetrics;
 }
 
 /** A plugin as the relay runs it: a name, an order, hooks, and optional clean-up. */
@@ -21,6 +28,8 @@ export interface PluginInstance {
   readonly hooks: PluginHooks;
   /** Called on shutdown (close sockets, timers). */
   close?(): void | Promise<void>;
+  /** See PluginInstanceParts.ready. */
+  ready?(): Readiness | boolean | Promise<Readiness | boolean>;
 }
 
 /**
@@ -39,6 +48,12 @@ export interface PluginDefinition<S extends z.ZodType = z.ZodType> {
 export interface PluginInstanceParts {
   readonly hooks: PluginHooks;
   close?(): void | Promise<void>;
+  /**
+   * Readiness: can this plugin do its job now (its backend reachable: clamd, Redis, DNS zones)?
+   * Asked by `/readyz` and `portcullis status`, each call bounded by `admin.readyTimeout`; a
+   * plugin without it counts as ready. Never called on the SMTP path.
+   */
+  ready?(): Readiness | boolean | Promise<Readiness | boolean>;
 }
 
 type DefineInput<S extends z.ZodType> = Omit<PluginDefinition<S>, 'kind'>;

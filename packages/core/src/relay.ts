@@ -32,6 +32,13 @@ import { newQueueId, Spool } from './spool.js';
 import { Tokens, type Clock } from './tokens.js';
 import type { Address, Session, Transaction } from './types.js';
 import { formatReply, replyError, Replies, type Reply, type Verdict } from './verdicts.js';
+import { RelayMetrics } from './metrics.js';
+import { AdminServer } from './admin-server.js';
+import { runReadiness, type ReadinessCheck, type ReadinessReport } from './readiness.js';
+import { freeBytes } from './disk-space.js';
+import { coreVersion } from './core-version.js';
+import type { LogFileDestination } from './log-destination.js';
+import { SpoolLock } from './spool-lock.js';
 import { RepeatLog } from './repeat-log.js';
 
 export interface RelayOptions {
@@ -45,6 +52,8 @@ export interface RelayOptions {
   readonly resolveFrom?: readonly string[];
   /** Run the delivery side (default true). */
   readonly deliver?: boolean;
+  /** The log file the logger writes to, when not stdout: its drops and errors are counted in /metrics. */
+  readonly logFile?: LogFileDestination;
   /** Called after each reply to DATA: ms from the end of the data to the reply, bytes received (benchmarks). */
   readonly onDataReply?: (reply: { ms: number; accepted: boolean; size: number }) => void;
 }
@@ -75,12 +84,16 @@ class SessionState implements Session {
   /** The client address the connect hook last judged (XCLIENT can change it). */
   connectChecked?: string;
   timer?: NodeJS.Timeout;
+  metricsLabel = '';
   constructor(
     readonly raw: SMTPServerSession,
     readonly listener: Session['listener'],
     readonly container: DependencyContainer,
     readonly log: Logger,
     readonly connection: ConnectionLike | undefined,
+    /** The plugins and config this session started with: a reload moves new sessions only. */
+    readonly driver: PluginDriver,
+    readonly config: RelayConfig,
     private readonly viaProxyHeader: boolean,
   ) {}
   get id() { return this.raw.id; }
@@ -122,44 +135,73 @@ class TransactionState implements Transaction {
 export class Relay {
   readonly container: DependencyContainer;
   readonly log: Logger;
-  readonly driver: PluginDriver;
   readonly spool: Spool;
+  readonly metrics: RelayMetrics;
+  private admin?: AdminServer;
+  private lock?: SpoolLock;
+  private _driver: PluginDriver;
+  private _config: RelayConfig;
+  /** Sessions still using each driver: a replaced driver is closed once none does. */
+  private readonly driverUsers = new Map<PluginDriver, number>();
+  /** Replaced drivers, closed once no session uses them and their grace period (for deliveries that started with them) is over. */
+  private readonly retired = new Map<PluginDriver, { graceOver: boolean }>();
+  private reloading?: Promise<unknown>;
   readonly queue: DeliveryQueue;
   private readonly servers: Array<{ listener: ListenerConfig; server: SMTPServer; address?: AddressInfo }> = [];
   private readonly sessions = new Map<string, SessionState>();
   private readonly connections = new Map<string, ConnectionLike>();
   /** Connections the gate admitted (each owes it a release when it closes), and those it refused. */
-  private readonly admitted = new Map<string, ConnectionInfo>();
+  private readonly admitted = new Map<string, { info: ConnectionInfo; gate: ConnectionGate }>();
   private readonly refused = new Map<string, Reply>();
   private readonly ungated = new Set<string>();
   private readonly guards = new Map<string, SessionGuard>();
-  readonly gate: ConnectionGate;
-  readonly diskGuard: DiskGuard;
+  /** Replaced on a reload (new plugins add their checks to a new gate); a connection is released by the gate that admitted it. */
+  gate: ConnectionGate;
+  /** The MAIL FROM disk guard; /readyz asks it too. Replaced on a reload (spool.minFree may change). */
+  diskGuard: DiskGuard;
   readonly sharedState: SharedState;
   private readonly inFlight = new Set<Promise<unknown>>();
   /** Transactions in DATA, by session id: what a graceful stop waits for (and aborts at drainTime). */
   private readonly intakes = new Map<string, { abort: AbortController; stream: SMTPServerDataStream; done: Promise<unknown> }>();
   private stopping = false;
   private control?: ControlServer;
+  private readonly onDataReply?: RelayOptions['onDataReply'];
 
   private constructor(
-    readonly config: RelayConfig,
+    config: RelayConfig,
     readonly configDir: string,
     container: DependencyContainer,
     log: Logger,
     plugins: LoadedPlugin[],
     private readonly deliver: boolean,
-    private readonly onDataReply?: RelayOptions['onDataReply'],
+    metrics: RelayMetrics,
+    private readonly configFile: string,
+    private readonly opts: RelayOptions,
   ) {
+    this.onDataReply = opts.onDataReply;
+    this._config = config;
     this.container = container;
     this.log = log;
-    this.driver = new PluginDriver(plugins, log);
-    container.registerInstance(Tokens.PluginDriver, this.driver);
+    this.metrics = metrics;
+    this._driver = new PluginDriver(plugins, log, metrics);
+    container.registerInstance(Tokens.PluginDriver, this._driver);
     this.spool = container.resolve<Spool>(Tokens.Spool);
     this.gate = container.resolve<ConnectionGate>(Tokens.ConnectionGate);
     this.diskGuard = container.resolve<DiskGuard>(Tokens.DiskGuard);
     this.sharedState = container.resolve<SharedState>(Tokens.SharedState);
-    this.queue = new DeliveryQueue(this.spool, this.driver, { hostname: config.hostname, ...config.delivery }, log.child({ part: 'delivery' }), container.resolve<Clock>(Tokens.Clock));
+    this.queue = new DeliveryQueue(this.spool, this._driver, { hostname: config.hostname, ...config.delivery }, log.child({ part: 'delivery' }), container.resolve<Clock>(Tokens.Clock));
+    this.queue.metrics = metrics;
+    this.registerGauges(opts.logFile);
+  }
+
+  /** The running configuration (a reload replaces it; sessions keep the one they started with). */
+  get config(): RelayConfig {
+    return this._config;
+  }
+
+  /** The plugins new sessions and delivery attempts use. */
+  get driver(): PluginDriver {
+    return this._driver;
   }
 
   /** Validates plugins and sets them up; opens no port. Config errors are thrown as ConfigError. */
@@ -177,23 +219,51 @@ export class Relay {
     if (config.dns.servers?.length) resolver.setServers(config.dns.servers);
     container.registerInstance(Tokens.Resolver, resolver);
     container.registerInstance(Tokens.ListenAddresses, config.listen.map((l) => (l.host.includes(':') ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`)));
+    Relay.registerGateAndGuard(container, config, configDir, log);
+    container.registerInstance(Tokens.SharedState, createSharedState({ redis: config.sharedState.redis && { url: config.sharedState.redis.url, keyPrefix: config.sharedState.redis.keyPrefix, timeoutMs: config.sharedState.redis.timeout } }, log));
+    const metrics = new RelayMetrics({ enabled: config.admin.enabled, version: coreVersion });
+    const plugins = await loadPlugins(config.plugins, { file, configDir, container, log, builtins: opts.builtins, resolveFrom: opts.resolveFrom, registry: metrics.registry });
+    return new Relay(config, configDir, container, log, plugins, opts.deliver ?? true, metrics, file, opts);
+  }
+
+  /**
+   * A new connection gate (the core's per-address check first; plugins add theirs in setup) and
+   * disk guard, registered for the plugins being set up: at start, and again on a reload, so the
+   * new plugins' checks do not pile up on the old gate.
+   */
+  private static registerGateAndGuard(container: DependencyContainer, config: RelayConfig, configDir: string, log: Logger): void {
     const gate = new ConnectionGate();
-    // The core's own per-address limit runs first; plugins add their checks in setup.
     gate.add(perAddressCheck(config.limits.connectionsPerIp, Replies.tooManyConnections));
     container.registerInstance(Tokens.ConnectionGate, gate);
     const spoolDir = path.resolve(configDir, config.spool.dir);
     container.registerInstance(Tokens.DiskGuard, new DiskGuard(spoolDir, config.spool.minFree ?? defaultMinFree(config.limits.messageSize), log.child({ part: 'disk-guard' })));
-    container.registerInstance(Tokens.SharedState, createSharedState({ redis: config.sharedState.redis && { url: config.sharedState.redis.url, keyPrefix: config.sharedState.redis.keyPrefix, timeoutMs: config.sharedState.redis.timeout } }, log));
-    const plugins = await loadPlugins(config.plugins, { file, configDir, container, log, builtins: opts.builtins, resolveFrom: opts.resolveFrom });
-    return new Relay(config, configDir, container, log, plugins, opts.deliver ?? true, opts.onDataReply);
   }
 
   /** Opens the spool, starts delivery, then the listeners. */
   async start(): Promise<void> {
+    try {
+      await this.startParts();
+    } catch (err) {
+      // A port in use, say: leave nothing running, and the spool unlocked for the next try.
+      await this.admin?.stop().catch(() => undefined);
+      await this.control?.stop().catch(() => undefined);
+      await this.queue.stop().catch(() => undefined);
+      await this.lock?.release();
+      this.lock = undefined;
+      throw err;
+    }
+  }
+
+  private async startParts(): Promise<void> {
     await this.spool.init();
     if (this.deliver) {
+      // One writer per spool: a second relay, or an offline `portcullis queue` command, waits or fails.
+      this.lock = await SpoolLock.acquire(this.spool.dir, 'relay', this.log);
       await this.queue.start();
-      this.control = new ControlServer(path.join(this.spool.dir, 'control.sock'), this.queue, this.log.child({ part: 'control' }));
+      this.control = new ControlServer(path.join(this.spool.dir, 'control.sock'), this.queue, this.log.child({ part: 'control' }), {
+        reload: () => this.reloadFromFile(),
+        status: () => this.status(),
+      });
       await this.control.start();
     }
     this.checkProxyTrust();
@@ -219,6 +289,95 @@ export class Relay {
     }
     // The real ports (a listener may ask for port 0), in host:port / [v6]:port form, for loop checks.
     this.container.registerInstance(Tokens.ListenAddresses, this.addresses().map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)));
+    if (this.config.admin.enabled) {
+      const a = this.config.admin;
+      const token = a.token ?? (a.tokenFile ? readFileSync(path.resolve(this.configDir, a.tokenFile), 'utf8').split(/\r?\n/)[0]!.trim() : undefined);
+      this.admin = new AdminServer({ host: a.host, port: a.port, token, registry: this.metrics.registry, readiness: () => this.readiness(), log: this.log.child({ part: 'admin' }) });
+      await this.admin.start();
+    }
+  }
+
+  /** Where the admin listener ended up (`admin.port: 0` picks a free port), when it is on. */
+  adminAddress(): { host: string; port: number } | undefined {
+    return this.admin ? { host: this.config.admin.host, port: this.admin.address().port } : undefined;
+  }
+
+  /**
+   * Readiness (`/readyz`, `portcullis status`): listeners open, spool writable, disk guard clear,
+   * and each plugin's own `ready()` (clamd reachable, ...). All run at once, each bounded.
+   */
+  readiness(): Promise<ReadinessReport> {
+    const checks: ReadinessCheck[] = [
+      {
+        name: 'listeners',
+        check: () => {
+          const open = this.servers.filter((s) => (s.server as unknown as { server: { listening: boolean } }).server.listening).length;
+          return { ready: !this.stopping && open === this.config.listen.length && open > 0, detail: this.stopping ? 'stopping' : `${open} of ${this.config.listen.length} open` };
+        },
+      },
+      { name: 'spool', check: () => this.spool.probeWritable().then(() => ({ ready: true }), (err: Error) => ({ ready: false, detail: `not writable: ${err.message}` })) },
+      {
+        name: 'disk',
+        check: async () => {
+          const s = await this.diskGuard.status();
+          return { ready: !s.tripped, detail: `${s.free} bytes free on the spool's file system${s.tripped ? `, below ${s.minFree}: MAIL FROM gets 452 4.3.1` : ''}` };
+        },
+      },
+      ...this.driver.plugins.filter((p) => typeof p.instance.ready === 'function').map((p) => ({ name: `plugin:${p.instance.name}`, check: () => p.instance.ready!() })),
+    ];
+    return runReadiness(checks, this.config.admin.readyTimeout);
+  }
+
+  /** What `portcullis status` shows. */
+  async status(): Promise<Record<string, unknown>> {
+    const q = this.queue.stats();
+    return {
+      pid: process.pid,
+      uptimeSeconds: Math.round(process.uptime()),
+      versions: { core: coreVersion, node: process.versions.node, smtpServer: await installedVersion('smtp-server') },
+      configFile: this.configFile,
+      listeners: this.addresses(),
+      admin: this.adminAddress(),
+      plugins: this.driver.plugins.map((p) => ({ name: p.instance.name, use: p.source })),
+      readiness: await this.readiness(),
+      queue: { ...q, oldestAgeSeconds: q.oldestReceivedAt ? Math.round((Date.now() - q.oldestReceivedAt) / 1000) : 0 },
+      diskFreeBytes: { spool: await freeBytes(this.spool.dir).catch(() => null), ...(this.opts.logFile ? { log: await freeBytes(this.opts.logFile.dir).catch(() => null) } : {}) },
+      log: this.opts.logFile ? { file: this.opts.logFile.file, droppedLines: this.opts.logFile.dropped, writeErrors: this.opts.logFile.writeErrors } : { file: 'stdout' },
+      sessions: this.sessions.size,
+    };
+  }
+
+  private registerGauges(logFile: LogFileDestination | undefined): void {
+    const m = this.metrics;
+    if (logFile) {
+      for (let i = 0; i < logFile.dropped; i++) m.logLineDropped();
+      logFile.onDrop = () => m.logLineDropped();
+      logFile.onError = () => m.logWriteError();
+    }
+    if (!m.enabled) return;
+    m.addCollector({ name: 'portcullis_queue_messages', help: 'Queued messages by state: due (waiting for a delivery slot), deferred (waiting for a retry), held, sending', labelNames: ['state'], collect: (set) => {
+      const q = this.queue.stats();
+      for (const state of ['due', 'deferred', 'held', 'sending'] as const) set({ state }, q[state]);
+    } });
+    m.addCollector({ name: 'portcullis_spool_messages', help: 'Messages in the spool (queued, not yet delivered or bounced)', collect: (set) => set({}, this.queue.stats().messages) });
+    m.addCollector({ name: 'portcullis_spool_bytes', help: 'Bytes of message data in the spool', collect: (set) => set({}, this.queue.stats().bytes) });
+    m.addCollector({ name: 'portcullis_queue_oldest_message_age_seconds', help: 'Age of the oldest queued message (0 when the queue is empty)', collect: (set) => {
+      const t = this.queue.stats().oldestReceivedAt;
+      set({}, t ? Math.max(0, (Date.now() - t) / 1000) : 0);
+    } });
+    m.addCollector({ name: 'portcullis_ready', help: 'Readiness checks as /readyz runs them (1 ready, 0 not): listeners, spool, disk, plugin:<name>; the check label also has the value "all"', labelNames: ['check'], collect: async (set) => {
+      const r = await this.readiness();
+      for (const c of r.checks) set({ check: c.name }, c.ready ? 1 : 0);
+      set({ check: 'all' }, r.ready ? 1 : 0);
+    } });
+    m.addCollector({ name: 'portcullis_disk_free_bytes', help: 'Bytes free for the relay on the file system of its spool and, when logging to a file, of its log', labelNames: ['volume'], collect: async (set) => {
+      const spool = await freeBytes(this.spool.dir).catch(() => undefined);
+      if (spool !== undefined) set({ volume: 'spool' }, spool);
+      if (logFile) {
+        const log = await freeBytes(logFile.dir).catch(() => undefined);
+        if (log !== undefined) set({ volume: 'log' }, log);
+      }
+    } });
   }
 
   /**
@@ -281,11 +440,16 @@ export class Relay {
     for (const c of [...this.connections.values()]) this.goodbye(c);
     await waitAtMost(Promise.allSettled([...this.inFlight]), Math.max(1000, deadline - Date.now()));
     await this.control?.stop();
+    await this.admin?.stop();
     await waitAtMost(this.queue.stop(), Math.max(1000, deadline - Date.now()));
+    await this.reloading?.catch(() => undefined);
     await this.driver.close();
+    for (const d of this.retired.keys()) await d.close();
+    this.retired.clear();
     // Segment files stay open while the relay runs; a stopped relay holds no descriptor on the spool.
     await this.spool.close().catch((err: unknown) => this.log.warn({ err }, 'closing the spool failed'));
     await this.sharedState.close();
+    await this.lock?.release();
   }
 
   /** 421 4.3.2 and close (smtp-server writes nothing once the socket is closed). */
@@ -302,6 +466,8 @@ export class Relay {
     const rewriteReplies = canRewriteReplies();
     const guardPipelining = canGuardPipelining();
     const info: Session['listener'] = { name: listener.name ?? `${listener.host}:${listener.port}`, port: listener.port, tls: listener.tls, auth: listener.auth };
+    // The metrics label: the listener's name, else its port; never its address (see metrics.ts).
+    const label = listener.name ?? String(listener.port);
     const limits = this.config.limits;
     const disabled: string[] = [];
     if (listener.tls !== 'starttls') disabled.push('STARTTLS');
@@ -331,16 +497,17 @@ export class Relay {
       // Proxy commands only from the networks an operator named; the matching is ours (proxy-trust.ts).
       ...proxyServerOptions(listener),
       logger: false,
-      onConnect: (session, cb) => this.track(this.onConnect(session, info, disabled, cb, listener.proxyProtocol)),
-      onSecure: (_socket, session, cb) => {
+      onConnect: (session, cb) => this.track(this.onConnect(session, info, label, disabled, this.counted('connect', cb, false), listener.proxyProtocol)),
+      onSecure: (socket, session, cb) => {
         // AUTH is offered once the connection is encrypted (never before: see onConnect).
         session.disabledCommands = [...disabled];
+        this.metrics.tlsHandshake(label, (socket as { getProtocol?(): string | null }).getProtocol?.() ?? 'unknown');
         cb();
       },
-      onAuth: (auth, session, cb) => this.track(this.onAuth(auth, session, cb)),
-      onMailFrom: (address, session, cb) => this.track(this.onMailFrom(address, session, cb)),
-      onRcptTo: (address, session, cb) => this.track(this.onRcptTo(address, session, cb)),
-      onData: (stream, session, cb) => this.track(this.onData(stream, session, cb)),
+      onAuth: (auth, session, cb) => this.track(this.onAuth(auth, session, this.counted('auth', cb as (err?: Error | null) => void, false) as typeof cb)),
+      onMailFrom: (address, session, cb) => this.track(this.onMailFrom(address, session, this.counted('mail', cb))),
+      onRcptTo: (address, session, cb) => this.track(this.onRcptTo(address, session, this.counted('rcpt', cb))),
+      onData: (stream, session, cb) => this.track(this.onData(stream, session, this.counted('data', cb as (err?: Error | null) => void) as typeof cb)),
       onClose: (session) => void this.onClose(session),
     } as ConstructorParameters<typeof SMTPServer>[0]);
 
@@ -351,6 +518,7 @@ export class Relay {
     const add = conns.add.bind(conns);
     const del = conns.delete.bind(conns);
     const delay = listener.greetingDelay ?? (listener.auth === 'required' ? 0 : 100);
+    this.metrics.listenerKnown(label);
     // Behind a PROXY protocol balancer the client's address is known only after the header is read:
     // the gate then runs in onConnect instead.
     const gateEarly = !listener.proxyProtocol.size;
@@ -359,16 +527,21 @@ export class Relay {
       // An XCLIENT proxy the operator named speaks for many clients (and limits them itself): the
       // gate would count them all as one address. Their rates still count, per client, in the hooks.
       if (listener.xclient.contains(c.remoteAddress)) this.ungated.add(c.id);
-      if (gateEarly) this.admit(c, info);
+      if (gateEarly) this.admit(c, info, label);
       if (override) setGreetingDelay(c, delay, () => this.refused.get(c.id));
       installProxyCommandTrust(c, listener);
       if (rewriteReplies) installReplyCodes(c);
       if (guardPipelining) installPipeliningGuard(c, () => this.log.warn({ session: c.id, client: c.remoteAddress }, 'improper pipelining: message content sent before the 354 reply; DATA refused, connection closed'));
-      if (canGuardSessions(c)) this.guards.set(c.id, SessionGuard.install(c, limits, this.log.child({ session: c.id })));
+      if (canGuardSessions(c)) this.guards.set(c.id, SessionGuard.install(c, this.config.limits, this.log.child({ session: c.id })));
       this.connections.set(c.id, c);
-      return add(c);
+      this.metrics.connectionOpened(label);
+      const r = add(c);
+      // smtp-server answers 421 itself in init() past maxClients: count it here, where it decides.
+      if (conns.size > this.config.limits.connections) this.metrics.connectionRefused(label, 'max_clients');
+      return r;
     };
     conns.delete = (c: ConnectionLike) => {
+      if (this.connections.has(c.id)) this.metrics.connectionClosed(label);
       if (this.connections.delete(c.id)) {
         this.refused.delete(c.id);
         this.ungated.delete(c.id);
@@ -377,23 +550,43 @@ export class Relay {
         const admitted = this.admitted.get(c.id);
         if (admitted) {
           this.admitted.delete(c.id);
-          this.gate.release(admitted);
+          admitted.gate.release(admitted.info);
         }
       }
       return del(c);
     };
+    server.on('error', (err: Error & { meta?: { tlsProtocol?: unknown }; code?: string }) => {
+      if ((err.meta && 'tlsProtocol' in err.meta) || /^ERR_(SSL|TLS)/.test(err.code ?? '') || err.code === 'TLSError') this.metrics.tlsFailure(label);
+    });
     return server;
   }
 
+  /**
+   * Wraps an smtp-server callback to count the reply it carries (`/metrics`): an error with
+   * `responseCode` is a refusal with our `enhanced text`; no error is the stage's success reply.
+   */
+  private counted<F extends (err?: Error | null, ...rest: never[]) => void>(stage: string, cb: F, countSuccess = true): F {
+    if (!this.metrics.enabled) return cb;
+    const m = this.metrics;
+    return ((err?: (Error & { responseCode?: number }) | null, ...rest: never[]) => {
+      if (err && err.responseCode) m.reply(stage, err.responseCode, /^([245]\.\d{1,3}\.\d{1,3}) /.exec(err.message)?.[1] ?? '');
+      else if (!err && countSuccess) m.reply(stage, 250, stage === 'data' ? '2.0.0' : '2.1.0');
+      cb(err, ...rest);
+    }) as F;
+  }
+
   /** Runs the connection gate once per connection; a refusal is answered before any greeting. */
-  private admit(c: { id: string; remoteAddress: string }, listener: Session['listener']): Reply | undefined {
+  private admit(c: { id: string; remoteAddress: string }, listener: Session['listener'], label: string): Reply | undefined {
     if (this.ungated.has(c.id) || this.admitted.has(c.id) || this.refused.has(c.id)) return this.refused.get(c.id);
     const info: ConnectionInfo = { id: c.id, remoteAddress: c.remoteAddress, listener };
-    const reply = this.gate.admit(info);
-    if (reply) {
+    const gate = this.gate;
+    const decided = gate.decide(info);
+    const reply = decided?.reply;
+    if (decided && reply) {
+      this.metrics.connectionRefused(label, decided.check);
       this.refused.set(c.id, reply);
       this.refusals.log(this.log, 'warn', `${formatReply(reply)} ${c.remoteAddress}`, { client: c.remoteAddress, listener: listener.name, reply: formatReply(reply) }, 'connection refused at the gate');
-    } else this.admitted.set(c.id, info);
+    } else this.admitted.set(c.id, { info, gate });
     return reply;
   }
   private readonly refusals = new RepeatLog(10_000);
@@ -403,11 +596,14 @@ export class Relay {
     p.finally(() => this.inFlight.delete(p)).catch(() => undefined);
   }
 
-  private async onConnect(raw: SMTPServerSession, listener: Session['listener'], disabled: readonly string[], cb: (err?: Error | null) => void, proxyPeers: NetworkList): Promise<void> {
+  private async onConnect(raw: SMTPServerSession, listener: Session['listener'], label: string, disabled: readonly string[], cb: (err?: Error | null) => void, proxyPeers: NetworkList): Promise<void> {
     const connection = this.connections.get(raw.id);
     const container = this.container.createChildContainer();
     const log = this.log.child({ session: raw.id });
-    const s = new SessionState(raw, listener, container, log, connection, proxyPeers.contains(connection?._socket.remoteAddress ?? ''));
+    const driver = this.driver;
+    const s = new SessionState(raw, listener, container, log, connection, driver, this.config, proxyPeers.contains(connection?._socket.remoteAddress ?? ''));
+    s.metricsLabel = label;
+    this.driverUsers.set(driver, (this.driverUsers.get(driver) ?? 0) + 1);
     container.registerInstance(Tokens.Session, s);
     this.sessions.set(raw.id, s);
     // A session list replaces the server-wide one in smtp-server, so it repeats it. AUTH is neither
@@ -416,16 +612,17 @@ export class Relay {
     try {
       // Normally decided before the greeting (conns.add); here for PROXY protocol listeners, whose
       // client address is known only now, and when the greeting override is unavailable.
-      const refused = connection ? this.admit({ id: raw.id, remoteAddress: raw.remoteAddress }, listener) : undefined;
+      const refused = connection ? this.admit({ id: raw.id, remoteAddress: raw.remoteAddress }, listener, label) : undefined;
       if (refused) return cb(replyError(refused));
       s.timer = setTimeout(() => {
         log.warn({ client: raw.remoteAddress }, 'session time limit reached');
         connection?.send(Replies.sessionTimeout.code, `${Replies.sessionTimeout.enhanced} ${Replies.sessionTimeout.text}`);
         connection?.close();
-      }, this.config.limits.sessionTimeout);
+      }, s.config.limits.sessionTimeout);
       s.timer.unref();
       s.connectChecked = s.remoteAddress;
-      const d = await this.driver.verdict('connect', [s], log);
+      const d = await s.driver.verdict('connect', [s], log);
+      if (d.verdict && d.verdict.kind !== 'accept') this.metrics.connectionRefused(label, 'policy');
       this.answer(s, d.verdict, cb);
     } catch (err) {
       log.error({ err }, 'connect failed');
@@ -436,12 +633,14 @@ export class Relay {
   private async onAuth(auth: SMTPServerAuthentication, raw: SMTPServerSession, cb: (err: Error | null | undefined, response?: { user: string }) => void): Promise<void> {
     const s = this.sessions.get(raw.id)!;
     try {
-      const d = await this.driver.verdict('auth', [s, { method: auth.method, username: auth.username ?? '', password: auth.password ?? '', authzid: (auth as { authzid?: string }).authzid || undefined }], s.log);
+      const d = await s.driver.verdict('auth', [s, { method: auth.method, username: auth.username ?? '', password: auth.password ?? '', authzid: (auth as { authzid?: string }).authzid || undefined }], s.log);
       if (d.verdict?.kind === 'accept') {
         s.log.info({ user: auth.username, plugin: d.plugin }, 'authenticated');
+        this.metrics.authResult(s.metricsLabel, 'success');
         return cb(null, { user: auth.username ?? '' });
       }
       s.log.warn({ user: auth.username, client: raw.remoteAddress }, 'authentication failed');
+      this.metrics.authResult(s.metricsLabel, 'failure');
       this.answer(s, d.verdict ?? { kind: 'reject', reply: Replies.authFailed }, cb);
     } catch (err) {
       s.log.error({ err }, 'auth failed');
@@ -462,20 +661,20 @@ export class Relay {
         // XCLIENT from a listed proxy replaced the client: judge the new client as at connect.
         s.log.info({ peer: s.peerAddress, client: s.remoteAddress, proxied: s.proxied }, 'client address from XCLIENT');
         s.connectChecked = s.remoteAddress;
-        const c = await this.driver.verdict('connect', [s], s.log);
+        const c = await s.driver.verdict('connect', [s], s.log);
         if (c.verdict && c.verdict.kind !== 'accept') return this.answer(s, c.verdict, cb);
       }
       if (!(await this.diskGuard.hasRoom(raw.remoteAddress))) return cb(replyError(Replies.insufficientStorage));
       const helo = s.helo ?? '';
       if (s.heloChecked !== helo) {
-        const d = await this.driver.verdict('helo', [s, helo], s.log);
+        const d = await s.driver.verdict('helo', [s, helo], s.log);
         if (d.verdict && d.verdict.kind !== 'accept') return this.answer(s, d.verdict, cb);
         s.heloChecked = helo;
       }
       if (nonAscii(address.address)) return cb(replyError(Replies.nonAsciiAddress));
       const txn = new TransactionState(newQueueId(), s, toAddress(address.address, address.args));
       s.txn = txn;
-      const d = await this.driver.verdict('mail', [txn, txn.mailFrom], s.log);
+      const d = await s.driver.verdict('mail', [txn, txn.mailFrom], s.log);
       if (d.verdict && d.verdict.kind !== 'accept') {
         s.txn = undefined;
         return this.answer(s, d.verdict, cb);
@@ -494,11 +693,11 @@ export class Relay {
       if (!txn) return cb(replyError({ code: 503, enhanced: '5.5.1', text: 'Need MAIL command first' }));
       const badParam = unadvertisedParameter('RCPT', address.args, false);
       if (badParam) return cb(replyError(badParam));
-      if (txn.recipients.length >= this.config.limits.recipients) return cb(replyError(Replies.tooManyRecipients));
+      if (txn.recipients.length >= s.config.limits.recipients) return cb(replyError(Replies.tooManyRecipients));
       if (isBarePostmaster(address.address)) return this.acceptPostmaster(s, txn, address, cb);
       if (nonAscii(address.address)) return cb(replyError(Replies.nonAsciiAddress));
       const to = toAddress(address.address, address.args);
-      const d = await this.driver.verdict('rcpt', [txn, to], s.log);
+      const d = await s.driver.verdict('rcpt', [txn, to], s.log);
       if (d.verdict?.kind === 'accept') {
         txn.recipients.push(to);
         return cb();
@@ -535,10 +734,10 @@ export class Relay {
     try {
       const result = await receiveMessage(stream, txn, {
         signal,
-        normalizeLineEndings: this.config.bareLineEndings.normalize.contains(raw.remoteAddress),
-        limits: this.config.limits,
+        normalizeLineEndings: s.config.bareLineEndings.normalize.contains(raw.remoteAddress),
+        limits: s.config.limits,
         progress,
-        driver: this.driver,
+        driver: s.driver,
         spool: this.spool,
         log: s.log.child({ txn: txn.id }),
         headers: () => this.receivedHeader(s, txn) + txn.added.join(''),
@@ -551,6 +750,7 @@ export class Relay {
         },
       });
       this.summarize(s, result.accepted ? 'accepted' : 'rejected', result.reply, result.size);
+      if (progress.endedAt !== undefined) this.metrics.dataReplied((performance.now() - progress.endedAt) / 1000);
       s.txn = undefined;
       if (result.accepted) cb(null, `${result.reply.enhanced} ${result.reply.text}`);
       else cb(replyError(result.reply));
@@ -586,7 +786,7 @@ export class Relay {
 
   /** Closes a connection whose DATA arrives slower than limits.minDataRate (slowloris). */
   private dataRateWatchdog(s: SessionState, progress: { bytes: number }): NodeJS.Timeout | undefined {
-    const { minDataRate, dataRateWindow } = this.config.limits;
+    const { minDataRate, dataRateWindow } = s.config.limits;
     if (!minDataRate || !dataRateWindow) return undefined;
     let last = 0;
     const timer = setInterval(() => {
@@ -618,8 +818,114 @@ export class Relay {
     this.sessions.delete(raw.id);
     if (s.timer) clearTimeout(s.timer);
     this.summarize(s, 'abandoned');
-    await this.driver.observe('disconnect', [s], s.log);
-    s.container.dispose?.();
+    try {
+      await s.driver.observe('disconnect', [s], s.log);
+    } finally {
+      s.container.dispose?.();
+      this.releaseDriver(s.driver);
+    }
+  }
+
+  private releaseDriver(driver: PluginDriver): void {
+    const n = (this.driverUsers.get(driver) ?? 1) - 1;
+    if (n > 0) this.driverUsers.set(driver, n);
+    else this.driverUsers.delete(driver);
+    this.closeIfUnused(driver);
+  }
+
+  private closeIfUnused(driver: PluginDriver): void {
+    const r = this.retired.get(driver);
+    if (!r || !r.graceOver || this.driverUsers.has(driver)) return;
+    this.retired.delete(driver);
+    void driver.close();
+  }
+
+  /** Re-reads the config file this relay was started with and applies it (see `reload`). */
+  async reloadFromFile(): Promise<{ plugins: string[] }> {
+    const { loadConfigFile } = await import('./config.js');
+    return this.reload(loadConfigFile(this.configFile).config);
+  }
+
+  /**
+   * Applies a new configuration without a restart (SIGHUP, `portcullis reload`). Everything is
+   * validated and every plugin set up first; on any error the running configuration stays and the
+   * error (a ConfigError naming file and key) is thrown. Then new sessions get the new plugins and
+   * options; sessions already open finish with what they started with (nothing is dropped), and
+   * delivery attempts from now on route with the new plugins. The old plugins are closed once no
+   * session uses them. Listeners, the spool folder, the admin listener and the log destination
+   * cannot change while running: a change there is refused (restart for those).
+   */
+  async reload(next: RelayConfig): Promise<{ plugins: string[] }> {
+    const prev = this.reloading ?? Promise.resolve();
+    const run = prev.catch(() => undefined).then(() => this.applyConfig(next));
+    this.reloading = run;
+    return run;
+  }
+
+  private async applyConfig(next: RelayConfig): Promise<{ plugins: string[] }> {
+    try {
+      const { ConfigError } = await import('./config.js');
+      const fixed: Array<[string, unknown, unknown]> = [
+        ['listen', this.config.listen, next.listen],
+        ['spool.dir', path.resolve(this.configDir, this.config.spool.dir), path.resolve(this.configDir, next.spool.dir)],
+        ['admin', this.config.admin, next.admin],
+        ['log.file', this.config.log.file, next.log.file],
+        ['sharedState', this.config.sharedState, next.sharedState],
+      ];
+      const problems = fixed.filter(([, a, b]) => JSON.stringify(a) !== JSON.stringify(b)).map(([key]) => ({ path: key, message: 'cannot change while the relay runs; restart it to apply this change (the running configuration is kept)' }));
+      let tls: { key: Buffer; cert: Buffer } | undefined;
+      if (next.tls) {
+        try {
+          tls = { key: readFileSync(path.resolve(this.configDir, next.tls.key)), cert: readFileSync(path.resolve(this.configDir, next.tls.cert)) };
+        } catch (err) {
+          problems.push({ path: 'tls', message: `cannot read the key or certificate: ${(err as Error).message}` });
+        }
+      }
+      if (problems.length) throw new ConfigError(this.configFile, problems);
+      // The new plugins see the new config and add their checks to a new gate; on failure the
+      // running ones are put back.
+      this.container.registerInstance(Tokens.Config, next);
+      Relay.registerGateAndGuard(this.container, next, this.configDir, this.log);
+      let plugins: LoadedPlugin[];
+      try {
+        plugins = await loadPlugins(next.plugins, { file: this.configFile, configDir: this.configDir, container: this.container, log: this.log, builtins: this.opts.builtins, resolveFrom: this.opts.resolveFrom, registry: this.metrics.registry });
+      } catch (err) {
+        this.container.registerInstance(Tokens.Config, this._config);
+        this.container.registerInstance(Tokens.ConnectionGate, this.gate);
+        this.container.registerInstance(Tokens.DiskGuard, this.diskGuard);
+        throw err;
+      }
+      const driver = new PluginDriver(plugins, this.log, this.metrics);
+      const old = this._driver;
+      this._driver = driver;
+      this._config = next;
+      this.gate = this.container.resolve<ConnectionGate>(Tokens.ConnectionGate);
+      this.diskGuard = this.container.resolve<DiskGuard>(Tokens.DiskGuard);
+      this.container.registerInstance(Tokens.PluginDriver, driver);
+      this.queue.setDriver(driver, { hostname: next.hostname, ...next.delivery });
+      for (const { server } of this.servers) {
+        const o = (server as unknown as { options: Record<string, unknown> }).options;
+        o['name'] = next.hostname;
+        o['size'] = next.limits.messageSize;
+        o['maxClients'] = next.limits.connections;
+        o['socketTimeout'] = next.limits.idleTimeout;
+        if (tls) (server as unknown as { updateSecureContext(o: object): void }).updateSecureContext(tls);
+      }
+      const entry = { graceOver: false };
+      this.retired.set(old, entry);
+      setTimeout(() => {
+        entry.graceOver = true;
+        this.closeIfUnused(old);
+      }, 30_000).unref();
+      this.metrics.reloaded(true);
+      const names = plugins.map((p) => p.instance.name);
+      this.log.info({ plugins: names, openSessions: this.driverUsers.get(old) ?? 0 }, 'configuration reloaded: new sessions use it');
+      return { plugins: names };
+    } catch (err) {
+      this.metrics.reloaded(false);
+      this.log.error({ err: { message: (err as Error).message } }, `configuration reload failed, keeping the running configuration: ${(err as Error).message}`);
+      throw err;
+    }
   }
 
   /** Turns a verdict into the smtp-server callback, with our exact reply text. */
@@ -634,6 +940,7 @@ export class Relay {
     const txn = s.txn;
     if (!txn || txn.summarized) return;
     txn.summarized = true;
+    this.metrics.transaction(verdict === 'rejected' && reply && reply.code < 500 ? 'tempfailed' : verdict, size);
     s.log.info(
       {
         txn: txn.id,
@@ -664,8 +971,28 @@ export class Relay {
     const origin = s.origin;
     const via = origin.proxied ? ` (via [${clean(origin.peer)}] ${origin.proxied === 'xclient' ? 'XCLIENT' : 'PROXY'})` : '';
     const fwd = origin.forwarded?.addr ? ` (XFORWARD from [${clean(origin.forwarded.addr)}] by [${clean(origin.peer)}])` : '';
-    return `Received: from ${clean(s.helo ?? 'unknown')} ([${s.remoteAddress}])${via}${fwd}\r\n\tby ${clean(this.config.hostname)} (Portcullis) with ${proto} id ${txn.id}${forPart};\r\n\t${date}\r\n`;
+    return `Received: from ${clean(s.helo ?? 'unknown')} ([${s.remoteAddress}])${via}${fwd}\r\n\tby ${clean(s.config.hostname)} (Portcullis) with ${proto} id ${txn.id}${forPart};\r\n\t${date}\r\n`;
   }
+}
+
+/** The version of an installed dependency (for `portcullis status` and `--version`). */
+export async function installedVersion(pkg: string): Promise<string | undefined> {
+  try {
+    const { createRequire } = await import('node:module');
+    const req = createRequire(import.meta.url);
+    let dir = path.dirname(req.resolve(pkg));
+    for (; dir !== path.dirname(dir); dir = path.dirname(dir)) {
+      try {
+        const json = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+        if (json.name === pkg) return json.version;
+      } catch {
+        /* keep looking upwards */
+      }
+    }
+  } catch {
+    /* not installed */
+  }
+  return undefined;
 }
 
 /** Resolves when `p` settles or after `ms`, whichever comes first (never rejects). */

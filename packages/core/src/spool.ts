@@ -371,6 +371,18 @@ export class Spool {
   }
   private readonly stateWrites = new Map<string, Promise<void>>();
 
+  /** The state write in progress for a message, if any (resolves when it is on disk). */
+  pendingWrite(id: string): Promise<void> {
+    return (this.stateWrites.get(id) ?? Promise.resolve()).catch(() => undefined);
+  }
+
+  /** Writes and removes a small file in tmp/: proves the spool takes writes now (for /readyz). */
+  async probeWritable(): Promise<void> {
+    const p = path.join(this.tmpDir, `.ready-probe-${process.pid}`);
+    await writeFile(p, 'ok');
+    await unlink(p);
+  }
+
   /** Removes a message whose every recipient is done. */
   async remove(id: string): Promise<void> {
     await this.stateWrites.get(id)?.catch(() => undefined);

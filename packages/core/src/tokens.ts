@@ -29,7 +29,7 @@ export const Tokens = {
   SharedState: Symbol.for('portcullis.SharedState'),
   /** Admission checks run for each new connection before its greeting (ConnectionGate). */
   ConnectionGate: Symbol.for('portcullis.ConnectionGate'),
-  /** The spool's free-space guard at MAIL FROM (DiskGuard). */
+  /** The spool's free-space guard at MAIL FROM (DiskGuard); /readyz asks it too (`status()`). */
   DiskGuard: Symbol.for('portcullis.DiskGuard'),
 } as const;
 

@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import yauzl from 'yauzl';
 import tar from 'tar-stream';
+import { activeContentKind } from './active-content.js';
 import { ContentInspector, emptyInspection, merge, type Budget, type InspectContext, type Inspection } from './inspector.js';
 import { displayName } from './names.js';
 
@@ -43,6 +44,7 @@ async function inspectMember(stream: Readable, name: string, ctx: InspectContext
     isMessage: /\.eml$/i.test(name),
     isText: /\.txt$/i.test(name),
     named: true,
+    activeContent: activeContentKind([name], undefined),
     depth,
     budget,
     label: `archive member "${displayName(name)}" in ${parent}`,

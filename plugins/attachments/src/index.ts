@@ -3,9 +3,10 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { Splitter } from 'mailsplit';
-import { definePlugin, reject, type DataHandlers, type MimePart, type PartDecision, type Transaction, type Verdict } from '@portcullis/core';
+import { definePlugin, keepQuarantinePruned, reject, type DataHandlers, type MimePart, type PartDecision, type Transaction, type Verdict } from '@portcullis/core';
 import { directionOf } from './direction.js';
-import type { Finding } from './findings.js';
+import { activeContentKind } from './active-content.js';
+import { CHECK_KINDS, type Finding } from './findings.js';
 import { ContentInspector, type InspectContext, } from './inspector.js';
 import { headerValues, LeafWalker } from './message-scan.js';
 import { asciiText, candidateNames, displayName } from './names.js';
@@ -21,7 +22,8 @@ export { sniff } from './magic.js';
 /** The rules in force: `rules`, or the `action`/`block` shorthand as one rule for both directions. */
 function rulesOf(o: ResolvedOptions): Rule[] {
   if (o.rules) return o.rules;
-  const shorthand = options.parse({ rules: [{ direction: 'any', action: o.action, ...(o.block ? { extensions: o.block } : {}) }] });
+  // The quarantine settings go along: a quarantine shorthand rule needs them to validate.
+  const shorthand = options.parse({ rules: [{ direction: 'any', action: o.action, ...(o.block ? { extensions: o.block } : {}) }], ...(o.quarantine ? { quarantine: o.quarantine } : {}) });
   return shorthand.rules!;
 }
 
@@ -70,8 +72,14 @@ export default definePlugin({
       uuencode: opts.uuencode,
     };
     const quarantineDir = opts.quarantine ? path.resolve(ctx.configDir, opts.quarantine.dir) : undefined;
+    const findings = ctx.metrics.counter<'kind' | 'action'>({ name: 'findings_total', help: 'Attachments caught, by finding kind (extension, executable, macro, ...) and the action taken (block, strip, quarantine)', labelNames: ['kind', 'action'] });
+    const inspected = ctx.metrics.counter({ name: 'parts_inspected_total', help: 'MIME parts inspected' });
+    for (const kind of CHECK_KINDS) for (const action of ['block', 'strip', 'quarantine']) findings.inc({ kind, action }, 0);
 
+    const pruner = quarantineDir && opts.quarantine ? keepQuarantinePruned(quarantineDir, opts.quarantine.retention, (err) => ctx.log.warn({ err }, 'quarantine retention: could not remove old items')) : undefined;
     return {
+      close: () => pruner?.stop(),
+      hooks: {
       data(txn: Transaction): DataHandlers | undefined {
         const direction = directionOf(txn.session, trusted);
         const active = rules.filter((r) => r.rule.direction === 'any' || r.rule.direction === direction);
@@ -89,6 +97,7 @@ export default definePlugin({
             isMessage: p.contentType === 'message/rfc822' || names.some((n) => /\.eml$/i.test(n)),
             isText: p.contentType.startsWith('text/'),
             named: names.length > 0,
+            activeContent: activeContentKind(names, p.contentType),
             depth: 0,
             budget,
             label: shownName ? `attachment "${displayName(shownName)}"` : p.contentType.startsWith('text/') ? 'message text' : `a ${p.contentType} part`,
@@ -97,6 +106,7 @@ export default definePlugin({
             update: (chunk: Buffer) => inspector.update(chunk),
             done: async (): Promise<PartDecision> => {
               try {
+                inspected.inc();
                 const inspection = await inspector.finish();
                 // The part's own names are checked like the names found inside it.
                 inspection.names.unshift(...names.map((n) => ({ name: n, label: `attachment "${displayName(n)}"` })));
@@ -108,6 +118,7 @@ export default definePlugin({
 
               async function decide(o: Outcome): Promise<PartDecision> {
                 txn.session.log.info({ plugin: 'attachments', rule: o.rule.label, action: o.rule.rule.action, part: p.path, filename: shownName, reason: o.finding.reason }, 'attachment caught');
+                findings.inc({ kind: o.finding.kind, action: o.rule.rule.action });
                 if (o.rule.rule.action === 'block') return { action: 'verdict', verdict: replyFor(o.finding) };
                 let qid: string | undefined;
                 if (o.rule.rule.action === 'quarantine' && quarantineDir) {
@@ -177,10 +188,12 @@ export default definePlugin({
           await Promise.all(jobs);
           if (!caught) return undefined;
           txn.session.log.info({ plugin: 'attachments', rule: caught.rule.label, reason: caught.finding.reason }, 'attached message caught');
+          findings.inc({ kind: caught.finding.kind, action: 'block' });
           return replyFor(caught.finding);
         };
 
         return opts.closedMessages ? { part, raw } : { part };
+      },
       },
     };
   },

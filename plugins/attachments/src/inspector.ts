@@ -5,6 +5,7 @@ import type { Finding } from './findings.js';
 import { DECISION_BYTES, needsContainerPass, OleMacroScanner, sniff } from './magic.js';
 import { UuencodeScanner } from './uuencode.js';
 import { displayName } from './names.js';
+import { ActiveContentScanner, type ActiveContentKind } from './active-content.js';
 
 /** Limits and places shared by every inspection of one relay. */
 export interface InspectContext {
@@ -60,6 +61,8 @@ export interface InspectorOptions {
   readonly isText?: boolean;
   /** Has a file name (a nameless text body starting with `#!` is prose, not a script). */
   readonly named?: boolean;
+  /** An HTML or SVG attachment: look for active content (script) in all of it. */
+  readonly activeContent?: ActiveContentKind;
   readonly depth: number;
   readonly budget: Budget;
   /** How findings name this content, e.g. `attachment "a.zip"` or `archive member "x/y.exe"`. */
@@ -82,6 +85,7 @@ export class ContentInspector {
   private spooled = 0;
   private ole?: OleMacroScanner;
   private readonly uu?: UuencodeScanner;
+  private readonly active?: ActiveContentScanner;
   /** Temp file with the bytes (when kept); removed by `cleanup`. */
   tempPath?: string;
   /** True when the temp file stopped at its limit. */
@@ -91,6 +95,7 @@ export class ContentInspector {
 
   constructor(private readonly ctx: InspectContext, private readonly opts: InspectorOptions) {
     if (opts.isText && ctx.uuencode) this.uu = new UuencodeScanner(ctx.sniffBytes);
+    if (opts.activeContent) this.active = new ActiveContentScanner(opts.activeContent);
   }
 
   update(chunk: Buffer): void {
@@ -102,6 +107,7 @@ export class ContentInspector {
       this.prefixLen += take.length;
     }
     this.uu?.push(chunk);
+    this.active?.push(chunk);
     if (!this.decided) {
       this.pending.push(chunk);
       if (this.prefixLen >= DECISION_BYTES) this.decide();
@@ -112,7 +118,7 @@ export class ContentInspector {
 
   /** False once more bytes cannot change the outcome (archive members are then skipped). */
   wantsMore(): boolean {
-    return !this.decided || this.fd !== undefined || (!!this.ole && !this.ole.found) || !!this.uu || this.prefixLen < this.ctx.sniffBytes;
+    return !this.decided || this.fd !== undefined || (!!this.ole && !this.ole.found) || !!this.uu || (!!this.active && !this.active.found) || this.prefixLen < this.ctx.sniffBytes;
   }
 
   private decide(): void {
@@ -165,6 +171,7 @@ export class ContentInspector {
     const sniffed = await sniff(prefix, this.opts.named !== false || !this.opts.isText);
     if (sniffed.kind) out.findings.push({ kind: sniffed.kind, reason: `${label} is ${describeType(sniffed.type, sniffed.kind)}` });
     if (this.ole?.found) out.findings.push({ kind: 'macro', reason: `${label} is an Office document with macros` });
+    if (this.active?.found) out.findings.push({ kind: 'script', reason: `${label} is ${this.active.kind === 'svg' ? 'an SVG image with active content' : 'HTML with script'} (${this.active.found})` });
 
     if (this.uu) {
       for (const block of this.uu.finish()) {
@@ -208,6 +215,7 @@ export class ContentInspector {
 }
 
 function describeType(type: string | undefined, kind?: string): string {
+  if (type === 'one') return 'a OneNote notebook, which can embed files that cannot be inspected';
   if (kind === 'opaque-archive') return `an archive that cannot be inspected (${type})`;
   if (kind === 'macro') return `a macro-enabled Office document (${type})`;
   switch (type) {

@@ -38,6 +38,9 @@ export function looksLikeTar(b: Buffer): boolean {
   return b.length >= 262 && b.toString('latin1', 257, 262) === 'ustar';
 }
 
+/** The OneNote revision-store file format's GUID {7B5C52E4-D88C-4DA7-AEB1-5378D02996D3}, as stored (MS-ONESTORE). */
+const ONENOTE_MAGIC = Buffer.from('e4525c7b8cd8a74daeb15378d02996d3', 'hex');
+
 /** Needs random access (zip) or a streamed pass of its own (tar, gzip): written to a temp file. */
 export function needsContainerPass(prefix: Buffer): boolean {
   return looksLikeZip(prefix) || looksLikeGzip(prefix) || looksLikeTar(prefix);
@@ -63,6 +66,8 @@ export async function sniff(prefix: Buffer, allowShebang = true): Promise<Sniffe
   for (const off of [0x8001, 0x8801, 0x9001]) {
     if (prefix.length >= off + 5 && prefix.toString('latin1', off, off + 5) === 'CD001') return { type: 'iso', kind: 'disk-image' };
   }
+  // OneNote (.one): a notebook that embeds files (scripts, programs) we cannot open: the 2023 lure.
+  if (prefix.length >= 16 && prefix.subarray(0, 16).equals(ONENOTE_MAGIC)) return { type: 'one', kind: 'opaque-archive' };
   if (prefix.toString('latin1', 0, 8) === 'conectix') return { type: 'vhd', kind: 'disk-image' };
   if (prefix.toString('latin1', 0, 8) === 'vhdxfile') return { type: 'vhdx', kind: 'disk-image' };
   const type = await safeFileType(prefix);

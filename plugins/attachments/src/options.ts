@@ -1,4 +1,4 @@
-import { networkList, size, z } from '@portcullis/core';
+import { duration, networkList, size, z } from '@portcullis/core';
 import { CHECK_KINDS } from './findings.js';
 
 /**
@@ -17,6 +17,9 @@ export const DEFAULT_EXTENSIONS = [
   'settingcontent-ms', 'sh', 'shb', 'shs', 'sldm', 'sys', 'theme', 'udl', 'url', 'vb', 'vbe', 'vbp', 'vbs', 'vhd', 'vhdx',
   'vsmacros', 'vsw', 'webpnp', 'website', 'ws', 'wsb', 'wsc', 'wsf', 'wsh', 'xbap', 'xla', 'xlam', 'xll', 'xlsm', 'xltm',
   'xnk',
+  // Added after the 2023-2025 campaigns (README, "Threats the defaults cover"): OneNote notebooks,
+  // App Installer files, RDP connection files, library/search connector files, Excel web queries and SYLK.
+  'one', 'onepkg', 'appinstaller', 'rdp', 'library-ms', 'searchconnector-ms', 'iqy', 'slk',
 ];
 
 /** Declared types refused by default: programs, scripts, disk images, and split or external messages. */
@@ -27,6 +30,8 @@ export const DEFAULT_TYPES = [
   'application/javascript', 'application/x-javascript', 'text/javascript', 'application/x-vbscript', 'text/vbscript',
   'application/java-archive', 'application/x-java-archive', 'application/vnd.ms-htmlhelp',
   'application/x-iso9660-image', 'application/x-apple-diskimage',
+  'application/onenote', 'application/msonenote', 'application/msix', 'application/appx', 'application/appinstaller',
+  'application/x-rdp',
   'message/partial', 'message/external-body',
 ];
 
@@ -88,6 +93,8 @@ export const options = z
         dir: z.string().min(1),
         /** Larger parts are quarantined truncated to this size (the sidecar says so). */
         maxSize: size().default(100 * 1024 * 1024),
+        /** Items older than this are removed (checked at start and hourly; `portcullis quarantine purge` too). */
+        retention: duration().default(30 * 86_400_000),
       })
       .optional(),
     /**

@@ -169,3 +169,29 @@ async function drain(input: Readable, tap?: (chunk: Buffer) => void | Promise<vo
 export function scanBuffer(data: Buffer, targets: readonly ClamdTarget[], limits: ScanLimits): Promise<ScanResult> {
   return scanStream(Readable.from(data.length ? [data] : []), targets, limits);
 }
+
+/**
+ * Asks clamd for `PONG` (readiness): the first server in order that answers makes the plugin
+ * ready, as the first that accepts a connection is the one that scans.
+ */
+export async function ping(targets: readonly ClamdTarget[], connectTimeout: number, timeout: number): Promise<{ ok: true; server: string } | { ok: false; error: string }> {
+  const c = await connectFirst(targets, connectTimeout);
+  if ('error' in c) return { ok: false, error: c.error };
+  const { socket, server } = c;
+  return new Promise((resolve) => {
+    let buf = '';
+    const done = (r: { ok: true; server: string } | { ok: false; error: string }) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(r);
+    };
+    const timer = setTimeout(() => done({ ok: false, error: `${server}: no answer to PING within ${timeout} ms` }), timeout);
+    socket.on('data', (d: Buffer) => {
+      buf += d.toString('latin1');
+      if (buf.includes('\0')) done(buf.replace(/\0.*$/s, '') === 'PONG' ? { ok: true, server } : { ok: false, error: `${server}: answered ${JSON.stringify(buf.slice(0, 80))} to PING` });
+    });
+    socket.on('error', (err) => done({ ok: false, error: `${server}: ${err.message}` }));
+    socket.on('close', () => done({ ok: false, error: `${server}: closed the connection without answering PING` }));
+    socket.write('zPING\0');
+  });
+}

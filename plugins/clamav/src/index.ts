@@ -1,9 +1,9 @@
 import path from 'node:path';
-import { definePlugin, duration, reject, size, tempfail, z, type MimePart, type PartScreener, type Transaction, type Verdict } from '@portcullis/core';
-import { describeTarget, scanBuffer, scanStream, type ClamdTarget, type ScanResult } from './clamd-client.js';
+import { definePlugin, keepQuarantinePruned, duration, reject, size, tempfail, z, type MimePart, type PartScreener, type Transaction, type Verdict } from '@portcullis/core';
+import { describeTarget, ping, scanBuffer as rawScanBuffer, scanStream as rawScanStream, type ClamdTarget, type ScanResult } from './clamd-client.js';
 import { QuarantineCopy } from './quarantine.js';
 
-export { scanStream, scanBuffer, connectFirst, interpret, describeTarget, type ClamdTarget, type ScanResult, type ScanLimits } from './clamd-client.js';
+export { scanStream, scanBuffer, ping, connectFirst, interpret, describeTarget, type ClamdTarget, type ScanResult, type ScanLimits } from './clamd-client.js';
 
 const hostPort = /^(\[[0-9a-fA-F:.]+\]|[^\s:/]+):(\d{1,5})$/;
 
@@ -46,6 +46,8 @@ export const options = z.strictObject({
   action: z.enum(['reject', 'quarantine', 'strip']).default('reject'),
   /** Folder for quarantined messages (`action: quarantine`), relative to the config file. */
   quarantineDir: z.string().min(1).optional(),
+  /** Quarantined messages older than this are removed (checked at start and hourly; `portcullis quarantine purge` too). */
+  quarantineRetention: duration().default(30 * 86_400_000),
   /** Messages from authenticated senders are not scanned (the header says so). */
   skipAuthenticated: z.boolean().default(false),
   /** Header added with the result: `clean`, `infected (Name)` is never delivered, `unscanned (reason)`. Empty string: no header. */
@@ -92,6 +94,21 @@ export default definePlugin({
     const limits = { connectTimeout: opts.connectTimeout, timeout: opts.timeout, maxSize: opts.maxSize };
     const targets = opts.servers.map((t) => resolveSocket(t, ctx.configDir));
     ctx.log.debug({ servers: targets.map(describeTarget) }, 'clamav ready');
+    const scans = ctx.metrics.counter<'result'>({ name: 'scans_total', help: 'Scans by result: clean, infected, error, oversize (whole messages and, with action strip, parts)', labelNames: ['result'] });
+    const errors = ctx.metrics.counter<'reason'>({ name: 'errors_total', help: 'Scans without a verdict by reason: unavailable, timeout, limit, failed', labelNames: ['reason'] });
+    const scanTime = ctx.metrics.histogram({ name: 'scan_duration_seconds', help: 'Time of one clamd scan, from the first byte sent to the answer', buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] });
+    for (const result of ['clean', 'infected', 'error', 'oversize']) scans.inc({ result }, 0);
+    for (const reason of Object.keys(reasons)) errors.inc({ reason }, 0);
+    const counted = async (work: Promise<ScanResult>): Promise<ScanResult> => {
+      const t0 = performance.now();
+      const r = await work;
+      scanTime.observe((performance.now() - t0) / 1000);
+      scans.inc({ result: r.kind });
+      if (r.kind === 'error') errors.inc({ reason: r.reason });
+      return r;
+    };
+    const scanStream: typeof rawScanStream = (...a) => counted(rawScanStream(...a));
+    const scanBuffer: typeof rawScanBuffer = (...a) => counted(rawScanBuffer(...a));
     const mark = (txn: Transaction, value: string) => {
       if (opts.header) txn.addHeader(opts.header, value);
     };
@@ -161,7 +178,15 @@ export default definePlugin({
       };
     };
 
+    const pruner = quarantineDir ? keepQuarantinePruned(quarantineDir, opts.quarantineRetention, (err) => ctx.log.warn({ err }, 'quarantine retention: could not remove old items')) : undefined;
     return {
+      close: () => pruner?.stop(),
+      /** Ready while one of the clamd servers answers PING (the first reachable one scans). */
+      async ready() {
+        const r = await ping(targets, opts.connectTimeout, Math.min(opts.timeout, 2_000));
+        return r.ok ? { ready: true, detail: `clamd ${r.server} answers` } : { ready: false, detail: `no clamd answers: ${r.error}` };
+      },
+      hooks: {
       data(txn) {
         if (opts.skipAuthenticated && txn.session.user) {
           txn.session.log.info({ plugin: 'clamav', txn: txn.id, user: txn.session.user }, 'virus scan skipped: authenticated sender');
@@ -218,6 +243,7 @@ export default definePlugin({
         if (n.scan.kind === 'infected') return decide(txn, n.scan); // found, but in no part that could be removed
         if (n.scan.kind === 'clean') mark(txn, 'clean');
         return undefined;
+      },
       },
     };
   },

@@ -108,6 +108,11 @@ export default definePlugin({
     const pending = new WeakMap<Session, { ip: string; note: Promise<DnsblNote> }>();
     const xclientPeers = new Map(config.listen.map((l) => [l.name ?? `${l.host}:${l.port}`, l.xclient] as const));
     const fromXclientProxy = (s: Session) => !s.proxied && !!xclientPeers.get(s.listener.name)?.contains(s.remoteAddress);
+    // Zone names come from the config (bounded); never the client address.
+    const lookups = ctx.metrics.counter<'zone' | 'result'>({ name: 'lookups_total', help: 'Zone answers by zone and result: listed, clear, error (timeout, SERVFAIL), skipped (zone marked failing)', labelNames: ['zone', 'result'] });
+    const refusals = ctx.metrics.counter<'action'>({ name: 'refusals_total', help: 'Clients at or over the threshold at MAIL FROM, by action: reject, tempfail', labelNames: ['action'] });
+    const failingZones = ctx.metrics.gauge({ name: 'zones_failing', help: 'Zones marked failing now (skipped until they answer their test entries again)' });
+    for (const z of zones) for (const result of ['listed', 'clear', 'error', 'skipped']) lookups.inc({ zone: z.settings.zone, result }, 0);
 
     async function evaluate(session: Session): Promise<DnsblNote> {
       const ip = session.remoteAddress;
@@ -116,8 +121,10 @@ export default definePlugin({
       if ((await state.get(allowKey)) !== undefined) return { score: 0, listed: [], unanswered: [], allowed: true };
       const results: ZoneResult[] = await Promise.all(zones.map((z) => z.check(ip).catch((err: Error) => ({ state: 'error', error: err.message }) as ZoneResult)));
       const note: DnsblNote = { score: 0, listed: [], unanswered: [], allowed: false };
+      failingZones.set(zones.filter((z) => z.failing).length);
       results.forEach((r, i) => {
         const z = zones[i]!.settings;
+        lookups.inc({ zone: z.zone, result: r.state });
         if (r.state === 'listed') {
           note.score += z.weight;
           note.listed.push({ zone: z.zone, name: z.name, weight: z.weight, answers: r.answers });
@@ -148,6 +155,7 @@ export default definePlugin({
       if (opts.skip.authenticated && s.user) return undefined;
       // The listing with the largest weight names the reply.
       const top = [...note.listed].sort((a, b) => b.weight - a.weight)[0]!;
+      refusals.inc({ action: opts.action === 'tempfail' ? 'tempfail' : 'reject' });
       if (opts.action === 'tempfail') return tempfail(450, '4.7.1', `Service unavailable; client [${s.remoteAddress}] listed by ${top.name}, try again later`);
       return reject(554, '5.7.1', `Service unavailable; client [${s.remoteAddress}] blocked using ${top.name}`);
     };
@@ -167,6 +175,14 @@ export default definePlugin({
     };
 
     return {
+      /** Ready while no zone is marked failing (/readyz, portcullis status); the detail names the failing ones. */
+      ready() {
+        const failing = zones.filter((z) => z.failing);
+        failingZones.set(failing.length);
+        return failing.length
+          ? { ready: false, detail: `DNS list zone(s) failing: ${failing.map((z) => z.settings.zone).join(', ')}` }
+          : { ready: true, detail: `${zones.length} zone(s) answering` };
+      },
       hooks: {
         connect(session) {
           lookup(session);

@@ -171,6 +171,14 @@ describe('dnsbl with broken zones (action: tempfail)', () => {
     assert.match(await mailReply(relay.port(), '127.0.0.21'), /^250 /);
     const failing = relay.lines.filter((l) => l['level'] === 50 && String(l['msg']).startsWith('DNSBL zone failing'));
     assert.deepEqual(failing.map((l) => l['zone']).sort(), ['sf.test', 'slow.test', 'typo.test']);
+    // Readiness (/readyz, portcullis status) names the failing zones; the metrics count them.
+    const ready = (await relay.relay.readiness()).checks.find((c) => c.name === 'plugin:dnsbl')!;
+    assert.equal(ready.ready, false);
+    assert.match(ready.detail!, /^DNS list zone\(s\) failing: .*sf\.test/);
+    const metric = (name: string) => relay.relay.metrics.registry.getSingleMetric(name)!.get();
+    assert.equal((await metric('portcullis_dnsbl_zones_failing')).values[0]!.value, 3);
+    const errors = (await metric('portcullis_dnsbl_lookups_total')).values.filter((v) => v.labels['result'] === 'error' && v.labels['zone'] === 'sf.test');
+    assert.ok(errors[0]!.value >= 1, 'the SERVFAIL answers are counted');
     assert.ok(servfail.queries >= 2, 'the SERVFAIL zone was asked');
     // The working zone still counts: this relay's action is tempfail.
     assert.equal(await mailReply(relay.port(), '127.0.0.9'), '450 4.7.1 Service unavailable; client [127.0.0.9] listed by bl.test, try again later');

@@ -114,6 +114,7 @@ export default definePlugin({
   setup(opts, ctx) {
     const config = ctx.container.resolve<RelayConfig>(Tokens.Config);
     const state = ctx.container.resolve<SharedState>(Tokens.SharedState);
+    const exceeded = ctx.metrics.counter<'limit'>({ name: 'exceeded_total', help: 'Refusals by the limit that was reached: connection_rate, capacity, concurrency, address_message, sender_message, user_message, null_sender_message, address_recipient, sender_recipient, user_recipient', labelNames: ['limit'] });
     const gate = ctx.container.resolve<ConnectionGate>(Tokens.ConnectionGate);
     const nets = opts.exempt.networks;
     const users = new Set(opts.exempt.users.map((u) => u.toLowerCase()));
@@ -131,12 +132,14 @@ export default definePlugin({
       admit(c) {
         if (reserved(c)) return undefined;
         if (untrusted >= ceiling) {
+          exceeded.inc({ limit: 'capacity' });
           repeats.log(ctx.log, 'warn', 'capacity', { client: c.remoteAddress, untrusted, ceiling }, 'untrusted connection capacity full: refused (the rest is kept for trusted networks and submission)');
           return Replies.serverBusy;
         }
         const k = key(c.remoteAddress);
         const n = perAddress.get(k) ?? 0;
         if (opts.perIp.connections && n >= opts.perIp.connections) {
+          exceeded.inc({ limit: 'concurrency' });
           repeats.log(ctx.log, 'warn', `conc:${k}`, { client: c.remoteAddress, key: k, limit: opts.perIp.connections }, 'too many simultaneous connections from one address: refused');
           return Replies.tooManyConnections;
         }
@@ -172,6 +175,7 @@ export default definePlugin({
       const results = await Promise.all(checks.map(async ([c, k, what]) => (c ? { r: await c.consume(k), k, what } : undefined)));
       const over = results.find((x) => x && !x.r.allowed);
       if (!over) return undefined;
+      exceeded.inc({ limit: over.what.replace(/[^a-z]+/g, '_') });
       repeats.log(ctx.log, 'warn', `${over.what}:${over.k}`, { client: session.remoteAddress, key: over.k, limit: over.r.limit, count: over.r.count, shared: over.r.shared, retryAfterMs: over.r.retryAfterMs }, `${over.what} rate limit exceeded`);
       return reply(over.what);
     }
@@ -182,6 +186,7 @@ export default definePlugin({
         const k = key(session.remoteAddress);
         const r = await connectionRate.consume(k);
         if (r.allowed) return undefined;
+        exceeded.inc({ limit: 'connection_rate' });
         repeats.log(ctx.log, 'warn', `connrate:${k}`, { client: session.remoteAddress, key: k, limit: r.limit, count: r.count, shared: r.shared }, 'connection rate exceeded: refused');
         return disconnect(421, '4.7.0', 'Too many connections from your address in a short time, try again later');
       },

@@ -4,9 +4,12 @@
  */
 export class Counters {
   private readonly counts = new Map<string, number>();
+  /** Called for every add (the plugin feeds its metrics from here). */
+  onAdd?: (name: string, n: number) => void;
 
   add(name: string, n = 1): void {
     this.counts.set(name, (this.counts.get(name) ?? 0) + n);
+    this.onAdd?.(name, n);
   }
 
   get(name: string): number {

@@ -52,6 +52,11 @@ export default definePlugin({
       );
     }
     const counters = new Counters();
+    const events = ctx.metrics.counter<'event'>({ name: 'events_total', help: 'Results as the plugin counts them: spf.<result>, dkim.verify.<result>, dmarc.<result>, dkim.sign.signed|unsigned, authresults.forged.removed, tagged', labelNames: ['event'] });
+    // Per-domain signing counts stay in the log summary: a domain is not a bounded label.
+    counters.onAdd = (name, n) => {
+      if (!name.startsWith('dkim.sign.domain.')) events.inc({ event: name }, n);
+    };
     ctx.container.registerInstance(MailauthCounters, counters);
     const inbound: InboundContext = { authservId, resolver, opts: opts.verify };
     const log = ctx.log;

@@ -87,6 +87,7 @@ export default definePlugin({
   name: 'mx-router',
   options,
   async setup(opts, ctx) {
+    const stsResults = ctx.metrics.counter<'result'>({ name: 'mta_sts_results_total', help: 'Deliveries to domains with an MTA-STS policy by TLS-RPT result type (success, or the failure type); per-domain counts are in the log report', labelNames: ['result'] });
     const config = ctx.container.isRegistered(Tokens.Config, true) ? ctx.container.resolve<RelayConfig>(Tokens.Config) : undefined;
     let resolver: DnsResolver;
     if (opts.dnsServers) {
@@ -132,7 +133,11 @@ export default definePlugin({
         }, ctx.log)
       : undefined;
     await sts?.start();
-    if (sts) ctx.container.registerInstance(MtaStsToken, sts);
+    if (sts) {
+      ctx.container.registerInstance(MtaStsToken, sts);
+      // Every TLS-RPT style count (policy fetch and MX validation too, not only delivery outcomes).
+      sts.onCount = (_domain, type, n) => stsResults.inc({ result: type }, n);
+    }
     const report = sts ? setInterval(() => ctx.log.info({ tlsReport: sts.report() }, 'MTA-STS: TLS report counters'), stsOpts.reportInterval) : undefined;
     report?.unref();
     /** Recipient domain → the policy mode its last route used, for the delivery observers. */
@@ -182,7 +187,9 @@ export default definePlugin({
         // TLS-RPT style outcomes (RFC 8460 result types) for domains with a policy.
         delivered(e) {
           const d = normaliseName(e.recipient.slice(e.recipient.lastIndexOf('@') + 1));
-          if (sts && modeOf(d) && modeOf(d) !== 'none') sts.count(d, 'success');
+          if (sts && modeOf(d) && modeOf(d) !== 'none') {
+            sts.count(d, 'success');
+          }
         },
         deferred(e) {
           const d = normaliseName(e.recipient.slice(e.recipient.lastIndexOf('@') + 1));

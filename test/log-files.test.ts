@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createLogFile, createLogger, parseConfig, Relay } from '@portcullis/core';
+import { CaptureServer, sendMail } from '@portcullis/testkit';
+import relayPolicy from '@portcullis/relay-policy';
+import { adminGet, key, parseMetrics } from './support/admin.js';
+
+/** Sends `n` messages over `parallel` connections at a time; returns the replies. */
+async function load(port: number, n: number, parallel: number): Promise<string[]> {
+  const replies: string[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: parallel }, async () => {
+      while (next < n) {
+        const i = next++;
+        const r = await sendMail({ port, from: `sender${i}@client.test`, to: `user${i % 7}@example.com`, subject: `load ${i}`, text: `message ${i} `.repeat(20) });
+        replies.push(r.response);
+      }
+    }),
+  );
+  return replies;
+}
+
+async function startRelay(logDir: string, file: { size: number; files: number; buffer: number }, nexthop: string) {
+  const spool = mkdtempSync(path.join(os.tmpdir(), 'portcullis-logtest-spool-'));
+  const logFile = await createLogFile({ path: path.join(logDir, 'relay.log'), ...file }, logDir);
+  const logger = createLogger('info', logFile.stream);
+  const config = parseConfig({
+    hostname: 'relay.test',
+    listen: [{ host: '127.0.0.1', port: 0, greetingDelay: 0 }],
+    spool: { dir: spool },
+    admin: { enabled: true, port: 0 },
+    plugins: [{ use: 'relay-policy', with: { domains: { 'example.com': { nexthop, tls: 'none' } } } }],
+  });
+  const relay = await Relay.create({ config, logger, logFile, builtins: { 'relay-policy': relayPolicy } });
+  await relay.start();
+  return {
+    relay,
+    logFile,
+    port: relay.addresses()[0]!.port,
+    async stop() {
+      await relay.stop();
+      // On a full disk the flush may not complete: never wait for it long.
+      await Promise.race([new Promise<void>((r) => logFile.stream.flush(() => r())), new Promise((r) => setTimeout(r, 1000))]);
+      const s = logFile.stream as unknown as { end(): void; destroy?(): void };
+      try {
+        s.end();
+      } catch {
+        s.destroy?.();
+      }
+      await new Promise((r) => setTimeout(r, 100));
+      rmSync(spool, { recursive: true, force: true });
+    },
+  };
+}
+
+describe('log files', function () {
+  this.timeout(120_000);
+  let nexthop: CaptureServer;
+  before(async () => (nexthop = await CaptureServer.start()));
+  after(async () => nexthop?.close());
+
+  it('rotate at their size limit under load and never number more than the retention count', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-logs-'));
+    const r = await startRelay(dir, { size: 32 * 1024, files: 4, buffer: 4 * 1024 * 1024 }, nexthop.address);
+    try {
+      const before = nexthop.messages.length;
+      const replies = await load(r.port, 300, 10);
+      assert.equal(replies.filter((x) => /^250 /.test(x)).length, 300);
+      await nexthop.waitFor(before + 300, 30_000);
+      await new Promise<void>((res) => r.logFile.stream.flush(() => res()));
+      await new Promise((res) => setTimeout(res, 300)); // the last rotation's clean-up runs after the flush
+      const files = readdirSync(dir).filter((f) => /^relay\.\d+\.log$/.test(f)).sort((a, b) => Number(a.split('.')[1]) - Number(b.split('.')[1]));
+      assert.equal(files.length, 4, `files: ${files.join(', ')}`);
+      const numbers = files.map((f) => Number(f.split('.')[1]));
+      assert.ok(numbers.at(-1)! > 4 && numbers[0]! > 1, `the log rotated more often than it keeps files, and removed the oldest (kept: ${files.join(', ')})`);
+      // Every closed file stopped at the limit (plus the one line that crossed it).
+      for (const f of files.slice(0, -1)) assert.ok(statSync(path.join(dir, f)).size < 32 * 1024 + 4096, `${f}: ${statSync(path.join(dir, f)).size} bytes`);
+      // The lines are the relay's JSON log: the newest file holds transaction lines.
+      const last = readFileSync(path.join(dir, files.at(-1)!), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { msg: string });
+      assert.ok(last.length > 0);
+      assert.equal(r.logFile.dropped, 0);
+    } finally {
+      await r.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  describe('on a full file system', () => {
+    let mount: string;
+    before(() => {
+      mount = mkdtempSync(path.join(os.tmpdir(), 'portcullis-logfs-'));
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=128k', 'tmpfs', mount]);
+    });
+    after(() => {
+      // -l: a file descriptor a failed run left open must not leave the mount behind.
+      execFileSync('umount', ['-l', mount]);
+      rmSync(mount, { recursive: true, force: true });
+    });
+
+    it('keeps accepting and delivering mail, and counts the log lines it had to drop', async () => {
+      // Retention would keep 3 × 1 MB: far more than the 128 KB the file system has.
+      const r = await startRelay(mount, { size: 1024 * 1024, files: 3, buffer: 32 * 1024 }, nexthop.address);
+      try {
+        // Leave about 8 KB free: the log fills the rest within the first messages.
+        const { statfsSync, writeFileSync } = await import('node:fs');
+        const st = statfsSync(mount);
+        writeFileSync(path.join(mount, 'filler'), Buffer.alloc(Math.max(0, Number(st.bavail) * Number(st.bsize) - 8192)));
+        const before = nexthop.messages.length;
+        const replies = await load(r.port, 200, 10);
+        assert.deepEqual(replies.filter((x) => !/^250 2\.0\.0 Ok: queued as /.test(x)), [], 'every message got its 250');
+        await nexthop.waitFor(before + 200, 30_000);
+        assert.ok(r.logFile.writeErrors > 0, 'the disk was full (ENOSPC)');
+        assert.ok(r.logFile.dropped > 0, 'lines were dropped');
+        const m = parseMetrics((await adminGet(r.relay.adminAddress()!.port, '/metrics')).body);
+        assert.equal(m.get(key('portcullis_log_lines_dropped_total')), r.logFile.dropped);
+        assert.ok(m.get(key('portcullis_log_write_errors_total'))! > 0);
+        assert.equal(m.get(key('portcullis_transactions_total', { outcome: 'accepted' })), 200);
+      } finally {
+        await r.stop().catch(() => undefined);
+      }
+    });
+  });
+});
