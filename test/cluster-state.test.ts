@@ -7,6 +7,7 @@ import dnsbl from '@portcullis/dnsbl';
 import limits from '@portcullis/limits';
 import { RedisServer } from '../plugins/limits/test/support/redis-server.js';
 import { Dnsmasq } from '../plugins/mx-router/test/support/dnsmasq.js';
+import { adminGet, parseMetrics } from './support/admin.js';
 
 /**
  * Two relays on one real redis-server share relay-policy's AUTH failure throttle and the DNSBL
@@ -32,6 +33,7 @@ describe('state shared by two relays through Redis', function () {
             listen: [{ host: '127.0.0.1', port: 0, tls: 'starttls', auth: 'optional', greetingDelay: 0 }],
             dns: { servers: [dns.server] },
             sharedState: { redis: { url: redis.url, keyPrefix: 'shared-test:' } },
+            admin: { enabled: true, port: 0 },
             plugins: [
               { use: 'limits', with: { exempt: { users: ['Bob@hosted.test'] }, perUser: { messageRate: { limit: 2, window: '10m' } }, perIp: { connectionRate: false } } },
               { use: 'dnsbl', with: { zones: [{ zone: 'bl.test', weight: 1 }] } },
@@ -112,5 +114,24 @@ describe('state shared by two relays through Redis', function () {
       c.close();
     }
     assert.equal(queries(), 1);
+  });
+
+  it('shows on /metrics whether Redis answers and how many operations fell back to local state', async () => {
+    const metrics = async () => parseMetrics((await adminGet(nodes[0]!.relay.adminAddress()!.port, '/metrics')).body);
+    let m = await metrics();
+    assert.equal(m.get('portcullis_shared_state_connected{store="redis"}'), 1);
+    const before = m.get('portcullis_shared_state_fallbacks_total') ?? 0;
+    await redis.stop();
+    await waitUntil(() => !nodes[0]!.relay.sharedState.status().connected, 'node 1 sees Redis gone', 10_000);
+    const c = await RawSmtp.connect(nodes[0]!.port, '127.0.0.1', '127.0.0.50');
+    await c.read();
+    await c.cmd('EHLO client.test');
+    assert.match(await c.cmd('MAIL FROM:<a@outside.test>'), /^250 /, 'mail is still accepted');
+    c.close();
+    m = await metrics();
+    assert.equal(m.get('portcullis_shared_state_connected{store="redis"}'), 0);
+    assert.ok((m.get('portcullis_shared_state_fallbacks_total') ?? 0) > before);
+    const ready = await adminGet(nodes[0]!.relay.adminAddress()!.port, '/readyz');
+    assert.equal(ready.status, 200, 'a Redis outage does not take the node out of service');
   });
 });

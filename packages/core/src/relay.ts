@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import type { Logger } from 'pino';
+import { Counter } from 'prom-client';
 import { toAddress } from './address.js';
 import type { ListenerConfig, RelayConfig } from './config-schema.js';
 import { DeliveryQueue } from './delivery-queue.js';
@@ -340,6 +341,7 @@ export class Relay {
       admin: this.adminAddress(),
       plugins: this.driver.plugins.map((p) => ({ name: p.instance.name, use: p.source })),
       readiness: await this.readiness(),
+      sharedState: this.sharedState.status(),
       queue: { ...q, oldestAgeSeconds: q.oldestReceivedAt ? Math.round((Date.now() - q.oldestReceivedAt) / 1000) : 0 },
       diskFreeBytes: { spool: await freeBytes(this.spool.dir).catch(() => null), ...(this.opts.logFile ? { log: await freeBytes(this.opts.logFile.dir).catch(() => null) } : {}) },
       log: this.opts.logFile ? { file: this.opts.logFile.file, droppedLines: this.opts.logFile.dropped, writeErrors: this.opts.logFile.writeErrors } : { file: 'stdout' },
@@ -369,6 +371,17 @@ export class Relay {
       const r = await this.readiness();
       for (const c of r.checks) set({ check: c.name }, c.ready ? 1 : 0);
       set({ check: 'all' }, r.ready ? 1 : 0);
+    } });
+    // Shared state (rate counters, AUTH throttle, DNSBL cache): a Redis outage never fails readiness
+    // (every node would leave the balancer at once); it shows here, and in the node's log.
+    m.addCollector({ name: 'portcullis_shared_state_connected', help: 'Whether the shared state store answers (1) or this node counts locally (0), by store: memory (always 1) or redis', labelNames: ['store'], collect: (set) => {
+      const st = this.sharedState.status();
+      set({ store: st.store }, st.connected ? 1 : 0);
+    } });
+    const sharedState = () => this.sharedState;
+    new Counter({ name: 'portcullis_shared_state_fallbacks_total', help: 'Shared-state operations answered from local memory because Redis did not answer', registers: [m.registry], collect() {
+      this.reset();
+      this.inc(sharedState().status().fallbacks);
     } });
     m.addCollector({ name: 'portcullis_disk_free_bytes', help: 'Bytes free for the relay on the file system of its spool and, when logging to a file, of its log', labelNames: ['volume'], collect: async (set) => {
       const spool = await freeBytes(this.spool.dir).catch(() => undefined);

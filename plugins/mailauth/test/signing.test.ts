@@ -129,6 +129,8 @@ describe('DKIM signing of outbound mail, verified by python3-dkim against dnsmas
     const got = await deliver(strictRelay, message('carol@nokey.test'));
     assert.equal(signatures(got).length, 0);
     assert.equal(counters.get('dkim.sign.unsigned'), before + 1);
+    const metric = await strictRelay.relay.metrics.registry.getSingleMetric('portcullis_mailauth_events_total')!.get();
+    assert.equal(metric.values.find((v) => v.labels['event'] === 'dkim.sign.unsigned')?.value, counters.get('dkim.sign.unsigned'));
   });
 
   it('does not sign mail from an anonymous Internet client (it is checked instead)', async () => {

@@ -133,7 +133,11 @@ export default definePlugin({
         }, ctx.log)
       : undefined;
     await sts?.start();
-    if (sts) ctx.container.registerInstance(MtaStsToken, sts);
+    if (sts) {
+      ctx.container.registerInstance(MtaStsToken, sts);
+      // Every TLS-RPT style count (policy fetch and MX validation too, not only delivery outcomes).
+      sts.onCount = (_domain, type, n) => stsResults.inc({ result: type }, n);
+    }
     const report = sts ? setInterval(() => ctx.log.info({ tlsReport: sts.report() }, 'MTA-STS: TLS report counters'), stsOpts.reportInterval) : undefined;
     report?.unref();
     /** Recipient domain → the policy mode its last route used, for the delivery observers. */
@@ -185,7 +189,6 @@ export default definePlugin({
           const d = normaliseName(e.recipient.slice(e.recipient.lastIndexOf('@') + 1));
           if (sts && modeOf(d) && modeOf(d) !== 'none') {
             sts.count(d, 'success');
-            stsResults.inc({ result: 'success' });
           }
         },
         deferred(e) {
@@ -194,7 +197,6 @@ export default definePlugin({
           const type = tlsFailureType(e.response);
           if (!type) return;
           sts.count(d, type);
-          stsResults.inc({ result: type });
           ctx.log.warn({ domain: d, rcpt: e.recipient, response: e.response, result: type }, 'MTA-STS enforce: TLS to the MX failed, deferred');
         },
       },

@@ -83,7 +83,11 @@ export class MtaSts {
     this.log.info({ tlsReport: this.report() }, 'MTA-STS: TLS report counters');
   }
 
+  /** Called on every count (the plugin feeds its metrics from here). */
+  onCount?: (domain: string, type: StsResultType, n: number) => void;
+
   count(domain: string, type: StsResultType, n = 1): void {
+    this.onCount?.(domain, type, n);
     let m = this.counters.get(domain);
     if (!m) this.counters.set(domain, (m = new Map()));
     m.set(type, (m.get(type) ?? 0) + n);

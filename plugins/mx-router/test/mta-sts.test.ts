@@ -194,6 +194,17 @@ describe('MTA-STS (RFC 8461) in mx-router: policy over HTTPS, enforce and testin
     assert.equal(report['nomatch.test']?.failures['validation-failure'], 1);
   });
 
+  it('exposes the same results as the portcullis_mx_router_mta_sts_results_total metric', async () => {
+    const metric = await relay.metrics.registry.getSingleMetric('portcullis_mx_router_mta_sts_results_total')!.get();
+    const by = (result: string) => metric.values.find((v) => v.labels['result'] === result)?.value ?? 0;
+    const report = sts().report();
+    const total = (type: string) => Object.values(report).reduce((n, r) => n + (type === 'success' ? r.success : (r.failures[type] ?? 0)), 0);
+    for (const type of ['success', 'validation-failure', 'certificate-not-trusted', 'certificate-host-mismatch', 'starttls-not-supported']) {
+      assert.equal(by(type), total(type), type);
+      assert.ok(by(type) >= 1, type);
+    }
+  });
+
   it('uses the cached policy while the DNS id is unchanged, and fetches again when it changes', async () => {
     await send('carol@enforce.test');
     assert.equal((await eventFor('carol@enforce.test')).kind, 'delivered');
