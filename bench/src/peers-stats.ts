@@ -41,7 +41,7 @@ if (csvFile && existsSync(csvFile)) {
     const row = Object.fromEntries(keys.map((k, i) => [k, vals[i] ?? '']));
     if (!String(row['config']).startsWith('portcullis')) continue;
     const tries = Number(row['tries'] || 1);
-    for (let a = 1; a <= tries; a++) runs.push({ config: row['config']!, size: row['msg_bytes']!, conc: row['conc']!, attempt: `${a}/${tries}` });
+    for (let a = 1; a <= tries; a++) runs.push({ config: row['config']!, size: row['size'] ?? row['msg_bytes'] ?? '?', conc: row['conc']!, attempt: `${a}/${tries}` });
   }
 }
 
