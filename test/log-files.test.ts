@@ -77,8 +77,10 @@ describe('log files', function () {
       assert.equal(files.length, 4, `files: ${files.join(', ')}`);
       const numbers = files.map((f) => Number(f.split('.')[1]));
       assert.ok(numbers.at(-1)! > 4 && numbers[0]! > 1, `the log rotated more often than it keeps files, and removed the oldest (kept: ${files.join(', ')})`);
-      // Every closed file stopped at the limit (plus the one line that crossed it).
-      for (const f of files.slice(0, -1)) assert.ok(statSync(path.join(dir, f)).size < 32 * 1024 + 4096, `${f}: ${statSync(path.join(dir, f)).size} bytes`);
+      // Every closed file stopped at the limit, plus what was already on its way when it crossed it:
+      // SonicBoom writes in chunks of at most 16 KB and one more may be in flight while pino-roll
+      // reopens the file, so at most 32 KB over (seen under load: 54 KB for a 32 KB limit).
+      for (const f of files.slice(0, -1)) assert.ok(statSync(path.join(dir, f)).size <= 32 * 1024 + 32 * 1024, `${f}: ${statSync(path.join(dir, f)).size} bytes`);
       // The lines are the relay's JSON log: the newest file holds transaction lines.
       const last = readFileSync(path.join(dir, files.at(-1)!), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { msg: string });
       assert.ok(last.length > 0);
