@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { SMTPServer } from 'smtp-server';
 import { simpleParser } from 'mailparser';
 import { controlRequest } from '@portcullis/core';
-import { CaptureServer, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import { CaptureServer, sendMail, startTestRelay, waitUntil, type TestRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 
 describe('queue control while the relay runs', function () {
@@ -87,5 +89,66 @@ describe('queue control while the relay runs', function () {
     assert.equal((await list()).some((x) => x.id === id), false);
     const missing = await controlRequest(sock, { cmd: 'hold', id: 'NOPE' });
     assert.equal(missing.ok, false);
+  });
+});
+
+describe('a flush while a delivery attempt is in flight', function () {
+  this.timeout(30_000);
+  let hop: SMTPServer;
+  let hopPort = 0;
+  const received: string[] = [];
+  let answerData: ((err?: Error) => void) | undefined;
+  let dataStarted: () => void = () => undefined;
+  let relay: TestRelay;
+  before(async () => {
+    let first = true;
+    hop = new SMTPServer({
+      authOptional: true,
+      disabledCommands: ['STARTTLS'],
+      logger: false,
+      onData(stream, _session, cb) {
+        const chunks: Buffer[] = [];
+        stream.on('data', (c: Buffer) => chunks.push(c));
+        stream.on('error', () => undefined);
+        stream.on('end', () => {
+          if (first) {
+            // The first attempt waits here until the test has flushed, then is deferred.
+            first = false;
+            answerData = (err) => cb(err);
+            dataStarted();
+            return;
+          }
+          received.push(Buffer.concat(chunks).toString('latin1'));
+          cb();
+        });
+      },
+    });
+    await new Promise<void>((resolve) => hop.listen(0, '127.0.0.1', () => resolve()));
+    hopPort = (hop.server.address() as AddressInfo).port;
+    relay = await startTestRelay({
+      builtins: { 'relay-policy': relayPolicy },
+      config: {
+        delivery: { retrySchedule: ['1h'] },
+        plugins: [{ use: 'relay-policy', with: { domains: { 'example.com': { nexthop: `127.0.0.1:${hopPort}`, tls: 'none' } } } }],
+      },
+    });
+  });
+  after(async () => {
+    answerData?.();
+    await relay?.stop();
+    await new Promise<void>((resolve) => hop.close(() => resolve()));
+  });
+
+  it('tries the message again as soon as that attempt defers, not at its next retry slot an hour later', async () => {
+    const started = new Promise<void>((resolve) => (dataStarted = resolve));
+    const r = await sendMail({ port: relay.port, from: 'alice@sender.test', to: 'bob@example.com', subject: 'in flight' });
+    assert.equal(r.ok, true);
+    await started;
+    assert.equal(relay.relay.queue.flush(), 1);
+    const err = Object.assign(new Error('Not now'), { responseCode: 451 });
+    answerData!(err);
+    await waitUntil(() => received.length === 1, 'the second attempt to deliver', 10_000);
+    assert.match(received[0]!, /Subject: in flight/);
+    await waitUntil(() => relay.relay.queue.size === 0, 'the queue to empty', 5_000);
   });
 });

@@ -29,6 +29,11 @@ interface Entry extends SpooledMessage {
   busy: boolean;
   /** Waiting in the due list. */
   queued: boolean;
+  /**
+   * A flush came while an attempt was in flight: if that attempt defers, the message is due again
+   * at once instead of waiting for its next retry slot (what an operator who typed flush means).
+   */
+  flushAgain?: boolean;
 }
 
 /**
@@ -144,6 +149,10 @@ export class DeliveryQueue {
   flush(id?: string, includeHeld = false): number {
     const targets = (id ? [this.entries.get(id)].filter((e): e is Entry => !!e) : [...this.entries.values()]).filter((e) => includeHeld || !e.state.hold);
     for (const e of targets) {
+      if (e.busy) {
+        e.flushAgain = true;
+        continue;
+      }
       e.state.nextAttemptAt = 0;
       // Stopped (offline command): the spool is the only place the change can live.
       if (e.state.hold || this.stopped) {
@@ -231,6 +240,15 @@ export class DeliveryQueue {
           .finally(() => {
             e.busy = false;
             this.active--;
+            if (e.flushAgain) {
+              e.flushAgain = false;
+              // Still queued (it deferred) and not held since: due now. The spool keeps the retry
+              // slot the attempt wrote, which is only a later time after a restart.
+              if (this.entries.get(e.meta.id) === e && !e.state.hold) {
+                e.state.nextAttemptAt = 0;
+                this.markDue(e);
+              }
+            }
             if (!this.active) for (const w of this.idleWaiters.splice(0)) w();
             this.pump();
           });
