@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { ControlRequest, ControlResponse, DeliveryQueue } from '@portcullis/core';
+import { queueRequest, type ControlRequest, type ControlResponse, type DeliveryQueue } from '@portcullis/core';
 
 /** One queued message as `queue list` sees it (running relay or spool). */
 export interface QueueEntry {
@@ -143,28 +143,9 @@ export async function openQueue(configFile: string, opts: { readOnly?: boolean }
   }
 }
 
+/** With the relay stopped only the queue's own commands exist (reload, status, enqueue need it running). */
 async function offlineRequest(q: DeliveryQueue, req: ControlRequest): Promise<ControlResponse> {
-  const need = (found: boolean, id: string): ControlResponse => (found ? { ok: true, result: true } : { ok: false, error: `no such message: ${id}` });
-  switch (req.cmd) {
-    case 'list':
-      return { ok: true, result: q.list() };
-    case 'show': {
-      const m = await q.show(req.id);
-      return m ? { ok: true, result: m } : { ok: false, error: `no such message: ${req.id}` };
-    }
-    case 'flush':
-      return { ok: true, result: { flushed: q.flush(req.id, !!req.includeHeld) } };
-    case 'hold':
-      return need(await q.hold(req.id), req.id);
-    case 'release':
-      return need(await q.release(req.id), req.id);
-    case 'delete':
-      return need(await q.delete(req.id), req.id);
-    case 'bounce':
-      return need(await q.bounceNow(req.id), req.id);
-    default:
-      return { ok: false, error: `${req.cmd} needs a running relay` };
-  }
+  return (await queueRequest(q, req)) ?? { ok: false, error: `${req.cmd} needs a running relay` };
 }
 
 export interface QueueCommandOptions extends Selection {

@@ -72,17 +72,10 @@ export class ControlServer {
       return { ok: false, error: 'not JSON' };
     }
     const q = this.queue;
-    const need = (found: boolean | undefined, what: string) => (found ? { ok: true as const, result: true } : { ok: false as const, error: `no such message, or it is being delivered right now: ${what}` });
     try {
+      const answered = await queueRequest(q, req);
+      if (answered) return answered;
       switch (req.cmd) {
-        case 'list':
-          return { ok: true, result: q.list() };
-        case 'show': {
-          const m = await q.show(req.id);
-          return m ? { ok: true, result: m } : { ok: false, error: `no such message: ${req.id}` };
-        }
-        case 'flush':
-          return { ok: true, result: { flushed: q.flush(req.id, !!req.includeHeld) } };
         case 'enqueue': {
           if (!Array.isArray(req.recipients) || !req.recipients.length || typeof req.mailFrom !== 'string') return { ok: false, error: 'enqueue needs mailFrom and recipients' };
           const id = await q.enqueueFile(req.file, { mailFrom: req.mailFrom, recipients: req.recipients, headers: req.headers ?? '' });
@@ -95,14 +88,6 @@ export class ControlServer {
         case 'status':
           if (!this.handlers.status) return { ok: false, error: 'status is not available' };
           return { ok: true, result: await this.handlers.status() };
-        case 'hold':
-          return need(await q.hold(req.id), req.id);
-        case 'release':
-          return need(await q.release(req.id), req.id);
-        case 'delete':
-          return need(await q.delete(req.id), req.id);
-        case 'bounce':
-          return need(await q.bounceNow(req.id), req.id);
         default:
           return { ok: false, error: `unknown command ${JSON.stringify((req as { cmd?: unknown }).cmd)}` };
       }
@@ -110,6 +95,35 @@ export class ControlServer {
       this.log.error({ err, req }, 'control command failed');
       return { ok: false, error: (err as Error).message };
     }
+  }
+}
+
+/**
+ * Answers the queue's own commands (list, show, flush, hold, release, delete, bounce) against a
+ * queue, running or opened offline: the one place both the control socket and `portcullis queue`
+ * with the relay stopped take them from. Anything else: undefined (the caller decides).
+ */
+export async function queueRequest(q: DeliveryQueue, req: ControlRequest): Promise<ControlResponse | undefined> {
+  const need = (found: boolean | undefined, what: string): ControlResponse => (found ? { ok: true, result: true } : { ok: false, error: `no such message, or it is being delivered right now: ${what}` });
+  switch (req.cmd) {
+    case 'list':
+      return { ok: true, result: q.list() };
+    case 'show': {
+      const m = await q.show(req.id);
+      return m ? { ok: true, result: m } : { ok: false, error: `no such message: ${req.id}` };
+    }
+    case 'flush':
+      return { ok: true, result: { flushed: q.flush(req.id, !!req.includeHeld) } };
+    case 'hold':
+      return need(await q.hold(req.id), req.id);
+    case 'release':
+      return need(await q.release(req.id), req.id);
+    case 'delete':
+      return need(await q.delete(req.id), req.id);
+    case 'bounce':
+      return need(await q.bounceNow(req.id), req.id);
+    default:
+      return undefined;
   }
 }
 

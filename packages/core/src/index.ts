@@ -33,7 +33,7 @@ export { toAddress, domainOf } from './address.js';
 export { canOverrideGreetingDelay, PINNED_SMTP_SERVER_VERSION, PINNED_INIT_SHA256, libraryInitHash, installedSmtpServerVersion } from './greeting-delay.js';
 export { LineEndingGuard } from './line-ending-guard.js';
 export { HeaderFilter, type HeaderField } from './header-filter.js';
-export { ControlServer, controlRequest, type ControlRequest, type ControlResponse, type ControlHandlers } from './control-server.js';
+export { ControlServer, controlRequest, queueRequest, type ControlRequest, type ControlResponse, type ControlHandlers } from './control-server.js';
 export { pruneQuarantine, keepQuarantinePruned } from './quarantine-retention.js';
 export { MemoryState, RedisState, createSharedState, type SharedState, type SharedCounter, type CounterResult, type SharedStateStatus, type RedisStateOptions } from './shared-state.js';
 export { ConnectionGate, perAddressCheck, type ConnectionCheck, type ConnectionInfo } from './connection-gate.js';
