@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CaptureServer, freePort, RawSmtp, sendMail, startTestRelay, waitUntil, type TestRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
+import { DiskGuard } from '@portcullis/core';
+import { pino } from 'pino';
 
 /**
  * The disk guard against a real small file system: a 4 MB tmpfs mounted by the test (needs root,
@@ -87,5 +89,62 @@ describe('disk-space guard on a small tmpfs spool', function () {
     assert.deepEqual([...subjects].sort(), [...accepted].sort());
     await waitUntil(() => relay.relay.queue.size === 0, 'an empty queue', 10_000);
     assert.match(await mailFrom(), /^250 /);
+  });
+});
+
+/**
+ * The guard reuses a fresh measurement only while it answers for the worst case: every transaction
+ * admitted on it writing a message of the maximum size. Against a real 8 MB tmpfs (root, as in CI).
+ */
+describe('disk guard: reusing a measurement never admits more than measuring each time would', function () {
+  this.timeout(30_000);
+  let dir: string;
+  let mounted = false;
+  const log = pino({ level: 'silent' });
+  before(() => {
+    if (process.getuid?.() !== 0) throw new Error('this test mounts a tmpfs and must run as root (CI does)');
+    dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-guard-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m,mode=0700', 'tmpfs', dir]);
+    mounted = true;
+  });
+  afterEach(() => {
+    for (const f of ['a', 'b']) rmSync(path.join(dir, f), { force: true });
+  });
+  after(() => {
+    if (mounted) execFileSync('umount', [dir]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('reuses the figure for small messages far above the threshold, and measures again after 100 ms', async () => {
+    const guard = new DiskGuard(dir, 1_000_000, log, 0, 100_000);
+    assert.equal(await guard.hasRoom(), true);
+    const first = guard.lastFree;
+    writeFileSync(path.join(dir, 'a'), Buffer.alloc(3_000_000));
+    assert.equal(await guard.hasRoom(), true);
+    assert.equal(guard.lastFree, first, 'reused: 8 MB less two 100 KB messages still clears 1 MB');
+    await new Promise((r) => setTimeout(r, 120));
+    assert.equal(await guard.hasRoom(), true);
+    assert.ok(first - guard.lastFree >= 3_000_000, `measured again: ${first} → ${guard.lastFree}`);
+  });
+
+  it('measures at once when the admitted transactions could have used up the margin, and refuses', async () => {
+    // 1 MB messages, 1 MB threshold, 8 MiB disk.
+    const guard = new DiskGuard(dir, 1_000_000, log, 0, 1_000_000);
+    writeFileSync(path.join(dir, 'a'), Buffer.alloc(4_500_000));
+    assert.equal(await guard.hasRoom(), true); // measured: ~3.9 MB free
+    writeFileSync(path.join(dir, 'b'), Buffer.alloc(3_000_000)); // now ~0.9 MB free
+    // Within 100 ms, and 3.9 MB − 2 × 1 MB still clears 1 MB: reused once (a real client would
+    // have written at most 1 MB of that 3 MB)...
+    assert.equal(await guard.hasRoom(), true);
+    // ...then 3.9 MB − 3 × 1 MB does not: measured (~0.9 MB free) and refused.
+    assert.equal(await guard.hasRoom(), false);
+    assert.ok(guard.lastFree < 1_000_000, `measured: ${guard.lastFree}`);
+  });
+
+  it('measures every time without a message size (the old behaviour)', async () => {
+    const guard = new DiskGuard(dir, 1_000_000, log);
+    assert.equal(await guard.hasRoom(), true);
+    writeFileSync(path.join(dir, 'a'), Buffer.alloc(7_500_000));
+    assert.equal(await guard.hasRoom(), false);
   });
 });

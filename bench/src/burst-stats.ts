@@ -18,11 +18,14 @@ export interface Burst {
   readonly p50Ms: number;
   readonly p99Ms: number;
   readonly maxMs: number;
+  /** Median of the open sessions at each reply: the client's concurrency, as the relay saw it. */
+  readonly sessions: number;
 }
 
 export class BurstStats {
   private readonly done: Burst[] = [];
   private latencies: number[] = [];
+  private sessions: number[] = [];
   private bytes = 0;
   private first = 0;
   private last = 0;
@@ -33,7 +36,7 @@ export class BurstStats {
 
   constructor(private readonly gapMs = 700) {}
 
-  record(ms: number, size = 0): void {
+  record(ms: number, size = 0, sessions = 0): void {
     const t = performance.now();
     if (this.latencies.length && t - this.last > this.gapMs) this.close();
     if (!this.latencies.length) {
@@ -42,6 +45,7 @@ export class BurstStats {
       this.cpuCount = 1;
     }
     this.latencies.push(ms);
+    this.sessions.push(sessions);
     this.bytes += size;
     this.last = t;
     if (this.latencies.length % 32 === 0) {
@@ -77,8 +81,10 @@ export class BurstStats {
       p50Ms: round(q(0.5), 2),
       p99Ms: round(q(0.99), 2),
       maxMs: round(sorted[sorted.length - 1]!, 2),
+      sessions: Float64Array.from(this.sessions).sort()[Math.floor(n / 2)]!,
     });
     this.latencies = [];
+    this.sessions = [];
     this.bytes = 0;
   }
 }

@@ -5,11 +5,15 @@
  *
  *   node bench/dist/peers-stats.js STATS.jsonl [RESULTS.csv]
  *
- * With the harness's CSV, each process is matched to its run (config, size, concurrency, attempt).
+ * With the harness's CSV, each process is matched to its run by what the relay itself saw: the mean
+ * message size and the median number of open sessions pick the nearest (size, concurrency) row of
+ * its config; processes of one row are numbered in the order they ended (the harness's retries).
+ * (The CSV's `tries` column holds the number of the attempt kept, not the attempts made, so it
+ * cannot be used to count processes.)
  */
 import { existsSync, readFileSync } from 'node:fs';
 
-interface Burst { pid: number; plugins: string; messages: number; avgBytes: number; seconds: number; cpuMsPerMsg: number; p50Ms: number; p99Ms: number; maxMs: number }
+interface Burst { pid: number; plugins: string; messages: number; avgBytes: number; seconds: number; cpuMsPerMsg: number; p50Ms: number; p99Ms: number; maxMs: number; sessions?: number }
 
 const [statsFile, csvFile] = process.argv.slice(2);
 if (!statsFile) {
@@ -31,8 +35,8 @@ for (const b of bursts) {
 const procs = [...perPid.values()];
 
 const configOf = (plugins: string) => (plugins === 'relay-policy' ? 'portcullis' : plugins === 'relay-policy,attachments' ? 'portcullis-att' : plugins);
-/** Runs of the harness CSV for our configs, expanded to one entry per attempt (tries). */
-const runs: Array<{ config: string; size: string; conc: string; attempt: string }> = [];
+/** The (size, concurrency) rows of the harness CSV for our configs. */
+const runs: Array<{ config: string; size: number; conc: number }> = [];
 if (csvFile && existsSync(csvFile)) {
   const [head, ...lines] = readFileSync(csvFile, 'utf8').trim().split('\n');
   const keys = head!.split(',');
@@ -40,23 +44,32 @@ if (csvFile && existsSync(csvFile)) {
     const vals = line.split(',').map((v) => v.replace(/^"|"$/g, ''));
     const row = Object.fromEntries(keys.map((k, i) => [k, vals[i] ?? '']));
     if (!String(row['config']).startsWith('portcullis')) continue;
-    const tries = Number(row['tries'] || 1);
-    for (let a = 1; a <= tries; a++) runs.push({ config: row['config']!, size: row['size'] ?? row['msg_bytes'] ?? '?', conc: row['conc']!, attempt: `${a}/${tries}` });
+    runs.push({ config: row['config']!, size: Number(row['msg_bytes'] ?? row['size']), conc: Number(row['conc']) });
   }
 }
 
-const header = ['config', 'msg_bytes', 'conc', 'attempt', 'measured', 'avg_bytes', 'cpu_ms/msg', 'p50_ms', 'p99_ms', 'max_ms'];
+/** Distance on a log scale, so 10 vs 50 sessions and 10 KB vs 100 KB weigh alike. */
+const far = (a: number, b: number) => Math.abs(Math.log((a + 1) / (b + 1)));
+const header = ['config', 'msg_bytes', 'conc', 'attempt', 'measured', 'avg_bytes', 'sessions', 'cpu_ms/msg', 'p50_ms', 'p99_ms', 'max_ms'];
 const rows: string[][] = [];
-const queue = new Map<string, typeof runs>();
-for (const r of runs) queue.set(r.config, [...(queue.get(r.config) ?? []), r]);
+const attempts = new Map<string, number>();
 for (const p of procs) {
   const config = configOf(p.plugins);
-  const run = queue.get(config)?.shift();
-  rows.push([config, run?.size ?? '?', run?.conc ?? '?', run?.attempt ?? '?', String(p.messages), String(p.avgBytes), p.cpuMsPerMsg.toFixed(3), p.p50Ms.toFixed(2), p.p99Ms.toFixed(2), p.maxMs.toFixed(2)]);
+  let run: (typeof runs)[number] | undefined;
+  for (const r of runs) {
+    if (r.config !== config) continue;
+    const d = far(r.size, p.avgBytes) + far(r.conc, p.sessions ?? r.conc);
+    if (!run || d < far(run.size, p.avgBytes) + far(run.conc, p.sessions ?? run.conc)) run = r;
+  }
+  const key = run ? `${config} ${run.size} ${run.conc}` : '';
+  const attempt = run ? (attempts.get(key) ?? 0) + 1 : 0;
+  if (run) attempts.set(key, attempt);
+  rows.push([config, run ? String(run.size) : '?', run ? String(run.conc) : '?', run ? String(attempt) : '?', String(p.messages), String(p.avgBytes), String(p.sessions ?? '?'), p.cpuMsPerMsg.toFixed(3), p.p50Ms.toFixed(2), p.p99Ms.toFixed(2), p.maxMs.toFixed(2)]);
 }
 const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
 const fmt = (r: string[]) => r.map((v, i) => (i === 0 ? v.padEnd(w[i]!) : v.padStart(w[i]!))).join('  ');
 console.log('# Portcullis, measured inside the relay over each run\'s measured burst (relay-main --stats):');
+console.log('# matched to the harness rows by mean size and median open sessions (attempt = that row\'s relay processes in order, retries included)');
 console.log('# cpu_ms/msg = process CPU time (user+sys) from the first to the last reply / messages; p50/p99/max = end of DATA (final dot read) to the reply');
 console.log(fmt(header));
 console.log(w.map((x) => '-'.repeat(x)).join('  '));

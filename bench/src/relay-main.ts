@@ -112,7 +112,7 @@ async function main(): Promise<void> {
   const relay = await Relay.create({
     config,
     builtins: { 'relay-policy': relayPolicy, attachments, clamav },
-    ...(stats ? { onDataReply: (r: { ms: number; size: number }) => stats.record(r.ms, r.size) } : {}),
+    ...(stats ? { onDataReply: (r: { ms: number; size: number; sessions: number }) => stats.record(r.ms, r.size, r.sessions) } : {}),
   });
   await relay.start();
   let scrapes = 0;

@@ -69,7 +69,7 @@ export interface RelayOptions {
   /** Services registered after the defaults and before plugins set up (e.g. `Tokens.Resolver`, `Tokens.Clock`). */
   readonly services?: ReadonlyArray<readonly [symbol, unknown]>;
   /** Called after each reply to DATA: ms from the end of the data to the reply, bytes received (benchmarks). */
-  readonly onDataReply?: (reply: { ms: number; accepted: boolean; size: number }) => void;
+  readonly onDataReply?: (reply: { ms: number; accepted: boolean; size: number; sessions: number }) => void;
 }
 
 /** How an in-memory client looks to the relay (`connectStream`). */
@@ -274,7 +274,7 @@ export class Relay {
     gate.add(perAddressCheck(config.limits.connectionsPerIp, Replies.tooManyConnections));
     container.registerInstance(Tokens.ConnectionGate, gate);
     const spoolDir = path.resolve(configDir, config.spool.dir);
-    container.registerInstance(Tokens.DiskGuard, new DiskGuard(spoolDir, config.spool.minFree ?? defaultMinFree(config.limits.messageSize), log.child({ part: 'disk-guard' })));
+    container.registerInstance(Tokens.DiskGuard, new DiskGuard(spoolDir, config.spool.minFree ?? defaultMinFree(config.limits.messageSize), log.child({ part: 'disk-guard' }), 0, config.limits.messageSize));
   }
 
   /** Opens the spool, starts delivery, then the listeners. */
@@ -836,7 +836,7 @@ export class Relay {
       s.txn = undefined;
       if (result.accepted) cb(null, `${result.reply.enhanced} ${result.reply.text}`);
       else cb(replyError(result.reply));
-      if (progress.endedAt !== undefined) this.onDataReply?.({ ms: performance.now() - progress.endedAt, accepted: result.accepted, size: result.size });
+      if (progress.endedAt !== undefined) this.onDataReply?.({ ms: performance.now() - progress.endedAt, accepted: result.accepted, size: result.size, sessions: this.sessions.size });
     } catch (err) {
       s.log.error({ err }, 'DATA failed');
       this.summarize(s, 'rejected', Replies.pluginFailure, 0);
