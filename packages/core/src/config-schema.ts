@@ -79,7 +79,7 @@ export const logFileSchema = z.strictObject({
   size: size().default(100 * 1024 * 1024),
   /** Also rotate on a schedule: `daily`, `hourly`, or a duration such as `6h`. */
   frequency: z.union([z.enum(['daily', 'hourly']), duration()]).optional(),
-  /** Files kept, the current one included: the oldest is removed at each rotation. Total size stays below size × files. */
+  /** Files kept, the current one included: the oldest are removed at each rotation. Total size stays below (size + 16 KB) × files. */
   files: z.number().int().min(2).max(1000).default(10),
   /**
    * Log lines held in memory while the disk is slow or full; past this, new lines are dropped and

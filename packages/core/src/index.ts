@@ -22,7 +22,7 @@ export { RelayMetrics, pluginMetrics, statusClass, type PluginMetrics, type Plug
 export { runReadiness, type Readiness, type ReadinessCheck, type ReadinessReport } from './readiness.js';
 export { AdminServer, type AdminServerOptions } from './admin-server.js';
 export { freeBytes } from './disk-space.js';
-export { createLogFile, type LogFileDestination } from './log-destination.js';
+export { createLogFile, LOG_WRITE_CHUNK, nextBoundary, type LogFileDestination } from './log-destination.js';
 export { SpoolLock } from './spool-lock.js';
 export { coreVersion } from './core-version.js';
 export { Spool, newQueueId, type SpoolMeta, type SpoolState, type SpooledMessage } from './spool.js';
