@@ -1,10 +1,13 @@
 import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { SonicBoom } from 'sonic-boom';
+import SonicBoomModule from 'sonic-boom';
 import type { RelayConfig } from './config-schema.js';
 
 type LogFileConfig = NonNullable<RelayConfig['log']['file']>;
+
+// A CommonJS module: Node's ESM loader offers only its default export (tsx would also take the named one).
+const SonicBoom = (SonicBoomModule as unknown as { SonicBoom: typeof import('sonic-boom').SonicBoom }).SonicBoom;
 
 /** What pino writes to: a SonicBoom stream with the accounting around it. */
 export interface LogFileDestination {
