@@ -124,3 +124,59 @@ plugins:
     }
   });
 });
+
+describe('portcullis quarantine release while the relay is stopped', function () {
+  this.timeout(90_000);
+  after(cleanupDirs);
+  afterEach(killAll);
+
+  it('puts the item in the spool under the spool lock, says so, and the relay delivers it when it starts', async () => {
+    const dir = tempDir();
+    const port = await freePort();
+    const nexthop = await CaptureServer.start();
+    try {
+      const file = writeConfig(
+        dir,
+        'relay.yaml',
+        `hostname: relay.test
+listen: [{ host: 127.0.0.1, port: ${port}, greetingDelay: 0 }]
+spool: { dir: ./spool }
+plugins:
+  - use: relay-policy
+    with: { domains: { example.com: { nexthop: "${nexthop.address}", tls: none } } }
+  - use: attachments
+    with: { action: quarantine, block: [exe], quarantine: { dir: ./quarantine/parts } }
+`,
+      );
+      let relay = startCli(['start', '--config', file]);
+      await relay.readyPort();
+      const program = Buffer.from('a program the operator decided to let through\n');
+      const r = await sendMail({ port, from: 'alice@sender.test', to: 'bob@example.com', raw: withAttachment('offline release', 'tool.exe', 'application/octet-stream', program) });
+      assert.match(r.response, /^250 /);
+      await nexthop.waitFor(1);
+      relay.kill('SIGTERM');
+      assert.equal((await relay.waitExit(20_000)).code, 0);
+
+      const [item] = JSON.parse((await runCli(['quarantine', 'list', '--json', '--config', file])).stdout) as Item[];
+      const rel = await runCli(['quarantine', 'release', item!.id, '--config', file]);
+      assert.equal(rel.code, 0, rel.stderr);
+      assert.match(rel.stdout, new RegExp(`^${item!.id}: released as (\\w+) to bob@example\\.com \\(relay not running: delivered when it starts\\)$`, 'm'));
+      const queueId = new RegExp(`released as (\\w+)`).exec(rel.stdout)![1]!;
+      // Queued in the spool, as the offline queue commands see it.
+      const queued = JSON.parse((await runCli(['queue', 'list', '--json', '--config', file])).stdout) as Array<{ id: string; recipients: string[] }>;
+      assert.deepEqual(queued.map((q) => [q.id, q.recipients]), [[queueId, ['bob@example.com']]]);
+      assert.equal(nexthop.messages.length, 1, 'nothing is delivered while the relay is stopped');
+
+      relay = startCli(['start', '--config', file]);
+      await relay.readyPort();
+      const [, released] = await nexthop.waitFor(2, 15_000);
+      const raw = released!.raw.toString();
+      assert.match(raw, /Subject: Released attachment: tool\.exe/);
+      assert.ok(raw.includes(program.toString('base64')), 'with its original bytes');
+      const list = JSON.parse((await runCli(['quarantine', 'list', '--json', '--config', file])).stdout) as Item[];
+      assert.equal(list[0]!.released?.queueId, queueId);
+    } finally {
+      await nexthop.close();
+    }
+  });
+});
