@@ -36,15 +36,16 @@ describe('portcullis quarantine', function () {
   });
   afterEach(killAll);
 
-  it('lists, shows, rescans (real clamd), releases (delivered by the relay) and deletes a stripped attachment and a virus message; purge applies the retention', async () => {
+  /** A relay config with attachments quarantining exe files (and clamav quarantining viruses, if asked). */
+  async function setUp(withClamav: boolean) {
     const dir = tempDir();
     const port = await freePort();
     const nexthop = await CaptureServer.start();
-    try {
-      const file = writeConfig(
-        dir,
-        'relay.yaml',
-        `hostname: relay.test
+    const clamavEntry = withClamav ? `  - use: clamav\n    with: { servers: ["${clamd.address}"], action: quarantine, quarantineDir: ./quarantine/virus }\n` : '';
+    const file = writeConfig(
+      dir,
+      'relay.yaml',
+      `hostname: relay.test
 listen: [{ host: 127.0.0.1, port: ${port}, greetingDelay: 0 }]
 spool: { dir: ./spool }
 plugins:
@@ -52,10 +53,14 @@ plugins:
     with: { domains: { example.com: { nexthop: "${nexthop.address}", tls: none } } }
   - use: attachments
     with: { action: quarantine, block: [exe], quarantine: { dir: ./quarantine/parts, retention: 30d } }
-  - use: clamav
-    with: { servers: ["${clamd.address}"], action: quarantine, quarantineDir: ./quarantine/virus }
-`,
-      );
+${clamavEntry}`,
+    );
+    return { dir, file, port, nexthop };
+  }
+
+  it('lists, shows, rescans (real clamd), releases (delivered by the relay) and deletes a stripped attachment and a virus message; purge applies the retention', async () => {
+    const { dir, file, port, nexthop } = await setUp(true);
+    try {
       const relay = startCli(['start', '--config', file]);
       await relay.readyPort();
       const program = Buffer.from('pretend this is a program\n');
@@ -123,31 +128,10 @@ plugins:
       await nexthop.close();
     }
   });
-});
 
-describe('portcullis quarantine release while the relay is stopped', function () {
-  this.timeout(90_000);
-  after(cleanupDirs);
-  afterEach(killAll);
-
-  it('puts the item in the spool under the spool lock, says so, and the relay delivers it when it starts', async () => {
-    const dir = tempDir();
-    const port = await freePort();
-    const nexthop = await CaptureServer.start();
+  it('release with the relay stopped puts the item in the spool under the spool lock, says so, and the relay delivers it when it starts', async () => {
+    const { file, port, nexthop } = await setUp(false);
     try {
-      const file = writeConfig(
-        dir,
-        'relay.yaml',
-        `hostname: relay.test
-listen: [{ host: 127.0.0.1, port: ${port}, greetingDelay: 0 }]
-spool: { dir: ./spool }
-plugins:
-  - use: relay-policy
-    with: { domains: { example.com: { nexthop: "${nexthop.address}", tls: none } } }
-  - use: attachments
-    with: { action: quarantine, block: [exe], quarantine: { dir: ./quarantine/parts } }
-`,
-      );
       let relay = startCli(['start', '--config', file]);
       await relay.readyPort();
       const program = Buffer.from('a program the operator decided to let through\n');
