@@ -28,6 +28,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { RELAY_NODE_FLAGS } from './node-flags.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const LOOPBACK = '127.0.0.1';
@@ -372,7 +373,7 @@ async function runCell(sink: Sink, config: string, clamd: Clamd | undefined, wor
   const statsFile = path.join(workDir, `stats-${config}-${size}-${conc}.jsonl`);
   const args = ['--listen', `${LOOPBACK}:${RELAY_PORT}`, '--upstream', `${LOOPBACK}:${SINK_PORT}`, '--plugins', CONFIGS[config]!, '--stats', statsFile, ...(clamd ? ['--clamd', clamd.address] : [])];
   const relay = track(
-    spawn(process.execPath, [path.join(HERE, 'relay-main.js'), ...args], {
+    spawn(process.execPath, [...RELAY_NODE_FLAGS, path.join(HERE, 'relay-main.js'), ...args], {
       stdio: ['ignore', 'inherit', 'pipe'],
       env: { ...process.env, NODE_ENV: 'production' },
     }),

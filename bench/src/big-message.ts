@@ -15,6 +15,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startClamd } from './clamd.js';
+import { RELAY_NODE_FLAGS } from './node-flags.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const env = process.env;
@@ -101,7 +102,7 @@ async function main(): Promise<void> {
   sink.on('message', (m: { count?: number }) => (delivered = m.count ?? delivered));
   const maxSize = `${SIZE_MB + 20}MB`;
   const relay = track(
-    spawn(process.execPath, [path.join(HERE, 'relay-main.js'), '--listen', `127.0.0.1:${RELAY_PORT}`, '--upstream', `127.0.0.1:${SINK_PORT}`, '--plugins', 'relay-policy,attachments,clamav', '--clamd', clamd.address, '--max-size', maxSize], {
+    spawn(process.execPath, [...RELAY_NODE_FLAGS, path.join(HERE, 'relay-main.js'), '--listen', `127.0.0.1:${RELAY_PORT}`, '--upstream', `127.0.0.1:${SINK_PORT}`, '--plugins', 'relay-policy,attachments,clamav', '--clamd', clamd.address, '--max-size', maxSize], {
       stdio: ['ignore', 'inherit', 'inherit'],
       env: { ...process.env, NODE_ENV: 'production' },
     }),

@@ -6,6 +6,8 @@
  * with one fdatasync per batch of messages that arrived meanwhile (group commit, as Portcullis's
  * segment spool), the 250 goes out after the fdatasync, and nodemailer's SMTP client forwards it
  * over a pool of reused connections. No policy, no MIME pass, no logging, no metrics, no limits.
+ * Like Portcullis's bench listener it greets at once: smtp-server's hard-coded 100 ms early-talker
+ * pause is replaced with the core's `setGreetingDelay(conn, 0)` (the only piece of Portcullis here).
  * It is a yardstick, not a relay: it keeps nothing after delivery and retries nothing.
  *
  * On exit (SIGTERM) it prints one JSON line: messages, CPU ms per message between the first and
@@ -16,6 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { SMTPServer } from 'smtp-server';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
+import { setGreetingDelay } from '@portcullis/core';
 
 const args = process.argv.slice(2);
 const opt = (name: string) => {
@@ -91,6 +94,11 @@ const server = new SMTPServer({
   disabledCommands: ['AUTH', 'STARTTLS'],
   logger: false,
   size: 25 * 1024 * 1024,
+  // As Portcullis does: no reverse lookup of the client, and replies sent at once (no Nagle delay).
+  disableReverseLookup: true,
+  onConnect(session, cb) {
+    cb();
+  },
   onData(stream, session, cb) {
     const chunks: Buffer[] = [];
     stream.on('data', (c: Buffer) => chunks.push(c));
@@ -111,6 +119,14 @@ const server = new SMTPServer({
   },
 });
 server.on('error', () => undefined);
+server.server.on('connection', (socket) => socket.setNoDelay(true));
+// smtp-server adds each new connection to this Set right before init(): greet without the pause.
+const conns = (server as unknown as { connections: Set<unknown> }).connections;
+const add = conns.add.bind(conns);
+conns.add = (c: unknown) => {
+  setGreetingDelay(c, 0);
+  return add(c);
+};
 server.listen(lport, lhost, () => process.stderr.write(`floor-relay: pid ${process.pid} listening on ${listen}, upstream ${upstream}\n`));
 
 process.on('SIGUSR2', () => {

@@ -30,7 +30,7 @@ export { DeliveryQueue } from './delivery-queue.js';
 export { buildBounce, enhancedStatusOf, type BounceFailure } from './dsn.js';
 export { createLogger } from './logger.js';
 export { toAddress, domainOf } from './address.js';
-export { canOverrideGreetingDelay, PINNED_SMTP_SERVER_VERSION, PINNED_INIT_SHA256, libraryInitHash, installedSmtpServerVersion } from './greeting-delay.js';
+export { canOverrideGreetingDelay, setGreetingDelay, PINNED_SMTP_SERVER_VERSION, PINNED_INIT_SHA256, libraryInitHash, installedSmtpServerVersion } from './greeting-delay.js';
 export { LineEndingGuard } from './line-ending-guard.js';
 export { HeaderFilter, type HeaderField } from './header-filter.js';
 export { ControlServer, controlRequest, queueRequest, type ControlRequest, type ControlResponse, type ControlHandlers } from './control-server.js';

@@ -43,7 +43,11 @@ export class SpillWriter extends Writable {
     }
     this.size += n;
     if (this.chunks) this.spill();
-    this.toFile(items.length === 1 ? items[0]!.chunk : Buffer.concat(items.map((i) => i.chunk), n), cb);
+    // Each chunk as it is (the file stream writes its queue with one writev): no copy of the
+    // batch, whose garbage would count as RSS while a large message streams (one more 64 KB
+    // buffer per chunk until the next scavenge).
+    for (let i = 0; i < items.length - 1; i++) this.file!.write(items[i]!.chunk);
+    this.toFile(items[items.length - 1]!.chunk, cb);
   }
 
   override _final(cb: (err?: Error | null) => void): void {
