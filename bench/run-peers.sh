@@ -42,9 +42,11 @@ node -e 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))' "$tmp"
 mkdir -p "$WORK"
 rm -f "$STATS"
 rc=0
-"$PEERS_DIR/run-peers.sh" --relays "$tmp" "${args[@]}" || rc=$?
+log=$WORK/portcullis-harness.log
+# The harness's progress goes to the terminal as before and to $log, which matches relay processes to runs.
+"$PEERS_DIR/run-peers.sh" --relays "$tmp" "${args[@]}" 2>&1 | tee "$log" || rc=${PIPESTATUS[0]}
 csv=${out%.txt}.csv
-table=$(node "$REPO/bench/dist/peers-stats.js" "$STATS" "$csv")
+table=$(node "$REPO/bench/dist/peers-stats.js" "$STATS" "$csv" "$log")
 printf '\n%s\n' "$table"
 [[ -f $out ]] && printf '\n%s\n' "$table" >> "$out"
 exit $rc

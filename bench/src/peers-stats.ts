@@ -5,17 +5,20 @@
  *
  *   node bench/dist/peers-stats.js STATS.jsonl [RESULTS.csv]
  *
- * With the harness's CSV, each process is matched to its run by what the relay itself saw: the mean
- * message size and the median number of open sessions pick the nearest (size, concurrency) row of
- * its config; processes of one row are numbered in the order they ended (the harness's retries).
- * (The CSV's `tries` column holds the number of the attempt kept, not the attempts made, so it
- * cannot be used to count processes.)
+ *   node bench/dist/peers-stats.js STATS.jsonl [RESULTS.csv] [HARNESS.log]
+ *
+ * Matching a process to its run: with the harness's log (what run-peers.sh printed), the k-th relay
+ * process of a config is the k-th `<config> size=… conc=…` line of that config (the harness starts
+ * one process per run and per retry, in order, and each writes its stats when it stops); a size that
+ * disagrees with the mean size the relay saw marks the row `?`. Without the log, the nearest CSV row
+ * by mean size and median open sessions. (The CSV's `tries` column holds the attempt kept, not the
+ * attempts made, so it cannot be used to count processes.)
  */
 import { existsSync, readFileSync } from 'node:fs';
 
 interface Burst { pid: number; plugins: string; messages: number; avgBytes: number; seconds: number; cpuMsPerMsg: number; p50Ms: number; p99Ms: number; maxMs: number; sessions?: number }
 
-const [statsFile, csvFile] = process.argv.slice(2);
+const [statsFile, csvFile, logFile] = process.argv.slice(2);
 if (!statsFile) {
   process.stderr.write('usage: peers-stats STATS.jsonl [RESULTS.csv]\n');
   process.exit(64);
@@ -48,6 +51,16 @@ if (csvFile && existsSync(csvFile)) {
   }
 }
 
+/** Per config, the runs in the order the harness made them (one line per relay process). */
+const logged = new Map<string, Array<{ size: number; conc: number }>>();
+if (logFile && existsSync(logFile)) {
+  for (const m of readFileSync(logFile, 'utf8').matchAll(/^\[[^\]]*\]\s+(\S+) size=(\d+) conc=(\d+) N=/gm)) {
+    const list = logged.get(m[1]!) ?? [];
+    list.push({ size: Number(m[2]), conc: Number(m[3]) });
+    logged.set(m[1]!, list);
+  }
+}
+
 /** Distance on a log scale, so 10 vs 50 sessions and 10 KB vs 100 KB weigh alike. */
 const far = (a: number, b: number) => Math.abs(Math.log((a + 1) / (b + 1)));
 const header = ['config', 'msg_bytes', 'conc', 'attempt', 'measured', 'avg_bytes', 'sessions', 'cpu_ms/msg', 'p50_ms', 'p99_ms', 'max_ms'];
@@ -56,7 +69,9 @@ const attempts = new Map<string, number>();
 for (const p of procs) {
   const config = configOf(p.plugins);
   let run: (typeof runs)[number] | undefined;
-  for (const r of runs) {
+  const fromLog = logged.get(config)?.shift();
+  if (fromLog) run = Math.abs(fromLog.size - p.avgBytes) <= 0.05 * fromLog.size + 512 ? { config, ...fromLog } : undefined;
+  else for (const r of runs) {
     if (r.config !== config) continue;
     const d = far(r.size, p.avgBytes) + far(r.conc, p.sessions ?? r.conc);
     if (!run || d < far(run.size, p.avgBytes) + far(run.conc, p.sessions ?? run.conc)) run = r;
@@ -69,7 +84,7 @@ for (const p of procs) {
 const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
 const fmt = (r: string[]) => r.map((v, i) => (i === 0 ? v.padEnd(w[i]!) : v.padStart(w[i]!))).join('  ');
 console.log('# Portcullis, measured inside the relay over each run\'s measured burst (relay-main --stats):');
-console.log('# matched to the harness rows by mean size and median open sessions (attempt = that row\'s relay processes in order, retries included)');
+console.log(logged.size ? '# matched to the harness runs in the order of its log (attempt = that row\'s relay processes in order, retries included)' : '# matched to the harness rows by mean size and median open sessions (attempt = that row\'s relay processes in order, retries included)');
 console.log('# cpu_ms/msg = process CPU time (user+sys) from the first to the last reply / messages; p50/p99/max = end of DATA (final dot read) to the reply');
 console.log(fmt(header));
 console.log(w.map((x) => '-'.repeat(x)).join('  '));
