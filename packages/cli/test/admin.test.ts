@@ -6,7 +6,7 @@ import { X509Certificate } from 'node:crypto';
 import { copyFileSync } from 'node:fs';
 import { CaptureServer, RawSmtp, selfSignedFiles } from '@portcullis/testkit';
 import { verifyPassword } from '@portcullis/relay-policy';
-import { cleanupDirs, cliMain, freePort, killAll, runCli, startCli, tempDir, writeConfig } from './helpers.js';
+import { cleanupDirs, cliMain, freePort, killAll, relayYaml, runCli, startCli, tempDir, writeConfig } from './helpers.js';
 
 describe('admin commands', function () {
   this.timeout(60_000);
@@ -45,18 +45,7 @@ describe('admin commands', function () {
     const dir = tempDir();
     const port = await freePort();
     const downPort = await freePort();
-    const config = writeConfig(
-      dir,
-      'relay.yaml',
-      `hostname: relay.test
-listen: [{ host: 127.0.0.1, port: ${port}, greetingDelay: 0 }]
-spool: { dir: ./spool }
-delivery: { retrySchedule: [1h] }
-plugins:
-  - use: relay-policy
-    with: { domains: { example.com: { nexthop: "127.0.0.1:${downPort}", tls: none } } }
-`,
-    );
+    const config = writeConfig(dir, 'relay.yaml', relayYaml(port, { 'example.com': `127.0.0.1:${downPort}` }, { extra: 'delivery: { retrySchedule: [1h] }\n' }));
     const relay = startCli(['start', '--config', config]);
     await relay.readyPort();
     const swaks = spawnSync('swaks', ['--server', `127.0.0.1:${port}`, '--from', 'a@client.test', '--to', 'bob@example.com', '--header', 'Subject: queued by swaks'], { encoding: 'utf8' });

@@ -151,3 +151,21 @@ export function writeConfig(dir: string, name: string, text: string): string {
   writeFileSync(file, text);
   return file;
 }
+
+/**
+ * The config most CLI tests run: one loopback listener without greeting pause, a spool in the
+ * config's folder, relay-policy hosting `domains` (domain → next hop, plain text), then `more`
+ * plugin entries (YAML list items) and any `extra` top-level YAML before `plugins:`.
+ */
+export function relayYaml(port: number, domains: Record<string, string>, opts: { extra?: string; more?: string } = {}): string {
+  const hosted = Object.entries(domains)
+    .map(([d, hop]) => `${d}: { nexthop: "${hop}", tls: none }`)
+    .join(', ');
+  return `hostname: relay.test
+listen: [{ host: 127.0.0.1, port: ${port}, greetingDelay: 0 }]
+spool: { dir: ./spool }
+${opts.extra ?? ''}plugins:
+  - use: relay-policy
+    with: { domains: { ${hosted} } }
+${opts.more ?? ''}`;
+}

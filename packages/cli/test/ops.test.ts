@@ -3,7 +3,7 @@ import path from 'node:path';
 import { SpoolLock } from '@portcullis/core';
 import { CaptureServer, sendMail } from '@portcullis/testkit';
 import { select, summarize, type QueueEntry } from '../src/queue-command.js';
-import { cleanupDirs, freePort, killAll, runCli, startCli, tempDir, writeConfig } from './helpers.js';
+import { cleanupDirs, freePort, killAll, relayYaml, runCli, startCli, tempDir, writeConfig } from './helpers.js';
 
 interface Row extends QueueEntry {
   state: string;
@@ -18,18 +18,8 @@ describe('operator commands', function () {
     const dir = tempDir();
     const port = await freePort();
     const downPort = await freePort();
-    const file = writeConfig(
-      dir,
-      'relay.yaml',
-      `hostname: relay.test
-listen: [{ host: 127.0.0.1, port: ${port}, greetingDelay: 0 }]
-spool: { dir: ./spool }
-delivery: { retrySchedule: [1h] }
-plugins:
-  - use: relay-policy
-    with: { domains: { one.test: { nexthop: "127.0.0.1:${downPort}", tls: none }, two.test: { nexthop: "127.0.0.1:${downPort}", tls: none } } }
-`,
-    );
+    const hop = `127.0.0.1:${downPort}`;
+    const file = writeConfig(dir, 'relay.yaml', relayYaml(port, { 'one.test': hop, 'two.test': hop }, { extra: 'delivery: { retrySchedule: [1h] }\n' }));
     const list = async (...sel: string[]) => JSON.parse((await runCli(['queue', 'list', '--json', ...sel, '--config', file])).stdout) as Row[];
     let relay = startCli(['start', '--config', file]);
     await relay.readyPort();

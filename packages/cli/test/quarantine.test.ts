@@ -3,7 +3,7 @@ import { readFileSync, utimesSync } from 'node:fs';
 import path from 'node:path';
 import { CaptureServer, sendMail } from '@portcullis/testkit';
 import { Clamd, eicar } from '../../../plugins/clamav/test/support/clamd.js';
-import { cleanupDirs, freePort, killAll, runCli, startCli, tempDir, writeConfig } from './helpers.js';
+import { cleanupDirs, freePort, killAll, relayYaml, runCli, startCli, tempDir, writeConfig } from './helpers.js';
 
 const CRLF = '\r\n';
 function withAttachment(subject: string, filename: string, type: string, body: Buffer): string {
@@ -42,19 +42,10 @@ describe('portcullis quarantine', function () {
     const port = await freePort();
     const nexthop = await CaptureServer.start();
     const clamavEntry = withClamav ? `  - use: clamav\n    with: { servers: ["${clamd.address}"], action: quarantine, quarantineDir: ./quarantine/virus }\n` : '';
-    const file = writeConfig(
-      dir,
-      'relay.yaml',
-      `hostname: relay.test
-listen: [{ host: 127.0.0.1, port: ${port}, greetingDelay: 0 }]
-spool: { dir: ./spool }
-plugins:
-  - use: relay-policy
-    with: { domains: { example.com: { nexthop: "${nexthop.address}", tls: none } } }
-  - use: attachments
+    const more = `  - use: attachments
     with: { action: quarantine, block: [exe], quarantine: { dir: ./quarantine/parts, retention: 30d } }
-${clamavEntry}`,
-    );
+${clamavEntry}`;
+    const file = writeConfig(dir, 'relay.yaml', relayYaml(port, { 'example.com': nexthop.address }, { more }));
     return { dir, file, port, nexthop };
   }
 
