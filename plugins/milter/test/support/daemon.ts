@@ -1,0 +1,106 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { freePort, waitForPort } from '@portcullis/testkit';
+
+export const SUPPORT = path.dirname(fileURLToPath(import.meta.url));
+
+/** A real daemon started for a test, on a loopback port, stopped (SIGTERM, then SIGKILL) in `after`. */
+export class Daemon {
+  output = '';
+  private constructor(
+    readonly port: number,
+    private readonly child: ChildProcess,
+  ) {
+    child.stdout?.on('data', (d: Buffer) => (this.output += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (this.output += d.toString()));
+    child.on('error', (err) => (this.output += `spawn error: ${err.message}\n`));
+  }
+
+  static async start(cmd: string, args: (port: number) => string[], opts: { port?: number; env?: NodeJS.ProcessEnv; waitMs?: number } = {}): Promise<Daemon> {
+    const port = opts.port ?? (await freePort());
+    const child = spawn(cmd, args(port), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+    const d = new Daemon(port, child);
+    try {
+      await waitForPort(port, '127.0.0.1', opts.waitMs ?? 20_000);
+    } catch (err) {
+      child.kill('SIGKILL');
+      throw new Error(`${cmd} did not start: ${(err as Error).message}\n${d.output}`);
+    }
+    return d;
+  }
+
+  /** The modification milter of these tests (pymilter, Debian's python3-milter). */
+  static pyMilter(port?: number): Promise<Daemon> {
+    return Daemon.start('/usr/bin/python3', (p) => [path.join(SUPPORT, 'mod-milter.py'), String(p)], { port });
+  }
+
+  get address(): string {
+    return `inet:127.0.0.1:${this.port}`;
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const gone = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+    this.child.kill('SIGTERM');
+    const t = setTimeout(() => this.child.kill('SIGKILL'), 3000);
+    await gone;
+    clearTimeout(t);
+  }
+}
+
+/**
+ * A fake milter for faults a real one cannot be made to produce on demand (a malformed packet
+ * after a correct negotiation, an answer that never comes at a chosen stage): it negotiates like
+ * libmilter, answers `continue` to everything, and at the stage named misbehaves.
+ */
+export async function faultyMilter(fault: { at: string; send?: Buffer; silent?: boolean }): Promise<{ address: string; close(): Promise<void>; connections: number }> {
+  const sockets = new Set<net.Socket>();
+  const state = { connections: 0 };
+  const server = net.createServer((s) => {
+    state.connections++;
+    sockets.add(s);
+    s.on('error', () => undefined);
+    s.on('close', () => sockets.delete(s));
+    let buf = Buffer.alloc(0);
+    s.on('data', (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
+        const len = buf.readUInt32BE(0);
+        const cmd = String.fromCharCode(buf[4]!);
+        buf = buf.subarray(4 + len);
+        if (cmd === 'D' || cmd === 'A' || cmd === 'Q') continue; // no answer expected
+        if (cmd === fault.at) {
+          if (fault.send) s.write(fault.send);
+          if (fault.silent || fault.send) continue;
+        }
+        if (cmd === 'O') {
+          const o = Buffer.alloc(17);
+          o.writeUInt32BE(13, 0);
+          o.write('O', 4);
+          o.writeUInt32BE(6, 5);
+          o.writeUInt32BE(0x3f, 9);
+          o.writeUInt32BE(0, 13);
+          s.write(o);
+          continue;
+        }
+        const reply = cmd === 'E' ? 'a' : 'c';
+        s.write(Buffer.from([0, 0, 0, 1, reply.charCodeAt(0)]));
+      }
+    });
+  });
+  const port = await freePort();
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return {
+    address: `inet:127.0.0.1:${port}`,
+    get connections() {
+      return state.connections;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}

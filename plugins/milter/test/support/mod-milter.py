@@ -1,0 +1,115 @@
+#!/usr/bin/python3
+"""A modification milter for the tests, on Debian's python3-milter (pymilter over libmilter).
+
+What it does at end of message is chosen by the message's Subject, so one running milter serves
+every test: each modification a milter can ask for, the replies, a quarantine, a hang. It also
+reports what it was told (macros, header and body byte counts) in headers it adds.
+
+Usage: mod-milter.py PORT
+"""
+import sys
+import time
+import hashlib
+import Milter
+
+
+class TestMilter(Milter.Base):
+    def __init__(self):
+        self.subject = ''
+        self.headers = 0
+        self.nbody = 0
+        self.sha = hashlib.sha256()
+        self.rcpts = []
+
+    def connect(self, hostname, family, hostaddr):
+        # Defined so that pymilter does not negotiate the connect stage (and its macros) away.
+        self.client = '%s %s' % (hostname, hostaddr)
+        return Milter.CONTINUE
+
+    def hello(self, name):
+        self.helo = name
+        return Milter.CONTINUE
+
+    def envfrom(self, f, *args):
+        self.subject = ''
+        self.headers = 0
+        self.nbody = 0
+        self.sha = hashlib.sha256()
+        self.rcpts = []
+        self.mail_args = ' '.join(args)
+        return Milter.CONTINUE
+
+    def envrcpt(self, to, *args):
+        if to.lower().startswith('<blocked@'):
+            self.setreply('550', '5.1.1', 'No such user here (test milter)')
+            return Milter.REJECT
+        if to.lower().startswith('<busy@'):
+            return Milter.TEMPFAIL
+        self.rcpts.append(to)
+        return Milter.CONTINUE
+
+    def header(self, name, value):
+        self.headers += 1
+        if name.lower() == 'subject':
+            self.subject = value
+        if name.lower() == 'x-reject-at-header':
+            self.setreply('554', '5.7.1', 'Header refused (test milter)')
+            return Milter.REJECT
+        return Milter.CONTINUE
+
+    def body(self, chunk):
+        self.nbody += len(chunk)
+        self.sha.update(chunk)
+        return Milter.CONTINUE
+
+    def eom(self):
+        s = self.subject
+        if s == 'headers':
+            self.addheader('X-Added', 'added value')
+            self.addheader('X-Inserted', 'at the top', 0)
+            self.chgheader('Subject', 1, 'changed subject')
+            self.chgheader('X-Remove', 2, '')
+            self.addheader('X-Folded', 'first line\n\tsecond line')
+        elif s == 'envelope':
+            self.addrcpt('<added@example.com>')
+            self.delrcpt('<bob@example.com>')
+            self.chgfrom('<new-sender@remote.test>')
+        elif s == 'body':
+            self.replacebody(b'replaced body\r\nsecond line\r\n')
+        elif s == 'bigbody':
+            for i in range(40):
+                self.replacebody((('%04d' % i) + 'y' * 70 + '\r\n').encode() * 1000)
+        elif s == 'quarantine':
+            self.quarantine('test quarantine reason')
+        elif s == 'reject':
+            self.setreply('550', '5.7.0', 'Custom rejection by the test milter')
+            return Milter.REJECT
+        elif s == 'plain-reject':
+            return Milter.REJECT
+        elif s == 'tempfail':
+            return Milter.TEMPFAIL
+        elif s == 'discard':
+            return Milter.DISCARD
+        elif s == 'hang':
+            time.sleep(60)
+        elif s == 'report':
+            names = ['j', '{daemon_name}', 'i', '{client_addr}', '{client_name}', '{auth_authen}', '{mail_addr}', '{rcpt_addr}', 'v']
+            self.addheader('X-Macros', ' '.join('%s=%s' % (n, self.getsymval(n)) for n in names))
+            self.addheader('X-Client', 'connect=%s helo=%s' % (self.client, self.helo))
+            self.addheader('X-Seen', 'headers=%d body=%d sha256=%s rcpts=%s args=%s' % (self.headers, self.nbody, self.sha.hexdigest(), ','.join(self.rcpts), self.mail_args))
+        elif s == 'count':
+            self.addheader('X-Body-Bytes', str(self.nbody))
+        return Milter.ACCEPT
+
+
+def main():
+    port = sys.argv[1]
+    Milter.factory = TestMilter
+    Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS | Milter.ADDRCPT | Milter.DELRCPT | Milter.CHGFROM | Milter.CHGBODY | Milter.QUARANTINE)
+    sys.stdout.write('ready\n')
+    sys.stdout.flush()
+    Milter.runmilter('portcullis-test', 'inet:%s@127.0.0.1' % port, 240)
+
+
+if __name__ == '__main__':
+    main()
