@@ -55,9 +55,10 @@ export class Daemon {
  * after a correct negotiation, an answer that never comes at a chosen stage): it negotiates like
  * libmilter, answers `continue` to everything, and at the stage named misbehaves.
  */
-export async function faultyMilter(fault: { at: string; send?: Buffer; silent?: boolean }): Promise<{ address: string; close(): Promise<void>; connections: number }> {
+export async function faultyMilter(fault: { at: string; send?: Buffer; silent?: boolean; version?: number }): Promise<{ address: string; close(): Promise<void>; connections: number; commands: string[] }> {
   const sockets = new Set<net.Socket>();
   const state = { connections: 0 };
+  const commands: string[] = [];
   const server = net.createServer((s) => {
     state.connections++;
     sockets.add(s);
@@ -70,6 +71,7 @@ export async function faultyMilter(fault: { at: string; send?: Buffer; silent?: 
         const len = buf.readUInt32BE(0);
         const cmd = String.fromCharCode(buf[4]!);
         buf = buf.subarray(4 + len);
+        commands.push(cmd);
         if (cmd === 'D' || cmd === 'A' || cmd === 'Q') continue; // no answer expected
         if (cmd === fault.at) {
           if (fault.send) s.write(fault.send);
@@ -79,7 +81,7 @@ export async function faultyMilter(fault: { at: string; send?: Buffer; silent?: 
           const o = Buffer.alloc(17);
           o.writeUInt32BE(13, 0);
           o.write('O', 4);
-          o.writeUInt32BE(6, 5);
+          o.writeUInt32BE(fault.version ?? 6, 5);
           o.writeUInt32BE(0x3f, 9);
           o.writeUInt32BE(0, 13);
           s.write(o);
@@ -94,6 +96,7 @@ export async function faultyMilter(fault: { at: string; send?: Buffer; silent?: 
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   return {
     address: `inet:127.0.0.1:${port}`,
+    commands,
     get connections() {
       return state.connections;
     },
