@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite runs for real: clamd (clamav-daemon), dnsmasq
+# Installs the Debian packages the test suite runs for real: clamd (clamav-daemon), clamav-milter,
+# opendkim with opendkim-tools and python3-milter (the milter plugin's tests), dnsmasq
 # (dnsmasq-base), swaks, Postfix (for smtp-sink/smtp-source and the relay-test comparison), and
 # redis-server (the shared-state tests start their own, in memory, on loopback); python3-dkim with
 # dnspython, nacl and authres (the independent DKIM/ARC verifier and signer of the mailauth tests;
@@ -16,6 +17,12 @@ perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl)
 [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
 [ -x /usr/bin/redis-server ] || need+=(redis-server)
 command -v promtool >/dev/null || need+=(prometheus)
+# The milter plugin's tests: clamav-milter on the test's clamd, OpenDKIM (and its key tool), and a
+# modification milter written on pymilter (python3-milter, for Debian's /usr/bin/python3).
+[ -x /usr/sbin/clamav-milter ] || need+=(clamav-milter)
+[ -x /usr/sbin/opendkim ] || need+=(opendkim)
+[ -x /usr/sbin/opendkim-genkey ] || need+=(opendkim-tools)
+/usr/bin/python3 -c 'import Milter' 2>/dev/null || need+=(python3-milter)
 { [ -x /usr/bin/dkimverify ] && /usr/bin/python3 -c 'import dkim, dns.resolver, nacl, authres' 2>/dev/null; } || need+=(python3-dkim python3-dnspython python3-nacl python3-authres)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
