@@ -159,6 +159,17 @@ export const configSchema = z.strictObject({
       minDataRate: z.number().int().min(0).default(256),
       /** The window over which `minDataRate` is measured. */
       dataRateWindow: duration().default(30_000),
+      /**
+       * How long the DATA pass waits on a plugin's raw reader (or the MIME pass) that takes no data
+       * while its promise is still pending; then the transaction ends with 451 4.3.0, the plugin is
+       * named in the log and the temp file is removed. A reader whose promise settled is never waited on.
+       */
+      readerStall: duration().default(10_000),
+      /**
+       * Longest from the end of DATA (the final dot) to the reply: raw readers, part screeners, the
+       * message hook and the spool commit together. Past it: 451 4.3.0, nothing queued.
+       */
+      dataDeadline: duration().default(120_000),
       /** Longest one command line may take to arrive (first byte to CRLF, outside DATA); then 421 4.4.2. 0 = off. */
       commandTimeout: duration().default(60_000),
       /** NOOP/RSET/VRFY/EXPN/HELP/ETRN per session before each one counts as an error (Postfix's smtpd_junk_command_limit). */

@@ -32,6 +32,8 @@ export { createLogger } from './logger.js';
 export { toAddress, domainOf } from './address.js';
 export { canOverrideGreetingDelay, setGreetingDelay, PINNED_SMTP_SERVER_VERSION, PINNED_INIT_SHA256, libraryInitHash, installedSmtpServerVersion } from './greeting-delay.js';
 export { LineEndingGuard } from './line-ending-guard.js';
+export { createMimeSplitter, MimeLimitError, isMimeLimitError, mimeLimitReply, type MimeParseLimits } from './mime-limits.js';
+export type { MimeLimits, MimeLimitHit } from './mime-walker.js';
 export { HeaderFilter, type HeaderField } from './header-filter.js';
 export { ControlServer, controlRequest, queueRequest, type ControlRequest, type ControlResponse, type ControlHandlers } from './control-server.js';
 export { pruneQuarantine, keepQuarantinePruned } from './quarantine-retention.js';

@@ -512,7 +512,9 @@ export class Relay {
         intake.stream.destroy();
       }
     }
-    await Promise.allSettled([...this.intakes.values()].map((i) => i.done));
+    // Aborted intakes end at once (the data pass and every wait after end-of-data watch the signal);
+    // one whose commit had begun gets what is left of the drain time, at least a second, never more.
+    await waitAtMost(Promise.allSettled([...this.intakes.values()].map((i) => i.done)), Math.max(1000, deadline - Date.now()));
     for (const c of [...this.connections.values()]) this.goodbye(c);
     await waitAtMost(Promise.allSettled([...this.inFlight]), Math.max(1000, deadline - Date.now()));
     await this.control?.stop();
