@@ -187,6 +187,12 @@ export const configSchema = z.strictObject({
       /** Error replies in a session before 421 4.7.0 and close (Postfix's hard error limit). 0 = no limit. */
       maxErrors: z.number().int().min(0).default(20),
       /**
+       * Recipients past `recipients` (each answered 452 4.5.3) a session may send before those
+       * replies count as errors (Postfix's smtpd_recipient_overshoot_limit): a client that pipelines
+       * its whole list gets 452 for the extras and DATA for the rest, without tarpit or disconnect.
+       */
+      recipientOvershoot: z.number().int().min(0).default(1000),
+      /**
        * MIME structure limits for the part-screening pass (only parsed when a plugin screens parts).
        * Kept well below mailsplit's own hard limit of 1,000 nodes, which it reports as an error.
        */

@@ -777,7 +777,10 @@ export class Relay {
       if (!txn) return cb(replyError({ code: 503, enhanced: '5.5.1', text: 'Need MAIL command first' }));
       const badParam = unadvertisedParameter('RCPT', address.args, false);
       if (badParam) return cb(replyError(badParam));
-      if (txn.recipients.length >= s.config.limits.recipients) return cb(replyError(Replies.tooManyRecipients));
+      if (txn.recipients.length >= s.config.limits.recipients) {
+        this.guards.get(raw.id)?.noteOvershoot();
+        return cb(replyError(Replies.tooManyRecipients));
+      }
       if (isBarePostmaster(address.address)) return this.acceptPostmaster(s, txn, address, cb);
       if (nonAscii(address.address)) return cb(replyError(Replies.nonAsciiAddress));
       const to = toAddress(address.address, address.args);
