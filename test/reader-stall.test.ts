@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CaptureServer, RawSmtp, waitUntil } from '@portcullis/testkit';
 import { Clamd } from '../plugins/clamav/test/support/clamd.js';
-import { boundaryBomb, manySmallParts } from './support/mime-bombs.js';
+import { boundaryBomb, flatParts, manySmallParts, nested } from './support/mime-bombs.js';
 import { freePort, RelayProcess } from './support/relay-process.js';
 
 /**
@@ -242,5 +242,38 @@ describe('a graceful stop while a reader holds the data pass (issue 17)', functi
     assert.equal(code, 0);
     assert.ok(ms < 2000 + 1500, `exited after ${ms.toFixed(0)} ms (drainTime 2 s)`);
     assert.deepEqual(s!.spoolTmp(), []);
+  });
+});
+
+describe('the end-of-DATA deadline and a plugin parsing MIME with the core limits (issue 17)', function () {
+  this.timeout(60_000);
+  let s: Setup | undefined;
+  before(async () => {
+    // Plugin timeout far above limits.dataDeadline: only the deadline can answer.
+    s = await startRelay((sink) => [policy(sink), { use: STALL_PLUGIN, timeout: '5m' }], { dataDeadline: '1s' });
+  });
+  after(() => stopRelay(s));
+
+  for (const [what, from] of [['a raw reader never settles', 'hang-0@remote.test'], ['the message hook never settles', 'msghang-0@remote.test']] as const) {
+    it(`answers 451 4.3.0 within limits.dataDeadline of the final dot when ${what}, and leaves no temp file`, async () => {
+      const { reply, afterLastByte, c } = await send(s!.port, big(), { from });
+      c.close();
+      assert.equal(reply, '451 4.3.0 Temporary local problem, try again later');
+      assert.ok(afterLastByte >= 900 && afterLastByte < 3000, `${afterLastByte.toFixed(0)} ms`);
+      await waitUntil(() => s!.spoolTmp().length === 0, 'spool tmp empty', 3000);
+      assert.match(readFileSync(path.join(s!.dir, 'relay.log'), 'utf8'), /limits\.dataDeadline/);
+    });
+  }
+
+  it('gives a raw reader that parses with createMimeSplitter the core verdicts: 552 5.3.4 past the part limit, 554 5.6.0 past the depth limit', async () => {
+    const many = await send(s!.port, flatParts(501), { from: 'mime-0@remote.test' });
+    many.c.close();
+    assert.equal(many.reply, '552 5.3.4 Message has too many MIME parts (limit 500)');
+    const deep = await send(s!.port, nested(60), { from: 'mime-0@remote.test' });
+    deep.c.close();
+    assert.equal(deep.reply, '554 5.6.0 MIME parts are nested too deeply (limit 50)');
+    const fine = await send(s!.port, flatParts(400), { from: 'mime-0@remote.test' });
+    fine.c.close();
+    assert.match(fine.reply, /^250 2\.0\.0 /);
   });
 });
