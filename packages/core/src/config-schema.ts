@@ -133,6 +133,13 @@ export const configSchema = z.strictObject({
        * Default: the larger of 1.5 × limits.messageSize and 100MB. 0 turns the guard off.
        */
       minFree: size().optional(),
+      /**
+       * Of `minFree`, how much trusted clients (authenticated users, and networks a plugin vouches
+       * for, such as relay-policy's trustedNetworks) may still use once everyone else gets 452 4.3.1:
+       * they are refused only below minFree − reserve, so temp space held by anonymous clients never
+       * locks them out. Default: half of minFree.
+       */
+      reserve: size().optional(),
     })
     .prefault({}),
   limits: z

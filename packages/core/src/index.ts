@@ -39,7 +39,7 @@ export { ControlServer, controlRequest, queueRequest, type ControlRequest, type 
 export { pruneQuarantine, keepQuarantinePruned } from './quarantine-retention.js';
 export { MemoryState, RedisState, createSharedState, type SharedState, type SharedCounter, type CounterResult, type SharedStateStatus, type RedisStateOptions } from './shared-state.js';
 export { ConnectionGate, perAddressCheck, type ConnectionCheck, type ConnectionInfo } from './connection-gate.js';
-export { DiskGuard, defaultMinFree, DISK_FLOOR_BYTES } from './disk-guard.js';
+export { DiskGuard, defaultMinFree, DISK_FLOOR_BYTES, type PrivilegeInfo } from './disk-guard.js';
 export { RepeatLog } from './repeat-log.js';
 export { SessionGuard, canGuardSessions, type SessionGuardLimits } from './session-guard.js';
 export { parseNetwork, NetworkList, NetworkSyntaxError, network, networkList, isNetworkList, type Network } from './networks.js';

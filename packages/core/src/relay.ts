@@ -274,7 +274,9 @@ export class Relay {
     gate.add(perAddressCheck(config.limits.connectionsPerIp, Replies.tooManyConnections));
     container.registerInstance(Tokens.ConnectionGate, gate);
     const spoolDir = path.resolve(configDir, config.spool.dir);
-    container.registerInstance(Tokens.DiskGuard, new DiskGuard(spoolDir, config.spool.minFree ?? defaultMinFree(config.limits.messageSize), log.child({ part: 'disk-guard' }), 0, config.limits.messageSize));
+    const minFree = config.spool.minFree ?? defaultMinFree(config.limits.messageSize);
+    const reserve = config.spool.reserve ?? Math.floor(minFree / 2);
+    container.registerInstance(Tokens.DiskGuard, new DiskGuard(spoolDir, minFree, log.child({ part: 'disk-guard' }), 0, config.limits.messageSize, 100, reserve));
   }
 
   /** Opens the spool, starts delivery, then the listeners. */
@@ -748,7 +750,8 @@ export class Relay {
         const c = await s.driver.verdict('connect', [s], s.log);
         if (c.verdict && c.verdict.kind !== 'accept') return this.answer(s, c.verdict, cb);
       }
-      if (!(await this.diskGuard.hasRoom(raw.remoteAddress))) return cb(replyError(Replies.insufficientStorage));
+      const privileged = this.diskGuard.isPrivileged({ remoteAddress: raw.remoteAddress, user: s.user });
+      if (!(await this.diskGuard.hasRoom(raw.remoteAddress, privileged))) return cb(replyError(Replies.insufficientStorage));
       const helo = s.helo ?? '';
       if (s.heloChecked !== helo) {
         const d = await s.driver.verdict('helo', [s, helo], s.log);
