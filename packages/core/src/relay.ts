@@ -15,6 +15,7 @@ import { ControlServer } from './control-server.js';
 import { ConnectionGate, perAddressCheck, type ConnectionInfo } from './connection-gate.js';
 import { defaultMinFree, DiskGuard } from './disk-guard.js';
 import { canGuardSessions, SessionGuard } from './session-guard.js';
+import { replaceRegistrations } from './replacing-registrations.js';
 import { createSharedState, type SharedState } from './shared-state.js';
 import { canOverrideGreetingDelay, setGreetingDelay } from './greeting-delay.js';
 import { canUseProxyTrust, installProxyCommandTrust, installProxyHeaderTrust, proxyServerOptions } from './proxy-trust.js';
@@ -247,7 +248,8 @@ export class Relay {
     const file = opts.configFile ? path.resolve(opts.configFile) : '<inline config>';
     const configDir = opts.configFile ? path.dirname(file) : process.cwd();
     const log = opts.logger ?? createLogger(config.log.level);
-    const container = rootContainer.createChildContainer();
+    // One registration per token: a reload replaces them (see replacing-registrations.ts).
+    const container = replaceRegistrations(rootContainer.createChildContainer());
     container.registerInstance(Tokens.Config, config);
     container.registerInstance(Tokens.Logger, log);
     container.registerInstance<Clock>(Tokens.Clock, Date.now);
