@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CaptureServer, freePort, RawSmtp, sendMail, startTestRelay, waitUntil, type TestRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
+import attachments from '@portcullis/attachments';
+import { manySmallParts } from './support/mime-bombs.js';
+import { rawSend } from './support/raw-send.js';
 import { DiskGuard } from '@portcullis/core';
 import { pino } from 'pino';
 
@@ -146,5 +149,83 @@ describe('disk guard: reusing a measurement never admits more than measuring eac
     assert.equal(await guard.hasRoom(), true);
     writeFileSync(path.join(dir, 'a'), Buffer.alloc(7_500_000));
     assert.equal(await guard.hasRoom(), false);
+  });
+});
+
+/**
+ * Issue 17: temp space anonymous clients hold never locks out trusted clients. A 32 MB tmpfs spool
+ * (root, as in CI); relay-policy with a trusted network, attachments on its defaults.
+ */
+describe('disk guard: a reserve of spool space for trusted clients', function () {
+  this.timeout(120_000);
+  let dir: string;
+  let mounted = false;
+  let relay: TestRelay | undefined;
+  let sink: CaptureServer;
+  const TRUSTED = '127.0.0.2';
+  const ballast = (name: string, freeLeft: number) => {
+    const free = Number(statfsSync(dir).bavail) * Number(statfsSync(dir).bsize);
+    writeFileSync(path.join(dir, name), Buffer.alloc(Math.max(0, free - freeLeft)));
+  };
+  before(async () => {
+    if (process.getuid?.() !== 0) throw new Error('this test mounts a tmpfs and must run as root (CI does)');
+    dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-reserve-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=32m,mode=0700', 'tmpfs', dir]);
+    mounted = true;
+    sink = await CaptureServer.start();
+    relay = await startTestRelay({
+      builtins: { 'relay-policy': relayPolicy, attachments },
+      spoolDir: path.join(dir, 'spool'),
+      config: {
+        limits: { messageSize: '4MB' },
+        spool: { minFree: '12MB', reserve: '8MB' } as never,
+        plugins: [
+          { use: 'relay-policy', with: { domains: { 'example.test': { nexthop: sink.address, tls: 'none' } }, trustedNetworks: [`${TRUSTED}/32`] } },
+          { use: 'attachments', with: { tempDir: path.join(dir, 'att') } },
+        ],
+      },
+    });
+    mkdirSync(path.join(dir, 'att'));
+  });
+  after(async () => {
+    await relay?.stop();
+    await sink?.close();
+    if (mounted) execFileSync('umount', [dir]);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers a trusted client 250 while fifteen anonymous stalled-shape messages arrive at once, and leaves no temp file', async () => {
+    ballast('ballast-1', 14 * 1024 * 1024); // 2 MB above minFree: the anonymous flood alone could cross it
+    const shape = manySmallParts(12_000, { named: true });
+    const flood = Array.from({ length: 15 }, (_, i) => rawSend(relay!.port, shape, { localAddress: `127.0.3.${i + 1}`, rcpt: 'u@example.test', chunk: 65536, timeoutMs: 30_000 }).catch((err: Error) => ({ reply: `error ${err.message}`, ms: 0, client: undefined })));
+    await new Promise((r) => setTimeout(r, 50));
+    const trusted = await rawSend(relay!.port, 'Subject: from a trusted server\r\n\r\nhello\r\n', { localAddress: TRUSTED, rcpt: 'u@example.test' });
+    trusted.client.close();
+    assert.match(trusted.reply, /^250 2\.0\.0 Ok: queued as /);
+    const results = await Promise.all(flood);
+    for (const r of results) r.client?.close();
+    // Each is refused by its MIME structure, or (the spool already short) at MAIL FROM: never unanswered.
+    for (const r of results) assert.match(r.reply, /^(552 5\.3\.4 |452 4\.3\.1 )/, r.reply);
+    await waitUntil(() => readdirSync(path.join(dir, 'spool', 'tmp')).length === 0, 'no spool temp file', 5000);
+    assert.deepEqual(readdirSync(path.join(dir, 'att')), []);
+  });
+
+  it('refuses anonymous clients with 452 4.3.1 below spool.minFree but still queues and delivers for a trusted client', async () => {
+    ballast('ballast-2', 8 * 1024 * 1024); // between minFree − reserve (4 MB) and minFree (12 MB)
+    await new Promise((r) => setTimeout(r, 150)); // past the guard's 100 ms reuse window
+    const anon = await rawSend(relay!.port, 'Subject: anonymous\r\n\r\nhello\r\n', { rcpt: 'u@example.test' });
+    anon.client.close();
+    assert.equal(anon.reply, '452 4.3.1 Insufficient system storage');
+    const before = sink.messages.length;
+    const trusted = await rawSend(relay!.port, 'Subject: trusted while short\r\n\r\nhello\r\n', { localAddress: TRUSTED, rcpt: 'u@example.test' });
+    trusted.client.close();
+    assert.match(trusted.reply, /^250 2\.0\.0 Ok: queued as /);
+    await sink.waitFor(before + 1, 10_000);
+    assert.match(sink.messages.at(-1)!.raw.toString(), /Subject: trusted while short/);
+    ballast('ballast-3', 3 * 1024 * 1024); // below minFree − reserve: trusted clients are refused too
+    await new Promise((r) => setTimeout(r, 150));
+    const last = await rawSend(relay!.port, 'Subject: trusted, full\r\n\r\nhello\r\n', { localAddress: TRUSTED, rcpt: 'u@example.test' });
+    last.client.close();
+    assert.equal(last.reply, '452 4.3.1 Insufficient system storage');
   });
 });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { RawSmtp, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import { CaptureServer, RawSmtp, startTestRelay, type TestRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 import type { RelayConfigInput } from '@portcullis/core';
 
@@ -113,5 +113,57 @@ describe('per-session command limits', () => {
     }
     assert.equal(await s.cmd('MAIL FROM:<a@outside.test>'), '421 4.7.0 Too many transactions in one session, closing connection');
     await s.waitClosed();
+  });
+
+  /** Reads `n` replies (or fewer, if the connection closes first). */
+  async function replies(s: RawSmtp, n: number): Promise<string[]> {
+    const out: string[] = [];
+    for (let i = 0; i < n; i++) {
+      try {
+        out.push(await s.read(10_000));
+      } catch {
+        break;
+      }
+    }
+    return out;
+  }
+
+  it('answers 150 pipelined recipients (limit 100) with 100 × 250 and 50 × 452 4.5.3, and queues the message for the 100', async () => {
+    const sink = await CaptureServer.start();
+    try {
+      relay = await startTestRelay({
+        builtins: { 'relay-policy': relayPolicy },
+        config: { limits: { recipients: 100 }, plugins: [{ use: 'relay-policy', with: { domains: { 'example.test': { nexthop: sink.address, tls: 'none' } } } }] },
+      });
+      c = await RawSmtp.connect(relay.port, '127.0.0.1', '127.0.0.9');
+      await c.read();
+      await c.cmd('EHLO client.test');
+      const t0 = Date.now();
+      c.write(['MAIL FROM:<a@outside.test>', ...Array.from({ length: 150 }, (_, i) => `RCPT TO:<u${i}@example.test>`), 'DATA'].map((l) => l + '\r\n').join(''));
+      const got = await replies(c, 152);
+      assert.match(got[0]!, /^250 /);
+      const rcpts = got.slice(1, 151);
+      assert.equal(rcpts.filter((r) => r.startsWith('250 ')).length, 100);
+      assert.deepEqual(rcpts.slice(100), Array(50).fill('452 4.5.3 Too many recipients'));
+      assert.match(got[151]!, /^354 /);
+      assert.match(await c.cmd('Subject: many\r\n\r\nhello\r\n.'), /^250 2\.0\.0 Ok: queued as /);
+      // No tarpit: the whole exchange is quick (the default tarpit would take tens of seconds).
+      assert.ok(Date.now() - t0 < 5000, `${Date.now() - t0} ms`);
+      await sink.waitFor(1, 10_000);
+      assert.equal(sink.messages[0]!.to.length, 100);
+      assert.deepEqual(sink.messages[0]!.to.slice(0, 2), ['u0@example.test', 'u1@example.test']);
+    } finally {
+      await sink.close();
+    }
+  });
+
+  it('counts recipient overshoot as errors past limits.recipientOvershoot, then closes with 421 4.7.0', async () => {
+    const s = await session({ recipients: 3, recipientOvershoot: 5, maxErrors: 4, tarpitDelay: 0 });
+    s.write(['MAIL FROM:<a@outside.test>', ...Array.from({ length: 20 }, (_, i) => `RCPT TO:<u${i}@example.test>`)].map((l) => l + '\r\n').join(''));
+    const got = await replies(s, 30);
+    // 3 accepted, 5 free 452s, then 4 counted ones: the 4th error closes the session.
+    assert.equal(got.filter((r) => r.startsWith('250 ')).length, 1 + 3);
+    assert.equal(got.filter((r) => r === '452 4.5.3 Too many recipients').length, 5 + 4);
+    assert.equal(got.at(-1), '421 4.7.0 Too many errors, closing connection');
   });
 });

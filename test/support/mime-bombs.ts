@@ -48,3 +48,24 @@ export function bigFlatParts(n: number, padBytes: number): string {
   for (let i = 0; i < n; i++) s += `--b\r\nContent-Type: text/plain\r\n\r\npart ${i}\r\n`;
   return s + '--b--\r\n';
 }
+
+/**
+ * Issue 17's stall shapes: many small parts, named (`name` true: a Content-Type and a
+ * Content-Disposition with a file name each) or empty (a bare boundary line and an empty header).
+ * `depth` > 1 nests them in that many multiparts, the parts spread evenly over the levels.
+ */
+export function manySmallParts(n: number, opts: { named?: boolean; depth?: number } = {}): string {
+  const depth = Math.max(1, opts.depth ?? 1);
+  const part = (i: number, b: string) =>
+    opts.named ? `--${b}\r\nContent-Type: application/octet-stream; name="f${i}.bin"\r\nContent-Disposition: attachment; filename="f${i}.bin"\r\n\r\nx\r\n` : `--${b}\r\n\r\n`;
+  const out: string[] = [head('Content-Type: multipart/mixed; boundary="s0"\r\n\r\n')];
+  const per = Math.ceil(n / depth);
+  let made = 0;
+  for (let d = 0; d < depth; d++) {
+    const b = `s${d}`;
+    for (let i = 0; i < per && made < n; i++, made++) out.push(part(made, b));
+    if (d + 1 < depth) out.push(`--${b}\r\nContent-Type: multipart/mixed; boundary="s${d + 1}"\r\n\r\n`);
+  }
+  for (let d = depth - 1; d >= 0; d--) out.push(`--s${d}--\r\n`);
+  return out.join('');
+}

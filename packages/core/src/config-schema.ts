@@ -133,6 +133,13 @@ export const configSchema = z.strictObject({
        * Default: the larger of 1.5 × limits.messageSize and 100MB. 0 turns the guard off.
        */
       minFree: size().optional(),
+      /**
+       * Of `minFree`, how much trusted clients (authenticated users, and networks a plugin vouches
+       * for, such as relay-policy's trustedNetworks) may still use once everyone else gets 452 4.3.1:
+       * they are refused only below minFree − reserve, so temp space held by anonymous clients never
+       * locks them out. Default: half of minFree.
+       */
+      reserve: size().optional(),
     })
     .prefault({}),
   limits: z
@@ -159,6 +166,17 @@ export const configSchema = z.strictObject({
       minDataRate: z.number().int().min(0).default(256),
       /** The window over which `minDataRate` is measured. */
       dataRateWindow: duration().default(30_000),
+      /**
+       * How long the DATA pass waits on a plugin's raw reader (or the MIME pass) that takes no data
+       * while its promise is still pending; then the transaction ends with 451 4.3.0, the plugin is
+       * named in the log and the temp file is removed. A reader whose promise settled is never waited on.
+       */
+      readerStall: duration().default(10_000),
+      /**
+       * Longest from the end of DATA (the final dot) to the reply: raw readers, part screeners, the
+       * message hook and the spool commit together. Past it: 451 4.3.0, nothing queued.
+       */
+      dataDeadline: duration().default(120_000),
       /** Longest one command line may take to arrive (first byte to CRLF, outside DATA); then 421 4.4.2. 0 = off. */
       commandTimeout: duration().default(60_000),
       /** NOOP/RSET/VRFY/EXPN/HELP/ETRN per session before each one counts as an error (Postfix's smtpd_junk_command_limit). */
@@ -175,6 +193,12 @@ export const configSchema = z.strictObject({
       tarpitMax: duration().default(10_000),
       /** Error replies in a session before 421 4.7.0 and close (Postfix's hard error limit). 0 = no limit. */
       maxErrors: z.number().int().min(0).default(20),
+      /**
+       * Recipients past `recipients` (each answered 452 4.5.3) a session may send before those
+       * replies count as errors (Postfix's smtpd_recipient_overshoot_limit): a client that pipelines
+       * its whole list gets 452 for the extras and DATA for the rest, without tarpit or disconnect.
+       */
+      recipientOvershoot: z.number().int().min(0).default(1000),
       /**
        * MIME structure limits for the part-screening pass (only parsed when a plugin screens parts).
        * Kept well below mailsplit's own hard limit of 1,000 nodes, which it reports as an error.

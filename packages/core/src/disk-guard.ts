@@ -21,7 +21,18 @@ export function defaultMinFree(messageSize: number): number {
  * (at 500 msg/s that saves ~98 % of the calls, about 3 % of the relay's CPU). `cacheMs` (tests,
  * status pages) widens the plain reuse window. Refusals are logged through a RepeatLog: the first
  * at once, then one line a minute with the count.
+ *
+ * The reserve (`spool.reserve`): privileged clients (authenticated users, and the networks a plugin
+ * vouches for through `trust`, e.g. relay-policy's trustedNetworks) are refused only below
+ * `minFree − reserve`, so the temp space anonymous clients hold cannot lock out the operator's
+ * own servers and users, as the limits plugin keeps connections for them.
  */
+/** What the guard knows of a client at MAIL FROM. */
+export interface PrivilegeInfo {
+  readonly remoteAddress: string;
+  readonly user?: string;
+}
+
 export class DiskGuard {
   private checkedAt = 0;
   private free = Number.POSITIVE_INFINITY;
@@ -41,7 +52,28 @@ export class DiskGuard {
     /** The most one transaction can write (limits.messageSize); 0: always measure (unless cacheMs). */
     private readonly messageSize = 0,
     private readonly reuseMs = 100,
+    /** Of `minFree`, what privileged clients may still use (see the class doc). */
+    readonly reserve = 0,
   ) {}
+
+  private readonly trusted: Array<(c: PrivilegeInfo) => boolean> = [];
+
+  /** A plugin vouches for clients (e.g. its trusted networks): they may use the reserve. */
+  trust(check: (c: PrivilegeInfo) => boolean): void {
+    this.trusted.push(check);
+  }
+
+  /** Authenticated users, and clients a plugin vouched for. */
+  isPrivileged(c: PrivilegeInfo): boolean {
+    if (c.user) return true;
+    return this.trusted.some((check) => {
+      try {
+        return check(c);
+      } catch {
+        return false;
+      }
+    });
+  }
 
   /** Free bytes for unprivileged writers (what the relay, not root, can use), as last measured. */
   get lastFree(): number {
@@ -62,11 +94,11 @@ export class DiskGuard {
   }
 
   /** Whether the last measurement still answers for one more transaction (see the class doc). */
-  private stillValid(): boolean {
+  private stillValid(threshold: number): boolean {
     const age = Date.now() - this.checkedAt;
     if (age < this.cacheMs) return true;
     if (!this.messageSize || age >= this.reuseMs) return false;
-    return this.free - (this.admittedSince + 1) * this.messageSize >= this.minFree;
+    return this.free - (this.admittedSince + 1) * this.messageSize >= threshold;
   }
 
   /** For /readyz and `portcullis status`: measures now; never counts nor logs a refusal. */
@@ -76,19 +108,20 @@ export class DiskGuard {
     return { tripped: this.minFree > 0 && this.free < this.minFree, free: this.free, minFree: this.minFree };
   }
 
-  /** True when a new transaction may start. */
-  async hasRoom(client?: string): Promise<boolean> {
+  /** True when a new transaction may start; `privileged` clients may use the reserve. */
+  async hasRoom(client?: string, privileged = false): Promise<boolean> {
     if (this.minFree <= 0) return true;
-    if (this.pending || !this.stillValid()) {
+    const threshold = privileged ? Math.max(0, this.minFree - this.reserve) : this.minFree;
+    if (this.pending || !this.stillValid(threshold)) {
       this.pending ??= this.measure().finally(() => (this.pending = undefined));
       await this.pending;
     }
-    if (this.free >= this.minFree) {
+    if (this.free >= threshold) {
       this.admittedSince++;
       return true;
     }
     this.refused++;
-    this.repeats.log(this.log, 'warn', 'low-space', { dir: this.dir, freeBytes: this.free, minFreeBytes: this.minFree, client, refusedTotal: this.refused }, 'spool file system low on space: MAIL FROM refused with 452 4.3.1');
+    this.repeats.log(this.log, 'warn', 'low-space', { dir: this.dir, freeBytes: this.free, minFreeBytes: threshold, privileged, client, refusedTotal: this.refused }, 'spool file system low on space: MAIL FROM refused with 452 4.3.1');
     return false;
   }
 }

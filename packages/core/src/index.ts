@@ -34,12 +34,14 @@ export { MessageEditRecorder, applyContentEdits, editHeaderFields, foldValue, ty
 export { currentPlugin, inPluginScope } from './plugin-scope.js';
 export { canOverrideGreetingDelay, setGreetingDelay, PINNED_SMTP_SERVER_VERSION, PINNED_INIT_SHA256, libraryInitHash, installedSmtpServerVersion } from './greeting-delay.js';
 export { LineEndingGuard } from './line-ending-guard.js';
+export { createMimeSplitter, MimeLimitError, isMimeLimitError, mimeLimitReply, type MimeParseLimits } from './mime-limits.js';
+export type { MimeLimits, MimeLimitHit } from './mime-walker.js';
 export { HeaderFilter, type HeaderField } from './header-filter.js';
 export { ControlServer, controlRequest, queueRequest, type ControlRequest, type ControlResponse, type ControlHandlers } from './control-server.js';
 export { pruneQuarantine, keepQuarantinePruned } from './quarantine-retention.js';
 export { MemoryState, RedisState, createSharedState, type SharedState, type SharedCounter, type CounterResult, type SharedStateStatus, type RedisStateOptions } from './shared-state.js';
 export { ConnectionGate, perAddressCheck, type ConnectionCheck, type ConnectionInfo } from './connection-gate.js';
-export { DiskGuard, defaultMinFree, DISK_FLOOR_BYTES } from './disk-guard.js';
+export { DiskGuard, defaultMinFree, DISK_FLOOR_BYTES, type PrivilegeInfo } from './disk-guard.js';
 export { RepeatLog } from './repeat-log.js';
 export { SessionGuard, canGuardSessions, type SessionGuardLimits } from './session-guard.js';
 export { parseNetwork, NetworkList, NetworkSyntaxError, network, networkList, isNetworkList, type Network } from './networks.js';

@@ -1,15 +1,17 @@
 import path from 'node:path';
-import { PassThrough, Writable, type Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import type { Splitter } from 'mailsplit';
 import { MimeSplitter } from './mime-splitter.js';
+import { DataTee, type TeeBranch } from './data-tee.js';
+import { isMimeLimitError, mimeLimitReply } from './mime-limits.js';
 import type { DataHandlers, MimePart, PartDecision } from './hooks.js';
 import { LineEndingGuard } from './line-ending-guard.js';
 import { HeaderScanner } from './header-scanner.js';
 import { HeaderCollector, type MessageHeaders } from './header-section.js';
 import { HeaderFilter, type HeaderField } from './header-filter.js';
-import { MimeWalker, type AttachedScreener, type MimeLimits } from './mime-walker.js';
+import { MimeWalker, type AttachedScreener, type MimeLimitHit, type MimeLimits } from './mime-walker.js';
 import { LineEndingNormalizer } from './line-ending-normalizer.js';
 import { rewriteParts } from './mime-rewrite.js';
 import { applyContentEdits, MessageEditRecorder } from './message-edits.js';
@@ -38,6 +40,10 @@ export interface IntakeContext {
     readonly headerFields: number;
     readonly maxReceived: number;
     readonly mime?: MimeLimits & { readonly overLimit: 'reject' | 'pass-unscreened' };
+    /** How long the data pass waits on a raw reader or the MIME pass that takes no data (DataTee); then 451 4.3.0. */
+    readonly readerStall?: number;
+    /** Longest from end-of-data to the reply (readers, screeners, `message`, commit); then 451 4.3.0. */
+    readonly dataDeadline?: number;
   };
   /** Counts bytes as they arrive, for the minimum-data-rate watchdog. */
   readonly progress?: { bytes: number; endedAt?: number };
@@ -59,6 +65,8 @@ export interface IntakeContext {
 }
 
 const DEFAULT_MIME = { parts: 500, depth: 50, partHeaderFields: 200, overLimit: 'reject' } as const;
+const DEFAULT_READER_STALL = 10_000;
+const DEFAULT_DATA_DEADLINE = 120_000;
 
 /**
  * One streaming pass over DATA. The bytes go, chunk by chunk and with backpressure on every branch,
@@ -77,13 +85,26 @@ export async function receiveMessage(stream: DataStream, txn: Transaction, ctx: 
   stream.on('error', () => undefined); // surfaces through the for-await below
   let incoming: IncomingFile | undefined;
   let committed = false;
+  // From end-of-data, everything until the reply has one deadline (limits.dataDeadline): a reader,
+  // screener or hook that never settles cannot keep the transaction (and its temp file) alive.
+  const overtime = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const clock: DeadlineClock = {
+    ms: ctx.limits.dataDeadline ?? DEFAULT_DATA_DEADLINE,
+    signal: ctx.signal ? AbortSignal.any([ctx.signal, overtime.signal]) : overtime.signal,
+    start() {
+      timer ??= setTimeout(() => overtime.abort(), this.ms);
+      timer.unref();
+    },
+  };
   try {
-    const result = await receive(stream, txn, ctx, (f) => (incoming = f), () => (committed = true));
+    const result = await receive(stream, txn, ctx, (f) => (incoming = f), () => (committed = true), clock);
     return result;
   } catch (err) {
     ctx.log.error({ err }, 'DATA failed');
     return { reply: isStorageFull(err) ? Replies.insufficientStorage : Replies.pluginFailure, accepted: false, size: ctx.progress?.bytes ?? 0 };
   } finally {
+    if (timer) clearTimeout(timer);
     if (!committed) {
       if (incoming) await spool.discard(incoming).catch(() => undefined);
       await spool.discard(spool.rewritePath(txn.id)).catch(() => undefined);
@@ -94,7 +115,14 @@ export async function receiveMessage(stream: DataStream, txn: Transaction, ctx: 
   }
 }
 
-async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext, opened: (f: IncomingFile) => void, markCommitted: () => void): Promise<IntakeResult> {
+/** The end-of-DATA deadline: `signal` aborts when it passes (or when a graceful stop runs out of drain time). */
+interface DeadlineClock {
+  readonly ms: number;
+  readonly signal: AbortSignal;
+  start(): void;
+}
+
+async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext, opened: (f: IncomingFile) => void, markCommitted: () => void, clock: DeadlineClock): Promise<IntakeResult> {
   const { driver, spool, log } = ctx;
   const mimeLimits = ctx.limits.mime ?? DEFAULT_MIME;
   const started = await driver.data([txn], log);
@@ -140,17 +168,19 @@ async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext,
     spoolFile.on('error', () => f.destroy());
     f.pipe(spoolFile);
   }
-  const branches: Writable[] = [filter ?? incoming.stream];
+  // The spool file is not stallable: a slow disk is covered by the end-of-DATA deadline, not blamed on a reader.
+  const tee = new DataTee(ctx.limits.readerStall ?? DEFAULT_READER_STALL, ctx.signal);
+  tee.add(filter ?? incoming.stream, undefined, false);
+  let splitterBranch: TeeBranch | undefined;
   let walker: MimeWalker<LoadedPlugin> | undefined;
   let splitter: Splitter | undefined;
   /** A failure of the MIME pass that is not a limit (a bug in a screener's stream, say). */
   let mimeError: unknown;
-  // Stops the MIME pass: the splitter leaves the branches (nothing waits on it any more) and the
+  // Stops the MIME pass: the splitter leaves the tee (nothing waits on it any more) and the
   // walker is ended, so finished(walker) always settles.
   const stopMime = () => {
     if (!splitter || !walker) return;
-    const i = branches.indexOf(splitter);
-    if (i >= 0) branches.splice(i, 1);
+    tee.detach(splitterBranch);
     splitter.unpipe(walker);
     if (!splitter.destroyed) splitter.destroy();
     if (!walker.writableEnded && !walker.destroyed) walker.end();
@@ -176,39 +206,44 @@ async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext,
       stopMime();
     });
     splitter.pipe(w);
-    branches.push(splitter);
+    splitterBranch = tee.add(splitter, 'MIME pass');
   }
   // A reader's timeout starts at end of data (below), so a slow upload does not count against it.
-  const rawStarted: Array<{ plugin: LoadedPlugin; pass: PassThrough; work: Promise<Verdict | undefined | void> }> = [];
+  const rawStarted: Array<{ plugin: LoadedPlugin; pass: PassThrough; branch: TeeBranch; work: Promise<Verdict | undefined | void> }> = [];
   for (const { plugin, handlers } of rawUsers) {
     const pass = new PassThrough({ highWaterMark: 256 * 1024 });
     pass.on('error', () => undefined); // a reader that destroys its stream fails through its promise
-    branches.push(pass);
+    const branch = tee.add(pass, plugin.instance.name);
     const work = Promise.resolve().then(() => handlers.raw!(pass));
-    // A reader that finished (or failed) without reading to the end must not stall the others.
-    work.then(
-      () => pass.resume(),
-      () => pass.resume(),
-    );
-    rawStarted.push({ plugin, pass, work });
+    // A reader whose promise settled (resolved, rejected, or later timed out) has had its say: its
+    // branch is let go, so whatever it left on its stream (an iterator, a pipe) cannot hold DATA up.
+    const release = () => {
+      tee.detach(branch);
+      pass.resume();
+    };
+    work.then(release, release);
+    rawStarted.push({ plugin, pass, branch, work });
   }
   const rawResults: Array<Promise<{ plugin: LoadedPlugin; verdict?: Verdict | void; error?: unknown }>> = [];
   const awaitReaders = () => {
-    for (const { plugin, pass, work } of rawStarted) {
+    for (const { plugin, pass, branch, work } of rawStarted) {
       rawResults.push(
         driver.guard(plugin, 'data.raw', () => work).then(
           (verdict) => ({ plugin, verdict: verdict ?? undefined }),
           (error: unknown) => {
-            pass.resume(); // a failed reader must not stall the others
+            tee.detach(branch); // a timed-out reader must not stall the others
+            pass.resume();
             return { plugin, error };
           },
         ),
       );
     }
   };
+  const deadline = clock.signal;
+  const halted = () => (ctx.signal?.aborted ? stopped(log, size) : overdue(log, size, clock.ms));
   const settleAll = async () => {
     stopMime();
-    await settle(walker, rawResults);
+    await untilAborted(settle(walker, rawResults), deadline);
   };
 
   const guard = new LineEndingGuard();
@@ -231,7 +266,11 @@ async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext,
       section.push(chunk, headers.bytes, headers.done);
       if (headers.done) (txn as { headers?: MessageHeaders }).headers = section.headers();
     }
-    await writeAll(branches, chunk);
+    await tee.write(chunk);
+    // A reader that took nothing for limits.readerStall, or a graceful stop out of drain time:
+    // the rest of the data is read and dropped, and the transaction ends (below).
+    // Past a MIME limit with overLimit: reject, the answer is known: nothing more is written anywhere.
+    if (tee.stalled || ctx.signal?.aborted || (walker?.overLimit && mimeLimits.overLimit === 'reject')) copying = false;
   };
   try {
     for await (const raw of stream as AsyncIterable<Buffer>) {
@@ -248,8 +287,9 @@ async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext,
     streamFailed = true;
   }
   if (normalizer?.fixed) log.info({ fixed: normalizer.fixed }, 'bare line endings normalised to CRLF (client in bareLineEndings.normalize)');
-  for (const b of branches) if (!b.destroyed) b.end();
+  tee.end();
   if (ctx.progress) ctx.progress.endedAt = performance.now();
+  clock.start();
   awaitReaders();
   const lineEndingsOk = guard.finish();
 
@@ -257,6 +297,24 @@ async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext,
     await finished(incoming.stream);
   } catch (err) {
     incoming.error ??= err as NodeJS.ErrnoException;
+  }
+  if (tee.stalled) {
+    // Not waited for: a reader that stopped reading may never settle (its plugin timeout still ends it).
+    const stalled = rawStarted.find((r) => r.branch === tee.stalled);
+    const stallMs = ctx.limits.readerStall ?? DEFAULT_READER_STALL;
+    stopMime();
+    void settle(walker, rawResults);
+    if (stalled) {
+      driver.logFailure(log, stalled.plugin, 'data.raw', new Error(`the raw reader took no data for ${stallMs} ms (limits.readerStall) before the end of the message`));
+      return { reply: Replies.pluginFailure, accepted: false, size, plugin: stalled.plugin.instance.name };
+    }
+    log.error({ stallMs }, `the ${tee.stalled.owner ?? 'data pass'} took no data for ${stallMs} ms (limits.readerStall): transaction ended`);
+    return { reply: Replies.pluginFailure, accepted: false, size };
+  }
+  if (ctx.signal?.aborted) {
+    stopMime();
+    void settle(walker, rawResults);
+    return stopped(log, size);
   }
   if (incoming.error) {
     log.error({ err: incoming.error }, 'writing the spool file failed');
@@ -268,6 +326,14 @@ async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext,
     return { reply: Replies.messageTooBig, accepted: false, size };
   }
   if (!lineEndingsOk || !copying) {
+    const mimeHit = lineEndingsOk && !headerProblem && !streamFailed && mimeLimits.overLimit === 'reject' ? walker?.overLimit : undefined;
+    if (mimeHit) {
+      // The core's own verdict: readers and screeners are not waited for (each is bounded by its
+      // plugin timeout in the background), so a slow scanner cannot delay a 552 it cannot change.
+      stopMime();
+      void settle(walker, rawResults);
+      return mimeRejection(log, mimeHit, mimeLimits, size, 'core');
+    }
     await settleAll();
     if (!lineEndingsOk) {
       log.warn({ offset: guard.violationAt }, 'bare CR or LF in DATA, message rejected');
@@ -282,8 +348,8 @@ async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext,
   }
 
   // Every screener and reader has its say; the first non-accept verdict in plugin order decides.
-  const decided = await untilAborted(collectVerdicts(driver, log, walker, rawResults), ctx.signal);
-  if (!decided) return stopped(log, size);
+  const decided = await untilAborted(collectVerdicts(driver, log, walker, rawResults), deadline);
+  if (!decided) return halted();
   if (mimeError) {
     log.error({ err: mimeError }, 'MIME pass failed');
     return { reply: Replies.pluginFailure, accepted: false, size };
@@ -295,16 +361,15 @@ async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext,
   }
   if (filter?.dropped.length) log.info({ fields: filter.dropped.map((f) => f.name) }, 'header fields removed');
   let unscreened = false;
-  if (walker?.overLimit) {
-    const hit = walker.overLimit;
-    const reply = hit.limit === 'parts' ? Replies.mimeTooManyParts : hit.limit === 'depth' ? Replies.mimeTooDeep : Replies.mimePartHeaders;
+  // The core's walk and a plugin's own parse (createMimeSplitter) give the same verdict for a limit.
+  const overLimit = walker?.overLimit ?? decided.mimeHit;
+  if (overLimit) {
+    const hit = overLimit;
     const limit = hit.limit === 'parts' ? mimeLimits.parts : hit.limit === 'depth' ? mimeLimits.depth : mimeLimits.partHeaderFields;
-    if (mimeLimits.overLimit === 'reject') {
-      log.warn({ limit: hit.limit, max: limit }, 'MIME structure over limits.mime, message rejected');
-      return { reply: { ...reply, text: `${reply.text} (limit ${limit})` }, accepted: false, size };
-    }
+    if (mimeLimits.overLimit === 'reject') return mimeRejection(log, hit, mimeLimits, size, walker?.overLimit ? 'core' : decided.mimeHitBy);
     log.warn({ limit: hit.limit, max: limit }, 'MIME structure over limits.mime: passed without part screening (limits.mime.overLimit: pass-unscreened)');
-    unscreened = true;
+    // Part screeners lost their say only if the core's own walk stopped.
+    unscreened = !!walker?.overLimit;
   }
   // Raw readers' verdicts always count; part screeners' only when they saw the whole message.
   const verdict = unscreened ? decided.rawVerdict : decided.verdict;
@@ -312,15 +377,15 @@ async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext,
   const replaced = unscreened ? new Map<number, { path: string; notice: string }>() : decided.replaced;
   // A message without a blank line is all header: what arrived is its header section.
   const parsedHeaders = txn.headers ?? ((txn as { headers?: MessageHeaders }).headers = section.headers());
-  const message = await untilAborted(driver.verdict('message', [txn, { size, replacedParts: [...replaced.values()].map((r) => r.path), headers: parsedHeaders }], log), ctx.signal);
-  if (!message) return stopped(log, size);
+  const message = await untilAborted(driver.verdict('message', [txn, { size, replacedParts: [...replaced.values()].map((r) => r.path), headers: parsedHeaders }], log), deadline);
+  if (!message) return halted();
   // txn.edits closes when the message hook returns: what was asked until now is what is applied.
   const edits = txn.edits instanceof MessageEditRecorder ? txn.edits : undefined;
   edits?.freeze();
   if (message.verdict && message.verdict.kind !== 'accept') {
     return { reply: message.verdict.reply, accepted: false, size, plugin: message.plugin };
   }
-  if (ctx.signal?.aborted) return stopped(log, size);
+  if (deadline.aborted) return halted();
 
   try {
     await edits?.ready(); // replacement bodies fully written (a failed write fails the message, 451)
@@ -369,6 +434,18 @@ function editedPath(spool: Spool, id: string): string {
 function stopped(log: Logger, size: number): IntakeResult {
   log.warn('drain time over before the message was queued: not accepted');
   return { reply: Replies.shuttingDown, accepted: false, size };
+}
+
+function mimeRejection(log: Logger, hit: MimeLimitHit, limits: MimeLimits, size: number, by: string | undefined): IntakeResult {
+  const max = hit.limit === 'parts' ? limits.parts : hit.limit === 'depth' ? limits.depth : limits.partHeaderFields;
+  log.warn({ limit: hit.limit, max, by }, 'MIME structure over limits.mime, message rejected');
+  return { reply: mimeLimitReply(hit, limits), accepted: false, size };
+}
+
+/** The end-of-DATA deadline passed before the message was queued: nothing is queued, 451 4.3.0. */
+function overdue(log: Logger, size: number, ms: number): IntakeResult {
+  log.error({ deadlineMs: ms }, 'no reply within limits.dataDeadline of the end of data: not accepted');
+  return { reply: Replies.pluginFailure, accepted: false, size };
 }
 
 /** `p`'s value, or undefined as soon as `signal` aborts. */
@@ -421,15 +498,19 @@ async function collectVerdicts(
   log: Logger,
   walker: MimeWalker<LoadedPlugin> | undefined,
   rawResults: Array<Promise<{ plugin: LoadedPlugin; verdict?: Verdict | void; error?: unknown }>>,
-): Promise<{ verdict?: Verdict; plugin?: string; rawVerdict?: Verdict; rawPlugin?: string; replaced: Map<number, { path: string; notice: string }> }> {
+): Promise<{ verdict?: Verdict; plugin?: string; rawVerdict?: Verdict; rawPlugin?: string; mimeHit?: MimeLimitHit; mimeHitBy?: string; replaced: Map<number, { path: string; notice: string }> }> {
   const replaced = new Map<number, { path: string; notice: string }>();
   const failures: Array<{ plugin: LoadedPlugin; verdict: Verdict }> = [];
   if (walker) await finished(walker).catch(() => undefined); // its errors are the caller's mimeError
   const parts = walker ? await walker.results() : [];
   const raws = await Promise.all(rawResults);
   const failed: Verdict = { kind: 'tempfail', reply: Replies.pluginFailure };
+  let mime: { mimeHit?: MimeLimitHit; mimeHitBy?: string } = {};
   for (const r of raws) {
-    if (r.error) {
+    if (isMimeLimitError(r.error)) {
+      // A reader's own MIME parse stopped at limits.mime: the core's verdict for that limit, not a failure.
+      if (!mime.mimeHit) mime = { mimeHit: r.error.hit, mimeHitBy: r.plugin.instance.name };
+    } else if (r.error) {
       driver.logFailure(log, r.plugin, 'data.raw', r.error);
       failures.push({ plugin: r.plugin, verdict: failed });
     } else if (r.verdict && r.verdict.kind !== 'accept') failures.push({ plugin: r.plugin, verdict: r.verdict });
@@ -456,33 +537,14 @@ async function collectVerdicts(
     const first = failures[0]!;
     log.info({ plugin: first.plugin.instance.name, hook: 'data', verdict: first.verdict.kind, reply: first.verdict.reply }, 'hook verdict');
     driver.noteVerdict(first.plugin.instance.name, 'data', first.verdict);
-    return { verdict: first.verdict, plugin: first.plugin.instance.name, replaced, ...raw };
+    return { verdict: first.verdict, plugin: first.plugin.instance.name, replaced, ...raw, ...mime };
   }
-  return { replaced, ...raw };
+  return { replaced, ...raw, ...mime };
 }
 
 /** Waits for readers and screeners to wind down after an early stop, ignoring their results. */
 async function settle(walker: MimeWalker<LoadedPlugin> | undefined, raws: Array<Promise<unknown>>): Promise<void> {
   await Promise.allSettled([walker ? finished(walker).then(() => walker.results()) : undefined, ...raws]);
-}
-
-function writeAll(branches: Writable[], chunk: Buffer): Promise<void> | void {
-  let waits: Promise<void>[] | undefined;
-  for (const b of branches) {
-    if (b.destroyed || b.writableEnded) continue;
-    if (!b.write(chunk)) (waits ??= []).push(new Promise<void>((resolve) => {
-      const done = () => {
-        b.off('drain', done);
-        b.off('close', done);
-        b.off('error', done);
-        resolve();
-      };
-      b.on('drain', done);
-      b.on('close', done);
-      b.on('error', done);
-    }));
-  }
-  if (waits) return Promise.all(waits).then(() => undefined);
 }
 
 async function drain(stream: Readable): Promise<void> {

@@ -15,6 +15,7 @@ import { ControlServer } from './control-server.js';
 import { ConnectionGate, perAddressCheck, type ConnectionInfo } from './connection-gate.js';
 import { defaultMinFree, DiskGuard } from './disk-guard.js';
 import { canGuardSessions, SessionGuard } from './session-guard.js';
+import { replaceRegistrations } from './replacing-registrations.js';
 import { createSharedState, type SharedState } from './shared-state.js';
 import { canOverrideGreetingDelay, setGreetingDelay } from './greeting-delay.js';
 import { canUseProxyTrust, installProxyCommandTrust, installProxyHeaderTrust, proxyServerOptions } from './proxy-trust.js';
@@ -251,7 +252,8 @@ export class Relay {
     const file = opts.configFile ? path.resolve(opts.configFile) : '<inline config>';
     const configDir = opts.configFile ? path.dirname(file) : process.cwd();
     const log = opts.logger ?? createLogger(config.log.level);
-    const container = rootContainer.createChildContainer();
+    // One registration per token: a reload replaces them (see replacing-registrations.ts).
+    const container = replaceRegistrations(rootContainer.createChildContainer());
     container.registerInstance(Tokens.Config, config);
     container.registerInstance(Tokens.Logger, log);
     container.registerInstance<Clock>(Tokens.Clock, Date.now);
@@ -278,7 +280,9 @@ export class Relay {
     gate.add(perAddressCheck(config.limits.connectionsPerIp, Replies.tooManyConnections));
     container.registerInstance(Tokens.ConnectionGate, gate);
     const spoolDir = path.resolve(configDir, config.spool.dir);
-    container.registerInstance(Tokens.DiskGuard, new DiskGuard(spoolDir, config.spool.minFree ?? defaultMinFree(config.limits.messageSize), log.child({ part: 'disk-guard' }), 0, config.limits.messageSize));
+    const minFree = config.spool.minFree ?? defaultMinFree(config.limits.messageSize);
+    const reserve = config.spool.reserve ?? Math.floor(minFree / 2);
+    container.registerInstance(Tokens.DiskGuard, new DiskGuard(spoolDir, minFree, log.child({ part: 'disk-guard' }), 0, config.limits.messageSize, 100, reserve));
   }
 
   /** Opens the spool, starts delivery, then the listeners. */
@@ -516,7 +520,9 @@ export class Relay {
         intake.stream.destroy();
       }
     }
-    await Promise.allSettled([...this.intakes.values()].map((i) => i.done));
+    // Aborted intakes end at once (the data pass and every wait after end-of-data watch the signal);
+    // one whose commit had begun gets what is left of the drain time, at least a second, never more.
+    await waitAtMost(Promise.allSettled([...this.intakes.values()].map((i) => i.done)), Math.max(1000, deadline - Date.now()));
     for (const c of [...this.connections.values()]) this.goodbye(c);
     await waitAtMost(Promise.allSettled([...this.inFlight]), Math.max(1000, deadline - Date.now()));
     await this.control?.stop();
@@ -750,7 +756,8 @@ export class Relay {
         const c = await s.driver.verdict('connect', [s], s.log);
         if (c.verdict && c.verdict.kind !== 'accept') return this.answer(s, c.verdict, cb);
       }
-      if (!(await this.diskGuard.hasRoom(raw.remoteAddress))) return cb(replyError(Replies.insufficientStorage));
+      const privileged = this.diskGuard.isPrivileged({ remoteAddress: raw.remoteAddress, user: s.user });
+      if (!(await this.diskGuard.hasRoom(raw.remoteAddress, privileged))) return cb(replyError(Replies.insufficientStorage));
       const helo = s.helo ?? '';
       if (s.heloChecked !== helo) {
         const d = await s.driver.verdict('helo', [s, helo], s.log);
@@ -779,7 +786,10 @@ export class Relay {
       if (!txn) return cb(replyError({ code: 503, enhanced: '5.5.1', text: 'Need MAIL command first' }));
       const badParam = unadvertisedParameter('RCPT', address.args, false);
       if (badParam) return cb(replyError(badParam));
-      if (txn.recipients.length >= s.config.limits.recipients) return cb(replyError(Replies.tooManyRecipients));
+      if (txn.recipients.length >= s.config.limits.recipients) {
+        this.guards.get(raw.id)?.noteOvershoot();
+        return cb(replyError(Replies.tooManyRecipients));
+      }
       if (isBarePostmaster(address.address)) return this.acceptPostmaster(s, txn, address, cb);
       if (nonAscii(address.address)) return cb(replyError(Replies.nonAsciiAddress));
       const to = toAddress(address.address, address.args);

@@ -19,6 +19,11 @@ export interface SessionGuardLimits {
   readonly tarpitMax: number;
   /** Error replies per session; then 421 4.7.0 and close. */
   readonly maxErrors: number;
+  /**
+   * `452 4.5.3 Too many recipients` replies (past limits.recipients) per session that are not
+   * errors (Postfix's smtpd_recipient_overshoot_limit). Absent: 1000.
+   */
+  readonly recipientOvershoot?: number;
 }
 
 /** The parts of smtp-server 3.21's SMTPConnection this guard wraps. */
@@ -70,6 +75,10 @@ export class SessionGuard {
   junk = 0;
   transactions = 0;
   unknown = 0;
+  /** Recipients refused past limits.recipients in this session. */
+  overshoot = 0;
+  /** Set by the relay just before it refuses a recipient past the limit: that reply is not an error. */
+  private overshootPending = false;
   private lineTimer?: NodeJS.Timeout;
   private tarpitTimer?: NodeJS.Timeout;
   private closedByGuard = false;
@@ -115,8 +124,21 @@ export class SessionGuard {
     return this.closedByGuard || !!this.conn._closing || !!this.conn._closed;
   }
 
+  /**
+   * The next reply is a recipient refused past limits.recipients (452 4.5.3). A client that
+   * pipelines its whole list gets those for the extra recipients and sends them again in a next
+   * transaction: they are not errors up to `recipientOvershoot` per session, so the client is
+   * neither tarpitted nor closed before the DATA of the recipients it got.
+   */
+  noteOvershoot(): void {
+    this.overshootPending = true;
+  }
+
   private onReply(code: number): void {
+    const overshoot = this.overshootPending;
+    this.overshootPending = false;
     if (code < 400 || code === 421 || this.gone) return;
+    if (overshoot && code === 452 && ++this.overshoot <= (this.limits.recipientOvershoot ?? 1000)) return;
     this.errors++;
     if (this.limits.maxErrors > 0 && this.errors >= this.limits.maxErrors) {
       // After the error reply itself has gone out.

@@ -1,9 +1,8 @@
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { Readable } from 'node:stream';
-import { Splitter } from 'mailsplit';
-import { definePlugin, keepQuarantinePruned, reject, type DataHandlers, type MimePart, type PartDecision, type Transaction, type Verdict } from '@portcullis/core';
+import type { Readable } from 'node:stream';
+import { createMimeSplitter, definePlugin, keepQuarantinePruned, reject, Tokens, type DataHandlers, type MimeParseLimits, type RelayConfig, type MimePart, type PartDecision, type Transaction, type Verdict } from '@portcullis/core';
 import { directionOf } from './direction.js';
 import { activeContentKind } from './active-content.js';
 import { CHECK_KINDS, type Finding } from './findings.js';
@@ -71,6 +70,7 @@ export default definePlugin({
       tempDir: opts.tempDir ? path.resolve(ctx.configDir, opts.tempDir) : os.tmpdir(),
       uuencode: opts.uuencode,
     };
+    const parseLimits = mimeParseLimits(ctx.container);
     const quarantineDir = opts.quarantine ? path.resolve(ctx.configDir, opts.quarantine.dir) : undefined;
     const findings = ctx.metrics.counter<'kind' | 'action'>({ name: 'findings_total', help: 'Attachments caught, by finding kind (extension, executable, macro, ...) and the action taken (block, strip, quarantine)', labelNames: ['kind', 'action'] });
     const inspected = ctx.metrics.counter({ name: 'parts_inspected_total', help: 'MIME parts inspected' });
@@ -184,7 +184,13 @@ export default definePlugin({
             messageId = topHeaderValue(source.held, 'message-id');
             return undefined;
           }
-          await pipeline(source.parse, new Splitter(), walker);
+          // The relay's own MIME limits: past them the parse fails with the core's MimeLimitError,
+          // which the core answers 552 5.3.4 / 554 5.6.0 (mailsplit's default would go on to 1,000 nodes).
+          try {
+            await pipeline(source.parse, createMimeSplitter(parseLimits), walker);
+          } finally {
+            await Promise.allSettled(jobs); // their temp files are gone before the reader settles
+          }
           await Promise.all(jobs);
           if (!caught) return undefined;
           txn.session.log.info({ plugin: 'attachments', rule: caught.rule.label, reason: caught.finding.reason }, 'attached message caught');
@@ -204,37 +210,51 @@ const PREFILTER_MAX = 256 * 1024;
 /** What can make mailsplit type a leaf message/rfc822 (see the raw pass). Case-insensitive, like MIME. */
 const MAY_HOLD_MESSAGE = /rfc822|filename/i;
 
+/** The relay's `limits.mime` and `limits.headerSize` (core defaults when the container has no config). */
+function mimeParseLimits(container: { isRegistered(token: symbol, recursive?: boolean): boolean; resolve<T>(token: symbol): T }): MimeParseLimits {
+  const limits = container.isRegistered(Tokens.Config, true) ? container.resolve<Partial<RelayConfig>>(Tokens.Config).limits : undefined;
+  return {
+    headerSize: limits?.headerSize ?? 256 * 1024,
+    mime: { parts: limits?.mime?.parts ?? 500, depth: limits?.mime?.depth ?? 50, partHeaderFields: limits?.mime?.partHeaderFields ?? 200 },
+  };
+}
+
 /**
  * Reads the raw stream until it is clear whether a MIME parse can find anything: at the first
  * chunk that mentions rfc822 or a file name, or once more than PREFILTER_MAX bytes came, `parse` is
- * the whole stream again (the held chunks, then the rest); otherwise the stream ended and `held` is
- * all of it.
+ * the same stream with the held chunks put back in front; otherwise the stream ended and `held` is
+ * all of it. No iterator or wrapper stream is left on the core's stream: once the parse fails (a
+ * MIME limit), nothing of ours holds it.
  */
-async function prefilter(stream: Readable): Promise<{ parse?: Readable; held: Buffer[] }> {
-  const it = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  const held: Buffer[] = [];
-  let bytes = 0;
-  let tail = '';
-  for (;;) {
-    const r = await it.next();
-    if (r.done) return { held };
-    const chunk = r.value;
-    held.push(chunk);
-    bytes += chunk.length;
-    const text = tail + chunk.toString('latin1');
-    if (bytes > PREFILTER_MAX || MAY_HOLD_MESSAGE.test(text)) {
-      const rest = async function* () {
-        yield* held.splice(0);
-        for (;;) {
-          const n = await it.next();
-          if (n.done) return;
-          yield n.value;
-        }
-      };
-      return { parse: Readable.from(rest(), { objectMode: false }), held: [] };
-    }
-    tail = text.slice(-8);
-  }
+function prefilter(stream: Readable): Promise<{ parse?: Readable; held: Buffer[] }> {
+  return new Promise((resolve, reject) => {
+    const held: Buffer[] = [];
+    let bytes = 0;
+    let tail = '';
+    const cleanup = () => {
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('error', onError);
+    };
+    const onData = (chunk: Buffer) => {
+      held.push(chunk);
+      bytes += chunk.length;
+      const text = tail + chunk.toString('latin1');
+      if (bytes > PREFILTER_MAX || MAY_HOLD_MESSAGE.test(text)) {
+        stream.pause();
+        cleanup();
+        stream.unshift(held.length === 1 ? held[0]! : Buffer.concat(held));
+        resolve({ parse: stream, held: [] });
+        return;
+      }
+      tail = text.slice(-8);
+    };
+    const onEnd = () => (cleanup(), resolve({ held }));
+    const onError = (err: Error) => (cleanup(), reject(err));
+    stream.on('data', onData);
+    stream.once('end', onEnd);
+    stream.once('error', onError);
+  });
 }
 
 /** A top-level header field's first value, unfolded and trimmed (as headerValues gives it). */

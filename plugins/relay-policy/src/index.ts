@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { accept, definePlugin, disconnect, duration, hostAndPort, networkList, reject, Tokens, z, type NextHop, type Session, type SharedState } from '@portcullis/core';
+import { accept, definePlugin, disconnect, duration, hostAndPort, networkList, reject, Tokens, z, type DiskGuard, type NextHop, type Session, type SharedState } from '@portcullis/core';
 import { findDomain, normaliseDomain, routingTrick } from './address-checks.js';
 import { AuthThrottle } from './auth-throttle.js';
 import { hashPassword, readUsersFile, verifyPassword, type UserEntry } from './passwords.js';
@@ -74,6 +74,9 @@ export default definePlugin({
     ctx.container.registerInstance(Tokens.HostedDomains, [...domains.keys()]);
     const blocked = new Map(opts.blockedDestinations.map((d) => [d, true] as const));
     const trusted = opts.trustedNetworks;
+    // The disk guard keeps a reserve of spool space for our trusted networks (authenticated users
+    // have it already): anonymous mail filling the spool never locks out the operator's own servers.
+    if (trusted.size && ctx.container.isRegistered(Tokens.DiskGuard, true)) ctx.container.resolve<DiskGuard>(Tokens.DiskGuard).trust((c) => trusted.contains(c.remoteAddress));
     let users: Map<string, UserEntry> | undefined;
     if (opts.users) users = readUsersFile(path.resolve(ctx.configDir, opts.users));
     const throttle = new AuthThrottle(ctx.container.resolve<SharedState>(Tokens.SharedState), opts.authThrottle.window, opts.authThrottle.maxFailuresPerIp);
