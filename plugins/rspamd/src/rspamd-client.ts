@@ -102,7 +102,9 @@ function openOne(t: RspamdTarget, server: string, path: string, headers: Request
       if ((s as { connecting?: boolean }).connecting) s.once('connect', ready);
       else ready();
     });
-    req.flushHeaders();
+    // No flushHeaders(): Node writes a header block flushed on its own as UTF-8 (each byte of our
+    // latin1 string would become two), but with the first body chunk or end() as latin1, byte for byte.
+    // The connection is made either way, so failover still happens before the first byte.
   });
 }
 
