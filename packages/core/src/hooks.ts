@@ -61,7 +61,8 @@ export interface DataHandlers {
   /**
    * Reads the raw message bytes (as received, CRLF, before our added headers). Must consume the
    * stream to its end (backpressure is honoured: a slow reader slows the client); the promise's
-   * verdict (or nothing) is awaited before the message verdict.
+   * verdict (or nothing) is awaited before the message verdict. The reader may call `txn.edits`
+   * until its promise settles (a milter applies its end-of-message modifications there).
    */
   raw?(stream: Readable): Promise<Verdict | undefined | void>;
   /** Called at each leaf MIME part; return a screener to see its decoded content. */
@@ -104,7 +105,10 @@ export interface HookSignatures {
   rcpt(txn: Transaction, to: Address): MaybePromise<Verdict | undefined>;
   /** DATA started: return the stream handlers this plugin wants. Transform hook, all plugins run. */
   data(txn: Transaction): MaybePromise<DataHandlers | undefined>;
-  /** End of data, every screener finished. No verdict means accepted. Verdict hook. */
+  /**
+   * End of data, every screener finished. No verdict means accepted. Verdict hook. The last moment
+   * for `txn.edits` (MessageEdits): they are applied when it returns, before the spool commit.
+   */
   message(txn: Transaction, info: MessageInfo): MaybePromise<Verdict | undefined>;
   /**
    * Where mail for `domain` goes. First plugin returning a NextHop decides; a `reject` bounces the

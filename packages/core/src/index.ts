@@ -30,6 +30,8 @@ export { DeliveryQueue } from './delivery-queue.js';
 export { buildBounce, enhancedStatusOf, type BounceFailure } from './dsn.js';
 export { createLogger } from './logger.js';
 export { toAddress, domainOf } from './address.js';
+export { MessageEditRecorder, applyContentEdits, editHeaderFields, foldValue, type MessageEdit, type ContentPlan } from './message-edits.js';
+export { currentPlugin, inPluginScope } from './plugin-scope.js';
 export { canOverrideGreetingDelay, setGreetingDelay, PINNED_SMTP_SERVER_VERSION, PINNED_INIT_SHA256, libraryInitHash, installedSmtpServerVersion } from './greeting-delay.js';
 export { LineEndingGuard } from './line-ending-guard.js';
 export { HeaderFilter, type HeaderField } from './header-filter.js';

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { PassThrough, Writable, type Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { Logger } from 'pino';
@@ -11,6 +12,7 @@ import { HeaderFilter, type HeaderField } from './header-filter.js';
 import { MimeWalker, type AttachedScreener, type MimeLimits } from './mime-walker.js';
 import { LineEndingNormalizer } from './line-ending-normalizer.js';
 import { rewriteParts } from './mime-rewrite.js';
+import { applyContentEdits, MessageEditRecorder } from './message-edits.js';
 import type { LoadedPlugin, PluginDriver } from './plugin-driver.js';
 import { isStorageFull, type IncomingFile, type Spool } from './spool.js';
 import { Replies, type Reply, type Verdict } from './verdicts.js';
@@ -85,7 +87,9 @@ export async function receiveMessage(stream: DataStream, txn: Transaction, ctx: 
     if (!committed) {
       if (incoming) await spool.discard(incoming).catch(() => undefined);
       await spool.discard(spool.rewritePath(txn.id)).catch(() => undefined);
+      await spool.discard(editedPath(spool, txn.id)).catch(() => undefined);
     }
+    if (txn.edits instanceof MessageEditRecorder) await txn.edits.dispose().catch(() => undefined);
     if (!stream.readableEnded && !stream.destroyed) stream.resume(); // let smtp-server reach the end
   }
 }
@@ -310,12 +314,16 @@ async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext,
   const parsedHeaders = txn.headers ?? ((txn as { headers?: MessageHeaders }).headers = section.headers());
   const message = await untilAborted(driver.verdict('message', [txn, { size, replacedParts: [...replaced.values()].map((r) => r.path), headers: parsedHeaders }], log), ctx.signal);
   if (!message) return stopped(log, size);
+  // txn.edits closes when the message hook returns: what was asked until now is what is applied.
+  const edits = txn.edits instanceof MessageEditRecorder ? txn.edits : undefined;
+  edits?.freeze();
   if (message.verdict && message.verdict.kind !== 'accept') {
     return { reply: message.verdict.reply, accepted: false, size, plugin: message.plugin };
   }
   if (ctx.signal?.aborted) return stopped(log, size);
 
   try {
+    await edits?.ready(); // replacement bodies fully written (a failed write fails the message, 451)
     let source: IncomingFile | string = incoming;
     if (replaced.size) {
       const notices = new Map([...replaced].map(([index, r]) => [index, r.notice]));
@@ -325,14 +333,36 @@ async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext,
       await spool.discard(incoming.path);
       source = dest;
     }
-    const done = await spool.commit(source, { ...ctx.meta, receivedAt: Date.now(), headers: ctx.headers() });
+    // Plugins' header and body edits: one more streamed copy, after the part replacements.
+    if (edits?.changesContent) {
+      const dest = editedPath(spool, txn.id);
+      if (source === incoming) await spool.materialize(incoming);
+      const from = typeof source === 'string' ? source : source.path;
+      await applyContentEdits(from, dest, edits.contentPlan());
+      await spool.discard(from);
+      source = dest;
+    }
+    const envelope = edits ? edits.envelope(ctx.meta.mailFrom, ctx.meta.recipients) : { mailFrom: ctx.meta.mailFrom, recipients: ctx.meta.recipients };
+    if (!envelope.recipients.length) {
+      // Every recipient removed (a milter's discard, say): accepted for the client, nothing queued.
+      log.info({ edits: edits?.summary() }, 'every recipient removed by txn.edits: message accepted and dropped');
+      return { reply: { code: 250, enhanced: '2.0.0', text: `Ok: queued as ${txn.id}` }, accepted: true, size };
+    }
+    const held = edits?.holdReason;
+    const done = await spool.commit(source, { ...ctx.meta, ...envelope, receivedAt: Date.now(), headers: ctx.headers(), ...(held ? { held } : {}) });
     markCommitted();
+    if (held) log.info({ reason: held }, 'message committed held in the queue (txn.edits.hold)');
     ctx.onCommitted(done);
     return { reply: { code: 250, enhanced: '2.0.0', text: `Ok: queued as ${txn.id}` }, accepted: true, size };
   } catch (err) {
     log.error({ err }, 'could not commit the message to the spool');
     return { reply: isStorageFull(err) ? Replies.insufficientStorage : Replies.spoolFailure, accepted: false, size };
   }
+}
+
+/** The tmp file the content edits are written into (a third name for the same id). */
+function editedPath(spool: Spool, id: string): string {
+  return path.join(spool.tmpDir, `${id}.edited.msg`);
 }
 
 /** The drain time of a graceful stop ran out before the commit began: nothing is queued. */

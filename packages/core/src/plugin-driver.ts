@@ -4,6 +4,7 @@ import type { PluginInstance } from './plugin.js';
 import type { NextHop } from './types.js';
 import { isVerdict, Replies, type Verdict } from './verdicts.js';
 import type { RelayMetrics } from './metrics.js';
+import { inPluginScope } from './plugin-scope.js';
 
 /** A plugin with the settings the config gave it. */
 export interface LoadedPlugin {
@@ -93,7 +94,7 @@ export class PluginDriver {
     for (const p of this.with('data')) {
       try {
         const h = (await this.call(p, 'data', args)) as DataHandlers | undefined;
-        if (h) handlers.push({ plugin: p, handlers: h });
+        if (h) handlers.push({ plugin: p, handlers: scoped(p.instance.name, h) });
       } catch (err) {
         this.logFailure(log, p, 'data', err);
         return { handlers, failed: { verdict: FAILED, plugin: p.instance.name } };
@@ -137,7 +138,8 @@ export class PluginDriver {
     // The timing rides on withTimeout's own settle handlers: no extra promise per hook call.
     const t0 = m?.enabled ? performance.now() : 0;
     const settled = m?.enabled ? () => m.hookTime(p.instance.name, hook, (performance.now() - t0) / 1000) : undefined;
-    return withTimeout(Promise.resolve().then(work), p.timeoutMs, () => new HookTimeoutError(p.instance.name, hook, p.timeoutMs), settled);
+    // Run as the plugin (plugin-scope.ts): txn.edits records who asked for each change.
+    return withTimeout(inPluginScope(p.instance.name, () => Promise.resolve().then(work)), p.timeoutMs, () => new HookTimeoutError(p.instance.name, hook, p.timeoutMs), settled);
   }
 
   /** Counts a verdict for /metrics (the data pass reports its own through this too). */
@@ -194,6 +196,15 @@ export function withTimeout<T>(work: Promise<T>, ms: number, onTimeout: () => Er
       },
     );
   });
+}
+
+/** The handlers of a `data` hook, each running as its plugin (the raw reader is called by the intake, outside any hook). */
+function scoped(name: string, h: DataHandlers): DataHandlers {
+  const out: DataHandlers = { ...h };
+  if (typeof h.raw === 'function') out.raw = (s) => inPluginScope(name, () => h.raw!.call(h, s));
+  if (typeof h.part === 'function') out.part = (part) => inPluginScope(name, () => h.part!.call(h, part));
+  if (typeof h.dropHeader === 'function') out.dropHeader = (f) => h.dropHeader!.call(h, f);
+  return out;
 }
 
 function describe(v: unknown): string {

@@ -26,6 +26,7 @@ import { clientOrigin, type ClientOrigin } from './client-origin.js';
 import type { NetworkList } from './networks.js';
 import { createLogger } from './logger.js';
 import { receiveMessage } from './message-intake.js';
+import { MessageEditRecorder } from './message-edits.js';
 import { asSocket } from './stream-socket.js';
 import type { DeliveryTransport } from './smtp-client.js';
 import type { PluginDefinition } from './plugin.js';
@@ -148,8 +149,11 @@ class TransactionState implements Transaction {
   readonly notes: Record<string, unknown> = {};
   readonly started = Date.now();
   readonly added: string[] = [];
+  readonly edits: MessageEditRecorder;
   summarized = false;
-  constructor(readonly id: string, readonly session: SessionState, readonly mailFrom: Address) {}
+  constructor(readonly id: string, readonly session: SessionState, readonly mailFrom: Address, tmpDir: string) {
+    this.edits = new MessageEditRecorder(tmpDir, id);
+  }
   addHeader(name: string, value: string): void {
     if (!/^[!-9;-~]+$/.test(name)) throw new TypeError(`addHeader: invalid header name ${JSON.stringify(name)}`);
     this.added.push(`${name}: ${value.replace(/\r?\n(?![ \t])/g, '\r\n ').replace(/\r(?!\n)/g, ' ')}\r\n`);
@@ -758,7 +762,7 @@ export class Relay {
         s.heloChecked = helo;
       }
       if (nonAscii(address.address)) return cb(replyError(Replies.nonAsciiAddress));
-      const txn = new TransactionState(newQueueId(), s, toAddress(address.address, address.args));
+      const txn = new TransactionState(newQueueId(), s, toAddress(address.address, address.args), this.spool.tmpDir);
       s.txn = txn;
       const d = await s.driver.verdict('mail', [txn, txn.mailFrom], s.log);
       if (d.verdict && d.verdict.kind !== 'accept') {
@@ -1040,6 +1044,8 @@ export class Relay {
         from: txn.mailFrom.address,
         rcpts: txn.recipients.map((r) => r.address),
         rejectedRcpts: txn.notes['rejectedRecipients'],
+        // What plugins changed (txn.edits), by plugin, in order; the envelope above is as received.
+        edits: txn.edits.edits.length ? txn.edits.summary() : undefined,
         size,
         verdict,
         reply: reply ? formatReply(reply) : undefined,

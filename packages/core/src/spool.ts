@@ -22,6 +22,12 @@ export interface SpoolMeta {
   readonly client?: { readonly ip: string; readonly helo?: string; readonly user?: string };
   /** True for bounces we generated: a failure of one is never bounced again. */
   readonly isBounce?: boolean;
+  /**
+   * Committed held (a plugin's `txn.edits.hold`, a milter's quarantine), with the reason: the
+   * message starts held until an operator releases it. Stored with the message, so a crash right
+   * after the commit cannot lose the hold.
+   */
+  readonly held?: string;
 }
 
 /** Delivery progress, rewritten as it changes (not fsynced: losing it only repeats a delivery). */
@@ -79,6 +85,11 @@ interface SegmentEntry {
 const BODY_CACHE_MAX = 64 * 1024 * 1024;
 
 const TRAILER_LEN_DIGITS = 10;
+
+/** A message's state before its first attempt: held when it was committed held (SpoolMeta.held). */
+function initialState(meta: SpoolMeta): SpoolState {
+  return meta.held ? { attempts: 0, nextAttemptAt: 0, done: {}, hold: true } : { attempts: 0, nextAttemptAt: 0, done: {} };
+}
 
 export function newQueueId(): string {
   return Date.now().toString(36).toUpperCase().padStart(9, '0') + randomBytes(5).toString('hex').toUpperCase();
@@ -221,7 +232,7 @@ export class Spool {
       const dest = this.messagePath(meta.id);
       await rename(src, dest);
       await this.dirSync.sync();
-      return { meta: full, state: { attempts: 0, nextAttemptAt: 0, done: {} } };
+      return { meta: full, state: initialState(full) };
     } catch (err) {
       await handle.close().catch(() => undefined);
       await rm(src, { force: true });
@@ -241,7 +252,7 @@ export class Spool {
       this.cachedBytes += body.length;
     }
     this.inSegments.set(full.id, entry);
-    return { meta: full, state: { attempts: 0, nextAttemptAt: 0, done: {} } };
+    return { meta: full, state: initialState(full) };
   }
 
   private dropBody(e: SegmentEntry): void {
@@ -403,14 +414,14 @@ export class Spool {
     const out: SpooledMessage[] = [];
     const files = (await readdir(this.queueDir)).sort();
     for (const f of files) if (f.endsWith('.state')) this.withState.add(f.slice(0, -6));
-    const stateOf = async (id: string) => (this.withState.has(id) ? await this.readState(id) : undefined) ?? { attempts: 0, nextAttemptAt: 0, done: {} };
-    for (const [id, e] of this.inSegments) out.push({ meta: e.meta, state: await stateOf(id) });
+    const stateOf = async (id: string, meta: SpoolMeta) => (this.withState.has(id) ? await this.readState(id) : undefined) ?? initialState(meta);
+    for (const [id, e] of this.inSegments) out.push({ meta: e.meta, state: await stateOf(id, e.meta) });
     for (const f of files) {
       if (!f.endsWith('.msg')) continue;
       const id = f.slice(0, -4);
       try {
         const meta = await this.readMeta(id);
-        const state = await stateOf(id);
+        const state = await stateOf(id, meta);
         out.push({ meta, state });
       } catch {
         // A message file without a valid trailer was never committed (crash inside rename is

@@ -76,6 +76,56 @@ export interface Transaction {
    * effective from the `data` hook until `message` returns.
    */
   addHeader(name: string, value: string): void;
+  /**
+   * Changes to the message and its envelope, applied when the message is committed (after `message`
+   * returns with no verdict, after part replacements), in call order. Usable from the `data` hook
+   * (raw readers' promises, part screeners' `done`) until the `message` hook returns; later calls
+   * throw. See MessageEdits.
+   */
+  readonly edits: MessageEdits;
+}
+
+/**
+ * Edits of the message at end of data: what a milter's modifications, or a subject rewrite, need.
+ * Recorded as plugins call them (each call is validated at once and throws a TypeError on a bad
+ * name, value or address, which fails the calling hook closed) and applied in call order when the
+ * message is committed: the envelope the spool stores (and delivery uses) and the stored bytes,
+ * by one streamed copy of the spooled file, never holding the body in memory. Header edits work on
+ * the top-level header section as stored (fields a `dropHeader` predicate removed are not in it);
+ * the Received line and `addHeader` fields stay on top of it, untouched. The transaction log line
+ * lists the edits by plugin (`edits`). Values are folded: a line break becomes a fold, so no value
+ * can start a field of its own or end the header section.
+ */
+export interface MessageEdits {
+  /** Appends a field at the end of the top-level header section. */
+  appendHeader(name: string, value: string): void;
+  /**
+   * Inserts a field before the index-th field (0 = first) of the header section as received (milter
+   * SMFIR_INSHEADER); edits apply in call order, so an earlier insert or removal shifts the count,
+   * as in libmilter's header list. An index past the end appends.
+   */
+  insertHeader(index: number, name: string, value: string): void;
+  /**
+   * Changes the n-th (1-based) field named `name` (case-insensitive); `undefined` deletes it
+   * (SMFIR_CHGHEADER). The field keeps its name as written. As libmilter's smfi_chgheader, changing
+   * an occurrence that is not there appends the field; deleting one that is not there does nothing.
+   */
+  changeHeader(name: string, occurrence: number, value: string | undefined): void;
+  /** Removes every field named `name`. */
+  removeHeader(name: string): void;
+  /**
+   * Adds an envelope recipient (no-op when already there, compared case-insensitively). ESMTP
+   * `args` are validated and logged; the spool stores addresses only, as for every recipient.
+   */
+  addRecipient(address: string, args?: Readonly<Record<string, string | true>>): void;
+  /** Removes an envelope recipient (case-insensitive). A message left without recipients is accepted and dropped (logged). */
+  removeRecipient(address: string): void;
+  /** Changes the envelope sender; `''` is the null sender. */
+  setSender(address: string, args?: Readonly<Record<string, string | true>>): void;
+  /** Replaces the body (everything after the header section) with these bytes (CRLF lines); streamed to a temp file. */
+  replaceBody(body: NodeJS.ReadableStream | Buffer): Promise<void> | void;
+  /** Quarantine: the message is committed held in the queue (as `portcullis queue hold`), with this reason. */
+  hold(reason: string): void;
 }
 
 /** Where mail for one recipient domain goes. Returned by the `route` hook. */

@@ -11,6 +11,7 @@ import {
   createSharedState,
   DiskGuard,
   loadPlugins,
+  MessageEditRecorder,
   newQueueId,
   parseConfig,
   parseHeaderSection,
@@ -90,7 +91,7 @@ export interface CallHookResult {
   readonly rawVerdicts?: ReadonlyArray<Verdict | undefined>;
   /** The session and transaction the hook saw (notes, added headers). */
   readonly session: Session;
-  readonly transaction: Transaction & { readonly added: readonly string[] };
+  readonly transaction: Transaction & { readonly added: readonly string[]; readonly edits: MessageEditRecorder };
   readonly logs: LogEntry[];
 }
 
@@ -229,11 +230,14 @@ function buildSession(container: ReturnType<typeof rootContainer.createChildCont
   return session;
 }
 
-function buildTransaction(session: Session, opts: CallHookOptions): Transaction & { added: string[] } {
+function buildTransaction(session: Session, opts: CallHookOptions): Transaction & { added: string[]; edits: MessageEditRecorder } {
   const added: string[] = [];
   const message = opts.message === undefined ? undefined : messageBuffer(opts.message);
+  const id = newQueueId();
   return {
-    id: newQueueId(),
+    id,
+    // Recorded, not applied (no spool here): a test reads `transaction.edits.edits`.
+    edits: new MessageEditRecorder(os.tmpdir(), id),
     session,
     mailFrom: toAddress(opts.mailFrom ?? 'sender@example.org', {}),
     recipients: (opts.recipients ?? []).map((r) => toAddress(r, {})),
