@@ -1,4 +1,4 @@
-import type { Session, Transaction } from '@portcullis/core';
+import type { Transaction } from '@portcullis/core';
 import libmime from 'libmime';
 import type { CheckReply, HeaderToAdd } from './check-reply.js';
 import { headerName, messageHeaderValue } from './header-values.js';
@@ -30,45 +30,32 @@ export function planEdits(reply: CheckReply, opts: { statusHeader: string; symbo
   };
 }
 
-/**
- * The core's message edits (`txn.edits`), applied at end of message. Typed here by shape until
- * every core this plugin runs on has them.
- */
-interface MessageEdits {
-  appendHeader(name: string, value: string): void;
-  insertHeader(index: number, name: string, value: string): void;
-  changeHeader(name: string, occurrence: number, value: string | undefined): void;
-  removeHeader(name: string): void;
-}
-
 /** A header value for the message: 8-bit text (a rewritten non-ASCII Subject) as RFC 2047 words, ASCII as rspamd wrote it. */
 function encoded(value: string): string {
   const clean = messageHeaderValue(value);
   return /[^\x00-\x7f]/.test(clean) ? libmime.encodeWords(clean, 'Q', 52, 'utf-8') : clean;
 }
 
-export function applyEdits(txn: Transaction, plan: EditPlan, log: Session['log']): void {
-  const edits = (txn as Transaction & { edits?: MessageEdits }).edits;
+/**
+ * Applies the plan with the core's message edits (`txn.edits`, applied when the message is
+ * committed): rspamd's removals, then the subject, then rspamd's additions, as a milter MTA does;
+ * our own fields go on top with `addHeader`.
+ */
+export function applyEdits(txn: Transaction, plan: EditPlan): void {
+  const edits = txn.edits;
   for (const [name, value] of plan.ours) txn.addHeader(name, value);
-  if (!edits) {
-    // Without the core's edits only additions are possible (on top of the message).
-    if (plan.remove.length || plan.subject !== undefined) log.warn({ plugin: 'rspamd', txn: txn.id }, 'spam scan: header removals and subject rewrites need a core with message edits; skipped');
-    for (const h of plan.add) txn.addHeader(h.name, encoded(h.value));
-    return;
-  }
   for (const r of plan.remove) {
     if (r.occurrence === 0) {
       edits.removeHeader(r.name);
       continue;
     }
+    // A negative occurrence counts from the last field of that name (rspamd's milter convention).
     const count = txn.headers?.getAll(r.name).length ?? 0;
     const nth = r.occurrence > 0 ? r.occurrence : count + r.occurrence + 1;
     if (nth >= 1 && nth <= count) edits.changeHeader(r.name, nth, undefined);
   }
-  if (plan.subject !== undefined) {
-    if (txn.headers?.getAll('Subject').length) edits.changeHeader('Subject', 1, encoded(plan.subject));
-    else edits.appendHeader('Subject', encoded(plan.subject));
-  }
+  // The first Subject changes; a message without one gets it appended (changeHeader's own rule).
+  if (plan.subject !== undefined) edits.changeHeader('Subject', 1, encoded(plan.subject));
   for (const h of plan.add) {
     if (h.order !== undefined && h.order >= 0) edits.insertHeader(h.order, h.name, encoded(h.value));
     else edits.appendHeader(h.name, encoded(h.value));

@@ -124,7 +124,7 @@ export default definePlugin({
         case 'no action':
         case 'add header':
         case 'rewrite subject':
-          applyEdits(txn, planEdits(reply, opts), log);
+          applyEdits(txn, planEdits(reply, opts));
           return undefined;
         default: {
           // An action this plugin does not know cannot be honoured: treat it as no verdict (fail closed).

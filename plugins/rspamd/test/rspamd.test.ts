@@ -31,6 +31,20 @@ function message(subject: string, opts: { extra?: string[]; body?: string } = {}
   ].join(CRLF);
 }
 
+/**
+ * The message as a milter MTA would leave it after rspamd's answer: its remove_headers (every
+ * occurrence: rspamd sends 0), the Subject it gave, its add_headers appended to the header section.
+ */
+function asRspamdSaid(raw: string, said: CheckReply): string {
+  const end = raw.indexOf('\r\n\r\n') + 2;
+  let fields = raw.slice(0, end).split(/\r\n(?![ \t])/).filter(Boolean);
+  const removed = new Set(said.removeHeaders.map((r) => (assert.equal(r.occurrence, 0), r.name.toLowerCase())));
+  fields = fields.filter((f) => !removed.has(f.slice(0, f.indexOf(':')).toLowerCase()));
+  if (said.subject !== undefined) fields = fields.map((f) => (/^subject:/i.test(f) ? `Subject: ${said.subject}` : f));
+  for (const h of said.addHeaders) fields.push(`${h.name}: ${h.value}`);
+  return fields.join('\r\n') + '\r\n' + raw.slice(end);
+}
+
 /** Records what rspamd answered for each transaction (the plugin's note), so tests compare against rspamd's own words. */
 const answers: CheckReply[] = [];
 const recorder = definePlugin({
@@ -100,16 +114,16 @@ describe('rspamd (real rspamd)', function () {
       await assertNothingDelivered(before);
     });
 
-    it('delivers a clean message byte for byte, with the score status header rspamd gave on top', async () => {
+    it('delivers a clean message byte for byte with the score status header on top and rspamd\'s milter headers', async () => {
       const before = sink.messages.length;
       const answered = answers.length;
       const raw = message('minutes');
       const r = await send(relay, raw);
       assert.match(r.response, /^250 2\.0\.0 Ok: queued as /);
-      const got = await delivered(before, raw);
-      assert.ok(got.text.endsWith(raw), 'the original message follows our headers unchanged');
+      const got = await delivered(before);
       const said = answers[answered]!;
       assert.equal(said.action, 'no action');
+      assert.equal(got.rest, asRspamdSaid(raw, said), "the message as sent, with rspamd's milter headers (X-Spamd-Result) appended");
       assert.match(got.added, new RegExp(`\\r\\nX-Spam-Status: No, score=${said.score.toFixed(2).replace('.', '\\.')} required=15\\.00 action="no action"\\r\\n`));
       assert.doesNotMatch(got.text, /\r\nX-Spam: /);
     });
@@ -135,12 +149,70 @@ describe('rspamd (real rspamd)', function () {
 
     it('drops score headers the client sent, so a forged "X-Spam-Status: No" never passes', async () => {
       const before = sink.messages.length;
+      const answered = answers.length;
       const raw = message('forged', { extra: ['X-Spam-Status: No, score=-100', 'X-Spam: No'] });
       assert.match((await send(relay, raw)).response, /^250 /);
+      const said = answers[answered]!;
       const got = await delivered(before);
       assert.equal(got.text.match(/^X-Spam-Status: /gm)?.length, 1);
       assert.doesNotMatch(got.text, /score=-100|\r\nX-Spam: No/);
-      assert.equal(got.rest, raw.replace('X-Spam-Status: No, score=-100\r\nX-Spam: No\r\n', ''));
+      assert.equal(got.rest, asRspamdSaid(raw.replace('X-Spam-Status: No, score=-100\r\nX-Spam: No\r\n', ''), said));
+    });
+  });
+
+  describe('header edits', () => {
+    let relay: TestRelay;
+    before(async () => {
+      relay = await relayWith({ servers: [daemon.address], timeout: '10s' });
+    });
+
+    it('rewrites the Subject exactly as rspamd said and marks the message, everything else byte for byte', async () => {
+      const before = sink.messages.length;
+      const answered = answers.length;
+      const raw = message(`quarterly figures ${FORCE.rewrite}`);
+      assert.match((await send(relay, raw)).response, /^250 /);
+      const said = answers[answered]!;
+      assert.equal(said.action, 'rewrite subject');
+      assert.equal(said.subject, `*** SPAM *** quarterly figures ${FORCE.rewrite}`);
+      const got = await delivered(before);
+      assert.equal(got.rest, asRspamdSaid(raw, said));
+      assert.match(got.added, /\r\nX-Spam-Status: Yes, score=\d+\.\d\d required=15\.00 action="rewrite subject"\r\nX-Spam: Yes\r\n$/);
+    });
+
+    it("adds the headers rspamd asked for on add header, at the end of the header section, byte for byte", async () => {
+      const before = sink.messages.length;
+      const answered = answers.length;
+      const raw = message(`offer ${FORCE.addHeader}`);
+      assert.match((await send(relay, raw)).response, /^250 /);
+      const said = answers[answered]!;
+      assert.equal(said.action, 'add header');
+      assert.ok(said.addHeaders.some((h) => h.name === 'X-Spamd-Result' && h.value.includes('FORCE_ACTION_FORCE_AH')), JSON.stringify(said.addHeaders));
+      const got = await delivered(before);
+      assert.equal(got.rest, asRspamdSaid(raw, said));
+      assert.match(got.added, /\r\nX-Spam-Status: Yes, score=\d+\.\d\d required=15\.00 action="add header"\r\nX-Spam: Yes\r\n$/);
+    });
+
+    it('removes every field milter.remove_headers names, and only those', async () => {
+      const before = sink.messages.length;
+      const answered = answers.length;
+      const raw = message('keep the rest', { extra: ['X-Remove-Me: one', 'X-Keep-Me: yes', 'X-Remove-Me: two', 'X-Spamd-Result: forged'] });
+      assert.match((await send(relay, raw)).response, /^250 /);
+      const said = answers[answered]!;
+      assert.deepEqual(said.removeHeaders.filter((r) => r.name === 'X-Remove-Me'), [{ name: 'X-Remove-Me', occurrence: 0 }]);
+      const got = await delivered(before);
+      assert.doesNotMatch(got.text, /X-Remove-Me|forged/);
+      assert.match(got.rest, /\r\nX-Keep-Me: yes\r\n/);
+      assert.equal(got.rest, asRspamdSaid(raw, said));
+    });
+
+    it('applies no milter edits when milterHeaders is false, only the status header', async () => {
+      const r2 = await relayWith({ servers: [daemon.address], milterHeaders: false });
+      const before = sink.messages.length;
+      const raw = message(`x ${FORCE.addHeader}`, { extra: ['X-Remove-Me: stays'] });
+      assert.match((await send(r2, raw)).response, /^250 /);
+      const got = await delivered(before, raw);
+      assert.ok(got.text.endsWith(raw), 'the message itself is unchanged');
+      assert.match(got.added, /\r\nX-Spam-Status: Yes, [^\r]*action="add header"\r\nX-Spam: Yes\r\n$/);
     });
   });
 
