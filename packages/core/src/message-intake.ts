@@ -347,7 +347,7 @@ async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext,
     return { reply: Replies.spoolFailure, accepted: false, size };
   }
 
-  // Every screener and reader has its say; the first non-accept verdict in plugin order decides.
+  // Every screener and reader has its say; the strictest non-accept verdict (reject before tempfail), then plugin order, decides.
   const decided = await untilAborted(collectVerdicts(driver, log, walker, rawResults), deadline);
   if (!decided) return halted();
   if (mimeError) {
@@ -516,7 +516,10 @@ async function collectVerdicts(
     } else if (r.verdict && r.verdict.kind !== 'accept') failures.push({ plugin: r.plugin, verdict: r.verdict });
   }
   const order = driver.plugins;
-  const byOrder = (a: { plugin: LoadedPlugin }, b: { plugin: LoadedPlugin }) => order.indexOf(a.plugin) - order.indexOf(b.plugin);
+  // The stricter verdict wins: a permanent reject beats a tempfail whatever the plugin order (a
+  // virus found by one scanner is not retried because another scanner was down); among equals, plugin order.
+  const severity = (v: Verdict) => (v.kind === 'reject' ? 0 : 1);
+  const byOrder = (a: { plugin: LoadedPlugin; verdict: Verdict }, b: { plugin: LoadedPlugin; verdict: Verdict }) => severity(a.verdict) - severity(b.verdict) || order.indexOf(a.plugin) - order.indexOf(b.plugin);
   const rawFirst = [...failures].sort(byOrder)[0];
   const raw = rawFirst ? { rawVerdict: rawFirst.verdict, rawPlugin: rawFirst.plugin.instance.name } : {};
   for (const p of parts) {

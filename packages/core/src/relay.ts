@@ -137,6 +137,10 @@ class SessionState implements Session {
   get localAddress() { return this.raw.localAddress; }
   get localPort() { return this.raw.localPort; }
   get secure() { return this.raw.secure; }
+  get tls() {
+    const c = this.raw.secure ? (this.raw as { tlsOptions?: { name?: string; standardName?: string; version?: string } | false }).tlsOptions : undefined;
+    return c && c.version ? { protocol: c.version, cipher: c.standardName ?? c.name ?? '' } : undefined;
+  }
   get helo() { return (this.raw.hostNameAppearsAs as string | false) || undefined; }
   get user() { return (this.raw.user as string | undefined) || undefined; }
 }
