@@ -308,7 +308,8 @@ async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext,
   const replaced = unscreened ? new Map<number, { path: string; notice: string }>() : decided.replaced;
   // A message without a blank line is all header: what arrived is its header section.
   const parsedHeaders = txn.headers ?? ((txn as { headers?: MessageHeaders }).headers = section.headers());
-  const message = await untilAborted(driver.verdict('message', [txn, { size, replacedParts: [...replaced.values()].map((r) => r.path), headers: parsedHeaders }], log), ctx.signal);
+  const spooled = { size: incoming.stream.size, open: () => spool.openIncoming(incoming) };
+  const message = await untilAborted(driver.verdict('message', [txn, { size, replacedParts: [...replaced.values()].map((r) => r.path), headers: parsedHeaders, spooled }], log), ctx.signal);
   if (!message) return stopped(log, size);
   if (message.verdict && message.verdict.kind !== 'accept') {
     return { reply: message.verdict.reply, accepted: false, size, plugin: message.plugin };
