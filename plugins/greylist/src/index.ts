@@ -108,14 +108,17 @@ export default definePlugin({
           const tripletKey = `greylist:t:${net}|${txn.mailFrom.address.toLowerCase()}|${to.address.toLowerCase()}`;
           const [clientRaw, tripletRaw] = await Promise.all([opts.autoAllowAfter ? state.get(clientKey) : undefined, state.get(tripletKey)]);
           if (storeDown(before)) return fallback();
-          const passes = parse<{ passes: number }>(clientRaw)?.passes ?? 0;
           const now = clock();
+          // Expiry is checked on the clock too: the store's TTL is only the clean-up.
+          const client = parse<{ passes: number; at: number }>(clientRaw);
+          const passes = client && now - client.at <= opts.lifetime ? client.passes : 0;
           if (opts.autoAllowAfter && passes >= opts.autoAllowAfter) {
             results.inc({ result: 'auto_allowed' });
             note(txn, to, 'auto-allowed');
             return undefined;
           }
-          const rec = parse<TripletRecord>(tripletRaw);
+          const stored = parse<TripletRecord>(tripletRaw);
+          const rec = stored?.passed !== undefined && now - stored.passed > opts.lifetime ? undefined : stored;
           if (rec?.passed !== undefined) {
             await state.set(tripletKey, JSON.stringify({ first: rec.first, passed: now } satisfies TripletRecord), opts.lifetime);
             results.inc({ result: 'known' });
@@ -138,7 +141,7 @@ export default definePlugin({
             return wait(opts.delay - elapsed);
           }
           await state.set(tripletKey, JSON.stringify({ first: rec.first, passed: now } satisfies TripletRecord), opts.lifetime);
-          if (opts.autoAllowAfter) await state.set(clientKey, JSON.stringify({ passes: passes + 1 }), opts.lifetime);
+          if (opts.autoAllowAfter) await state.set(clientKey, JSON.stringify({ passes: passes + 1, at: now }), opts.lifetime);
           results.inc({ result: 'passed' });
           note(txn, to, 'passed');
           log.info({ plugin: 'greylist', txn: txn.id, client: net, waited: elapsed, passes: passes + 1 }, 'greylist: retry after the delay passed');
