@@ -37,7 +37,7 @@ export const options = z.strictObject({
   rejectScore: z.number().optional().describe('Score from which a message is refused with `550 5.7.1`. None by default: spam is only tagged.'),
   onError: policy.default('tempfail').describe('When no score can be had (spamd down, timing out, or answering an error): `tempfail` (451 4.7.0), `accept` (delivered, tagged unscanned) or `reject` (554 5.7.0).'),
   maxSize: size().default(500 * 1024).describe('Largest message sent to spamd (spamc\'s own default is 500KB): scoring time grows with size and large spam is rare.'),
-  onOversize: policy.default('accept').describe('What happens to a message above `maxSize`: `accept` (delivered, tagged `unscanned (too large to scan)`), `tempfail` or `reject` (552 5.3.4).'),
+  onOversize: policy.default('accept').describe('What happens to a message above `maxSize`: `accept` (delivered, tagged `Unscanned (too large to scan)`), `tempfail` or `reject` (552 5.3.4).'),
   skipAuthenticated: z.boolean().default(false).describe('Messages from authenticated senders are not scanned (tagged unscanned).'),
   skipNetworks: networkList().describe('Client networks whose messages are not scanned (tagged unscanned), e.g. internal servers: full addresses or CIDRs.'),
   headers: z

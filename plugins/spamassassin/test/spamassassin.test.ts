@@ -91,6 +91,17 @@ describe('spamassassin (real spamd)', function () {
       assert.equal(await counted(tagOnly, 'spam'), 1);
     });
 
+    it('streams a message larger than spool.inlineMax to spamd from the spool file (GTUBE in its last part is found)', async () => {
+      const big = await relayWith({ servers: [spamd.address], rejectScore: 20, maxSize: '2MB' });
+      // SpamAssassin reads the first 50 KB of each text part (body_part_scan_size): GTUBE goes into a
+      // last, small part, after 380 KB of a first one, so only a complete stream shows it to spamd.
+      const filler = 'Some ordinary words in a long newsletter line.\r\n'.repeat(8_000);
+      const raw = `From: alice@remote.test\r\nTo: bob@example.com\r\nSubject: large\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b1"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\n${filler}--b1\r\nContent-Type: text/plain\r\n\r\n${gtube()}\r\n--b1--\r\n`;
+      assert.ok(raw.length > 300 * 1024, `${raw.length} bytes: above the 256 KB kept in memory`);
+      const r = await send(big, raw);
+      assert.match(r.response, /^550 5\.7\.1 Message rejected as spam \(score 100\d\.\d, limit 20\.0\)$/);
+    });
+
     it('removes a forged X-Spam-Status that arrived with the message before scanning', async () => {
       const before = sink.messages.length;
       const body = textMessage('forged', 'Nothing to see.\n');
@@ -101,7 +112,7 @@ describe('spamassassin (real spamd)', function () {
       assert.ok(!added.includes('score=-100.0') && !added.includes('X-Spam-Flag'));
     });
 
-    it("says ready while spamd answers PING, and not ready (naming the server) once it is stopped", async () => {
+    it("says ready while spamd answers PING, and not ready (naming the server) when no spamd answers", async () => {
       const check = async () => (await relay.relay.readiness()).checks.find((c) => c.name === 'plugin:spamassassin')!;
       assert.equal((await check()).ready, true);
       const other = await relayWith({ servers: [`127.0.0.1:${await freePort()}`] });
@@ -191,6 +202,26 @@ describe('spamassassin (real spamd)', function () {
       assert.match((await send(relay, raw)).response, /^250 /);
       const added = await delivered(before, raw);
       assert.match(added, /\r\nX-Spam-Status: Yes, score=100\d\.\d required=5\.0\r\nX-Spam-Score: 100\d\.\d\r\nX-Spam-Flag: YES\r\nX-Spam-Report: [^]*GTUBE[^]*\r\n$/);
+    });
+
+    it('gives the score without rule names with command CHECK', async () => {
+      const relay = await relayWith({ servers: [spamd.address], command: 'CHECK' });
+      const before = sink.messages.length;
+      const raw = sample('sample-nonspam.txt');
+      assert.match((await send(relay, raw)).response, /^250 /);
+      const added = await delivered(before, raw);
+      assert.match(added, /\r\nX-Spam-Status: No, score=-?\d+\.\d required=5\.0\r\nX-Spam-Score: -?\d+\.\d\r\n$/);
+    });
+
+    it('does not scan clients of skipNetworks, and says so in the header', async () => {
+      const relay = await relayWith({ servers: [spamd.address], rejectScore: 20, skipNetworks: ['127.0.0.77/32'] });
+      const before = sink.messages.length;
+      const raw = textMessage('internal', gtube());
+      const r = await sendMail({ port: relay.port, localAddress: '127.0.0.77', from: 'alice@remote.test', to: 'bob@example.com', raw });
+      assert.match(r.response, /^250 /, 'GTUBE from a skipped network is not scored');
+      const added = await delivered(before, raw);
+      assert.match(added, /\r\nX-Spam-Status: Unscanned \(skipped network\)\r\n$/);
+      assert.match((await send(relay, raw)).response, /^550 5\.7\.1 /, 'another client is scored');
     });
 
     it('scans over a unix socket', async () => {
