@@ -1,4 +1,4 @@
-import { definePlugin, duration, networkList, tempfail, Tokens, z, type Address, type Clock, type SharedState, type Transaction } from '@portcullis/core';
+import { definePlugin, duration, networkList, RepeatLog, tempfail, Tokens, z, type Address, type Clock, type SharedState, type Transaction } from '@portcullis/core';
 import { clientNetwork } from './client-network.js';
 
 export { clientNetwork } from './client-network.js';
@@ -64,6 +64,7 @@ export default definePlugin({
     const results = ctx.metrics.counter<'result'>({ name: 'results_total', help: 'Recipients by result: greylisted (new triplet), early (retry before the delay), passed (retry after the delay), known (passed before), auto_allowed, allowed (trusted, authenticated, allow lists), fallback (store down)', labelNames: ['result'] });
     const fallbacks = ctx.metrics.counter({ name: 'fallbacks_total', help: 'Recipients accepted without greylisting because the shared store (Redis) did not answer' });
     for (const result of ['greylisted', 'early', 'passed', 'known', 'auto_allowed', 'allowed', 'fallback']) results.inc({ result }, 0);
+    const repeats = new RepeatLog(60_000);
     const senderDomains = opts.allow.senderDomains.map((d) => d.toLowerCase());
     const recipients = new Set(opts.allow.recipients.map((r) => r.toLowerCase()));
     const hosted = (): ReadonlySet<string> | undefined =>
@@ -99,7 +100,8 @@ export default definePlugin({
             results.inc({ result: 'fallback' });
             fallbacks.inc();
             note(txn, to, 'fallback');
-            log.warn({ plugin: 'greylist', txn: txn.id, client: net }, 'greylist: shared store unreachable, recipient accepted without greylisting');
+            // One line a minute at most: an outage under a flood must not fill the disk with logs.
+            repeats.log(log, 'warn', 'fallback', { plugin: 'greylist', txn: txn.id, client: net }, 'greylist: shared store unreachable, recipient accepted without greylisting');
             return undefined;
           };
           const before = state.status().fallbacks;
