@@ -60,6 +60,9 @@ export interface SpamassassinNote {
   readonly unscanned?: string;
 }
 
+/** Text from spamd, safe in a header value: no control characters but line breaks and tabs. */
+const controlFree = (s: string) => s.replace(/\r\n?/g, '\n').replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '');
+
 const reasons = { unavailable: 'spamd unreachable', timeout: 'spamd timed out', failed: 'spamd error' } as const;
 
 /** Resolves a relative socket path against the config file's folder. */
@@ -116,7 +119,7 @@ export default definePlugin({
         const i = field.indexOf(':');
         if (i <= 0) continue;
         const name = field.slice(0, i);
-        if (/^X-Spam-[A-Za-z0-9-]+$/i.test(name)) out.push([name, field.slice(i + 1).replace(/^ /, '').replace(/\n/g, '\r\n')]);
+        if (/^X-Spam-[A-Za-z0-9-]+$/i.test(name)) out.push([name, controlFree(field.slice(i + 1).replace(/^ /, '')).replace(/\n/g, '\r\n')]);
       }
       return out;
     };
@@ -177,7 +180,7 @@ export default definePlugin({
           add(txn, h.status, foldList(`${isSpam ? 'Yes' : 'No'}, score=${fmt(r.score)} required=${fmt(required)}${tests}`, h.status.length + 2));
           add(txn, h.score, fmt(r.score));
           if (isSpam) add(txn, h.flag, 'YES');
-          if (opts.command === 'REPORT' && r.body) add(txn, h.report, r.body.trim().replace(/\r?\n/g, '\r\n\t'));
+          if (opts.command === 'REPORT' && r.body) add(txn, h.report, controlFree(r.body.trim()).replace(/\n[ \t]*(?=\n)/g, '').replace(/\n/g, '\r\n\t')); // no whitespace-only lines (obsolete folding)
           return undefined;
         },
       },

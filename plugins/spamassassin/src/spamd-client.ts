@@ -141,7 +141,8 @@ export async function scan(req: SpamdRequest, targets: readonly SpamdTarget[], l
     if (!failure && sent !== req.size) fail('failed', `the message was ${sent} bytes, not the ${req.size} announced`);
     const raw = await answer;
     if (failure) return failure;
-    const a = parseAnswer(raw.toString('latin1'));
+    // The status line and headers are ASCII; a REPORT or HEADERS body is UTF-8 text.
+    const a = parseAnswer(raw.toString('utf8'));
     if (a.code !== 0) return { kind: 'error', reason: 'failed', detail: `spamd answered ${a.code} ${a.message}`, server };
     const spam = /^(True|False|Yes|No)\s*;\s*(-?[\d.]+)\s*\/\s*(-?[\d.]+)/i.exec(a.headers.get('spam') ?? '');
     if (!spam) return { kind: 'error', reason: 'failed', detail: `spamd answered without a Spam header: ${JSON.stringify(raw.toString('latin1').slice(0, 120))}`, server };
@@ -152,7 +153,8 @@ export async function scan(req: SpamdRequest, targets: readonly SpamdTarget[], l
       isSpam: /^(true|yes)$/i.test(spam[1]!),
       score: Number(spam[2]),
       required: Number(spam[3]),
-      ...(req.command === 'SYMBOLS' ? { symbols: body.split(',').map((s) => s.trim()).filter(Boolean) } : {}),
+      // Rule names are [A-Z0-9_]; anything else spamd might send is left out of our header.
+      ...(req.command === 'SYMBOLS' ? { symbols: body.split(',').map((s) => s.trim()).filter((s) => /^[A-Za-z0-9_.:-]{1,100}$/.test(s)) } : {}),
       ...(req.command === 'REPORT' || req.command === 'HEADERS' ? { body } : {}),
     };
   } catch (err) {

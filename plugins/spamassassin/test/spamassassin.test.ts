@@ -202,6 +202,7 @@ describe('spamassassin (real spamd)', function () {
       assert.match((await send(relay, raw)).response, /^250 /);
       const added = await delivered(before, raw);
       assert.match(added, /\r\nX-Spam-Status: Yes, score=100\d\.\d required=5\.0\r\nX-Spam-Score: 100\d\.\d\r\nX-Spam-Flag: YES\r\nX-Spam-Report: [^]*GTUBE[^]*\r\n$/);
+      assert.ok(!/\r\n[ \t]*\r\n/.test(added), 'no whitespace-only line inside the folded report');
     });
 
     it('gives the score without rule names with command CHECK', async () => {
