@@ -5,7 +5,8 @@
 # redis-server (the shared-state tests start their own, in memory, on loopback); python3-dkim with
 # dnspython, nacl and authres (the independent DKIM/ARC verifier and signer of the mailauth tests;
 # nacl for Ed25519, authres for arcsign); prometheus for promtool (checks of the /metrics output
-# and the alert rules of examples/monitoring; the Prometheus server it brings is never started).
+# and the alert rules of examples/monitoring; the Prometheus server it brings is never started);
+# spamassassin and spamd (the spamassassin plugin's tests run Debian's real spamd).
 # Idempotent: does nothing when every binary is already there. Needs root (CI runs as root).
 set -euo pipefail
 need=()
@@ -23,6 +24,9 @@ command -v promtool >/dev/null || need+=(prometheus)
 [ -x /usr/sbin/opendkim ] || need+=(opendkim)
 [ -x /usr/sbin/opendkim-genkey ] || need+=(opendkim-tools)
 /usr/bin/python3 -c 'import Milter' 2>/dev/null || need+=(python3-milter)
+# spamd (the daemon) and spamassassin (its rules, .pre plugin loaders and sample spam / non-spam): the
+# spamassassin plugin's tests start their own spamd on loopback with --local and a site config they write.
+{ [ -x /usr/sbin/spamd ] && [ -e /usr/share/spamassassin/10_default_prefs.cf ] && [ -e /usr/share/doc/spamassassin/examples/sample-spam.txt ]; } || need+=(spamassassin spamd)
 { [ -x /usr/bin/dkimverify ] && /usr/bin/python3 -c 'import dkim, dns.resolver, nacl, authres' 2>/dev/null; } || need+=(python3-dkim python3-dnspython python3-nacl python3-authres)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then

@@ -84,6 +84,23 @@ export interface MessageInfo {
   readonly replacedParts: readonly string[];
   /** The top-level header section, parsed and decoded (RFC 2047 words, RFC 2231 parameters, address lists), with the raw text. */
   readonly headers: MessageHeaders;
+  /**
+   * The message as it lies in the spool before the 250: the bytes received, without the header
+   * fields a `dropHeader` removed, before part replacement and before the header lines the relay
+   * adds (Received, `addHeader`). For backends that need the length before the bytes (spamd's
+   * Content-length): `size` is that length, `open()` a fresh stream over the bytes on each call
+   * (from memory for a small message, from the spool's tmp file for a large one), so no plugin
+   * buffers a whole message. Read it before the hook's promise settles.
+   */
+  readonly spooled: SpooledBytes;
+}
+
+/** See MessageInfo.spooled. */
+export interface SpooledBytes {
+  /** Byte length of what `open()` streams. */
+  readonly size: number;
+  /** A new stream over the bytes, from the start. Give it an 'error' listener. */
+  open(): Readable;
 }
 
 /**

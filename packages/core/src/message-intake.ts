@@ -377,7 +377,8 @@ async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext,
   const replaced = unscreened ? new Map<number, { path: string; notice: string }>() : decided.replaced;
   // A message without a blank line is all header: what arrived is its header section.
   const parsedHeaders = txn.headers ?? ((txn as { headers?: MessageHeaders }).headers = section.headers());
-  const message = await untilAborted(driver.verdict('message', [txn, { size, replacedParts: [...replaced.values()].map((r) => r.path), headers: parsedHeaders }], log), deadline);
+  const spooled = { size: incoming.stream.size, open: () => spool.openIncoming(incoming) };
+  const message = await untilAborted(driver.verdict('message', [txn, { size, replacedParts: [...replaced.values()].map((r) => r.path), headers: parsedHeaders, spooled }], log), deadline);
   if (!message) return halted();
   // txn.edits closes when the message hook returns: what was asked until now is what is applied.
   const edits = txn.edits instanceof MessageEditRecorder ? txn.edits : undefined;

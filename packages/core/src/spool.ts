@@ -199,6 +199,17 @@ export class Spool {
     file.stream.materialized = true;
   }
 
+  /**
+   * A fresh stream over an incoming message's bytes as written so far (from memory for a small
+   * message, from its tmp file once spilled), for the `message` hook's `spooled.open()`. Call it
+   * only after the write stream has finished.
+   */
+  openIncoming(file: IncomingFile): Readable {
+    const chunks = file.stream.chunks;
+    if (chunks) return Readable.from(chunks, { objectMode: false });
+    return createReadStream(file.path, { highWaterMark: 256 * 1024 });
+  }
+
   /** A second tmp file for the same id (the rewrite pass writes into it). */
   rewritePath(id: string): string {
     return path.join(this.tmpDir, `${id}.rewrite.msg`);

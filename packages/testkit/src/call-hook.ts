@@ -268,8 +268,10 @@ function defaultArgs(hook: HookName, session: Session, txn: Transaction, opts: C
     case 'data':
       return [txn];
     case 'message': {
-      const size = opts.message === undefined ? 0 : messageBuffer(opts.message).length;
-      const info: MessageInfo = { size, replacedParts: [], headers: txn.headers ?? parseHeaderSection('') };
+      const bytes = opts.message === undefined ? Buffer.alloc(0) : messageBuffer(opts.message);
+      const size = bytes.length;
+      const spooled = { size, open: () => Readable.from([bytes], { objectMode: false }) };
+      const info: MessageInfo = { size, replacedParts: [], headers: txn.headers ?? parseHeaderSection(''), spooled };
       return [txn, info];
     }
     case 'route':
