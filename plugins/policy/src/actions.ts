@@ -75,6 +75,8 @@ export function parseAction(value: string, ctx: ReplyContext, settings: ActionSe
   const trimmed = value.trim();
   const word = /^\S*/.exec(trimmed)![0];
   const rest = trimmed.slice(word.length).trim();
+  // PREPEND keeps the header value to its last byte, trailing blanks too, as Postfix writes it.
+  const header = value.replace(/^\s+/, '').slice(word.length).replace(/^\s+/, '');
   const W = word.toUpperCase();
   const make = (kind: 'reject' | 'tempfail' | 'if-permit' | 'if-reject' | 'disconnect', code: number, defaultDsn: string, fallback: string): PolicyAction => {
     const d = splitDsn(defaultDsn, rest);
@@ -112,7 +114,7 @@ export function parseAction(value: string, ctx: ReplyContext, settings: ActionSe
     case 'BCC':
       return { kind: 'unsupported', word: W, text: rest };
     case 'PREPEND': {
-      const m = HEADER.exec(rest);
+      const m = HEADER.exec(header);
       return m ? { kind: 'prepend', name: m[1]!, value: m[2]! } : { kind: 'invalid', value: trimmed };
     }
   }

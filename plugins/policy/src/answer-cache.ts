@@ -1,6 +1,6 @@
 /**
- * Answers kept for `ttl` ms, keyed by the request without the per-message attributes (`instance`,
- * `queue_id`). Off unless configured: a greylisting or rate-limiting service must see every request.
+ * Answers kept for `ttl` ms, keyed by the request without the attributes that change with every
+ * connection or message (`instance`, `queue_id`, `client_port`). Off unless configured: a greylisting or rate-limiting service must see every request.
  * Bounded in entries (oldest dropped first: a Map keeps insertion order).
  */
 export class AnswerCache {
@@ -9,7 +9,7 @@ export class AnswerCache {
   constructor(private readonly ttl: number, private readonly maxEntries: number, private readonly now: () => number = Date.now) {}
 
   static key(attrs: ReadonlyArray<readonly [string, string]>): string {
-    return attrs.filter(([n]) => n !== 'instance' && n !== 'queue_id').map(([n, v]) => `${n}=${v}`).join('\n');
+    return attrs.filter(([n]) => n !== 'instance' && n !== 'queue_id' && n !== 'client_port').map(([n, v]) => `${n}=${v}`).join('\n');
   }
 
   get(key: string): string | undefined {

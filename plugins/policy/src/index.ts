@@ -56,7 +56,7 @@ export const options = z.strictObject({
   maxConnections: z.number().int().min(1).max(1000).default(20).describe('Connections kept open to the service at most; more requests at once wait for one (within `timeout`).'),
   cache: z
     .strictObject({
-      ttl: duration().describe('How long an answer is reused for the same request (every attribute but `instance` and `queue_id`).'),
+      ttl: duration().describe('How long an answer is reused for the same request (every attribute but `instance`, `queue_id` and `client_port`).'),
       maxEntries: z.number().int().min(1).max(1_000_000).default(10_000).describe('Answers kept at most (oldest dropped first).'),
     })
     .optional()

@@ -107,8 +107,11 @@ class Connection {
     const p = this.pending;
     this.pending = undefined;
     if (rest.length) {
-      // More than one answer to one request: whatever comes next would be misattributed.
+      // More than one answer to one request: a broken server; neither answer can be trusted, and
+      // whatever comes next would be misattributed.
+      this.pending = p;
       this.fail(new PolicyRequestError('protocol', 'policy service sent more than one answer'));
+      return;
     }
     p.resolve(parsed.attrs);
   }
