@@ -133,6 +133,29 @@ describe('policy (Postfix policy delegation over SMTP)', function () {
       assert.match(added(msgs[before]!.raw), /^Received: [^]*\r\n$/);
     });
 
+    it('reports not ready while the service is down and ready once it listens; counts the failures in its metrics', async () => {
+      const port = await freePort();
+      const relay = await relayWith({ server: `inet:127.0.0.1:${port}` });
+      const check = async () => (await relay.relay.readiness()).checks.find((c) => c.name === 'plugin:policy')!;
+      const down = await check();
+      assert.equal(down.ready, false);
+      assert.match(down.detail!, /^policy service inet:127\.0\.0\.1:\d+: could not connect/);
+      const c = await open(relay);
+      assert.match(await c.cmd('RCPT TO:<bob@example.com>'), /^451 4\.3\.5 /);
+      c.close();
+      const metric = async (name: string) => (await relay.relay.metrics.registry.getSingleMetric(name)!.get()).values;
+      assert.ok((await metric('portcullis_policy_errors_total')).find((v) => v.labels['reason'] === 'unavailable')!.value >= 1);
+      assert.ok((await metric('portcullis_policy_requests_total')).find((v) => v.labels['action'] === 'failed' && v.labels['stage'] === 'rcpt')!.value >= 1);
+      const up = await TinyPolicyServer.start(() => ({ action: 'DUNNO' }), { port });
+      try {
+        const ok = await check();
+        assert.equal(ok.ready, true);
+        assert.equal(ok.detail, `policy service inet:127.0.0.1:${port} accepts connections`);
+      } finally {
+        await up.close();
+      }
+    });
+
     it('gives a custom default action as written: "DEFER_IF_PERMIT 4.3.0 policy down"', async () => {
       const relay = await relayWith({ server: `unix:${path.join(os.tmpdir(), 'no-such-policy.sock')}`, defaultAction: 'DEFER_IF_PERMIT 4.3.0 policy down' });
       const c = await open(relay);
