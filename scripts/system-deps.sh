@@ -4,7 +4,9 @@
 # redis-server (the shared-state tests start their own, in memory, on loopback); python3-dkim with
 # dnspython, nacl and authres (the independent DKIM/ARC verifier and signer of the mailauth tests;
 # nacl for Ed25519, authres for arcsign); prometheus for promtool (checks of the /metrics output
-# and the alert rules of examples/monitoring; the Prometheus server it brings is never started).
+# and the alert rules of examples/monitoring; the Prometheus server it brings is never started);
+# postgrey and postfix-policyd-spf-python (the policy plugin's tests start postgrey on loopback and
+# spawn policyd-spf per connection; package scripts start neither).
 # Idempotent: does nothing when every binary is already there. Needs root (CI runs as root).
 set -euo pipefail
 need=()
@@ -16,6 +18,8 @@ perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl)
 [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
 [ -x /usr/bin/redis-server ] || need+=(redis-server)
 command -v promtool >/dev/null || need+=(prometheus)
+[ -x /usr/sbin/postgrey ] || need+=(postgrey)
+[ -x /usr/bin/policyd-spf ] || need+=(postfix-policyd-spf-python)
 { [ -x /usr/bin/dkimverify ] && /usr/bin/python3 -c 'import dkim, dns.resolver, nacl, authres' 2>/dev/null; } || need+=(python3-dkim python3-dnspython python3-nacl python3-authres)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then

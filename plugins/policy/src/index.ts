@@ -42,7 +42,7 @@ const defaultAction = z
   });
 
 export const options = z.strictObject({
-  server: target.default({ host: '127.0.0.1', port: 10023 }).describe('The policy service: `inet:host:port` (loopback or your network) or `unix:/path` (relative to the config file). Postfix: `check_policy_service inet:127.0.0.1:10023`.'),
+  server: target.prefault('inet:127.0.0.1:10023').describe('The policy service: `inet:host:port` (loopback or your network) or `unix:/path` (relative to the config file). Postfix: `check_policy_service inet:127.0.0.1:10023`.'),
   stages: z
     .array(z.enum(STAGES))
     .min(1)
