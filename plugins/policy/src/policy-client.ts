@@ -214,7 +214,13 @@ export class PolicyClient {
   private acquire(deadline: number): Promise<Connection> {
     while (this.idle.length) {
       const c = this.idle.pop()!;
-      if (!c.dead) return Promise.resolve(c);
+      if (c.dead) continue;
+      // Past maxTtl while it waited: closed, not reused (its 'close' takes it out of the pool).
+      if (Date.now() - c.createdAt >= this.limits.maxTtl) {
+        c.destroy();
+        continue;
+      }
+      return Promise.resolve(c);
     }
     if (this.all.size + this.opening < this.limits.maxConnections) return this.open();
     return new Promise((resolve, reject) => {

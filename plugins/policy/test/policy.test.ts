@@ -168,9 +168,9 @@ describe('policy (Postfix policy delegation over SMTP)', function () {
   describe('with a policy server written for the test (answers postgrey never gives)', () => {
     let tiny: TinyPolicyServer;
     let relay: TestRelay;
-    let answer: (req: Map<string, string>) => ReturnType<TinyPolicyServer['behave']>;
+    let answer: (req: Map<string, string>, nth: number) => ReturnType<TinyPolicyServer['behave']>;
     before(async () => {
-      tiny = await TinyPolicyServer.start((req) => answer(req));
+      tiny = await TinyPolicyServer.start((req, nth) => answer(req, nth));
       relay = await relayWith({ server: tiny.address, timeout: '1s' });
     });
     beforeEach(() => {
@@ -281,6 +281,41 @@ describe('policy (Postfix policy delegation over SMTP)', function () {
       answer = () => 'close';
       assert.equal(await c.cmd('RCPT TO:<bob@example.com>'), '451 4.3.5 <bob@example.com>: Recipient address rejected: Server configuration problem');
       c.close();
+    });
+
+    it('sends a request again on a new connection when a reused one turns out to be closed (the server dropped it without answering)', async () => {
+      const pooled = await relayWith({ server: tiny.address });
+      // Each connection answers its first request and drops the second unanswered, as a server whose idle timer fired would.
+      answer = (_req, nth) => (nth === 1 ? { action: 'REJECT answered' } : 'close');
+      const c = await open(pooled);
+      const conns = tiny.connections;
+      for (let i = 0; i < 3; i++) assert.equal(await c.cmd('RCPT TO:<bob@example.com>'), '554 5.7.1 <bob@example.com>: Recipient address rejected: answered');
+      assert.equal(tiny.connections - conns, 3, 'a new connection for each retried request');
+      c.close();
+    });
+
+    it('closes a connection idle for maxIdle and opens a new one for a connection older than maxTtl', async () => {
+      const idle = await relayWith({ server: tiny.address, maxIdle: '300ms' });
+      const conns = tiny.connections;
+      const closed = tiny.closed;
+      let c = await open(idle);
+      assert.match(await c.cmd('RCPT TO:<bob@example.com>'), /^250 /);
+      c.close();
+      await pause(800);
+      assert.equal(tiny.closed - closed, 1, 'the idle connection was closed');
+      c = await open(idle);
+      assert.match(await c.cmd('RCPT TO:<bob@example.com>'), /^250 /);
+      c.close();
+      assert.equal(tiny.connections - conns, 2);
+      const young = await relayWith({ server: tiny.address, maxTtl: '20ms' });
+      const before = tiny.connections;
+      c = await open(young);
+      for (let i = 0; i < 3; i++) {
+        assert.match(await c.cmd('RCPT TO:<bob@example.com>'), /^250 /);
+        await pause(50);
+      }
+      c.close();
+      assert.equal(tiny.connections - before, 3, 'no connection reused past maxTtl');
     });
 
     it('sends the attributes Postfix sends, the same instance for every request of one transaction, values sanitised', async () => {

@@ -13,13 +13,16 @@ export type Behaviour = { action: string } | { raw: string } | 'hang' | 'close';
 export class TinyPolicyServer {
   readonly requests: Array<Map<string, string>> = [];
   connections = 0;
+  /** Connections the relay (or the server) has closed. */
+  closed = 0;
   /** Close each connection after one answer (like postgrey --exim). */
   closeAfterAnswer = false;
   private readonly sockets = new Set<net.Socket>();
 
-  private constructor(private readonly server: net.Server, public behave: (req: Map<string, string>) => Behaviour) {}
+  private constructor(private readonly server: net.Server, public behave: (req: Map<string, string>, nth: number) => Behaviour) {}
 
-  static async start(behave: (req: Map<string, string>) => Behaviour, listen: { port?: number; path?: string } = {}): Promise<TinyPolicyServer> {
+  /** `behave` gets each request and its number on its connection (1 for the first). */
+  static async start(behave: (req: Map<string, string>, nth: number) => Behaviour, listen: { port?: number; path?: string } = {}): Promise<TinyPolicyServer> {
     let self: TinyPolicyServer | undefined;
     const server = net.createServer((socket) => self!.serve(socket));
     self = new TinyPolicyServer(server, behave);
@@ -43,8 +46,12 @@ export class TinyPolicyServer {
     this.connections++;
     this.sockets.add(socket);
     socket.on('error', () => undefined);
-    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('close', () => {
+      this.closed++;
+      this.sockets.delete(socket);
+    });
     let buf = '';
+    let nth = 0;
     socket.on('data', (d: Buffer) => {
       buf += d.toString('utf8');
       for (let end = buf.indexOf('\n\n'); end >= 0; end = buf.indexOf('\n\n')) {
@@ -55,7 +62,7 @@ export class TinyPolicyServer {
         }
         buf = buf.slice(end + 2);
         this.requests.push(req);
-        const b = this.behave(req);
+        const b = this.behave(req, ++nth);
         if (b === 'hang') continue;
         if (b === 'close') {
           socket.destroy();
