@@ -7,6 +7,8 @@
 # nacl for Ed25519, authres for arcsign); prometheus for promtool (checks of the /metrics output
 # and the alert rules of examples/monitoring; the Prometheus server it brings is never started);
 # spamassassin and spamd (the spamassassin plugin's tests run Debian's real spamd).
+# postgrey and postfix-policyd-spf-python (the policy plugin's tests start postgrey on loopback and
+# spawn policyd-spf per connection; package scripts start neither).
 # Idempotent: does nothing when every binary is already there. Needs root (CI runs as root).
 set -euo pipefail
 need=()
@@ -27,6 +29,8 @@ command -v promtool >/dev/null || need+=(prometheus)
 # spamd (the daemon) and spamassassin (its rules, .pre plugin loaders and sample spam / non-spam): the
 # spamassassin plugin's tests start their own spamd on loopback with --local and a site config they write.
 { [ -x /usr/sbin/spamd ] && [ -e /usr/share/spamassassin/10_default_prefs.cf ] && [ -e /usr/share/doc/spamassassin/examples/sample-spam.txt ]; } || need+=(spamassassin spamd)
+[ -x /usr/sbin/postgrey ] || need+=(postgrey)
+[ -x /usr/bin/policyd-spf ] || need+=(postfix-policyd-spf-python)
 { [ -x /usr/bin/dkimverify ] && /usr/bin/python3 -c 'import dkim, dns.resolver, nacl, authres' 2>/dev/null; } || need+=(python3-dkim python3-dnspython python3-nacl python3-authres)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then

@@ -36,6 +36,9 @@ export class HookTimeoutError extends Error {
 
 const FAILED: Verdict = { kind: 'tempfail', reply: Replies.pluginFailure };
 
+/** Whether no verdict at all means "accepted" for a verdict hook (rcpt and auth deny by default). */
+const IMPLICIT_PERMIT = { connect: true, helo: true, auth: false, mail: true, rcpt: false, message: true } as const satisfies Record<VerdictHook, boolean>;
+
 /**
  * Runs hooks in order (`enforce: 'pre'` plugins, then the rest, then `post`; config order within each
  * group). A plugin that throws, returns something that is not a verdict, or exceeds its timeout gives
@@ -66,6 +69,19 @@ export class PluginDriver {
 
   /** Verdict hooks: the first plugin that returns a verdict decides. */
   async verdict<H extends VerdictHook>(hook: H, args: Parameters<HookSignatures[H]>, log: Logger = this.log): Promise<Decision> {
+    // Conditional tempfails (deferIfPermit / deferIfReject) wait for the rest of the chain.
+    let ifPermit: Decision | undefined;
+    let ifReject: Decision | undefined;
+    const decide = (d: Decision): Decision => {
+      const v = d.verdict;
+      const held = v?.kind === 'accept' ? ifPermit : v?.kind === 'reject' ? ifReject : undefined;
+      const out = held ?? d;
+      if (out.verdict && out.verdict.kind !== 'accept') {
+        log.info({ plugin: out.plugin, hook, verdict: out.verdict.kind, reply: out.verdict.reply, ...(held ? { instead: { plugin: d.plugin, verdict: v!.kind } } : {}) }, 'hook verdict');
+      }
+      if (out.verdict) this.noteVerdict(out.plugin!, hook, out.verdict);
+      return out;
+    };
     for (const p of this.with(hook)) {
       let result: unknown;
       try {
@@ -79,13 +95,19 @@ export class PluginDriver {
         this.logFailure(log, p, hook, new TypeError(`returned ${describe(result)}, expected a verdict or undefined`));
         return { verdict: FAILED, plugin: p.instance.name };
       }
-      if (result.kind !== 'accept') {
-        log.info({ plugin: p.instance.name, hook, verdict: result.kind, reply: result.reply }, 'hook verdict');
+      if (result.kind === 'tempfail' && result.when === 'permit') {
+        ifPermit ??= { verdict: result, plugin: p.instance.name };
+        continue;
       }
-      this.noteVerdict(p.instance.name, hook, result);
-      return { verdict: result, plugin: p.instance.name };
+      if (result.kind === 'tempfail' && result.when === 'reject') {
+        ifReject ??= { verdict: result, plugin: p.instance.name };
+        continue;
+      }
+      return decide({ verdict: result, plugin: p.instance.name });
     }
-    return {};
+    // No plugin decided: the hook's own default is the final decision.
+    if (IMPLICIT_PERMIT[hook]) return ifPermit ? decide(ifPermit) : {};
+    return ifReject ? decide(ifReject) : {};
   }
 
   /** The data hook: every plugin may hand back stream handlers. A failure is a verdict for the message. */

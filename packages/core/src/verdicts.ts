@@ -22,8 +22,22 @@ export interface Reply {
 export type Verdict =
   | { kind: 'accept'; reply?: Reply }
   | { kind: 'reject'; reply: Reply }
-  | { kind: 'tempfail'; reply: Reply }
+  | { kind: 'tempfail'; reply: Reply; readonly when?: TempfailCondition }
   | { kind: 'disconnect'; reply: Reply };
+
+/**
+ * A tempfail that holds only for one final decision of its hook (Postfix's `DEFER_IF_PERMIT` and
+ * `DEFER_IF_REJECT`). Verdict hooks are first-verdict-wins, so the driver does not stop at such a
+ * verdict: it keeps asking the later plugins of the same hook, then
+ * - `'permit'` (defer if permit): the tempfail is the answer when the final decision is a permit (a
+ *   later `accept`, or no verdict where no verdict means accepted: every hook but `rcpt` and
+ *   `auth`); a later reject, tempfail or disconnect is the answer instead.
+ * - `'reject'` (defer if reject): the tempfail replaces a later `reject` (or the implicit
+ *   `550 5.7.1 Unable to relay` of `rcpt`, `535` of `auth`); a later accept is the answer instead.
+ * The first conditional verdict of each kind counts. A consumer that does not know the field sees
+ * a plain tempfail: never an accept.
+ */
+export type TempfailCondition = 'permit' | 'reject';
 
 export type VerdictKind = Verdict['kind'];
 
@@ -47,6 +61,16 @@ export function reject(code: number, enhanced: string, text: string): Verdict {
 
 export function tempfail(code: number, enhanced: string, text: string): Verdict {
   return { kind: 'tempfail', reply: reply(code, enhanced, text, [400, 499], 'tempfail') };
+}
+
+/** Tempfail unless a later plugin of the same hook rejects (Postfix `DEFER_IF_PERMIT`): see TempfailCondition. */
+export function deferIfPermit(code: number, enhanced: string, text: string): Verdict {
+  return { kind: 'tempfail', reply: reply(code, enhanced, text, [400, 499], 'deferIfPermit'), when: 'permit' };
+}
+
+/** Tempfail instead of a later plugin's reject (Postfix `DEFER_IF_REJECT`): see TempfailCondition. */
+export function deferIfReject(code: number, enhanced: string, text: string): Verdict {
+  return { kind: 'tempfail', reply: reply(code, enhanced, text, [400, 499], 'deferIfReject'), when: 'reject' };
 }
 
 export function disconnect(code = 421, enhanced = '4.7.0', text = 'Closing connection'): Verdict {
