@@ -4,7 +4,8 @@
 # redis-server (the shared-state tests start their own, in memory, on loopback); python3-dkim with
 # dnspython, nacl and authres (the independent DKIM/ARC verifier and signer of the mailauth tests;
 # nacl for Ed25519, authres for arcsign); prometheus for promtool (checks of the /metrics output
-# and the alert rules of examples/monitoring; the Prometheus server it brings is never started).
+# and the alert rules of examples/monitoring; the Prometheus server it brings is never started);
+# slapd and ldap-utils (the recipients plugin's LDAP tests start their own slapd with slapadd-loaded data).
 # Idempotent: does nothing when every binary is already there. Needs root (CI runs as root).
 set -euo pipefail
 need=()
@@ -16,6 +17,8 @@ perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl)
 [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
 [ -x /usr/bin/redis-server ] || need+=(redis-server)
 command -v promtool >/dev/null || need+=(prometheus)
+{ [ -x /usr/sbin/slapd ] && [ -x /usr/sbin/slapadd ]; } || need+=(slapd)
+command -v ldapsearch >/dev/null || need+=(ldap-utils)
 { [ -x /usr/bin/dkimverify ] && /usr/bin/python3 -c 'import dkim, dns.resolver, nacl, authres' 2>/dev/null; } || need+=(python3-dkim python3-dnspython python3-nacl python3-authres)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
@@ -31,6 +34,8 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
   trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 fi
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+# slapd: no default database (the tests write their own config).
+echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 echo "system-deps: installed ${need[*]}"
