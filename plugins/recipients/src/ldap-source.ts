@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import type { ConnectionOptions } from 'node:tls';
 import { Client } from 'ldapts';
@@ -40,9 +41,12 @@ export class LdapSource implements RecipientSource {
 
   /** Opens, upgrades and binds a connection to `url`; throws on any failure. */
   private async connect(url: string): Promise<PooledClient> {
-    const client = new Client({ url, timeout: this.opts.timeout, connectTimeout: this.opts.timeout, tlsOptions: { ...this.tlsOptions, servername: new URL(url).hostname } });
+    const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
+    // SNI only for names (RFC 6066); ldapts goes TLS whenever tlsOptions is given, so only for ldaps://.
+    const tlsOptions: ConnectionOptions = { ...this.tlsOptions, ...(isIP(host) ? {} : { servername: host }) };
+    const client = new Client({ url, timeout: this.opts.timeout, connectTimeout: this.opts.timeout, ...(url.startsWith('ldaps://') ? { tlsOptions } : {}) });
     try {
-      if (this.opts.startTls && url.startsWith('ldap://')) await client.startTLS({ ...this.tlsOptions, servername: new URL(url).hostname });
+      if (this.opts.startTls && url.startsWith('ldap://')) await client.startTLS(tlsOptions);
       if (this.opts.bindDn) await client.bind(this.opts.bindDn, this.password ?? '');
       return { client, url };
     } catch (err) {

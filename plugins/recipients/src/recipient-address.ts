@@ -28,13 +28,18 @@ export function asciiDomain(domain: string): string | undefined {
 export function recipientAddress(local: string, domain: string, delimiters: string): RecipientAddress | undefined {
   const d = asciiDomain(domain);
   if (!d) return undefined;
-  const l = local.toLowerCase();
+  const l = unquote(local).toLowerCase();
   let base: string | undefined;
   if (delimiters) {
     const i = [...delimiters].map((c) => l.indexOf(c)).filter((n) => n > 0).sort((a, b) => a - b)[0];
     if (i !== undefined) base = `${l.slice(0, i)}@${d}`;
   }
   return { address: `${l}@${d}`, local: l, domain: d, ...(base ? { base } : {}) };
+}
+
+/** `"john doe"` → `john doe` (RFC 5321 quoted-string, backslash escapes removed): the same mailbox. */
+export function unquote(local: string): string {
+  return local.length >= 2 && local.startsWith('"') && local.endsWith('"') ? local.slice(1, -1).replace(/\\(.)/g, '$1') : local;
 }
 
 /** Parses `user@domain` or `@domain` from a list or the command line. */

@@ -106,7 +106,7 @@ export class Slapd {
 
   /** Search filters slapd received, as it logged them (`SRCH ... filter="..."` lines). */
   filters(): string[] {
-    return [...this.log.matchAll(/filter="([^"]*)"/g)].map((m) => m[1]!);
+    return [...this.log.matchAll(/ filter="(.*)"$/gm)].map((m) => m[1]!);
   }
 
   /** Number of SRCH operations slapd has logged so far. */
