@@ -34,8 +34,8 @@ export class CalloutSource implements RecipientSource {
     const probeRandom = catchAll === undefined;
     const random = `portcullis-probe-${randomBytes(6).toString('hex')}@${addr.domain}`;
     const recipients = probeRandom ? [random, addr.address] : [addr.address];
-    const result = await smtpProbe({ host: hop.host, port: hop.port, helo: this.helo, from: this.sender(addr.domain), recipients, timeoutMs: this.opts.timeout });
-    if (result.failed && result.rcpt.length < recipients.length) throw new SourceUnavailable(this.name, `callout to ${where} failed: ${result.failed}`);
+    const result = await smtpProbe({ host: hop.host, port: hop.port, helo: this.helo, from: this.sender(addr.domain), recipients, timeoutMs: this.opts.timeout, stopIfFirstAccepted: probeRandom });
+    if (result.failed && !(probeRandom && result.rcpt[0] && result.rcpt[0].code >= 200 && result.rcpt[0].code < 300) && result.rcpt.length < recipients.length) throw new SourceUnavailable(this.name, `callout to ${where} failed: ${result.failed}`);
     if (probeRandom) {
       const r = result.rcpt[0]!;
       if (r.code >= 200 && r.code < 300) {

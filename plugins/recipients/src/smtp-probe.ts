@@ -15,10 +15,12 @@ export interface ProbeOptions {
   /** RCPT TO addresses, asked in order in one transaction. */
   readonly recipients: readonly string[];
   readonly timeoutMs: number;
+  /** Ask no further RCPT once the first is accepted (the catch-all probe: then the rest is known). */
+  readonly stopIfFirstAccepted?: boolean;
 }
 
 export interface ProbeResult {
-  /** The reply to each RCPT, in order; shorter than `recipients` when the server stopped answering. */
+  /** The reply to each RCPT, in order; shorter than `recipients` when the server stopped answering (or `stopIfFirstAccepted`). */
   readonly rcpt: ProbeReply[];
   /** Set when the probe could not reach the RCPT stage (connection refused, greeting 4xx/5xx, MAIL refused). */
   readonly failed?: string;
@@ -93,6 +95,7 @@ export function smtpProbe(opts: ProbeOptions): Promise<ProbeResult> {
         const reply = await cmd(`RCPT TO:<${r}>`);
         if (done) return;
         rcpt.push(reply);
+        if (opts.stopIfFirstAccepted && rcpt.length === 1 && reply.code >= 200 && reply.code < 300) break;
       }
       answered = true;
       await cmd('RSET');
