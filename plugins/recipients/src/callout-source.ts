@@ -16,6 +16,8 @@ import { SourceUnavailable, type LookupContext, type RecipientSource, type Sourc
 export class CalloutSource implements RecipientSource {
   readonly type = 'callout' as const;
   readonly cached = true;
+  /** Ends probes under way when the plugin closes (shutdown, reload). */
+  private readonly aborter = new AbortController();
 
   constructor(readonly name: string, private readonly opts: CalloutSourceOptions, private readonly helo: string, private readonly cache: AnswerCache, private readonly log: Logger) {}
 
@@ -34,7 +36,7 @@ export class CalloutSource implements RecipientSource {
     const probeRandom = catchAll === undefined;
     const random = `portcullis-probe-${randomBytes(6).toString('hex')}@${addr.domain}`;
     const recipients = probeRandom ? [random, addr.address] : [addr.address];
-    const result = await smtpProbe({ host: hop.host, port: hop.port, helo: this.helo, from: this.sender(addr.domain), recipients, timeoutMs: this.opts.timeout, stopIfFirstAccepted: probeRandom });
+    const result = await smtpProbe({ host: hop.host, port: hop.port, helo: this.helo, from: this.sender(addr.domain), recipients, timeoutMs: this.opts.timeout, stopIfFirstAccepted: probeRandom, signal: this.aborter.signal });
     if (result.failed && !(probeRandom && result.rcpt[0] && result.rcpt[0].code >= 200 && result.rcpt[0].code < 300) && result.rcpt.length < recipients.length) throw new SourceUnavailable(this.name, `callout to ${where} failed: ${result.failed}`);
     if (probeRandom) {
       const r = result.rcpt[0]!;
@@ -53,5 +55,7 @@ export class CalloutSource implements RecipientSource {
     throw new SourceUnavailable(this.name, `callout to ${where}: ${text}`);
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.aborter.abort();
+  }
 }

@@ -17,6 +17,8 @@ export interface ProbeOptions {
   readonly timeoutMs: number;
   /** Ask no further RCPT once the first is accepted (the catch-all probe: then the rest is known). */
   readonly stopIfFirstAccepted?: boolean;
+  /** Aborts the probe (the plugin is closing). */
+  readonly signal?: AbortSignal;
 }
 
 export interface ProbeResult {
@@ -46,12 +48,15 @@ export function smtpProbe(opts: ProbeOptions): Promise<ProbeResult> {
       if (done) return;
       done = true;
       clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
       // Let the dialogue below run to its end (it stops writing once done is set).
       waiter?.({ code: 0, text: failed ?? 'closed' });
       waiter = undefined;
       socket.destroy();
       resolve(failed ? { rcpt, failed } : { rcpt });
     };
+    const onAbort = () => finish('the probe was aborted (shutting down)');
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
     const timer = setTimeout(() => finish(`no answer from ${opts.host}:${opts.port} within ${opts.timeoutMs} ms`), opts.timeoutMs);
     socket.setNoDelay(true);
     // Once every RCPT has its reply, how the connection ends (QUIT, a reset) changes nothing.
