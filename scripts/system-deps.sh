@@ -9,6 +9,7 @@
 # spamassassin and spamd (the spamassassin plugin's tests run Debian's real spamd).
 # postgrey and postfix-policyd-spf-python (the policy plugin's tests start postgrey on loopback and
 # spawn policyd-spf per connection; package scripts start neither).
+# slapd and ldap-utils (the recipients plugin's LDAP tests start their own slapd with slapadd-loaded data).
 # Idempotent: does nothing when every binary is already there. Needs root (CI runs as root).
 set -euo pipefail
 need=()
@@ -31,6 +32,8 @@ command -v promtool >/dev/null || need+=(prometheus)
 { [ -x /usr/sbin/spamd ] && [ -e /usr/share/spamassassin/10_default_prefs.cf ] && [ -e /usr/share/doc/spamassassin/examples/sample-spam.txt ]; } || need+=(spamassassin spamd)
 [ -x /usr/sbin/postgrey ] || need+=(postgrey)
 [ -x /usr/bin/policyd-spf ] || need+=(postfix-policyd-spf-python)
+{ [ -x /usr/sbin/slapd ] && [ -x /usr/sbin/slapadd ]; } || need+=(slapd)
+command -v ldapsearch >/dev/null || need+=(ldap-utils)
 { [ -x /usr/bin/dkimverify ] && /usr/bin/python3 -c 'import dkim, dns.resolver, nacl, authres' 2>/dev/null; } || need+=(python3-dkim python3-dnspython python3-nacl python3-authres)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
@@ -46,6 +49,8 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
   trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 fi
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+# slapd: no default database (the tests write their own config).
+echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 echo "system-deps: installed ${need[*]}"

@@ -9,6 +9,28 @@ export interface CheckReport {
   readonly plugins: Array<{ name: string; use: string; file?: string; version?: string; enforce?: 'pre' | 'post'; timeoutMs: number; hooks: string[]; trusts: Record<string, string[]> }>;
   readonly disabled: string[];
   readonly hookOrder: Record<string, string[]>;
+  /** What plugins found checking themselves (`check()`; with `--connect`, their backends too). */
+  readonly pluginChecks?: PluginCheckLine[];
+}
+
+export interface PluginCheckLine {
+  readonly plugin: string;
+  readonly ok: boolean;
+  readonly text: string;
+}
+
+/** Runs every plugin's own `check()`; a check that throws is a failed line naming the plugin. */
+export async function pluginChecks(relay: Relay, connect: boolean): Promise<PluginCheckLine[]> {
+  const out: PluginCheckLine[] = [];
+  for (const p of relay.driver.plugins) {
+    if (typeof p.instance.check !== 'function') continue;
+    try {
+      for (const r of await p.instance.check({ connect })) out.push({ plugin: p.instance.name, ok: r.ok, text: r.text });
+    } catch (err) {
+      out.push({ plugin: p.instance.name, ok: false, text: `check failed: ${(err as Error).message}` });
+    }
+  }
+  return out;
 }
 
 /** What `portcullis check` reports about a config that loaded: listeners, plugins as resolved, hook order. */
@@ -80,5 +102,9 @@ export function formatCheckReport(r: CheckReport): string {
   out.push('', 'Hook order:');
   const width = Math.max(...Object.keys(r.hookOrder).map((h) => h.length));
   for (const [hook, names] of Object.entries(r.hookOrder)) out.push(`  ${hook.padEnd(width)}  ${names.length ? names.join(' -> ') : '-'}`);
+  if (r.pluginChecks?.length) {
+    out.push('', 'Plugin checks:');
+    for (const c of r.pluginChecks) out.push(`  ${c.ok ? 'ok  ' : 'FAIL'} ${c.plugin}: ${c.text}`);
+  }
   return out.join('\n') + '\n';
 }

@@ -7,6 +7,7 @@
  *   portcullis demo                  a relay on a built-in config, with its own next hop, to try
  *   portcullis dkim keygen D S       a DKIM key (0600) and the TXT record to publish
  *   portcullis plugin new NAME       scaffold a plugin package (TypeScript, schema, test, README)
+ *   portcullis PLUGIN CMD --config F a command a plugin of F offers (`recipients check ADDRESS`)
  *
  * Exit codes: see exit-codes.ts (0 ok, 1 failure, 64 usage, 78 config error).
  */
@@ -83,16 +84,18 @@ program
   .description('validate a config file and its plugins (opens no port); print the plugins and the hook order')
   .requiredOption('-c, --config <file>', 'config file (YAML, or JSON if it ends in .json)')
   .option('--json', 'print the report as JSON')
-  .action(async (opts: { config: string; json?: boolean }) => {
-    const [{ ConfigError, createLogger }, { loadRelay, reportConfigError }, { checkReport, formatCheckReport }] = await Promise.all([core(), relayModules(), import('./check-command.js')]);
+  .option('--connect', 'let plugins contact their backends too (an LDAP bind, ...); exit 1 when one fails')
+  .action(async (opts: { config: string; json?: boolean; connect?: boolean }) => {
+    const [{ ConfigError, createLogger }, { loadRelay, reportConfigError }, { checkReport, formatCheckReport, pluginChecks }] = await Promise.all([core(), relayModules(), import('./check-command.js')]);
     // Plugins may log while they set up: to stderr, so that stdout is only the report.
     const log = createLogger('warn', 2);
     try {
       const loaded = await loadRelay(opts.config, () => log);
-      const report = checkReport(loaded);
+      const checks = await pluginChecks(loaded.relay, !!opts.connect);
+      const report = { ...checkReport(loaded), ...(checks.length ? { pluginChecks: checks } : {}) };
       await loaded.relay.driver.close();
       process.stdout.write(opts.json ? JSON.stringify(report, null, 2) + '\n' : formatCheckReport(report));
-      await finish(ExitCode.ok, log);
+      await finish(checks.every((c) => c.ok) ? ExitCode.ok : ExitCode.failure, log);
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       reportConfigError(err, 'the configuration is not valid');
@@ -278,6 +281,24 @@ try {
       process.stderr.write(`portcullis: ${err.message}\n`);
       process.exit(ExitCode.failure);
     });
+}
+
+program.addHelpText('after', '\nPlugin commands:\n  portcullis <plugin> <command> [args...] --config FILE   a command a plugin of FILE offers,\n      e.g. portcullis recipients check alice@example.com --config relay.yaml (portcullis <plugin> --config FILE lists them)');
+
+// `portcullis <plugin> <command> ...`: a word that is no command of ours names a plugin of --config.
+const first = process.argv[2];
+if (first && !first.startsWith('-') && first !== 'help' && !program.commands.some((c) => c.name() === first || c.aliases().includes(first)) && process.argv.some((a) => a === '--config' || a === '-c' || a.startsWith('--config='))) {
+  const { ConfigError } = await core();
+  try {
+    process.exit(await (await import('./plugin-command.js')).runPluginCommand(process.argv.slice(2)));
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      (await import('./load-relay.js')).reportConfigError(err, 'the command did not run');
+      process.exit(ExitCode.config);
+    }
+    process.stderr.write(`portcullis ${first}: ${(err as Error).message}\n`);
+    process.exit(ExitCode.failure);
+  }
 }
 
 try {

@@ -75,7 +75,7 @@ export async function loadPlugins(entries: readonly PluginEntry[], opts: LoadPlu
       problems.push({ path: at, message: `plugin "${def.name}" declares unknown hook(s) ${unknown.join(', ')}; known hooks: ${HOOK_NAMES.join(', ')}` });
     }
     loaded.push({
-      instance: { name: def.name, enforce: def.enforce, hooks: parts.hooks, close: parts.close, ready: parts.ready },
+      instance: { name: def.name, enforce: def.enforce, hooks: parts.hooks, close: parts.close, ready: parts.ready, check: parts.check, commands: parts.commands },
       timeoutMs: entry.timeout,
       source: entry.use,
       options,

@@ -30,6 +30,30 @@ export interface PluginInstance {
   close?(): void | Promise<void>;
   /** See PluginInstanceParts.ready. */
   ready?(): Readiness | boolean | Promise<Readiness | boolean>;
+  /** See PluginInstanceParts.check. */
+  check?(opts: { readonly connect: boolean }): Promise<readonly PluginCheckResult[]>;
+  /** See PluginInstanceParts.commands. */
+  readonly commands?: Readonly<Record<string, PluginCommand>>;
+}
+
+/** One line of a plugin's own `portcullis check` findings. */
+export interface PluginCheckResult {
+  readonly ok: boolean;
+  readonly text: string;
+}
+
+/**
+ * An operator command a plugin offers: `portcullis <plugin> <command> [args...] --config FILE`
+ * runs it on the plugin as that config sets it up (no port is opened). `args` are the words after
+ * the command name, options included, as typed (the plugin parses them).
+ */
+export interface PluginCommand {
+  /** One line for `--help`. */
+  readonly description: string;
+  /** Arguments after the command name, for the usage line: `ADDRESS [--fresh]`. */
+  readonly usage: string;
+  /** Returns the exit code (0 ok, 1 failure, 64 usage). */
+  run(args: readonly string[], io: { out(text: string): void; err(text: string): void }): Promise<number>;
 }
 
 /**
@@ -54,6 +78,14 @@ export interface PluginInstanceParts {
    * plugin without it counts as ready. Never called on the SMTP path.
    */
   ready?(): Readiness | boolean | Promise<Readiness | boolean>;
+  /**
+   * The plugin's own checks for `portcullis check` (lines printed under the plugin; one not ok
+   * makes the command exit 1). With `connect` (`portcullis check --connect`) it may contact its
+   * backends (an LDAP bind, a clamd PING); without, it must not. Never called on the SMTP path.
+   */
+  check?(opts: { readonly connect: boolean }): Promise<readonly PluginCheckResult[]>;
+  /** Operator commands: `portcullis <plugin name> <command> ...` (see PluginCommand). */
+  readonly commands?: Readonly<Record<string, PluginCommand>>;
 }
 
 type DefineInput<S extends z.ZodType> = Omit<PluginDefinition<S>, 'kind'>;

@@ -1,0 +1,146 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { waitForPort } from '@portcullis/testkit';
+
+const SLAPD = '/usr/sbin/slapd';
+const SLAPADD = '/usr/sbin/slapadd';
+
+/**
+ * A test schema for Exchange-style `proxyAddresses` (`smtp:alias@domain`, `SMTP:primary@domain`):
+ * case-insensitive equality, as Active Directory matches it. The OID arc is the IANA example arc.
+ */
+const TEST_SCHEMA = `
+attributetype ( 1.3.6.1.4.1.32473.1.1.1 NAME 'proxyAddresses'
+  EQUALITY caseIgnoreMatch SUBSTR caseIgnoreSubstringsMatch
+  SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )
+objectclass ( 1.3.6.1.4.1.32473.1.2.1 NAME 'mailRecipient' SUP top AUXILIARY
+  MAY ( proxyAddresses ) )
+`;
+
+export interface SlapdUser {
+  readonly uid: string;
+  readonly mail: string;
+  readonly proxyAddresses?: readonly string[];
+}
+
+/**
+ * Debian's slapd (OpenLDAP) on 127.0.0.1 and a free port, with a config and an mdb database the test
+ * writes into a temp folder and fills with slapadd. Its log (`-d 256`: connections, binds and every
+ * search filter as slapd parsed it) is kept in `log`, so tests can count queries and read filters.
+ */
+export class Slapd {
+  private child?: ChildProcess;
+  log = '';
+  readonly suffix = 'dc=hosted,dc=example';
+  readonly bindDn = 'cn=relay,dc=hosted,dc=example';
+  readonly password = 'relay-secret';
+  private constructor(readonly dir: string, readonly port: number) {}
+
+  static async start(port: number, users: readonly SlapdUser[]): Promise<Slapd> {
+    if (!existsSync(SLAPD) || !existsSync(SLAPADD)) throw new Error('slapd not found: install Debian\'s slapd and ldap-utils (scripts/system-deps.sh)');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-slapd-'));
+    const s = new Slapd(dir, port);
+    s.write(users);
+    await s.launch();
+    return s;
+  }
+
+  get url(): string {
+    return `ldap://127.0.0.1:${this.port}`;
+  }
+
+  private write(users: readonly SlapdUser[]): void {
+    mkdirSync(path.join(this.dir, 'db'));
+    writeFileSync(path.join(this.dir, 'test.schema'), TEST_SCHEMA);
+    writeFileSync(path.join(this.dir, 'password'), this.password + '\n');
+    writeFileSync(
+      path.join(this.dir, 'slapd.conf'),
+      [
+        'include /etc/ldap/schema/core.schema',
+        'include /etc/ldap/schema/cosine.schema',
+        'include /etc/ldap/schema/inetorgperson.schema',
+        `include ${path.join(this.dir, 'test.schema')}`,
+        'modulepath /usr/lib/ldap',
+        'moduleload back_mdb',
+        `pidfile ${path.join(this.dir, 'slapd.pid')}`,
+        'database mdb',
+        `suffix "${this.suffix}"`,
+        `rootdn "cn=admin,${this.suffix}"`,
+        'rootpw admin-secret',
+        `directory ${path.join(this.dir, 'db')}`,
+        'maxsize 10485760',
+        'index mail eq',
+        'index proxyAddresses eq',
+        // The relay's service account may read; anonymous may only bind.
+        `access to attrs=userPassword by self write by anonymous auth by * none`,
+        `access to * by dn.exact="${this.bindDn}" read by * none`,
+        '',
+      ].join('\n'),
+    );
+    const entries = [
+      `dn: ${this.suffix}\nobjectClass: dcObject\nobjectClass: organization\ndc: hosted\no: Hosted\n`,
+      `dn: cn=relay,${this.suffix}\nobjectClass: person\ncn: relay\nsn: relay\nuserPassword: ${this.password}\n`,
+      `dn: ou=people,${this.suffix}\nobjectClass: organizationalUnit\nou: people\n`,
+      ...users.map((u) => [`dn: uid=${u.uid},ou=people,${this.suffix}`, 'objectClass: inetOrgPerson', 'objectClass: mailRecipient', `uid: ${u.uid}`, `cn: ${u.uid}`, `sn: ${u.uid}`, `mail: ${u.mail}`, ...(u.proxyAddresses ?? []).map((p) => `proxyAddresses: ${p}`), ''].join('\n')),
+    ];
+    writeFileSync(path.join(this.dir, 'data.ldif'), entries.join('\n'));
+    const r = spawnSync(SLAPADD, ['-f', path.join(this.dir, 'slapd.conf'), '-l', path.join(this.dir, 'data.ldif')], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`slapadd failed: ${r.stderr}`);
+  }
+
+  private async launch(): Promise<void> {
+    // -d 256: stats logging to stderr (and slapd stays in the foreground).
+    this.child = spawn(SLAPD, ['-f', path.join(this.dir, 'slapd.conf'), '-h', `ldap://127.0.0.1:${this.port}/`, '-d', '256'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child.stdout!.on('data', (d: Buffer) => (this.log += d.toString()));
+    this.child.stderr!.on('data', (d: Buffer) => (this.log += d.toString()));
+    this.child.on('error', (err) => (this.log += `spawn error: ${err.message}\n`));
+    process.once('exit', () => this.child?.kill('SIGKILL'));
+    try {
+      await waitForPort(this.port, '127.0.0.1', 15_000);
+    } catch (err) {
+      throw new Error(`slapd did not start: ${(err as Error).message}\n${this.log}`);
+    }
+  }
+
+  /** Search filters slapd received, as it logged them (`SRCH ... filter="..."` lines). */
+  filters(): string[] {
+    return [...this.log.matchAll(/ filter="(.*)"$/gm)].map((m) => m[1]!);
+  }
+
+  /** Number of SRCH operations slapd has logged so far. */
+  searches(): number {
+    return (this.log.match(/ SRCH base=/g) ?? []).length;
+  }
+
+  get passwordFile(): string {
+    return path.join(this.dir, 'password');
+  }
+
+  /** Stops slapd (the database stays for a restart). */
+  async stop(): Promise<void> {
+    const child = this.child;
+    this.child = undefined;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      child.once('exit', () => (clearTimeout(t), resolve()));
+      child.kill('SIGTERM');
+    });
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.launch();
+  }
+
+  async remove(): Promise<void> {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  readFile(name: string): string {
+    return readFileSync(path.join(this.dir, name), 'utf8');
+  }
+}
