@@ -83,6 +83,9 @@ export interface PolicyNote {
   readonly answers: Array<{ stage: Stage; recipient?: string; action: string; cached?: boolean; failed?: string }>;
 }
 
+/** Where the `auth` hook leaves the SASL mechanism for `sasl_method`. */
+const SASL_METHOD = 'policy:sasl-method';
+
 const ACTION_LABELS = new Set(['dunno', 'ok', 'relay', 'reject', 'defer', 'defer_if_permit', 'defer_if_reject', 'info', 'warn', 'hold', 'discard', 'prepend', 'filter', 'redirect', 'bcc']);
 
 /**
@@ -145,7 +148,8 @@ export default definePlugin({
     /** One request at one stage: the answer mapped to a verdict (or none). Never throws for a service failure. */
     async function ask(stage: Stage, session: Session, txn: Transaction | undefined, recipient?: Address, size?: number): Promise<Verdict | undefined> {
       const names = await clientNames(session);
-      const attrs = buildRequest({ stage, session, txn, recipient, size, names, instance: txn?.id ?? session.id, policyContext: opts.policyContext });
+      const saslMethod = session.user ? (session.notes[SASL_METHOD] as string | undefined) : undefined;
+      const attrs = buildRequest({ stage, session, txn, recipient, size, names, saslMethod, instance: txn?.id ?? session.id, policyContext: opts.policyContext });
       const rctx = replyContext({ stage, session, txn, recipient, names });
       const note = noteOf(txn ?? session);
       const log = session.log;
@@ -242,6 +246,14 @@ export default definePlugin({
         }
       },
       hooks: {
+        /**
+         * Remembers the mechanism of the client's AUTH for `sasl_method` (the core's Session keeps
+         * only the user). No opinion: the plugins after this one decide the login.
+         */
+        auth(session: Session, attempt: { method: string }) {
+          session.notes[SASL_METHOD] = String(attempt.method).toUpperCase();
+          return undefined;
+        },
         ...(stages.has('connect') ? { connect: (session: Session) => ask('connect', session, undefined) } : {}),
         ...(stages.has('helo') ? { helo: (session: Session) => ask('helo', session, undefined) } : {}),
         ...(stages.has('mail') ? { mail: (txn: Transaction, from: Address) => ask('mail', txn.session, txn, undefined, declaredSize(from)) } : {}),
