@@ -83,9 +83,6 @@ export interface PolicyNote {
   readonly answers: Array<{ stage: Stage; recipient?: string; action: string; cached?: boolean; failed?: string }>;
 }
 
-/** Where the `auth` hook leaves the SASL mechanism for `sasl_method`. */
-const SASL_METHOD = 'policy:sasl-method';
-
 const ACTION_LABELS = new Set(['dunno', 'ok', 'relay', 'reject', 'defer', 'defer_if_permit', 'defer_if_reject', 'info', 'warn', 'hold', 'discard', 'prepend', 'filter', 'redirect', 'bcc']);
 
 /**
@@ -124,12 +121,15 @@ export default definePlugin({
 
     const noteOf = (holder: { notes: Record<string, unknown> }): PolicyNote => ((holder.notes['policy'] as PolicyNote | undefined) ?? (holder.notes['policy'] = { prepend: [], answers: [] } as PolicyNote));
 
+    // Per-connection facts of this plugin's own, kept out of session.notes (which is for results).
+    const namesOf = new WeakMap<Session, Promise<ClientNames>>();
+    const saslMethodOf = new WeakMap<Session, string>();
+
     /** client_name / reverse_client_name, once per connection, bounded in time; `unknown` on any failure. */
     const clientNames = (session: Session): Promise<ClientNames> => {
       const unknown = { name: 'unknown', reverse: 'unknown' };
       if (!resolver) return Promise.resolve(unknown);
-      const key = 'policy:names';
-      const cached = session.notes[key] as Promise<ClientNames> | undefined;
+      const cached = namesOf.get(session);
       if (cached) return cached;
       const lookup = (async (): Promise<ClientNames> => {
         const ip = session.remoteAddress;
@@ -141,14 +141,14 @@ export default definePlugin({
       })();
       let timer: NodeJS.Timeout | undefined;
       const bounded = Promise.race([lookup, new Promise<ClientNames>((r) => (timer = setTimeout(() => r(unknown), Math.min(opts.timeout, 5_000))))]).finally(() => clearTimeout(timer));
-      session.notes[key] = bounded;
+      namesOf.set(session, bounded);
       return bounded;
     };
 
     /** One request at one stage: the answer mapped to a verdict (or none). Never throws for a service failure. */
     async function ask(stage: Stage, session: Session, txn: Transaction | undefined, recipient?: Address, size?: number): Promise<Verdict | undefined> {
       const names = await clientNames(session);
-      const saslMethod = session.user ? (session.notes[SASL_METHOD] as string | undefined) : undefined;
+      const saslMethod = session.user ? saslMethodOf.get(session) : undefined;
       const attrs = buildRequest({ stage, session, txn, recipient, size, names, saslMethod, instance: txn?.id ?? session.id, policyContext: opts.policyContext });
       const rctx = replyContext({ stage, session, txn, recipient, names });
       const note = noteOf(txn ?? session);
@@ -251,7 +251,7 @@ export default definePlugin({
          * only the user). No opinion: the plugins after this one decide the login.
          */
         auth(session: Session, attempt: { method: string }) {
-          session.notes[SASL_METHOD] = String(attempt.method).toUpperCase();
+          saslMethodOf.set(session, String(attempt.method).toUpperCase());
           return undefined;
         },
         ...(stages.has('connect') ? { connect: (session: Session) => ask('connect', session, undefined) } : {}),
