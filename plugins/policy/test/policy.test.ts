@@ -242,7 +242,14 @@ describe('policy (Postfix policy delegation over SMTP)', function () {
       answer = () => 'hang';
       const c = await open(relay);
       const t0 = Date.now();
-      assert.equal(await c.cmd('RCPT TO:<bob@example.com>'), '451 4.3.5 <bob@example.com>: Recipient address rejected: Server configuration problem');
+      const hung = c.cmd('RCPT TO:<bob@example.com>');
+      // Meanwhile another client is served at once: one hung request holds nothing but its own session.
+      const other = await RawSmtp.connect(relay.port);
+      assert.match(await other.read(), /^220 /);
+      assert.match(await other.cmd('EHLO other.test'), /^250/);
+      assert.ok(Date.now() - t0 < 800, 'greeted while the policy request hangs');
+      other.close();
+      assert.equal(await hung, '451 4.3.5 <bob@example.com>: Recipient address rejected: Server configuration problem');
       const took = Date.now() - t0;
       assert.ok(took >= 900 && took < 5_000, `answered after ${took} ms (timeout 1s)`);
       // The same session and the relay keep working once the service answers again.
@@ -316,6 +323,20 @@ describe('policy (Postfix policy delegation over SMTP)', function () {
       }
       c.close();
       assert.equal(tiny.connections - before, 3, 'no connection reused past maxTtl');
+    });
+
+    it('logs FILTER, REDIRECT and BCC as unsupported and goes on, or answers 451 4.3.5 with unsupported: tempfail', async () => {
+      answer = () => ({ action: 'REDIRECT elsewhere@example.com' });
+      let c = await open(relay);
+      assert.match(await c.cmd('RCPT TO:<bob@example.com>'), /^250 /);
+      c.close();
+      const strict = await relayWith({ server: tiny.address, unsupported: 'tempfail' });
+      c = await open(strict);
+      for (const action of ['FILTER smtp:[127.0.0.1]:10025', 'REDIRECT elsewhere@example.com', 'BCC archive@example.com']) {
+        answer = () => ({ action });
+        assert.equal(await c.cmd('RCPT TO:<bob@example.com>'), `451 4.3.5 <bob@example.com>: ${action.split(' ')[0]} action not supported`);
+      }
+      c.close();
     });
 
     it('sends the attributes Postfix sends, the same instance for every request of one transaction, values sanitised', async () => {
