@@ -32,6 +32,8 @@ export interface RequestInput {
   /** Message size: MAIL FROM's SIZE= before DATA, the received size at end-of-message. */
   readonly size?: number;
   readonly names: ClientNames;
+  /** The AUTH mechanism after a successful login (`PLAIN`, `LOGIN`). */
+  readonly saslMethod?: string;
   /** Our instance id for this transaction (same for every request of one message). */
   readonly instance: string;
   readonly policyContext?: string;
@@ -62,7 +64,7 @@ export function buildRequest(i: RequestInput): Array<[string, string]> {
     ['client_port', String(s.remotePort)],
     ['reverse_client_name', i.names.reverse],
     ['instance', i.instance],
-    ['sasl_method', ''],
+    ['sasl_method', s.user ? (i.saslMethod ?? '') : ''],
     ['sasl_username', s.user ?? ''],
     ['sasl_sender', ''],
     ['size', i.size !== undefined ? String(i.size) : '0'],

@@ -121,12 +121,15 @@ export default definePlugin({
 
     const noteOf = (holder: { notes: Record<string, unknown> }): PolicyNote => ((holder.notes['policy'] as PolicyNote | undefined) ?? (holder.notes['policy'] = { prepend: [], answers: [] } as PolicyNote));
 
+    // Per-connection facts of this plugin's own, kept out of session.notes (which is for results).
+    const namesOf = new WeakMap<Session, Promise<ClientNames>>();
+    const saslMethodOf = new WeakMap<Session, string>();
+
     /** client_name / reverse_client_name, once per connection, bounded in time; `unknown` on any failure. */
     const clientNames = (session: Session): Promise<ClientNames> => {
       const unknown = { name: 'unknown', reverse: 'unknown' };
       if (!resolver) return Promise.resolve(unknown);
-      const key = 'policy:names';
-      const cached = session.notes[key] as Promise<ClientNames> | undefined;
+      const cached = namesOf.get(session);
       if (cached) return cached;
       const lookup = (async (): Promise<ClientNames> => {
         const ip = session.remoteAddress;
@@ -138,14 +141,15 @@ export default definePlugin({
       })();
       let timer: NodeJS.Timeout | undefined;
       const bounded = Promise.race([lookup, new Promise<ClientNames>((r) => (timer = setTimeout(() => r(unknown), Math.min(opts.timeout, 5_000))))]).finally(() => clearTimeout(timer));
-      session.notes[key] = bounded;
+      namesOf.set(session, bounded);
       return bounded;
     };
 
     /** One request at one stage: the answer mapped to a verdict (or none). Never throws for a service failure. */
     async function ask(stage: Stage, session: Session, txn: Transaction | undefined, recipient?: Address, size?: number): Promise<Verdict | undefined> {
       const names = await clientNames(session);
-      const attrs = buildRequest({ stage, session, txn, recipient, size, names, instance: txn?.id ?? session.id, policyContext: opts.policyContext });
+      const saslMethod = session.user ? saslMethodOf.get(session) : undefined;
+      const attrs = buildRequest({ stage, session, txn, recipient, size, names, saslMethod, instance: txn?.id ?? session.id, policyContext: opts.policyContext });
       const rctx = replyContext({ stage, session, txn, recipient, names });
       const note = noteOf(txn ?? session);
       const log = session.log;
@@ -242,6 +246,14 @@ export default definePlugin({
         }
       },
       hooks: {
+        /**
+         * Remembers the mechanism of the client's AUTH for `sasl_method` (the core's Session keeps
+         * only the user). No opinion: the plugins after this one decide the login.
+         */
+        auth(session: Session, attempt: { method: string }) {
+          saslMethodOf.set(session, String(attempt.method).toUpperCase());
+          return undefined;
+        },
         ...(stages.has('connect') ? { connect: (session: Session) => ask('connect', session, undefined) } : {}),
         ...(stages.has('helo') ? { helo: (session: Session) => ask('helo', session, undefined) } : {}),
         ...(stages.has('mail') ? { mail: (txn: Transaction, from: Address) => ask('mail', txn.session, txn, undefined, declaredSize(from)) } : {}),

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CaptureServer, freePort, RawSmtp, startTestRelay, type TestRelay } from '@portcullis/testkit';
-import relayPolicy from '@portcullis/relay-policy';
+import { CaptureServer, freePort, RawSmtp, selfSignedFiles, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import relayPolicy, { userLine } from '@portcullis/relay-policy';
 import policy, { type PolicyOptions } from '../src/index.js';
 import { Postgrey } from './support/postgrey.js';
 import { startSpawnedPolicyd, TinyPolicyServer } from './support/tiny-policy-server.js';
@@ -242,7 +242,14 @@ describe('policy (Postfix policy delegation over SMTP)', function () {
       answer = () => 'hang';
       const c = await open(relay);
       const t0 = Date.now();
-      assert.equal(await c.cmd('RCPT TO:<bob@example.com>'), '451 4.3.5 <bob@example.com>: Recipient address rejected: Server configuration problem');
+      const hung = c.cmd('RCPT TO:<bob@example.com>');
+      // Meanwhile another client is served at once: one hung request holds nothing but its own session.
+      const other = await RawSmtp.connect(relay.port);
+      assert.match(await other.read(), /^220 /);
+      assert.match(await other.cmd('EHLO other.test'), /^250/);
+      assert.ok(Date.now() - t0 < 800, 'greeted while the policy request hangs');
+      other.close();
+      assert.equal(await hung, '451 4.3.5 <bob@example.com>: Recipient address rejected: Server configuration problem');
       const took = Date.now() - t0;
       assert.ok(took >= 900 && took < 5_000, `answered after ${took} ms (timeout 1s)`);
       // The same session and the relay keep working once the service answers again.
@@ -318,6 +325,20 @@ describe('policy (Postfix policy delegation over SMTP)', function () {
       assert.equal(tiny.connections - before, 3, 'no connection reused past maxTtl');
     });
 
+    it('logs FILTER, REDIRECT and BCC as unsupported and goes on, or answers 451 4.3.5 with unsupported: tempfail', async () => {
+      answer = () => ({ action: 'REDIRECT elsewhere@example.com' });
+      let c = await open(relay);
+      assert.match(await c.cmd('RCPT TO:<bob@example.com>'), /^250 /);
+      c.close();
+      const strict = await relayWith({ server: tiny.address, unsupported: 'tempfail' });
+      c = await open(strict);
+      for (const action of ['FILTER smtp:[127.0.0.1]:10025', 'REDIRECT elsewhere@example.com', 'BCC archive@example.com']) {
+        answer = () => ({ action });
+        assert.equal(await c.cmd('RCPT TO:<bob@example.com>'), `451 4.3.5 <bob@example.com>: ${action.split(' ')[0]} action not supported`);
+      }
+      c.close();
+    });
+
     it('sends the attributes Postfix sends, the same instance for every request of one transaction, values sanitised', async () => {
       const seen = tiny.requests.length;
       const c = await open(relay, 'alice@remote.test', ' SIZE=1234');
@@ -349,6 +370,45 @@ describe('policy (Postfix policy delegation over SMTP)', function () {
       assert.notEqual(a.get('instance'), d.get('instance'), 'a new transaction has a new instance');
       assert.equal(d.get('sender'), 'other@remote.test');
       for (const key of ['queue_id', 'ccert_subject', 'ccert_issuer', 'ccert_fingerprint', 'encryption_protocol', 'encryption_cipher', 'sasl_method', 'client_port', 'policy_context']) assert.ok(a.has(key), `sends ${key}`);
+    });
+
+    it('sends sasl_username, sasl_method and encryption_protocol for a client that logged in over STARTTLS', async () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-policy-auth-'));
+      try {
+        const tls = await selfSignedFiles('relay.test');
+        const users = path.join(dir, 'users');
+        writeFileSync(users, `${await userLine('alice@example.com', 'correct horse')}\n`);
+        const authRelay = await startTestRelay({
+          builtins: { 'relay-policy': relayPolicy, policy },
+          config: {
+            tls: { key: tls.key, cert: tls.cert },
+            listen: [{ host: '127.0.0.1', port: 0, tls: 'starttls', auth: 'optional', greetingDelay: 0 }],
+            plugins: [
+              { use: 'policy', with: { server: tiny.address, lookupClientName: false } },
+              { use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } }, users } },
+            ],
+          },
+        });
+        relays.push(authRelay);
+        const seen = tiny.requests.length;
+        const c = await RawSmtp.connect(authRelay.port, '127.0.0.1', '127.0.0.9');
+        assert.match(await c.read(), /^220 /);
+        assert.match(await c.cmd('EHLO client.test'), /^250/);
+        assert.match(await c.cmd('STARTTLS'), /^220 /);
+        await c.startTls();
+        assert.match(await c.cmd('EHLO client.test'), /^250/);
+        assert.match(await c.cmd(`AUTH PLAIN ${Buffer.from('\0alice@example.com\0correct horse').toString('base64')}`), /^235 /);
+        assert.match(await c.cmd('MAIL FROM:<alice@example.com>'), /^250 /);
+        assert.match(await c.cmd('RCPT TO:<friend@elsewhere.test>'), /^250 /);
+        c.close();
+        const r = tiny.requests[seen]!;
+        assert.equal(r.get('sasl_username'), 'alice@example.com');
+        assert.equal(r.get('sasl_method'), 'PLAIN');
+        assert.equal(r.get('encryption_protocol'), 'TLS');
+        assert.equal(r.get('recipient'), 'friend@elsewhere.test');
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
 
     it('asks at every configured stage with the protocol_state Postfix uses, recipient_count and the real size after DATA', async () => {
