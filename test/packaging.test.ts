@@ -108,7 +108,7 @@ describe('packages installed one by one with npm', function () {
     sh('npm', ['init', '-y'], project);
     // Every tarball: npm takes the @portcullis/* dependencies of `portcullis` from them, not the registry.
     sh('npm', ['install', ...Object.values(tarballs)], project);
-    const plugins = ['relay-policy', 'attachments', 'clamav', 'mx-router', 'mailauth', 'dnsbl', 'limits', 'policy'].filter((p) => tarballs[`portcullis-${p}`]);
+    const plugins = ['relay-policy', 'attachments', 'clamav', 'mx-router', 'mailauth', 'dnsbl', 'limits', 'policy', 'spamassassin', 'greylist'].filter((p) => tarballs[`portcullis-${p}`]);
     writeFileSync(
       path.join(project, 'relay.yaml'),
       `hostname: relay.test\nlisten:\n  - { host: 127.0.0.1, port: 2525 }\nspool: { dir: ./spool }\nplugins:\n` +

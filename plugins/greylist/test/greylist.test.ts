@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { accept, definePlugin } from '@portcullis/core';
-import { CaptureServer, freePort, selfSignedFiles, sendMail, startTestRelay, waitUntil, type TestRelay } from '@portcullis/testkit';
+import { CaptureServer, selfSignedFiles, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 import greylist, { type GreylistOptions } from '../src/index.js';
-import { RedisServer } from './support/redis-server.js';
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** The delay these tests use: real time, short (the default is 5 minutes). */
@@ -19,11 +18,10 @@ describe('greylist over SMTP', function () {
   /** A fresh client network per test (127.0.<n>.0/24), so the tests' triplets never meet. */
   const nextNet = () => `127.0.${++client}`;
 
-  async function relayWith(opts: GreylistOptions, extra: Record<string, unknown> = {}): Promise<TestRelay> {
+  async function relayWith(opts: GreylistOptions): Promise<TestRelay> {
     const relay = await startTestRelay({
       builtins: { 'relay-policy': relayPolicy, greylist },
       config: {
-        ...extra,
         plugins: [
           { use: 'greylist', with: { delay: `${DELAY}ms`, ...opts } },
           { use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } }, trustedNetworks: ['127.0.200.0/24'] } },
@@ -122,42 +120,5 @@ describe('greylist over SMTP', function () {
       }
     });
   });
-
-  describe('two relay nodes on one real redis-server', () => {
-    let redis: RedisServer;
-    const nodes: TestRelay[] = [];
-    before(async () => {
-      redis = await RedisServer.start(await freePort());
-      for (let i = 0; i < 2; i++) {
-        nodes.push(await relayWith({}, { hostname: `node${i + 1}.test`, sharedState: { redis: { url: redis.url, keyPrefix: 'greylist-test:', timeout: '300ms' } } }));
-      }
-      await waitUntil(() => nodes.every((n) => n.relay.container.resolve<{ status(): { connected: boolean } }>(Symbol.for('portcullis.SharedState')).status().connected), 'both nodes connected to Redis', 10_000);
-    });
-    after(async () => {
-      await redis?.stop();
-    });
-
-    it('shares triplets: greylisted on one node, passed on the other after the delay', async () => {
-      const ip = `${nextNet()}.1`;
-      assert.equal((await send(nodes[0]!, ip, 'shared@sender.test', 'bob@example.com')).response, `451 4.7.1 Greylisted, try again in ${DELAY / 1000} seconds`);
-      assert.match((await send(nodes[1]!, ip, 'shared@sender.test', 'bob@example.com')).response, GREYLISTED, 'the other node knows the triplet: still early');
-      await pause(DELAY + 200);
-      assert.match((await send(nodes[1]!, ip, 'shared@sender.test', 'bob@example.com')).response, /^250 /);
-      assert.match((await send(nodes[0]!, ip, 'shared@sender.test', 'bob@example.com')).response, /^250 /, 'passed on node 2, known on node 1');
-      assert.equal(await counted(nodes[0]!, 'results_total', 'known'), 1);
-    });
-
-    it('accepts mail at once while Redis is stopped, and counts the fallback', async () => {
-      await redis.stop();
-      await waitUntil(() => !nodes[0]!.relay.container.resolve<{ status(): { connected: boolean } }>(Symbol.for('portcullis.SharedState')).status().connected, 'node 1 saw Redis go', 10_000);
-      const before = sink.messages.length;
-      for (const node of nodes) {
-        const r = await send(node, `${nextNet()}.1`, 'during-outage@sender.test', 'bob@example.com');
-        assert.match(r.response, /^250 /, 'a new triplet passes while Redis is down');
-        assert.equal(await counted(node, 'fallbacks_total'), 1);
-        assert.equal(await counted(node, 'results_total', 'fallback'), 1);
-      }
-      await sink.waitFor(before + 2);
-    });
-  });
+  // Two nodes on one redis-server, and Redis going away: redis-cluster.test.ts (relay processes).
 });
