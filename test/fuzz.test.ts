@@ -7,6 +7,7 @@ import { CaptureServer, RawSmtp, waitUntil } from '@portcullis/testkit';
 import { Clamd, eicar } from '../plugins/clamav/test/support/clamd.js';
 import { freePort, RelayProcess } from './support/relay-process.js';
 import { mimeMessage, Rng, session, type Step } from './support/fuzz-gen.js';
+import { boundaryBomb, manySmallParts } from './support/mime-bombs.js';
 
 /**
  * The fuzz and abuse suite (issue 9): seeded, bounded in count and time, against the relay as users
@@ -16,12 +17,23 @@ import { mimeMessage, Rng, session, type Step } from './support/fuzz-gen.js';
  * the process survives, that every command gets a reply or a close, that no tmp file or file
  * descriptor is left behind, and that memory comes back near its warmed-up baseline.
  *
+ * The plugin-reader dimension (issue 17) adds a test plugin whose raw reader stops reading, pipes
+ * into a stuck writable, throws, resolves early or never settles at a random byte offset (chosen
+ * per message through the sender address), and the many-small-parts shapes that once stalled the
+ * data pass (flat and nested, named and empty parts, sizes around each stall threshold).
+ *
  * Replay a run: PORTCULLIS_FUZZ_SEED=<seed printed> pnpm --filter @portcullis/e2e test
- * More cases:   PORTCULLIS_FUZZ_SESSIONS=2000 PORTCULLIS_FUZZ_MESSAGES=1000
+ * More cases:   PORTCULLIS_FUZZ_SESSIONS=2000 PORTCULLIS_FUZZ_MESSAGES=1000 PORTCULLIS_FUZZ_READERS=500
  */
 const SEED = Number(process.env['PORTCULLIS_FUZZ_SEED'] ?? 0x9a9a2026);
 const SESSIONS = Number(process.env['PORTCULLIS_FUZZ_SESSIONS'] ?? 300);
 const MESSAGES = Number(process.env['PORTCULLIS_FUZZ_MESSAGES'] ?? 120);
+const READER_CASES = Number(process.env['PORTCULLIS_FUZZ_READERS'] ?? 60);
+/** limits.readerStall and the stall-reader plugin's timeout in the fuzz relay's config. */
+const READER_STALL_MS = 2000;
+const READER_TIMEOUT_MS = 3000;
+/** Every reader case is answered within this of its final dot: a stall, then the plugin timeout, and room. */
+const READER_DEADLINE_MS = READER_STALL_MS + READER_TIMEOUT_MS + 3000;
 const WORKERS = 8;
 const REPLY_MS = 20_000;
 const UNTRUSTED = '127.0.0.7';
@@ -151,7 +163,7 @@ describe('fuzz and abuse suite (seeded, every stock plugin on)', function () {
       listen: [{ host: '127.0.0.1', port, greetingDelay: 0 }],
       spool: { dir: path.join(dir, 'spool') },
       // The tarpit stays on (its code runs) but short, so the suite stays well inside its time budget.
-      limits: { connectionsPerIp: 100, idleTimeout: '30s', tarpitDelay: '10ms', tarpitMax: '50ms' },
+      limits: { connectionsPerIp: 100, idleTimeout: '30s', tarpitDelay: '10ms', tarpitMax: '50ms', readerStall: `${READER_STALL_MS}ms` },
       delivery: { retrySchedule: ['10m'], connectionIdle: '1s' },
       dns: { servers: [`127.0.0.1:${deadDns}`], timeout: '300ms' },
       log: { level: 'warn' },
@@ -166,6 +178,8 @@ describe('fuzz and abuse suite (seeded, every stock plugin on)', function () {
         // turn into a refusal, and mailauth (tempError: accept) into a hang.
         { use: 'dnsbl', with: { zones: [{ zone: 'bl.fuzz.test' }], timeout: '300ms' } },
         { use: 'mailauth', with: { verify: { tempError: 'accept' } } },
+        // The plugin-reader dimension: a raw reader that misbehaves as the sender address says.
+        { use: path.join(here, 'support/stall-reader-plugin.mjs'), timeout: `${READER_TIMEOUT_MS}ms` },
       ],
     });
     probe = path.join(dir, 'heap.json');
@@ -176,6 +190,74 @@ describe('fuzz and abuse suite (seeded, every stock plugin on)', function () {
     await relay?.kill();
     await Promise.all([sink?.close(), clamd?.close()]);
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it(`answers ${READER_CASES} plugin-reader cases (readers that stop, throw or never settle; many-small-parts shapes) within their deadline, leaving nothing behind`, async () => {
+    const pid = relay.child!.pid!;
+    const seed = (SEED ^ 0x17171717) >>> 0;
+    const rng = new Rng(seed);
+    const E = eicar();
+    await new Promise((r) => setTimeout(r, 1000));
+    const baseFds = fdCount(pid);
+    /** The shapes of issue 17, around each threshold (mailsplit's 1,000 nodes, the old 10 k / 80 k stall points). */
+    const shape = (): [string, Buffer] => {
+      const r = rng.next();
+      if (r < 0.25) return ['generated MIME', mimeMessage(rng, E)];
+      if (r < 0.3) return ['boundary bomb', Buffer.from(boundaryBomb(rng.int(20, 200), rng.int(1000, 300_000)), 'latin1')];
+      const named = rng.chance(0.5);
+      const n = named ? rng.pick([400, 499, 501, 999, 1000, 1001, 9_000, 10_000, 12_000, 20_000]) : rng.pick([999, 1001, 10_000, 80_000, 120_000, 200_000]);
+      const depth = rng.chance(0.3) ? rng.int(2, 60) : 1;
+      return [`${n} ${named ? 'named' : 'empty'} parts${depth > 1 ? ` nested ${depth}` : ''}`, Buffer.from(manySmallParts(n, { named, depth }), 'latin1')];
+    };
+    const cases = Array.from({ length: READER_CASES }, () => {
+      const [label, body] = shape();
+      const mode = rng.pick(['normal', 'normal', 'stop', 'pipe', 'throw', 'resolve', 'hang'] as const);
+      const at = rng.int(0, body.length + 1000);
+      return { label: `${label}, reader ${mode}${mode === 'normal' ? '' : ` at ${at}`}`, body, from: mode === 'normal' ? 'alice@remote.test' : `${mode}-${at}@remote.test` };
+    });
+    console.log(`      plugin-reader seed ${seed} (0x${seed.toString(16)}, from PORTCULLIS_FUZZ_SEED ${SEED}): ${READER_CASES} cases`);
+    const late: string[] = [];
+    const codes = new Map<string, number>();
+    await pool(cases, 4, async (k, i) => {
+      const c = await RawSmtp.connect(port, '127.0.0.1', UNTRUSTED);
+      try {
+        await c.read(REPLY_MS);
+        await c.cmd('EHLO readers.test');
+        const mail = await c.cmd(`MAIL FROM:<${k.from}>`);
+        if (!mail.startsWith('250')) return void late.push(`case ${i} (${k.label}): MAIL ${mail}`);
+        await c.cmd('RCPT TO:<bob@example.com>');
+        const data = await c.cmd('DATA');
+        if (!data.startsWith('354')) return void late.push(`case ${i} (${k.label}): DATA ${data}`);
+        const all = Buffer.concat([stuff(k.body), Buffer.from(k.body.subarray(-2).toString() === '\r\n' ? '.\r\n' : '\r\n.\r\n')]);
+        let sentAt = 0;
+        const socket = (c as unknown as { socket: import('node:net').Socket }).socket;
+        socket.write(all, () => (sentAt = performance.now()));
+        let reply: string;
+        try {
+          reply = await c.read(READER_DEADLINE_MS + 20_000);
+        } catch (err) {
+          return void late.push(`case ${i} (${k.label}): no reply (${(err as Error).message})`);
+        }
+        const ms = sentAt ? performance.now() - sentAt : 0;
+        codes.set(reply.slice(0, 9), (codes.get(reply.slice(0, 9)) ?? 0) + 1);
+        if (ms > READER_DEADLINE_MS) late.push(`case ${i} (${k.label}): ${reply.slice(0, 9)} after ${ms.toFixed(0)} ms`);
+        if (!/^(250|451|552|554) /.test(reply)) late.push(`case ${i} (${k.label}): unexpected ${reply}`);
+      } finally {
+        c.close();
+      }
+    });
+    console.log(`      replies: ${[...codes].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k.trim()}×${v}`).join(', ')}`);
+    assert.deepEqual(late, []);
+    await waitUntil(() => readdirSync(path.join(dir, 'spool', 'tmp')).length === 0, 'no spool temp file', 10_000);
+    assert.deepEqual(readdirSync(attTmp), []);
+    let fds = fdCount(pid);
+    await waitUntil(() => (fds = fdCount(pid)) <= baseFds, 'file descriptors back at the baseline', 8_000).catch(() => undefined);
+    assert.ok(fds <= baseFds + 2, `file descriptors ${baseFds} → ${fds}`);
+    assert.equal(relay.child!.exitCode, null, 'the relay process died');
+    // A trusted client is still served.
+    const ok: Tally = { commands: 0, replies: 0, closes: 0, unanswered: [], dataReplies: new Map() };
+    await runSession(port, [{ kind: 'cmd', line: 'EHLO trusted.test' }, { kind: 'cmd', line: 'MAIL FROM:<a@example.com>' }, { kind: 'cmd', line: 'RCPT TO:<bob@example.com>' }, { kind: 'data', body: Buffer.from('Subject: after the readers\r\n\r\nfine\r\n') }], TRUSTED, 'trusted after readers', ok);
+    assert.deepEqual([...ok.dataReplies.keys()], ['250 2.0.0']);
   });
 
   it(`survives ${SESSIONS} mutated SMTP sessions and ${MESSAGES} generated MIME messages: every command answered, nothing left behind`, async () => {

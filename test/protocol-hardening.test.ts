@@ -170,6 +170,7 @@ describe('TLS', function () {
           { host: '127.0.0.1', port: 0, tls: 'starttls', greetingDelay: 0 },
           { host: '127.0.0.1', port: 0, tls: 'implicit', auth: 'required', greetingDelay: 0 },
         ],
+        limits: { tlsHandshakeTimeout: '1s' },
       },
     });
   });
@@ -224,5 +225,29 @@ describe('TLS', function () {
     assert.notEqual(after, before);
     c.close();
     c2.close();
+  });
+
+  it('closes a connection whose TLS handshake after STARTTLS never comes within limits.tlsHandshakeTimeout', async () => {
+    const port = relay.relay.addresses()[0]!.port;
+    const c = await RawSmtp.connect(port);
+    await c.read();
+    await c.cmd('EHLO client.test');
+    assert.match(await c.cmd('STARTTLS'), /^220 /);
+    const t0 = Date.now();
+    await c.waitClosed(10_000); // the client sends no ClientHello
+    const ms = Date.now() - t0;
+    assert.ok(ms >= 900 && ms < 4000, `closed after ${ms} ms`);
+  });
+
+  it('leaves a session whose handshake completed alone after limits.tlsHandshakeTimeout', async () => {
+    const port = relay.relay.addresses()[0]!.port;
+    const c = await RawSmtp.connect(port);
+    await c.read();
+    await c.cmd('EHLO client.test');
+    await c.cmd('STARTTLS');
+    await c.startTls();
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.match(await c.cmd('NOOP'), /^250/);
+    c.close();
   });
 });

@@ -166,4 +166,31 @@ describe('per-session command limits', () => {
     assert.equal(got.filter((r) => r === '452 4.5.3 Too many recipients').length, 5 + 4);
     assert.equal(got.at(-1), '421 4.7.0 Too many errors, closing connection');
   });
+
+  it('does not count a tarpit pause against commandTimeout: a tarpitted client is answered, not closed as too slow', async () => {
+    const s = await session({ commandTimeout: '1s', tarpitAfter: 0, tarpitDelay: '2s', tarpitMax: '2s', maxErrors: 10 });
+    assert.match(await s.cmd('RCPT TO:<a@example.test>'), /^503 /); // one error: every next command waits 2 s
+    s.write('NOOP\r\nNO'); // a complete command (held 2 s by the tarpit) and the start of the next
+    assert.match(await s.read(5000), /^250 /);
+    s.write('OP\r\n');
+    assert.match(await s.read(5000), /^250 /);
+    assert.equal(s.isClosed, false);
+  });
+
+  it('answers an over-long command line with 500 5.5.6 Line too long and closes the connection', async () => {
+    const s = await session({});
+    s.write(`NOOP ${'x'.repeat(20_000)}\r\n`);
+    assert.equal(await s.read(), '500 5.5.6 Line too long');
+    await s.waitClosed();
+  });
+
+  it('refuses an EHLO or HELO name with 8-bit bytes with 501 5.5.2, and accepts an ASCII one after it', async () => {
+    const s = await session({});
+    s.write(Buffer.concat([Buffer.from('EHLO '), Buffer.from('bücher.test', 'utf8'), Buffer.from('\r\n')]));
+    assert.equal(await s.read(), '501 5.5.2 Syntax: EHLO hostname (8-bit characters are not allowed)');
+    s.write(Buffer.concat([Buffer.from('HELO '), Buffer.from([0xe9, 0x2e, 0x74]), Buffer.from('\r\n')]));
+    assert.equal(await s.read(), '501 5.5.2 Syntax: EHLO hostname (8-bit characters are not allowed)');
+    assert.match(await s.cmd('EHLO xn--bcher-kva.test'), /^250/);
+    assert.match(await s.cmd('MAIL FROM:<a@outside.test>'), /^250 /);
+  });
 });

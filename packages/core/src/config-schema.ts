@@ -199,6 +199,8 @@ export const configSchema = z.strictObject({
        * its whole list gets 452 for the extras and DATA for the rest, without tarpit or disconnect.
        */
       recipientOvershoot: z.number().int().min(0).default(1000),
+      /** Longest a TLS handshake after STARTTLS may take; then the connection is closed (the idle timeout would hold it for minutes). 0 = off. */
+      tlsHandshakeTimeout: duration().default(30_000),
       /**
        * MIME structure limits for the part-screening pass (only parsed when a plugin screens parts).
        * Kept well below mailsplit's own hard limit of 1,000 nodes, which it reports as an error.

@@ -24,6 +24,8 @@ export interface SessionGuardLimits {
    * errors (Postfix's smtpd_recipient_overshoot_limit). Absent: 1000.
    */
   readonly recipientOvershoot?: number;
+  /** Longest a TLS handshake after STARTTLS may take; then the connection is closed. Absent: 30 s. 0 = off. */
+  readonly tlsHandshakeTimeout?: number;
 }
 
 /** The parts of smtp-server 3.21's SMTPConnection this guard wraps. */
@@ -41,6 +43,8 @@ interface GuardedConnection {
   _closed?: boolean;
   _parser?: ParserLike | false;
   _createParser(): ParserLike;
+  _socket?: { destroy(err?: Error): void };
+  secure?: boolean;
 }
 
 interface ParserLike {
@@ -66,6 +70,11 @@ export function canGuardSessions(connection: unknown): boolean {
  *   unknown command past unknownCommands ────▶ 421 4.7.0, close (smtp-server's own limit of 10 is replaced)
  *   every 4xx/5xx reply is an error: past tarpitAfter each next command waits longer (tarpit);
  *   at maxErrors ────────────────────────────▶ 421 4.7.0, close
+ *   452 4.5.3 past limits.recipients ────────▶ not an error, up to recipientOvershoot per session
+ *   command line over smtp-server's maximum ─▶ 500 5.5.6 Line too long, close
+ *   EHLO/HELO with 8-bit bytes ──────────────▶ 501 5.5.2 (RFC 5321 domains and address literals are ASCII)
+ *   STARTTLS handshake not done in tlsHandshakeTimeout ─▶ close
+ * The tarpit's pause is the server's time, not the client's: it never counts against commandTimeout.
  *
  * Installed per connection by wrapping the connection's `_onCommand`, `send` and its command parser's
  * `_write` (smtp-server has no hook for any of these); `canGuardSessions` checks they exist.
@@ -81,9 +90,10 @@ export class SessionGuard {
   private overshootPending = false;
   private lineTimer?: NodeJS.Timeout;
   private tarpitTimer?: NodeJS.Timeout;
+  private tlsTimer?: NodeJS.Timeout;
   private closedByGuard = false;
 
-  constructor(private readonly conn: GuardedConnection, private readonly limits: SessionGuardLimits, private readonly log: Logger) {}
+  constructor(private readonly conn: GuardedConnection, private readonly limits: SessionGuardLimits, readonly log: Logger) {}
 
   static install(connection: unknown, limits: SessionGuardLimits, log: Logger): SessionGuard {
     const conn = connection as GuardedConnection;
@@ -92,6 +102,15 @@ export class SessionGuard {
     const send = conn.send.bind(conn);
     conn._onCommand = (command, callback) => guard.onCommand(command, callback, onCommand);
     conn.send = (code, data, context) => {
+      if (code === 421 && data === 'Error: Command line too long') {
+        // smtp-server has dropped the line and its parser: the session cannot go on, but the client
+        // is told what went wrong (RFC 5321 4.2.4: 500 for a line too long), then the connection closes.
+        send(500, '5.5.6 Line too long', context);
+        guard.onReply(500);
+        guard.log.warn({ client: conn.remoteAddress }, 'command line too long: closing');
+        conn.close();
+        return;
+      }
       send(code, data, context);
       guard.onReply(code);
     };
@@ -108,7 +127,8 @@ export class SessionGuard {
   dispose(): void {
     if (this.lineTimer) clearTimeout(this.lineTimer);
     if (this.tarpitTimer) clearTimeout(this.tarpitTimer);
-    this.lineTimer = this.tarpitTimer = undefined;
+    if (this.tlsTimer) clearTimeout(this.tlsTimer);
+    this.lineTimer = this.tarpitTimer = this.tlsTimer = undefined;
   }
 
   private refuse(reply: Reply, why: string, fields: Record<string, unknown> = {}): void {
@@ -172,6 +192,12 @@ export class SessionGuard {
         if (l.unknownCommands > 0 && this.unknown > l.unknownCommands) return this.refuse(Replies.tooManyUnknownCommands, 'too many unrecognised commands: closing', { command: name.slice(0, 32) });
       }
       if (l.maxErrors > 0 && this.errors >= l.maxErrors) return this.refuse(Replies.tooManyErrors, 'too many errors in one session: closing');
+      if ((name === 'EHLO' || name === 'HELO') && command.some((b) => b > 0x7f)) {
+        // RFC 5321 4.1.1.1: a domain or an address literal, ASCII only (an IDN goes as A-labels).
+        this.conn.send(501, '5.5.2 Syntax: EHLO hostname (8-bit characters are not allowed)');
+        return callback?.();
+      }
+      if (name === 'STARTTLS') this.armTlsTimer();
     }
     // QUIT is never slowed down: a client that gives up should be gone at once.
     const wait = name === 'QUIT' && !this.conn._nextHandler ? 0 : this.delay();
@@ -180,6 +206,23 @@ export class SessionGuard {
       this.tarpitTimer = undefined;
       if (!this.gone) next(command, callback);
     }, wait);
+  }
+
+  /**
+   * smtp-server's handshake after STARTTLS only has the idle timeout (5 min by default): a client
+   * that says STARTTLS and then nothing held its connection that long. Past tlsHandshakeTimeout
+   * without a secure connection, the socket is destroyed (smtp-server cleans up on its close).
+   */
+  private armTlsTimer(): void {
+    const ms = this.limits.tlsHandshakeTimeout ?? 30_000;
+    if (ms <= 0 || this.tlsTimer) return;
+    this.tlsTimer = setTimeout(() => {
+      this.tlsTimer = undefined;
+      if (this.gone || this.conn.secure) return;
+      this.log.warn({ client: this.conn.remoteAddress, timeoutMs: ms }, 'TLS handshake after STARTTLS not completed in time: closing');
+      this.conn._socket?.destroy();
+    }, ms);
+    this.tlsTimer.unref();
   }
 
   /** Arms the per-command timer while a command line is incomplete. */
@@ -207,8 +250,9 @@ export class SessionGuard {
     this.lineTimer = setTimeout(() => {
       this.lineTimer = undefined;
       if (this.gone) return;
-      // The server is still answering earlier pipelined commands: that time is ours, not the client's.
-      if (this.conn._handlerPending) return this.armLineTimer(Math.min(ms, 1000));
+      // The server is still answering earlier pipelined commands, or holding one in the tarpit:
+      // that time is ours, not the client's.
+      if (this.conn._handlerPending || this.tarpitTimer) return this.armLineTimer(Math.min(ms, 1000));
       this.refuse(Replies.commandTimeout, 'command line not completed in time: closing', { timeoutMs: this.limits.commandTimeout });
     }, ms);
     this.lineTimer.unref();
