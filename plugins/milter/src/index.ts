@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { definePlugin, duration, size, Tokens, z, type Address, type RelayConfig, type Session, type Transaction, type Verdict } from '@portcullis/core';
+import { definePlugin, duration, inPluginScope, size, Tokens, z, type Address, type RelayConfig, type Session, type Transaction, type Verdict } from '@portcullis/core';
 import { describeTarget, type MilterTarget } from './connection.js';
 import { DEFAULT_MACROS, type MacroContext } from './macros.js';
 import { MilterClient, type MilterSettings, type Modification, type Outcome } from './milter-client.js';
@@ -323,7 +323,8 @@ export default definePlugin({
         const { outcome, mods } = await c.endOfMessage(ctxFor(c));
         const v = decide(session, c, 'eom', outcome, () => (t.discardBy ??= c.settings.name), false);
         if (!v && (outcome.kind === 'continue' || outcome.kind === 'accept')) {
-          const failure = await apply(txn, c, mods);
+          // Recorded as `milter/<name>`: the transaction log line names the milter beside its edits.
+          const failure = await inPluginScope(`milter/${c.settings.name}`, () => apply(txn, c, mods));
           if (failure) {
             const fv = onFailure(session, c, 'eom', failure);
             if (fv) return fv;
