@@ -293,7 +293,7 @@ export default definePlugin({
       };
       const sendHeaders = async (section: Buffer) => {
         for (const field of splitFields(section)) {
-          verdict = await send('header', Cmd.HEADER, cstrings(field.name, field.value), Proto.NOHDRS, Proto.NR_HDR);
+          verdict = await send('header', Cmd.HEADER, field, Proto.NOHDRS, Proto.NR_HDR);
           if (verdict) return;
         }
         verdict = await send('eoh', Cmd.EOH, Buffer.alloc(0), Proto.NOEOH, Proto.NR_EOH, 'eoh');
@@ -415,15 +415,19 @@ function describeMod(m: Modification): string {
 /**
  * The header fields as a milter gets them (Sendmail and Postfix do the same): the name, and the
  * value after the colon without its leading white space, folds kept as LF plus the white space.
+ * Bytes pass through as they are (latin1 both ways): an 8-bit header reaches the milter unchanged,
+ * as a DKIM verifier needs.
  */
-function splitFields(section: Buffer): Array<{ name: string; value: string }> {
-  const text = section.toString('utf8');
-  const out: Array<{ name: string; value: string }> = [];
+function splitFields(section: Buffer): Buffer[] {
+  const text = section.toString('latin1');
+  const out: Buffer[] = [];
   for (const raw of text.split(/\r\n(?![ \t])/)) {
     if (!raw) continue;
     const colon = raw.indexOf(':');
     if (colon <= 0) continue; // not a field (cannot be sent as one)
-    out.push({ name: raw.slice(0, colon).trimEnd(), value: raw.slice(colon + 1).replace(/^[ \t]+/, '').replace(/\r\n/g, '\n') });
+    const name = raw.slice(0, colon).trimEnd();
+    const value = raw.slice(colon + 1).replace(/^[ \t]+/, '').replace(/\r\n/g, '\n');
+    out.push(Buffer.from(`${name}\0${value}\0`, 'latin1'));
   }
   return out;
 }

@@ -148,10 +148,11 @@ describe('milter: a pymilter modification milter on loopback', function () {
     assert.equal(r.response, '554 5.7.1 Header refused (test milter)');
   });
 
-  it('sends the standard macros and the message as received: header count, body bytes and their hash', async () => {
+  it('sends the standard macros and the message as received: headers byte for byte (8-bit, folded), body bytes and their hash', async () => {
     const before = sink.messages.length;
     const body = 'line one\r\nline two\r\n'.repeat(5000);
-    const r = await send('report', 'X-Extra: 1\r\n', body);
+    const head = Buffer.concat([Buffer.from('From: alice@remote.test\r\nTo: bob@example.com\r\nSubject: report\r\nX-Latin: caf'), Buffer.from([0xe9]), Buffer.from('\r\nX-Folded: one\r\n\ttwo\r\n\r\n')]);
+    const r = await sendMail({ port: relay.port, from: 'alice@remote.test', to: 'bob@example.com', raw: Buffer.concat([head, Buffer.from(body)]) });
     assert.equal(r.code, 250, r.response);
     const m = await delivered(before);
     const id = /queued as (\S+)/.exec(r.response)![1]!;
@@ -159,8 +160,11 @@ describe('milter: a pymilter modification milter on loopback', function () {
     const macros = /^X-Macros: (.*)$/m.exec(text)![1]!;
     assert.equal(macros, `j=relay.test {daemon_name}=inbound i=${id} {client_addr}=127.0.0.1 {client_name}=unknown {auth_authen}=None {mail_addr}=alice@remote.test {rcpt_addr}=bob@example.com v=Portcullis`);
     assert.match(/^X-Client: (.*)$/m.exec(text)![1]!, /^connect=unknown \('127\.0\.0\.1', \d+\) helo=\S+$/);
+    // Each field as name, value without the space after the colon, folds as LF: what libmilter hands over.
+    const fields = Buffer.concat([Buffer.from('From:alice@remote.test\nTo:bob@example.com\nSubject:report\nX-Latin:caf'), Buffer.from([0xe9]), Buffer.from('\nX-Folded:one\n\ttwo\n')]);
+    const hsha = createHash('sha256').update(fields).digest('hex');
     const sha = createHash('sha256').update(body).digest('hex');
-    assert.equal(/^X-Seen: (.*)$/m.exec(text)![1], `headers=4 body=${Buffer.byteLength(body)} sha256=${sha} rcpts=<bob@example.com> args=`);
+    assert.equal(/^X-Seen: (.*)$/m.exec(text)![1], `headers=5 hsha256=${hsha} body=${Buffer.byteLength(body)} sha256=${sha} rcpts=<bob@example.com> args=`);
   });
 
   it('runs several milters in sequence on one message, applying their modifications in order', async () => {

@@ -35,6 +35,7 @@ class TestMilter(Milter.Base):
         self.headers = 0
         self.nbody = 0
         self.sha = hashlib.sha256()
+        self.hsha = hashlib.sha256()
         self.rcpts = []
         self.mail_args = ' '.join(args)
         return Milter.CONTINUE
@@ -50,6 +51,8 @@ class TestMilter(Milter.Base):
 
     def header(self, name, value):
         self.headers += 1
+        # The bytes as sent (pymilter decodes with surrogateescape; this undoes it).
+        self.hsha.update(name.encode('utf-8', 'surrogateescape') + b':' + value.encode('utf-8', 'surrogateescape') + b'\n')
         if name.lower() == 'subject':
             self.subject = value
         if name.lower() == 'x-reject-at-header':
@@ -103,7 +106,7 @@ class TestMilter(Milter.Base):
             names = ['j', '{daemon_name}', 'i', '{client_addr}', '{client_name}', '{auth_authen}', '{mail_addr}', '{rcpt_addr}', 'v']
             self.addheader('X-Macros', ' '.join('%s=%s' % (n, self.getsymval(n)) for n in names))
             self.addheader('X-Client', 'connect=%s helo=%s' % (self.client, self.helo))
-            self.addheader('X-Seen', 'headers=%d body=%d sha256=%s rcpts=%s args=%s' % (self.headers, self.nbody, self.sha.hexdigest(), ','.join(self.rcpts), self.mail_args))
+            self.addheader('X-Seen', 'headers=%d hsha256=%s body=%d sha256=%s rcpts=%s args=%s' % (self.headers, self.hsha.hexdigest(), self.nbody, self.sha.hexdigest(), ','.join(self.rcpts), self.mail_args))
         elif s == 'count' or s == 'skip':
             self.addheader('X-Body-Bytes', str(self.nbody))
         return Milter.ACCEPT
