@@ -44,6 +44,13 @@ export interface Session {
   readonly helo?: string;
   /** The login name after a successful AUTH, otherwise undefined. */
   readonly user?: string;
+  /** The SASL mechanism of that AUTH (`PLAIN`, `LOGIN`, ...), set with `user`. */
+  readonly authMethod?: string;
+  /**
+   * Once the connection is encrypted: the TLS protocol (`TLSv1.3`), the cipher (OpenSSL name) and
+   * its symmetric key size when the name tells it. For Received-style records and milter macros.
+   */
+  readonly tls?: { readonly protocol?: string; readonly cipher: string; readonly bits?: number };
   /** Child container of this connection: resolve services, register per-connection ones. */
   readonly container: DependencyContainer;
   /** Logger bound to this session's id. */

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { CaptureServer, memoryLogger, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
-import relayPolicy from '@portcullis/relay-policy';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { CaptureServer, memoryLogger, selfSignedFiles, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import relayPolicy, { userLine } from '@portcullis/relay-policy';
 import milter from '../src/index.js';
 import { Daemon } from './support/daemon.js';
 
@@ -165,6 +167,32 @@ describe('milter: a pymilter modification milter on loopback', function () {
     const hsha = createHash('sha256').update(fields).digest('hex');
     const sha = createHash('sha256').update(body).digest('hex');
     assert.equal(/^X-Seen: (.*)$/m.exec(text)![1], `headers=5 hsha256=${hsha} body=${Buffer.byteLength(body)} sha256=${sha} rcpts=<bob@example.com> args=`);
+  });
+
+  it('sends the TLS and AUTH macros of a STARTTLS, AUTH PLAIN session', async () => {
+    const tls = await selfSignedFiles('relay.test');
+    const users = path.join(tls.dir, 'users.passwd');
+    writeFileSync(users, (await userLine('alice', 'secret-pass')) + '\n');
+    const secured = await startTestRelay({
+      builtins: { 'relay-policy': relayPolicy, milter },
+      config: {
+        tls: { key: tls.key, cert: tls.cert },
+        listen: [{ host: '127.0.0.1', port: 0, tls: 'starttls', auth: 'optional', greetingDelay: 0 }],
+        plugins: [
+          { use: 'milter', with: { milters: [{ address: py.address }] } },
+          { use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } }, users } },
+        ],
+      },
+    });
+    try {
+      const before = sink.messages.length;
+      const r = await sendMail({ port: secured.port, from: 'alice@remote.test', to: 'bob@example.com', auth: { user: 'alice', pass: 'secret-pass' }, raw: 'From: alice@remote.test\r\nSubject: report\r\n\r\nbody\r\n' });
+      assert.equal(r.code, 250, r.response);
+      const m = await delivered(before);
+      assert.match(m.raw.toString(), /\r\nX-Session-Macros: \{tls_version\}=TLSv1\.3 \{cipher\}=TLS_AES_256_GCM_SHA384 \{cipher_bits\}=256 \{auth_type\}=PLAIN \{auth_authen\}=alice\r\n/);
+    } finally {
+      await secured.stop();
+    }
   });
 
   it('runs several milters in sequence on one message, applying their modifications in order', async () => {

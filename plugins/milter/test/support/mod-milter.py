@@ -105,6 +105,8 @@ class TestMilter(Milter.Base):
         elif s == 'report':
             names = ['j', '{daemon_name}', 'i', '{client_addr}', '{client_name}', '{auth_authen}', '{mail_addr}', '{rcpt_addr}', 'v']
             self.addheader('X-Macros', ' '.join('%s=%s' % (n, self.getsymval(n)) for n in names))
+            tls = ['{tls_version}', '{cipher}', '{cipher_bits}', '{auth_type}', '{auth_authen}']
+            self.addheader('X-Session-Macros', ' '.join('%s=%s' % (n, self.getsymval(n)) for n in tls))
             self.addheader('X-Client', 'connect=%s helo=%s' % (self.client, self.helo))
             self.addheader('X-Seen', 'headers=%d hsha256=%s body=%d sha256=%s rcpts=%s args=%s' % (self.headers, self.hsha.hexdigest(), self.nbody, self.sha.hexdigest(), ','.join(self.rcpts), self.mail_args))
         elif s == 'count' or s == 'skip':
