@@ -133,6 +133,16 @@ describe('milter: a pymilter modification milter on loopback', function () {
     assert.ok(entries.some((e) => e.msg === 'milter mod discarded the message: accepted and dropped'));
   });
 
+  it('drops the whole message when the milter discards at RCPT, answering 250 to every command', async () => {
+    const before = sink.messages.length;
+    const r = await sendMail({ port: relay.port, from: 'alice@remote.test', to: ['bob@example.com', 'trash@example.com'], raw: 'From: alice@remote.test\r\nSubject: x\r\n\r\nbody\r\n' });
+    assert.equal(r.code, 250, r.response);
+    await new Promise((res) => setTimeout(res, 500));
+    assert.equal(sink.messages.length, before);
+    const id = /queued as (\S+)/.exec(r.response)![1]!;
+    assert.ok(entries.some((e) => e.msg === 'milter mod discarded the message: accepted and dropped' && e['txn'] === id));
+  });
+
   it('refuses one recipient with the milter\'s RCPT reply and delivers to the others', async () => {
     const before = sink.messages.length;
     const r = await sendMail({ port: relay.port, from: 'alice@remote.test', to: ['blocked@example.com', 'bob@example.com'], raw: 'From: alice@remote.test\r\nSubject: x\r\n\r\nbody\r\n' });

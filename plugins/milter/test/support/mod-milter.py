@@ -46,6 +46,8 @@ class TestMilter(Milter.Base):
             return Milter.REJECT
         if to.lower().startswith('<busy@'):
             return Milter.TEMPFAIL
+        if to.lower().startswith('<trash@'):
+            return Milter.DISCARD
         self.rcpts.append(to)
         return Milter.CONTINUE
 
