@@ -34,8 +34,8 @@ export class Daemon {
   }
 
   /** The modification milter of these tests (pymilter, Debian's python3-milter): on a port, or a unix socket. */
-  static pyMilter(opts: { socket?: string; noreply?: boolean } = {}): Promise<Daemon> {
-    const extra = opts.noreply ? ['noreply'] : [];
+  static pyMilter(opts: { socket?: string; noreply?: boolean; reporter?: boolean } = {}): Promise<Daemon> {
+    const extra = opts.noreply ? ['noreply'] : opts.reporter ? ['reporter'] : [];
     return Daemon.start('/usr/bin/python3', (p) => [path.join(SUPPORT, 'mod-milter.py'), opts.socket ?? String(p), ...extra], { socket: opts.socket });
   }
 

@@ -5,7 +5,7 @@ What it does at end of message is chosen by the message's Subject, so one runnin
 every test: each modification a milter can ask for, the replies, a quarantine, a hang. It also
 reports what it was told (macros, header and body byte counts) in headers it adds.
 
-Usage: mod-milter.py PORT|/unix/socket/path [noreply]
+Usage: mod-milter.py PORT|/unix/socket/path [noreply|reporter]
 """
 import sys
 import time
@@ -71,6 +71,10 @@ class TestMilter(Milter.Base):
 
     def eom(self):
         s = self.subject
+        if REPORTER:
+            # The reporter role: whatever the Subject, say what this milter was sent.
+            self.addheader('X-Reporter', 'subject=%s headers=%d hsha256=%s body=%d' % (s, self.headers, self.hsha.hexdigest(), self.nbody))
+            return Milter.ACCEPT
         if s == 'headers':
             self.addheader('X-Added', 'added value')
             self.addheader('X-Inserted', 'at the top', 0)
@@ -130,6 +134,9 @@ class NoReplyMilter(TestMilter):
     @Milter.noreply
     def body(self, chunk):
         return TestMilter.body(self, chunk)
+
+
+REPORTER = sys.argv[2:] == ['reporter']
 
 
 def main():
