@@ -30,40 +30,55 @@ function resetPeak(pid: number): void {
  * the whole body: the body streams to the milter in 64 KB chunks as it arrives, so the relay's
  * peak RSS grows by less than 64 MB; the milter saw every byte (its X-Body-Bytes header).
  */
+async function startRelay(config: unknown): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, ['--max-semi-space-size=2', path.join(here, 'support', 'relay-child.mjs'), JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /READY (\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once('exit', (code) => reject(new Error(`relay exited (${code})`)));
+  });
+  return { child, port };
+}
+
+/*
+ * A 50 MB message through a relay (its own process) whose milter (the pymilter test milter) reads
+ * the whole body: the body streams to the milter in 64 KB chunks as it arrives, so the relay's
+ * peak RSS grows by less than 64 MB; the milter saw every byte (its X-Body-Bytes header). The
+ * same with `sequential` and a second, reporting milter that gets the body from the temp-file copy.
+ */
 describe('milter: a 50 MB message through a body-reading milter keeps the relay memory flat', function () {
-  this.timeout(180_000);
+  this.timeout(240_000);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'milter-mem-'));
-  let child: ChildProcess;
+  const children: ChildProcess[] = [];
   let sink: CaptureServer;
   let py: Daemon;
-  let port: number;
+  let reporter: Daemon;
 
   before(async () => {
-    py = await Daemon.pyMilter();
+    [py, reporter] = await Promise.all([Daemon.pyMilter(), Daemon.pyMilter({ reporter: true })]);
     sink = await CaptureServer.start();
-    const config = {
-      limits: { messageSize: '60MB' },
-      plugins: [
-        { use: 'milter', timeout: '60s', with: { milters: [{ address: py.address, commandTimeout: '30s', eomTimeout: '30s' }] } },
-        { use: 'relay-policy', with: { domains: { 'dest.test': { nexthop: sink.address, tls: 'none' } } } },
-      ],
-    };
-    child = spawn(process.execPath, ['--max-semi-space-size=2', path.join(here, 'support', 'relay-child.mjs'), JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    port = await new Promise<number>((resolve, reject) => {
-      let out = '';
-      child.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = /READY (\d+)/.exec(out);
-        if (m) resolve(Number(m[1]));
-      });
-      child.once('exit', (code) => reject(new Error(`relay exited (${code})`)));
-    });
   });
   after(async () => {
-    child?.kill('SIGTERM');
+    for (const c of children) c.kill('SIGTERM');
     await sink?.close();
     await py?.stop();
+    await reporter?.stop();
     rmSync(dir, { recursive: true, force: true });
+  });
+  const relayConfig = (sequential: boolean) => ({
+    limits: { messageSize: '60MB' },
+    plugins: [
+      {
+        use: 'milter',
+        timeout: '90s',
+        with: { sequential, milters: [{ address: py.address, commandTimeout: '30s', eomTimeout: '30s' }, ...(sequential ? [{ address: reporter.address, commandTimeout: '30s', eomTimeout: '30s' }] : [])] },
+      },
+      { use: 'relay-policy', with: { domains: { 'dest.test': { nexthop: sink.address, tls: 'none' } } } },
+    ],
   });
 
   const HEAD = 'From: big@big.test\r\nTo: bob@dest.test\r\nSubject: count\r\nMIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n';
@@ -77,29 +92,43 @@ describe('milter: a 50 MB message through a body-reading milter keeps the relay 
     closeSync(fd);
     return file;
   }
-  async function send(file: string): Promise<void> {
+  async function send(port: number, file: string): Promise<void> {
     const t = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true, name: 'client.test', socketTimeout: 120_000 });
     const info = await t.sendMail({ envelope: { from: 'big@big.test', to: ['bob@dest.test'] }, raw: createReadStream(file) });
     t.close();
     assert.match(String(info.response), /^250 /);
   }
-
-  it('grows the relay peak RSS by less than 64 MB, and the milter read the whole body', async () => {
-    await send(bigMessage(MB)); // warm-up: code paths and the milter connection are loaded
-    await sink.waitFor(1);
+  async function measure(sequential: boolean): Promise<string> {
+    const { child, port } = await startRelay(relayConfig(sequential));
+    children.push(child);
+    const before = sink.messages.length;
+    await send(port, bigMessage(MB)); // warm-up: code paths and the milter connection are loaded
+    await sink.waitFor(before + 1);
     await new Promise((r) => setTimeout(r, 500));
     const base = memoryOf(child.pid!);
     resetPeak(child.pid!);
     const file = bigMessage(50 * MB);
     const t0 = Date.now();
-    await send(file);
-    await sink.waitFor(2, 120_000);
+    await send(port, file);
+    await sink.waitFor(before + 2, 120_000);
     const after = memoryOf(child.pid!);
     const growth = after.peak - base.rss;
     process.stdout.write(`      relay RSS before ${(base.rss / MB).toFixed(1)} MB, peak during the 50 MB message ${(after.peak / MB).toFixed(1)} MB: growth ${(growth / MB).toFixed(1)} MB (sent in ${Date.now() - t0} ms)\n`);
     assert.ok(growth < 64 * MB, `peak RSS grew by ${(growth / MB).toFixed(1)} MB`);
-    const got = sink.messages[1]!.raw.toString('latin1');
+    const got = sink.messages[before + 1]!.raw.toString('latin1');
     const bodyBytes = statSync(file).size - Buffer.byteLength(HEAD);
     assert.match(got, new RegExp(`\\r\\nX-Body-Bytes: ${bodyBytes}\\r\\n`));
+    return got;
+  }
+
+  it('grows the relay peak RSS by less than 64 MB, and the milter read the whole body', async () => {
+    await measure(false);
+  });
+
+  it('with sequential, the second milter reads the whole body from the temp-file copy, RSS growth still under 64 MB', async () => {
+    const got = await measure(true);
+    const bodyBytes = statSync(path.join(dir, `msg-${50 * MB}.eml`)).size - Buffer.byteLength(HEAD);
+    // The reporter saw the first milter's added header (the 6 fields sent + X-Body-Bytes) and every body byte.
+    assert.match(got, new RegExp(`\\r\\nX-Reporter: subject=count headers=7 hsha256=[0-9a-f]{64} body=${bodyBytes}\\r\\n`));
   });
 });
