@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { copyFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { applyContentEdits, definePlugin, duration, foldValue, inPluginScope, size, Tokens, z, type ContentPlan, type Address, type RelayConfig, type Session, type Transaction, type Verdict } from '@portcullis/core';
+import { definePlugin, duration, editHeaderFields, foldValue, inPluginScope, size, Tokens, z, type ContentPlan, type Address, type RelayConfig, type Session, type Transaction, type Verdict } from '@portcullis/core';
 import { describeTarget, type MilterTarget } from './connection.js';
 import { DEFAULT_MACROS, type MacroContext } from './macros.js';
 import { MilterClient, type MilterSettings, type Modification, type Outcome } from './milter-client.js';
@@ -50,7 +50,7 @@ const milter = z.strictObject({
 
 export const options = z.strictObject({
   milters: z.array(milter).min(1).describe('The milters, in order: each sees every stage; their end-of-message modifications are applied in this order.'),
-  sequential: z.boolean().default(false).describe('As Postfix: each milter after the first gets the message at end of data with the earlier milters\' changes applied (a temp-file copy per changing milter), instead of while it streams. Off: every milter sees the message as received, all in the same pass.'),
+  sequential: z.boolean().default(false).describe('As Postfix: each milter after the first gets the message at end of data with the earlier milters\' changes applied (from a temp-file copy of the message), instead of while it streams. Off: every milter sees the message as received, all in the same pass.'),
   maxPacket: size().default(1024 * 1024).describe('Largest packet accepted from a milter; a larger length is a malformed packet (default action).'),
 });
 
@@ -299,10 +299,12 @@ export default definePlugin({
 
         const note: MilterNote = { milters: [] };
         txn.notes['milter'] = note;
-        let current = copy?.file; // the message as the next milter is to see it (sequential)
+        // The message as the next milter is to see it (sequential): the copy, the earlier milters'
+        // header edits (applied to its header section on the fly) and the latest replacement body.
+        const seen: { headers: Array<ContentPlan['headers'][number]>; body?: string } = { headers: [] };
         for (const [i, c] of order.entries()) {
           if (sequential && i > 0 && live(c)) {
-            const v = await feed(txn, t, () => [c].filter(live), createReadStream(current!, { highWaterMark: 64 * 1024 }));
+            const v = await feed(txn, t, () => [c].filter(live), editedMessage(copy!.file, seen.headers, seen.body));
             if (v) return v;
           }
           if (!live(c)) continue; // accepted, discarded or failed (default action accept) before the end
@@ -316,9 +318,13 @@ export default definePlugin({
                 const fv = onFailure(session, c, 'eom', failure);
                 if (fv) return fv;
               } else if (sequential && i < order.length - 1 && mods.some(changesContent)) {
-                const next = tempFile();
-                await applyContentEdits(current!, next, contentPlan(mods));
-                current = next;
+                const plan = contentPlan(mods);
+                seen.headers.push(...plan.headers);
+                if (plan.body) {
+                  // Kept for the milters after this one (the milter's own file is removed below).
+                  seen.body = tempFile();
+                  await copyFile(plan.body, seen.body);
+                }
               }
             }
           } finally {
@@ -454,6 +460,40 @@ class FileCopy {
     this.stream.end();
     await this.done;
   }
+}
+
+/**
+ * The stored copy with header edits applied to its header section (held in memory: bounded by
+ * limits.headerSize) and the body read from `body` when one replaced it, else from the copy: the
+ * bytes applyContentEdits would write, streamed without another copy on disk.
+ */
+async function* editedMessage(file: string, headers: ContentPlan['headers'], body?: string): AsyncGenerator<Buffer> {
+  const input = createReadStream(file, { highWaterMark: 64 * 1024 });
+  try {
+    let buf: Buffer = Buffer.alloc(0);
+    let headEnd = -1;
+    for await (const chunk of input as AsyncIterable<Buffer>) {
+      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+      if (headEnd < 0) {
+        headEnd = buf.length >= 2 && buf[0] === 0x0d && buf[1] === 0x0a ? 0 : buf.indexOf('\r\n\r\n');
+        if (headEnd < 0) continue;
+        if (headEnd > 0) headEnd += 2;
+        yield editHeaderFields(buf.subarray(0, headEnd), headers);
+        yield Buffer.from('\r\n');
+        if (body) break;
+        const rest = buf.subarray(headEnd + 2);
+        buf = Buffer.alloc(0);
+        if (rest.length) yield rest;
+        continue;
+      }
+      yield buf;
+      buf = Buffer.alloc(0);
+    }
+    if (headEnd < 0) yield editHeaderFields(buf, headers); // all header section
+  } finally {
+    input.destroy();
+  }
+  if (body) yield* createReadStream(body, { highWaterMark: 64 * 1024 }) as AsyncIterable<Buffer>;
 }
 
 function changesContent(m: Modification): boolean {
