@@ -37,6 +37,13 @@ describe('txn.edits: plugins edit the message and its envelope at end of data', 
       },
     }),
   });
+  // Replaces any part named bad.exe (a part screener), to check edits apply after part replacement.
+  const replacer = definePlugin({
+    name: 'replacer',
+    setup: () => ({
+      data: () => ({ part: (part) => (part.filename === 'bad.exe' ? { done: () => ({ action: 'replace' as const, notice: 'bad.exe was removed' }) } : undefined) }),
+    }),
+  });
   const second = definePlugin({
     name: 'second-editor',
     setup: () => ({
@@ -51,12 +58,13 @@ describe('txn.edits: plugins edit the message and its envelope at end of data', 
     sink = await CaptureServer.start();
     relay = await startTestRelay({
       logger,
-      builtins: { 'relay-policy': relayPolicy, editor, 'second-editor': second },
+      builtins: { 'relay-policy': relayPolicy, editor, 'second-editor': second, replacer },
       config: {
         plugins: [
           { use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } } } },
           { use: 'editor' },
           { use: 'second-editor' },
+          { use: 'replacer' },
         ],
       },
     });
@@ -163,6 +171,40 @@ describe('txn.edits: plugins edit the message and its envelope at end of data', 
     assert.equal(r.code, 250, r.response);
     await sink.waitFor(before + 1);
     assert.equal(afterReceived(sink.messages.at(-1)!.raw), `From: a@remote.test\r\nSubject: big one\r\n\r\n${body}`);
+  });
+
+  it('applies the edits after a part replacement: both reach the next hop', async () => {
+    const before = sink.messages.length;
+    script = (txn, stage) => {
+      if (stage === 'message') txn.edits.changeHeader('Subject', 1, 'edited after the rewrite');
+    };
+    const raw = [
+      'From: a@remote.test',
+      'Subject: with attachment',
+      'MIME-Version: 1.0',
+      'Content-Type: multipart/mixed; boundary="b1"',
+      '',
+      '--b1',
+      'Content-Type: text/plain',
+      '',
+      'the text part',
+      '--b1',
+      'Content-Type: application/octet-stream; name="bad.exe"',
+      'Content-Disposition: attachment; filename="bad.exe"',
+      'Content-Transfer-Encoding: base64',
+      '',
+      'TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA',
+      '--b1--',
+      '',
+    ].join('\r\n');
+    const r = await send(raw);
+    assert.equal(r.code, 250, r.response);
+    await sink.waitFor(before + 1);
+    const got = afterReceived(sink.messages.at(-1)!.raw);
+    assert.ok(got.startsWith('From: a@remote.test\r\nSubject: edited after the rewrite\r\nMIME-Version: 1.0\r\n'), got.slice(0, 200));
+    assert.match(got, /bad\.exe was removed/);
+    assert.doesNotMatch(got, /TVqQAAMAAAAE/);
+    assert.match(got, /\r\n\r\nthe text part\r\n--b1\r\n/);
   });
 
   it('lists the edits of each plugin in the transaction log line, in order', async () => {

@@ -137,12 +137,19 @@ class SessionState implements Session {
   get localAddress() { return this.raw.localAddress; }
   get localPort() { return this.raw.localPort; }
   get secure() { return this.raw.secure; }
-  get tls() {
-    const c = this.raw.secure ? (this.raw as { tlsOptions?: { name?: string; standardName?: string; version?: string } | false }).tlsOptions : undefined;
-    return c && c.version ? { protocol: c.version, cipher: c.standardName ?? c.name ?? '' } : undefined;
-  }
   get helo() { return (this.raw.hostNameAppearsAs as string | false) || undefined; }
   get user() { return (this.raw.user as string | undefined) || undefined; }
+  /** Set by onAuth on success. */
+  authMethod?: string;
+  get tls(): Session['tls'] {
+    const c = (this.raw as { tlsOptions?: { name?: string; version?: string } | false }).tlsOptions;
+    if (!this.raw.secure || !c || !c.name) return undefined;
+    // The protocol in use (getProtocol), not the cipher's minimum version that getCipher reports.
+    const socket = this.connection?._socket as { getProtocol?: () => string | null } | undefined;
+    const protocol = socket?.getProtocol?.() ?? c.version ?? undefined;
+    const bits = /CHACHA20/i.test(c.name) ? 256 : Number(/(?:AES|CAMELLIA|ARIA)[_-]?(128|192|256)/i.exec(c.name)?.[1]) || undefined;
+    return { protocol, cipher: c.name, ...(bits ? { bits } : {}) };
+  }
 }
 
 class TransactionState implements Transaction {
@@ -732,6 +739,7 @@ export class Relay {
       const d = await s.driver.verdict('auth', [s, { method: auth.method, username: auth.username ?? '', password: auth.password ?? '', authzid: (auth as { authzid?: string }).authzid || undefined }], s.log);
       if (d.verdict?.kind === 'accept') {
         s.log.info({ user: auth.username, plugin: d.plugin }, 'authenticated');
+        s.authMethod = auth.method;
         this.metrics.authResult(s.metricsLabel, 'success');
         return cb(null, { user: auth.username ?? '' });
       }

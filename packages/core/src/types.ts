@@ -40,12 +40,17 @@ export interface Session {
   readonly listener: { readonly name: string; readonly port: number; readonly tls: TlsMode; readonly auth: AuthMode };
   /** True once the connection is encrypted (implicit TLS or after STARTTLS). */
   readonly secure: boolean;
-  /** The negotiated TLS protocol and cipher once `secure` (e.g. `TLSv1.3`, `TLS_AES_256_GCM_SHA384`); undefined in clear. */
-  readonly tls?: { readonly protocol: string; readonly cipher: string };
   /** Name given in HELO/EHLO; set once the client has greeted. Never a source of trust. */
   readonly helo?: string;
   /** The login name after a successful AUTH, otherwise undefined. */
   readonly user?: string;
+  /** The SASL mechanism of that AUTH (`PLAIN`, `LOGIN`, ...), set with `user`. */
+  readonly authMethod?: string;
+  /**
+   * Once the connection is encrypted: the TLS protocol (`TLSv1.3`), the cipher (OpenSSL name) and
+   * its symmetric key size when the name tells it. For Received-style records and milter macros.
+   */
+  readonly tls?: { readonly protocol?: string; readonly cipher: string; readonly bits?: number };
   /** Child container of this connection: resolve services, register per-connection ones. */
   readonly container: DependencyContainer;
   /** Logger bound to this session's id. */

@@ -79,7 +79,16 @@ export class MilterConnection {
   /** Writes one packet, waiting for the socket to drain when its buffer is full. */
   async send(cmd: string, data?: Buffer | string): Promise<void> {
     if (this.failure) throw this.failure;
-    if (this.socket.write(encode(cmd, data))) return;
+    // The 5-byte head and the data go as two writes in one cork: a body chunk is never copied.
+    const body = typeof data === 'string' ? Buffer.from(data, 'utf8') : (data ?? Buffer.alloc(0));
+    const head = Buffer.allocUnsafe(5);
+    head.writeUInt32BE(body.length + 1, 0);
+    head.write(cmd, 4, 'latin1');
+    this.socket.cork();
+    let ok = this.socket.write(head);
+    if (body.length) ok = this.socket.write(body);
+    this.socket.uncork();
+    if (ok) return;
     await new Promise<void>((resolve, reject) => {
       const done = () => {
         this.socket.off('drain', done);

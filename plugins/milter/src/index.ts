@@ -1,8 +1,10 @@
-import { createReadStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { copyFile, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { definePlugin, duration, size, Tokens, z, type Address, type RelayConfig, type Session, type Transaction, type Verdict } from '@portcullis/core';
+import { definePlugin, duration, editHeaderFields, foldValue, inPluginScope, size, Tokens, z, type ContentPlan, type Address, type RelayConfig, type Session, type Transaction, type Verdict } from '@portcullis/core';
 import { describeTarget, type MilterTarget } from './connection.js';
 import { DEFAULT_MACROS, type MacroContext } from './macros.js';
 import { MilterClient, type MilterSettings, type Modification, type Outcome } from './milter-client.js';
@@ -48,6 +50,7 @@ const milter = z.strictObject({
 
 export const options = z.strictObject({
   milters: z.array(milter).min(1).describe('The milters, in order: each sees every stage; their end-of-message modifications are applied in this order.'),
+  sequential: z.boolean().default(false).describe('As Postfix: each milter after the first gets the message at end of data with the earlier milters\' changes applied (from a temp-file copy of the message), instead of while it streams. Off: every milter sees the message as received, all in the same pass.'),
   maxPacket: size().default(1024 * 1024).describe('Largest packet accepted from a milter; a larger length is a malformed packet (default action).'),
 });
 
@@ -266,23 +269,101 @@ export default definePlugin({
      * The raw reader: headers, end of headers and the body in chunks to every milter still in the
      * message, as the bytes arrive (backpressure: the next chunk is read once every milter
      * answered); then end of message, milter by milter, and their modifications through txn.edits.
+     * With `sequential`, only the first milter gets the message while it streams (a copy goes to a
+     * temp file); each later one gets it at end of data with the earlier milters' changes applied,
+     * as Postfix's cleanup server sends it.
      */
     async function readMessage(txn: Transaction, stream: Readable, state: SessionState, t: TxnState): Promise<Verdict | undefined> {
       const session = txn.session;
       if (t.dataVerdict) return t.dataVerdict;
       const ctxFor = (c: MilterClient) => macroCtx(session, c.settings.name, txn);
+      const live = (c: MilterClient) => !c.sessionOutcome && !c.messageOutcome;
+      const order = active(state);
+      const sequential = opts.sequential && order.length > 1;
+      const streamed = sequential ? order.slice(0, 1) : order;
+      const temps: string[] = [];
+      const tempFile = () => {
+        const f = path.join(os.tmpdir(), `portcullis-milter-${randomBytes(8).toString('hex')}.msg`);
+        temps.push(f);
+        return f;
+      };
+      try {
+        const copy = sequential ? new FileCopy(tempFile()) : undefined;
+        let verdict: Verdict | undefined;
+        try {
+          verdict = await feed(txn, t, () => streamed.filter(live), stream, copy ? (c) => copy.write(c) : undefined);
+        } finally {
+          await copy?.close();
+        }
+        if (verdict) return verdict;
+
+        const note: MilterNote = { milters: [] };
+        txn.notes['milter'] = note;
+        // The message as the next milter is to see it (sequential): the copy, the earlier milters'
+        // header edits (applied to its header section on the fly) and the latest replacement body.
+        const seen: { headers: Array<ContentPlan['headers'][number]>; body?: string } = { headers: [] };
+        for (const [i, c] of order.entries()) {
+          if (sequential && i > 0 && live(c)) {
+            const v = await feed(txn, t, () => [c].filter(live), editedMessage(copy!.file, seen.headers, seen.body));
+            if (v) return v;
+          }
+          if (!live(c)) continue; // accepted, discarded or failed (default action accept) before the end
+          const { outcome, mods } = await c.endOfMessage(ctxFor(c));
+          const v = decide(session, c, 'eom', outcome, () => (t.discardBy ??= c.settings.name), false);
+          try {
+            if (!v && (outcome.kind === 'continue' || outcome.kind === 'accept')) {
+              // Recorded as `milter/<name>`: the transaction log line names the milter beside its edits.
+              const failure = await inPluginScope(`milter/${c.settings.name}`, () => apply(txn, c, mods));
+              if (failure) {
+                const fv = onFailure(session, c, 'eom', failure);
+                if (fv) return fv;
+              } else if (sequential && i < order.length - 1 && mods.some(changesContent)) {
+                const plan = contentPlan(mods);
+                seen.headers.push(...plan.headers);
+                if (plan.body) {
+                  // Kept for the milters after this one (the milter's own file is removed below).
+                  seen.body = tempFile();
+                  await copyFile(plan.body, seen.body);
+                }
+              }
+            }
+          } finally {
+            await dropFiles(mods);
+          }
+          note.milters.push({ milter: c.settings.name, outcome: outcome.kind, modifications: mods.map(describeMod) });
+          c.messageOutcome = outcome; // the message is over for this milter
+          if (v) return v;
+        }
+        if (t.discardBy) {
+          note.discardedBy = t.discardBy;
+          session.log.info({ plugin: 'milter', milter: t.discardBy, txn: txn.id }, `milter ${t.discardBy} discarded the message: accepted and dropped`);
+          const everyone = new Set(txn.recipients.map((r) => r.address));
+          for (const m of note.milters) for (const d of m.modifications) if (d.startsWith('addRecipient ')) everyone.add(d.slice(13));
+          for (const a of everyone) txn.edits.removeRecipient(a);
+        }
+        return undefined;
+      } finally {
+        await Promise.all(temps.map((f) => rm(f, { force: true })));
+      }
+    }
+
+    /**
+     * Sends a message's header fields, end of headers and body chunks to `targets()` (evaluated at
+     * each step: a milter that accepts or fails drops out). `tee` sees every chunk first.
+     */
+    async function feed(txn: Transaction, t: TxnState, targets: () => MilterClient[], source: AsyncIterable<Buffer> | Readable, tee?: (c: Buffer) => Promise<void>): Promise<Verdict | undefined> {
+      const session = txn.session;
       const skipped = new Set<MilterClient>();
       const send = async (stage: string, cmd: string, data: Buffer, no: number, nr: number, macroStage?: Stage): Promise<Verdict | undefined> => {
-        for (const c of active(state)) {
+        for (const c of targets()) {
           if (stage === 'body' && skipped.has(c)) continue;
-          const o = await c.stage(macroStage, cmd, data, no, nr, ctxFor(c), stage, stage === 'body');
+          const o = await c.stage(macroStage, cmd, data, no, nr, macroCtx(session, c.settings.name, txn), stage, stage === 'body');
           if (o.kind === 'skip') skipped.add(c);
           const v = decide(session, c, stage, o, () => (t.discardBy ??= c.settings.name), false);
           if (v) return v;
         }
         return undefined;
       };
-
       let head: Buffer = Buffer.alloc(0);
       let inBody = false;
       let verdict: Verdict | undefined;
@@ -293,12 +374,13 @@ export default definePlugin({
       };
       const sendHeaders = async (section: Buffer) => {
         for (const field of splitFields(section)) {
-          verdict = await send('header', Cmd.HEADER, cstrings(field.name, field.value), Proto.NOHDRS, Proto.NR_HDR);
+          verdict = await send('header', Cmd.HEADER, field, Proto.NOHDRS, Proto.NR_HDR);
           if (verdict) return;
         }
         verdict = await send('eoh', Cmd.EOH, Buffer.alloc(0), Proto.NOEOH, Proto.NR_EOH, 'eoh');
       };
-      for await (const c of stream as AsyncIterable<Buffer>) {
+      for await (const c of source as AsyncIterable<Buffer>) {
+        if (tee) await tee(c);
         if (verdict) continue; // decided: read on so the other readers are not held up
         if (inBody) {
           await sendBody(c);
@@ -315,32 +397,7 @@ export default definePlugin({
         if (!verdict && rest.length) await sendBody(rest);
       }
       if (!verdict && !inBody) await sendHeaders(head); // a message that is all header section
-      if (verdict) return verdict;
-
-      const note: MilterNote = { milters: [] };
-      txn.notes['milter'] = note;
-      for (const c of active(state)) {
-        const { outcome, mods } = await c.endOfMessage(ctxFor(c));
-        const v = decide(session, c, 'eom', outcome, () => (t.discardBy ??= c.settings.name), false);
-        if (!v && (outcome.kind === 'continue' || outcome.kind === 'accept')) {
-          const failure = await apply(txn, c, mods);
-          if (failure) {
-            const fv = onFailure(session, c, 'eom', failure);
-            if (fv) return fv;
-          }
-        } else await dropFiles(mods);
-        note.milters.push({ milter: c.settings.name, outcome: outcome.kind, modifications: mods.map(describeMod) });
-        c.messageOutcome = outcome; // the message is over for this milter
-        if (v) return v;
-      }
-      if (t.discardBy) {
-        note.discardedBy = t.discardBy;
-        session.log.info({ plugin: 'milter', milter: t.discardBy, txn: txn.id }, `milter ${t.discardBy} discarded the message: accepted and dropped`);
-        const everyone = new Set(txn.recipients.map((r) => r.address));
-        for (const m of note.milters) for (const d of m.modifications) if (d.startsWith('addRecipient ')) everyone.add(d.slice(13));
-        for (const a of everyone) txn.edits.removeRecipient(a);
-      }
-      return undefined;
+      return verdict;
     }
 
     /** A milter's modifications, in order, through txn.edits; a bad one fails the milter. */
@@ -379,12 +436,82 @@ export default definePlugin({
         return undefined;
       } catch (err) {
         return err instanceof Error ? err : new Error(String(err));
-      } finally {
-        await dropFiles(mods);
       }
     }
   },
 });
+
+/** A copy of the streamed message in a temp file (sequential milters), written with backpressure. */
+class FileCopy {
+  private readonly stream: WriteStream;
+  private readonly done: Promise<void>;
+  constructor(readonly file: string) {
+    this.stream = createWriteStream(file, { mode: 0o600 });
+    this.done = new Promise<void>((resolve, reject) => {
+      this.stream.on('error', reject);
+      this.stream.on('close', resolve);
+    });
+    this.done.catch(() => undefined);
+  }
+  async write(chunk: Buffer): Promise<void> {
+    if (!this.stream.write(chunk)) await Promise.race([new Promise<void>((resolve) => this.stream.once('drain', resolve)), this.done]);
+  }
+  async close(): Promise<void> {
+    this.stream.end();
+    await this.done;
+  }
+}
+
+/**
+ * The stored copy with header edits applied to its header section (held in memory: bounded by
+ * limits.headerSize) and the body read from `body` when one replaced it, else from the copy: the
+ * bytes applyContentEdits would write, streamed without another copy on disk.
+ */
+async function* editedMessage(file: string, headers: ContentPlan['headers'], body?: string): AsyncGenerator<Buffer> {
+  const input = createReadStream(file, { highWaterMark: 64 * 1024 });
+  try {
+    let buf: Buffer = Buffer.alloc(0);
+    let headEnd = -1;
+    for await (const chunk of input as AsyncIterable<Buffer>) {
+      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+      if (headEnd < 0) {
+        headEnd = buf.length >= 2 && buf[0] === 0x0d && buf[1] === 0x0a ? 0 : buf.indexOf('\r\n\r\n');
+        if (headEnd < 0) continue;
+        if (headEnd > 0) headEnd += 2;
+        yield editHeaderFields(buf.subarray(0, headEnd), headers);
+        yield Buffer.from('\r\n');
+        if (body) break;
+        const rest = buf.subarray(headEnd + 2);
+        buf = Buffer.alloc(0);
+        if (rest.length) yield rest;
+        continue;
+      }
+      yield buf;
+      buf = Buffer.alloc(0);
+    }
+    if (headEnd < 0) yield editHeaderFields(buf, headers); // all header section
+  } finally {
+    input.destroy();
+  }
+  if (body) yield* createReadStream(body, { highWaterMark: 64 * 1024 }) as AsyncIterable<Buffer>;
+}
+
+function changesContent(m: Modification): boolean {
+  return m.op === 'addHeader' || m.op === 'insertHeader' || m.op === 'changeHeader' || m.op === 'replaceBody';
+}
+
+/** A milter's content modifications as the core's edit plan (already applied to txn.edits, so valid). */
+function contentPlan(mods: Modification[]): ContentPlan {
+  const headers: Array<ContentPlan['headers'][number]> = [];
+  let body: string | undefined;
+  for (const m of mods) {
+    if (m.op === 'addHeader') headers.push({ op: 'appendHeader', name: m.name, value: foldValue(m.value) });
+    else if (m.op === 'insertHeader') headers.push({ op: 'insertHeader', index: m.index, name: m.name, value: foldValue(m.value) });
+    else if (m.op === 'changeHeader') headers.push({ op: 'changeHeader', name: m.name, occurrence: Math.max(1, m.index), value: m.value === '' ? undefined : foldValue(m.value) });
+    else if (m.op === 'replaceBody') body = m.file;
+  }
+  return { headers, body };
+}
 
 async function dropFiles(mods: Modification[]): Promise<void> {
   await Promise.all(mods.map((m) => (m.op === 'replaceBody' ? rm(m.file, { force: true }) : undefined)));
@@ -414,15 +541,19 @@ function describeMod(m: Modification): string {
 /**
  * The header fields as a milter gets them (Sendmail and Postfix do the same): the name, and the
  * value after the colon without its leading white space, folds kept as LF plus the white space.
+ * Bytes pass through as they are (latin1 both ways): an 8-bit header reaches the milter unchanged,
+ * as a DKIM verifier needs.
  */
-function splitFields(section: Buffer): Array<{ name: string; value: string }> {
-  const text = section.toString('utf8');
-  const out: Array<{ name: string; value: string }> = [];
+function splitFields(section: Buffer): Buffer[] {
+  const text = section.toString('latin1');
+  const out: Buffer[] = [];
   for (const raw of text.split(/\r\n(?![ \t])/)) {
     if (!raw) continue;
     const colon = raw.indexOf(':');
     if (colon <= 0) continue; // not a field (cannot be sent as one)
-    out.push({ name: raw.slice(0, colon).trimEnd(), value: raw.slice(colon + 1).replace(/^[ \t]+/, '').replace(/\r\n/g, '\n') });
+    const name = raw.slice(0, colon).trimEnd();
+    const value = raw.slice(colon + 1).replace(/^[ \t]+/, '').replace(/\r\n/g, '\n');
+    out.push(Buffer.from(`${name}\0${value}\0`, 'latin1'));
   }
   return out;
 }

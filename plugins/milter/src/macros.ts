@@ -29,8 +29,7 @@ export interface MacroContext {
 
 /**
  * A macro's value, or undefined when we do not know it (then it is not sent, as Postfix does for
- * an undefined macro). TLS details and the AUTH mechanism are not in the core's Session: the
- * `{tls_version}`, `{cipher}` and `{auth_type}` macros are sent only as fixed `macros.values`.
+ * an undefined macro): TLS macros only on an encrypted connection, AUTH macros after AUTH.
  */
 export function macroValue(name: string, c: MacroContext): string | undefined {
   if (name in c.extra) return c.extra[name];
@@ -59,6 +58,14 @@ export function macroValue(name: string, c: MacroContext): string | undefined {
       return 'unknown';
     case '{auth_authen}':
       return s.user;
+    case '{auth_type}':
+      return s.user ? s.authMethod : undefined;
+    case '{tls_version}':
+      return s.tls?.protocol;
+    case '{cipher}':
+      return s.tls?.cipher;
+    case '{cipher_bits}':
+      return s.tls?.bits === undefined ? undefined : String(s.tls.bits);
     case 'i':
       return c.txn?.id;
     case '{mail_addr}':

@@ -66,7 +66,7 @@ describe('milter: Debian\'s clamav-milter on the test\'s clamd', function () {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('refuses a message carrying EICAR with clamav-milter\'s reply, and delivers nothing', async () => {
+  it('refuses a message carrying EICAR with clamav-milter\'s own reply (its RejectMsg), and delivers nothing', async () => {
     const before = sink.messages.length;
     const r = await sendMail({ port: relay.port, from: 'alice@remote.test', to: 'bob@example.com', raw: `From: alice@remote.test\r\nSubject: test\r\n\r\n${eicar()}\r\n` });
     assert.equal(r.response, '550 5.7.1 Virus found: Eicar-Test-Signature.UNOFFICIAL');

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { CaptureServer, memoryLogger, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
-import relayPolicy from '@portcullis/relay-policy';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { CaptureServer, memoryLogger, selfSignedFiles, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import relayPolicy, { userLine } from '@portcullis/relay-policy';
 import milter from '../src/index.js';
 import { Daemon } from './support/daemon.js';
 
@@ -64,7 +66,7 @@ describe('milter: a pymilter modification milter on loopback', function () {
       'X-Inserted: at the top\r\nFrom: alice@remote.test\r\nTo: bob@example.com\r\nSubject: changed subject\r\nX-Remove: one\r\nX-Remove: three\r\nX-Added: added value\r\nX-Folded: first line\r\n\tsecond line\r\n\r\nbody line\r\n',
     );
     const line = entries.filter((e) => e.msg === 'transaction').at(-1)!;
-    assert.deepEqual(line['edits'], [{ plugin: 'milter', edits: ['appendHeader X-Added', 'insertHeader 0 X-Inserted', 'changeHeader Subject[1]', 'deleteHeader X-Remove[2]', 'appendHeader X-Folded'] }]);
+    assert.deepEqual(line['edits'], [{ plugin: 'milter/mod', edits: ['appendHeader X-Added', 'insertHeader 0 X-Inserted', 'changeHeader Subject[1]', 'deleteHeader X-Remove[2]', 'appendHeader X-Folded'] }]);
   });
 
   it('adds and deletes recipients and changes the sender: delivery uses the edited envelope', async () => {
@@ -131,6 +133,16 @@ describe('milter: a pymilter modification milter on loopback', function () {
     assert.ok(entries.some((e) => e.msg === 'milter mod discarded the message: accepted and dropped'));
   });
 
+  it('drops the whole message when the milter discards at RCPT, answering 250 to every command', async () => {
+    const before = sink.messages.length;
+    const r = await sendMail({ port: relay.port, from: 'alice@remote.test', to: ['bob@example.com', 'trash@example.com'], raw: 'From: alice@remote.test\r\nSubject: x\r\n\r\nbody\r\n' });
+    assert.equal(r.code, 250, r.response);
+    await new Promise((res) => setTimeout(res, 500));
+    assert.equal(sink.messages.length, before);
+    const id = /queued as (\S+)/.exec(r.response)![1]!;
+    assert.ok(entries.some((e) => e.msg === 'milter mod discarded the message: accepted and dropped' && e['txn'] === id));
+  });
+
   it('refuses one recipient with the milter\'s RCPT reply and delivers to the others', async () => {
     const before = sink.messages.length;
     const r = await sendMail({ port: relay.port, from: 'alice@remote.test', to: ['blocked@example.com', 'bob@example.com'], raw: 'From: alice@remote.test\r\nSubject: x\r\n\r\nbody\r\n' });
@@ -148,10 +160,11 @@ describe('milter: a pymilter modification milter on loopback', function () {
     assert.equal(r.response, '554 5.7.1 Header refused (test milter)');
   });
 
-  it('sends the standard macros and the message as received: header count, body bytes and their hash', async () => {
+  it('sends the standard macros and the message as received: headers byte for byte (8-bit, folded), body bytes and their hash', async () => {
     const before = sink.messages.length;
     const body = 'line one\r\nline two\r\n'.repeat(5000);
-    const r = await send('report', 'X-Extra: 1\r\n', body);
+    const head = Buffer.concat([Buffer.from('From: alice@remote.test\r\nTo: bob@example.com\r\nSubject: report\r\nX-Latin: caf'), Buffer.from([0xe9]), Buffer.from('\r\nX-Folded: one\r\n\ttwo\r\n\r\n')]);
+    const r = await sendMail({ port: relay.port, from: 'alice@remote.test', to: 'bob@example.com', raw: Buffer.concat([head, Buffer.from(body)]) });
     assert.equal(r.code, 250, r.response);
     const m = await delivered(before);
     const id = /queued as (\S+)/.exec(r.response)![1]!;
@@ -159,8 +172,37 @@ describe('milter: a pymilter modification milter on loopback', function () {
     const macros = /^X-Macros: (.*)$/m.exec(text)![1]!;
     assert.equal(macros, `j=relay.test {daemon_name}=inbound i=${id} {client_addr}=127.0.0.1 {client_name}=unknown {auth_authen}=None {mail_addr}=alice@remote.test {rcpt_addr}=bob@example.com v=Portcullis`);
     assert.match(/^X-Client: (.*)$/m.exec(text)![1]!, /^connect=unknown \('127\.0\.0\.1', \d+\) helo=\S+$/);
+    // Each field as name, value without the space after the colon, folds as LF: what libmilter hands over.
+    const fields = Buffer.concat([Buffer.from('From:alice@remote.test\nTo:bob@example.com\nSubject:report\nX-Latin:caf'), Buffer.from([0xe9]), Buffer.from('\nX-Folded:one\n\ttwo\n')]);
+    const hsha = createHash('sha256').update(fields).digest('hex');
     const sha = createHash('sha256').update(body).digest('hex');
-    assert.equal(/^X-Seen: (.*)$/m.exec(text)![1], `headers=4 body=${Buffer.byteLength(body)} sha256=${sha} rcpts=<bob@example.com> args=`);
+    assert.equal(/^X-Seen: (.*)$/m.exec(text)![1], `headers=5 hsha256=${hsha} body=${Buffer.byteLength(body)} sha256=${sha} rcpts=<bob@example.com> args=`);
+  });
+
+  it('sends the TLS and AUTH macros of a STARTTLS, AUTH PLAIN session', async () => {
+    const tls = await selfSignedFiles('relay.test');
+    const users = path.join(tls.dir, 'users.passwd');
+    writeFileSync(users, (await userLine('alice', 'secret-pass')) + '\n');
+    const secured = await startTestRelay({
+      builtins: { 'relay-policy': relayPolicy, milter },
+      config: {
+        tls: { key: tls.key, cert: tls.cert },
+        listen: [{ host: '127.0.0.1', port: 0, tls: 'starttls', auth: 'optional', greetingDelay: 0 }],
+        plugins: [
+          { use: 'milter', with: { milters: [{ address: py.address }] } },
+          { use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } }, users } },
+        ],
+      },
+    });
+    try {
+      const before = sink.messages.length;
+      const r = await sendMail({ port: secured.port, from: 'alice@remote.test', to: 'bob@example.com', auth: { user: 'alice', pass: 'secret-pass' }, raw: 'From: alice@remote.test\r\nSubject: report\r\n\r\nbody\r\n' });
+      assert.equal(r.code, 250, r.response);
+      const m = await delivered(before);
+      assert.match(m.raw.toString(), /\r\nX-Session-Macros: \{tls_version\}=TLSv1\.3 \{cipher\}=TLS_AES_256_GCM_SHA384 \{cipher_bits\}=256 \{auth_type\}=PLAIN \{auth_authen\}=alice\r\n/);
+    } finally {
+      await secured.stop();
+    }
   });
 
   it('runs several milters in sequence on one message, applying their modifications in order', async () => {
@@ -185,8 +227,12 @@ describe('milter: a pymilter modification milter on loopback', function () {
         afterReceived(m.raw),
         'X-Inserted: at the top\r\nX-Inserted: at the top\r\nFrom: alice@remote.test\r\nTo: bob@example.com\r\nSubject: changed subject\r\nX-Remove: a\r\nX-Added: added value\r\nX-Folded: first line\r\n\tsecond line\r\nX-Added: added value\r\nX-Folded: first line\r\n\tsecond line\r\n\r\nbody line\r\n',
       );
-      const notes = entries.filter((e) => e.msg === 'transaction').at(-1)!;
-      assert.equal((notes['edits'] as unknown[]).length, 1, 'one plugin made the edits');
+      const line = entries.filter((e) => e.msg === 'transaction').at(-1)!;
+      const edits = ['appendHeader X-Added', 'insertHeader 0 X-Inserted', 'changeHeader Subject[1]', 'deleteHeader X-Remove[2]', 'appendHeader X-Folded'];
+      assert.deepEqual(line['edits'], [
+        { plugin: 'milter/first', edits },
+        { plugin: 'milter/second', edits },
+      ]);
     } finally {
       await two.stop();
     }

@@ -18,12 +18,14 @@ export class Daemon {
     child.on('error', (err) => (this.output += `spawn error: ${err.message}\n`));
   }
 
-  static async start(cmd: string, args: (port: number) => string[], opts: { port?: number; env?: NodeJS.ProcessEnv; waitMs?: number } = {}): Promise<Daemon> {
-    const port = opts.port ?? (await freePort());
+  static async start(cmd: string, args: (port: number) => string[], opts: { port?: number; socket?: string; env?: NodeJS.ProcessEnv; waitMs?: number } = {}): Promise<Daemon> {
+    const port = opts.socket ? 0 : (opts.port ?? (await freePort()));
     const child = spawn(cmd, args(port), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
     const d = new Daemon(port, child);
+    d.socket = opts.socket;
     try {
-      await waitForPort(port, '127.0.0.1', opts.waitMs ?? 20_000);
+      if (opts.socket) await waitForSocket(opts.socket, opts.waitMs ?? 20_000);
+      else await waitForPort(port, '127.0.0.1', opts.waitMs ?? 20_000);
     } catch (err) {
       child.kill('SIGKILL');
       throw new Error(`${cmd} did not start: ${(err as Error).message}\n${d.output}`);
@@ -31,13 +33,16 @@ export class Daemon {
     return d;
   }
 
-  /** The modification milter of these tests (pymilter, Debian's python3-milter). */
-  static pyMilter(port?: number): Promise<Daemon> {
-    return Daemon.start('/usr/bin/python3', (p) => [path.join(SUPPORT, 'mod-milter.py'), String(p)], { port });
+  /** The modification milter of these tests (pymilter, Debian's python3-milter): on a port, or a unix socket. */
+  static pyMilter(opts: { socket?: string; noreply?: boolean; reporter?: boolean } = {}): Promise<Daemon> {
+    const extra = opts.noreply ? ['noreply'] : opts.reporter ? ['reporter'] : [];
+    return Daemon.start('/usr/bin/python3', (p) => [path.join(SUPPORT, 'mod-milter.py'), opts.socket ?? String(p), ...extra], { socket: opts.socket });
   }
 
+  socket?: string;
+
   get address(): string {
-    return `inet:127.0.0.1:${this.port}`;
+    return this.socket ? `unix:${this.socket}` : `inet:127.0.0.1:${this.port}`;
   }
 
   async stop(): Promise<void> {
@@ -47,6 +52,23 @@ export class Daemon {
     const t = setTimeout(() => this.child.kill('SIGKILL'), 3000);
     await gone;
     clearTimeout(t);
+  }
+}
+
+/** Resolves once something accepts connections on the unix socket `file`. */
+async function waitForSocket(file: string, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect({ path: file }, () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on ${file} after ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
