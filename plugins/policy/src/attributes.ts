@@ -32,8 +32,6 @@ export interface RequestInput {
   /** Message size: MAIL FROM's SIZE= before DATA, the received size at end-of-message. */
   readonly size?: number;
   readonly names: ClientNames;
-  /** The AUTH mechanism after a successful login (`PLAIN`, `LOGIN`). */
-  readonly saslMethod?: string;
   /** Our instance id for this transaction (same for every request of one message). */
   readonly instance: string;
   readonly policyContext?: string;
@@ -64,7 +62,7 @@ export function buildRequest(i: RequestInput): Array<[string, string]> {
     ['client_port', String(s.remotePort)],
     ['reverse_client_name', i.names.reverse],
     ['instance', i.instance],
-    ['sasl_method', s.user ? (i.saslMethod ?? '') : ''],
+    ['sasl_method', s.user ? (s.authMethod ?? '') : ''],
     ['sasl_username', s.user ?? ''],
     ['sasl_sender', ''],
     ['size', i.size !== undefined ? String(i.size) : '0'],
@@ -72,10 +70,10 @@ export function buildRequest(i: RequestInput): Array<[string, string]> {
     ['ccert_issuer', ''],
     ['ccert_fingerprint', ''],
     ['ccert_pubkey_fingerprint', ''],
-    // The core's Session says whether TLS is on, not which version: `TLS` stands for any.
-    ['encryption_protocol', s.secure ? 'TLS' : ''],
-    ['encryption_cipher', ''],
-    ['encryption_keysize', '0'],
+    // From the core's Session.tls: the protocol in use (`TLSv1.3`), the OpenSSL cipher name and its key size.
+    ['encryption_protocol', s.secure ? (s.tls?.protocol ?? 'TLS') : ''],
+    ['encryption_cipher', s.secure ? (s.tls?.cipher ?? '') : ''],
+    ['encryption_keysize', s.secure && s.tls?.bits ? String(s.tls.bits) : '0'],
     // Postfix 2.3+ always sends etrn_domain; postgrey picks the 4.2.0 status for its greylisting reply by its presence.
     ['etrn_domain', ''],
     ['stress', ''],

@@ -75,9 +75,9 @@ export type PolicyOptions = z.input<typeof options>;
 export interface PolicyNote {
   /** Headers from PREPEND answers, in order, added to the message as DATA starts. */
   readonly prepend: Array<{ name: string; value: string }>;
-  /** A HOLD answer's text: the message should wait in the queue (see README: not applied yet). */
+  /** A HOLD answer's text: the message is committed held in the queue (txn.edits.hold). */
   hold?: string;
-  /** A DISCARD answer's text: the message should be accepted and dropped (see README: not applied yet). */
+  /** A DISCARD answer's text: the message is accepted and dropped (every recipient removed). */
   discard?: string;
   /** Every answer, in order: stage, recipient when any, action as received. */
   readonly answers: Array<{ stage: Stage; recipient?: string; action: string; cached?: boolean; failed?: string }>;
@@ -95,7 +95,7 @@ const ACTION_LABELS = new Set(['dunno', 'ok', 'relay', 'reject', 'defer', 'defer
  *   DEFER_IF_PERMIT           → tempfail only if a later plugin accepts (deferIfPermit)
  *   DEFER_IF_REJECT           → tempfail instead of a later reject (deferIfReject)
  *   PREPEND header: value     → header added to the message
- *   HOLD, DISCARD             → noted and logged (not applied yet: see README)
+ *   HOLD, DISCARD             → applied at end of message: held in the queue / accepted and dropped
  *   INFO, WARN                → logged
  *   FILTER, REDIRECT, BCC     → logged as unsupported (or 451 4.3.5: `unsupported: tempfail`)
  *   no answer / garbage       → defaultAction (451 4.3.5 Server configuration problem)
@@ -123,7 +123,6 @@ export default definePlugin({
 
     // Per-connection facts of this plugin's own, kept out of session.notes (which is for results).
     const namesOf = new WeakMap<Session, Promise<ClientNames>>();
-    const saslMethodOf = new WeakMap<Session, string>();
 
     /** client_name / reverse_client_name, once per connection, bounded in time; `unknown` on any failure. */
     const clientNames = (session: Session): Promise<ClientNames> => {
@@ -148,8 +147,7 @@ export default definePlugin({
     /** One request at one stage: the answer mapped to a verdict (or none). Never throws for a service failure. */
     async function ask(stage: Stage, session: Session, txn: Transaction | undefined, recipient?: Address, size?: number): Promise<Verdict | undefined> {
       const names = await clientNames(session);
-      const saslMethod = session.user ? saslMethodOf.get(session) : undefined;
-      const attrs = buildRequest({ stage, session, txn, recipient, size, names, saslMethod, instance: txn?.id ?? session.id, policyContext: opts.policyContext });
+      const attrs = buildRequest({ stage, session, txn, recipient, size, names, instance: txn?.id ?? session.id, policyContext: opts.policyContext });
       const rctx = replyContext({ stage, session, txn, recipient, names });
       const note = noteOf(txn ?? session);
       const log = session.log;
@@ -213,11 +211,11 @@ export default definePlugin({
         }
         case 'hold':
         case 'discard': {
+          // Noted on the transaction (or, before MAIL, on the session: then every message of the
+          // connection, as Postfix does) and carried out at end of message through txn.edits.
           const n = noteOf(txn ?? session);
           n[a.kind] = a.text || `triggers ${a.kind.toUpperCase()} action`;
-          // The core has no way yet for a plugin to hold or drop an accepted message (the message-edits
-          // API being added); the message is delivered as usual and this is on record.
-          log.warn({ ...about, text: a.text }, `policy ${a.kind.toUpperCase()} noted, not applied: the relay cannot ${a.kind === 'hold' ? 'hold' : 'discard'} a message from a plugin yet`);
+          log.info({ ...about, text: a.text }, `policy ${a.kind.toUpperCase()}: applied at end of message`);
           return undefined;
         }
         case 'unsupported':
@@ -246,14 +244,6 @@ export default definePlugin({
         }
       },
       hooks: {
-        /**
-         * Remembers the mechanism of the client's AUTH for `sasl_method` (the core's Session keeps
-         * only the user). No opinion: the plugins after this one decide the login.
-         */
-        auth(session: Session, attempt: { method: string }) {
-          saslMethodOf.set(session, String(attempt.method).toUpperCase());
-          return undefined;
-        },
         ...(stages.has('connect') ? { connect: (session: Session) => ask('connect', session, undefined) } : {}),
         ...(stages.has('helo') ? { helo: (session: Session) => ask('helo', session, undefined) } : {}),
         ...(stages.has('mail') ? { mail: (txn: Transaction, from: Address) => ask('mail', txn.session, txn, undefined, declaredSize(from)) } : {}),
@@ -280,7 +270,18 @@ export default definePlugin({
             if (v) return v;
           }
           const n = txn.notes['policy'] as PolicyNote | undefined;
-          if (n?.hold || n?.discard) txn.session.log.warn({ plugin: 'policy', txn: txn.id, hold: n.hold, discard: n.discard }, 'policy asked to hold or discard this message; it is queued for delivery as usual');
+          const s = txn.session.notes['policy'] as PolicyNote | undefined;
+          const discard = n?.discard ?? s?.discard;
+          const hold = n?.hold ?? s?.hold;
+          if (discard !== undefined) {
+            // DISCARD: the client gets 250, nobody gets the message (the core drops a message with no recipient left).
+            for (const r of txn.recipients) txn.edits.removeRecipient(r.address);
+            txn.session.log.info({ plugin: 'policy', txn: txn.id, discard }, 'policy DISCARD: message accepted and dropped');
+          } else if (hold !== undefined) {
+            // HOLD: committed held in the queue (portcullis queue release ID sends it on).
+            txn.edits.hold(`policy: ${hold}`);
+            txn.session.log.info({ plugin: 'policy', txn: txn.id, hold }, 'policy HOLD: message held in the queue');
+          }
           return undefined;
         },
       },

@@ -5,7 +5,7 @@ import policy, { type PolicyNote } from '../src/index.js';
 import { TinyPolicyServer } from './support/tiny-policy-server.js';
 
 /**
- * client_name / reverse_client_name as Postfix sends them, and the HOLD note. The relay runs in
+ * client_name / reverse_client_name as Postfix sends them, and the HOLD note (the hold itself: policy.test.ts). The relay runs in
  * memory (the test kit's inject) so that its resolver can be scripted; the policy server is a real
  * one on loopback (written for the test, to see the requests).
  */
@@ -56,7 +56,7 @@ describe('policy: client names and notes', function () {
     assert.equal(none!.get('reverse_client_name'), 'unknown');
   });
 
-  it('records a HOLD answer in txn.notes.policy and, with nothing in the core to hold it yet, the message is still queued', async () => {
+  it('records a HOLD answer in txn.notes.policy and logs that it is applied at end of message', async () => {
     answer = 'HOLD please look at this';
     try {
       const r = await run('192.0.2.10', {});
@@ -65,7 +65,7 @@ describe('policy: client names and notes', function () {
       const n = notes.at(-1)!;
       assert.equal(n.hold, 'please look at this');
       assert.deepEqual(n.answers.map((a) => [a.stage, a.recipient, a.action]), [['rcpt', 'b@example.com', 'HOLD please look at this']]);
-      assert.ok(r.logs.some((l) => l.plugin === 'policy' && l.level === 40 && /HOLD noted, not applied/.test(String(l.msg))));
+      assert.ok(r.logs.some((l) => l.plugin === 'policy' && /HOLD: applied at end of message/.test(String(l.msg))));
     } finally {
       answer = 'DUNNO';
     }

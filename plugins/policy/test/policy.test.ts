@@ -238,6 +238,38 @@ describe('policy (Postfix policy delegation over SMTP)', function () {
       assert.ok(top.endsWith('\r\nX-Policy-Check: tagged;  two  spaces kept\r\nX-Second: second\r\n'), JSON.stringify(top));
     });
 
+    it('holds the message in the queue on HOLD (nothing delivered until released), with the answer as the hold reason', async () => {
+      answer = () => ({ action: 'HOLD needs a look' });
+      const before = sink.messages.length;
+      const c = await open(relay);
+      assert.match(await c.cmd('RCPT TO:<bob@example.com>'), /^250 /);
+      const reply = await data(c);
+      c.close();
+      assert.match(reply, /^250 2\.0\.0 Ok: queued as \S+/);
+      const id = /queued as (\S+)/.exec(reply)![1]!;
+      await pause(700);
+      assert.equal(sink.messages.length, before, 'a held message is not delivered');
+      assert.equal(relay.relay.queue.list().find((m) => m.id === id)?.hold, true);
+      assert.equal((await relay.relay.queue.show(id))?.meta.held, 'policy: needs a look');
+      assert.equal(await relay.relay.queue.release(id), true);
+      const msgs = await sink.waitFor(before + 1);
+      added(msgs[before]!.raw);
+    });
+
+    it('accepts and drops the message on DISCARD: 250 to the client, nothing queued or delivered', async () => {
+      answer = (req) => ({ action: req.get('recipient') === 'carol@example.com' ? 'DISCARD spam trap' : 'DUNNO' });
+      const before = sink.messages.length;
+      const queued = relay.relay.queue.list().length;
+      const c = await open(relay);
+      assert.match(await c.cmd('RCPT TO:<bob@example.com>'), /^250 /);
+      assert.match(await c.cmd('RCPT TO:<carol@example.com>'), /^250 /);
+      assert.match(await data(c), /^250 /);
+      c.close();
+      await pause(700);
+      assert.equal(sink.messages.length, before);
+      assert.equal(relay.relay.queue.list().length, queued);
+    });
+
     it('gives the default action after its timeout when the server never answers, and keeps serving', async () => {
       answer = () => 'hang';
       const c = await open(relay);
@@ -372,7 +404,7 @@ describe('policy (Postfix policy delegation over SMTP)', function () {
       for (const key of ['queue_id', 'ccert_subject', 'ccert_issuer', 'ccert_fingerprint', 'encryption_protocol', 'encryption_cipher', 'sasl_method', 'client_port', 'policy_context']) assert.ok(a.has(key), `sends ${key}`);
     });
 
-    it('sends sasl_username, sasl_method and encryption_protocol for a client that logged in over STARTTLS', async () => {
+    it('sends sasl_username, sasl_method and the encryption protocol, cipher and key size for a client that logged in over STARTTLS', async () => {
       const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-policy-auth-'));
       try {
         const tls = await selfSignedFiles('relay.test');
@@ -404,7 +436,9 @@ describe('policy (Postfix policy delegation over SMTP)', function () {
         const r = tiny.requests[seen]!;
         assert.equal(r.get('sasl_username'), 'alice@example.com');
         assert.equal(r.get('sasl_method'), 'PLAIN');
-        assert.equal(r.get('encryption_protocol'), 'TLS');
+        assert.equal(r.get('encryption_protocol'), 'TLSv1.3');
+        assert.match(r.get('encryption_cipher') ?? '', /^TLS_(AES_(128|256)_GCM_SHA(256|384)|CHACHA20_POLY1305_SHA256)$/);
+        assert.match(r.get('encryption_keysize') ?? '', /^(128|256)$/);
         assert.equal(r.get('recipient'), 'friend@elsewhere.test');
       } finally {
         rmSync(dir, { recursive: true, force: true });
