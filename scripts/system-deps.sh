@@ -4,7 +4,8 @@
 # redis-server (the shared-state tests start their own, in memory, on loopback); python3-dkim with
 # dnspython, nacl and authres (the independent DKIM/ARC verifier and signer of the mailauth tests;
 # nacl for Ed25519, authres for arcsign); prometheus for promtool (checks of the /metrics output
-# and the alert rules of examples/monitoring; the Prometheus server it brings is never started).
+# and the alert rules of examples/monitoring; the Prometheus server it brings is never started); rspamd
+# (the rspamd plugin's tests start their own normal worker on loopback, with a config they write).
 # Idempotent: does nothing when every binary is already there. Needs root (CI runs as root).
 set -euo pipefail
 need=()
@@ -16,6 +17,7 @@ perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl)
 [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
 [ -x /usr/bin/redis-server ] || need+=(redis-server)
 command -v promtool >/dev/null || need+=(prometheus)
+[ -x /usr/bin/rspamd ] || need+=(rspamd)
 { [ -x /usr/bin/dkimverify ] && /usr/bin/python3 -c 'import dkim, dns.resolver, nacl, authres' 2>/dev/null; } || need+=(python3-dkim python3-dnspython python3-nacl python3-authres)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
@@ -23,7 +25,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
-# Never let package scripts start daemons (clamd, freshclam, postfix, redis) or reach out: tests start
+# Never let package scripts start daemons (clamd, freshclam, postfix, redis, rspamd) or reach out: tests start
 # their own instances on loopback with their own configs.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
