@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite runs for real: clamd (clamav-daemon), clamav-milter,
-# opendkim with opendkim-tools and python3-milter (the milter plugin's tests), dnsmasq
+# Installs the Debian packages the test suite runs for real: clamd (clamav-daemon), dnsmasq
 # (dnsmasq-base), swaks, Postfix (for smtp-sink/smtp-source and the relay-test comparison), and
 # redis-server (the shared-state tests start their own, in memory, on loopback); python3-dkim with
 # dnspython, nacl and authres (the independent DKIM/ARC verifier and signer of the mailauth tests;
 # nacl for Ed25519, authres for arcsign); prometheus for promtool (checks of the /metrics output
-# and the alert rules of examples/monitoring; the Prometheus server it brings is never started);
-# spamassassin and spamd (the spamassassin plugin's tests run Debian's real spamd).
-# postgrey and postfix-policyd-spf-python (the policy plugin's tests start postgrey on loopback and
-# spawn policyd-spf per connection; package scripts start neither).
-# slapd and ldap-utils (the recipients plugin's LDAP tests start their own slapd with slapadd-loaded data).
+# and the alert rules of examples/monitoring; the Prometheus server it brings is never started).
+# The plugins' own daemons, each started by its tests on loopback with a config they write:
+# clamav-milter, opendkim (+ opendkim-tools) and python3-milter (the milter plugin); spamassassin and
+# spamd; rspamd; postgrey and postfix-policyd-spf-python (the policy plugin; policyd-spf is spawned
+# per connection); slapd and ldap-utils (the recipients plugin's LDAP tests, slapadd-loaded data).
 # Idempotent: does nothing when every binary is already there. Needs root (CI runs as root).
 set -euo pipefail
 need=()
@@ -34,6 +33,7 @@ command -v promtool >/dev/null || need+=(prometheus)
 [ -x /usr/bin/policyd-spf ] || need+=(postfix-policyd-spf-python)
 { [ -x /usr/sbin/slapd ] && [ -x /usr/sbin/slapadd ]; } || need+=(slapd)
 command -v ldapsearch >/dev/null || need+=(ldap-utils)
+[ -x /usr/bin/rspamd ] || need+=(rspamd)
 { [ -x /usr/bin/dkimverify ] && /usr/bin/python3 -c 'import dkim, dns.resolver, nacl, authres' 2>/dev/null; } || need+=(python3-dkim python3-dnspython python3-nacl python3-authres)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
@@ -41,7 +41,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
-# Never let package scripts start daemons (clamd, freshclam, postfix, redis) or reach out: tests start
+# Never let package scripts start daemons (clamd, freshclam, postfix, redis, rspamd) or reach out: tests start
 # their own instances on loopback with their own configs.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d

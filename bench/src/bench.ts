@@ -6,7 +6,9 @@
  * For every config × message size × concurrency: a freshly started relay, a warm-up, then N
  * messages, one new TCP connection per message. Configs (BENCH_CONFIGS): `policy` (relay-policy
  * only), `attachments` (relay-policy + attachments), `clamav` (relay-policy + attachments + clamav,
- * with a private clamd started for the run). Measured: wall time from the start of the load until the
+ * with a private clamd started for the run), `rspamd` (relay-policy + rspamd, with a private rspamd started for
+ * the run; after each rspamd row, rspamd's own rate: the same messages POSTed straight to /checkv2 at the same
+ * concurrency, so the two rates come from the same run). Measured: wall time from the start of the load until the
  * sink has counted all N (msgs/s = N / seconds), the relay's peak RSS (VmRSS sampled every
  * 100 ms, and the kernel's VmHWM reset at the start of the measured run), its CPU time
  * (utime+stime from /proc/PID/stat) per message, and the end-of-DATA-to-250 latency (p50, p99) as
@@ -23,6 +25,7 @@
  */
 import { spawn, fork, type ChildProcess } from 'node:child_process';
 import { startClamd, type Clamd } from './clamd.js';
+import { directRate, startRspamd, type Rspamd } from './rspamd.js';
 import { existsSync, mkdtempSync, openSync, closeSync, fstatSync, readSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -46,11 +49,17 @@ const SINK_PORT = Number(env['BENCH_SINK_PORT'] ?? 2621);
 const RELAY_PORT = Number(env['BENCH_RELAY_PORT'] ?? 2622);
 const SAMPLE_MS = Number(env['BENCH_SAMPLE_MS'] ?? 100);
 const CLAMD_PORT = Number(env['BENCH_CLAMD_PORT'] ?? 2623);
+/** More Node flags for the relay process, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` (NODE_OPTIONS refuses --cpu-prof). */
+const EXTRA_RELAY_FLAGS = (env['BENCH_RELAY_NODE_FLAGS'] ?? '').split(/\s+/).filter(Boolean);
+const RSPAMD_PORT = Number(env['BENCH_RSPAMD_PORT'] ?? 2624);
+/** Where the private rspamd sends DNS: a loopback port where nothing answers. */
+const RSPAMD_DNS_PORT = Number(env['BENCH_RSPAMD_DNS_PORT'] ?? 2625);
 /** Config name → relay-main --plugins. */
 const CONFIGS: Record<string, string> = {
   policy: 'relay-policy',
   attachments: 'relay-policy,attachments',
   clamav: 'relay-policy,attachments,clamav',
+  rspamd: 'relay-policy,rspamd',
 };
 const CONFIG_NAMES = (env['BENCH_CONFIGS'] ?? 'policy,attachments,clamav').split(',').map((c) => c.trim()).filter(Boolean);
 for (const c of CONFIG_NAMES) if (!CONFIGS[c]) throw new Error(`BENCH_CONFIGS: unknown config ${JSON.stringify(c)} (known: ${Object.keys(CONFIGS).join(', ')})`);
@@ -367,13 +376,13 @@ function measuredBurst(file: string): { messages: number; p50Ms: number; p99Ms: 
   return bursts.sort((a, b) => b.messages - a.messages)[0];
 }
 
-async function runCell(sink: Sink, config: string, clamd: Clamd | undefined, workDir: string, size: number, conc: number, n: number): Promise<Row> {
+async function runCell(sink: Sink, config: string, clamd: Clamd | undefined, rspamd: Rspamd | undefined, workDir: string, size: number, conc: number, n: number): Promise<Row> {
   const deadline = Date.now() + TIMEOUT_MS;
   const row: Row = { config, size, conc, n, seconds: NaN, rate: NaN, atSink: 0, srcDone: NaN, peakRssMb: NaN, hwmMb: NaN, cpuS: NaN, p50: NaN, p99: NaN, status: 'ok' };
   const statsFile = path.join(workDir, `stats-${config}-${size}-${conc}.jsonl`);
-  const args = ['--listen', `${LOOPBACK}:${RELAY_PORT}`, '--upstream', `${LOOPBACK}:${SINK_PORT}`, '--plugins', CONFIGS[config]!, '--stats', statsFile, ...(clamd ? ['--clamd', clamd.address] : [])];
+  const args = ['--listen', `${LOOPBACK}:${RELAY_PORT}`, '--upstream', `${LOOPBACK}:${SINK_PORT}`, '--plugins', CONFIGS[config]!, '--stats', statsFile, ...(clamd ? ['--clamd', clamd.address] : []), ...(rspamd ? ['--rspamd', rspamd.address] : [])];
   const relay = track(
-    spawn(process.execPath, [...RELAY_NODE_FLAGS, path.join(HERE, 'relay-main.js'), ...args], {
+    spawn(process.execPath, [...RELAY_NODE_FLAGS, ...EXTRA_RELAY_FLAGS, path.join(HERE, 'relay-main.js'), ...args], {
       stdio: ['ignore', 'inherit', 'pipe'],
       env: { ...process.env, NODE_ENV: 'production' },
     }),
@@ -456,25 +465,40 @@ async function main(): Promise<void> {
   const started = now();
   const sink = useSmtpSink ? await startSmtpSink(workDir) : await startBuiltinSink();
   const rows: string[][] = [];
+  const directRows: string[] = [];
   let clamd: Clamd | undefined;
+  let rspamd: Rspamd | undefined;
   try {
     for (const config of CONFIG_NAMES) {
       if (config === 'clamav') {
         log(`starting clamd on ${LOOPBACK}:${CLAMD_PORT} ...`);
         clamd = await startClamd(CLAMD_PORT, track);
       }
+      if (config === 'rspamd') {
+        log(`starting rspamd on ${LOOPBACK}:${RSPAMD_PORT} ...`);
+        rspamd = await startRspamd(RSPAMD_PORT, RSPAMD_DNS_PORT, track);
+      }
       for (const size of SIZES) {
         for (const conc of CONCS) {
           const n = nFor(size);
           log(`${config} size=${size} conc=${conc} N=${n} (+${WARMUP} warm-up) ...`);
-          const r = await runCell(sink, config, config === 'clamav' ? clamd : undefined, workDir, size, conc, n);
+          const r = await runCell(sink, config, config === 'clamav' ? clamd : undefined, config === 'rspamd' ? rspamd : undefined, workDir, size, conc, n);
           log(`  ${fmt(r.rate, 1)} msg/s, ${fmt(r.seconds, 2)} s, peak RSS ${fmt(r.peakRssMb, 1)} MB, relay CPU ${fmt(r.cpuS, 2)} s, p50/p99 ${fmt(r.p50, 2)}/${fmt(r.p99, 2)} ms, ${r.status}`);
           rows.push(rowCells(r));
+          if (config === 'rspamd' && rspamd) {
+            // rspamd's own rate, same message size and concurrency, right after the relay's row (warm-up first, as there).
+            const body = (i: number) => { const m = makeMessage(size, i); return m.subarray(0, m.length - 3); }; // without the SMTP ".\r\n"
+            await directRate(rspamd.port, body, Math.min(WARMUP, n), conc, Date.now() + TIMEOUT_MS);
+            const d = await directRate(rspamd.port, body, n, conc, Date.now() + TIMEOUT_MS);
+            log(`  rspamd direct: ${fmt(d.rate, 1)} msg/s (${d.errors} errors); relay/direct ${fmt((100 * r.rate) / d.rate, 0)} %`);
+            directRows.push(`${String(size).padStart(9)}  ${String(conc).padStart(4)}  ${String(n).padStart(5)}  ${fmt(r.rate, 1).padStart(14)}  ${fmt(d.rate, 1).padStart(15)}  ${fmt((100 * r.rate) / d.rate, 0).padStart(7)} %  ${d.errors ? `${d.errors} errors` : 'ok'}`);
+          }
         }
       }
     }
   } finally {
     await clamd?.stop();
+    await rspamd?.stop();
     await sink.stop();
     rmSync(workDir, { recursive: true, force: true });
   }
@@ -483,7 +507,7 @@ async function main(): Promise<void> {
   console.log(`# host: ${cpus[0]?.model.trim()} x ${cpus.length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Linux ${os.release()}, Node ${process.version}`);
   console.log(`# load: ${useSmtpSource ? `${SMTP_SOURCE} -s CONC -m N -l BYTES -f bench@source.example -t rcpt@hosted.example -N -M client.example` : 'built-in raw-socket client (no pipelining)'}; one new TCP connection per message`);
   console.log(`# sink (next hop): ${sink.kind} on ${LOOPBACK}:${SINK_PORT}; relay: dist/relay-main.js on ${LOOPBACK}:${RELAY_PORT} (tls none, fresh temp spool), restarted per row`);
-  console.log(`# configs: ${CONFIG_NAMES.map((c) => `${c} = ${CONFIGS[c]}`).join('; ')}${CONFIG_NAMES.includes('clamav') ? ` (private clamd on ${LOOPBACK}:${CLAMD_PORT}, one-signature database)` : ''}`);
+  console.log(`# configs: ${CONFIG_NAMES.map((c) => `${c} = ${CONFIGS[c]}`).join('; ')}${CONFIG_NAMES.includes('clamav') ? ` (private clamd on ${LOOPBACK}:${CLAMD_PORT}, one-signature database)` : ''}${CONFIG_NAMES.includes('rspamd') ? ` (private rspamd on ${LOOPBACK}:${RSPAMD_PORT}: Debian's stock rules, network and Redis modules off)` : ''}`);
   console.log(`# per row: ${WARMUP}-message warm-up (not reported), 500 ms pause, then N measured; time bound ${TIMEOUT_MS / 1000} s per row`);
   console.log(`# seconds = load start -> sink counted all N (and the load generator exited); msgs/s = at_sink / seconds; src_done_s = when the generator finished`);
   console.log('# cpu_ms/msg = relay_cpu_s / at_sink; p50_ms / p99_ms = end of DATA (the final dot read) to the reply, measured in the relay over the N measured messages');
@@ -491,6 +515,14 @@ async function main(): Promise<void> {
   console.log(`# the machine is shared with other workloads: expect noise (differences under ~25 % are not significant); total ${fmt(now() - started, 0)} s`);
   console.log('');
   printTable(rows);
+  if (directRows.length) {
+    console.log('');
+    console.log(`# rspamd: the relay with rspamd (relay-policy + rspamd, smtp-source -> relay -> sink) next to rspamd's own rate: the same`);
+    console.log(`# size, N and concurrency POSTed straight to ${LOOPBACK}:${RSPAMD_PORT}/checkv2 (chunked, one connection per message, the plugin's`);
+    console.log('# envelope headers), measured right after the relay row in this run. Both share the machine\'s cores with rspamd itself.');
+    console.log('msg_bytes  conc      N  relay+rspamd/s  rspamd_direct/s  relay/direct  status');
+    for (const l of directRows) console.log(l);
+  }
   if (rows.some((r) => r[r.length - 1] !== 'ok')) process.exitCode = 2;
 }
 

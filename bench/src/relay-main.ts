@@ -2,7 +2,7 @@
  * Starts one Portcullis relay in the foreground for benchmarking, independent of the CLI package:
  *
  *   node bench/dist/relay-main.js --listen 127.0.0.1:2527 --upstream 127.0.0.1:2601 [--spool DIR]
- *       [--plugins relay-policy,attachments,clamav] [--clamd 127.0.0.1:3310] [--stats FILE] [--max-size 120MB]
+ *       [--plugins relay-policy,attachments,clamav,rspamd] [--clamd 127.0.0.1:3310] [--rspamd 127.0.0.1:11333] [--stats FILE] [--max-size 120MB]
  *
  * Accepts mail for *@hosted.example (and anything from 127.0.0.0/8) and forwards hosted.example to
  * the upstream without TLS. `--plugins` adds the attachments screener and/or clamav (default:
@@ -24,14 +24,15 @@ import { parseConfig, Relay } from '@portcullis/core';
 import relayPolicy from '@portcullis/relay-policy';
 import attachments from '@portcullis/attachments';
 import clamav from '@portcullis/clamav';
+import rspamd from '@portcullis/rspamd';
 import { BurstStats } from './burst-stats.js';
 
 function usage(msg: string): never {
-  process.stderr.write(`relay-main: ${msg}\nusage: relay-main --listen 127.0.0.1:PORT --upstream HOST:PORT [--spool DIR] [--plugins relay-policy,attachments,clamav] [--clamd HOST:PORT] [--stats FILE] [--max-size SIZE]\n`);
+  process.stderr.write(`relay-main: ${msg}\nusage: relay-main --listen 127.0.0.1:PORT --upstream HOST:PORT [--spool DIR] [--plugins relay-policy,attachments,clamav,rspamd] [--clamd HOST:PORT] [--rspamd HOST:PORT] [--stats FILE] [--max-size SIZE]\n`);
   process.exit(64);
 }
 
-const KNOWN_PLUGINS = ['relay-policy', 'attachments', 'clamav'] as const;
+const KNOWN_PLUGINS = ['relay-policy', 'attachments', 'clamav', 'rspamd'] as const;
 type BenchPlugin = (typeof KNOWN_PLUGINS)[number];
 
 interface Args {
@@ -40,6 +41,7 @@ interface Args {
   spool?: string;
   plugins: BenchPlugin[];
   clamd: string;
+  rspamd: string;
   stats?: string;
   /** limits.messageSize and clamav's maxSize (for the large-message benchmark). */
   maxSize?: string;
@@ -51,6 +53,7 @@ function parseArgs(argv: string[]): Args {
   let spool: string | undefined;
   let plugins = 'relay-policy';
   let clamd = '127.0.0.1:3310';
+  let rspamd = '127.0.0.1:11333';
   let stats: string | undefined;
   let maxSize: string | undefined;
   for (let i = 0; i < argv.length; i++) {
@@ -61,6 +64,7 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--spool' && v) (spool = v), i++;
     else if (a === '--plugins' && v) (plugins = v), i++;
     else if (a === '--clamd' && v) (clamd = v), i++;
+    else if (a === '--rspamd' && v) (rspamd = v), i++;
     else if (a === '--stats' && v) (stats = v), i++;
     else if (a === '--max-size' && v) (maxSize = v), i++;
     else usage(`unknown or incomplete argument ${JSON.stringify(a)}`);
@@ -71,7 +75,7 @@ function parseArgs(argv: string[]): Args {
   const names = plugins.split(',').map((p) => p.trim()).filter(Boolean);
   for (const n of names) if (!(KNOWN_PLUGINS as readonly string[]).includes(n)) usage(`--plugins: unknown plugin ${JSON.stringify(n)} (known: ${KNOWN_PLUGINS.join(', ')})`);
   if (!names.includes('relay-policy')) names.unshift('relay-policy');
-  return { listen: { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) }, upstream, spool, plugins: names as BenchPlugin[], clamd, stats, maxSize };
+  return { listen: { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) }, upstream, spool, plugins: names as BenchPlugin[], clamd, rspamd, stats, maxSize };
 }
 
 /** The plugin entries, in a fixed order: relay-policy first, then the screeners asked for. */
@@ -88,6 +92,7 @@ function pluginEntries(args: Args): Array<{ use: string; with?: Record<string, u
   // Defaults on purpose: the benchmark measures what an operator gets without tuning.
   if (args.plugins.includes('attachments')) out.push({ use: 'attachments' });
   if (args.plugins.includes('clamav')) out.push({ use: 'clamav', with: { servers: [args.clamd], ...(args.maxSize ? { maxSize: args.maxSize } : {}) } });
+  if (args.plugins.includes('rspamd')) out.push({ use: 'rspamd', with: { servers: [args.rspamd] } });
   return out;
 }
 
@@ -111,7 +116,7 @@ async function main(): Promise<void> {
   const stats = args.stats ? new BurstStats() : undefined;
   const relay = await Relay.create({
     config,
-    builtins: { 'relay-policy': relayPolicy, attachments, clamav },
+    builtins: { 'relay-policy': relayPolicy, attachments, clamav, rspamd },
     ...(stats ? { onDataReply: (r: { ms: number; size: number; sessions: number }) => stats.record(r.ms, r.size, r.sessions) } : {}),
   });
   await relay.start();

@@ -45,12 +45,15 @@ export function applyEdits(txn: Transaction, plan: EditPlan): void {
   const edits = txn.edits;
   for (const [name, value] of plan.ours) txn.addHeader(name, value);
   for (const r of plan.remove) {
+    // rspamd asks to remove its own headers (X-Spam, X-Spamd-Result...) from every message; only a
+    // field that is there becomes an edit, so a message without one is not copied again at commit.
+    const count = txn.headers?.getAll(r.name).length ?? 0;
+    if (count === 0) continue;
     if (r.occurrence === 0) {
       edits.removeHeader(r.name);
       continue;
     }
     // A negative occurrence counts from the last field of that name (rspamd's milter convention).
-    const count = txn.headers?.getAll(r.name).length ?? 0;
     const nth = r.occurrence > 0 ? r.occurrence : count + r.occurrence + 1;
     if (nth >= 1 && nth <= count) edits.changeHeader(r.name, nth, undefined);
   }

@@ -33,7 +33,7 @@ export function resolveSocket(t: RspamdTarget, configDir: string): RspamdTarget 
 
 /** SMTP reply text from rspamd's `smtp_message`: printable ASCII, one line, bounded. */
 function replyText(text: string | undefined, fallback: string): string {
-  const t = (text ?? '').replace(/[^ -~]+/g, '?').replace(/\s+/g, ' ').trim().slice(0, 400);
+  const t = (text ?? '').replace(/[\r\n\t]+/g, ' ').replace(/[^ -~]/g, '?').replace(/ +/g, ' ').trim().slice(0, 400);
   return t || fallback;
 }
 

@@ -91,7 +91,8 @@ describe('rspamd (real rspamd)', function () {
     return { text, added: text.slice(0, at), rest: text.slice(at) };
   }
 
-  before(async () => {
+  before(async function () {
+    this.timeout(240_000); // rspamd's start-up on a loaded machine (see support/rspamd.ts)
     daemon = await Rspamd.start();
     sink = await CaptureServer.start({ host: '127.0.0.1' });
   });
@@ -217,7 +218,8 @@ describe('rspamd (real rspamd)', function () {
   });
 
   describe('failing closed', () => {
-    it('gives 451 4.7.0 while rspamd is stopped, delivers nothing, and scans again once rspamd is back', async () => {
+    it('gives 451 4.7.0 while rspamd is stopped, delivers nothing, and scans again once rspamd is back', async function () {
+      this.timeout(240_000); // includes a restart of rspamd
       const relay = await relayWith({ servers: [daemon.address], timeout: '10s' });
       const before = sink.messages.length;
       await daemon.stop();
@@ -264,6 +266,41 @@ describe('rspamd (real rspamd)', function () {
     it('rejects with 554 5.7.0 when rspamd is unreachable and onError is reject', async () => {
       const relay = await relayWith({ servers: [`127.0.0.1:${await freePort()}`], onError: 'reject' });
       assert.equal((await send(relay, message('reject policy'))).response, '554 5.7.0 Message refused: spam scanner unreachable');
+    });
+  });
+
+  describe('answers the real rspamd never gives', () => {
+    // A test server stands in for rspamd: these answers cannot be had from the real daemon on demand.
+    let cap: CaptureRspamd;
+    let relay: TestRelay;
+    before(async () => {
+      cap = await CaptureRspamd.start();
+      relay = await relayWith({ servers: [cap.address] });
+    });
+    after(() => cap.close());
+
+    it('turns an smtp_message with line breaks and 8-bit text into one printable reply line', async () => {
+      cap.reply = { action: 'reject', score: 20, required_score: 15, messages: { smtp_message: 'Spam\r\n250 ok\r\nbücher \u0000 end' } };
+      assert.equal((await send(relay, message('hostile text'))).response, '550 5.7.1 Spam 250 ok b?cher ? end');
+    });
+
+    it('gives 451 4.7.0 for an answer that is not JSON, and for an action it does not know', async () => {
+      cap.reply = '{"action": "reject", ';
+      assert.equal((await send(relay, message('bad json'))).response, '451 4.7.0 Message not scanned (spam scanner error), try again later');
+      cap.reply = { action: 'explode', score: 1, required_score: 15 };
+      assert.equal((await send(relay, message('unknown action'))).response, '451 4.7.0 Message not scanned (spam scanner error), try again later');
+    });
+
+    it('never lets a milter header smuggle a field: bad names are left out, a line break not followed by white space becomes a space', async () => {
+      const before = sink.messages.length;
+      cap.reply = { action: 'add header', score: 7, required_score: 15, milter: { add_headers: { 'Bad Name': 'x', 'X-Ok': { value: 'a\r\nBcc: victim@example.com', order: -1 }, 'X-Two': [{ value: '1' }, '2'] } } };
+      const raw = message('smuggle');
+      assert.match((await send(relay, raw)).response, /^250 /);
+      const got = await delivered(before);
+      const head = got.rest.slice(0, got.rest.indexOf('\r\n\r\n') + 2);
+      assert.doesNotMatch(head, /Bad Name/);
+      assert.match(head, /\r\nX-Ok: a  Bcc: victim@example\.com\r\nX-Two: 1\r\nX-Two: 2\r\n$/);
+      assert.doesNotMatch(head, /\r\nBcc:/);
     });
   });
 
@@ -322,7 +359,8 @@ describe('rspamd (real rspamd)', function () {
       assert.match((await send(relay, message('failover'))).response, /^250 /);
     });
 
-    it('is ready while rspamd answers /ping, not ready while it is stopped; the metrics count actions and scores', async () => {
+    it('is ready while rspamd answers /ping, not ready while it is stopped; the metrics count actions and scores', async function () {
+      this.timeout(240_000); // includes a restart of rspamd
       const relay = await relayWith({ servers: [daemon.address] });
       const check = async () => (await relay.relay.readiness()).checks.find((c) => c.name === 'plugin:rspamd')!;
       const up = await check();

@@ -41,7 +41,8 @@ describe('rspamd and clamav in the same pass (real rspamd, real clamd)', functio
   }
   const send = (relay: TestRelay, raw: string) => sendMail({ port: relay.port, from: 'alice@remote.test', to: 'bob@example.com', raw });
 
-  before(async () => {
+  before(async function () {
+    this.timeout(240_000); // rspamd's start-up on a loaded machine (see support/rspamd.ts)
     [daemon, clamd] = await Promise.all([Rspamd.start(), Clamd.start()]);
     sink = await CaptureServer.start({ host: '127.0.0.1' });
   });

@@ -13,11 +13,12 @@ export interface CapturedCheck {
  * An HTTP server standing in for rspamd in the two tests the real daemon cannot serve: it records
  * every request's headers byte for byte (what reached "rspamd" from hostile envelope values), and
  * it can answer late (an rspamd that hangs past our timeout, which the real one does not do on
- * demand). It answers `/checkv2` with `reply` after `delayMs`, `/ping` with `pong`.
+ * demand), and it can answer what the real one never does (malformed JSON, hostile texts). It answers `/checkv2` with `reply` after `delayMs`, `/ping` with `pong`.
  */
 export class CaptureRspamd {
   readonly requests: CapturedCheck[] = [];
-  reply: object = { action: 'no action', score: 1.5, required_score: 15, symbols: {}, messages: {} };
+  /** The /checkv2 answer: an object (sent as JSON) or raw text (for malformed answers). */
+  reply: object | string = { action: 'no action', score: 1.5, required_score: 15, symbols: {}, messages: {} };
   delayMs = 0;
   port = 0;
   private readonly sockets = new Set<net.Socket>();
@@ -37,7 +38,7 @@ export class CaptureRspamd {
         self.requests.push({ method: req.method ?? '', url: req.url ?? '', headers, body: Buffer.concat(chunks) });
         const answer = () => {
           if (req.url === '/ping') res.end('pong\r\n');
-          else res.setHeader('Content-Type', 'application/json').end(JSON.stringify(self.reply));
+          else res.setHeader('Content-Type', 'application/json').end(typeof self.reply === 'string' ? self.reply : JSON.stringify(self.reply));
         };
         if (self.delayMs <= 0) return answer();
         const t = setTimeout(() => {

@@ -123,14 +123,15 @@ worker "normal" {
     child.stdout!.on('data', (b: Buffer) => (this.output += b.toString()));
     child.stderr!.on('data', (b: Buffer) => (this.output += b.toString()));
     child.on('error', (err) => (this.output += String(err)));
-    const deadline = Date.now() + 60_000;
+    // Start-up compiles the URL suffix list (seconds on an idle machine, a minute on a loaded one).
+    const deadline = Date.now() + 200_000;
     while (Date.now() < deadline) {
       if (child.exitCode !== null) throw new Error(`rspamd exited with ${child.exitCode}: ${this.output}\n${this.log().slice(-3000)}`);
       if ((await get(this.port, '/ping').catch(() => '')) === 'pong') return;
       await new Promise((r) => setTimeout(r, 200));
     }
     await this.stop();
-    throw new Error(`rspamd did not answer /ping within 60 s: ${this.output}\n${this.log().slice(-3000)}`);
+    throw new Error(`rspamd did not answer /ping within 200 s: ${this.output}\n${this.log().slice(-3000)}`);
   }
 
   /** Stops rspamd (SIGTERM, then SIGKILL) and waits until it has exited. */

@@ -1,0 +1,117 @@
+/**
+ * A private rspamd for the benchmark's rspamd config: Debian's real rspamd as a child process on
+ * loopback with a config written here (stock rules; modules that query DNS lists, fetch maps or
+ * need Redis off; DNS pointed at a loopback port where nothing answers), so nothing leaves the
+ * machine. Its default number of normal workers (one per core). Hyperscan off: its rules compile in
+ * the background for minutes after start, which would speed rspamd up in the middle of a run (the
+ * relay row first, the direct row after it) and make the two rates incomparable. Killed by PID.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+
+export const RSPAMD = '/usr/bin/rspamd';
+
+const DISABLED = ['rbl', 'fuzzy_check', 'multimap', 'mime_types', 'mid', 'phishing', 'url_redirector', 'whitelist', 'dkim', 'spf', 'dmarc', 'arc', 'asn', 'emails', 'mx_check', 'neural', 'reputation', 'ratelimit', 'greylist', 'history_redis', 'dkim_signing', 'rspamd_update', 'hfilter', 'replies', 'dcc', 'bimi', 'external_relay', 'p0f', 'spamtrap', 'maillist', 'metadata_exporter', 'clickhouse', 'elastic'];
+
+export interface Rspamd {
+  readonly address: string;
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+function ping(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/ping', agent: false, timeout: 1000 }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve(body.trim() === 'pong'));
+      res.on('error', () => resolve(false));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(false));
+  });
+}
+
+export async function startRspamd(port: number, dnsPort: number, track: (cp: ChildProcess) => ChildProcess): Promise<Rspamd> {
+  if (!existsSync(RSPAMD)) throw new Error(`${RSPAMD} not installed (apt-get install rspamd)`);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-bench-rspamd-'));
+  for (const sub of ['local.d', 'db', 'run', 'log']) mkdirSync(path.join(dir, sub));
+  writeFileSync(
+    path.join(dir, 'rspamd.conf'),
+    `.include "$CONFDIR/common.conf"
+options {
+  pidfile = "$RUNDIR/rspamd.pid";
+  .include "$CONFDIR/options.inc"
+  .include(try=true; priority=1,duplicate=merge) "$LOCAL_CONFDIR/local.d/options.inc"
+}
+logging { type = "file"; filename = "$LOGDIR/rspamd.log"; level = "warning"; }
+worker "normal" {
+  bind_socket = "127.0.0.1:${port}";
+  .include "$CONFDIR/worker-normal.inc"
+}
+`,
+  );
+  writeFileSync(path.join(dir, 'local.d', 'options.inc'), `dns { nameserver = ["127.0.0.1:${dnsPort}"]; timeout = 0.1s; retransmits = 1; }\nmap_watch_interval = 1h;\ncontrol_socket = "";\ndisable_hyperscan = true;\n`);
+  for (const m of DISABLED) writeFileSync(path.join(dir, 'local.d', `${m}.conf`), 'enabled = false;\n');
+  const args = ['-f', '-u', 'root', '-g', 'root', '-c', path.join(dir, 'rspamd.conf'), '--var', `LOCAL_CONFDIR=${dir}`, '--var', `DBDIR=${dir}/db`, '--var', `RUNDIR=${dir}/run`, '--var', `LOGDIR=${dir}/log`];
+  const cp = track(spawn(RSPAMD, args, { stdio: ['ignore', 'ignore', 'pipe'] }));
+  let err = '';
+  cp.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-1000)));
+  const deadline = Date.now() + 120_000;
+  while (!(await ping(port))) {
+    if (cp.exitCode !== null) throw new Error(`rspamd exited with ${cp.exitCode}: ${err}`);
+    if (Date.now() > deadline) throw new Error(`rspamd did not answer /ping within 120 s: ${err}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return {
+    address: `127.0.0.1:${port}`,
+    port,
+    async stop() {
+      if (cp.exitCode === null && cp.signalCode === null) {
+        const exited = new Promise((r) => cp.once('exit', r));
+        cp.kill('SIGTERM');
+        const t = setTimeout(() => cp.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(t);
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * rspamd's own rate: `n` POSTs of `body` to /checkv2 at `conc` in parallel, one new connection
+ * each (as the plugin does), with the envelope headers the plugin sends. Returns msgs/s.
+ */
+export async function directRate(port: number, message: (i: number) => Buffer, n: number, conc: number, deadline: number): Promise<{ rate: number; errors: number; seconds: number }> {
+  let next = 0;
+  let errors = 0;
+  const one = (i: number) =>
+    new Promise<void>((resolve) => {
+      const body = message(i);
+      const req = http.request(
+        { host: '127.0.0.1', port, path: '/checkv2', method: 'POST', agent: false, headers: { IP: '127.0.0.1', Helo: 'client.example', From: 'bench@source.example', Rcpt: `${i}rcpt@hosted.example`, 'Queue-Id': `direct${i}`, 'Transfer-Encoding': 'chunked' } },
+        (res) => {
+          res.resume();
+          res.on('end', () => {
+            if (res.statusCode !== 200) errors++;
+            resolve();
+          });
+          res.on('error', () => (errors++, resolve()));
+        },
+      );
+      req.on('error', () => (errors++, resolve()));
+      req.end(body);
+    });
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: Math.min(conc, n) }, async () => {
+      while (next < n && Date.now() < deadline) await one(++next);
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  return { rate: (next - errors) / seconds, errors: errors + (n - next), seconds };
+}
