@@ -51,6 +51,7 @@ const CONFIGS: Record<string, string> = {
   policy: 'relay-policy',
   attachments: 'relay-policy,attachments',
   clamav: 'relay-policy,attachments,clamav',
+  recipients: 'relay-policy,recipients',
 };
 const CONFIG_NAMES = (env['BENCH_CONFIGS'] ?? 'policy,attachments,clamav').split(',').map((c) => c.trim()).filter(Boolean);
 for (const c of CONFIG_NAMES) if (!CONFIGS[c]) throw new Error(`BENCH_CONFIGS: unknown config ${JSON.stringify(c)} (known: ${Object.keys(CONFIGS).join(', ')})`);
