@@ -146,3 +146,50 @@ describe('recipients: LDAP source against a real slapd (OpenLDAP)', function () 
     assert.match(r.out, /^a\.smith@hosted\.example: known by directory: uid=alice,ou=people,dc=hosted,dc=example matches \(\|\(mail=a\.smith@hosted\.example\)\(proxyAddresses=smtp:a\.smith@hosted\.example\)\)/);
   });
 });
+
+describe('recipients: an LDAP source that cannot be reached', function () {
+  this.timeout(60_000);
+  let sink: CaptureServer;
+  before(async () => {
+    sink = await CaptureServer.start();
+  });
+  after(async () => {
+    await sink?.close();
+  });
+  const relayWith = async (extra: Record<string, unknown>): Promise<TestRelay> =>
+    startTestRelay({
+      builtins,
+      config: {
+        plugins: [
+          {
+            use: 'recipients',
+            with: {
+              // Nothing listens on this port: every connect is refused.
+              sources: { directory: { ldap: { urls: [`ldap://127.0.0.1:${await freePort()}`], base: 'dc=hosted,dc=example', timeout: '500ms' } } },
+              domains: { 'hosted.example': ['directory'] },
+              ...extra,
+            },
+          },
+          { use: 'relay-policy', with: { domains: { 'hosted.example': { nexthop: sink.address, tls: 'none' } } } },
+        ],
+      },
+    });
+
+  it('answers 451 4.3.0 by default, never 250 or 550', async () => {
+    const t = await relayWith({});
+    try {
+      assert.equal(await rcptReply(t.port, 'anyone@hosted.example'), '451 4.3.0 <anyone@hosted.example>: Temporary lookup failure, try again later');
+    } finally {
+      await t.stop();
+    }
+  });
+
+  it('leaves the recipient to relay-policy (250) only when onError: accept is chosen', async () => {
+    const t = await relayWith({ onError: 'accept' });
+    try {
+      assert.match(await rcptReply(t.port, 'anyone@hosted.example'), /^250 /);
+    } finally {
+      await t.stop();
+    }
+  });
+});
