@@ -46,7 +46,9 @@ export class LdapSource implements RecipientSource {
     const tlsOptions: ConnectionOptions = { ...this.tlsOptions, ...(isIP(host) ? {} : { servername: host }) };
     const client = new Client({ url, timeout: this.opts.timeout, connectTimeout: this.opts.timeout, ...(url.startsWith('ldaps://') ? { tlsOptions } : {}) });
     try {
-      if (this.opts.startTls && url.startsWith('ldap://')) await client.startTLS(tlsOptions);
+      // Upgrading an open socket, Node checks the certificate against `servername`, else `host`,
+      // else 'localhost': name the host (an IP address is checked against the IP SANs).
+      if (this.opts.startTls && url.startsWith('ldap://')) await client.startTLS({ ...tlsOptions, host });
       if (this.opts.bindDn) await client.bind(this.opts.bindDn, this.password ?? '');
       return { client, url };
     } catch (err) {
