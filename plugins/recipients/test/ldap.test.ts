@@ -16,10 +16,11 @@ const USERS = [
   { uid: 'erin', mail: 'erin@hosted.example' },
 ];
 
-async function relayFor(slapd: Slapd, sink: CaptureServer, positive = '7d'): Promise<TestRelay> {
+async function relayFor(slapd: Slapd, sink: CaptureServer, positive = '7d', admin = false): Promise<TestRelay> {
   return startTestRelay({
     builtins,
     config: {
+      ...(admin ? { admin: { enabled: true, port: 0 } } : {}),
       plugins: [
         {
           use: 'recipients',
@@ -123,18 +124,31 @@ describe('recipients: LDAP source against a real slapd (OpenLDAP)', function () 
     assert.equal(sink.messages.length, 0, 'nothing was delivered');
   });
 
-  it('is not ready while its directory is unreachable and it has no last known good answer', async () => {
+  it('is not ready on /readyz (503) while its directory is unreachable and it has no last known good answer', async () => {
     await slapd.stop();
-    const fresh = await relayFor(slapd, sink);
+    const fresh = await relayFor(slapd, sink, '7d', true);
+    const readyz = async () => {
+      const a = fresh.relay.adminAddress()!;
+      const res = await fetch(`http://${a.host}:${a.port}/readyz`);
+      return { status: res.status, body: (await res.json()) as { checks: Array<{ name: string; ready: boolean; detail?: string }> } };
+    };
     try {
-      const r = await fresh.relay.readiness();
-      const c = r.checks.find((x) => x.name === 'plugin:recipients')!;
-      assert.equal(r.ready, false);
+      const down = await readyz();
+      assert.equal(down.status, 503);
+      const c = down.body.checks.find((x) => x.name === 'plugin:recipients')!;
       assert.equal(c.ready, false);
-      assert.match(c.detail ?? '', /LDAP source directory unreachable/);
+      assert.match(c.detail ?? '', /^LDAP source directory unreachable: .* \(no last known good answers yet\)$/);
       await slapd.restart();
       assert.match(await rcptReply(fresh.port, 'erin@hosted.example'), /^250 /);
-      assert.equal((await fresh.relay.readiness()).ready, true);
+      assert.equal((await readyz()).status, 200);
+      // Down again, but now this node has a last-known-good answer for the source: it stays ready.
+      await new Promise((r) => setTimeout(r, 5_100));
+      await slapd.stop();
+      assert.match(await rcptReply(fresh.port, 'erin@hosted.example'), /^250 /);
+      const degraded = await readyz();
+      assert.equal(degraded.status, 200);
+      assert.match(degraded.body.checks.find((x) => x.name === 'plugin:recipients')?.detail ?? '', /^LDAP source directory unreachable: .* \(known users answered from last known good answers\)$/);
+      await slapd.restart();
     } finally {
       await fresh.stop();
     }
