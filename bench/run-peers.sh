@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run-peers.sh - runs the shared peers benchmark (../shared/bench: direct, Postfix, Haraka) with
-# Portcullis added, in ONE run, so the figures are comparable: `portcullis` (relay-policy only)
-# and `portcullis-att` (relay-policy + attachments).
+# Portcullis added, in ONE run, so the figures are comparable: `portcullis` (relay-policy only),
+# `portcullis-att` (relay-policy + attachments) and `portcullis-rcpt` (relay-policy + recipients,
+# callout answered from the cached catch-all flag).
 #
 #   bench/run-peers.sh [any run-peers.sh options: --quick, --no-install, -o FILE, ...]
 #

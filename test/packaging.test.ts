@@ -108,11 +108,11 @@ describe('packages installed one by one with npm', function () {
     sh('npm', ['init', '-y'], project);
     // Every tarball: npm takes the @portcullis/* dependencies of `portcullis` from them, not the registry.
     sh('npm', ['install', ...Object.values(tarballs)], project);
-    const plugins = ['relay-policy', 'attachments', 'clamav', 'mx-router', 'mailauth', 'dnsbl', 'limits', 'policy', 'spamassassin', 'greylist'].filter((p) => tarballs[`portcullis-${p}`]);
+    const plugins = ['relay-policy', 'attachments', 'clamav', 'mx-router', 'mailauth', 'dnsbl', 'limits', 'policy', 'spamassassin', 'greylist', 'recipients'].filter((p) => tarballs[`portcullis-${p}`]);
     writeFileSync(
       path.join(project, 'relay.yaml'),
       `hostname: relay.test\nlisten:\n  - { host: 127.0.0.1, port: 2525 }\nspool: { dir: ./spool }\nplugins:\n` +
-        plugins.map((p) => (p === 'relay-policy' ? `  - use: relay-policy\n    with: { domains: { hosted.test: { nexthop: "127.0.0.1:2526" } } }\n` : p === 'dnsbl' ? `  - use: dnsbl\n    with: { zones: [{ zone: bl.example }] }\n` : `  - use: ${p}\n`)).join(''),
+        plugins.map((p) => (p === 'relay-policy' ? `  - use: relay-policy\n    with: { domains: { hosted.test: { nexthop: "127.0.0.1:2526" } } }\n` : p === 'dnsbl' ? `  - use: dnsbl\n    with: { zones: [{ zone: bl.example }] }\n` : p === 'recipients' ? `  - use: recipients\n    with: { sources: { users: { list: { addresses: [postmaster@hosted.test] } } }, domains: { hosted.test: [users] } }\n` : `  - use: ${p}\n`)).join(''),
     );
     const out = sh(path.join(project, 'node_modules/.bin/portcullis'), ['check', '--config', 'relay.yaml'], project);
     for (const p of plugins) assert.match(out, new RegExp(p));

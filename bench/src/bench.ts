@@ -60,6 +60,7 @@ const CONFIGS: Record<string, string> = {
   attachments: 'relay-policy,attachments',
   clamav: 'relay-policy,attachments,clamav',
   rspamd: 'relay-policy,rspamd',
+  recipients: 'relay-policy,recipients',
 };
 const CONFIG_NAMES = (env['BENCH_CONFIGS'] ?? 'policy,attachments,clamav').split(',').map((c) => c.trim()).filter(Boolean);
 for (const c of CONFIG_NAMES) if (!CONFIGS[c]) throw new Error(`BENCH_CONFIGS: unknown config ${JSON.stringify(c)} (known: ${Object.keys(CONFIGS).join(', ')})`);

@@ -37,7 +37,7 @@ for (const b of bursts) {
 }
 const procs = [...perPid.values()];
 
-const configOf = (plugins: string) => (plugins === 'relay-policy' ? 'portcullis' : plugins === 'relay-policy,attachments' ? 'portcullis-att' : plugins);
+const configOf = (plugins: string) => (plugins === 'relay-policy' ? 'portcullis' : plugins === 'relay-policy,attachments' ? 'portcullis-att' : plugins === 'relay-policy,recipients' ? 'portcullis-rcpt' : plugins);
 /** The (size, concurrency) rows of the harness CSV for our configs. */
 const runs: Array<{ config: string; size: number; conc: number }> = [];
 if (csvFile && existsSync(csvFile)) {

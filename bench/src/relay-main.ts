@@ -2,7 +2,7 @@
  * Starts one Portcullis relay in the foreground for benchmarking, independent of the CLI package:
  *
  *   node bench/dist/relay-main.js --listen 127.0.0.1:2527 --upstream 127.0.0.1:2601 [--spool DIR]
- *       [--plugins relay-policy,attachments,clamav,rspamd] [--clamd 127.0.0.1:3310] [--rspamd 127.0.0.1:11333] [--stats FILE] [--max-size 120MB]
+ *       [--plugins relay-policy,attachments,clamav,rspamd,recipients] [--clamd 127.0.0.1:3310] [--rspamd 127.0.0.1:11333] [--stats FILE] [--max-size 120MB]
  *
  * Accepts mail for *@hosted.example (and anything from 127.0.0.0/8) and forwards hosted.example to
  * the upstream without TLS. `--plugins` adds the attachments screener and/or clamav (default:
@@ -25,14 +25,15 @@ import relayPolicy from '@portcullis/relay-policy';
 import attachments from '@portcullis/attachments';
 import clamav from '@portcullis/clamav';
 import rspamd from '@portcullis/rspamd';
+import recipients from '@portcullis/recipients';
 import { BurstStats } from './burst-stats.js';
 
 function usage(msg: string): never {
-  process.stderr.write(`relay-main: ${msg}\nusage: relay-main --listen 127.0.0.1:PORT --upstream HOST:PORT [--spool DIR] [--plugins relay-policy,attachments,clamav,rspamd] [--clamd HOST:PORT] [--rspamd HOST:PORT] [--stats FILE] [--max-size SIZE]\n`);
+  process.stderr.write(`relay-main: ${msg}\nusage: relay-main --listen 127.0.0.1:PORT --upstream HOST:PORT [--spool DIR] [--plugins relay-policy,attachments,clamav,rspamd,recipients] [--clamd HOST:PORT] [--rspamd HOST:PORT] [--stats FILE] [--max-size SIZE]\n`);
   process.exit(64);
 }
 
-const KNOWN_PLUGINS = ['relay-policy', 'attachments', 'clamav', 'rspamd'] as const;
+const KNOWN_PLUGINS = ['relay-policy', 'attachments', 'clamav', 'rspamd', 'recipients'] as const;
 type BenchPlugin = (typeof KNOWN_PLUGINS)[number];
 
 interface Args {
@@ -93,6 +94,11 @@ function pluginEntries(args: Args): Array<{ use: string; with?: Record<string, u
   if (args.plugins.includes('attachments')) out.push({ use: 'attachments' });
   if (args.plugins.includes('clamav')) out.push({ use: 'clamav', with: { servers: [args.clamd], ...(args.maxSize ? { maxSize: args.maxSize } : {}) } });
   if (args.plugins.includes('rspamd')) out.push({ use: 'rspamd', with: { servers: [args.rspamd] } });
+  // Recipient validation by callout to the sink: the first probe finds the sink takes any address
+  // (catch-all) and every later RCPT is answered from the cached catch-all flag, on the shared
+  // state (memory), as an operator's cached answers would be. Its outbound.trustedNetworks is empty,
+  // so the load's 127.0.0.1 is checked although relay-policy trusts it.
+  if (args.plugins.includes('recipients')) out.push({ use: 'recipients', with: { sources: { verify: { callout: {} } }, domains: { 'hosted.example': ['verify'] } } });
   return out;
 }
 
@@ -116,7 +122,7 @@ async function main(): Promise<void> {
   const stats = args.stats ? new BurstStats() : undefined;
   const relay = await Relay.create({
     config,
-    builtins: { 'relay-policy': relayPolicy, attachments, clamav, rspamd },
+    builtins: { 'relay-policy': relayPolicy, attachments, clamav, rspamd, recipients },
     ...(stats ? { onDataReply: (r: { ms: number; size: number; sessions: number }) => stats.record(r.ms, r.size, r.sessions) } : {}),
   });
   await relay.start();

@@ -113,6 +113,12 @@ describe('examples/edge-relay: the README walkthrough', function () {
     await waitFor(() => /to=<carol@example\.org\.test> .*subject="step a, second domain"/.test(internal.output()), 'the message on the internal server');
   });
 
+  it('(a) refuses an unknown user of a hosted domain at RCPT with 550 5.1.1, so nothing is queued or bounced', function () {
+    const r = mx('--local-interface', '127.0.0.9', '--from', 'someone@sender.test', '--to', 'nobody@example.test', '--header', 'Subject: step a, unknown user');
+    assert.equal(replyTo(r.out, 'RCPT TO:<nobody@example.test>'), '550 5.1.1 <nobody@example.test>: Recipient address rejected: User unknown');
+    assert.equal(r.status, 24, 'swaks exits 24 when no recipient was accepted');
+  });
+
   it('(b) refuses to relay for an untrusted address with 550 5.7.1 Unable to relay', function () {
     const r = mx('--local-interface', '127.0.0.9', '--from', 'someone@sender.test', '--to', 'victim@elsewhere.test', '--header', 'Subject: step b, relay attempt');
     assert.equal(replyTo(r.out, 'RCPT TO:<victim@elsewhere.test>'), '550 5.7.1 Unable to relay');

@@ -28,11 +28,11 @@ export class CalloutSource implements RecipientSource {
   }
 
   async lookup(addr: RecipientAddress, ctx: LookupContext): Promise<SourceAnswer> {
+    let catchAll = this.opts.catchAllCheck ? await this.cache.catchAll(addr.domain) : false;
+    if (catchAll) return { result: 'known', detail: `${addr.domain} is a catch-all (its next hop accepted a random address)`, catchAll: true };
     const hop = this.opts.nexthop ?? (await ctx.route?.(addr.domain));
     if (!hop) throw new SourceUnavailable(this.name, `no route to ${addr.domain} to verify the address with`);
     const where = `${hop.host}:${hop.port}`;
-    let catchAll = this.opts.catchAllCheck ? await this.cache.catchAll(addr.domain) : false;
-    if (catchAll) return { result: 'known', detail: `${addr.domain} is a catch-all at ${where} (a random address was accepted)`, catchAll: true };
     const probeRandom = catchAll === undefined;
     const random = `portcullis-probe-${randomBytes(6).toString('hex')}@${addr.domain}`;
     const recipients = probeRandom ? [random, addr.address] : [addr.address];

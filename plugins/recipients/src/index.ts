@@ -143,8 +143,10 @@ export default definePlugin({
       },
       async ready() {
         const results = await Promise.all(ldapSources.map(async (l) => ({ l, r: await l.ready() })));
-        const down = results.filter(({ l, r }) => !r.ready && !knownGood.has(l.name));
-        return down.length ? { ready: false, detail: down.map(({ r }) => r.detail).join('; ') + ' (no last known good answers yet)' } : { ready: true };
+        const down = results.filter(({ r }) => !r.ready);
+        const blind = down.filter(({ l }) => !knownGood.has(l.name));
+        if (blind.length) return { ready: false, detail: blind.map(({ r }) => r.detail).join('; ') + ' (no last known good answers yet)' };
+        return down.length ? { ready: true, detail: down.map(({ r }) => r.detail).join('; ') + ' (known users answered from last known good answers)' } : { ready: true };
       },
       async check({ connect }) {
         const out: Array<{ ok: boolean; text: string }> = [];

@@ -33,6 +33,8 @@ export class LdapSource implements RecipientSource {
   /** Whether the last attempt reached a directory: for `/readyz`. */
   reachable: boolean | undefined;
   lastError?: string;
+  /** When a search or bind last worked (ms since the epoch). */
+  private lastSuccess = 0;
 
   constructor(readonly name: string, private readonly opts: LdapSourceOptions, configDir: string, private readonly log: Logger) {
     if (opts.passwordFile) this.password = readFileSync(path.resolve(configDir, opts.passwordFile), 'utf8').split(/\r?\n/)[0];
@@ -46,7 +48,9 @@ export class LdapSource implements RecipientSource {
     const tlsOptions: ConnectionOptions = { ...this.tlsOptions, ...(isIP(host) ? {} : { servername: host }) };
     const client = new Client({ url, timeout: this.opts.timeout, connectTimeout: this.opts.timeout, ...(url.startsWith('ldaps://') ? { tlsOptions } : {}) });
     try {
-      if (this.opts.startTls && url.startsWith('ldap://')) await client.startTLS(tlsOptions);
+      // Upgrading an open socket, Node checks the certificate against `servername`, else `host`,
+      // else 'localhost': name the host (an IP address is checked against the IP SANs).
+      if (this.opts.startTls && url.startsWith('ldap://')) await client.startTLS({ ...tlsOptions, host });
       if (this.opts.bindDn) await client.bind(this.opts.bindDn, this.password ?? '');
       return { client, url };
     } catch (err) {
@@ -106,6 +110,7 @@ export class LdapSource implements RecipientSource {
         const { searchEntries } = await c.client.search(this.opts.base, { scope: this.opts.scope, filter, attributes: ['mail'], sizeLimit: 2, timeLimit: Math.ceil(this.opts.timeout / 1000) });
         this.release(c, false);
         this.reachable = true;
+        this.lastSuccess = Date.now();
         return searchEntries as Array<Record<string, unknown>>;
       } catch (err) {
         // More than one entry for an address is still an answer: it exists.
@@ -132,13 +137,16 @@ export class LdapSource implements RecipientSource {
     return { result: 'unknown', detail: `no entry matches ${ldapFilter(this.opts.filter, addr.address)} under ${this.opts.base}` };
   }
 
-  /** Ready unless the last attempt failed; with no traffic yet, tries a bind. */
+  /**
+   * Reachable now: a search that worked in the last 5 s counts; otherwise a bind to the URLs is
+   * tried (readiness probes come every few seconds; the relay bounds each by `admin.readyTimeout`).
+   */
   async ready(): Promise<{ ready: boolean; detail?: string }> {
-    if (this.reachable === undefined) {
+    if (!(this.reachable && Date.now() - this.lastSuccess < 5_000)) {
       try {
         await this.test();
       } catch {
-        /* reachable is set below */
+        /* reachable is set by test() */
       }
     }
     return this.reachable ? { ready: true } : { ready: false, detail: `LDAP source ${this.name} unreachable: ${this.lastError ?? 'unknown error'}` };
@@ -160,6 +168,7 @@ export class LdapSource implements RecipientSource {
       }
     }
     this.reachable = ok;
+    if (ok) this.lastSuccess = Date.now();
     if (!ok) throw new Error(lines.join('\n'));
     return lines.join('\n');
   }

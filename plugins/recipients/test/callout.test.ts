@@ -119,6 +119,20 @@ describe('recipients: callout (address verification) to the next hop', function 
     assert.match(catchAll.rcpts[0]!, /^portcullis-probe-[0-9a-f]{12}@catchall\.example$/);
   });
 
+  it('keeps its cached answers over a reload with the same sources, and asks again once the sources changed', async () => {
+    const asked = internal.asked('alice@hosted.example');
+    await t.relay.reload(t.relay.config);
+    assert.match(await rcptReply(t.port, 'alice@hosted.example'), /^250 /);
+    assert.equal(internal.asked('alice@hosted.example'), asked, 'same sources: the cached answer');
+    const changed = {
+      ...t.relay.config,
+      plugins: t.relay.config.plugins.map((p) => (p.use === 'recipients' ? { ...p, with: { ...(p.with as object), sources: { verify: { callout: { timeout: '4s' } } } } } : p)),
+    };
+    await t.relay.reload(changed);
+    assert.match(await rcptReply(t.port, 'alice@hosted.example'), /^250 /);
+    assert.equal(internal.asked('alice@hosted.example'), asked + 1, 'changed sources: asked again');
+  });
+
   it('delivers mail to a verified recipient as usual', async () => {
     const sent = await sendMail({ port: t.port, from: 'someone@outside.test', to: 'carol@hosted.example', text: 'hello' });
     assert.equal(sent.ok, true, sent.response);

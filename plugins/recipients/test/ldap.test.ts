@@ -16,10 +16,11 @@ const USERS = [
   { uid: 'erin', mail: 'erin@hosted.example' },
 ];
 
-async function relayFor(slapd: Slapd, sink: CaptureServer, positive = '7d'): Promise<TestRelay> {
+async function relayFor(slapd: Slapd, sink: CaptureServer, positive = '7d', admin = false): Promise<TestRelay> {
   return startTestRelay({
     builtins,
     config: {
+      ...(admin ? { admin: { enabled: true, port: 0 } } : {}),
       plugins: [
         {
           use: 'recipients',
@@ -123,18 +124,31 @@ describe('recipients: LDAP source against a real slapd (OpenLDAP)', function () 
     assert.equal(sink.messages.length, 0, 'nothing was delivered');
   });
 
-  it('is not ready while its directory is unreachable and it has no last known good answer', async () => {
+  it('is not ready on /readyz (503) while its directory is unreachable and it has no last known good answer', async () => {
     await slapd.stop();
-    const fresh = await relayFor(slapd, sink);
+    const fresh = await relayFor(slapd, sink, '7d', true);
+    const readyz = async () => {
+      const a = fresh.relay.adminAddress()!;
+      const res = await fetch(`http://${a.host}:${a.port}/readyz`);
+      return { status: res.status, body: (await res.json()) as { checks: Array<{ name: string; ready: boolean; detail?: string }> } };
+    };
     try {
-      const r = await fresh.relay.readiness();
-      const c = r.checks.find((x) => x.name === 'plugin:recipients')!;
-      assert.equal(r.ready, false);
+      const down = await readyz();
+      assert.equal(down.status, 503);
+      const c = down.body.checks.find((x) => x.name === 'plugin:recipients')!;
       assert.equal(c.ready, false);
-      assert.match(c.detail ?? '', /LDAP source directory unreachable/);
+      assert.match(c.detail ?? '', /^LDAP source directory unreachable: .* \(no last known good answers yet\)$/);
       await slapd.restart();
       assert.match(await rcptReply(fresh.port, 'erin@hosted.example'), /^250 /);
-      assert.equal((await fresh.relay.readiness()).ready, true);
+      assert.equal((await readyz()).status, 200);
+      // Down again, but now this node has a last-known-good answer for the source: it stays ready.
+      await new Promise((r) => setTimeout(r, 5_100));
+      await slapd.stop();
+      assert.match(await rcptReply(fresh.port, 'erin@hosted.example'), /^250 /);
+      const degraded = await readyz();
+      assert.equal(degraded.status, 200);
+      assert.match(degraded.body.checks.find((x) => x.name === 'plugin:recipients')?.detail ?? '', /^LDAP source directory unreachable: .* \(known users answered from last known good answers\)$/);
+      await slapd.restart();
     } finally {
       await fresh.stop();
     }
@@ -144,5 +158,52 @@ describe('recipients: LDAP source against a real slapd (OpenLDAP)', function () 
     const r = await command(t, 'check', ['a.smith@hosted.example', '--fresh']);
     assert.equal(r.code, 0);
     assert.match(r.out, /^a\.smith@hosted\.example: known by directory: uid=alice,ou=people,dc=hosted,dc=example matches \(\|\(mail=a\.smith@hosted\.example\)\(proxyAddresses=smtp:a\.smith@hosted\.example\)\)/);
+  });
+});
+
+describe('recipients: an LDAP source that cannot be reached', function () {
+  this.timeout(60_000);
+  let sink: CaptureServer;
+  before(async () => {
+    sink = await CaptureServer.start();
+  });
+  after(async () => {
+    await sink?.close();
+  });
+  const relayWith = async (extra: Record<string, unknown>): Promise<TestRelay> =>
+    startTestRelay({
+      builtins,
+      config: {
+        plugins: [
+          {
+            use: 'recipients',
+            with: {
+              // Nothing listens on this port: every connect is refused.
+              sources: { directory: { ldap: { urls: [`ldap://127.0.0.1:${await freePort()}`], base: 'dc=hosted,dc=example', timeout: '500ms' } } },
+              domains: { 'hosted.example': ['directory'] },
+              ...extra,
+            },
+          },
+          { use: 'relay-policy', with: { domains: { 'hosted.example': { nexthop: sink.address, tls: 'none' } } } },
+        ],
+      },
+    });
+
+  it('answers 451 4.3.0 by default, never 250 or 550', async () => {
+    const t = await relayWith({});
+    try {
+      assert.equal(await rcptReply(t.port, 'anyone@hosted.example'), '451 4.3.0 <anyone@hosted.example>: Temporary lookup failure, try again later');
+    } finally {
+      await t.stop();
+    }
+  });
+
+  it('leaves the recipient to relay-policy (250) only when onError: accept is chosen', async () => {
+    const t = await relayWith({ onError: 'accept' });
+    try {
+      assert.match(await rcptReply(t.port, 'anyone@hosted.example'), /^250 /);
+    } finally {
+      await t.stop();
+    }
   });
 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CaptureServer, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import { callHook, CaptureServer, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 import recipients from '../src/index.js';
 import { rcptReply } from './support/smtp.js';
@@ -94,5 +94,17 @@ describe('recipients: list source', function () {
     assert.match(text, /^portcullis_recipients_lookups_total\{source="list",result="known"\} [1-9]\d*$/m);
     assert.match(text, /^portcullis_recipients_lookups_total\{source="list",result="unknown"\} [1-9]\d*$/m);
     assert.match(text, /^portcullis_recipients_decisions_total\{decision="unknown"\} [1-9]\d*$/m);
+  });
+});
+
+describe('recipients: authenticated senders (the rcpt hook called directly)', () => {
+  const options = { sources: { users: { list: { addresses: ['alice@hosted.example'] } } }, domains: { 'hosted.example': ['users'] } };
+  it('does not check recipients for an authenticated user (outbound)', async () => {
+    const r = await callHook(recipients, 'rcpt', { options, session: { user: 'alice@hosted.example' }, address: 'nobody@hosted.example' });
+    assert.equal(r.verdict, undefined);
+  });
+  it('checks them too with outbound.check', async () => {
+    const r = await callHook(recipients, 'rcpt', { options: { ...options, outbound: { check: true } }, session: { user: 'alice@hosted.example' }, address: 'nobody@hosted.example' });
+    assert.deepEqual(r.reply && [r.reply.code, r.reply.enhanced, r.reply.text], [550, '5.1.1', '<nobody@hosted.example>: Recipient address rejected: User unknown']);
   });
 });

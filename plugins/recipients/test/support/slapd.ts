@@ -19,6 +19,15 @@ objectclass ( 1.3.6.1.4.1.32473.1.2.1 NAME 'mailRecipient' SUP top AUXILIARY
   MAY ( proxyAddresses ) )
 `;
 
+/** TLS for slapd: its key and certificate, an ldaps:// port, and whether a simple bind needs TLS. */
+export interface SlapdTls {
+  readonly key: string;
+  readonly cert: string;
+  readonly ldapsPort: number;
+  /** `security simple_bind=128`: a bind without TLS is refused (confidentiality required). */
+  readonly requireTlsForBind?: boolean;
+}
+
 export interface SlapdUser {
   readonly uid: string;
   readonly mail: string;
@@ -36,12 +45,12 @@ export class Slapd {
   readonly suffix = 'dc=hosted,dc=example';
   readonly bindDn = 'cn=relay,dc=hosted,dc=example';
   readonly password = 'relay-secret';
-  private constructor(readonly dir: string, readonly port: number) {}
+  private constructor(readonly dir: string, readonly port: number, readonly tls?: SlapdTls) {}
 
-  static async start(port: number, users: readonly SlapdUser[]): Promise<Slapd> {
+  static async start(port: number, users: readonly SlapdUser[], tls?: SlapdTls): Promise<Slapd> {
     if (!existsSync(SLAPD) || !existsSync(SLAPADD)) throw new Error('slapd not found: install Debian\'s slapd and ldap-utils (scripts/system-deps.sh)');
     const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-slapd-'));
-    const s = new Slapd(dir, port);
+    const s = new Slapd(dir, port, tls);
     s.write(users);
     await s.launch();
     return s;
@@ -65,6 +74,8 @@ export class Slapd {
         'modulepath /usr/lib/ldap',
         'moduleload back_mdb',
         `pidfile ${path.join(this.dir, 'slapd.pid')}`,
+        ...(this.tls ? [`TLSCertificateFile ${this.tls.cert}`, `TLSCertificateKeyFile ${this.tls.key}`] : []),
+        ...(this.tls?.requireTlsForBind ? ['security simple_bind=128'] : []),
         'database mdb',
         `suffix "${this.suffix}"`,
         `rootdn "cn=admin,${this.suffix}"`,
@@ -92,7 +103,7 @@ export class Slapd {
 
   private async launch(): Promise<void> {
     // -d 256: stats logging to stderr (and slapd stays in the foreground).
-    this.child = spawn(SLAPD, ['-f', path.join(this.dir, 'slapd.conf'), '-h', `ldap://127.0.0.1:${this.port}/`, '-d', '256'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(SLAPD, ['-f', path.join(this.dir, 'slapd.conf'), '-h', `ldap://127.0.0.1:${this.port}/${this.tls ? ` ldaps://127.0.0.1:${this.tls.ldapsPort}/` : ''}`, '-d', '256'], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout!.on('data', (d: Buffer) => (this.log += d.toString()));
     this.child.stderr!.on('data', (d: Buffer) => (this.log += d.toString()));
     this.child.on('error', (err) => (this.log += `spawn error: ${err.message}\n`));
