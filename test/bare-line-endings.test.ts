@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { ConfigError, parseConfig } from '@portcullis/core';
-import { CaptureServer, RawSmtp, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import { hostedRelay, RawSmtp, type CaptureServer, type HostedRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 
 const LEGACY = '127.0.0.9';
@@ -22,21 +22,12 @@ async function sendAsIs(port: number, localAddress: string, body: string): Promi
 
 describe('bare line endings', () => {
   let sink: CaptureServer;
-  let relay: TestRelay;
+  let relay: HostedRelay;
   before(async () => {
-    sink = await CaptureServer.start();
-    relay = await startTestRelay({
-      builtins: { 'relay-policy': relayPolicy },
-      config: {
-        bareLineEndings: { normalize: [`${LEGACY}/32`] },
-        plugins: [{ use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } } } }],
-      },
-    });
+    relay = await hostedRelay({ builtins: { 'relay-policy': relayPolicy }, domain: 'example.com', config: { bareLineEndings: { normalize: [`${LEGACY}/32`] } } });
+    sink = relay.sink;
   });
-  after(async () => {
-    await relay?.stop();
-    await sink?.close();
-  });
+  after(() => relay?.close());
 
   it('normalises bare LF and bare CR to CRLF for a client in bareLineEndings.normalize, and delivers one message', async () => {
     const reply = await sendAsIs(relay.port, LEGACY, 'Subject: legacy\nX-A: 1\r\n\nline one\nline\rtwo\r\n\n.\nMAIL FROM:<x@evil.test>\r\n.\r\n');

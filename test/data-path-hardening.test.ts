@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { definePlugin } from '@portcullis/core';
-import { CaptureServer, RawSmtp, startTestRelay, waitUntil, type TestRelay } from '@portcullis/testkit';
+import { hostedRelay, RawSmtp, waitUntil, type CaptureServer, type HostedRelay, type TestRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 import { bigFlatParts, boundaryBomb, flatParts, manyPartHeaders, nested } from './support/mime-bombs.js';
 import { rawSend } from './support/raw-send.js';
@@ -15,14 +15,8 @@ const partScreener = definePlugin({
 
 const tmpFiles = (r: TestRelay) => readdirSync(path.join(r.spoolDir, 'tmp'));
 
-async function start(sink: CaptureServer, extra: Record<string, unknown> = {}): Promise<TestRelay> {
-  return startTestRelay({
-    builtins: { 'part-screener': partScreener, 'relay-policy': relayPolicy },
-    config: {
-      ...extra,
-      plugins: [{ use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } } } }, { use: 'part-screener' }],
-    },
-  });
+function start(extra: Record<string, unknown> = {}): Promise<HostedRelay> {
+  return hostedRelay({ builtins: { 'part-screener': partScreener, 'relay-policy': relayPolicy }, domain: 'example.com', plugins: [{ use: 'part-screener' }], config: extra });
 }
 
 /** The relay still serves: a plain message gets 250. */
@@ -34,15 +28,12 @@ async function stillServes(r: TestRelay): Promise<void> {
 
 describe('MIME structure limits with a part screener on', () => {
   let sink: CaptureServer;
-  let relay: TestRelay;
+  let relay: HostedRelay;
   before(async () => {
-    sink = await CaptureServer.start();
-    relay = await start(sink);
+    relay = await start();
+    sink = relay.sink;
   });
-  after(async () => {
-    await relay?.stop();
-    await sink?.close();
-  });
+  after(() => relay?.close());
 
   it('answers a message of 1,001 flat parts with 552 5.3.4 within seconds and leaves no tmp file', async () => {
     const { reply, ms, client } = await rawSend(relay.port, flatParts(1001));
@@ -130,15 +121,12 @@ describe('MIME structure limits with a part screener on', () => {
 
 describe('MIME limits set to pass unscreened', () => {
   let sink: CaptureServer;
-  let relay: TestRelay;
+  let relay: HostedRelay;
   before(async () => {
-    sink = await CaptureServer.start();
-    relay = await start(sink, { limits: { mime: { overLimit: 'pass-unscreened', parts: 100 } } });
+    relay = await start({ limits: { mime: { overLimit: 'pass-unscreened', parts: 100 } } });
+    sink = relay.sink;
   });
-  after(async () => {
-    await relay?.stop();
-    await sink?.close();
-  });
+  after(() => relay?.close());
 
   it('accepts a message over the part limit only because the operator chose pass-unscreened, and delivers it unchanged', async () => {
     const msg = flatParts(1001);

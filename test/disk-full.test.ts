@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, rmSync, statfsSync, writeFileSync } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import { definePlugin } from '@portcullis/core';
-import { CaptureServer, startTestRelay, waitUntil, type TestRelay } from '@portcullis/testkit';
+import { hostedRelay, waitUntil, type CaptureServer, type HostedRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 import { rawSend } from './support/raw-send.js';
 
@@ -29,26 +29,27 @@ describe('a full disk while receiving', function () {
   this.timeout(120_000);
   const mnt = mkdtempSync(path.join(os.tmpdir(), 'portcullis-tmpfs-'));
   let sink: CaptureServer;
-  let relay: TestRelay;
+  let relay: HostedRelay;
   let deferring = true;
   before(async function () {
     if (process.getuid?.() !== 0) throw new Error('this test mounts a tmpfs and must run as root');
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=12m', 'tmpfs', mnt]);
-    sink = await CaptureServer.start({ onData: () => (deferring ? [451, '4.3.0 not now'] : undefined) });
-    relay = await startTestRelay({
+    relay = await hostedRelay({
       spoolDir: path.join(mnt, 'spool'),
       builtins: { 'relay-policy': relayPolicy, 'part-screener': partScreener },
+      domain: 'example.com',
+      capture: { onData: () => (deferring ? [451, '4.3.0 not now'] : undefined) },
+      plugins: [{ use: 'part-screener' }],
       config: {
         // The MAIL FROM free-space guard is off here: this test is about ENOSPC while receiving.
         spool: { minFree: 0 },
         delivery: { retrySchedule: ['1h'] },
-        plugins: [{ use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } } } }, { use: 'part-screener' }],
       },
     });
+    sink = relay.sink;
   });
   after(async () => {
-    await relay?.stop();
-    await sink?.close();
+    await relay?.close();
     try {
       execFileSync('umount', [mnt]);
     } finally {

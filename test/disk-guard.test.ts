@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CaptureServer, freePort, RawSmtp, sendMail, startTestRelay, waitUntil, type TestRelay } from '@portcullis/testkit';
+import { CaptureServer, freePort, hostedRelay, RawSmtp, sendMail, startTestRelay, waitUntil, type TestRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 import attachments from '@portcullis/attachments';
 import { manySmallParts } from './support/mime-bombs.js';
@@ -172,19 +172,16 @@ describe('disk guard: a reserve of spool space for trusted clients', function ()
     dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-reserve-'));
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=32m,mode=0700', 'tmpfs', dir]);
     mounted = true;
-    sink = await CaptureServer.start();
-    relay = await startTestRelay({
+    const hosted = await hostedRelay({
       builtins: { 'relay-policy': relayPolicy, attachments },
       spoolDir: path.join(dir, 'spool'),
-      config: {
-        limits: { messageSize: '4MB' },
-        spool: { minFree: '12MB', reserve: '8MB' } as never,
-        plugins: [
-          { use: 'relay-policy', with: { domains: { 'example.test': { nexthop: sink.address, tls: 'none' } }, trustedNetworks: [`${TRUSTED}/32`] } },
-          { use: 'attachments', with: { tempDir: path.join(dir, 'att') } },
-        ],
-      },
+      domain: 'example.test',
+      policy: { trustedNetworks: [`${TRUSTED}/32`] },
+      plugins: [{ use: 'attachments', with: { tempDir: path.join(dir, 'att') } }],
+      config: { limits: { messageSize: '4MB' }, spool: { minFree: '12MB', reserve: '8MB' } as never },
     });
+    relay = hosted;
+    sink = hosted.sink;
     mkdirSync(path.join(dir, 'att'));
   });
   after(async () => {

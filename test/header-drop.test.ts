@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { accept, definePlugin } from '@portcullis/core';
-import { CaptureServer, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import { hostedRelay, sendMail, type CaptureServer, type HostedRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 
 /*
@@ -9,7 +9,7 @@ import relayPolicy from '@portcullis/relay-policy';
  */
 describe('dropHeader: plugins remove header fields from the stored message', () => {
   let sink: CaptureServer;
-  let relay: TestRelay;
+  let relay: HostedRelay;
   const rawSeen: string[] = [];
   const dropper = definePlugin({
     name: 'dropper',
@@ -28,16 +28,10 @@ describe('dropHeader: plugins remove header fields from the stored message', () 
     }),
   });
   before(async () => {
-    sink = await CaptureServer.start();
-    relay = await startTestRelay({
-      builtins: { 'relay-policy': relayPolicy, dropper },
-      config: { plugins: [{ use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } } } }, { use: 'dropper' }] },
-    });
+    relay = await hostedRelay({ builtins: { 'relay-policy': relayPolicy, dropper }, domain: 'example.com', plugins: [{ use: 'dropper' }] });
+    sink = relay.sink;
   });
-  after(async () => {
-    await relay?.stop();
-    await sink?.close();
-  });
+  after(() => relay?.close());
 
   it('delivers the message without the dropped fields, byte for byte otherwise, while raw readers saw them', async () => {
     const raw = 'X-Forged: one\r\nFrom: a@remote.test\r\nX-Forged: two,\r\n folded\r\nSubject: keep\r\n\r\nX-Forged: body line stays\r\n';

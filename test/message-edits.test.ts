@@ -3,7 +3,7 @@ import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { definePlugin, type Transaction } from '@portcullis/core';
-import { CaptureServer, memoryLogger, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import { hostedRelay, memoryLogger, sendMail, type CaptureServer, type HostedRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 
 /*
@@ -15,7 +15,7 @@ type Script = (txn: Transaction, stage: 'raw' | 'message') => void | Promise<voi
 
 describe('txn.edits: plugins edit the message and its envelope at end of data', () => {
   let sink: CaptureServer;
-  let relay: TestRelay;
+  let relay: HostedRelay;
   let script: Script = () => undefined;
   let lastTxn: Transaction | undefined;
   const { logger, entries } = memoryLogger('info');
@@ -55,24 +55,10 @@ describe('txn.edits: plugins edit the message and its envelope at end of data', 
   });
 
   before(async () => {
-    sink = await CaptureServer.start();
-    relay = await startTestRelay({
-      logger,
-      builtins: { 'relay-policy': relayPolicy, editor, 'second-editor': second, replacer },
-      config: {
-        plugins: [
-          { use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } } } },
-          { use: 'editor' },
-          { use: 'second-editor' },
-          { use: 'replacer' },
-        ],
-      },
-    });
+    relay = await hostedRelay({ logger, builtins: { 'relay-policy': relayPolicy, editor, 'second-editor': second, replacer }, domain: 'example.com', plugins: [{ use: 'editor' }, { use: 'second-editor' }, { use: 'replacer' }] });
+    sink = relay.sink;
   });
-  after(async () => {
-    await relay?.stop();
-    await sink?.close();
-  });
+  after(() => relay?.close());
   beforeEach(() => {
     script = () => undefined;
   });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { definePlugin, tempfail, type SpooledBytes } from '@portcullis/core';
-import { CaptureServer, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import { hostedRelay, sendMail, type CaptureServer, type HostedRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 
 /*
@@ -11,7 +11,7 @@ import relayPolicy from '@portcullis/relay-policy';
  */
 describe('message hook: info.spooled gives the spooled bytes and their length before the 250', () => {
   let sink: CaptureServer;
-  let relay: TestRelay;
+  let relay: HostedRelay;
   const seen: Array<{ size: number; first: string; second: string; length: number }> = [];
   const read = async (s: SpooledBytes) => {
     const h = createHash('sha256');
@@ -35,19 +35,10 @@ describe('message hook: info.spooled gives the spooled bytes and their length be
     }),
   });
   before(async () => {
-    sink = await CaptureServer.start();
-    relay = await startTestRelay({
-      builtins: { 'relay-policy': relayPolicy, reader },
-      config: {
-        spool: { inlineMax: '64KB' },
-        plugins: [{ use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } } } }, { use: 'reader' }],
-      },
-    });
+    relay = await hostedRelay({ builtins: { 'relay-policy': relayPolicy, reader }, domain: 'example.com', plugins: [{ use: 'reader' }], config: { spool: { inlineMax: '64KB' } } });
+    sink = relay.sink;
   });
-  after(async () => {
-    await relay?.stop();
-    await sink?.close();
-  });
+  after(() => relay?.close());
 
   const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
   for (const [what, bodySize] of [['a small message held in memory', 1_000], ['a message spilled to the tmp file', 300_000]] as const) {

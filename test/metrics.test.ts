@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { CaptureServer, sendMail, startTestRelay, waitUntil, type TestRelay } from '@portcullis/testkit';
+import { CaptureServer, hostedRelay, sendMail, startTestRelay, waitUntil, type TestRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 import attachments from '@portcullis/attachments';
 import clamav from '@portcullis/clamav';
@@ -30,33 +30,31 @@ describe('metrics on the admin listener', function () {
 
   before(async () => {
     clamd = await Clamd.start();
-    ok = await CaptureServer.start();
     later = await CaptureServer.start({ onRcpt: () => [451, '4.3.2 Not now'] });
     never = await CaptureServer.start({ onRcpt: () => [550, '5.1.1 No such user'] });
     senderMx = await CaptureServer.start();
-    relay = await startTestRelay({
+    const hosted = await hostedRelay({
       builtins: { 'relay-policy': relayPolicy, attachments, clamav },
+      domain: 'example.com',
+      policy: {
+        domains: {
+          'deferred.test': { nexthop: later.address, tls: 'none' },
+          'bounced.test': { nexthop: never.address, tls: 'none' },
+          'sender.test': { nexthop: senderMx.address, tls: 'none' },
+        },
+      },
       config: {
         listen: [{ name: 'mx', host: '127.0.0.1', port: 0, greetingDelay: 0 }],
         admin: { enabled: true, port: 0, token },
         delivery: { retrySchedule: ['1h'] },
-        plugins: [
-          {
-            use: 'relay-policy',
-            with: {
-              domains: {
-                'example.com': { nexthop: ok.address, tls: 'none' },
-                'deferred.test': { nexthop: later.address, tls: 'none' },
-                'bounced.test': { nexthop: never.address, tls: 'none' },
-                'sender.test': { nexthop: senderMx.address, tls: 'none' },
-              },
-            },
-          },
-          { use: 'attachments', with: { action: 'block', block: ['exe'] } },
-          { use: 'clamav', with: { servers: [clamd.address] } },
-        ],
       },
+      plugins: [
+        { use: 'attachments', with: { action: 'block', block: ['exe'] } },
+        { use: 'clamav', with: { servers: [clamd.address] } },
+      ],
     });
+    relay = hosted;
+    ok = hosted.sink;
     admin = relay.relay.adminAddress()!.port;
   });
   after(async () => {

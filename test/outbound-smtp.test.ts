@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { CaptureServer, selfSignedFiles, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import { CaptureServer, hostedRelay, selfSignedFiles, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 
 describe('outbound SMTP client', function () {
@@ -10,8 +10,14 @@ describe('outbound SMTP client', function () {
     let active = 0;
     let peak = 0;
     let sessions = 0;
-    const sink = await CaptureServer.start({
-      server: {
+    const hosted = await hostedRelay({
+      builtins: { 'relay-policy': relayPolicy },
+      domain: 'example.com',
+      config: {
+        limits: { connectionsPerIp: 100 },
+        delivery: { concurrency: 20, maxConnectionsPerHost: 3, connectionIdle: '2s' },
+      },
+      capture: { server: {
         onConnect: (_s, cb) => {
           active++;
           sessions++;
@@ -21,16 +27,10 @@ describe('outbound SMTP client', function () {
         onClose: () => {
           active--;
         },
-      },
+      } },
     });
-    const relay = await startTestRelay({
-      builtins: { 'relay-policy': relayPolicy },
-      config: {
-        limits: { connectionsPerIp: 100 },
-        delivery: { concurrency: 20, maxConnectionsPerHost: 3, connectionIdle: '2s' },
-        plugins: [{ use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } } } }],
-      },
-    });
+    const { sink } = hosted;
+    const relay = hosted;
     try {
       const sends = Array.from({ length: 40 }, (_, i) => sendMail({ port: relay.port, from: 'a@client.test', to: `u${i}@example.com`, subject: `m${i}` }));
       const results = await Promise.all(sends);

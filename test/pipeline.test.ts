@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { simpleParser } from 'mailparser';
 import { definePlugin, accept, reject, z, type HookName } from '@portcullis/core';
-import { CaptureServer, RawSmtp, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import { CaptureServer, hostedRelay, RawSmtp, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 
 /** Opens a session up to an accepted RCPT, returns the client. */
@@ -14,7 +14,6 @@ async function openTransaction(port: number, rcpt = 'bob@example.com', localAddr
   return c;
 }
 
-const policy = (sink: CaptureServer) => ({ use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } } } });
 
 describe('deny by default', () => {
   let relay: TestRelay;
@@ -146,11 +145,9 @@ describe('the data path', () => {
     }),
   });
   before(async () => {
-    sink = await CaptureServer.start();
-    relay = await startTestRelay({
-      builtins: { 'relay-policy': relayPolicy, 'strip-exe': stripper },
-      config: { limits: { messageSize: '64KB' }, plugins: [policy(sink), { use: 'strip-exe' }] },
-    });
+    const hosted = await hostedRelay({ builtins: { 'relay-policy': relayPolicy, 'strip-exe': stripper }, domain: 'example.com', plugins: [{ use: 'strip-exe' }], config: { limits: { messageSize: '64KB' } } });
+    relay = hosted;
+    sink = hosted.sink;
   });
   after(async () => {
     await relay?.stop();

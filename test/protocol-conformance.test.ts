@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CaptureServer, RawSmtp, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import { hostedRelay, RawSmtp, startTestRelay, type CaptureServer, type HostedRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 
 /**
@@ -14,21 +14,13 @@ const ENHANCED = /^\d{3}[ -][245]\.\d{1,3}\.\d{1,3} /;
 describe('protocol conformance', function () {
   this.timeout(30_000);
   let sink: CaptureServer;
-  let relay: TestRelay;
+  let relay: HostedRelay;
 
   before(async () => {
-    sink = await CaptureServer.start({ host: '127.0.0.1' });
-    relay = await startTestRelay({
-      builtins: { 'relay-policy': relayPolicy },
-      config: {
-        plugins: [{ use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' }, 'example.net': { nexthop: sink.address, tls: 'none' } } } }],
-      },
-    });
+    relay = await hostedRelay({ builtins: { 'relay-policy': relayPolicy }, domain: ['example.com', 'example.net'] });
+    sink = relay.sink;
   });
-  after(async () => {
-    await relay?.stop();
-    await sink?.close();
-  });
+  after(() => relay?.close());
 
   async function open(): Promise<RawSmtp> {
     const c = await RawSmtp.connect(relay.port, '127.0.0.1', UNTRUSTED);

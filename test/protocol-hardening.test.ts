@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import tls from 'node:tls';
 import { definePlugin } from '@portcullis/core';
-import { CaptureServer, RawSmtp, selfSignedFiles, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import { CaptureServer, hostedRelay, RawSmtp, selfSignedFiles, startTestRelay, type TestRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 
 const TRUSTED = '127.0.0.2';
@@ -84,14 +84,13 @@ describe('protocol limits', function () {
   let sink: CaptureServer;
   let relay: TestRelay;
   before(async () => {
-    sink = await CaptureServer.start();
-    relay = await startTestRelay({
+    const hosted = await hostedRelay({
       builtins: { 'relay-policy': relayPolicy },
-      config: {
-        limits: { headerSize: '4KB', headerFields: 20, maxReceived: 5, minDataRate: 1000, dataRateWindow: '700ms' },
-        plugins: [{ use: 'relay-policy', with: { domains: { 'hosted.test': { nexthop: sink.address, tls: 'none' } } } }],
-      },
+      domain: 'hosted.test',
+      config: { limits: { headerSize: '4KB', headerFields: 20, maxReceived: 5, minDataRate: 1000, dataRateWindow: '700ms' } },
     });
+    relay = hosted;
+    sink = hosted.sink;
   });
   after(async () => {
     await relay?.stop();

@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger, definePlugin } from '@portcullis/core';
-import { CaptureServer, RawSmtp, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import { CaptureServer, hostedRelay, RawSmtp, startTestRelay, type TestRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 
 /**
@@ -35,7 +35,6 @@ describe('proxy trust (XCLIENT, XFORWARD, PROXY) by listed networks', function (
   const transactions = () => logLines.filter((l) => l['msg'] === 'transaction');
 
   before(async () => {
-    internal = await CaptureServer.start({ host: '127.0.0.1' });
     internet = await CaptureServer.start({ host: '127.0.0.1' });
     const toInternet = definePlugin({ name: 'to-internet', setup: () => ({ route: () => ({ hosts: [{ host: internet.host, port: internet.port }], tls: 'none' as const }) }) });
     const sink = new Writable({
@@ -44,17 +43,16 @@ describe('proxy trust (XCLIENT, XFORWARD, PROXY) by listed networks', function (
         cb();
       },
     });
-    relay = await startTestRelay({
+    const hosted = await hostedRelay({
       logger: createLogger('info', sink),
       builtins: { 'relay-policy': relayPolicy, 'to-internet': toInternet },
-      config: {
-        listen: [{ host: '127.0.0.1', port: 0, greetingDelay: 0, xclient: [`${XCLIENT_PEER}/32`], xforward: [`${XFORWARD_PEER}/32`], proxyProtocol: ['127.0.0.4/31'] }],
-        plugins: [
-          { use: 'relay-policy', with: { domains: { 'hosted.test': { nexthop: internal.address, tls: 'none' } }, trustedNetworks: [`${TRUSTED_CLIENT}/32`] } },
-          { use: 'to-internet' },
-        ],
-      },
+      domain: 'hosted.test',
+      policy: { trustedNetworks: [`${TRUSTED_CLIENT}/32`] },
+      plugins: [{ use: 'to-internet' }],
+      config: { listen: [{ host: '127.0.0.1', port: 0, greetingDelay: 0, xclient: [`${XCLIENT_PEER}/32`], xforward: [`${XFORWARD_PEER}/32`], proxyProtocol: ['127.0.0.4/31'] }] },
     });
+    relay = hosted;
+    internal = hosted.sink;
   });
   after(async () => {
     await relay?.stop();

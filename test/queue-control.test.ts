@@ -4,7 +4,7 @@ import path from 'node:path';
 import { SMTPServer } from 'smtp-server';
 import { simpleParser } from 'mailparser';
 import { controlRequest } from '@portcullis/core';
-import { CaptureServer, sendMail, startTestRelay, waitUntil, type TestRelay } from '@portcullis/testkit';
+import { CaptureServer, hostedRelay, sendMail, startTestRelay, waitUntil, type TestRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 
 describe('queue control while the relay runs', function () {
@@ -15,15 +15,16 @@ describe('queue control while the relay runs', function () {
   let refuse = true;
   let sock: string;
   before(async () => {
-    nexthop = await CaptureServer.start({ onRcpt: () => (refuse ? [451, '4.3.2 Not now'] : undefined) });
     senderMx = await CaptureServer.start();
-    relay = await startTestRelay({
+    const hosted = await hostedRelay({
       builtins: { 'relay-policy': relayPolicy },
-      config: {
-        delivery: { retrySchedule: ['1h'], delayWarning: '1500ms' },
-        plugins: [{ use: 'relay-policy', with: { domains: { 'example.com': { nexthop: nexthop.address, tls: 'none' }, 'sender.test': { nexthop: senderMx.address, tls: 'none' } } } }],
-      },
+      domain: 'example.com',
+      capture: { onRcpt: () => (refuse ? [451, '4.3.2 Not now'] : undefined) },
+      policy: { domains: { 'sender.test': { nexthop: senderMx.address, tls: 'none' } } },
+      config: { delivery: { retrySchedule: ['1h'], delayWarning: '1500ms' } },
     });
+    relay = hosted;
+    nexthop = hosted.sink;
     sock = path.join(relay.spoolDir, 'control.sock');
   });
   after(async () => {

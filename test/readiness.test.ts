@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CaptureServer, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import { hostedRelay, sendMail, startTestRelay, type CaptureServer, type TestRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 import clamav from '@portcullis/clamav';
 import { Clamd } from '../plugins/clamav/test/support/clamd.js';
@@ -29,17 +29,14 @@ describe('/readyz', function () {
     let admin: number;
     before(async () => {
       clamd = await Clamd.start();
-      nexthop = await CaptureServer.start();
-      relay = await startTestRelay({
+      const hosted = await hostedRelay({
         builtins: { 'relay-policy': relayPolicy, clamav },
-        config: {
-          admin: { enabled: true, port: 0, readyTimeout: '3s' },
-          plugins: [
-            { use: 'relay-policy', with: { domains: { 'example.com': { nexthop: nexthop.address, tls: 'none' } } } },
-            { use: 'clamav', with: { servers: [clamd.address], connectTimeout: '500ms' } },
-          ],
-        },
+        domain: 'example.com',
+        config: { admin: { enabled: true, port: 0, readyTimeout: '3s' } },
+        plugins: [{ use: 'clamav', with: { servers: [clamd.address], connectTimeout: '500ms' } }],
       });
+      relay = hosted;
+      nexthop = hosted.sink;
       admin = relay.relay.adminAddress()!.port;
     });
     after(async () => {

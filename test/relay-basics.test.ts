@@ -1,23 +1,17 @@
 import assert from 'node:assert/strict';
 import { simpleParser } from 'mailparser';
-import { CaptureServer, RawSmtp, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import { hostedRelay, RawSmtp, sendMail, type CaptureServer, type HostedRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 
 describe('relay basics', () => {
   let sink: CaptureServer;
-  let relay: TestRelay;
+  let relay: HostedRelay;
 
   before(async () => {
-    sink = await CaptureServer.start({ host: '127.0.0.1' });
-    relay = await startTestRelay({
-      builtins: { 'relay-policy': relayPolicy },
-      config: { plugins: [{ use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } }, trustedNetworks: ['127.0.0.2/32'] } }] },
-    });
+    relay = await hostedRelay({ builtins: { 'relay-policy': relayPolicy }, domain: 'example.com', policy: { trustedNetworks: ['127.0.0.2/32'] } });
+    sink = relay.sink;
   });
-  after(async () => {
-    await relay?.stop();
-    await sink?.close();
-  });
+  after(() => relay?.close());
 
   it('delivers mail for a hosted domain to its next hop with a Received header on top', async () => {
     const r = await sendMail({ port: relay.port, localAddress: '127.0.0.5', from: 'alice@remote.test', to: 'bob@example.com', subject: 'hi', text: 'body text' });

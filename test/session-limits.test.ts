@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { CaptureServer, RawSmtp, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import { hostedRelay, RawSmtp, startTestRelay, type TestRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 import type { RelayConfigInput } from '@portcullis/core';
 
@@ -129,12 +129,10 @@ describe('per-session command limits', () => {
   }
 
   it('answers 150 pipelined recipients (limit 100) with 100 × 250 and 50 × 452 4.5.3, and queues the message for the 100', async () => {
-    const sink = await CaptureServer.start();
+    const hosted = await hostedRelay({ builtins: { 'relay-policy': relayPolicy }, domain: 'example.test', config: { limits: { recipients: 100 } } });
+    const sink = hosted.sink;
     try {
-      relay = await startTestRelay({
-        builtins: { 'relay-policy': relayPolicy },
-        config: { limits: { recipients: 100 }, plugins: [{ use: 'relay-policy', with: { domains: { 'example.test': { nexthop: sink.address, tls: 'none' } } } }] },
-      });
+      relay = hosted;
       c = await RawSmtp.connect(relay.port, '127.0.0.1', '127.0.0.9');
       await c.read();
       await c.cmd('EHLO client.test');

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { CaptureServer, RawSmtp, codeOf, sendMail } from '@portcullis/testkit';
+import { CaptureServer, codeOf, freePort, hostedRelay, RawSmtp, sendMail } from '@portcullis/testkit';
+import relayPolicy from '@portcullis/relay-policy';
 
 describe('testkit loopback parts', () => {
   let sink: CaptureServer;
@@ -39,5 +40,46 @@ describe('testkit loopback parts', () => {
 
   it('waitFor rejects with a clear message when messages do not come', async () => {
     await assert.rejects(sink.waitFor(99, 200), /capture server got \d+ of 99 messages within 200 ms/);
+  });
+});
+
+describe('testkit hostedRelay', function () {
+  this.timeout(30_000);
+
+  it('hosts each given domain with the capture next hop, refuses the rest, and hands the message on byte for byte', async () => {
+    const t = await hostedRelay({ builtins: { 'relay-policy': relayPolicy }, domain: ['a.test', 'b.test'], policy: { trustedNetworks: ['127.0.0.2/32'] } });
+    try {
+      assert.equal(t.domain, 'a.test');
+      const raw = 'From: x@remote.test\r\nSubject: hosted\r\n\r\nbody\r\n';
+      const r = await t.send({ to: ['u@a.test', 'v@b.test'], raw });
+      assert.equal(r.code, 250, r.response);
+      const [msg] = await t.waitFor(1);
+      assert.deepEqual(msg!.to, ['u@a.test', 'v@b.test']);
+      assert.ok(msg!.raw.toString('latin1').endsWith(raw), msg!.raw.toString('latin1'));
+      assert.equal(t.captured, t.sink.messages);
+      assert.deepEqual((await t.rcptReplies(['w@a.test', 'x@elsewhere.test'], { localAddress: '127.0.0.5' })).map((x) => x.reply.slice(0, 3)), ['250', '550']);
+      assert.match((await t.rcptReplies(['x@elsewhere.test'], { localAddress: '127.0.0.2' }))[0]!.reply, /^250 /, 'relay-policy options given in policy apply');
+      const sent = await t.rawSend('Subject: raw\r\n\r\n.leading dot\r\n', { rcpt: 'y@b.test' });
+      sent.client.close();
+      assert.match(sent.reply, /^250 2\.0\.0 Ok: queued as /);
+      const [, second] = await t.waitFor(2);
+      assert.ok(second!.raw.toString('latin1').endsWith('\r\n\r\n.leading dot\r\n'), 'dot-stuffed on the way in, unstuffed at the next hop');
+      const c = await t.connect('127.0.0.6');
+      assert.equal(codeOf(await c.read()), 220);
+      c.close();
+    } finally {
+      await t.close();
+    }
+    // Both are closed: nothing listens on either port any more.
+    await assert.rejects(RawSmtp.connect(t.port));
+    await assert.rejects(RawSmtp.connect(t.sink.port));
+  });
+
+  it('says what is missing when relay-policy is not among the builtins, and closes the next hop when the relay cannot start', async () => {
+    await assert.rejects(hostedRelay({ builtins: {} }), /builtins must hold 'relay-policy'/);
+    const sinkPort = await freePort();
+    await assert.rejects(hostedRelay({ builtins: { 'relay-policy': relayPolicy }, capture: { port: sinkPort }, config: { limits: { recipients: -1 } } as never }), /limits\.recipients/);
+    // The next hop it had started on that port is closed again: nothing listens there.
+    await assert.rejects(RawSmtp.connect(sinkPort));
   });
 });

@@ -246,7 +246,10 @@ function buildTransaction(session: Session, opts: CallHookOptions): Transaction 
     added,
     addHeader(name: string, value: string) {
       if (!/^[!-9;-~]+$/.test(name)) throw new TypeError(`addHeader: invalid header name ${JSON.stringify(name)}`);
-      added.push(`${name}: ${value}\r\n`);
+      // Folded exactly as the relay's Transaction does (packages/core TransactionState.addHeader):
+      // a bare line break becomes CRLF + space, a lone CR a space. test/call-hook-parity checks it
+      // against a real relay; use core's own once it exports the transaction (issue 18).
+      added.push(`${name}: ${value.replace(/\r?\n(?![ \t])/g, '\r\n ').replace(/\r(?!\n)/g, ' ')}\r\n`);
     },
   };
 }

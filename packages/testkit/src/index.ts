@@ -19,3 +19,5 @@ export { sendMail, type SendOptions, type SendResult } from './send.js';
 export { startTestRelay, type TestRelay, type TestRelayOptions } from './test-relay.js';
 export { selfSignedFiles } from './tls.js';
 export { freePort, waitForPort, waitUntil } from './ports.js';
+export { rawSend, rcptReplies, rcptReply, type RawSendOptions, type RawSendResult, type RcptRepliesOptions } from './raw-exchange.js';
+export { hostedRelay, type HostedRelay, type HostedRelayOptions } from './hosted-relay.js';

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { accept, definePlugin, tempfail, z } from '@portcullis/core';
-import { buildMessage, callHook } from '../src/index.js';
+import { buildMessage, callHook, inject } from '../src/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -50,6 +50,20 @@ describe('callHook(): one hook of one plugin', () => {
     assert.equal(slow.reply?.code, 451);
     assert.match((slow.error as Error).message, /did not finish within 200 ms/);
     assert.ok(Date.now() - started < 2000);
+  });
+
+  it('folds an added header exactly as the relay does: the bytes callHook records are the bytes a real relay delivers', async () => {
+    const values = ['one\ntwo', 'one\r\ntwo', 'already\r\n\tfolded', 'lone\rcr', 'end\n', 'plain'];
+    const adder = definePlugin({ name: 'adder', setup: () => ({ message: (txn) => values.forEach((v, i) => txn.addHeader(`X-Fold-${i}`, v)) }) });
+    const hooked = await callHook(adder, 'message', { message: 'Subject: t\r\n\r\nbody\r\n' });
+    const recorded = (hooked.transaction as unknown as { added: string[] }).added.join('');
+    assert.equal(recorded, 'X-Fold-0: one\r\n two\r\nX-Fold-1: one\r\n two\r\nX-Fold-2: already\r\n\tfolded\r\nX-Fold-3: lone cr\r\nX-Fold-4: end\r\n \r\nX-Fold-5: plain\r\n');
+    const policy = definePlugin({ name: 'to-hop', setup: () => ({ rcpt: () => accept(), route: () => ({ hosts: [{ host: '10.0.0.5', port: 25 }], tls: 'none' as const }) }) });
+    const real = await inject({ plugins: [{ use: policy }, { use: adder }], mail: { from: 'a@x.test', to: 'b@example.com', message: 'Subject: t\r\n\r\nbody\r\n' } });
+    assert.equal(real.deliveries.length, 1, JSON.stringify(real.replies));
+    const delivered = real.deliveries[0]!.bytes.toString('latin1');
+    assert.ok(delivered.includes(recorded), `relay delivered:\n${delivered}`);
+    assert.throws(() => (hooked.transaction as { addHeader(n: string, v: string): void }).addHeader('Bad Name', 'x'), /invalid header name/);
   });
 
   it('gives the message hook the parsed headers of the message given', async () => {

@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { simpleParser } from 'mailparser';
-import { CaptureServer, sendMail, startTestRelay, type CapturedMessage, type TestRelay } from '@portcullis/testkit';
+import { hostedRelay, sendMail, type CapturedMessage, type CaptureServer, type HostedRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 import attachments from '../src/index.js';
 import { buildCorpus, type Case } from './corpus.js';
@@ -27,41 +27,39 @@ async function arrival(sink: CaptureServer, id: string, timeoutMs = 10_000): Pro
 describe('attachment screening corpus, end to end over SMTP', function () {
   this.timeout(60_000);
   let sink: CaptureServer;
-  let relay: TestRelay;
+  let relay: HostedRelay;
   let quarantineDir: string;
   let cases: Case[];
 
   before(async () => {
     cases = await buildCorpus();
     quarantineDir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-quarantine-'));
-    sink = await CaptureServer.start({ host: '127.0.0.1' });
-    relay = await startTestRelay({
+    relay = await hostedRelay({
       builtins: { 'relay-policy': relayPolicy, attachments },
-      config: {
-        limits: { messageSize: '40MB' },
-        plugins: [
-          { use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } }, trustedNetworks: [`${OUTBOUND_CLIENT}/32`] } },
-          {
-            use: 'attachments',
-            with: {
-              trustedNetworks: [`${OUTBOUND_CLIENT}/32`],
-              quarantine: { dir: quarantineDir },
-              archives: { maxEntries: 50, maxTotalSize: '10MB', maxDepth: 3 },
-              rules: [
-                { name: 'strip-scripts', direction: 'inbound', action: 'strip', extensions: ['bat', 'vbs'], types: [], checks: ['extension', 'double-extension'] },
-                { name: 'quarantine-screensavers', direction: 'inbound', action: 'quarantine', extensions: ['scr'], types: [], checks: ['extension'] },
-                { name: 'inbound-default', direction: 'inbound', action: 'block' },
-                { name: 'outbound-default', direction: 'outbound', action: 'strip' },
-              ],
-            },
+      domain: 'example.com',
+      policy: { trustedNetworks: [`${OUTBOUND_CLIENT}/32`] },
+      config: { limits: { messageSize: '40MB' } },
+      plugins: [
+        {
+          use: 'attachments',
+          with: {
+            trustedNetworks: [`${OUTBOUND_CLIENT}/32`],
+            quarantine: { dir: quarantineDir },
+            archives: { maxEntries: 50, maxTotalSize: '10MB', maxDepth: 3 },
+            rules: [
+              { name: 'strip-scripts', direction: 'inbound', action: 'strip', extensions: ['bat', 'vbs'], types: [], checks: ['extension', 'double-extension'] },
+              { name: 'quarantine-screensavers', direction: 'inbound', action: 'quarantine', extensions: ['scr'], types: [], checks: ['extension'] },
+              { name: 'inbound-default', direction: 'inbound', action: 'block' },
+              { name: 'outbound-default', direction: 'outbound', action: 'strip' },
+            ],
           },
-        ],
-      },
+        },
+      ],
     });
+    sink = relay.sink;
   });
   after(async () => {
-    await relay?.stop();
-    await sink?.close();
+    await relay?.close();
     if (quarantineDir) rmSync(quarantineDir, { recursive: true, force: true });
   });
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { CaptureServer, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import { hostedRelay, sendMail, type CaptureServer, type HostedRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 import attachments from '../src/index.js';
 import * as f from './fixtures.js';
@@ -66,18 +66,12 @@ function scriptedSvg(tag: string): Buffer {
 describe('default attachment rules against current threats (no options)', function () {
   this.timeout(60_000);
   let sink: CaptureServer;
-  let relay: TestRelay;
+  let relay: HostedRelay;
   before(async () => {
-    sink = await CaptureServer.start({ host: '127.0.0.1' });
-    relay = await startTestRelay({
-      builtins: { 'relay-policy': relayPolicy, attachments },
-      config: { plugins: [{ use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } } } }, { use: 'attachments' }] },
-    });
+    relay = await hostedRelay({ builtins: { 'relay-policy': relayPolicy, attachments }, domain: 'example.com', plugins: [{ use: 'attachments' }] });
+    sink = relay.sink;
   });
-  after(async () => {
-    await relay?.stop();
-    await sink?.close();
-  });
+  after(() => relay?.close());
   const send = (raw: string) => sendMail({ port: relay.port, localAddress: '127.0.0.9', from: 'sender@remote.test', to: 'bob@example.com', raw });
 
   const cases: Array<{ title: string; build: (tag: string) => Buffer | Promise<Buffer>; name: string; type?: string; reply: RegExp; renamed?: RegExp }> = [

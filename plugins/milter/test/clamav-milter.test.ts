@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CaptureServer, freePort, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import { freePort, hostedRelay, sendMail, type CaptureServer, type HostedRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 import milter from '../src/index.js';
 import { Daemon } from './support/daemon.js';
@@ -19,7 +19,7 @@ describe('milter: Debian\'s clamav-milter on the test\'s clamd', function () {
   let clamd: Clamd;
   let cm: Daemon;
   let sink: CaptureServer;
-  let relay: TestRelay;
+  let relay: HostedRelay;
   let dir: string;
 
   before(async () => {
@@ -47,20 +47,11 @@ describe('milter: Debian\'s clamav-milter on the test\'s clamd', function () {
       ].join('\n') + '\n',
     );
     cm = await Daemon.start('/usr/sbin/clamav-milter', () => ['--config-file', conf], { port });
-    sink = await CaptureServer.start();
-    relay = await startTestRelay({
-      builtins: { 'relay-policy': relayPolicy, milter },
-      config: {
-        plugins: [
-          { use: 'milter', with: { milters: [{ address: cm.address, name: 'clamav' }] } },
-          { use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } } } },
-        ],
-      },
-    });
+    relay = await hostedRelay({ builtins: { 'relay-policy': relayPolicy, milter }, domain: 'example.com', pluginsBefore: [{ use: 'milter', with: { milters: [{ address: cm.address, name: 'clamav' }] } }] });
+    sink = relay.sink;
   });
   after(async () => {
-    await relay?.stop();
-    await sink?.close();
+    await relay?.close();
     await cm?.stop();
     await clamd?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { CaptureServer, RawSmtp, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import { hostedRelay, RawSmtp, sendMail, type CaptureServer, type HostedRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 import recipients from '../src/index.js';
 
@@ -15,29 +15,26 @@ const HARVEST_CLOSE = '421 4.7.0 Too many unknown recipients, closing connection
 describe('recipients: directory-harvest defence', function () {
   this.timeout(180_000);
   let sink: CaptureServer;
-  let t: TestRelay;
+  let t: HostedRelay;
   before(async () => {
-    sink = await CaptureServer.start();
-    t = await startTestRelay({
+    t = await hostedRelay({
       builtins,
-      config: {
-        plugins: [
-          {
-            use: 'recipients',
-            with: {
-              sources: { users: { list: { addresses: ['alice@hosted.example', 'bob@hosted.example'] } } },
-              domains: { 'hosted.example': ['users'] },
-              harvest: { freeUnknown: FREE, delay: `${DELAY}ms`, maxDelay: `${MAX_DELAY}ms`, maxUnknownPerSession: PER_SESSION, maxUnknownPerClient: PER_CLIENT, window: '1h' },
-            },
+      domain: 'hosted.example',
+      pluginsBefore: [
+        {
+          use: 'recipients',
+          with: {
+            sources: { users: { list: { addresses: ['alice@hosted.example', 'bob@hosted.example'] } } },
+            domains: { 'hosted.example': ['users'] },
+            harvest: { freeUnknown: FREE, delay: `${DELAY}ms`, maxDelay: `${MAX_DELAY}ms`, maxUnknownPerSession: PER_SESSION, maxUnknownPerClient: PER_CLIENT, window: '1h' },
           },
-          { use: 'relay-policy', with: { domains: { 'hosted.example': { nexthop: sink.address, tls: 'none' } } } },
-        ],
-      },
+        },
+      ],
     });
+    sink = t.sink;
   });
   after(async () => {
-    await t?.stop();
-    await sink?.close();
+    await t?.close();
   });
 
   it('does not slow known recipients in a session that has given unknown ones', async () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { callHook, CaptureServer, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import { callHook, hostedRelay, sendMail, type HostedRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 import recipients from '../src/index.js';
 import { rcptReply } from './support/smtp.js';
@@ -13,42 +13,32 @@ const UNKNOWN = (a: string) => `550 5.1.1 <${a}>: Recipient address rejected: Us
 describe('recipients: list source', function () {
   this.timeout(60_000);
   let dir: string;
-  let sink: CaptureServer;
-  let t: TestRelay;
+  let t: HostedRelay;
   let usersFile: string;
   before(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-recipients-'));
     usersFile = path.join(dir, 'users.txt');
     writeFileSync(usersFile, '# staff\nalice@hosted.example\nBob@Hosted.Example   # mixed case in the file\n\nmueller@bücher.example\n@catchall.example\n');
-    sink = await CaptureServer.start();
-    t = await startTestRelay({
+    t = await hostedRelay({
       builtins,
-      config: {
-        admin: { enabled: true, port: 0 },
-        plugins: [
-          {
-            use: 'recipients',
-            with: {
-              sources: { users: { list: { addresses: ['postmaster@hosted.example'], files: [usersFile] } } },
-              domains: { 'hosted.example': ['users'], '*.hosted.example': ['users'], 'bücher.example': ['users'], 'catchall.example': ['users'] },
-              subaddressDelimiter: '+-',
-              outbound: { trustedNetworks: ['127.0.0.9'] },
-            },
+      domain: ['hosted.example', 'sub.hosted.example', 'xn--bcher-kva.example', 'catchall.example', 'other.example'],
+      policy: { trustedNetworks: ['127.0.0.9'] },
+      config: { admin: { enabled: true, port: 0 } },
+      pluginsBefore: [
+        {
+          use: 'recipients',
+          with: {
+            sources: { users: { list: { addresses: ['postmaster@hosted.example'], files: [usersFile] } } },
+            domains: { 'hosted.example': ['users'], '*.hosted.example': ['users'], 'bücher.example': ['users'], 'catchall.example': ['users'] },
+            subaddressDelimiter: '+-',
+            outbound: { trustedNetworks: ['127.0.0.9'] },
           },
-          {
-            use: 'relay-policy',
-            with: {
-              trustedNetworks: ['127.0.0.9'],
-              domains: Object.fromEntries(['hosted.example', 'sub.hosted.example', 'xn--bcher-kva.example', 'catchall.example', 'other.example'].map((d) => [d, { nexthop: sink.address, tls: 'none' }])),
-            },
-          },
-        ],
-      },
+        },
+      ],
     });
   });
   after(async () => {
-    await t?.stop();
-    await sink?.close();
+    await t?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { CaptureServer, RawSmtp, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import { CaptureServer, hostedRelay, RawSmtp, startTestRelay, type TestRelay } from '@portcullis/testkit';
 import relayPolicy from '../src/index.js';
 import { NetworkList } from '@portcullis/core';
 
@@ -20,11 +20,9 @@ describe('relay-policy over SMTP', () => {
   let sink: CaptureServer;
   let relay: TestRelay;
   before(async () => {
-    sink = await CaptureServer.start();
-    relay = await startTestRelay({
-      builtins: { 'relay-policy': relayPolicy },
-      config: { plugins: [{ use: 'relay-policy', with: { domains: { 'Example.COM.': { nexthop: sink.address, tls: 'none' } }, trustedNetworks: ['127.0.0.2/32'] } }] },
-    });
+    const hosted = await hostedRelay({ builtins: { 'relay-policy': relayPolicy }, domain: 'Example.COM.', policy: { trustedNetworks: ['127.0.0.2/32'] } });
+    relay = hosted;
+    sink = hosted.sink;
   });
   after(async () => {
     await relay?.stop();
