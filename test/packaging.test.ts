@@ -41,14 +41,20 @@ describe('packages installed one by one with npm', function () {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
+  /**
+   * The relay listens on an address of its own in 127.0.0.0/8: between freePort() and the child's
+   * bind another suite running on the machine could take a port of 127.0.0.1, and the mail would go
+   * to somebody else's relay.
+   */
+  const relayHost = `127.${10 + Math.floor(Math.random() * 200)}.${Math.floor(Math.random() * 250)}.${1 + Math.floor(Math.random() * 250)}`;
   async function startRelay(project: string, plugins: string): Promise<number> {
-    const port = await freePort();
-    writeFileSync(path.join(project, 'relay.yaml'), `hostname: relay.test\nlisten:\n  - { host: 127.0.0.1, port: ${port}, greetingDelay: 0 }\nspool: { dir: ./spool }\nlog: { level: warn }\nplugins:\n${plugins}`);
+    const port = await freePort(relayHost);
+    writeFileSync(path.join(project, 'relay.yaml'), `hostname: relay.test\nlisten:\n  - { host: ${relayHost}, port: ${port}, greetingDelay: 0 }\nspool: { dir: ./spool }\nlog: { level: warn }\nplugins:\n${plugins}`);
     const child = spawn(process.execPath, [path.join(project, 'node_modules/@portcullis/cli/dist/main.js'), 'start', '--config', 'relay.yaml'], { cwd: project, stdio: ['ignore', 'ignore', 'pipe'] });
     children.push(child);
     let stderr = '';
     child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-    await waitForPort(port, '127.0.0.1', 20_000).catch((err: Error) => {
+    await waitForPort(port, relayHost, 20_000).catch((err: Error) => {
       throw new Error(`${err.message}\n${stderr}`);
     });
     return port;
@@ -72,9 +78,9 @@ describe('packages installed one by one with npm', function () {
     sh('npm', ['init', '-y'], project);
     sh('npm', ['install', tarballs['portcullis-cli']!, tarballs['portcullis-core']!, tarballs['portcullis-relay-policy']!], project);
     const port = await startRelay(project, `  - use: relay-policy\n    with: { domains: { hosted.test: { nexthop: "127.0.0.1:${sink.port}", tls: none } } }\n`);
-    const sent = await sendMail({ port, from: 'a@sender.example', to: 'user@hosted.test', raw: 'Subject: via npm\r\n\r\ninstalled one by one\r\n' });
+    const sent = await sendMail({ host: relayHost, port, from: 'a@sender.example', to: 'user@hosted.test', raw: 'Subject: via npm\r\n\r\ninstalled one by one\r\n' });
     assert.equal(sent.code, 250, sent.response);
-    const refused = await sendMail({ port, from: 'a@sender.example', to: 'user@elsewhere.test' });
+    const refused = await sendMail({ host: relayHost, port, from: 'a@sender.example', to: 'user@elsewhere.test' });
     assert.equal(refused.code, 550);
     const [m] = await sink.waitFor(1, 15_000);
     assert.deepEqual(m!.to, ['user@hosted.test']);
@@ -96,8 +102,8 @@ describe('packages installed one by one with npm', function () {
     );
     const port = await startRelay(project, `  - use: ./my-policy.js\n    with: { domain: mine.test, port: ${sink.port} }\n`);
     const before = sink.messages.length;
-    assert.equal((await sendMail({ port, from: 'a@x.example', to: 'u@mine.test', raw: 'Subject: hello\r\n\r\nfrom a user plugin\r\n' })).code, 250);
-    assert.equal((await sendMail({ port, from: 'a@x.example', to: 'u@mine.test', raw: 'Subject: =?UTF-8?B?RlJFRSBtb25leQ==?=\r\n\r\nx\r\n' })).code, 550);
+    assert.equal((await sendMail({ host: relayHost, port, from: 'a@x.example', to: 'u@mine.test', raw: 'Subject: hello\r\n\r\nfrom a user plugin\r\n' })).code, 250);
+    assert.equal((await sendMail({ host: relayHost, port, from: 'a@x.example', to: 'u@mine.test', raw: 'Subject: =?UTF-8?B?RlJFRSBtb25leQ==?=\r\n\r\nx\r\n' })).code, 550);
     const got = await sink.waitFor(before + 1, 15_000);
     assert.match(got.at(-1)!.raw.toString(), /from a user plugin/);
   });
