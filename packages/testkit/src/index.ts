@@ -19,3 +19,5 @@ export { sendMail, type SendOptions, type SendResult } from './send.js';
 export { startTestRelay, type TestRelay, type TestRelayOptions } from './test-relay.js';
 export { selfSignedFiles } from './tls.js';
 export { freePort, waitForPort, waitUntil } from './ports.js';
+export { RedisServer } from './redis-server.js';
+export { RelayProcess } from './relay-process.js';

@@ -3,9 +3,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { waitForPort } from '@portcullis/testkit';
+import { waitForPort } from './ports.js';
 
-const CLI = fileURLToPath(new URL('../../../../packages/cli/dist/main.js', import.meta.url));
+/**
+ * The built CLI of this monorepo (`packages/cli/dist/main.js`, a sibling of this package, from src/ or
+ * dist/ alike); PORTCULLIS_CLI overrides it. Found by path, not imported: the CLI depends on the test kit.
+ */
+const CLI = process.env['PORTCULLIS_CLI'] ?? fileURLToPath(new URL('../../cli/dist/main.js', import.meta.url));
 
 /**
  * A relay in its own process (`portcullis start`), as an operator runs it: its memory can be

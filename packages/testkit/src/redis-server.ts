@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { waitForPort } from '@portcullis/testkit';
+import { waitForPort } from './ports.js';
 
 const BINARY = process.env['REDIS_SERVER_BIN'] ?? '/usr/bin/redis-server';
 
