@@ -21,3 +21,5 @@ export { selfSignedFiles } from './tls.js';
 export { freePort, waitForPort, waitUntil } from './ports.js';
 export { RedisServer } from './redis-server.js';
 export { RelayProcess } from './relay-process.js';
+export { Daemon, TestDaemon, tempDir, removeDir, connects, type DaemonSpec } from './daemon.js';
+export { startSilentServer } from './silent-server.js';

@@ -1,6 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { waitForPort } from './ports.js';
+import { connects, Daemon } from './daemon.js';
 
 const BINARY = process.env['REDIS_SERVER_BIN'] ?? '/usr/bin/redis-server';
 
@@ -9,8 +8,7 @@ const BINARY = process.env['REDIS_SERVER_BIN'] ?? '/usr/bin/redis-server';
  * AOF), so a restart comes back empty, like a Redis that lost its state.
  */
 export class RedisServer {
-  private child?: ChildProcess;
-  output = '';
+  private daemon?: Daemon;
   private constructor(readonly port: number) {}
 
   static async start(port: number): Promise<RedisServer> {
@@ -24,24 +22,19 @@ export class RedisServer {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  private async launch(): Promise<void> {
-    this.output = '';
-    this.child = spawn(BINARY, ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--daemonize', 'no', '--dir', '/tmp'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child.stdout!.on('data', (d: Buffer) => (this.output += d.toString()));
-    this.child.stderr!.on('data', (d: Buffer) => (this.output += d.toString()));
-    process.once('exit', () => this.child?.kill('SIGKILL'));
-    await waitForPort(this.port, '127.0.0.1', 10_000);
+  /** What redis-server wrote since its last start. */
+  get output(): string {
+    return this.daemon?.output ?? '';
   }
 
-  /** Stops the server (its data is gone). */
+  private async launch(): Promise<void> {
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--daemonize', 'no', '--dir', '/tmp'];
+    this.daemon = await Daemon.start({ name: 'redis-server', command: BINARY, args, ready: () => connects(this.port), readyMs: 10_000, pollMs: 50 });
+  }
+
+  /** Stops the server with SIGKILL (its data is gone, as after a crash). */
   async stop(): Promise<void> {
-    const child = this.child;
-    this.child = undefined;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    await new Promise<void>((resolve) => {
-      child.once('exit', () => resolve());
-      child.kill('SIGKILL');
-    });
+    await this.daemon?.kill();
   }
 
   /** Starts it again on the same port. */

@@ -1,9 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { waitForPort } from './ports.js';
+import { connects, Daemon, removeDir, tempDir } from './daemon.js';
 
 /**
  * The built CLI of this monorepo (`packages/cli/dist/main.js`, a sibling of this package, from src/ or
@@ -16,30 +14,30 @@ const CLI = process.env['PORTCULLIS_CLI'] ?? fileURLToPath(new URL('../../cli/di
  * measured apart from the test's clients, and several can share one Redis.
  */
 export class RelayProcess {
-  private child?: ChildProcess;
-  output = '';
+  private daemon?: Daemon;
   private constructor(readonly dir: string, readonly port: number) {}
+
+  /** What the relay wrote to stdout and stderr. */
+  get output(): string {
+    return this.daemon?.output ?? '';
+  }
 
   /** Writes `config` (JSON is YAML) with a spool in a temp folder, starts the relay, waits for `port`. */
   static async start(config: Record<string, unknown>, port: number): Promise<RelayProcess> {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-node-'));
+    const dir = tempDir('portcullis-node-');
     writeFileSync(path.join(dir, 'relay.yaml'), JSON.stringify({ spool: { dir: './spool' }, ...config }, null, 2));
     const r = new RelayProcess(dir, port);
-    r.child = spawn(process.execPath, [CLI, 'start', '--config', path.join(dir, 'relay.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
-    r.child.stdout!.on('data', (d: Buffer) => (r.output += d.toString()));
-    r.child.stderr!.on('data', (d: Buffer) => (r.output += d.toString()));
-    process.once('exit', () => r.child?.kill('SIGKILL'));
     try {
-      await waitForPort(port, '127.0.0.1', 20_000);
+      r.daemon = await Daemon.start({ name: 'relay', command: process.execPath, args: [CLI, 'start', '--config', path.join(dir, 'relay.yaml')], ready: () => connects(port), readyMs: 20_000, pollMs: 50, killAfterMs: 10_000 });
     } catch (err) {
-      await r.stop();
-      throw new Error(`relay did not start: ${(err as Error).message}\n${r.output}`);
+      removeDir(dir);
+      throw err;
     }
     return r;
   }
 
   get pid(): number {
-    return this.child!.pid!;
+    return this.daemon!.pid!;
   }
 
   /** Peak resident memory (VmHWM) of the relay process, in MB. */
@@ -56,15 +54,9 @@ export class RelayProcess {
       .map((l) => JSON.parse(l) as Record<string, unknown>);
   }
 
+  /** SIGTERM (SIGKILL after 10 s), then the temp folder is removed. */
   async stop(): Promise<void> {
-    const child = this.child;
-    if (child && child.exitCode === null && child.signalCode === null) {
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        child.once('exit', () => (clearTimeout(t), resolve()));
-        child.kill('SIGTERM');
-      });
-    }
-    rmSync(this.dir, { recursive: true, force: true });
+    await this.daemon?.stop();
+    removeDir(this.dir);
   }
 }
