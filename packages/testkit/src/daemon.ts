@@ -29,6 +29,8 @@ export interface DaemonSpec {
   readonly onOutput?: (text: string) => void;
   /** More text for a start-up error, e.g. the tail of the daemon's own log file. */
   readonly diagnostics?: () => string;
+  /** Handed the child process as soon as it is spawned (a caller that tracks its children to kill them on a signal). */
+  readonly onSpawn?: (child: ChildProcess) => void;
 }
 
 /**
@@ -55,6 +57,7 @@ export class Daemon {
   /** Spawns the daemon and resolves once `ready` holds; stops it and rejects with its output if not by the deadline. */
   static async start(spec: DaemonSpec): Promise<Daemon> {
     const child = spawn(spec.command, [...spec.args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...spec.env } });
+    spec.onSpawn?.(child);
     const d = new Daemon(spec, child);
     const deadline = Date.now() + spec.readyMs;
     while (Date.now() < deadline) {
