@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { freePort, RawSmtp, selfSignedFiles, startTestRelay, waitUntil, type TestRelay } from '@portcullis/testkit';
+import { freePort, RawSmtp, selfSignedFiles, startTestRelay, waitUntil, type TestRelay, RedisServer } from '@portcullis/testkit';
 import relayPolicy, { userLine } from '@portcullis/relay-policy';
 import dnsbl from '@portcullis/dnsbl';
 import limits from '@portcullis/limits';
-import { RedisServer } from '../plugins/limits/test/support/redis-server.js';
 import { Dnsmasq } from '../plugins/mx-router/test/support/dnsmasq.js';
 import { adminGet, parseMetrics } from './support/admin.js';
 

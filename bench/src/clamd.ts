@@ -3,11 +3,11 @@
  * loopback, with a generated clamd.conf and a database of one signature (the EICAR test string,
  * assembled at run time), so start-up takes seconds and nothing is downloaded. Killed by PID.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
+import { Daemon, removeDir, tempDir } from '@portcullis/testkit';
 
 export const CLAMD = '/usr/sbin/clamd';
 
@@ -35,7 +35,7 @@ export interface Clamd {
 
 export async function startClamd(port: number, track: (cp: ChildProcess) => ChildProcess): Promise<Clamd> {
   if (!existsSync(CLAMD)) throw new Error(`${CLAMD} not installed (apt-get install clamav-daemon)`);
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-bench-clamd-'));
+  const dir = tempDir('portcullis-bench-clamd-');
   const db = path.join(dir, 'db');
   mkdirSync(db);
   mkdirSync(path.join(dir, 'tmp'));
@@ -57,26 +57,12 @@ export async function startClamd(port: number, track: (cp: ChildProcess) => Chil
     ...(process.getuid?.() === 0 ? ['User root'] : []),
   ];
   writeFileSync(path.join(dir, 'clamd.conf'), conf.join('\n') + '\n');
-  const cp = track(spawn(CLAMD, ['--config-file', path.join(dir, 'clamd.conf')], { stdio: ['ignore', 'ignore', 'pipe'] }));
-  let err = '';
-  cp.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-1000)));
-  const deadline = Date.now() + 60_000;
-  while (!(await ping(port))) {
-    if (cp.exitCode !== null) throw new Error(`clamd exited with ${cp.exitCode}: ${err}`);
-    if (Date.now() > deadline) throw new Error(`clamd did not answer PING within 60 s: ${err}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  const daemon = await Daemon.start({ name: 'clamd', command: CLAMD, args: ['--config-file', path.join(dir, 'clamd.conf')], ready: () => ping(port), readyMs: 60_000, pollMs: 200, onSpawn: track });
   return {
     address: `127.0.0.1:${port}`,
     async stop() {
-      if (cp.exitCode === null && cp.signalCode === null) {
-        const exited = new Promise((r) => cp.once('exit', r));
-        cp.kill('SIGTERM');
-        const t = setTimeout(() => cp.kill('SIGKILL'), 5000);
-        await exited;
-        clearTimeout(t);
-      }
-      rmSync(dir, { recursive: true, force: true });
+      await daemon.stop();
+      removeDir(dir);
     },
   };
 }

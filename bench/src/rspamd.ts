@@ -6,11 +6,11 @@
  * the background for minutes after start, which would speed rspamd up in the middle of a run (the
  * relay row first, the direct row after it) and make the two rates incomparable. Killed by PID.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
+import { Daemon, removeDir, tempDir } from '@portcullis/testkit';
 
 export const RSPAMD = '/usr/bin/rspamd';
 
@@ -37,7 +37,7 @@ function ping(port: number): Promise<boolean> {
 
 export async function startRspamd(port: number, dnsPort: number, track: (cp: ChildProcess) => ChildProcess): Promise<Rspamd> {
   if (!existsSync(RSPAMD)) throw new Error(`${RSPAMD} not installed (apt-get install rspamd)`);
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-bench-rspamd-'));
+  const dir = tempDir('portcullis-bench-rspamd-');
   for (const sub of ['local.d', 'db', 'run', 'log']) mkdirSync(path.join(dir, sub));
   writeFileSync(
     path.join(dir, 'rspamd.conf'),
@@ -57,27 +57,13 @@ worker "normal" {
   writeFileSync(path.join(dir, 'local.d', 'options.inc'), `dns { nameserver = ["127.0.0.1:${dnsPort}"]; timeout = 0.1s; retransmits = 1; }\nmap_watch_interval = 1h;\ncontrol_socket = "";\ndisable_hyperscan = true;\n`);
   for (const m of DISABLED) writeFileSync(path.join(dir, 'local.d', `${m}.conf`), 'enabled = false;\n');
   const args = ['-f', '-u', 'root', '-g', 'root', '-c', path.join(dir, 'rspamd.conf'), '--var', `LOCAL_CONFDIR=${dir}`, '--var', `DBDIR=${dir}/db`, '--var', `RUNDIR=${dir}/run`, '--var', `LOGDIR=${dir}/log`];
-  const cp = track(spawn(RSPAMD, args, { stdio: ['ignore', 'ignore', 'pipe'] }));
-  let err = '';
-  cp.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-1000)));
-  const deadline = Date.now() + 120_000;
-  while (!(await ping(port))) {
-    if (cp.exitCode !== null) throw new Error(`rspamd exited with ${cp.exitCode}: ${err}`);
-    if (Date.now() > deadline) throw new Error(`rspamd did not answer /ping within 120 s: ${err}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  const daemon = await Daemon.start({ name: 'rspamd', command: RSPAMD, args, ready: () => ping(port), readyMs: 120_000, pollMs: 200, onSpawn: track });
   return {
     address: `127.0.0.1:${port}`,
     port,
     async stop() {
-      if (cp.exitCode === null && cp.signalCode === null) {
-        const exited = new Promise((r) => cp.once('exit', r));
-        cp.kill('SIGTERM');
-        const t = setTimeout(() => cp.kill('SIGKILL'), 5000);
-        await exited;
-        clearTimeout(t);
-      }
-      rmSync(dir, { recursive: true, force: true });
+      await daemon.stop();
+      removeDir(dir);
     },
   };
 }

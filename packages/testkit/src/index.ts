@@ -21,3 +21,7 @@ export { selfSignedFiles } from './tls.js';
 export { freePort, waitForPort, waitUntil } from './ports.js';
 export { rawSend, rcptReplies, rcptReply, type RawSendOptions, type RawSendResult, type RcptRepliesOptions } from './raw-exchange.js';
 export { hostedRelay, type HostedRelay, type HostedRelayOptions } from './hosted-relay.js';
+export { RedisServer } from './redis-server.js';
+export { RelayProcess } from './relay-process.js';
+export { Daemon, TestDaemon, tempDir, removeDir, connects, type DaemonSpec } from './daemon.js';
+export { startSilentServer } from './silent-server.js';

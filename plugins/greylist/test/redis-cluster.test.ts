@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { CaptureServer, freePort, sendMail, waitUntil } from '@portcullis/testkit';
-import { RedisServer } from './support/redis-server.js';
-import { RelayProcess } from './support/relay-process.js';
+import { CaptureServer, freePort, sendMail, waitUntil, RedisServer, RelayProcess } from '@portcullis/testkit';
 
 /** The built plugin, by path: the CLI finds stock plugins by name, this one is given as a file. */
 const GREYLIST = fileURLToPath(new URL('../dist/index.js', import.meta.url));

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { CaptureServer, freePort, sendMail } from '@portcullis/testkit';
-import { RelayProcess } from './support/relay-process.js';
+import { CaptureServer, freePort, sendMail, RelayProcess } from '@portcullis/testkit';
 
 /**
  * Opens `n` connections from `from`, `wave` at a time (a burst far past the listen backlog of 511 makes

@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
-import { CaptureServer, freePort, sendMail, waitUntil } from '@portcullis/testkit';
-import { RedisServer } from './support/redis-server.js';
-import { RelayProcess } from './support/relay-process.js';
+import { CaptureServer, freePort, sendMail, waitUntil, RedisServer, RelayProcess } from '@portcullis/testkit';
 
 const N = 4;
 

@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { CaptureServer, freePort, waitUntil } from '@portcullis/testkit';
-import { RedisServer } from '../../limits/test/support/redis-server.js';
-import { RelayProcess } from '../../limits/test/support/relay-process.js';
+import { CaptureServer, freePort, waitUntil, RedisServer, RelayProcess } from '@portcullis/testkit';
 import { Slapd } from './support/slapd.js';
 import { rcptReply } from './support/smtp.js';
 

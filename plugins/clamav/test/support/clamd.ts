@@ -1,8 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
+import { freePort, TestDaemon, type DaemonSpec } from '@portcullis/testkit';
+
+/** A hung "clamd" (accepts, never answers) is the test kit's silent server. */
+export { freePort, startSilentServer } from '@portcullis/testkit';
 
 /**
  * The EICAR test string, assembled at run time from pieces so the repository never carries it
@@ -23,15 +25,11 @@ export interface ClamdOptions {
  * database holding one signature (EICAR, written by the test as an .ndb line). Nothing here
  * depends on a system clamd or on downloaded signatures.
  */
-export class Clamd {
-  readonly dir: string;
+export class Clamd extends TestDaemon {
   readonly socketPath: string;
   port = 0;
-  private child?: ChildProcess;
-  private stderr = '';
-
   private constructor(private readonly opts: ClamdOptions) {
-    this.dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-clamd-'));
+    super('portcullis-clamd-');
     this.socketPath = path.join(this.dir, 'clamd.sock');
   }
 
@@ -76,44 +74,14 @@ export class Clamd {
     writeFileSync(path.join(this.dir, 'clamd.conf'), lines.join('\n') + '\n');
   }
 
-  private async launch(): Promise<void> {
-    this.stderr = '';
-    const child = spawn(this.opts.clamdPath ?? '/usr/sbin/clamd', ['--config-file', path.join(this.dir, 'clamd.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child = child;
-    child.stdout!.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    const deadline = Date.now() + 30_000;
-    while (Date.now() < deadline) {
-      if (child.exitCode !== null) throw new Error(`clamd exited with ${child.exitCode}: ${this.stderr}`);
-      if ((await command(this.port, 'PING').catch(() => '')) === 'PONG') return;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    await this.stop();
-    throw new Error(`clamd did not answer PING within 30 s: ${this.stderr}`);
-  }
-
-  /** Stops clamd (SIGTERM, then SIGKILL) and waits until it has exited and its port is closed. */
-  async stop(): Promise<void> {
-    const child = this.child;
-    this.child = undefined;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-    await exited;
-    clearTimeout(timer);
-  }
-
-  /** Starts clamd again on the same port and socket. */
-  async restart(): Promise<void> {
-    await this.stop();
-    await this.launch();
-  }
-
-  /** Stops clamd and removes its folder. */
-  async close(): Promise<void> {
-    await this.stop();
-    rmSync(this.dir, { recursive: true, force: true });
+  protected spec(): DaemonSpec {
+    return {
+      name: 'clamd',
+      command: this.opts.clamdPath ?? '/usr/sbin/clamd',
+      args: ['--config-file', path.join(this.dir, 'clamd.conf')],
+      ready: async () => (await command(this.port, 'PING')) === 'PONG',
+      readyMs: 30_000,
+    };
   }
 }
 
@@ -128,29 +96,4 @@ export function command(port: number, cmd: string, timeoutMs = 2_000): Promise<s
     s.on('error', (e) => (clearTimeout(timer), reject(e)));
     s.on('close', () => (clearTimeout(timer), resolve(out.replace(/\0$/, '').trim())));
   });
-}
-
-import { freePort } from '@portcullis/testkit';
-export { freePort } from '@portcullis/testkit';
-
-/**
- * A "clamd" that accepts connections, reads whatever is sent and never answers: a hang the real
- * clamd cannot be made to produce on demand, so this one fault is simulated.
- */
-export async function startSilentServer(): Promise<{ port: number; close(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const srv = net.createServer((s) => {
-    sockets.add(s);
-    s.on('data', () => undefined);
-    s.on('error', () => undefined);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', () => resolve()));
-  return {
-    port: (srv.address() as net.AddressInfo).port,
-    close: () => new Promise<void>((resolve) => {
-      for (const s of sockets) s.destroy();
-      srv.close(() => resolve());
-    }),
-  };
 }

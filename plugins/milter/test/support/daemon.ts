@@ -1,35 +1,28 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { freePort, waitForPort } from '@portcullis/testkit';
+import { connects, Daemon as TestkitDaemon, freePort } from '@portcullis/testkit';
 
 export const SUPPORT = path.dirname(fileURLToPath(import.meta.url));
 
 /** A real daemon started for a test, on a loopback port, stopped (SIGTERM, then SIGKILL) in `after`. */
 export class Daemon {
-  output = '';
   private constructor(
     readonly port: number,
-    private readonly child: ChildProcess,
-  ) {
-    child.stdout?.on('data', (d: Buffer) => (this.output += d.toString()));
-    child.stderr?.on('data', (d: Buffer) => (this.output += d.toString()));
-    child.on('error', (err) => (this.output += `spawn error: ${err.message}\n`));
+    private readonly proc: TestkitDaemon,
+  ) {}
+
+  /** What the daemon wrote to stdout and stderr. */
+  get output(): string {
+    return this.proc.output;
   }
 
   static async start(cmd: string, args: (port: number) => string[], opts: { port?: number; socket?: string; env?: NodeJS.ProcessEnv; waitMs?: number } = {}): Promise<Daemon> {
     const port = opts.socket ? 0 : (opts.port ?? (await freePort()));
-    const child = spawn(cmd, args(port), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
-    const d = new Daemon(port, child);
-    d.socket = opts.socket;
-    try {
-      if (opts.socket) await waitForSocket(opts.socket, opts.waitMs ?? 20_000);
-      else await waitForPort(port, '127.0.0.1', opts.waitMs ?? 20_000);
-    } catch (err) {
-      child.kill('SIGKILL');
-      throw new Error(`${cmd} did not start: ${(err as Error).message}\n${d.output}`);
-    }
+    const socket = opts.socket;
+    const p = await TestkitDaemon.start({ name: cmd, command: cmd, args: args(port), env: opts.env, ready: () => connects(socket ? { path: socket } : port), readyMs: opts.waitMs ?? 20_000, pollMs: 50, killAfterMs: 3000 });
+    const d = new Daemon(port, p);
+    d.socket = socket;
     return d;
   }
 
@@ -46,29 +39,7 @@ export class Daemon {
   }
 
   async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    const gone = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
-    this.child.kill('SIGTERM');
-    const t = setTimeout(() => this.child.kill('SIGKILL'), 3000);
-    await gone;
-    clearTimeout(t);
-  }
-}
-
-/** Resolves once something accepts connections on the unix socket `file`. */
-async function waitForSocket(file: string, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect({ path: file }, () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nothing listens on ${file} after ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
+    await this.proc.stop();
   }
 }
 

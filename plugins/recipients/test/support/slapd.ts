@@ -1,8 +1,7 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { waitForPort } from '@portcullis/testkit';
+import { connects, TestDaemon, type DaemonSpec } from '@portcullis/testkit';
 
 const SLAPD = '/usr/sbin/slapd';
 const SLAPADD = '/usr/sbin/slapadd';
@@ -39,18 +38,19 @@ export interface SlapdUser {
  * writes into a temp folder and fills with slapadd. Its log (`-d 256`: connections, binds and every
  * search filter as slapd parsed it) is kept in `log`, so tests can count queries and read filters.
  */
-export class Slapd {
-  private child?: ChildProcess;
+export class Slapd extends TestDaemon {
+  /** slapd's output over all its starts (a restart keeps what came before). */
   log = '';
   readonly suffix = 'dc=hosted,dc=example';
   readonly bindDn = 'cn=relay,dc=hosted,dc=example';
   readonly password = 'relay-secret';
-  private constructor(readonly dir: string, readonly port: number, readonly tls?: SlapdTls) {}
+  private constructor(readonly port: number, readonly tls?: SlapdTls) {
+    super('portcullis-slapd-');
+  }
 
   static async start(port: number, users: readonly SlapdUser[], tls?: SlapdTls): Promise<Slapd> {
     if (!existsSync(SLAPD) || !existsSync(SLAPADD)) throw new Error('slapd not found: install Debian\'s slapd and ldap-utils (scripts/system-deps.sh)');
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-slapd-'));
-    const s = new Slapd(dir, port, tls);
+    const s = new Slapd(port, tls);
     s.write(users);
     await s.launch();
     return s;
@@ -101,18 +101,17 @@ export class Slapd {
     if (r.status !== 0) throw new Error(`slapadd failed: ${r.stderr}`);
   }
 
-  private async launch(): Promise<void> {
+  protected spec(): DaemonSpec {
     // -d 256: stats logging to stderr (and slapd stays in the foreground).
-    this.child = spawn(SLAPD, ['-f', path.join(this.dir, 'slapd.conf'), '-h', `ldap://127.0.0.1:${this.port}/${this.tls ? ` ldaps://127.0.0.1:${this.tls.ldapsPort}/` : ''}`, '-d', '256'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child.stdout!.on('data', (d: Buffer) => (this.log += d.toString()));
-    this.child.stderr!.on('data', (d: Buffer) => (this.log += d.toString()));
-    this.child.on('error', (err) => (this.log += `spawn error: ${err.message}\n`));
-    process.once('exit', () => this.child?.kill('SIGKILL'));
-    try {
-      await waitForPort(this.port, '127.0.0.1', 15_000);
-    } catch (err) {
-      throw new Error(`slapd did not start: ${(err as Error).message}\n${this.log}`);
-    }
+    return {
+      name: 'slapd',
+      command: SLAPD,
+      args: ['-f', path.join(this.dir, 'slapd.conf'), '-h', `ldap://127.0.0.1:${this.port}/${this.tls ? ` ldaps://127.0.0.1:${this.tls.ldapsPort}/` : ''}`, '-d', '256'],
+      onOutput: (text) => (this.log += text),
+      ready: () => connects(this.port),
+      readyMs: 15_000,
+      pollMs: 50,
+    };
   }
 
   /** Search filters slapd received, as it logged them (`SRCH ... filter="..."` lines). */
@@ -129,26 +128,9 @@ export class Slapd {
     return path.join(this.dir, 'password');
   }
 
-  /** Stops slapd (the database stays for a restart). */
-  async stop(): Promise<void> {
-    const child = this.child;
-    this.child = undefined;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(() => child.kill('SIGKILL'), 5_000);
-      child.once('exit', () => (clearTimeout(t), resolve()));
-      child.kill('SIGTERM');
-    });
-  }
-
-  async restart(): Promise<void> {
-    await this.stop();
-    await this.launch();
-  }
-
-  async remove(): Promise<void> {
-    await this.stop();
-    rmSync(this.dir, { recursive: true, force: true });
+  /** Stops slapd and removes its folder (`stop()` keeps the database for a restart). */
+  remove(): Promise<void> {
+    return this.close();
   }
 
   readFile(name: string): string {

@@ -1,9 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
-import { freePort } from '@portcullis/testkit';
+import { freePort, TestDaemon, type DaemonSpec } from '@portcullis/testkit';
 
 export { freePort };
 
@@ -32,15 +30,11 @@ const DISABLED = ['rbl', 'fuzzy_check', 'multimap', 'mime_types', 'mid', 'phishi
  * no proxy), DNS pointed at a loopback port where nothing answers, modules that would fetch maps
  * or query DNS lists disabled, no Redis, hyperscan off (quick start). Nothing is downloaded.
  */
-export class Rspamd {
-  readonly dir: string;
+export class Rspamd extends TestDaemon {
   readonly socketPath: string;
   port = 0;
-  private child?: ChildProcess;
-  private output = '';
-
   private constructor() {
-    this.dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-rspamd-'));
+    super('portcullis-rspamd-');
     this.socketPath = path.join(this.dir, 'rspamd.sock');
   }
 
@@ -114,46 +108,19 @@ worker "normal" {
     local('settings.conf', `outbound_test { id = "${OUTBOUND_SETTINGS}"; apply { actions { reject = 1000; "add header" = -10; greylist = null; "rewrite subject" = null; } } }\n`);
   }
 
-  private async launch(): Promise<void> {
-    this.output = '';
+  protected spec(): DaemonSpec {
     const d = this.dir;
     const args = ['-f', '-u', 'root', '-g', 'root', '-c', path.join(d, 'rspamd.conf'), '--var', `LOCAL_CONFDIR=${d}`, '--var', `DBDIR=${d}/db`, '--var', `RUNDIR=${d}/run`, '--var', `LOGDIR=${d}/log`];
-    const child = spawn('/usr/bin/rspamd', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child = child;
-    child.stdout!.on('data', (b: Buffer) => (this.output += b.toString()));
-    child.stderr!.on('data', (b: Buffer) => (this.output += b.toString()));
-    child.on('error', (err) => (this.output += String(err)));
-    // Start-up compiles the URL suffix list (seconds on an idle machine, a minute on a loaded one).
-    const deadline = Date.now() + 200_000;
-    while (Date.now() < deadline) {
-      if (child.exitCode !== null) throw new Error(`rspamd exited with ${child.exitCode}: ${this.output}\n${this.log().slice(-3000)}`);
-      if ((await get(this.port, '/ping').catch(() => '')) === 'pong') return;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    await this.stop();
-    throw new Error(`rspamd did not answer /ping within 200 s: ${this.output}\n${this.log().slice(-3000)}`);
-  }
-
-  /** Stops rspamd (SIGTERM, then SIGKILL) and waits until it has exited. */
-  async stop(): Promise<void> {
-    const child = this.child;
-    this.child = undefined;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-    await exited;
-    clearTimeout(timer);
-  }
-
-  async restart(): Promise<void> {
-    await this.stop();
-    await this.launch();
-  }
-
-  async close(): Promise<void> {
-    await this.stop();
-    rmSync(this.dir, { recursive: true, force: true });
+    return {
+      name: 'rspamd',
+      command: '/usr/bin/rspamd',
+      args,
+      ready: async () => (await get(this.port, '/ping')) === 'pong',
+      // Start-up compiles the URL suffix list (seconds on an idle machine, a minute on a loaded one).
+      readyMs: 200_000,
+      pollMs: 200,
+      diagnostics: () => this.log().slice(-3000),
+    };
   }
 }
 

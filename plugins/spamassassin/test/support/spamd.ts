@@ -1,11 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
-import { freePort } from '@portcullis/testkit';
+import { freePort, TestDaemon, type DaemonSpec } from '@portcullis/testkit';
 
-export { freePort } from '@portcullis/testkit';
+/** A hung "spamd" (accepts, never answers) is the test kit's silent server. */
+export { freePort, startSilentServer } from '@portcullis/testkit';
 
 const SPAMD = process.env['SPAMD_BIN'] ?? '/usr/sbin/spamd';
 /** Debian's shipped rules (no sa-update has run here: /var/lib/spamassassin holds no compiled set). */
@@ -24,15 +23,11 @@ export interface SpamdOptions {
  * package's rules, its .pre files, `--local` (no DNS or network tests), no Bayes, no auto-learning,
  * `--allow-tell` off, pid file and log in a temp dir. Nothing is fetched.
  */
-export class Spamd {
-  readonly dir: string;
+export class Spamd extends TestDaemon {
   readonly socketPath: string;
   port = 0;
-  private child?: ChildProcess;
-  output = '';
-
   private constructor(private readonly opts: SpamdOptions & { socket?: boolean }) {
-    this.dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-spamd-'));
+    super('portcullis-spamd-');
     // As root, spamd drops to `nobody` (-u), who must read the site config and write the socket here.
     if (process.getuid?.() === 0) chmodSync(this.dir, 0o777);
     this.socketPath = path.join(this.dir, 'spamd.sock');
@@ -63,8 +58,7 @@ export class Spamd {
     );
   }
 
-  private async launch(): Promise<void> {
-    this.output = '';
+  protected spec(): DaemonSpec {
     const listen = this.opts.socket ? ['--socketpath', this.socketPath] : ['-i', '127.0.0.1', '-p', String(this.port)];
     const args = [
       '--local', '--nouser-config', ...listen,
@@ -73,19 +67,8 @@ export class Spamd {
       '--max-children', '2', '--min-children', '1', '--min-spare', '1', '--max-spare', '1',
       ...(process.getuid?.() === 0 ? ['-u', 'nobody'] : []),
     ];
-    const child = spawn(SPAMD, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child = child;
-    child.stdout!.on('data', (d: Buffer) => (this.output += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (this.output += d.toString()));
-    process.once('exit', () => child.kill('SIGKILL'));
-    const deadline = Date.now() + 60_000;
-    while (Date.now() < deadline) {
-      if (child.exitCode !== null) throw new Error(`spamd exited with ${child.exitCode}: ${this.output}`);
-      if ((await this.ping().catch(() => '')).includes('PONG')) return;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    await this.stop();
-    throw new Error(`spamd did not answer PING within 60 s: ${this.output}`);
+    // spamd's parent ends its own children on SIGTERM.
+    return { name: 'spamd', command: SPAMD, args, ready: async () => (await this.ping()).includes('PONG'), readyMs: 60_000, pollMs: 200, killAfterMs: 10_000 };
   }
 
   /** PING over the configured transport; the raw answer. */
@@ -99,28 +82,6 @@ export class Spamd {
       s.on('error', (e) => (clearTimeout(t), reject(e)));
       s.on('close', () => (clearTimeout(t), resolve(out)));
     });
-  }
-
-  /** Stops spamd (SIGTERM to the parent, which ends its children) and waits for it to exit. */
-  async stop(): Promise<void> {
-    const child = this.child;
-    this.child = undefined;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer); // spamd's parent ends its own children on SIGTERM
-  }
-
-  async restart(): Promise<void> {
-    await this.stop();
-    await this.launch();
-  }
-
-  async close(): Promise<void> {
-    await this.stop();
-    rmSync(this.dir, { recursive: true, force: true });
   }
 }
 
@@ -141,27 +102,4 @@ export function gtube(): string {
 /** A plain text message. */
 export function textMessage(subject: string, body: string): string {
   return `From: Alice <alice@remote.test>\r\nTo: Bob <bob@example.com>\r\nSubject: ${subject}\r\nDate: Sun, 06 Dec 2026 12:00:00 +0000\r\nMessage-ID: <${subject.replace(/\W+/g, '-')}-${Date.now()}@remote.test>\r\n\r\n${body.replace(/\r?\n/g, '\r\n')}\r\n`;
-}
-
-/**
- * A "spamd" that accepts connections, reads whatever is sent and never answers: a hang the real
- * spamd cannot be made to produce on demand, so this one fault is simulated.
- */
-export async function startSilentServer(): Promise<{ port: number; close(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const srv = net.createServer((s) => {
-    sockets.add(s);
-    s.on('data', () => undefined);
-    s.on('error', () => undefined);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', () => resolve()));
-  return {
-    port: (srv.address() as net.AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        srv.close(() => resolve());
-      }),
-  };
 }
