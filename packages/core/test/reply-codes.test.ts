@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { canRewriteReplies, isMapped, librarySendHash, ourReply, PINNED_SEND_SHA256 } from '../src/reply-codes.js';
-import { canGuardPipelining, PINNED_CREATE_PARSER_SHA256, PINNED_ON_COMMAND_SHA256, pipeliningGuardHashes } from '../src/pipelining-guard.js';
-import { installedSmtpServerVersion, PINNED_SMTP_SERVER_VERSION } from '../src/greeting-delay.js';
+import { canRewriteReplies, isMapped, librarySendHash, ourReply, PINNED_SEND_SHA256 } from '../src/adapter/smtp-server-replies.js';
+import { canGuardPipelining, PINNED_CREATE_PARSER_SHA256, PINNED_ON_COMMAND_SHA256, pipeliningGuardHashes } from '../src/session/pipelining-guard.js';
+import { installedSmtpServerVersion, PINNED_SMTP_SERVER_VERSION } from '../src/listen/greeting-delay.js';
 
 const require = createRequire(import.meta.url);
 const libDir = path.join(path.dirname(require.resolve('smtp-server/package.json')), 'dist', 'esm');
