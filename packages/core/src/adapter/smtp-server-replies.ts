@@ -1,5 +1,6 @@
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { sourceHash } from './source-hash.js';
+import { PINS } from './smtp-server.js';
 import { Replies, type Reply } from '../api/verdicts.js';
 
 /**
@@ -21,7 +22,7 @@ import { Replies, type Reply } from '../api/verdicts.js';
  * Not given a code, as RFC 2034 and Postfix do: the 220 greeting, the replies to EHLO/HELO, and 3xx
  * intermediate replies (354, 334 SASL challenges).
  */
-export const PINNED_SEND_SHA256 = 'ef984a1c077daba820a3d8a7975a3bb4e8a066ba0b321f26d0f73d5e612a5d5a';
+export const PINNED_SEND_SHA256: string = PINS['SMTPConnection#send'];
 
 type Mapped = { code: number; enhanced: string; text: string };
 const r = (code: number, enhanced: string, text: string): Mapped => ({ code, enhanced, text });

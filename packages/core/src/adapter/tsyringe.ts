@@ -1,5 +1,18 @@
 import type { DependencyContainer } from 'tsyringe';
 
+/**
+ * The tsyringe adapter: the one place that names tsyringe's private `_registry`. Pinned by version
+ * (tsyringe has no source to hash for a field); `test/adapter-pins.test.ts` checks the version and
+ * that a child container still has the registry's `has` and `setAll`.
+ */
+export const TSYRINGE_PINS = { version: '4.10.0' } as const;
+
+/** Whether a container has the registry `replaceRegistrations` relies on. */
+export function hasReplaceableRegistry(container: DependencyContainer): boolean {
+  const registry = (container as DependencyContainer & { _registry?: Partial<RegistryLike> })._registry;
+  return !!registry && typeof registry.has === 'function' && typeof registry.setAll === 'function';
+}
+
 interface RegistryLike {
   has(token: unknown): boolean;
   setAll(token: unknown, value: unknown[]): void;

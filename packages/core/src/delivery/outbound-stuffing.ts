@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import { DotStuffer } from './dot-stuffer.js';
+import { NODEMAILER_PINS } from '../adapter/nodemailer.js';
 
 /**
  * nodemailer's smtp-connection encodes DATA with its own DataStream, a per-byte JavaScript loop,
@@ -18,11 +19,9 @@ import { DotStuffer } from './dot-stuffer.js';
  * is false, connections keep the library's encoder, and the pin test fails, so an upgrade cannot
  * silently change what goes on the wire.
  */
-export const PINNED_NODEMAILER_VERSION = '10.6.0';
-export const PINNED_CREATE_SEND_STREAM_SHA256: readonly string[] = [
-  'ff8d726d825191a4ffa9f7e04d6987373afdd0ba3b32fb95e2e0c66feadbf053', // dist/esm
-  'c6cbc8e2dd8f3f6e5275e2af0a20dc2d4597e320eec4d0960d3a4a4ad1035d26', // dist/cjs
-];
+// The pins live in the adapter's table (adapter/nodemailer.ts); these names are kept for the tests.
+export const PINNED_NODEMAILER_VERSION: string = NODEMAILER_PINS.version;
+export const PINNED_CREATE_SEND_STREAM_SHA256: readonly string[] = NODEMAILER_PINS['SMTPConnection#_createSendStream'];
 
 const require = createRequire(import.meta.url);
 

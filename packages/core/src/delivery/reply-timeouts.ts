@@ -1,5 +1,6 @@
 import { Transform, type Readable } from 'node:stream';
 import type SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
+import { tapSentCommands } from '../adapter/nodemailer.js';
 
 /**
  * How long the delivery client waits for each reply of a next hop: RFC 5321 section 4.5.3.2's
@@ -23,7 +24,6 @@ export const RFC5321_TIMEOUTS: ReplyTimeouts = { greeting: 300_000, mail: 300_00
 type Conn = InstanceType<typeof SMTPConnection>;
 interface ConnInternals {
   _socket?: { setTimeout(ms: number): void };
-  _sendCommand(str: string, logStr?: string): void;
 }
 
 /** Where one transaction got to; `finalDotSent` without a reply means the next hop may have the message. */
@@ -40,15 +40,13 @@ export interface TransactionProgress {
 export function sendWithTimeouts(conn: Conn, t: ReplyTimeouts, idle: number, from: string, to: readonly string[], message: Readable, progress: TransactionProgress): Promise<SMTPConnection.SentMessageInfo> {
   const c = conn as unknown as ConnInternals;
   const set = (ms: number) => c._socket?.setTimeout(ms);
-  const original = c._sendCommand;
-  c._sendCommand = function (this: ConnInternals, str: string, logStr?: string) {
+  const restore = tapSentCommands(conn, (str) => {
     const cmd = typeof str === 'string' ? str.slice(0, 5).toUpperCase() : '';
     if (cmd.startsWith('MAIL ')) set(t.mail);
     else if (cmd.startsWith('RCPT ')) set(t.rcpt);
     else if (cmd === 'DATA') set(t.data);
     else if (cmd === '.') set(t.finalDot);
-    return original.call(this, str, logStr);
-  };
+  });
   // A transform, not a 'data' listener: listening would start the flow before nodemailer pipes it.
   let started = false;
   const body = new Transform({
@@ -68,7 +66,7 @@ export function sendWithTimeouts(conn: Conn, t: ReplyTimeouts, idle: number, fro
   message.pipe(body);
   return new Promise<SMTPConnection.SentMessageInfo>((resolve, reject) => {
     conn.send({ from, to: [...to] }, body, (err, info) => {
-      c._sendCommand = original;
+      restore();
       set(idle);
       if (err) reject(err);
       else resolve(info);

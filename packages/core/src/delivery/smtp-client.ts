@@ -3,6 +3,7 @@ import { lookup } from 'node:dns/promises';
 import type { Readable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import type { NextHop } from '../api/types.js';
+import { isReusable } from '../adapter/nodemailer.js';
 import { RFC5321_TIMEOUTS, sendWithTimeouts, type ReplyTimeouts } from './reply-timeouts.js';
 import { useFastDotStuffing } from './outbound-stuffing.js';
 
@@ -137,7 +138,7 @@ export class SmtpClient implements DeliveryTransport {
     while (list?.length) {
       const { conn, timer } = list.pop()!;
       clearTimeout(timer);
-      if (!(conn as unknown as { _destroyed?: boolean })._destroyed && (conn as unknown as { _socket?: { writable?: boolean } })._socket?.writable) return conn;
+      if (isReusable(conn)) return conn;
       this.closed(key);
     }
     const max = this.opts.maxConnectionsPerHost ?? 10;

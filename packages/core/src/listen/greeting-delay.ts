@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 // Loaded with the rest of the relay, not on demand: a dynamic import at start-up raced with the
 // delivery queue's first connections after a crash and failed to resolve smtp-server's own deps.
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import { PINS } from '../adapter/smtp-server.js';
 
 /**
  * smtp-server waits a hard-coded 100 ms before every 220 greeting ("early talker" detection) in
@@ -16,8 +17,9 @@ import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
  * is false, the relay logs a warning and keeps the library's own 100 ms behaviour, and the test
  * `greeting-delay.test.ts` fails, so an upgrade cannot silently break it.
  */
-export const PINNED_SMTP_SERVER_VERSION = '3.21.6';
-export const PINNED_INIT_SHA256 = '67b68fcaf9a0a35f2c2a118d31a3dc780c982d1f0ce83d654df4f4e92d4269d3';
+// The pins live in the adapter's one table (adapter/smtp-server.ts); these names are kept for the tests that use them.
+export const PINNED_SMTP_SERVER_VERSION: string = PINS.version;
+export const PINNED_INIT_SHA256: string = PINS['SMTPConnection#init'];
 
 const require = createRequire(import.meta.url);
 

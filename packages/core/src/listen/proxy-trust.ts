@@ -1,6 +1,7 @@
 import { SMTPServer } from 'smtp-server';
 import { sourceHash } from '../adapter/source-hash.js';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import { PINS } from '../adapter/smtp-server.js';
 import type { NetworkList } from '../config/networks.js';
 import type { ListenerConfig } from '../config/schema.js';
 import type { Logger } from 'pino';
@@ -23,8 +24,8 @@ import type { Logger } from 'pino';
  * the installed smtp-server differs, `canUseProxyTrust()` is false and a relay with any proxy list
  * refuses to start (trust must never silently widen or vanish); `proxy-trust.test.ts` fails too.
  */
-export const PINNED_PROXY_ALLOWED_SHA256 = '1ab2c3fcd83ebec6bf0d0968e53855f760c942767374e1447d594a0bf52af106';
-export const PINNED_EXPECTS_PROXY_SHA256 = '19b909b66bd36da3b63b5dbf9b92a2f97064c0bfa4784812dfebef610c7e19b6';
+export const PINNED_PROXY_ALLOWED_SHA256: string = PINS['SMTPConnection#_proxyCommandAllowed'];
+export const PINNED_EXPECTS_PROXY_SHA256: string = PINS['SMTPServer#_expectsProxyHeader'];
 
 type ProxyOption = 'useXClient' | 'useXForward';
 

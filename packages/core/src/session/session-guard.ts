@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { formatReply, Replies, type Reply } from '../api/verdicts.js';
+import { canTapConnection, type CommandTap, type ParserWriteTap } from '../adapter/smtp-server.js';
 
 /** The per-session command limits (`limits.*` in the config). 0 turns a limit off. */
 export interface SessionGuardLimits {
@@ -32,7 +33,6 @@ export interface SessionGuardLimits {
 interface GuardedConnection {
   id: string;
   remoteAddress: string;
-  _onCommand(command: Buffer, callback?: () => void): void;
   send(code: number, data?: string | string[], context?: unknown): void;
   close(): void;
   _isSupported(name: string): boolean;
@@ -41,23 +41,17 @@ interface GuardedConnection {
   _handlerPending?: boolean;
   _closing?: boolean;
   _closed?: boolean;
-  _parser?: ParserLike | false;
-  _createParser(): ParserLike;
   _socket?: { destroy(err?: Error): void };
   secure?: boolean;
 }
 
-interface ParserLike {
-  _write(chunk: Buffer, encoding: BufferEncoding, next: (err?: Error | null) => void): void;
-  _dataMode?: boolean;
-}
 
 const JUNK = new Set(['NOOP', 'RSET', 'VRFY', 'EXPN', 'HELP', 'ETRN']);
 
 /** True when the installed smtp-server still has the internals the guard wraps. */
 export function canGuardSessions(connection: unknown): boolean {
   const c = connection as Partial<GuardedConnection>;
-  return typeof c._onCommand === 'function' && typeof c.send === 'function' && typeof c._isSupported === 'function' && typeof c._createParser === 'function' && !!c._parser;
+  return canTapConnection(connection) && typeof c.send === 'function' && typeof c._isSupported === 'function';
 }
 
 /**
@@ -76,8 +70,9 @@ export function canGuardSessions(connection: unknown): boolean {
  *   STARTTLS handshake not done in tlsHandshakeTimeout ─▶ close
  * The tarpit's pause is the server's time, not the client's: it never counts against commandTimeout.
  *
- * Installed per connection by wrapping the connection's `_onCommand`, `send` and its command parser's
- * `_write` (smtp-server has no hook for any of these); `canGuardSessions` checks they exist.
+ * Installed per connection: it wraps `send` itself, and sees commands and parser input through the
+ * adapter's taps (adapter/smtp-server.ts: smtp-server has no hook for any of these);
+ * `canGuardSessions` checks the internals exist.
  */
 export class SessionGuard {
   errors = 0;
@@ -95,12 +90,15 @@ export class SessionGuard {
 
   constructor(private readonly conn: GuardedConnection, private readonly limits: SessionGuardLimits, readonly log: Logger) {}
 
+  /**
+   * Wraps the connection's `send` (error counting, our "line too long" reply) and returns the guard;
+   * its command and parser taps (`commandTap`, `parserWriteTap`) go into the adapter's single
+   * wrappers (installCommandTaps), ahead of the pipelining guard's.
+   */
   static install(connection: unknown, limits: SessionGuardLimits, log: Logger): SessionGuard {
     const conn = connection as GuardedConnection;
     const guard = new SessionGuard(conn, limits, log);
-    const onCommand = conn._onCommand.bind(conn);
     const send = conn.send.bind(conn);
-    conn._onCommand = (command, callback) => guard.onCommand(command, callback, onCommand);
     conn.send = (code, data, context) => {
       if (code === 421 && data === 'Error: Command line too long') {
         // smtp-server has dropped the line and its parser: the session cannot go on, but the client
@@ -114,13 +112,18 @@ export class SessionGuard {
       send(code, data, context);
       guard.onReply(code);
     };
-    if (limits.commandTimeout > 0) {
-      if (conn._parser) guard.watch(conn._parser);
-      // STARTTLS gives the TLS socket a new parser: watch that one too.
-      const create = conn._createParser.bind(conn);
-      conn._createParser = () => guard.watch(create());
-    }
     return guard;
+  }
+
+  /** Sees every command before the library (and the pipelining guard) does. */
+  readonly commandTap: CommandTap = (command, callback, next) => this.onCommand(command, callback, next);
+
+  /** Arms the per-command timer while a command line is incomplete (none when limits.commandTimeout is 0). */
+  get parserWriteTap(): ParserWriteTap | undefined {
+    if (!(this.limits.commandTimeout > 0)) return undefined;
+    return (chunk, parser) => {
+      if (!parser._dataMode && chunk.length) this.onBytes(chunk);
+    };
   }
 
   /** Stops the guard's timers (the connection closed). */
@@ -223,16 +226,6 @@ export class SessionGuard {
       this.conn._socket?.destroy();
     }, ms);
     this.tlsTimer.unref();
-  }
-
-  /** Arms the per-command timer while a command line is incomplete. */
-  private watch(parser: ParserLike): ParserLike {
-    const write = parser._write.bind(parser);
-    parser._write = (chunk, encoding, done) => {
-      if (!parser._dataMode && chunk.length) this.onBytes(chunk);
-      write(chunk, encoding, done);
-    };
-    return parser;
   }
 
   private onBytes(chunk: Buffer): void {

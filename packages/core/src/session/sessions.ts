@@ -7,13 +7,14 @@ import { replyError, Replies, type Verdict } from '../api/verdicts.js';
 import type { RelayConfig } from '../config/schema.js';
 import type { NetworkList } from '../config/networks.js';
 import type { RelayMetrics } from '../telemetry/metrics.js';
+import { installCommandTaps, type CommandTap, type ParserWriteTap } from '../adapter/smtp-server.js';
 import type { DriverGenerations } from '../plugins/generations.js';
 import type { ConnectionLike, Connections } from '../listen/connections.js';
 import type { DiskGuard } from '../spool/disk-guard.js';
 import { newQueueId } from '../spool/spool.js';
 import { nonAscii, toAddress } from './address.js';
 import { unadvertisedParameter } from './esmtp-params.js';
-import { canGuardPipelining, installPipeliningGuard } from './pipelining-guard.js';
+import { canGuardPipelining, pipeliningTaps } from './pipelining-guard.js';
 import { isBarePostmaster, postmasterAddress } from './postmaster.js';
 import { SessionState, TransactionState, type EditRecorder } from './session.js';
 import { canGuardSessions, SessionGuard } from './session-guard.js';
@@ -57,8 +58,21 @@ export class Sessions {
 
   /** The connection taps of this phase, installed after the listener's own (greeting, proxy, replies). */
   opened(c: ConnectionLike): void {
-    if (this.guardPipelining) installPipeliningGuard(c, () => this.ctx.log.warn({ session: c.id, client: c.remoteAddress }, 'improper pipelining: message content sent before the 354 reply; DATA refused, connection closed'));
-    if (canGuardSessions(c)) this.guards.set(c.id, SessionGuard.install(c, this.ctx.config.limits, this.ctx.log.child({ session: c.id })));
+    // The taps run in this order: the session guard (limits, tarpit) first, then the pipelining guard.
+    const command: CommandTap[] = [];
+    const parserWrite: ParserWriteTap[] = [];
+    if (canGuardSessions(c)) {
+      const guard = SessionGuard.install(c, this.ctx.config.limits, this.ctx.log.child({ session: c.id }));
+      this.guards.set(c.id, guard);
+      command.push(guard.commandTap);
+      if (guard.parserWriteTap) parserWrite.push(guard.parserWriteTap);
+    }
+    if (this.guardPipelining) {
+      const p = pipeliningTaps(c, () => this.ctx.log.warn({ session: c.id, client: c.remoteAddress }, 'improper pipelining: message content sent before the 354 reply; DATA refused, connection closed'));
+      command.push(p.command);
+      parserWrite.push(p.parserWrite);
+    }
+    installCommandTaps(c, { command, parserWrite });
   }
 
   closed(id: string): void {
