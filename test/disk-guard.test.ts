@@ -8,7 +8,7 @@ import relayPolicy from '@portcullis/relay-policy';
 import attachments from '@portcullis/attachments';
 import { manySmallParts } from './support/mime-bombs.js';
 import { rawSend } from './support/raw-send.js';
-import { DiskGuard } from '@portcullis/core';
+import { DiskGuard } from '@portcullis/core/internal';
 import { pino } from 'pino';
 
 /**

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { SMTPServer } from 'smtp-server';
 import { simpleParser } from 'mailparser';
-import { controlRequest } from '@portcullis/core';
+import { controlRequest } from '@portcullis/core/internal';
 import { CaptureServer, hostedRelay, sendMail, startTestRelay, waitUntil, type TestRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 

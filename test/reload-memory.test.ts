@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { controlRequest } from '@portcullis/core';
+import { controlRequest } from '@portcullis/core/internal';
 import { CaptureServer, RawSmtp, waitUntil } from '@portcullis/testkit';
 import { Clamd } from '../plugins/clamav/test/support/clamd.js';
 import { freePort, RelayProcess } from './support/relay-process.js';

@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { SMTPServer } from 'smtp-server';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
-import { setGreetingDelay } from '@portcullis/core';
+import { setGreetingDelay } from '@portcullis/core/internal';
 
 const args = process.argv.slice(2);
 const opt = (name: string) => {

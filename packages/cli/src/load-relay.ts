@@ -1,6 +1,7 @@
 import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
-import { ConfigError, createLogger, loadConfigFile, Relay, validatePluginEntries, type LoadedConfig, type LogFileDestination, type RelayConfig } from '@portcullis/core';
+import { ConfigError, createLogger, loadConfigFile, Relay, type LoadedConfig, type LogFileDestination, type RelayConfig } from '@portcullis/core';
+import { validatePluginEntries } from '@portcullis/core/internal';
 import { cliPackageDir } from './cli-package.js';
 import { pluginPath } from './project-import.js';
 

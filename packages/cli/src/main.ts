@@ -19,7 +19,8 @@ import type { Logger } from './load-relay.js';
 import { importFromProject, MissingPackageError } from './project-import.js';
 
 // The relay's modules load only when a command runs: --help, --version and usage errors answer at once.
-const core = () => import('@portcullis/core');
+// The public face plus the internals the CLI runs the relay with (spool, queue, control socket, log file).
+const core = async () => ({ ...(await import('@portcullis/core')), ...(await import('@portcullis/core/internal')) });
 const relayModules = async () => ({ ...(await import('./load-relay.js')), ...(await import('./run-relay.js')) });
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];

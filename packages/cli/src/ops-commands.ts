@@ -10,7 +10,7 @@ const STOCK = ['relay-policy', 'attachments', 'clamav', 'mx-router'];
  * else the stock ones installed with the CLI), smtp-server and Node.
  */
 export async function versionReport(configFile?: string): Promise<{ cli: string; core?: string; smtpServer?: string; node: string; plugins: Array<{ use: string; version?: string; file?: string }> }> {
-  const core = await import('@portcullis/core');
+  const core = { ...(await import('@portcullis/core')), ...(await import('@portcullis/core/internal')) };
   let uses = STOCK;
   let dir = process.cwd();
   if (configFile) {
@@ -35,7 +35,7 @@ export function formatVersion(v: Awaited<ReturnType<typeof versionReport>>): str
 }
 
 async function control(configFile: string) {
-  const core = await import('@portcullis/core');
+  const core = { ...(await import('@portcullis/core')), ...(await import('@portcullis/core/internal')) };
   const { config, dir } = core.loadConfigFile(configFile);
   const spoolDir = path.resolve(dir, config.spool.dir);
   return { core, config, spoolDir, socket: path.join(spoolDir, 'control.sock') };

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { pluginSpecifier } from '@portcullis/core';
+import { pluginSpecifier } from '@portcullis/core/internal';
 import { cliPackageDir } from './cli-package.js';
 
 /** Where a plugin's code comes from, for `portcullis check` (the same search as the core's loader). */

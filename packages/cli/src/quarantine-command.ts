@@ -149,7 +149,7 @@ export function releasedPartMessage(item: QuarantineItem, hostname: string, now 
 
 /** Puts a released item into the spool, then tells the running relay to deliver it (or leaves it for its next start). */
 async function release(item: QuarantineItem, f: Folders): Promise<{ queueId: string; mode: 'running' | 'offline' }> {
-  const core = await import('@portcullis/core');
+  const core = { ...(await import('@portcullis/core')), ...(await import('@portcullis/core/internal')) };
   if (!item.recipients.length) throw new Error(`${item.id} names no recipients: nothing to deliver to`);
   const now = new Date();
   const operator = `${os.userInfo().username}@${os.hostname()}`;

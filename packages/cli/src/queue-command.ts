@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { queueRequest, type ControlRequest, type ControlResponse, type DeliveryQueue } from '@portcullis/core';
+import { queueRequest, type ControlRequest, type ControlResponse, type DeliveryQueue } from '@portcullis/core/internal';
 
 /** One queued message as `queue list` sees it (running relay or spool). */
 export interface QueueEntry {
@@ -110,7 +110,7 @@ export interface QueueAccess {
 }
 
 export async function openQueue(configFile: string, opts: { readOnly?: boolean } = {}): Promise<QueueAccess> {
-  const core = await import('@portcullis/core');
+  const core = { ...(await import('@portcullis/core')), ...(await import('@portcullis/core/internal')) };
   const { config, dir } = core.loadConfigFile(configFile);
   const spoolDir = path.resolve(dir, config.spool.dir);
   const socket = path.join(spoolDir, 'control.sock');

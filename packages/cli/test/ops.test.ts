@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { SpoolLock } from '@portcullis/core';
+import { SpoolLock } from '@portcullis/core/internal';
 import { CaptureServer, sendMail } from '@portcullis/testkit';
 import { select, summarize, type QueueEntry } from '../src/queue-command.js';
 import { cleanupDirs, freePort, killAll, relayYaml, runCli, startCli, tempDir, writeConfig } from './helpers.js';

@@ -1,48 +1,50 @@
 /**
- * @portcullis/core: the relay pipeline, the plugin API, config, the durable spool and delivery.
+ * @portcullis/core: what a plugin author and the CLI use. The plugin API (hooks, verdicts, types,
+ * definePlugin, tokens), the config loaders and schema helpers, the services plugins resolve through
+ * `Tokens` (their types), the helpers plugins share, and `Relay` itself.
+ *
+ * The relay's internals (spool, delivery queue, driver, control socket, pins, ...) are not here:
+ * the CLI, the test kit and the bench reach them through the explicit `@portcullis/core/internal`
+ * export (./internal.ts), which carries no stability promise.
  */
 import 'reflect-metadata';
 export { z } from 'zod';
-export * from './verdicts.js';
-export * from './hooks.js';
-export * from './types.js';
-export * from './plugin.js';
-export { parseHeaderSection, type MessageHeaders, type MessageHeaderField, type HeaderAddress, type StructuredHeader } from './header-section.js';
-export { PluginDriver, HookTimeoutError, type LoadedPlugin, type Decision } from './plugin-driver.js';
-export { loadPlugins, pluginSpecifier, validatePluginEntries } from './plugin-loader.js';
-export { ConfigError, loadConfigFile, parseConfig, formatPath, zodProblems, type LoadedConfig } from './config.js';
-export { closest, editDistance } from './config-hints.js';
-export { configSchema, adminSchema, logFileSchema, size, duration, hostAndPort, type RelayConfig, type ListenerConfig, type PluginEntry, type RelayConfigInput } from './config-schema.js';
-export { parseSize, parseDuration, formatDuration } from './units.js';
-export { describeOptions, optionsTable, replaceOptionsTable, OPTIONS_BEGIN, OPTIONS_END, type OptionDoc } from './options-table.js';
-export { Tokens, type Clock } from './tokens.js';
+// api/: what a plugin author reads
+export * from './api/verdicts.js';
+export * from './api/hooks.js';
+export * from './api/types.js';
+export * from './api/plugin.js';
+export type { PluginMetrics, PluginMetricSpec } from './api/plugin-metrics.js';
+export { parseHeaderSection, type MessageHeaders, type MessageHeaderField, type HeaderAddress, type StructuredHeader } from './api/message-headers.js';
+export { HeaderFilter, type HeaderField } from './api/header-filter.js';
+export { Tokens, type Clock } from './api/tokens.js';
+export { coreVersion } from './api/core-version.js';
+// config/: loading a config, and the schema helpers a plugin's options use
+export { ConfigError, loadConfigFile, parseConfig, formatPath, zodProblems, type LoadedConfig } from './config/load.js';
+export { closest, editDistance } from './config/hints.js';
+export { configSchema, adminSchema, logFileSchema, size, duration, hostAndPort, type RelayConfig, type ListenerConfig, type PluginEntry, type RelayConfigInput } from './config/schema.js';
+export { parseSize, parseDuration, formatDuration } from './config/units.js';
+export { parseNetwork, NetworkList, NetworkSyntaxError, network, networkList, isNetworkList, type Network } from './config/networks.js';
+// plugins/: a plugin package's README options table
+export { describeOptions, optionsTable, replaceOptionsTable, OPTIONS_BEGIN, OPTIONS_END, type OptionDoc } from './plugins/options-table.js';
+// Services plugins resolve through Tokens (their types), and helpers plugins share
+export type { PluginDriver, LoadedPlugin, Decision } from './plugins/driver.js';
+export { ConnectionGate, perAddressCheck, type ConnectionCheck, type ConnectionInfo } from './listen/connection-gate.js';
+export type { DiskGuard, PrivilegeInfo } from './spool/disk-guard.js';
+export type { SharedState, SharedCounter, CounterResult, SharedStateStatus } from './services/shared-state.js';
+export type { Readiness, ReadinessCheck, ReadinessReport } from './ops/readiness.js';
+export { RepeatLog } from './telemetry/repeat-log.js';
+export { createLogger } from './telemetry/logger.js';
+export { toAddress, domainOf } from './session/address.js';
+export { createMimeSplitter, MimeLimitError, isMimeLimitError, mimeLimitReply, type MimeParseLimits } from './intake/mime-limits.js';
+export type { MimeLimits, MimeLimitHit } from './intake/mime-walker.js';
+export type { MessageEdit } from './intake/message-edits.js';
+// Helpers for plugins that edit a message themselves before handing it on (the milter plugin's sequential mode)
+export { editHeaderFields, foldValue, type ContentPlan } from './intake/message-edits.js';
+export { currentPlugin, inPluginScope } from './plugins/scope.js';
+export { pruneQuarantine, keepQuarantinePruned } from './services/quarantine-retention.js';
+// The relay
 export { Relay, installedVersion, type RelayOptions, type StreamClient } from './relay.js';
-export type { DeliveryTransport, HopResult } from './smtp-client.js';
-export { RelayMetrics, pluginMetrics, statusClass, type PluginMetrics, type PluginMetricSpec } from './metrics.js';
-export { runReadiness, type Readiness, type ReadinessCheck, type ReadinessReport } from './readiness.js';
-export { AdminServer, type AdminServerOptions } from './admin-server.js';
-export { freeBytes } from './disk-space.js';
-export { createLogFile, LOG_WRITE_CHUNK, nextBoundary, type LogFileDestination } from './log-destination.js';
-export { SpoolLock } from './spool-lock.js';
-export { coreVersion } from './core-version.js';
-export { Spool, newQueueId, type SpoolMeta, type SpoolState, type SpooledMessage } from './spool.js';
-export { DeliveryQueue } from './delivery-queue.js';
-export { buildBounce, enhancedStatusOf, type BounceFailure } from './dsn.js';
-export { createLogger } from './logger.js';
-export { toAddress, domainOf } from './address.js';
-export { MessageEditRecorder, applyContentEdits, editHeaderFields, foldValue, type MessageEdit, type ContentPlan } from './message-edits.js';
-export { currentPlugin, inPluginScope } from './plugin-scope.js';
-export { canOverrideGreetingDelay, setGreetingDelay, PINNED_SMTP_SERVER_VERSION, PINNED_INIT_SHA256, libraryInitHash, installedSmtpServerVersion } from './greeting-delay.js';
-export { LineEndingGuard } from './line-ending-guard.js';
-export { createMimeSplitter, MimeLimitError, isMimeLimitError, mimeLimitReply, type MimeParseLimits } from './mime-limits.js';
-export type { MimeLimits, MimeLimitHit } from './mime-walker.js';
-export { HeaderFilter, type HeaderField } from './header-filter.js';
-export { ControlServer, controlRequest, queueRequest, type ControlRequest, type ControlResponse, type ControlHandlers } from './control-server.js';
-export { pruneQuarantine, keepQuarantinePruned } from './quarantine-retention.js';
-export { MemoryState, RedisState, createSharedState, type SharedState, type SharedCounter, type CounterResult, type SharedStateStatus, type RedisStateOptions } from './shared-state.js';
-export { ConnectionGate, perAddressCheck, type ConnectionCheck, type ConnectionInfo } from './connection-gate.js';
-export { DiskGuard, defaultMinFree, DISK_FLOOR_BYTES, type PrivilegeInfo } from './disk-guard.js';
-export { RepeatLog } from './repeat-log.js';
-export { SessionGuard, canGuardSessions, type SessionGuardLimits } from './session-guard.js';
-export { parseNetwork, NetworkList, NetworkSyntaxError, network, networkList, isNetworkList, type Network } from './networks.js';
-export { canUseProxyTrust, proxyTrustLibraryHashes, PINNED_PROXY_ALLOWED_SHA256, PINNED_EXPECTS_PROXY_SHA256 } from './proxy-trust.js';
+export type { DeliveryTransport, HopResult } from './delivery/smtp-client.js';
+export type { SpooledMessage, SpoolMeta, SpoolState } from './spool/spool.js';
+export type { LogFileDestination } from './telemetry/log-destination.js';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { PassThrough, Writable } from 'node:stream';
-import { DataTee } from '../src/data-tee.js';
+import { DataTee } from '../src/intake/data-tee.js';
 
 const chunk = Buffer.alloc(64 * 1024, 0x61);
 /** A writable that takes everything at once. */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { ConnectionGate, MemoryState, perAddressCheck, RedisState, RepeatLog, Replies, defaultMinFree } from '../src/index.js';
+import { ConnectionGate, perAddressCheck, RepeatLog, Replies } from '../src/index.js';
+import { MemoryState, RedisState, defaultMinFree } from '../src/internal.js';
 
 /** A stand-in for pino that records calls: RepeatLog's only contract is which calls it makes. */
 function recorder() {

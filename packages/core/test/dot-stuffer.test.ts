@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Readable, type Transform } from 'node:stream';
 import DataStream from 'nodemailer/lib/smtp-connection/data-stream.js';
-import { DotStuffer, stuff } from '../src/dot-stuffer.js';
-import { canUseFastDotStuffing, createSendStreamHash, installedNodemailerVersion, PINNED_CREATE_SEND_STREAM_SHA256, PINNED_NODEMAILER_VERSION } from '../src/outbound-stuffing.js';
+import { DotStuffer, stuff } from '../src/delivery/dot-stuffer.js';
+import { canUseFastDotStuffing, createSendStreamHash, installedNodemailerVersion, PINNED_CREATE_SEND_STREAM_SHA256, PINNED_NODEMAILER_VERSION } from '../src/delivery/outbound-stuffing.js';
 
 /** Runs `chunks` through a DATA encoder and returns all it wrote, with its byte counters. */
 async function encode(make: () => Transform & { inByteCount: number; outByteCount: number }, chunks: Buffer[]) {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { canOverrideGreetingDelay, installedSmtpServerVersion, libraryInitHash, PINNED_INIT_SHA256, PINNED_SMTP_SERVER_VERSION } from '../src/index.js';
+import { canOverrideGreetingDelay, installedSmtpServerVersion, libraryInitHash, PINNED_INIT_SHA256, PINNED_SMTP_SERVER_VERSION } from '../src/internal.js';
 
 /**
  * The greeting delay is set by reproducing smtp-server's SMTPConnection#init. This test fails when

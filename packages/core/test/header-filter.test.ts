@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
-import { HeaderFilter, type HeaderField } from '../src/header-filter.js';
+import { HeaderFilter, type HeaderField } from '../src/api/header-filter.js';
 
 /** Pushes `message` through a HeaderFilter in chunks of `size` bytes, returns what came out. */
 async function filter(message: string, size: number, drop: (f: HeaderField) => boolean): Promise<{ out: string; seen: HeaderField[] }> {

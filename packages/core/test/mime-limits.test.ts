@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createMimeSplitter, isMimeLimitError, mimeLimitReply, MimeLimitError } from '../src/mime-limits.js';
+import { createMimeSplitter, isMimeLimitError, mimeLimitReply, MimeLimitError } from '../src/intake/mime-limits.js';
 
 const limits = { headerSize: 64 * 1024, mime: { parts: 10, depth: 3, partHeaderFields: 5 } };
 const head = (ct: string) => `From: a@b.test\r\nContent-Type: ${ct}\r\n\r\n`;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Splitter, type MimeNode, type SplitterChunk } from 'mailsplit';
-import { MimeSplitter } from '../src/mime-splitter.js';
+import { MimeSplitter } from '../src/intake/mime-splitter.js';
 
 interface Seen {
   nodes: Array<{ contentType: string | false; encoding: string | false; partNr: string[] | false; filename: string | false; headers: string; multipart: string | false }>;

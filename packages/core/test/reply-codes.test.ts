@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { canRewriteReplies, isMapped, librarySendHash, ourReply, PINNED_SEND_SHA256 } from '../src/reply-codes.js';
-import { canGuardPipelining, PINNED_CREATE_PARSER_SHA256, PINNED_ON_COMMAND_SHA256, pipeliningGuardHashes } from '../src/pipelining-guard.js';
-import { installedSmtpServerVersion, PINNED_SMTP_SERVER_VERSION } from '../src/greeting-delay.js';
+import { canRewriteReplies, isMapped, librarySendHash, ourReply, PINNED_SEND_SHA256 } from '../src/adapter/smtp-server-replies.js';
+import { canGuardPipelining } from '../src/session/pipelining-guard.js';
+import { libraryHashes, PINS } from '../src/adapter/smtp-server.js';
+import { installedSmtpServerVersion, PINNED_SMTP_SERVER_VERSION } from '../src/listen/greeting-delay.js';
 
 const require = createRequire(import.meta.url);
 const libDir = path.join(path.dirname(require.resolve('smtp-server/package.json')), 'dist', 'esm');
@@ -77,7 +78,9 @@ describe('enhanced status codes on smtp-server\'s own replies (pinned to the lib
 
 describe('improper-pipelining guard (pinned to the library)', () => {
   it('wraps exactly the smtp-server methods it was written against', () => {
-    assert.deepEqual(pipeliningGuardHashes(), { onCommand: PINNED_ON_COMMAND_SHA256, createParser: PINNED_CREATE_PARSER_SHA256 });
+    // The wrappers live in adapter/smtp-server.ts (installCommandTaps); their pins in its PINS table.
+    const h = libraryHashes();
+    assert.deepEqual([h['SMTPConnection#_onCommand'], h['SMTPConnection#_createParser']], [PINS['SMTPConnection#_onCommand'], PINS['SMTPConnection#_createParser']]);
     assert.equal(canGuardPipelining(), true);
   });
 });

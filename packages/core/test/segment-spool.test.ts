@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync,
 import os from 'node:os';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
-import { Spool, type SpoolMeta } from '../src/spool.js';
+import { Spool, type SpoolMeta } from '../src/spool/spool.js';
 
 const dirs: string[] = [];
 function tempSpool(opts?: ConstructorParameters<typeof Spool>[1]): Spool {

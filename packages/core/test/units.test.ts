@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { LineEndingGuard, parseDuration, parseSize, reject, tempfail } from '../src/index.js';
+import { parseDuration, parseSize, reject, tempfail } from '../src/index.js';
+import { LineEndingGuard } from '../src/internal.js';
 
 describe('units', () => {
   it('parses sizes with binary multiples and refuses nonsense', () => {

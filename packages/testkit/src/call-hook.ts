@@ -6,32 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
-import {
-  ConnectionGate,
-  createSharedState,
-  DiskGuard,
-  loadPlugins,
-  MessageEditRecorder,
-  newQueueId,
-  parseConfig,
-  parseHeaderSection,
-  PluginDriver,
-  Spool,
-  toAddress,
-  Tokens,
-  type Address,
-  type AuthAttempt,
-  type DataHandlers,
-  type HookName,
-  type LoadedPlugin,
-  type MessageInfo,
-  type PluginDefinition,
-  type Reply,
-  type RelayConfigInput,
-  type Session,
-  type Transaction,
-  type Verdict,
-} from '@portcullis/core';
+import { ConnectionGate, parseConfig, parseHeaderSection, toAddress, Tokens, type Address, type AuthAttempt, type DataHandlers, type HookName, type LoadedPlugin, type MessageInfo, type PluginDefinition, type Reply, type RelayConfigInput, type Session, type Transaction, type Verdict } from '@portcullis/core';
+import { createSharedState, DiskGuard, loadPlugins, MessageEditRecorder, newQueueId, PluginDriver, Spool } from '@portcullis/core/internal';
 import type { Logger } from 'pino';
 import type { FakeClock } from './fake-clock.js';
 import { memoryLogger, type LogEntry } from './memory-log.js';

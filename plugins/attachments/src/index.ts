@@ -7,6 +7,7 @@ import { directionOf } from './direction.js';
 import { activeContentKind } from './active-content.js';
 import { CHECK_KINDS, type Finding } from './findings.js';
 import { ContentInspector, type InspectContext, } from './inspector.js';
+import { nestedOpeners } from './nested.js';
 import { headerValues, LeafWalker } from './message-scan.js';
 import { asciiText, candidateNames, displayName } from './names.js';
 import { options, type ResolvedOptions, type Rule } from './options.js';
@@ -69,6 +70,7 @@ export default definePlugin({
       maxSize: opts.archives.maxSize,
       tempDir: opts.tempDir ? path.resolve(ctx.configDir, opts.tempDir) : os.tmpdir(),
       uuencode: opts.uuencode,
+      open: nestedOpeners,
     };
     const parseLimits = mimeParseLimits(ctx.container);
     const quarantineDir = opts.quarantine ? path.resolve(ctx.configDir, opts.quarantine.dir) : undefined;

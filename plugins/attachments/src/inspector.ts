@@ -17,6 +17,17 @@ export interface InspectContext {
   readonly maxSize: number;
   readonly tempDir: string;
   readonly uuencode: boolean;
+  /**
+   * How to look inside a nested container or attached message. Passed in (by index.ts, from
+   * archive.ts and message-scan.ts) rather than imported: those modules build inspectors, so an
+   * import back would be a circle.
+   */
+  readonly open: NestedOpeners;
+}
+
+export interface NestedOpeners {
+  container(kind: 'zip' | 'tar' | 'gzip', file: string, ctx: InspectContext, depth: number, budget: Budget, label: string): Promise<Inspection>;
+  message(file: string, ctx: InspectContext, depth: number, budget: Budget, label: string): Promise<Inspection>;
 }
 
 /** Counters shared by one attachment and everything nested in it (archive bombs). */
@@ -189,10 +200,9 @@ export class ContentInspector {
       } else if (depth >= this.ctx.maxDepth) {
         out.findings.push({ kind: 'archive-limit', reason: `${label} is nested more than ${this.ctx.maxDepth} levels deep` });
       } else if (this.tempPath) {
-        // Imported here to keep the recursion (archive → inspector → archive) in one direction.
         const inner = this.opts.isMessage
-          ? await (await import('./message-scan.js')).scanMessageFile(this.tempPath, this.ctx, depth + 1, this.opts.budget, label)
-          : await (await import('./archive.js')).inspectContainer(sniffed.container!, this.tempPath, this.ctx, depth + 1, this.opts.budget, label);
+          ? await this.ctx.open.message(this.tempPath, this.ctx, depth + 1, this.opts.budget, label)
+          : await this.ctx.open.container(sniffed.container!, this.tempPath, this.ctx, depth + 1, this.opts.budget, label);
         merge(out, inner);
       }
     }

@@ -7,6 +7,7 @@ import { checkName, rawParams, readings } from '../src/names.js';
 import { directionOf } from '../src/direction.js';
 import { NetworkList } from '@portcullis/core';
 import { ContentInspector, type InspectContext } from '../src/inspector.js';
+import { nestedOpeners } from '../src/nested.js';
 import { OleMacroScanner } from '../src/magic.js';
 import { decodeUuLine, UuencodeScanner } from '../src/uuencode.js';
 import { DEFAULT_EXTENSIONS, options } from '../src/options.js';
@@ -91,7 +92,7 @@ describe('uuencode and OLE scanning', () => {
 
 describe('content inspector memory', () => {
   let dir: string;
-  const ctx = (): InspectContext => ({ sniffBytes: 64 * 1024, maxDepth: 3, maxEntries: 100, maxTotalSize: 100 * 1024 * 1024, maxSize: 1024 * 1024, tempDir: dir, uuencode: true });
+  const ctx = (): InspectContext => ({ sniffBytes: 64 * 1024, maxDepth: 3, maxEntries: 100, maxTotalSize: 100 * 1024 * 1024, maxSize: 1024 * 1024, tempDir: dir, uuencode: true, open: nestedOpeners });
   beforeEach(() => (dir = mkdtempSync(path.join(os.tmpdir(), 'att-unit-'))));
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 

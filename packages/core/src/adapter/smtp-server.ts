@@ -1,0 +1,120 @@
+import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { SMTPServer } from 'smtp-server';
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import { sourceHash } from './source-hash.js';
+
+/**
+ * The smtp-server adapter: the library internals the core wraps or replaces, each beside its pin.
+ *
+ * Every method named here is pinned by the hash of its source in the installed version; one test
+ * (`test/adapter-pins.test.ts`) compares `libraryHashes()` with this table. With another library
+ * version the module that needs a method turns itself off (with a warning at start) or, for proxy
+ * trust, the relay refuses to start; see each user.
+ *
+ *   SMTPConnection#init                  listen/greeting-delay.ts reproduces it with our delay
+ *   SMTPConnection#send                  adapter/smtp-server-replies.ts wraps it (our reply texts)
+ *   SMTPConnection#_onCommand            wrapped ONCE here (installCommandTaps): session guard, then pipelining guard
+ *   SMTPConnection#_createParser         wrapped ONCE here: each new parser's _write gets the write taps
+ *   SMTPConnection#_proxyCommandAllowed  listen/proxy-trust.ts replaces it (CIDR lists)
+ *   SMTPServer#_expectsProxyHeader       listen/proxy-trust.ts replaces it (CIDR lists)
+ */
+export const PINS = {
+  version: '3.21.6',
+  'SMTPConnection#init': '67b68fcaf9a0a35f2c2a118d31a3dc780c982d1f0ce83d654df4f4e92d4269d3',
+  'SMTPConnection#send': 'ef984a1c077daba820a3d8a7975a3bb4e8a066ba0b321f26d0f73d5e612a5d5a',
+  'SMTPConnection#_onCommand': 'ec126bdb02258772f8ae0d78087fdff99b027e2cad826f9a6bd3c4f818b525be',
+  'SMTPConnection#_createParser': '969851c58da15fb6610e1c84759403dafde70969a5e77186810d1ec8d0c6ab7c',
+  'SMTPConnection#_proxyCommandAllowed': '1ab2c3fcd83ebec6bf0d0968e53855f760c942767374e1447d594a0bf52af106',
+  'SMTPServer#_expectsProxyHeader': '19b909b66bd36da3b63b5dbf9b92a2f97064c0bfa4784812dfebef610c7e19b6',
+} as const;
+
+type Proto = Record<string, unknown>;
+const connectionProto = SMTPConnection.prototype as unknown as Proto;
+const serverProto = SMTPServer.prototype as unknown as Proto;
+
+export function installedSmtpServerVersion(): string {
+  return (createRequire(import.meta.url)('smtp-server/package.json') as { version: string }).version;
+}
+
+/**
+ * The installed library's value for every entry of PINS. `init` is hashed with whitespace
+ * normalised only (its pin predates sourceHash's CommonJS folding and init names no module binding).
+ */
+export function libraryHashes(): Record<keyof typeof PINS, string> {
+  return {
+    version: installedSmtpServerVersion(),
+    'SMTPConnection#init': createHash('sha256').update(String(connectionProto['init']).replace(/\s+/g, ' ')).digest('hex'),
+    'SMTPConnection#send': sourceHash(connectionProto['send']),
+    'SMTPConnection#_onCommand': sourceHash(connectionProto['_onCommand']),
+    'SMTPConnection#_createParser': sourceHash(connectionProto['_createParser']),
+    'SMTPConnection#_proxyCommandAllowed': sourceHash(connectionProto['_proxyCommandAllowed']),
+    'SMTPServer#_expectsProxyHeader': sourceHash(serverProto['_expectsProxyHeader']),
+  };
+}
+
+/** True when the installed methods the command taps wrap are the pinned ones. */
+export function canTapCommands(): boolean {
+  const h = libraryHashes();
+  return h['SMTPConnection#_onCommand'] === PINS['SMTPConnection#_onCommand'] && h['SMTPConnection#_createParser'] === PINS['SMTPConnection#_createParser'];
+}
+
+/** The command parser (an SMTPStream) as the taps see it. */
+export interface ParserLike {
+  _dataMode?: boolean;
+  _remainder?: string;
+  /** Node's writable state: getBuffer() lists the chunks queued behind the one being written. */
+  _writableState?: { getBuffer?(): unknown[] };
+  _write(chunk: Buffer, encoding: BufferEncoding, next: (err?: Error | null) => void): void;
+}
+
+/** A policy module's hook into command dispatch: call `next` to go on (now or later), or answer and not. */
+export type CommandTap = (command: Buffer, callback: (() => void) | undefined, next: (command: Buffer, callback?: () => void) => void) => void;
+/** Sees each chunk the parser is about to read, before it does. */
+export type ParserWriteTap = (chunk: Buffer, parser: ParserLike) => void;
+
+interface TappedConnection {
+  _parser?: ParserLike | false;
+  _onCommand(command: Buffer, callback?: () => void): void;
+  _createParser(): ParserLike;
+}
+
+/**
+ * Wraps `_onCommand` and `_createParser` (and each parser's `_write`) of one connection ONCE, calling
+ * the taps in the order given: `command[0]` sees a command first and decides whether the next tap
+ * (and in the end the library) gets it; every write tap sees a chunk, in order, before the parser.
+ * The session guard's taps come first (limits, tarpit), then the pipelining guard's (DATA checks).
+ */
+export function installCommandTaps(connection: unknown, taps: { command: readonly CommandTap[]; parserWrite: readonly ParserWriteTap[] }): void {
+  const conn = connection as TappedConnection;
+  if (taps.command.length) {
+    const onCommand = conn._onCommand;
+    const run = (i: number, command: Buffer, callback?: () => void): void => {
+      if (i === taps.command.length) return onCommand.call(conn, command, callback);
+      taps.command[i]!(command, callback, (c, cb) => run(i + 1, c, cb));
+    };
+    conn._onCommand = (command, callback) => run(0, command, callback);
+  }
+  if (taps.parserWrite.length) {
+    const tapParser = (parser: ParserLike): ParserLike => {
+      const write = parser._write;
+      parser._write = function tappedWrite(this: ParserLike, chunk, encoding, next) {
+        for (const tap of taps.parserWrite) tap(chunk, parser);
+        return write.call(this, chunk, encoding, next);
+      };
+      return parser;
+    };
+    if (conn._parser) tapParser(conn._parser);
+    // STARTTLS gives the TLS socket a new parser: tap that one too.
+    const createParser = conn._createParser;
+    conn._createParser = function tappedCreateParser(this: TappedConnection) {
+      return tapParser(createParser.call(this));
+    };
+  }
+}
+
+/** True when a connection object has the internals installCommandTaps wraps (and a parser). */
+export function canTapConnection(connection: unknown): boolean {
+  const c = connection as Partial<TappedConnection>;
+  return typeof c._onCommand === 'function' && typeof c._createParser === 'function' && !!c._parser;
+}

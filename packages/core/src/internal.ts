@@ -1,0 +1,25 @@
+/**
+ * @portcullis/core/internal: the relay's internals that the CLI, the test kit and the bench need.
+ * Not the plugin API and not stable: plugins import `@portcullis/core` only. The smtp-server pins
+ * and `setGreetingDelay` are here, not in the public face.
+ */
+export { PluginDriver, HookTimeoutError } from './plugins/driver.js';
+export { loadPlugins, pluginSpecifier, validatePluginEntries } from './plugins/loader.js';
+export { currentPlugin, inPluginScope } from './plugins/scope.js';
+export { RelayMetrics, pluginMetrics, statusClass } from './telemetry/metrics.js';
+export { createLogFile, LOG_WRITE_CHUNK, nextBoundary } from './telemetry/log-destination.js';
+export { runReadiness } from './ops/readiness.js';
+export { AdminServer, type AdminServerOptions } from './ops/admin-server.js';
+export { ControlServer, controlRequest, queueRequest, type ControlRequest, type ControlResponse, type ControlHandlers } from './ops/control-server.js';
+export { freeBytes } from './spool/disk-space.js';
+export { SpoolLock } from './spool/spool-lock.js';
+export { Spool, newQueueId } from './spool/spool.js';
+export { DiskGuard, defaultMinFree, DISK_FLOOR_BYTES } from './spool/disk-guard.js';
+export { DeliveryQueue } from './delivery/queue.js';
+export { buildBounce, enhancedStatusOf, type BounceFailure } from './delivery/dsn.js';
+export { MessageEditRecorder, applyContentEdits, editHeaderFields, foldValue, type ContentPlan } from './intake/message-edits.js';
+export { LineEndingGuard } from './intake/line-ending-guard.js';
+export { MemoryState, RedisState, createSharedState, type RedisStateOptions } from './services/shared-state.js';
+export { SessionGuard, canGuardSessions, type SessionGuardLimits } from './session/session-guard.js';
+export { canOverrideGreetingDelay, setGreetingDelay, PINNED_SMTP_SERVER_VERSION, PINNED_INIT_SHA256, libraryInitHash, installedSmtpServerVersion } from './listen/greeting-delay.js';
+export { canUseProxyTrust, proxyTrustLibraryHashes, PINNED_PROXY_ALLOWED_SHA256, PINNED_EXPECTS_PROXY_SHA256 } from './listen/proxy-trust.js';

@@ -1,0 +1,93 @@
+import type { Logger } from 'pino';
+import type { Session } from '../api/types.js';
+import { formatReply, Replies, type Reply } from '../api/verdicts.js';
+import type { RelayMetrics } from '../telemetry/metrics.js';
+import { RepeatLog } from '../telemetry/repeat-log.js';
+import type { ConnectionGate, ConnectionInfo } from './connection-gate.js';
+
+/** What the relay uses of an smtp-server connection object. */
+export interface ConnectionLike {
+  id: string;
+  remoteAddress: string;
+  _socket: { setNoDelay?(v: boolean): void; remoteAddress?: string };
+  send(code: number, text: string): void;
+  close(): void;
+}
+
+/**
+ * The open connections of every listener, and the connection gate's bookkeeping for them: which the
+ * gate admitted (each owes that gate a release when it closes), which it refused (answered before
+ * any greeting), and which bypass it (a listed XCLIENT proxy speaks for many clients).
+ */
+export class Connections {
+  private readonly open = new Map<string, ConnectionLike>();
+  private readonly admitted = new Map<string, { info: ConnectionInfo; gate: ConnectionGate }>();
+  private readonly refused = new Map<string, Reply>();
+  private readonly ungated = new Set<string>();
+  private readonly refusals = new RepeatLog(10_000);
+
+  /** `gate()` is read per connection: a reload replaces the gate, a connection is released by the one that admitted it. */
+  constructor(private readonly gate: () => ConnectionGate, private readonly metrics: RelayMetrics, private readonly log: Logger) {}
+
+  get(id: string): ConnectionLike | undefined {
+    return this.open.get(id);
+  }
+
+  all(): ConnectionLike[] {
+    return [...this.open.values()];
+  }
+
+  has(id: string): boolean {
+    return this.open.has(id);
+  }
+
+  added(c: ConnectionLike): void {
+    this.open.set(c.id, c);
+  }
+
+  bypassGate(id: string): void {
+    this.ungated.add(id);
+  }
+
+  refusal(id: string): Reply | undefined {
+    return this.refused.get(id);
+  }
+
+  /** Forgets a closed connection and releases its gate slot; false when it was not open. */
+  removed(id: string): boolean {
+    if (!this.open.delete(id)) return false;
+    this.refused.delete(id);
+    this.ungated.delete(id);
+    const admitted = this.admitted.get(id);
+    if (admitted) {
+      this.admitted.delete(id);
+      admitted.gate.release(admitted.info);
+    }
+    return true;
+  }
+
+  /** Runs the connection gate once per connection; a refusal is answered before any greeting. */
+  admit(c: { id: string; remoteAddress: string }, listener: Session['listener'], label: string): Reply | undefined {
+    if (this.ungated.has(c.id) || this.admitted.has(c.id) || this.refused.has(c.id)) return this.refused.get(c.id);
+    const info: ConnectionInfo = { id: c.id, remoteAddress: c.remoteAddress, listener };
+    const gate = this.gate();
+    const decided = gate.decide(info);
+    const reply = decided?.reply;
+    if (decided && reply) {
+      this.metrics.connectionRefused(label, decided.check);
+      this.refused.set(c.id, reply);
+      this.refusals.log(this.log, 'warn', `${formatReply(reply)} ${c.remoteAddress}`, { client: c.remoteAddress, listener: listener.name, reply: formatReply(reply) }, 'connection refused at the gate');
+    } else this.admitted.set(c.id, { info, gate });
+    return reply;
+  }
+}
+
+/** 421 4.3.2 and close (smtp-server writes nothing once the socket is closed). */
+export function goodbye(c: ConnectionLike): void {
+  try {
+    c.send(Replies.shuttingDown.code, `${Replies.shuttingDown.enhanced} ${Replies.shuttingDown.text}`);
+    c.close();
+  } catch {
+    /* already gone */
+  }
+}

@@ -1,0 +1,77 @@
+import type { SMTPServerSession } from 'smtp-server';
+import type { DependencyContainer } from 'tsyringe';
+import type { Logger } from 'pino';
+import type { Address, MessageEdits, Session, Transaction } from '../api/types.js';
+import type { RelayConfig } from '../config/schema.js';
+import type { PluginDriver } from '../plugins/driver.js';
+import type { ConnectionLike } from '../listen/connections.js';
+import { clientOrigin, type ClientOrigin } from './client-origin.js';
+
+/** One SMTP session as plugins see it (`Session`), with the relay's own bookkeeping beside it. */
+export class SessionState implements Session {
+  readonly notes: Record<string, unknown> = {};
+  txn?: TransactionState;
+  heloChecked?: string;
+  /** The client address the connect hook last judged (XCLIENT can change it). */
+  connectChecked?: string;
+  timer?: NodeJS.Timeout;
+  metricsLabel = '';
+  constructor(
+    readonly raw: SMTPServerSession,
+    readonly listener: Session['listener'],
+    readonly container: DependencyContainer,
+    readonly log: Logger,
+    readonly connection: ConnectionLike | undefined,
+    /** The plugins and config this session started with: a reload moves new sessions only. */
+    readonly driver: PluginDriver,
+    readonly config: RelayConfig,
+    private readonly viaProxyHeader: boolean,
+  ) {}
+  get id() { return this.raw.id; }
+  /** The address policy trusts: the TCP peer, a listed proxy's PROXY header or XCLIENT, never XFORWARD. */
+  get remoteAddress() { return this.origin.client; }
+  get peerAddress() { return this.origin.peer; }
+  get proxied() { return this.origin.proxied; }
+  get forwarded() { return this.origin.forwarded; }
+  get origin(): ClientOrigin { return clientOrigin(this.raw, this.connection?._socket.remoteAddress, this.viaProxyHeader); }
+  get remotePort() { return this.raw.remotePort; }
+  get localAddress() { return this.raw.localAddress; }
+  get localPort() { return this.raw.localPort; }
+  get secure() { return this.raw.secure; }
+  get helo() { return (this.raw.hostNameAppearsAs as string | false) || undefined; }
+  get user() { return (this.raw.user as string | undefined) || undefined; }
+  /** Set by the auth phase on success. */
+  authMethod?: string;
+  get tls(): Session['tls'] {
+    const c = (this.raw as { tlsOptions?: { name?: string; version?: string } | false }).tlsOptions;
+    if (!this.raw.secure || !c || !c.name) return undefined;
+    // The protocol in use (getProtocol), not the cipher's minimum version that getCipher reports.
+    const socket = this.connection?._socket as { getProtocol?: () => string | null } | undefined;
+    const protocol = socket?.getProtocol?.() ?? c.version ?? undefined;
+    const bits = /CHACHA20/i.test(c.name) ? 256 : Number(/(?:AES|CAMELLIA|ARIA)[_-]?(128|192|256)/i.exec(c.name)?.[1]) || undefined;
+    return { protocol, cipher: c.name, ...(bits ? { bits } : {}) };
+  }
+}
+
+/**
+ * The transaction's edit recorder. Made by the intake's MessageEditRecorder (which also applies the
+ * edits at end of data); the relay passes its factory in, so this phase does not import the intake.
+ */
+export interface EditRecorder extends MessageEdits {
+  readonly edits: ReadonlyArray<unknown>;
+  summary(): unknown;
+}
+
+/** One mail transaction (MAIL FROM to the reply after DATA), as plugins see it (`Transaction`). */
+export class TransactionState implements Transaction {
+  readonly recipients: Address[] = [];
+  readonly notes: Record<string, unknown> = {};
+  readonly started = Date.now();
+  readonly added: string[] = [];
+  summarized = false;
+  constructor(readonly id: string, readonly session: SessionState, readonly mailFrom: Address, readonly edits: EditRecorder) {}
+  addHeader(name: string, value: string): void {
+    if (!/^[!-9;-~]+$/.test(name)) throw new TypeError(`addHeader: invalid header name ${JSON.stringify(name)}`);
+    this.added.push(`${name}: ${value.replace(/\r?\n(?![ \t])/g, '\r\n ').replace(/\r(?!\n)/g, ' ')}\r\n`);
+  }
+}

@@ -1,0 +1,40 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+// scripts/check-imports.mjs is also run by the root `test` script before the suites; running it here
+// makes the layout rule a counted test of the core suite.
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const { checkImports } = (await import(pathToFileURL(path.join(repoRoot, 'scripts/check-imports.mjs')).href)) as {
+  checkImports(root?: string): { files: number; edges: number; problems: string[] };
+};
+
+describe('import layout (scripts/check-imports.mjs)', () => {
+  it('finds no import circle and no upward import in packages/core/src and plugins/*/src', () => {
+    const r = checkImports(repoRoot);
+    assert.ok(r.files > 100, `read ${r.files} files`);
+    assert.deepEqual(r.problems, []);
+  });
+
+  it('reports a circle and an import from a later phase into an earlier one', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'check-imports-'));
+    try {
+      const write = (rel: string, text: string) => {
+        fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
+        fs.writeFileSync(path.join(dir, rel), text);
+      };
+      write('packages/core/src/listen/a.ts', "import { b } from '../session/b.js';\nexport const a = 1;\n");
+      write('packages/core/src/session/b.ts', "export const b = 2;\n");
+      write('plugins/x/src/one.ts', "import { two } from './two.js';\nexport const one = 1;\n");
+      write('plugins/x/src/two.ts', "import type { one } from './one.js';\nexport const two = 2;\n");
+      const r = checkImports(dir);
+      assert.equal(r.problems.length, 2, r.problems.join('\n'));
+      assert.match(r.problems.join('\n'), /upward import: packages\/core\/src\/listen\/a\.ts \(floor 2\) imports packages\/core\/src\/session\/b\.ts \(floor 3\)/);
+      assert.match(r.problems.join('\n'), /import circle: plugins\/x\/src\/one\.ts → plugins\/x\/src\/two\.ts → plugins\/x\/src\/one\.ts/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

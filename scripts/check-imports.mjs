@@ -1,0 +1,119 @@
+#!/usr/bin/env node
+// Reads the relative imports of packages/core/src and plugins/*/src and fails (exit 1) on any import
+// circle, and on any import in packages/core/src from a folder on a later floor into one on an earlier
+// floor. The floor order is the one in the core README's layout section (ARCHITECTURE.md):
+//   api, config · adapter, telemetry · plugins, listen, spool · session · intake, delivery · services · ops
+//   · relay.ts · index.ts / internal.ts
+// Type-only imports count too: a circle of types is still a circle a reader has to untangle.
+// Usage: node scripts/check-imports.mjs [--json]   (prints what it checked, then every problem found)
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+export const CORE_FLOORS = {
+  api: 0, config: 0,
+  adapter: 1, telemetry: 1,
+  plugins: 2, listen: 2, spool: 2,
+  session: 3,
+  intake: 4, delivery: 4,
+  services: 5,
+  ops: 6,
+  'relay.ts': 7, 'relay-options.ts': 7,
+  'index.ts': 8, 'internal.ts': 8,
+};
+
+function walk(dir) {
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) return walk(p);
+    return /\.(ts|mts|js|mjs)$/.test(e.name) && !e.name.endsWith('.d.ts') ? [p] : [];
+  });
+}
+
+/** Every module specifier a file names: static imports and re-exports, `import 'x'`, and `import('x')`. */
+export function specifiers(text) {
+  const noComments = text.replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|[^:'"`])\/\/.*$/gm, '$1');
+  const out = [];
+  const re = /(?:^|[\s;}])(?:import|export)\s[^'"`;]*?\sfrom\s*['"]([^'"]+)['"]|(?:^|[\s;])import\s*['"]([^'"]+)['"]|\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)/gm;
+  for (let m; (m = re.exec(noComments)); ) out.push(m[1] ?? m[2] ?? m[3]);
+  return out;
+}
+
+function resolveLocal(from, spec) {
+  if (!spec.startsWith('.')) return undefined;
+  const base = path.resolve(path.dirname(from), spec);
+  const stem = base.replace(/\.(m?js)$/, '');
+  for (const c of [`${stem}.ts`, `${stem}.mts`, base, path.join(base, 'index.ts')]) if (fs.existsSync(c) && fs.statSync(c).isFile()) return c;
+  return undefined;
+}
+
+/** Strongly connected components with more than one file (or a file importing itself): Tarjan. */
+function circles(graph) {
+  let index = 0;
+  const idx = new Map(), low = new Map(), stack = [], on = new Set(), found = [];
+  const visit = (v) => {
+    idx.set(v, index); low.set(v, index); index++; stack.push(v); on.add(v);
+    for (const w of graph.get(v) ?? []) {
+      if (!idx.has(w)) { visit(w); low.set(v, Math.min(low.get(v), low.get(w))); }
+      else if (on.has(w)) low.set(v, Math.min(low.get(v), idx.get(w)));
+    }
+    if (low.get(v) === idx.get(v)) {
+      const comp = [];
+      let w;
+      do { w = stack.pop(); on.delete(w); comp.push(w); } while (w !== v);
+      if (comp.length > 1 || (graph.get(v) ?? new Set()).has(v)) found.push(comp.reverse());
+    }
+  };
+  for (const v of graph.keys()) if (!idx.has(v)) visit(v);
+  return found;
+}
+
+export function checkImports(repoRoot = root) {
+  const srcDirs = [path.join(repoRoot, 'packages/core/src')];
+  const pluginsDir = path.join(repoRoot, 'plugins');
+  if (fs.existsSync(pluginsDir)) for (const p of fs.readdirSync(pluginsDir).sort()) srcDirs.push(path.join(pluginsDir, p, 'src'));
+  const problems = [];
+  let files = 0, edges = 0;
+  const coreSrc = srcDirs[0];
+  const floorOf = (file) => {
+    const first = path.relative(coreSrc, file).split(path.sep)[0];
+    return CORE_FLOORS[first];
+  };
+  for (const dir of srcDirs) {
+    const graph = new Map();
+    for (const f of walk(dir)) {
+      files++;
+      const deps = new Set();
+      for (const spec of specifiers(fs.readFileSync(f, 'utf8'))) {
+        const target = resolveLocal(f, spec);
+        if (!target) continue;
+        deps.add(target);
+        edges++;
+        if (dir === coreSrc) {
+          const a = floorOf(f), b = floorOf(target);
+          const rel = (x) => path.relative(repoRoot, x);
+          if (a === undefined) problems.push(`${rel(f)}: folder not in the floor table`);
+          else if (b === undefined) problems.push(`${rel(f)} imports ${rel(target)}: folder not in the floor table`);
+          else if (b > a) problems.push(`upward import: ${rel(f)} (floor ${a}) imports ${rel(target)} (floor ${b})`);
+        }
+      }
+      graph.set(f, deps);
+    }
+    for (const c of circles(graph)) problems.push(`import circle: ${c.map((x) => path.relative(repoRoot, x)).join(' → ')} → ${path.relative(repoRoot, c[0])}`);
+  }
+  return { files, edges, packages: srcDirs.length, problems: [...new Set(problems)] };
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const r = checkImports();
+  if (process.argv.includes('--json')) console.log(JSON.stringify(r, null, 2));
+  else {
+    console.log(`check-imports: ${r.files} files, ${r.edges} local imports in ${r.packages} source folders (packages/core/src, plugins/*/src)`);
+    for (const p of r.problems) console.log(`  ${p}`);
+    console.log(r.problems.length ? `check-imports: ${r.problems.length} problem(s)` : 'check-imports: no circles, no upward imports');
+  }
+  process.exitCode = r.problems.length ? 1 : 0;
+}
