@@ -207,7 +207,14 @@ export class SessionGuard {
     if (!wait) return next(command, callback);
     this.tarpitTimer = setTimeout(() => {
       this.tarpitTimer = undefined;
-      if (!this.gone) next(command, callback);
+      if (this.gone) return;
+      // The client's clock for a line it started while we held this command starts now: the pause
+      // was ours (a line timer firing in the same tick would otherwise count it against the client).
+      if (this.lineTimer) {
+        clearTimeout(this.lineTimer);
+        this.armLineTimer(this.limits.commandTimeout);
+      }
+      next(command, callback);
     }, wait);
   }
 
