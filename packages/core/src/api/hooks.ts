@@ -104,18 +104,26 @@ export interface SpooledBytes {
 }
 
 /**
- * Every hook a plugin may implement. Lifecycle:
+ * Every hook a plugin may implement, in the order the code calls them (docs/hooks.md lists each
+ * stage with its owning file and refusals; test/hook-order.test.ts proves the order):
  *
- *   connect → helo → [auth] → mail → rcpt (× n) → data → message → (spool, 250) → route → delivered | deferred | bounced
- *   disconnect when the connection closes.
+ *   connect (before the greeting) → [auth] (AUTH, TLS only) → helo (at the first MAIL FROM, after
+ *   AUTH: smtp-server has no EHLO callback) → mail → rcpt (× n) → data (after the 354: raw readers
+ *   start, then part screeners per leaf part) → message → (spool commit, 250)
+ *   delivery, from the commit on: route (per domain) → delivered | deferred | bounced (per recipient)
+ *   disconnect when the connection closes (independent of the delivery).
+ *
+ * Before the helo hook, MAIL FROM checks in order: 530 (auth required), 555 (unadvertised
+ * parameter), the XCLIENT re-judge (connect runs again for a new client), 452 4.3.1 (disk guard);
+ * after it 553 (non-ASCII). RCPT: 503, 555, 452 4.5.3, <postmaster> (no hook), 553, then rcpt.
  */
 export interface HookSignatures {
   /** A client connected (before the 220 greeting). Verdict hook. */
   connect(session: Session): MaybePromise<Verdict | undefined>;
-  /** The client's HELO/EHLO name; runs before its first MAIL (smtp-server has no HELO callback). Verdict hook. */
-  helo(session: Session, hostname: string): MaybePromise<Verdict | undefined>;
   /** AUTH credentials. `accept` logs the user in; no verdict from any plugin means 535. Verdict hook. */
   auth(session: Session, attempt: AuthAttempt): MaybePromise<Verdict | undefined>;
+  /** The client's HELO/EHLO name; runs at its first MAIL FROM, after AUTH (smtp-server has no HELO callback). Verdict hook. */
+  helo(session: Session, hostname: string): MaybePromise<Verdict | undefined>;
   /** MAIL FROM. No verdict means accepted. Verdict hook. */
   mail(txn: Transaction, from: Address): MaybePromise<Verdict | undefined>;
   /** RCPT TO. Deny by default: no `accept` from any plugin means `550 5.7.1 Unable to relay`. */
@@ -154,8 +162,8 @@ export type HookName = keyof HookSignatures;
  */
 export const HOOK_KINDS = {
   connect: 'verdict',
-  helo: 'verdict',
   auth: 'verdict',
+  helo: 'verdict',
   mail: 'verdict',
   rcpt: 'verdict',
   data: 'transform',
