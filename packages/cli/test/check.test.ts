@@ -21,11 +21,11 @@ describe('portcullis check', () => {
     assert.ok(r.stdout.includes('  1. relay-policy\n     use: relay-policy\n'), r.stdout);
     assert.ok(r.stdout.includes(`     from: ${relayPolicyEntry} (version `), r.stdout);
     assert.match(r.stdout, /^ {5}hooks: (\w+, )*rcpt, (\w+, )*route(, \w+)*\n {5}timeout: 30s$/m);
-    // Every hook, in the core's order, with the plugins that implement it ('-' for none).
+    // Every hook, in the order the code runs them (auth before helo: helo runs at MAIL), with the plugins that implement it ('-' for none).
     const hooks = r.stdout.slice(r.stdout.indexOf('Hook order:\n') + 'Hook order:\n'.length).trimEnd().split('\n');
     assert.deepEqual(
       hooks.map((l) => l.trim().split(/\s+/)[0]),
-      ['connect', 'helo', 'auth', 'mail', 'rcpt', 'data', 'message', 'route', 'disconnect', 'delivered', 'deferred', 'bounced'],
+      ['connect', 'auth', 'helo', 'mail', 'rcpt', 'data', 'message', 'route', 'disconnect', 'delivered', 'deferred', 'bounced'],
     );
     for (const l of hooks) assert.match(l, /^ {2}[a-z]+ +(-|relay-policy)$/);
     assert.ok(hooks.includes('  rcpt        relay-policy'), hooks.join('\n'));
