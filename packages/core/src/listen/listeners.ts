@@ -9,7 +9,7 @@ import type { ListenerConfig, RelayConfig } from '../config/schema.js';
 import type { NetworkList } from '../config/networks.js';
 import { canRewriteReplies, installReplyCodes } from '../adapter/smtp-server-replies.js';
 import type { RelayMetrics } from '../telemetry/metrics.js';
-import { setGreetingDelay } from './greeting-delay.js';
+import { setGreetingDelay } from '../adapter/smtp-server.js';
 import { installProxyCommandTrust, installProxyHeaderTrust, proxyServerOptions } from './proxy-trust.js';
 import { asSocket } from './stream-socket.js';
 import type { ConnectionLike, Connections } from './connections.js';
