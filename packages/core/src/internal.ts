@@ -22,4 +22,4 @@ export { LineEndingGuard } from './intake/line-ending-guard.js';
 export { MemoryState, RedisState, createSharedState, type RedisStateOptions } from './services/shared-state.js';
 export { SessionGuard, canGuardSessions, type SessionGuardLimits } from './session/session-guard.js';
 export { canOverrideGreetingDelay, setGreetingDelay, PINNED_SMTP_SERVER_VERSION, PINNED_INIT_SHA256, libraryInitHash, installedSmtpServerVersion } from './adapter/smtp-server.js';
-export { canUseProxyTrust, proxyTrustLibraryHashes, PINNED_PROXY_ALLOWED_SHA256, PINNED_EXPECTS_PROXY_SHA256 } from './listen/proxy-trust.js';
+export { canUseProxyTrust, proxyTrustLibraryHashes, PINNED_PROXY_ALLOWED_SHA256, PINNED_EXPECTS_PROXY_SHA256 } from './adapter/smtp-server.js';

@@ -12,12 +12,12 @@ import { sourceHash } from './source-hash.js';
  * version the module that needs a method turns itself off (with a warning at start) or, for proxy
  * trust, the relay refuses to start; see each user.
  *
- *   SMTPConnection#init                  listen/greeting-delay.ts reproduces it with our delay
+ *   SMTPConnection#init                  reproduced here with our delay (setGreetingDelay)
  *   SMTPConnection#send                  adapter/smtp-server-replies.ts wraps it (our reply texts)
  *   SMTPConnection#_onCommand            wrapped ONCE here (installCommandTaps): session guard, then pipelining guard
  *   SMTPConnection#_createParser         wrapped ONCE here: each new parser's _write gets the write taps
- *   SMTPConnection#_proxyCommandAllowed  listen/proxy-trust.ts replaces it (CIDR lists)
- *   SMTPServer#_expectsProxyHeader       listen/proxy-trust.ts replaces it (CIDR lists)
+ *   SMTPConnection#_proxyCommandAllowed  replaced here (replaceProxyCommandCheck); the CIDR lists: listen/proxy-trust.ts
+ *   SMTPServer#_expectsProxyHeader       replaced here (replaceProxyHeaderCheck); the CIDR lists: listen/proxy-trust.ts
  */
 export const PINS = {
   version: '3.21.6',
@@ -180,5 +180,49 @@ export function setGreetingDelay(connection: unknown, delayMs: number, refusal?:
       const timer = setTimeout(() => this.connectionReady(), delayMs);
       timer.unref();
     });
+  };
+}
+
+// ── SMTPConnection#_proxyCommandAllowed, SMTPServer#_expectsProxyHeader: proxy trust ──────────────
+// The policy (which networks) is listen/proxy-trust.ts; the replacements are here, beside their pins.
+
+// Names kept for the tests that use them; the values are the PINS table's.
+export const PINNED_PROXY_ALLOWED_SHA256: string = PINS['SMTPConnection#_proxyCommandAllowed'];
+export const PINNED_EXPECTS_PROXY_SHA256: string = PINS['SMTPServer#_expectsProxyHeader'];
+
+type ProxyOption = 'useXClient' | 'useXForward';
+
+interface ProxyConnectionInternals {
+  _xClient: Map<string, unknown>;
+  _originalRemoteAddress: string;
+  _isSupported(command: string): boolean;
+  _proxyCommandAllowed(command: string, option: ProxyOption): boolean;
+}
+
+/** Hashes of the two library methods the proxy trust replaces (whitespace-normalised source). */
+export function proxyTrustLibraryHashes(): { proxyCommandAllowed: string; expectsProxyHeader: string } {
+  const h = libraryHashes();
+  return { proxyCommandAllowed: h['SMTPConnection#_proxyCommandAllowed'], expectsProxyHeader: h['SMTPServer#_expectsProxyHeader'] };
+}
+
+/** True when the installed smtp-server has exactly the methods the proxy trust replaces. */
+export function canUseProxyTrust(): boolean {
+  const h = proxyTrustLibraryHashes();
+  return h.proxyCommandAllowed === PINNED_PROXY_ALLOWED_SHA256 && h.expectsProxyHeader === PINNED_EXPECTS_PROXY_SHA256;
+}
+
+/** Replaces `server`'s PROXY-header question: must a socket from `remoteAddress` start with one? */
+export function replaceProxyHeaderCheck(server: SMTPServer, expects: (remoteAddress: string) => boolean): void {
+  (server as unknown as { _expectsProxyHeader(socket: { remoteAddress?: string }): boolean })._expectsProxyHeader = (socket) => expects(socket.remoteAddress ?? '');
+}
+
+/**
+ * Replaces one connection's XCLIENT / XFORWARD question: never once XCLIENT has replaced the address,
+ * else `allowed(option, peer)` for the address the connection was accepted from, and the command enabled.
+ */
+export function replaceProxyCommandCheck(connection: unknown, allowed: (option: ProxyOption, peer: string) => boolean): void {
+  const conn = connection as ProxyConnectionInternals;
+  conn._proxyCommandAllowed = function proxyCommandAllowed(this: ProxyConnectionInternals, command: string, option: ProxyOption): boolean {
+    return !this._xClient.has('ADDR') && allowed(option, this._originalRemoteAddress) && this._isSupported(command);
   };
 }
