@@ -18,6 +18,7 @@ import { sourceHash } from './source-hash.js';
  *   SMTPConnection#_createParser         wrapped ONCE here: each new parser's _write gets the write taps
  *   SMTPConnection#_proxyCommandAllowed  replaced here (replaceProxyCommandCheck); the CIDR lists: listen/proxy-trust.ts
  *   SMTPServer#_expectsProxyHeader       replaced here (replaceProxyHeaderCheck); the CIDR lists: listen/proxy-trust.ts
+ *   SMTPServer#connections (a Set)       its add/delete hooked here (hookConnections): listen/listeners.ts
  */
 export const PINS = {
   version: '3.21.6',
@@ -224,5 +225,27 @@ export function replaceProxyCommandCheck(connection: unknown, allowed: (option: 
   const conn = connection as ProxyConnectionInternals;
   conn._proxyCommandAllowed = function proxyCommandAllowed(this: ProxyConnectionInternals, command: string, option: ProxyOption): boolean {
     return !this._xClient.has('ADDR') && allowed(option, this._originalRemoteAddress) && this._isSupported(command);
+  };
+}
+
+// ── SMTPServer#connections: where a new connection object is reachable ──────────────────────────
+
+/**
+ * smtp-server adds each new connection to its `connections` Set right before `init()`, and deletes it
+ * when it closes: the one place to reach the connection object (socket options, greeting delay,
+ * per-IP accounting, the taps). `added` runs before the library's add and must call `add()` once;
+ * `open()` is the library's count after it. `deleted` runs before the library's delete.
+ */
+export function hookConnections<C>(server: SMTPServer, hooks: { added(c: C, add: () => void, open: () => number): void; deleted(c: C): void }): void {
+  const conns = (server as unknown as { connections: Set<C> }).connections;
+  const add = conns.add.bind(conns);
+  const del = conns.delete.bind(conns);
+  conns.add = (c: C) => {
+    hooks.added(c, () => void add(c), () => conns.size);
+    return conns;
+  };
+  conns.delete = (c: C) => {
+    hooks.deleted(c);
+    return del(c);
   };
 }
