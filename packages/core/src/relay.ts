@@ -14,7 +14,7 @@ import { DriverGenerations } from './plugins/generations.js';
 import { loadPlugins } from './plugins/loader.js';
 import type { ConnectionGate } from './listen/connection-gate.js';
 import { Connections, goodbye } from './listen/connections.js';
-import { canOverrideGreetingDelay } from './listen/greeting-delay.js';
+import { canOverrideGreetingDelay } from './adapter/smtp-server.js';
 import { Listeners, type StreamClient } from './listen/listeners.js';
 import { checkProxyTrust } from './listen/proxy-trust.js';
 import type { DiskGuard } from './spool/disk-guard.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { NetworkList, NetworkSyntaxError, networkList, parseConfig, parseNetwork, z } from '../src/index.js';
-import { canUseProxyTrust, PINNED_EXPECTS_PROXY_SHA256, PINNED_PROXY_ALLOWED_SHA256, proxyTrustLibraryHashes } from '../src/listen/proxy-trust.js';
-import { installedSmtpServerVersion, PINNED_SMTP_SERVER_VERSION } from '../src/listen/greeting-delay.js';
+import { canUseProxyTrust, PINNED_EXPECTS_PROXY_SHA256, PINNED_PROXY_ALLOWED_SHA256, proxyTrustLibraryHashes } from '../src/adapter/smtp-server.js';
+import { installedSmtpServerVersion, PINNED_SMTP_SERVER_VERSION } from '../src/adapter/smtp-server.js';
 
 function refusal(value: unknown): string {
   try {

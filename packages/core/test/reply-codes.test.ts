@@ -5,7 +5,7 @@ import path from 'node:path';
 import { canRewriteReplies, isMapped, librarySendHash, ourReply, PINNED_SEND_SHA256 } from '../src/adapter/smtp-server-replies.js';
 import { canGuardPipelining } from '../src/session/pipelining-guard.js';
 import { libraryHashes, PINS } from '../src/adapter/smtp-server.js';
-import { installedSmtpServerVersion, PINNED_SMTP_SERVER_VERSION } from '../src/listen/greeting-delay.js';
+import { installedSmtpServerVersion, PINNED_SMTP_SERVER_VERSION } from '../src/adapter/smtp-server.js';
 
 const require = createRequire(import.meta.url);
 const libDir = path.join(path.dirname(require.resolve('smtp-server/package.json')), 'dist', 'esm');

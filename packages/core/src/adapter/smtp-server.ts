@@ -12,12 +12,13 @@ import { sourceHash } from './source-hash.js';
  * version the module that needs a method turns itself off (with a warning at start) or, for proxy
  * trust, the relay refuses to start; see each user.
  *
- *   SMTPConnection#init                  listen/greeting-delay.ts reproduces it with our delay
+ *   SMTPConnection#init                  reproduced here with our delay (setGreetingDelay)
  *   SMTPConnection#send                  adapter/smtp-server-replies.ts wraps it (our reply texts)
  *   SMTPConnection#_onCommand            wrapped ONCE here (installCommandTaps): session guard, then pipelining guard
  *   SMTPConnection#_createParser         wrapped ONCE here: each new parser's _write gets the write taps
- *   SMTPConnection#_proxyCommandAllowed  listen/proxy-trust.ts replaces it (CIDR lists)
- *   SMTPServer#_expectsProxyHeader       listen/proxy-trust.ts replaces it (CIDR lists)
+ *   SMTPConnection#_proxyCommandAllowed  replaced here (replaceProxyCommandCheck); the CIDR lists: listen/proxy-trust.ts
+ *   SMTPServer#_expectsProxyHeader       replaced here (replaceProxyHeaderCheck); the CIDR lists: listen/proxy-trust.ts
+ *   SMTPServer#connections (a Set)       its add/delete hooked here (hookConnections): listen/listeners.ts
  */
 export const PINS = {
   version: '3.21.6',
@@ -117,4 +118,134 @@ export function installCommandTaps(connection: unknown, taps: { command: readonl
 export function canTapConnection(connection: unknown): boolean {
   const c = connection as Partial<TappedConnection>;
   return typeof c._onCommand === 'function' && typeof c._createParser === 'function' && !!c._parser;
+}
+
+// ── SMTPConnection#init: the greeting delay ──────────────────────────────────────────────────────
+
+/**
+ * smtp-server waits a hard-coded 100 ms before every 220 greeting ("early talker" detection) in
+ * SMTPConnection#init, with no option to change it. That pause is a fair anti-spam default for
+ * anonymous clients on port 25 and a pure cost for trusted networks and submission, so Portcullis
+ * sets it per listener by giving each new connection its own `init` that does what the library's
+ * does with another delay.
+ *
+ * This is pinned to the exact library source: `PINNED_INIT_SHA256` is the hash of the library's
+ * `init` as shipped in smtp-server 3.21.6. If the installed version differs, `canOverrideGreetingDelay`
+ * is false, the relay logs a warning and keeps the library's own 100 ms behaviour, and the test
+ * `greeting-delay.test.ts` fails, so an upgrade cannot silently break it.
+ */
+// Names kept for the tests that use them; the values are the PINS table's.
+export const PINNED_SMTP_SERVER_VERSION: string = PINS.version;
+export const PINNED_INIT_SHA256: string = PINS['SMTPConnection#init'];
+
+
+interface ConnectionLike {
+  _server: { options: { maxClients?: number }; connections: Set<unknown> };
+  name: string;
+  init(): void;
+  _setListeners(cb: () => void): void;
+  connectionReady(next?: () => void): void;
+  send(code: number, text: string, context?: unknown): void;
+}
+
+
+/** Hash of the installed library's SMTPConnection#init source (whitespace-normalised). */
+export async function libraryInitHash(): Promise<string> {
+  return libraryHashes()['SMTPConnection#init'];
+}
+
+let checked: boolean | undefined;
+/** True when the installed smtp-server is the version whose `init` this module reproduces. */
+export async function canOverrideGreetingDelay(expectedHash: string = PINNED_INIT_SHA256): Promise<boolean> {
+  if (checked === undefined) {
+    checked = installedSmtpServerVersion() === PINNED_SMTP_SERVER_VERSION && (await libraryInitHash()) === expectedHash;
+  }
+  return checked;
+}
+
+/**
+ * Replaces `connection.init` with the library's logic and `delayMs` in place of its 100 ms. When
+ * `refusal` returns a reply (the connection gate said no), it is sent at once, without the delay:
+ * a refused flood costs one line per connection.
+ */
+export function setGreetingDelay(connection: unknown, delayMs: number, refusal?: () => { code: number; enhanced: string; text: string } | undefined): void {
+  const conn = connection as ConnectionLike;
+  conn.init = function init(this: ConnectionLike) {
+    this._setListeners(() => {
+      const refused = refusal?.();
+      if (refused) return this.send(refused.code, `${refused.enhanced} ${refused.text}`, false);
+      if (this._server.options.maxClients && this._server.connections.size > this._server.options.maxClients) {
+        return this.send(421, this.name + ' Too many connected clients, try again in a moment', false);
+      }
+      if (delayMs <= 0) return this.connectionReady();
+      const timer = setTimeout(() => this.connectionReady(), delayMs);
+      timer.unref();
+    });
+  };
+}
+
+// ── SMTPConnection#_proxyCommandAllowed, SMTPServer#_expectsProxyHeader: proxy trust ──────────────
+// The policy (which networks) is listen/proxy-trust.ts; the replacements are here, beside their pins.
+
+// Names kept for the tests that use them; the values are the PINS table's.
+export const PINNED_PROXY_ALLOWED_SHA256: string = PINS['SMTPConnection#_proxyCommandAllowed'];
+export const PINNED_EXPECTS_PROXY_SHA256: string = PINS['SMTPServer#_expectsProxyHeader'];
+
+type ProxyOption = 'useXClient' | 'useXForward';
+
+interface ProxyConnectionInternals {
+  _xClient: Map<string, unknown>;
+  _originalRemoteAddress: string;
+  _isSupported(command: string): boolean;
+  _proxyCommandAllowed(command: string, option: ProxyOption): boolean;
+}
+
+/** Hashes of the two library methods the proxy trust replaces (whitespace-normalised source). */
+export function proxyTrustLibraryHashes(): { proxyCommandAllowed: string; expectsProxyHeader: string } {
+  const h = libraryHashes();
+  return { proxyCommandAllowed: h['SMTPConnection#_proxyCommandAllowed'], expectsProxyHeader: h['SMTPServer#_expectsProxyHeader'] };
+}
+
+/** True when the installed smtp-server has exactly the methods the proxy trust replaces. */
+export function canUseProxyTrust(): boolean {
+  const h = proxyTrustLibraryHashes();
+  return h.proxyCommandAllowed === PINNED_PROXY_ALLOWED_SHA256 && h.expectsProxyHeader === PINNED_EXPECTS_PROXY_SHA256;
+}
+
+/** Replaces `server`'s PROXY-header question: must a socket from `remoteAddress` start with one? */
+export function replaceProxyHeaderCheck(server: SMTPServer, expects: (remoteAddress: string) => boolean): void {
+  (server as unknown as { _expectsProxyHeader(socket: { remoteAddress?: string }): boolean })._expectsProxyHeader = (socket) => expects(socket.remoteAddress ?? '');
+}
+
+/**
+ * Replaces one connection's XCLIENT / XFORWARD question: never once XCLIENT has replaced the address,
+ * else `allowed(option, peer)` for the address the connection was accepted from, and the command enabled.
+ */
+export function replaceProxyCommandCheck(connection: unknown, allowed: (option: ProxyOption, peer: string) => boolean): void {
+  const conn = connection as ProxyConnectionInternals;
+  conn._proxyCommandAllowed = function proxyCommandAllowed(this: ProxyConnectionInternals, command: string, option: ProxyOption): boolean {
+    return !this._xClient.has('ADDR') && allowed(option, this._originalRemoteAddress) && this._isSupported(command);
+  };
+}
+
+// ── SMTPServer#connections: where a new connection object is reachable ──────────────────────────
+
+/**
+ * smtp-server adds each new connection to its `connections` Set right before `init()`, and deletes it
+ * when it closes: the one place to reach the connection object (socket options, greeting delay,
+ * per-IP accounting, the taps). `added` runs before the library's add and must call `add()` once;
+ * `open()` is the library's count after it. `deleted` runs before the library's delete.
+ */
+export function hookConnections<C>(server: SMTPServer, hooks: { added(c: C, add: () => void, open: () => number): void; deleted(c: C): void }): void {
+  const conns = (server as unknown as { connections: Set<C> }).connections;
+  const add = conns.add.bind(conns);
+  const del = conns.delete.bind(conns);
+  conns.add = (c: C) => {
+    hooks.added(c, () => void add(c), () => conns.size);
+    return conns;
+  };
+  conns.delete = (c: C) => {
+    hooks.deleted(c);
+    return del(c);
+  };
 }

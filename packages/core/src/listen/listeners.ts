@@ -8,8 +8,9 @@ import type { Session } from '../api/types.js';
 import type { ListenerConfig, RelayConfig } from '../config/schema.js';
 import type { NetworkList } from '../config/networks.js';
 import { canRewriteReplies, installReplyCodes } from '../adapter/smtp-server-replies.js';
+import { hookConnections } from '../adapter/smtp-server.js';
 import type { RelayMetrics } from '../telemetry/metrics.js';
-import { setGreetingDelay } from './greeting-delay.js';
+import { setGreetingDelay } from '../adapter/smtp-server.js';
 import { installProxyCommandTrust, installProxyHeaderTrust, proxyServerOptions } from './proxy-trust.js';
 import { asSocket } from './stream-socket.js';
 import type { ConnectionLike, Connections } from './connections.js';
@@ -197,46 +198,42 @@ export class Listeners {
       onClose: (session) => void h.close(session),
     } as ConstructorParameters<typeof SMTPServer>[0]);
 
-    // smtp-server adds each new connection to this Set right before init(): the one place to
-    // reach the connection object (socket options, greeting delay, per-IP accounting).
     installProxyHeaderTrust(server, listener);
-    const conns = (server as unknown as { connections: Set<ConnectionLike> }).connections;
-    const add = conns.add.bind(conns);
-    const del = conns.delete.bind(conns);
     const delay = listener.greetingDelay ?? (listener.auth === 'required' ? 0 : 100);
     this.metrics.listenerKnown(label);
     // Behind a PROXY protocol balancer the client's address is known only after the header is read:
     // the gate then runs in the connect phase instead.
     const gateEarly = !listener.proxyProtocol.size;
     const connections = this.connections;
-    conns.add = (c: ConnectionLike) => {
-      c._socket?.setNoDelay?.(true);
-      const streamClient = (c._socket as unknown as Record<symbol, StreamClient | undefined>)[STREAM_CLIENT];
-      if (streamClient?.secure) {
-        const conn = c as unknown as { secure: boolean; session: { secure: boolean } };
-        conn.secure = conn.session.secure = true;
-      }
-      // An XCLIENT proxy the operator named speaks for many clients (and limits them itself): the
-      // gate would count them all as one address. Their rates still count, per client, in the hooks.
-      if (listener.xclient.contains(c.remoteAddress)) connections.bypassGate(c.id);
-      if (gateEarly) connections.admit(c, info, label);
-      // An in-memory client is a test: no early-talker pause.
-      if (override) setGreetingDelay(c, streamClient ? 0 : delay, () => connections.refusal(c.id));
-      installProxyCommandTrust(c, listener);
-      if (rewriteReplies) installReplyCodes(c);
-      this.taps.opened(c);
-      connections.added(c);
-      this.metrics.connectionOpened(label);
-      const r = add(c);
-      // smtp-server answers 421 itself in init() past maxClients: count it here, where it decides.
-      if (conns.size > this.config().limits.connections) this.metrics.connectionRefused(label, 'max_clients');
-      return r;
-    };
-    conns.delete = (c: ConnectionLike) => {
-      if (connections.has(c.id)) this.metrics.connectionClosed(label);
-      if (connections.removed(c.id)) this.taps.closed(c.id);
-      return del(c);
-    };
+    // Each new connection, before the library's init(): socket options, greeting delay, the gate, taps.
+    hookConnections<ConnectionLike>(server, {
+      added: (c, add, open) => {
+        c._socket?.setNoDelay?.(true);
+        const streamClient = (c._socket as unknown as Record<symbol, StreamClient | undefined>)[STREAM_CLIENT];
+        if (streamClient?.secure) {
+          const conn = c as unknown as { secure: boolean; session: { secure: boolean } };
+          conn.secure = conn.session.secure = true;
+        }
+        // An XCLIENT proxy the operator named speaks for many clients (and limits them itself): the
+        // gate would count them all as one address. Their rates still count, per client, in the hooks.
+        if (listener.xclient.contains(c.remoteAddress)) connections.bypassGate(c.id);
+        if (gateEarly) connections.admit(c, info, label);
+        // An in-memory client is a test: no early-talker pause.
+        if (override) setGreetingDelay(c, streamClient ? 0 : delay, () => connections.refusal(c.id));
+        installProxyCommandTrust(c, listener);
+        if (rewriteReplies) installReplyCodes(c);
+        this.taps.opened(c);
+        connections.added(c);
+        this.metrics.connectionOpened(label);
+        add();
+        // smtp-server answers 421 itself in init() past maxClients: count it here, where it decides.
+        if (open() > this.config().limits.connections) this.metrics.connectionRefused(label, 'max_clients');
+      },
+      deleted: (c) => {
+        if (connections.has(c.id)) this.metrics.connectionClosed(label);
+        if (connections.removed(c.id)) this.taps.closed(c.id);
+      },
+    });
     server.on('error', (err: Error & { meta?: { tlsProtocol?: unknown }; code?: string }) => {
       if ((err.meta && 'tlsProtocol' in err.meta) || /^ERR_(SSL|TLS)/.test(err.code ?? '') || err.code === 'TLSError') this.metrics.tlsFailure(label);
     });

@@ -1,7 +1,5 @@
-import { SMTPServer } from 'smtp-server';
-import { sourceHash } from '../adapter/source-hash.js';
-import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
-import { PINS } from '../adapter/smtp-server.js';
+import type { SMTPServer } from 'smtp-server';
+import { canUseProxyTrust, replaceProxyCommandCheck, replaceProxyHeaderCheck } from '../adapter/smtp-server.js';
 import type { NetworkList } from '../config/networks.js';
 import type { ListenerConfig } from '../config/schema.js';
 import type { Logger } from 'pino';
@@ -20,37 +18,10 @@ import type { Logger } from 'pino';
  * The library options are set to `true` only where a list is non-empty, so the library's other
  * behaviour (connect event deferred until XCLIENT on such listeners) stays as it ships.
  *
- * Both methods are private: the replacements are pinned to the library source (hashes below). If
+ * Both methods are private: the replacements (adapter/smtp-server.ts) are pinned to the library source. If
  * the installed smtp-server differs, `canUseProxyTrust()` is false and a relay with any proxy list
  * refuses to start (trust must never silently widen or vanish); `proxy-trust.test.ts` fails too.
  */
-export const PINNED_PROXY_ALLOWED_SHA256: string = PINS['SMTPConnection#_proxyCommandAllowed'];
-export const PINNED_EXPECTS_PROXY_SHA256: string = PINS['SMTPServer#_expectsProxyHeader'];
-
-type ProxyOption = 'useXClient' | 'useXForward';
-
-interface ConnectionInternals {
-  _xClient: Map<string, unknown>;
-  _originalRemoteAddress: string;
-  _isSupported(command: string): boolean;
-  _proxyCommandAllowed(command: string, option: ProxyOption): boolean;
-}
-
-
-/** Hashes of the two library methods this module replaces (whitespace-normalised source). */
-export function proxyTrustLibraryHashes(): { proxyCommandAllowed: string; expectsProxyHeader: string } {
-  return {
-    proxyCommandAllowed: sourceHash((SMTPConnection.prototype as unknown as ConnectionInternals)._proxyCommandAllowed),
-    expectsProxyHeader: sourceHash((SMTPServer.prototype as unknown as { _expectsProxyHeader: unknown })._expectsProxyHeader),
-  };
-}
-
-/** True when the installed smtp-server has exactly the methods this module replaces. */
-export function canUseProxyTrust(): boolean {
-  const h = proxyTrustLibraryHashes();
-  return h.proxyCommandAllowed === PINNED_PROXY_ALLOWED_SHA256 && h.expectsProxyHeader === PINNED_EXPECTS_PROXY_SHA256;
-}
-
 export interface ProxyLists {
   readonly xclient: NetworkList;
   readonly xforward: NetworkList;
@@ -64,7 +35,7 @@ export function proxyServerOptions(lists: ProxyLists): { useXClient: boolean; us
 
 /** Makes `server` expect a PROXY header exactly from the peers in `lists.proxyProtocol`. */
 export function installProxyHeaderTrust(server: SMTPServer, lists: ProxyLists): void {
-  (server as unknown as { _expectsProxyHeader(socket: { remoteAddress?: string }): boolean })._expectsProxyHeader = (socket) => lists.proxyProtocol.contains(socket.remoteAddress ?? '');
+  replaceProxyHeaderCheck(server, (remoteAddress) => lists.proxyProtocol.contains(remoteAddress));
 }
 
 /**
@@ -73,11 +44,7 @@ export function installProxyHeaderTrust(server: SMTPServer, lists: ProxyLists): 
  * library does). Once XCLIENT has replaced the address, neither command is offered again.
  */
 export function installProxyCommandTrust(connection: unknown, lists: ProxyLists): void {
-  const conn = connection as ConnectionInternals;
-  conn._proxyCommandAllowed = function proxyCommandAllowed(this: ConnectionInternals, command: string, option: ProxyOption): boolean {
-    const list = option === 'useXClient' ? lists.xclient : lists.xforward;
-    return !this._xClient.has('ADDR') && list.contains(this._originalRemoteAddress) && this._isSupported(command);
-  };
+  replaceProxyCommandCheck(connection, (option, peer) => (option === 'useXClient' ? lists.xclient : lists.xforward).contains(peer));
 }
 
 /**
