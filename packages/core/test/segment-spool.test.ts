@@ -63,6 +63,22 @@ describe('spool segments (group commit)', () => {
     await b.close();
   });
 
+  it('drops a state write cut by a crash (a .state.tmp left before its rename) at start, keeping the state before it', async () => {
+    const a = tempSpool();
+    await a.init();
+    await receive(a, 'CUT1', body(1));
+    const [m] = await a.list();
+    await a.writeState('CUT1', { ...m!.state, attempts: 1, nextAttemptAt: 0 });
+    await a.close();
+    writeFileSync(path.join(a.queueDir, 'CUT1.state.tmp'), '{"attempts":2,"nextAt'); // the crash
+    const b = new Spool(a.dir);
+    await b.init();
+    assert.deepEqual(readdirSync(b.queueDir).filter((f) => f.endsWith('.tmp')), []);
+    const [again] = await b.list();
+    assert.equal(again!.state.attempts, 1);
+    await b.close();
+  });
+
   it('shares one write and one fdatasync among commits that arrive together', async () => {
     const s = tempSpool();
     await s.init();

@@ -130,7 +130,7 @@ export class Spool {
     this.segments = new SegmentStore(this.segmentDir, { segmentSize: opts.segmentSize ?? 32 * 1024 * 1024, compactBelow: 0.25, compactAge: 60_000 });
   }
 
-  /** Creates the folders, drops unacknowledged tmp files, reads the segments. */
+  /** Creates the folders, drops unacknowledged tmp files and cut state writes, reads the segments. */
   async init(): Promise<void> {
     const created = await mkdir(this.segmentDir, { recursive: true });
     await mkdir(this.tmpDir, { recursive: true });
@@ -138,6 +138,9 @@ export class Spool {
     // A new seg/ folder must itself be durable before a record in it is acknowledged.
     if (created) await new DirSync(this.dir).sync();
     for (const f of await readdir(this.tmpDir)) await rm(path.join(this.tmpDir, f), { force: true });
+    // A state write cut by a crash between its tmp file and the rename: the .state beside it (or
+    // none: the message's first attempt) is the state; the half-written file would stay forever.
+    for (const f of await readdir(this.queueDir)) if (f.endsWith('.state.tmp')) await rm(path.join(this.queueDir, f), { force: true });
     await this.loadSegments();
     if (!this.compactTimer) {
       this.compactTimer = setInterval(() => void this.compact().catch(() => undefined), 30_000);
