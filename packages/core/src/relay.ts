@@ -159,7 +159,7 @@ export class Relay {
     await this.listeners.start(listen, override);
     // The real ports (a listener may ask for port 0), in host:port / [v6]:port form, for loop checks.
     this.container.registerInstance(Tokens.ListenAddresses, this.addresses().map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)));
-    if (this.config.admin.enabled && listen) {
+    if (this.config.admin.enabled && listen && this.opts.adminServer !== false) {
       const a = this.config.admin;
       const token = a.token ?? (a.tokenFile ? readFileSync(path.resolve(this.configDir, a.tokenFile), 'utf8').split(/\r?\n/)[0]!.trim() : undefined);
       this.admin = new AdminServer({ host: a.host, port: a.port, token, registry: this.metrics.registry, readiness: () => this.readiness(), log: this.log.child({ part: 'admin' }) });
