@@ -23,3 +23,10 @@ export { MemoryState, RedisState, createSharedState, type RedisStateOptions } fr
 export { SessionGuard, canGuardSessions, type SessionGuardLimits } from './session/session-guard.js';
 export { canOverrideGreetingDelay, setGreetingDelay, PINNED_SMTP_SERVER_VERSION, PINNED_INIT_SHA256, libraryInitHash, installedSmtpServerVersion } from './adapter/smtp-server.js';
 export { canUseProxyTrust, proxyTrustLibraryHashes, PINNED_PROXY_ALLOWED_SHA256, PINNED_EXPECTS_PROXY_SHA256 } from './adapter/smtp-server.js';
+export { ClusterPrimary, type PrimaryOptions } from './cluster/primary.js';
+export { WorkerSide, workerConfig, workerIndexFromEnv, adoptedFromEnv } from './cluster/worker-side.js';
+export { AdoptedShards } from './cluster/adopted-shards.js';
+export { fanOut, type QueueTarget } from './cluster/fan-out.js';
+export { workerCount, shardDir, existingShards, orphanAssignment } from './cluster/shards.js';
+export { IpcChannel } from './cluster/ipc-channel.js';
+export { stdoutDestination } from './telemetry/logger.js';

@@ -10,7 +10,8 @@ export interface AdminServerOptions {
   readonly port: number;
   /** When set, every request needs `Authorization: Bearer <token>`. */
   readonly token?: string;
-  readonly registry: Registry;
+  /** What /metrics serves: the relay's registry, or the worker mode's sum over its workers. */
+  readonly registry: Pick<Registry, 'metrics' | 'contentType'>;
   readonly readiness: () => Promise<ReadinessReport>;
   readonly log: Logger;
 }
