@@ -122,8 +122,8 @@ export async function openQueue(configFile: string, opts: { readOnly?: boolean }
   }
   const log = core.createLogger('warn', 2);
   // The worker mode's shards (<spool>/w<i>) and the spool folder itself: every one is read.
-  const shards = core.existingShards(spoolDir).filter((s) => s > 0);
-  if (shards.length) return openShards(core, [0, ...shards].map((s) => [s, core.shardDir(spoolDir, s)] as const), config, log, opts);
+  const shards = core.existingShards(spoolDir);
+  if (shards.some((s) => s > 0)) return openShards(core, shards.map((s) => [s, core.shardDir(spoolDir, s)] as const), config, log, opts);
   const lock = opts.readOnly ? undefined : await core.SpoolLock.acquire(spoolDir, `portcullis queue (pid ${process.pid})`, log, 5_000);
   try {
     const spool = new core.Spool(spoolDir);

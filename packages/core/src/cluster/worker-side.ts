@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { parseConfig } from '../config/load.js';
 import type { RelayConfig } from '../config/schema.js';
 import { answerControl, type ControlRequest } from '../ops/control-server.js';
 import type { Relay } from '../relay.js';
@@ -48,7 +49,7 @@ export class WorkerSide {
     channel.handle('readiness', () => relay.readiness());
     // The primary sums every worker's registry for /metrics (primary-views.ts).
     channel.handle('metrics', () => relay.metrics.registry.getMetricsAsJSON());
-    channel.handle('reload', (raw) => this.reload(raw as RelayConfig));
+    channel.handle('reload', (raw) => this.reload(raw));
   }
 
   /** Opens the orphan shards this worker adopts (before `ready`: their messages count from the start). */
@@ -68,8 +69,9 @@ export class WorkerSide {
     return fanOut(req, [own, ...this.adopted.targets()]);
   }
 
-  private async reload(raw: RelayConfig): Promise<{ plugins: string[] }> {
-    const result = await this.relay.reload(workerConfig(raw, this.relay.configDir, this.index));
+  /** `raw`: the file as the primary read and validated it (a validated config does not cross IPC: it holds class instances). */
+  private async reload(raw: unknown): Promise<{ plugins: string[] }> {
+    const result = await this.relay.reload(workerConfig(parseConfig(raw, this.relay.configFile), this.relay.configDir, this.index));
     this.adopted.setDriver(this.relay.driver, this.relay.config);
     return result;
   }
