@@ -138,7 +138,7 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
   });
 
   it('loses no acknowledged message when a worker is SIGKILLed during 2,000 messages: a new worker takes its shard and delivers it', async () => {
-    const { port } = await start({ log: { level: 'warn' } });
+    const { port } = await start();
     const victim = () => logLines(relay!.logFile);
     let killed: number | undefined;
     const { acked } = await load(port, 'kill', 2000, 20, (n) => {
