@@ -2,7 +2,6 @@ import http from 'node:http';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
 import type { ReadinessReport } from './readiness.js';
 
 export interface AdminServerOptions {
@@ -10,7 +9,11 @@ export interface AdminServerOptions {
   readonly port: number;
   /** When set, every request needs `Authorization: Bearer <token>`. */
   readonly token?: string;
-  readonly registry: Registry;
+  /**
+   * Where `/metrics` comes from: this process's Registry, or in the worker mode's primary the
+   * totals across workers (cluster/metrics-aggregate.ts's ClusterMetrics).
+   */
+  readonly registry: { metrics(): Promise<string>; readonly contentType: string };
   readonly readiness: () => Promise<ReadinessReport>;
   readonly log: Logger;
 }
