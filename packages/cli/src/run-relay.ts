@@ -205,6 +205,6 @@ async function startWorker(index: number, opts: { config: string; logLevel?: str
   const raw = await channel.request('config');
   let log: Logger | undefined;
   // stdout is a pipe to the primary, which writes each whole line into the one log stream.
-  const { relay } = await loadRelay(opts.config, (c) => (log = core.createLogger(opts.logLevel ?? c.log.level).child({ worker: index })), { raw, config: (c, dir) => core.workerConfig(c, dir, index) });
+  const { relay } = await loadRelay(opts.config, (c) => (log = core.createLogger(opts.logLevel ?? c.log.level).child({ worker: index })), { raw, config: (c, dir) => core.workerConfig(c, dir, index), stateTransport: channel });
   await runRelay({ relay, log: log!, worker: { index, channel, adopt: core.adoptedFromEnv() } });
 }

@@ -29,9 +29,9 @@ export { parseNetwork, NetworkList, NetworkSyntaxError, network, networkList, is
 export { describeOptions, optionsTable, replaceOptionsTable, OPTIONS_BEGIN, OPTIONS_END, type OptionDoc } from './plugins/options-table.js';
 // Services plugins resolve through Tokens (their types), and helpers plugins share
 export type { PluginDriver, LoadedPlugin, Decision } from './plugins/driver.js';
-export { ConnectionGate, perAddressCheck, type ConnectionCheck, type ConnectionInfo } from './listen/connection-gate.js';
+export { ConnectionGate, perAddressCheck, whenSettled, type ConnectionCheck, type ConnectionInfo, type MaybePromise } from './listen/connection-gate.js';
 export type { DiskGuard, PrivilegeInfo } from './spool/disk-guard.js';
-export type { SharedState, SharedCounter, CounterResult, SharedStateStatus } from './services/shared-state.js';
+export type { SharedState, SharedCounter, CounterResult, SharedStateStatus, ConcurrencySlots, SlotLease, StoreKind } from './services/shared-state.js';
 export type { Readiness, ReadinessCheck, ReadinessReport } from './ops/readiness.js';
 export { RepeatLog } from './telemetry/repeat-log.js';
 export { createLogger } from './telemetry/logger.js';

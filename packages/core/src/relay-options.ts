@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { LogFileDestination } from './telemetry/log-destination.js';
 import type { SpooledMessage } from './spool/spool.js';
 import type { DeliveryTransport } from './delivery/smtp-client.js';
+import type { StateTransport } from './services/ipc-state.js';
 
 /** How a relay is made (`Relay.create`): the CLI, the test kit and the bench pass these. */
 export interface RelayOptions {
@@ -35,6 +36,12 @@ export interface RelayOptions {
   readonly onSpooled?: (message: SpooledMessage) => void;
   /** Services registered after the defaults and before plugins set up (e.g. `Tokens.Resolver`, `Tokens.Clock`). */
   readonly services?: ReadonlyArray<readonly [symbol, unknown]>;
+  /**
+   * In a worker process: its IPC pipe to the cluster primary (cluster/ipc-channel.ts's IpcChannel).
+   * Shared state (counters, cache, concurrency slots) is then held by the primary for all workers
+   * when no Redis is configured, and the concurrency slots always are (services/create-shared-state.ts).
+   */
+  readonly stateTransport?: StateTransport;
   /** Called after each reply to DATA: ms from the end of the data to the reply, bytes received (benchmarks). */
   readonly onDataReply?: (reply: { ms: number; accepted: boolean; size: number; sessions: number }) => void;
 }

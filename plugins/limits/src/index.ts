@@ -14,7 +14,9 @@ import {
   type Session,
   type SharedCounter,
   type SharedState,
+  type SlotLease,
   type Verdict,
+  whenSettled,
 } from '@portcullis/core';
 import { clientKey } from './client-key.js';
 
@@ -87,13 +89,14 @@ function isExempt(session: Session, nets: NetworkList, users: ReadonlySet<string
 /**
  * Rate limits and flood control. Runs `pre`, before policy plugins:
  *
- *   connection ─ gate (before the greeting, synchronous, this node) ─ per-address concurrency, capacity reserve
+ *   connection ─ gate (before the greeting, this machine) ─ per-address concurrency, capacity reserve
  *   connect ──── connection rate per address (shared store) ─────────▶ 421 4.7.0 and close
  *   mail ─────── messages per address / sender / user, null sender ───▶ 451 4.7.1
  *   rcpt ─────── recipients per address / sender / user ─────────────▶ 450 4.7.1
  *
  * Rates are fixed windows counted atomically in `Tokens.SharedState` (Redis when configured: every
- * node shares them); concurrency is counted per node. Exempt networks and users skip everything.
+ * node shares them); concurrency is counted per machine (across its worker processes, in the
+ * cluster primary), never in Redis. Exempt networks and users skip everything.
  */
 export default definePlugin({
   name: 'limits',
@@ -110,39 +113,48 @@ export default definePlugin({
     const key = (ip: string) => clientKey(ip, opts.ipv6Prefix);
 
     // Concurrency and capacity: counted here, at the gate, so a refusal costs one line and no hook.
-    const perAddress = new Map<string, number>();
-    let untrusted = 0;
+    // The counts are SharedState slots: this process's, or the cluster primary's for every worker
+    // (a limit of N per address is N across workers). Named, so a reload's new gate goes on
+    // counting the connections the old one admitted.
     const ceiling = Math.max(1, config.limits.connections - opts.reservedConnections);
+    const capacity = state.slots('limits:capacity', ceiling);
+    const perAddress = opts.perIp.connections ? state.slots('limits:conc:ip', opts.perIp.connections) : undefined;
     const reserved = (c: { remoteAddress: string; listener: Session['listener'] }) => c.listener.auth === 'required' || nets.contains(c.remoteAddress);
-    const counted = new Set<string>();
+    const leases = new Map<string, SlotLease[]>();
+    const busy = (c: { remoteAddress: string }) => {
+      exceeded.inc({ limit: 'capacity' });
+      repeats.log(ctx.log, 'warn', 'capacity', { client: c.remoteAddress, ceiling }, 'untrusted connection capacity full: refused (the rest is kept for trusted networks and submission)');
+      return Replies.serverBusy;
+    };
+    const tooMany = (c: { remoteAddress: string }, k: string) => {
+      exceeded.inc({ limit: 'concurrency' });
+      repeats.log(ctx.log, 'warn', `conc:${k}`, { client: c.remoteAddress, key: k, limit: opts.perIp.connections }, 'too many simultaneous connections from one address: refused');
+      return Replies.tooManyConnections;
+    };
     gate.add({
       name: 'limits',
       admit(c) {
         if (reserved(c)) return undefined;
-        if (untrusted >= ceiling) {
-          exceeded.inc({ limit: 'capacity' });
-          repeats.log(ctx.log, 'warn', 'capacity', { client: c.remoteAddress, untrusted, ceiling }, 'untrusted connection capacity full: refused (the rest is kept for trusted networks and submission)');
-          return Replies.serverBusy;
-        }
         const k = key(c.remoteAddress);
-        const n = perAddress.get(k) ?? 0;
-        if (opts.perIp.connections && n >= opts.perIp.connections) {
-          exceeded.inc({ limit: 'concurrency' });
-          repeats.log(ctx.log, 'warn', `conc:${k}`, { client: c.remoteAddress, key: k, limit: opts.perIp.connections }, 'too many simultaneous connections from one address: refused');
-          return Replies.tooManyConnections;
-        }
-        perAddress.set(k, n + 1);
-        untrusted++;
-        counted.add(c.id);
-        return undefined;
+        return whenSettled(capacity.acquire('untrusted'), (cap) => {
+          if (!cap) return busy(c);
+          if (!perAddress) {
+            leases.set(c.id, [cap]);
+            return undefined;
+          }
+          return whenSettled(perAddress.acquire(k), (one) => {
+            if (!one) {
+              cap.release();
+              return tooMany(c, k);
+            }
+            leases.set(c.id, [cap, one]);
+            return undefined;
+          });
+        });
       },
       release(c) {
-        if (!counted.delete(c.id)) return;
-        untrusted--;
-        const k = key(c.remoteAddress);
-        const n = (perAddress.get(k) ?? 1) - 1;
-        if (n <= 0) perAddress.delete(k);
-        else perAddress.set(k, n);
+        for (const l of leases.get(c.id) ?? []) l.release();
+        leases.delete(c.id);
       },
     });
 

@@ -12,7 +12,10 @@ import { IpcChannel } from './ipc-channel.js';
 import { existingShards, orphanAssignment, shardDir } from './shards.js';
 import { ADOPT_ENV, WORKER_ENV } from './worker-side.js';
 import { pipeWorkerOutput } from './worker-logs.js';
-import { clusterMetrics, clusterReadiness, clusterStatus } from './primary-views.js';
+import { clusterStatus } from './cluster-status.js';
+import { ClusterMetrics } from './metrics-aggregate.js';
+import { clusterReadiness } from './readiness-aggregate.js';
+import { ClusterStateHost } from './state-host.js';
 
 export interface PrimaryOptions {
   readonly configFile: string;
@@ -64,6 +67,8 @@ export class ClusterPrimary {
   private reloading?: Promise<unknown>;
   private readonly spoolRoot: string;
   private readonly assignment: Map<number, number[]>;
+  /** Counters, cache and connection slots of every worker, when no Redis holds them (h22s's state-host.ts). */
+  private readonly state: ClusterStateHost;
 
   constructor(private readonly o: PrimaryOptions) {
     this.raw = o.raw;
@@ -71,6 +76,7 @@ export class ClusterPrimary {
     this.spoolRoot = path.resolve(o.configDir, o.config.spool.dir);
     this.assignment = orphanAssignment(existingShards(this.spoolRoot), o.workers);
     for (let i = 1; i <= o.workers; i++) this.slots.set(i, { index: i, ready: false, forks: [] });
+    this.state = new ClusterStateHost(o.log.child({ part: 'shared-state' }));
   }
 
   /** Forks every worker and waits until each has its listeners open; then the admin and control servers. */
@@ -93,7 +99,7 @@ export class ClusterPrimary {
     const a = this.config.admin;
     if (a.enabled) {
       const token = a.token ?? (a.tokenFile ? readFileSync(path.resolve(this.o.configDir, a.tokenFile), 'utf8').split(/\r?\n/)[0]!.trim() : undefined);
-      this.admin = new AdminServer({ host: a.host, port: a.port, token, registry: clusterMetrics(() => this.live()), readiness: () => this.readiness(), log: this.o.log.child({ part: 'admin' }) });
+      this.admin = new AdminServer({ host: a.host, port: a.port, token, registry: new ClusterMetrics({ workers: () => this.live().map((w) => ({ id: w.index, channel: w.channel })) }), readiness: () => this.readiness(), log: this.o.log.child({ part: 'admin' }) });
       await this.admin.start();
     }
   }
@@ -109,6 +115,8 @@ export class ClusterPrimary {
     slot.channel = channel;
     // The config the primary validated, not the file as it may read now (an edit not yet reloaded, a refused reload).
     channel.handle('config', () => this.raw);
+    // The slot index is the worker's id: a replacement starts with no slot of its predecessor's.
+    this.state.attach(channel, slot.index);
     pipeWorkerOutput(worker, slot.index, this.o.logSink);
     worker.on('error', (err) => this.o.log.warn({ err, worker: slot.index }, 'worker IPC error'));
     return new Promise<void>((resolve, reject) => {
@@ -119,6 +127,8 @@ export class ClusterPrimary {
       });
       worker.once('exit', (code, signal) => {
         channel.close();
+        // A killed worker's connections stop counting against the per-address limits at once.
+        this.state.detach(slot.index);
         slot.ready = false;
         if (slot.worker === worker) slot.worker = undefined;
         if (!settled) {
@@ -175,9 +185,10 @@ export class ClusterPrimary {
     }
   }
 
-  /** `/readyz`: ready when every worker is up and ready (see primary-views.ts). */
+  /** `/readyz`: ready when every configured worker is up and each one's own checks pass (readiness-aggregate.ts). */
   readiness(): Promise<ReadinessReport> {
-    return clusterReadiness(this.o.workers, this.live(), this.stopping);
+    const stopping = async (): Promise<ReadinessReport> => ({ ready: !this.stopping, checks: [{ name: 'primary', ready: !this.stopping, detail: this.stopping ? 'stopping' : 'running', ms: 0 }] });
+    return clusterReadiness({ workers: () => this.live().map((w) => ({ id: w.index, channel: w.channel })), expected: () => this.o.workers, own: stopping, timeoutMs: this.config.admin.readyTimeout + 500 });
   }
 
   status(): Promise<Record<string, unknown>> {

@@ -6,6 +6,8 @@ import type { Relay } from '../relay.js';
 import { AdoptedShards } from './adopted-shards.js';
 import { fanOut } from './fan-out.js';
 import type { IpcChannel } from './ipc-channel.js';
+import { answerMetrics } from './metrics-aggregate.js';
+import { answerReadiness } from './readiness-aggregate.js';
 import { shardDir } from './shards.js';
 
 /** Set by the primary on each worker it forks: the worker's shard index, and the orphan shards it adopts. */
@@ -46,9 +48,9 @@ export class WorkerSide {
   ) {
     channel.handle('control', (req) => this.control(req as ControlRequest));
     channel.handle('status', async () => ({ worker: index, ...(await relay.status()), adopted: adopted.stats() }));
-    channel.handle('readiness', () => relay.readiness());
-    // The primary sums every worker's registry for /metrics (primary-views.ts).
-    channel.handle('metrics', () => relay.metrics.registry.getMetricsAsJSON());
+    // The primary's /readyz and /metrics ask every worker (readiness-aggregate.ts, metrics-aggregate.ts).
+    answerReadiness(channel, () => relay.readiness());
+    answerMetrics(channel, () => relay.metrics.registry);
     channel.handle('reload', (raw) => this.reload(raw));
   }
 

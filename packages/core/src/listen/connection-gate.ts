@@ -8,22 +8,40 @@ export interface ConnectionInfo {
   readonly listener: Session['listener'];
 }
 
+/** An answer now, or later (a count held in another process). */
+export type MaybePromise<T> = T | Promise<T>;
+
 /**
- * A synchronous admission check with its own accounting, run for each new connection before any
- * greeting delay or plugin hook: a refusal costs one `421` line and a close, so a flood of
- * connections is turned away cheaply and cannot crowd out the clients the operator trusts.
+ * An admission check with its own accounting, run for each new connection before any greeting
+ * delay or plugin hook: a refusal costs one `421` line and a close, so a flood of connections is
+ * turned away cheaply and cannot crowd out the clients the operator trusts.
  * `release` is called once for every connection this check admitted, when it closes.
+ *
+ * `admit` answers synchronously when its count is in this process (one process: the fast path,
+ * decided before smtp-server's init). It returns a promise when the count is held elsewhere (the
+ * cluster primary counts for every worker process): the greeting then waits for the answer (it
+ * overlaps the greeting delay) and a refusal is sent in its place.
  */
 export interface ConnectionCheck {
   readonly name: string;
-  admit(c: ConnectionInfo): Reply | undefined;
+  admit(c: ConnectionInfo): MaybePromise<Reply | undefined>;
   release(c: ConnectionInfo): void;
+}
+
+export type GateDecision = { reply: Reply; check: string } | undefined;
+
+const isPromise = <T>(v: MaybePromise<T>): v is Promise<T> => typeof (v as Promise<T> | undefined)?.then === 'function';
+
+/** `f(v)` now when `v` is a value, after it settles when it is a promise: the synchronous path stays synchronous. */
+export function whenSettled<T, U>(v: MaybePromise<T>, f: (value: T) => MaybePromise<U>): MaybePromise<U> {
+  return isPromise(v) ? v.then(f) : f(v);
 }
 
 /**
  * The relay's admission checks (`Tokens.ConnectionGate`): the core's per-address limit first, then
  * whatever plugins add in `setup` (e.g. @portcullis/limits: concurrency per address and per /64,
- * capacity kept for trusted networks and submission).
+ * capacity kept for trusted networks and submission). Checks run in order, each after the previous
+ * one admitted: a refused connection is never counted by the checks after the one that refused.
  */
 export class ConnectionGate {
   private readonly checks: ConnectionCheck[] = [];
@@ -33,21 +51,39 @@ export class ConnectionGate {
   }
 
   /** The first refusal, or undefined when every check admits (each then owes a `release`). */
-  admit(c: ConnectionInfo): Reply | undefined {
-    return this.decide(c)?.reply;
+  admit(c: ConnectionInfo): MaybePromise<Reply | undefined> {
+    return whenSettled(this.decide(c), (d) => d?.reply);
   }
 
-  /** As `admit`, naming the check that refused (the reason label of connections_refused_total). */
-  decide(c: ConnectionInfo): { reply: Reply; check: string } | undefined {
-    for (let i = 0; i < this.checks.length; i++) {
-      const reply = this.checks[i]!.admit(c);
-      if (reply) {
-        // The checks before this one admitted it: undo their accounting.
-        for (let j = 0; j < i; j++) this.checks[j]!.release(c);
-        return { reply, check: this.checks[i]!.name };
+  /**
+   * As `admit`, naming the check that refused (the reason label of connections_refused_total).
+   * Synchronous while every check answers synchronously. A check that throws or rejects refuses
+   * nothing: it is treated as admitting without owing a release (fail open on our own bookkeeping,
+   * never on a limit: the stores answer locally when the primary or Redis does not).
+   */
+  decide(c: ConnectionInfo, from = 0): MaybePromise<GateDecision> {
+    for (let i = from; i < this.checks.length; i++) {
+      let reply: MaybePromise<Reply | undefined>;
+      try {
+        reply = this.checks[i]!.admit(c);
+      } catch {
+        reply = undefined;
       }
+      if (isPromise(reply)) {
+        return reply.then(
+          (r) => (r ? this.refuse(c, i, r) : this.decide(c, i + 1)),
+          () => this.decide(c, i + 1),
+        );
+      }
+      if (reply) return this.refuse(c, i, reply);
     }
     return undefined;
+  }
+
+  /** The checks before `i` admitted it: undo their accounting. */
+  private refuse(c: ConnectionInfo, i: number, reply: Reply): GateDecision {
+    for (let j = 0; j < i; j++) this.checks[j]!.release(c);
+    return { reply, check: this.checks[i]!.name };
   }
 
   release(c: ConnectionInfo): void {
@@ -55,9 +91,40 @@ export class ConnectionGate {
   }
 }
 
-/** The core's own check: `limits.connectionsPerIp` simultaneous connections per client address. */
-export function perAddressCheck(limit: number, reply: Reply): ConnectionCheck {
+/** What the core's check counts in: SharedState's slots (services/shared-state.ts), by shape. */
+export interface SlotSource {
+  acquire(key: string): MaybePromise<{ release(): void } | undefined>;
+}
+
+/**
+ * The core's own check: `limits.connectionsPerIp` simultaneous connections per client address,
+ * counted in `slots` (this process's memory, or the cluster primary's for every worker) or, when
+ * none is given, in a map of its own.
+ *
+ * The cost of counting in the primary: one IPC round trip per connection (a request to the
+ * primary, a notice on close). Measured on the 2-core test machine with two worker processes
+ * (test/cluster-gate.test.ts's benchmark, 2,000 sequential acquire+release pairs, same run):
+ * see packages/core/README.md "Workers: shared state" for the figures.
+ */
+export function perAddressCheck(limit: number, reply: Reply, slots?: SlotSource): ConnectionCheck {
   const counts = new Map<string, number>();
+  const leases = new Map<string, { release(): void }>();
+  if (slots) {
+    return {
+      name: 'connectionsPerIp',
+      admit(c) {
+        return whenSettled(slots.acquire(c.remoteAddress), (lease) => {
+          if (!lease) return reply;
+          leases.set(c.id, lease);
+          return undefined;
+        });
+      },
+      release(c) {
+        leases.get(c.id)?.release();
+        leases.delete(c.id);
+      },
+    };
+  }
   return {
     name: 'connectionsPerIp',
     admit(c) {

@@ -3,7 +3,7 @@ import type { Session } from '../api/types.js';
 import { formatReply, Replies, type Reply } from '../api/verdicts.js';
 import type { RelayMetrics } from '../telemetry/metrics.js';
 import { RepeatLog } from '../telemetry/repeat-log.js';
-import type { ConnectionGate, ConnectionInfo } from './connection-gate.js';
+import type { ConnectionGate, ConnectionInfo, GateDecision, MaybePromise } from './connection-gate.js';
 
 /** What the relay uses of an smtp-server connection object. */
 export interface ConnectionLike {
@@ -24,6 +24,8 @@ export class Connections {
   private readonly admitted = new Map<string, { info: ConnectionInfo; gate: ConnectionGate }>();
   private readonly refused = new Map<string, Reply>();
   private readonly ungated = new Set<string>();
+  /** Connections whose gate answer is awaited (a count held by the cluster primary). */
+  private readonly deciding = new Map<string, Promise<Reply | undefined>>();
   private readonly refusals = new RepeatLog(10_000);
 
   /** `gate()` is read per connection: a reload replaces the gate, a connection is released by the one that admitted it. */
@@ -66,18 +68,48 @@ export class Connections {
     return true;
   }
 
-  /** Runs the connection gate once per connection; a refusal is answered before any greeting. */
-  admit(c: { id: string; remoteAddress: string }, listener: Session['listener'], label: string): Reply | undefined {
+  /**
+   * Runs the connection gate once per connection; a refusal is answered before any greeting. The
+   * answer is synchronous when every check counts in this process, else a promise (the same one for
+   * every call until it settles): the connect phase awaits it before the greeting.
+   */
+  admit(c: { id: string; remoteAddress: string }, listener: Session['listener'], label: string): MaybePromise<Reply | undefined> {
     if (this.ungated.has(c.id) || this.admitted.has(c.id) || this.refused.has(c.id)) return this.refused.get(c.id);
+    const pending = this.deciding.get(c.id);
+    if (pending) return pending;
     const info: ConnectionInfo = { id: c.id, remoteAddress: c.remoteAddress, listener };
     const gate = this.gate();
     const decided = gate.decide(info);
+    if (!(decided instanceof Promise)) return this.record(info, gate, decided, label);
+    const p = decided.then(
+      (d) => {
+        this.deciding.delete(c.id);
+        // Closed while the answer travelled (the socket is added right after this call, so a
+        // connection missing now has come and gone): give back what the gate took.
+        if (!this.open.has(c.id)) {
+          if (!d) gate.release(info);
+          return d?.reply;
+        }
+        return this.record(info, gate, d, label);
+      },
+      (err: unknown) => {
+        // Not expected (the checks' own failures are handled in the gate): admitted, release owed.
+        this.deciding.delete(c.id);
+        this.log.error({ err, client: c.remoteAddress }, 'connection gate failed: admitted');
+        return this.record(info, gate, undefined, label);
+      },
+    );
+    this.deciding.set(c.id, p);
+    return p;
+  }
+
+  private record(info: ConnectionInfo, gate: ConnectionGate, decided: GateDecision, label: string): Reply | undefined {
     const reply = decided?.reply;
     if (decided && reply) {
       this.metrics.connectionRefused(label, decided.check);
-      this.refused.set(c.id, reply);
-      this.refusals.log(this.log, 'warn', `${formatReply(reply)} ${c.remoteAddress}`, { client: c.remoteAddress, listener: listener.name, reply: formatReply(reply) }, 'connection refused at the gate');
-    } else this.admitted.set(c.id, { info, gate });
+      this.refused.set(info.id, reply);
+      this.refusals.log(this.log, 'warn', `${formatReply(reply)} ${info.remoteAddress}`, { client: info.remoteAddress, listener: info.listener.name, reply: formatReply(reply) }, 'connection refused at the gate');
+    } else this.admitted.set(info.id, { info, gate });
     return reply;
   }
 }

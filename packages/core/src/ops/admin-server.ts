@@ -2,7 +2,6 @@ import http from 'node:http';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
 import type { ReadinessReport } from './readiness.js';
 
 export interface AdminServerOptions {
@@ -10,8 +9,11 @@ export interface AdminServerOptions {
   readonly port: number;
   /** When set, every request needs `Authorization: Bearer <token>`. */
   readonly token?: string;
-  /** What /metrics serves: the relay's registry, or the worker mode's sum over its workers. */
-  readonly registry: Pick<Registry, 'metrics' | 'contentType'>;
+  /**
+   * Where `/metrics` comes from: this process's Registry, or in the worker mode's primary the
+   * totals across workers (cluster/metrics-aggregate.ts's ClusterMetrics).
+   */
+  readonly registry: { metrics(): Promise<string>; readonly contentType: string };
   readonly readiness: () => Promise<ReadinessReport>;
   readonly log: Logger;
 }

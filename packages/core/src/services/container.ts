@@ -9,10 +9,13 @@ import { replaceRegistrations } from '../adapter/tsyringe.js';
 import { ConnectionGate, perAddressCheck } from '../listen/connection-gate.js';
 import { defaultMinFree, DiskGuard } from '../spool/disk-guard.js';
 import { Spool } from '../spool/spool.js';
-import { createSharedState } from './shared-state.js';
+import { createSharedState } from './create-shared-state.js';
+import type { StateTransport } from './ipc-state.js';
+import type { SharedState } from './shared-state.js';
 
 /** The relay's container: the `Tokens.*` registrations plugins resolve in setup and in hooks. */
-export function createContainer(config: RelayConfig, configDir: string, log: Logger, services: ReadonlyArray<readonly [symbol, unknown]> = []): DependencyContainer {
+/** `cluster`: in a worker process, its pipe to the primary (shared state is then held there). */
+export function createContainer(config: RelayConfig, configDir: string, log: Logger, services: ReadonlyArray<readonly [symbol, unknown]> = [], cluster?: StateTransport): DependencyContainer {
   // One registration per token: a reload replaces them (see adapter/tsyringe.ts).
   const container = replaceRegistrations(rootContainer.createChildContainer());
   container.registerInstance(Tokens.Config, config);
@@ -23,9 +26,10 @@ export function createContainer(config: RelayConfig, configDir: string, log: Log
   if (config.dns.servers?.length) resolver.setServers(config.dns.servers);
   container.registerInstance(Tokens.Resolver, resolver);
   container.registerInstance(Tokens.ListenAddresses, config.listen.map((l) => (l.host.includes(':') ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`)));
-  registerGateAndGuard(container, config, configDir, log);
-  container.registerInstance(Tokens.SharedState, createSharedState({ redis: config.sharedState.redis && { url: config.sharedState.redis.url, keyPrefix: config.sharedState.redis.keyPrefix, timeoutMs: config.sharedState.redis.timeout } }, log));
+  container.registerInstance(Tokens.SharedState, createSharedState({ redis: config.sharedState.redis && { url: config.sharedState.redis.url, keyPrefix: config.sharedState.redis.keyPrefix, timeoutMs: config.sharedState.redis.timeout } }, log, cluster));
   for (const [token, value] of services) container.registerInstance(token, value);
+  // After the services: the gate counts in whatever SharedState ended up registered.
+  registerGateAndGuard(container, config, configDir, log);
   return container;
 }
 
@@ -36,7 +40,9 @@ export function createContainer(config: RelayConfig, configDir: string, log: Log
  */
 export function registerGateAndGuard(container: DependencyContainer, config: RelayConfig, configDir: string, log: Logger): void {
   const gate = new ConnectionGate();
-  gate.add(perAddressCheck(config.limits.connectionsPerIp, Replies.tooManyConnections));
+  // Slots by name: a reload's new gate goes on counting the connections the old one admitted.
+  const slots = container.resolve<SharedState>(Tokens.SharedState).slots('core:connectionsPerIp', config.limits.connectionsPerIp);
+  gate.add(perAddressCheck(config.limits.connectionsPerIp, Replies.tooManyConnections, slots));
   container.registerInstance(Tokens.ConnectionGate, gate);
   const spoolDir = path.resolve(configDir, config.spool.dir);
   const minFree = config.spool.minFree ?? defaultMinFree(config.limits.messageSize);

@@ -26,11 +26,41 @@ export interface SharedCounter {
   peek(key: string): Promise<number>;
 }
 
+/** A held concurrency slot: give it back once (later calls do nothing). */
+export interface SlotLease {
+  release(): void;
+  /** True when the slot is counted across worker processes (held by the primary), false when only here. */
+  readonly shared: boolean;
+}
+
+/**
+ * At most `limit` leases per key at once (simultaneous connections per address, say). `acquire`
+ * answers synchronously where the count is in this process (one process: the connection gate's fast
+ * path) and with a promise where it is held elsewhere (the primary, for workers).
+ */
+export interface ConcurrencySlots {
+  readonly name: string;
+  readonly limit: number;
+  /** A lease, or undefined when `limit` leases for `key` are out. */
+  acquire(key: string): SlotLease | undefined | Promise<SlotLease | undefined>;
+  /** Leases out for `key` right now, in the store that counts them. */
+  held(key: string): number | Promise<number>;
+}
+
+/** Slots counted in this process: they answer synchronously. */
+export interface LocalSlots extends ConcurrencySlots {
+  acquire(key: string): SlotLease | undefined;
+  held(key: string): number;
+}
+
+/** Where a store keeps its state: this process, Redis, or the cluster primary (worker processes without Redis). */
+export type StoreKind = 'memory' | 'redis' | 'cluster';
+
 export interface SharedStateStatus {
-  readonly store: 'memory' | 'redis';
+  readonly store: StoreKind;
   /** Redis answering right now (always true for the memory store). */
   readonly connected: boolean;
-  /** Operations answered locally because Redis failed, since start. */
+  /** Operations answered locally because Redis (or the cluster primary) failed, since start. */
   readonly fallbacks: number;
 }
 
@@ -44,9 +74,16 @@ export interface SharedStateStatus {
  * turned into refusals. When Redis answers again, shared counting resumes.
  */
 export interface SharedState {
-  readonly store: 'memory' | 'redis';
+  readonly store: StoreKind;
   /** A counter named `name` (the key namespace); the same name and window on every node share counts. */
   counter(name: string, limit: number, windowMs: number): SharedCounter;
+  /**
+   * Concurrency slots named `name`: the same name shares one count per key (a reload's new gate
+   * goes on counting the connections the old one admitted). Counted per machine: in this process,
+   * or in the cluster primary for all its workers (a worker that exits gives back its leases). Never
+   * in Redis: a slot there would outlive a node that crashed while holding it.
+   */
+  slots(name: string, limit: number): ConcurrencySlots;
   /** A cached value, or undefined when missing or expired. */
   get(key: string): Promise<string | undefined>;
   /** Caches `value` under `key` for `ttlMs`. */
@@ -114,12 +151,47 @@ class MemoryCounter implements SharedCounter {
   }
 }
 
+/** Slot counts by name, then key; a key with no lease out is deleted (no growth with address churn). */
+class SlotTable {
+  private readonly counts = new Map<string, Map<string, number>>();
+  slots(name: string, limit: number): LocalSlots {
+    let byKey = this.counts.get(name);
+    if (!byKey) this.counts.set(name, (byKey = new Map()));
+    const table = byKey;
+    return {
+      name,
+      limit,
+      acquire(key) {
+        const n = table.get(key) ?? 0;
+        if (n >= limit) return undefined;
+        table.set(key, n + 1);
+        let held = true;
+        return {
+          shared: false,
+          release() {
+            if (!held) return;
+            held = false;
+            const left = (table.get(key) ?? 1) - 1;
+            if (left <= 0) table.delete(key);
+            else table.set(key, left);
+          },
+        };
+      },
+      held: (key) => table.get(key) ?? 0,
+    };
+  }
+}
+
 /** In-process state: the default, and what a node uses alone. */
 export class MemoryState implements SharedState {
   readonly store = 'memory' as const;
   private readonly cache = new ExpiringCache();
+  private readonly slotTable = new SlotTable();
   counter(name: string, limit: number, windowMs: number): SharedCounter {
     return new MemoryCounter(name, limit, windowMs);
+  }
+  slots(name: string, limit: number): LocalSlots {
+    return this.slotTable.slots(name, limit);
   }
   async get(key: string): Promise<string | undefined> {
     return this.cache.get(key);
@@ -135,16 +207,17 @@ export class MemoryState implements SharedState {
 
 /**
  * Redis through ioredis, counters through rate-limiter-flexible's RateLimiterRedis (atomic
- * INCRBY + expiry in one Lua script). Every operation has a local twin used while Redis is down.
+ * INCRBY + expiry in one Lua script). Every operation has a local twin used while Redis is down:
+ * this process's memory, or in a worker process the cluster primary's (`local`), so that an outage
+ * still leaves one count per machine. Concurrency slots are always the local twin's (see `slots`).
  */
 export class RedisState implements SharedState {
   readonly store = 'redis' as const;
   readonly client: Redis;
-  private readonly local = new MemoryState();
   private fallbacks = 0;
   private outage = false;
 
-  constructor(private readonly opts: RedisStateOptions, private readonly log: Logger) {
+  constructor(private readonly opts: RedisStateOptions, private readonly log: Logger, private readonly local: SharedState = new MemoryState()) {
     this.client = new Redis(opts.url, {
       keyPrefix: opts.keyPrefix,
       // Fail at once while disconnected (the local twin answers) instead of queueing commands,
@@ -213,6 +286,10 @@ export class RedisState implements SharedState {
     };
   }
 
+  slots(name: string, limit: number): ConcurrencySlots {
+    return this.local.slots(name, limit);
+  }
+
   async get(key: string): Promise<string | undefined> {
     if (this.ready) {
       try {
@@ -236,16 +313,12 @@ export class RedisState implements SharedState {
   }
 
   status(): SharedStateStatus {
-    return { store: 'redis', connected: this.ready, fallbacks: this.fallbacks };
+    return { store: 'redis', connected: this.ready, fallbacks: this.fallbacks + this.local.status().fallbacks };
   }
 
   async close(): Promise<void> {
     this.closing = true;
     this.client.disconnect();
+    await this.local.close();
   }
-}
-
-/** The store the config asks for: Redis when `sharedState.redis` is set, else memory. */
-export function createSharedState(config: { redis?: RedisStateOptions | undefined }, log: Logger): SharedState {
-  return config.redis ? new RedisState(config.redis, log.child({ part: 'shared-state' })) : new MemoryState();
 }

@@ -93,9 +93,10 @@ export class Sessions {
     // advertised nor accepted before TLS: credentials never cross the wire in clear.
     if (!raw.secure && !disabled.includes('AUTH')) raw.disabledCommands = [...disabled, 'AUTH'];
     try {
-      // Normally decided before the greeting (listeners.ts); here for PROXY protocol listeners, whose
+      // Normally decided (or at least started) before the greeting delay (listeners.ts); here for PROXY protocol listeners, whose
       // client address is known only now, and when the greeting override is unavailable.
-      const refused = connection ? this.connections.admit({ id: raw.id, remoteAddress: raw.remoteAddress }, listener, label) : undefined;
+      // A promise when the count is held by the cluster primary: the greeting waits for it.
+      const refused = connection ? await this.connections.admit({ id: raw.id, remoteAddress: raw.remoteAddress }, listener, label) : undefined;
       if (refused) return cb(replyError(refused));
       s.timer = setTimeout(() => {
         log.warn({ client: raw.remoteAddress }, 'session time limit reached');

@@ -1,42 +1,7 @@
-import { AggregatorRegistry, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { ReadinessReport } from '../ops/readiness.js';
 import type { IpcChannel } from './ipc-channel.js';
 
-type Live = () => ReadonlyArray<{ index: number; channel: IpcChannel }>;
 type Workers = ReadonlyArray<{ index: number; channel: IpcChannel }>;
-
-/**
- * `/metrics` of the primary: every live worker's registry (as JSON, over IPC) summed by
- * prom-client's own cluster aggregator (`AggregatorRegistry.aggregate`: counters and histograms add
- * up, each metric's `aggregator` setting decides gauges), so message totals are totals of the relay.
- */
-export function clusterMetrics(live: Live): Pick<Registry, 'contentType' | 'metrics'> {
-  return {
-    contentType: Registry.PROMETHEUS_CONTENT_TYPE,
-    async metrics() {
-      const parts = await Promise.all(live().map((w) => w.channel.request<Array<MetricObjectWithValues<MetricValue<string>>>>('metrics', undefined, 5_000)));
-      return AggregatorRegistry.aggregate(parts).metrics();
-    },
-  };
-}
-
-/** `/readyz`: every configured worker running, and each one's own checks (listeners, spool, disk, plugins), named by worker. */
-export async function clusterReadiness(configured: number, workers: Workers, stopping: boolean): Promise<ReadinessReport> {
-  const own = { name: 'workers', ready: !stopping && workers.length === configured, detail: stopping ? 'stopping' : `${workers.length} of ${configured} running`, ms: 0 };
-  const reports = await Promise.all(
-    workers.map(async (w) => {
-      const t0 = performance.now();
-      try {
-        const r = await w.channel.request<ReadinessReport>('readiness', undefined, 5_000);
-        return r.checks.map((c) => ({ ...c, name: `worker ${w.index}: ${c.name}` }));
-      } catch (err) {
-        return [{ name: `worker ${w.index}`, ready: false, detail: `no answer: ${(err as Error).message}`, ms: Math.round(performance.now() - t0) }];
-      }
-    }),
-  );
-  const checks = [own, ...reports.flat()];
-  return { ready: checks.every((c) => c.ready), checks };
-}
 
 interface WorkerStatus {
   worker: number;
