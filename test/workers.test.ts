@@ -223,6 +223,31 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     assert.ok(late.length >= 90 && late.every((m) => /by reloaded\.test/.test(m.raw.toString())), 'late messages were received with the new hostname');
   });
 
+  it('going from 2 workers to 1 strands no shard: the single relay adopts w1 and w2, lists their messages and delivers them', async () => {
+    refuse = true;
+    const { file, port } = await start({ delivery: { retrySchedule: ['1h'] } });
+    const { acked } = await load(port, 'shrink', 30, 10);
+    assert.equal(acked.size, 30);
+    await waitFor(() => cli(['queue', 'list', '--json', '--config', file]).stdout.split('"attempts": 1').length === 31, 20_000);
+    assert.equal(await relay!.stop(), 0);
+    const c = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    delete c['workers'];
+    writeFileSync(file, JSON.stringify(c, null, 2));
+    refuse = false;
+    relay = new RelayProcess(file, port, path.join(dir, 'relay-single.log'));
+    await relay.start();
+    assert.ok(await waitFor(() => logLines(relay!.logFile).filter((l) => /^adopted a spool shard/.test(String(l['msg']))).length === 2, 20_000), 'both shards adopted');
+    const listed = cli(['queue', 'list', '--json', '--config', file]);
+    assert.equal(listed.code, 0, listed.stderr);
+    const rows = JSON.parse(listed.stdout) as Array<{ shard: number }>;
+    assert.equal(rows.length, 30);
+    assert.deepEqual([...new Set(rows.map((r) => r.shard))].sort(), [1, 2]);
+    // Their retry is an hour away: a flush through the single relay's control socket reaches both shards.
+    const flushed = cli(['queue', 'flush', '--config', file]);
+    assert.equal(flushed.stdout, '30 message(s) due now\n');
+    assert.ok(await waitFor(() => new Set(idsOf(sink)).size === 30, 30_000), `${new Set(idsOf(sink)).size} of 30 delivered`);
+  });
+
   it('SIGTERM drains every worker: a transaction in DATA gets its 250, and the primary exits 0 once the workers have', async () => {
     const { port } = await start();
     const c = await RawSmtp.connect(port);

@@ -25,11 +25,25 @@ interface Adopted {
  */
 export class AdoptedShards {
   private readonly shards: Adopted[] = [];
+  private follow?: NodeJS.Timeout;
 
   private constructor(private readonly log: Logger) {}
 
-  static async open(spoolRoot: string, indexes: readonly number[], config: RelayConfig, driver: PluginDriver, log: Logger, metrics?: RelayMetrics): Promise<AdoptedShards> {
+  /**
+   * `current`: the adopter's running plugins and config. A reload replaces them (SIGHUP in a
+   * single-process relay reaches only the relay), and the old plugins are closed once unused, so
+   * the adopted queues follow: checked every second, swapped like the relay's own queue.
+   */
+  static async open(spoolRoot: string, indexes: readonly number[], config: RelayConfig, driver: PluginDriver, log: Logger, metrics?: RelayMetrics, current?: () => { driver: PluginDriver; config: RelayConfig }): Promise<AdoptedShards> {
     const a = new AdoptedShards(log);
+    if (current && indexes.length) {
+      let last = driver;
+      a.follow = setInterval(() => {
+        const now = current();
+        if (now.driver !== last) a.setDriver((last = now.driver), now.config);
+      }, 1000);
+      a.follow.unref();
+    }
     try {
       for (const shard of indexes) {
         const dir = shardDir(spoolRoot, shard);
@@ -73,6 +87,7 @@ export class AdoptedShards {
 
   /** Deliveries in progress finish (bounded by the caller), then each shard is unlocked. */
   async close(): Promise<void> {
+    if (this.follow) clearInterval(this.follow);
     for (const s of this.shards.splice(0)) {
       await s.queue.stop().catch((err: unknown) => this.log.warn({ err, shard: s.shard }, 'stopping an adopted shard failed'));
       await s.spool.close().catch(() => undefined);

@@ -57,7 +57,10 @@ export class WorkerSide {
   /** Opens the orphan shards this worker adopts (before `ready`: their messages count from the start). */
   static async adopt(relay: Relay, index: number, shards: readonly number[]): Promise<AdoptedShards> {
     const root = path.resolve(relay.configDir, relay.config.spool.dir, '..');
-    return AdoptedShards.open(index === 0 ? path.resolve(relay.configDir, relay.config.spool.dir) : root, shards, relay.config, relay.driver, relay.log.child({ part: 'adopted' }), relay.metrics);
+    const adopted = await AdoptedShards.open(index === 0 ? path.resolve(relay.configDir, relay.config.spool.dir) : root, shards, relay.config, relay.driver, relay.log.child({ part: 'adopted' }), relay.metrics, () => ({ driver: relay.driver, config: relay.config }));
+    // The relay's own control socket (`<shard>/control.sock`; with workers: 1 the one operators use) sees the adopted shards too.
+    if (adopted.count) relay.controlRoute = (req, own) => (req.cmd === 'enqueue' || req.cmd === 'reload' || req.cmd === 'status' ? own(req) : fanOut(req, [{ shard: index, answer: own }, ...adopted.targets()]));
+    return adopted;
   }
 
   ready(): void {
