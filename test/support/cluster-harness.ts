@@ -26,17 +26,18 @@ export class ClusterHarness {
   /** Leases freed by `detach` when a worker exited, by worker id. */
   readonly freedOnExit = new Map<number, number>();
 
-  private constructor(private readonly config: Record<string, unknown>) {}
+  private constructor(private readonly config: Record<string, unknown>, private readonly env: Record<string, string>) {}
 
-  static async start(config: Record<string, unknown>, count: number): Promise<ClusterHarness> {
-    const h = new ClusterHarness(config);
+  /** `env`: extra environment for the workers (PORTCULLIS_WORKER_LOCAL_STATE=1: no state through the primary). */
+  static async start(config: Record<string, unknown>, count: number, env: Record<string, string> = {}): Promise<ClusterHarness> {
+    const h = new ClusterHarness(config, env);
     cluster.setupPrimary({ exec: workerFile, execArgv: ['--import', 'tsx'], silent: false });
     await Promise.all(Array.from({ length: count }, () => h.fork()));
     return h;
   }
 
   async fork(): Promise<HarnessWorker> {
-    const worker = cluster.fork({ PORTCULLIS_WORKER_CONFIG: JSON.stringify({ ...this.config, spool: { dir: this.spoolDir } }) });
+    const worker = cluster.fork({ ...this.env, PORTCULLIS_WORKER_CONFIG: JSON.stringify({ ...this.config, spool: { dir: this.spoolDir } }) });
     const channel = new IpcChannel(worker, { timeoutMs: 2000 });
     const link: HarnessWorker = { id: worker.id, worker, channel };
     this.host.attach(channel, worker.id);

@@ -1,11 +1,23 @@
 import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
-import { ConfigError, createLogger, loadConfigFile, Relay, type LoadedConfig, type LogFileDestination, type RelayConfig } from '@portcullis/core';
+import { ConfigError, createLogger, loadConfigFile, parseConfig, Relay, type LoadedConfig, type LogFileDestination, type RelayConfig } from '@portcullis/core';
 import { validatePluginEntries } from '@portcullis/core/internal';
 import { cliPackageDir } from './cli-package.js';
 import { pluginPath } from './project-import.js';
 
 export type Logger = ReturnType<typeof createLogger>;
+
+/**
+ * A worker of the worker mode builds its relay from the config its primary validated (`raw`, the
+ * file as parsed then), turned into the worker's own (`config`: its spool shard); the primary serves
+ * /metrics and /readyz, so the worker opens no admin listener.
+ */
+export interface WorkerLoad {
+  readonly raw: unknown;
+  readonly config: (config: RelayConfig, dir: string) => RelayConfig;
+  /** The IPC channel to the primary: shared state (counters, cache, connection slots) is held there for every worker. */
+  readonly stateTransport: NonNullable<Parameters<typeof Relay.create>[0]['stateTransport']>;
+}
 
 /**
  * Reads and validates the config file, then creates the relay: plugins are imported, their options
@@ -16,10 +28,11 @@ export type Logger = ReturnType<typeof createLogger>;
 export async function loadRelay(
   file: string,
   logger: (config: RelayConfig, dir: string) => Logger | Promise<{ log: Logger; logFile?: LogFileDestination }>,
+  worker?: WorkerLoad,
 ): Promise<{ loaded: LoadedConfig; relay: Relay }> {
   let loaded: LoadedConfig;
   try {
-    loaded = loadConfigFile(file);
+    loaded = worker ? { file: path.resolve(file), dir: path.dirname(path.resolve(file)), config: worker.config(parseConfig(worker.raw, path.resolve(file)), path.dirname(path.resolve(file))), raw: worker.raw } : loadConfigFile(file);
   } catch (err) {
     if (!(err instanceof ConfigError) || err.raw === undefined) throw err;
     const raw = err.raw as { plugins?: unknown };
@@ -31,7 +44,7 @@ export async function loadRelay(
   try {
     const made = await logger(loaded.config, loaded.dir);
     const { log, logFile } = 'log' in made && 'level' in made.log ? (made as { log: Logger; logFile?: LogFileDestination }) : { log: made as Logger, logFile: undefined };
-    relay = await Relay.create({ config: loaded.config, configFile: loaded.file, logger: log, logFile, resolveFrom: [process.cwd(), ...pluginPath(), cliPackageDir] });
+    relay = await Relay.create({ config: loaded.config, configFile: loaded.file, logger: log, logFile, resolveFrom: [process.cwd(), ...pluginPath(), cliPackageDir], ...(worker ? { adminServer: false, stateTransport: worker.stateTransport } : {}) });
   } catch (err) {
     if (err instanceof ConfigError && missing.length) throw new ConfigError(loaded.file, [...missing, ...err.problems]);
     throw err;

@@ -63,21 +63,8 @@ program
   .requiredOption('-c, --config <file>', 'config file (YAML, or JSON if it ends in .json)')
   .addOption(new Option('--log-level <level>', 'override log.level from the config').choices(LOG_LEVELS))
   .action(async (opts: { config: string; logLevel?: string }) => {
-    const [{ ConfigError, createLogger, createLogFile }, { loadRelay, reportConfigError, runRelay }] = await Promise.all([core(), relayModules()]);
-    let log: Logger | undefined;
-    try {
-      const { relay } = await loadRelay(opts.config, async (c, dir) => {
-        // log.file: rotated files, written off the SMTP path; otherwise JSON lines on stdout.
-        const logFile = c.log.file ? await createLogFile(c.log.file, dir) : undefined;
-        log = createLogger(opts.logLevel ?? c.log.level, logFile?.stream);
-        return { log, logFile };
-      });
-      await runRelay({ relay, log: log! });
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      reportConfigError(err, 'nothing was started');
-      await finish(ExitCode.config, log);
-    }
+    // workers: 1 runs the relay here; more makes this process the primary of N workers (run-relay.ts).
+    await (await import('./run-relay.js')).startCommand(opts);
   });
 
 program

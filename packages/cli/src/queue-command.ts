@@ -121,6 +121,9 @@ export async function openQueue(configFile: string, opts: { readOnly?: boolean }
     if (!/ENOENT|ECONNREFUSED/.test((err as Error).message)) throw err;
   }
   const log = core.createLogger('warn', 2);
+  // The worker mode's shards (<spool>/w<i>) and the spool folder itself: every one is read.
+  const shards = core.existingShards(spoolDir);
+  if (shards.some((s) => s > 0)) return openShards(core, shards.map((s) => [s, core.shardDir(spoolDir, s)] as const), config, log, opts);
   const lock = opts.readOnly ? undefined : await core.SpoolLock.acquire(spoolDir, `portcullis queue (pid ${process.pid})`, log, 5_000);
   try {
     const spool = new core.Spool(spoolDir);
@@ -141,6 +144,33 @@ export async function openQueue(configFile: string, opts: { readOnly?: boolean }
     await lock?.release();
     throw err;
   }
+}
+
+type Core = typeof import('@portcullis/core') & typeof import('@portcullis/core/internal');
+
+/** With the relay stopped and several shards: each shard opened (and locked, to change it) like a single spool, the answers merged. */
+async function openShards(core: Core, dirs: ReadonlyArray<readonly [number, string]>, config: ReturnType<Core['loadConfigFile']>['config'], log: ReturnType<Core['createLogger']>, opts: { readOnly?: boolean }): Promise<QueueAccess> {
+  const opened: Array<{ shard: number; queue: DeliveryQueue; close(): Promise<void> }> = [];
+  try {
+    for (const [shard, dir] of dirs) {
+      const lock = opts.readOnly ? undefined : await core.SpoolLock.acquire(dir, `portcullis queue (pid ${process.pid})`, log, 5_000);
+      const spool = new core.Spool(dir);
+      if (lock) await spool.init();
+      const queue = new core.DeliveryQueue(spool, new core.PluginDriver([], log), { hostname: config.hostname, ...config.delivery }, log);
+      await queue.open();
+      opened.push({ shard, queue, close: async () => (await queue.settle(), await spool.close(), await lock?.release()) });
+    }
+  } catch (err) {
+    for (const o of opened) await o.close();
+    throw err;
+  }
+  return {
+    mode: 'offline',
+    request: (req) => core.fanOut(req, opened.map((o) => ({ shard: o.shard, answer: (r: ControlRequest) => offlineRequest(o.queue, r) }))),
+    close: async () => {
+      for (const o of opened) await o.close();
+    },
+  };
 }
 
 /** With the relay stopped only the queue's own commands exist (reload, status, enqueue need it running). */

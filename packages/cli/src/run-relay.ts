@@ -1,4 +1,5 @@
 import type { Relay } from '@portcullis/core';
+import type { AdoptedShards, IpcChannel } from '@portcullis/core/internal';
 import { ExitCode, exitCodeForSignal } from './exit-codes.js';
 import type { Logger } from './load-relay.js';
 
@@ -9,6 +10,14 @@ export interface RunOptions {
   readonly onReady?: () => void | Promise<void>;
   /** Runs after the relay has stopped, before the process exits (the demo closes its next hop). */
   readonly onStopped?: () => void | Promise<void>;
+  /**
+   * A worker of the worker mode (workers > 1): its index, the IPC channel to the primary and the
+   * orphan shards it adopts. SIGINT and SIGHUP are the primary's to act on (a Ctrl-C reaches the
+   * whole process group): the worker drains on the primary's SIGTERM only.
+   */
+  readonly worker?: { readonly index: number; readonly channel: IpcChannel; readonly adopt: readonly number[] };
+  /** Shards of an earlier worker mode (`<spool>/w<i>`) a single-process relay adopts and delivers. */
+  readonly adopt?: readonly number[];
 }
 
 /**
@@ -19,8 +28,9 @@ export interface RunOptions {
  * A second signal during that exits at once with 128 + the signal number: nothing acknowledged is
  * lost, since every message that got a 250 is already on disk.
  */
-export async function runRelay({ relay, log, onReady, onStopped }: RunOptions): Promise<void> {
+export async function runRelay({ relay, log, onReady, onStopped, worker, adopt }: RunOptions): Promise<void> {
   let stopping = false;
+  let adopted: AdoptedShards | undefined;
   let started: Promise<void> | undefined;
   let listening = false;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -38,6 +48,7 @@ export async function runRelay({ relay, log, onReady, onStopped }: RunOptions): 
     void (async () => {
       try {
         await (stopped ?? started?.catch(() => undefined).then(() => relay.stop()));
+        await adopted?.close();
         await onStopped?.();
         log.info({ durationMs: Date.now() - t0 }, 'stopped');
         exit(log, ExitCode.ok);
@@ -48,13 +59,14 @@ export async function runRelay({ relay, log, onReady, onStopped }: RunOptions): 
     })();
   };
   process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+  if (worker) process.on('SIGINT', () => undefined);
+  else process.on('SIGINT', onSignal);
 
   // SIGHUP re-reads the whole config file (TLS files included), validates it and sets up its
   // plugins before switching: new sessions get the new config, open ones keep theirs. On any
   // error the running config stays (the relay logs the problem; see Relay.reload).
   process.on('SIGHUP', () => {
-    if (!listening || stopping) return;
+    if (!listening || stopping || worker) return;
     log.info('SIGHUP: reloading the configuration');
     relay.reloadFromFile().catch(() => undefined);
   });
@@ -70,6 +82,19 @@ export async function runRelay({ relay, log, onReady, onStopped }: RunOptions): 
   }
   listening = true;
   if (stopping) return;
+  const shards = worker?.adopt ?? adopt ?? [];
+  if (shards.length || worker) {
+    const { WorkerSide } = await import('@portcullis/core/internal');
+    try {
+      adopted = await WorkerSide.adopt(relay, worker?.index ?? 0, shards);
+    } catch (err) {
+      log.fatal({ err, shards }, `cannot adopt the spool shards ${shards.join(', ')}: ${(err as Error).message}`);
+      await relay.stop();
+      exit(log, ExitCode.failure);
+      return;
+    }
+    if (worker) new WorkerSide(relay, worker.index, adopted, worker.channel).ready();
+  }
   log.info({ pid: process.pid, listeners: relay.addresses(), plugins: relay.driver.plugins.map((p) => p.instance.name) }, 'ready');
   await onReady?.();
 }
@@ -88,4 +113,98 @@ export function exit(log: Logger, code: number): void {
     go();
   }
   setTimeout(go, 500).unref();
+}
+
+/**
+ * `portcullis start`: one process with `workers: 1` (as always); with more, this process becomes the
+ * primary (ClusterPrimary: sockets, admin, control, the log stream) and forks the workers, each of
+ * which runs this same command and lands in `startWorker` (node:cluster tells them apart).
+ */
+export async function startCommand(opts: { config: string; logLevel?: string }): Promise<void> {
+  const core = { ...(await import('@portcullis/core')), ...(await import('@portcullis/core/internal')) };
+  const { loadRelay, reportConfigError } = await import('./load-relay.js');
+  const cluster = (await import('node:cluster')).default;
+  const index = cluster.isWorker ? core.workerIndexFromEnv() : undefined;
+  if (index !== undefined) return startWorker(index, opts);
+  let log: Logger | undefined;
+  let sink: { write(line: string): unknown } | undefined;
+  const makeLogger = async (c: { log: { level: string; file?: Parameters<typeof core.createLogFile>[0] } }, dir: string) => {
+    // log.file: rotated files, written off the SMTP path; otherwise JSON lines on stdout.
+    const logFile = c.log.file ? await core.createLogFile(c.log.file, dir) : undefined;
+    const dest = logFile?.stream ?? core.stdoutDestination();
+    sink = dest;
+    log = core.createLogger(opts.logLevel ?? c.log.level, dest);
+    return { log, logFile };
+  };
+  try {
+    const { loaded, relay } = await loadRelay(opts.config, makeLogger);
+    const workers = core.workerCount(loaded.config);
+    const spoolRoot = (await import('node:path')).resolve(loaded.dir, loaded.config.spool.dir);
+    if (workers === 1) return await runRelay({ relay, log: log!, adopt: core.existingShards(spoolRoot).filter((s) => s > 0) });
+    // The relay was made to validate the whole config (plugins set up) once, here; workers run it.
+    await relay.driver.close();
+    await relay.sharedState.close();
+    const validate = async (file: string) => {
+      const v = await loadRelay(file, () => log!);
+      await v.relay.driver.close();
+      await v.relay.sharedState.close();
+      return { config: v.loaded.config, raw: v.loaded.raw };
+    };
+    const sched = process.env['PORTCULLIS_CLUSTER_SCHED'] === 'none' ? 'none' : 'rr';
+    await runPrimary(new core.ClusterPrimary({ configFile: loaded.file, configDir: loaded.dir, config: loaded.config, raw: loaded.raw, workers, log: log!, logSink: sink!, validate, scheduling: sched }), log!);
+  } catch (err) {
+    if (!(err instanceof core.ConfigError)) throw err;
+    reportConfigError(err, 'nothing was started');
+    exit(log ?? core.createLogger('silent'), ExitCode.config);
+  }
+}
+
+/** The primary's life: start every worker, reload on SIGHUP, drain every worker on SIGTERM/SIGINT. */
+async function runPrimary(primary: InstanceType<Awaited<typeof import('@portcullis/core/internal')>['ClusterPrimary']>, log: Logger): Promise<void> {
+  let stopping = false;
+  let started: Promise<void> | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: workers killed, exiting now');
+      primary.killAll();
+      exit(log, exitCodeForSignal(signal));
+      return;
+    }
+    stopping = true;
+    const t0 = Date.now();
+    log.info({ signal }, 'shutting down: every worker drains (listeners closed, transactions in DATA and deliveries in progress finish)');
+    void (async () => {
+      await started?.catch(() => undefined);
+      await primary.stop();
+      log.info({ durationMs: Date.now() - t0 }, 'stopped: every worker has exited');
+      exit(log, ExitCode.ok);
+    })();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGHUP', () => {
+    if (stopping) return;
+    log.info('SIGHUP: reloading the configuration in every worker');
+    primary.reload().catch((err: unknown) => log.error({ err }, `reload refused: ${(err as Error).message}`));
+  });
+  started = primary.start();
+  try {
+    await started;
+  } catch (err) {
+    log.fatal({ err }, `cannot start: ${(err as Error).message}`);
+    await primary.stop();
+    exit(log, ExitCode.failure);
+  }
+}
+
+/** A worker: its relay runs on its own spool shard with the config the primary validated. */
+async function startWorker(index: number, opts: { config: string; logLevel?: string }): Promise<void> {
+  const core = { ...(await import('@portcullis/core')), ...(await import('@portcullis/core/internal')) };
+  const { loadRelay } = await import('./load-relay.js');
+  const channel = new core.IpcChannel(process as unknown as ConstructorParameters<typeof core.IpcChannel>[0], { timeoutMs: 10_000 });
+  const raw = await channel.request('config');
+  let log: Logger | undefined;
+  // stdout is a pipe to the primary, which writes each whole line into the one log stream.
+  const { relay } = await loadRelay(opts.config, (c) => (log = core.createLogger(opts.logLevel ?? c.log.level).child({ worker: index })), { raw, config: (c, dir) => core.workerConfig(c, dir, index), stateTransport: channel });
+  await runRelay({ relay, log: log!, worker: { index, channel, adopt: core.adoptedFromEnv() } });
 }

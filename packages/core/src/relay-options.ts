@@ -25,6 +25,11 @@ export interface RelayOptions {
    * opens no socket at all: clients come in through `connectStream` (the test kit's `inject`).
    */
   readonly listen?: boolean;
+  /**
+   * Open the admin HTTP listener when `admin.enabled` (default true). A worker of the worker mode
+   * says false: the primary serves /metrics and /readyz for all workers; metrics are still kept.
+   */
+  readonly adminServer?: boolean;
   /** Delivers to next hops instead of the SMTP client (the test kit's delivery capture). */
   readonly transport?: DeliveryTransport;
   /** Called for each message durably in the spool (received ones, and the bounces we write), before delivery sees it. */

@@ -30,7 +30,7 @@ import { DeliveryQueue } from './delivery/queue.js';
 import { createContainer } from './services/container.js';
 import type { SharedState } from './services/shared-state.js';
 import { AdminServer } from './ops/admin-server.js';
-import { ControlServer } from './ops/control-server.js';
+import { answerControl, ControlServer, type ControlAnswer, type ControlRequest, type ControlResponse } from './ops/control-server.js';
 import type { ReadinessReport } from './ops/readiness.js';
 import { registerGauges } from './ops/relay-gauges.js';
 import { applyConfig } from './ops/reload.js';
@@ -66,6 +66,8 @@ export class Relay {
   private control?: ControlServer;
   private lock?: SpoolLock;
   private reloading?: Promise<unknown>;
+  /** Set when this relay also delivers adopted spool shards (cluster/): queue commands reach those too. */
+  controlRoute?: (req: ControlRequest, own: ControlAnswer) => Promise<ControlResponse>;
   private _config: RelayConfig;
   private _stopping = false;
 
@@ -147,7 +149,10 @@ export class Relay {
       // One writer per spool: a second relay, or an offline `portcullis queue` command, waits or fails.
       this.lock = await SpoolLock.acquire(this.spool.dir, 'relay', this.log);
       await this.queue.start();
-      this.control = new ControlServer(path.join(this.spool.dir, 'control.sock'), this.queue, this.log.child({ part: 'control' }), { reload: () => this.reloadFromFile(), status: () => this.status() });
+      const cl = this.log.child({ part: 'control' });
+      const handlers = { reload: () => this.reloadFromFile(), status: () => this.status() };
+      const own = (req: ControlRequest) => answerControl(this.queue, req, cl, handlers);
+      this.control = new ControlServer(path.join(this.spool.dir, 'control.sock'), (req) => (this.controlRoute ? this.controlRoute(req, own) : own(req)), cl, handlers);
       await this.control.start();
     }
     checkProxyTrust(this.config.listen, this.log);
@@ -159,7 +164,7 @@ export class Relay {
     await this.listeners.start(listen, override);
     // The real ports (a listener may ask for port 0), in host:port / [v6]:port form, for loop checks.
     this.container.registerInstance(Tokens.ListenAddresses, this.addresses().map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)));
-    if (this.config.admin.enabled && listen) {
+    if (this.config.admin.enabled && listen && this.opts.adminServer !== false) {
       const a = this.config.admin;
       const token = a.token ?? (a.tokenFile ? readFileSync(path.resolve(this.configDir, a.tokenFile), 'utf8').split(/\r?\n/)[0]!.trim() : undefined);
       this.admin = new AdminServer({ host: a.host, port: a.port, token, registry: this.metrics.registry, readiness: () => this.readiness(), log: this.log.child({ part: 'admin' }) });

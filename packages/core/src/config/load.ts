@@ -46,6 +46,8 @@ export interface LoadedConfig {
   readonly file: string;
   readonly dir: string;
   readonly config: RelayConfig;
+  /** The file as parsed, before validation: what the worker mode's primary hands its workers (the validated config holds class instances IPC cannot carry). */
+  readonly raw?: unknown;
 }
 
 /** Reads YAML or JSON (by extension; YAML otherwise), validates, resolves paths against the file's folder. */
@@ -63,7 +65,7 @@ export function loadConfigFile(file: string): LoadedConfig {
   } catch (err) {
     throw new ConfigError(abs, [{ path: '', message: `not valid ${abs.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message}` }]);
   }
-  return { file: abs, dir: path.dirname(abs), config: parseConfig(raw, abs) };
+  return { file: abs, dir: path.dirname(abs), config: parseConfig(raw, abs), raw };
 }
 
 /** Validates an in-memory config; `file` is named in errors and anchors relative paths. */

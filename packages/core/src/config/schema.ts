@@ -302,6 +302,14 @@ export const configSchema = z.strictObject({
       file: logFileSchema.optional(),
     })
     .prefault({}),
+  /**
+   * Processes that run the relay (packages/core/README.md, "Workers"). 1: one process, as before
+   * (no primary). N > 1: a primary owns the listening sockets, the admin and control servers and
+   * the log stream, and N worker processes each run the whole pipeline on their own spool shard
+   * (`<spool.dir>/w<i>`). `auto`: one worker per core the process may use
+   * (`os.availableParallelism()`). Read at start; a reload cannot change it.
+   */
+  workers: z.union([z.number().int().min(1).max(256), z.literal('auto')]).default(1),
   /** The admin HTTP listener: /metrics, /healthz, /readyz. Off by default. */
   admin: adminSchema.prefault({}),
   plugins: z.array(pluginEntrySchema).default([]),

@@ -24,6 +24,9 @@ export interface ControlHandlers {
 
 export type ControlResponse = { ok: true; result: unknown } | { ok: false; error: string };
 
+/** Answers any control request (the worker mode's primary asks its workers instead of one queue). */
+export type ControlAnswer = (req: ControlRequest) => Promise<ControlResponse>;
+
 /**
  * Serves `portcullis queue ...` while the relay runs: a unix socket (mode 0600, so only the
  * relay's user and root can use it) at `<spool.dir>/control.sock`. The queue's own methods do the
@@ -32,7 +35,7 @@ export type ControlResponse = { ok: true; result: unknown } | { ok: false; error
 export class ControlServer {
   private server?: net.Server;
 
-  constructor(private readonly path: string, private readonly queue: DeliveryQueue, private readonly log: Logger, private readonly handlers: ControlHandlers = {}) {}
+  constructor(private readonly path: string, private readonly queue: DeliveryQueue | ControlAnswer, private readonly log: Logger, private readonly handlers: ControlHandlers = {}) {}
 
   async start(): Promise<void> {
     await rm(this.path, { force: true });
@@ -73,28 +76,34 @@ export class ControlServer {
     }
     const q = this.queue;
     try {
-      const answered = await queueRequest(q, req);
-      if (answered) return answered;
-      switch (req.cmd) {
-        case 'enqueue': {
-          if (!Array.isArray(req.recipients) || !req.recipients.length || typeof req.mailFrom !== 'string') return { ok: false, error: 'enqueue needs mailFrom and recipients' };
-          const id = await q.enqueueFile(req.file, { mailFrom: req.mailFrom, recipients: req.recipients, headers: req.headers ?? '' });
-          this.log.warn({ id, note: req.note, recipients: req.recipients }, `operator action: ${req.note ?? 'message added to the queue'}`);
-          return { ok: true, result: { id } };
-        }
-        case 'reload':
-          if (!this.handlers.reload) return { ok: false, error: 'reload is not available' };
-          return { ok: true, result: await this.handlers.reload() };
-        case 'status':
-          if (!this.handlers.status) return { ok: false, error: 'status is not available' };
-          return { ok: true, result: await this.handlers.status() };
-        default:
-          return { ok: false, error: `unknown command ${JSON.stringify((req as { cmd?: unknown }).cmd)}` };
-      }
+      if (typeof q === 'function') return await q(req);
+      return await answerControl(q, req, this.log, this.handlers);
     } catch (err) {
       this.log.error({ err, req }, 'control command failed');
       return { ok: false, error: (err as Error).message };
     }
+  }
+}
+
+/** A control request against one relay's queue (its socket, or a worker asked by the primary). */
+export async function answerControl(q: DeliveryQueue, req: ControlRequest, log: Logger, handlers: ControlHandlers = {}): Promise<ControlResponse> {
+  const answered = await queueRequest(q, req);
+  if (answered) return answered;
+  switch (req.cmd) {
+    case 'enqueue': {
+      if (!Array.isArray(req.recipients) || !req.recipients.length || typeof req.mailFrom !== 'string') return { ok: false, error: 'enqueue needs mailFrom and recipients' };
+      const id = await q.enqueueFile(req.file, { mailFrom: req.mailFrom, recipients: req.recipients, headers: req.headers ?? '' });
+      log.warn({ id, note: req.note, recipients: req.recipients }, `operator action: ${req.note ?? 'message added to the queue'}`);
+      return { ok: true, result: { id } };
+    }
+    case 'reload':
+      if (!handlers.reload) return { ok: false, error: 'reload is not available' };
+      return { ok: true, result: await handlers.reload() };
+    case 'status':
+      if (!handlers.status) return { ok: false, error: 'status is not available' };
+      return { ok: true, result: await handlers.status() };
+    default:
+      return { ok: false, error: `unknown command ${JSON.stringify((req as { cmd?: unknown }).cmd)}` };
   }
 }
 

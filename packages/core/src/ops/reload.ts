@@ -44,6 +44,7 @@ export async function applyConfig(r: ReloadTarget, next: RelayConfig): Promise<{
       ['listen', r.config.listen, next.listen],
       ['spool.dir', path.resolve(r.configDir, r.config.spool.dir), path.resolve(r.configDir, next.spool.dir)],
       ['admin', r.config.admin, next.admin],
+      ['workers', r.config.workers, next.workers],
       ['log.file', r.config.log.file, next.log.file],
       ['sharedState', r.config.sharedState, next.sharedState],
     ];

@@ -1,0 +1,277 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { CaptureServer, RawSmtp } from '@portcullis/testkit';
+import { adminGet, parseMetrics } from './support/admin.js';
+import { CLI, freePort, RelayProcess } from './support/relay-process.js';
+
+/** One message over its own connection; true when it got a 250. `hostname` is the EHLO name. */
+async function sendOne(port: number, id: string): Promise<boolean> {
+  let c: RawSmtp | undefined;
+  try {
+    c = await RawSmtp.connect(port);
+    if (!(await c.read(10_000)).startsWith('220')) return false;
+    await c.cmd('EHLO load.test');
+    if (!(await c.cmd('MAIL FROM:<load@client.test>')).startsWith('250')) return false;
+    if (!(await c.cmd('RCPT TO:<sink@example.com>')).startsWith('250')) return false;
+    if (!(await c.cmd('DATA')).startsWith('354')) return false;
+    c.write(`Message-ID: <${id}>\r\nSubject: workers test\r\n\r\n${'payload line\r\n'.repeat(40)}.\r\n`);
+    return (await c.read(15_000)).startsWith('250');
+  } catch {
+    return false;
+  } finally {
+    c?.close();
+  }
+}
+
+/** Sends `total` messages over `concurrency` connections at a time; a failed attempt is retried (as a client would) up to 20 times. */
+async function load(port: number, prefix: string, total: number, concurrency: number, onAck?: (acked: number) => void | Promise<void>) {
+  const acked = new Set<string>();
+  let next = 0;
+  let failures = 0;
+  const deadline = Date.now() + 150_000;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < total && Date.now() < deadline) {
+        const id = `${prefix}-${next++}@client.test`;
+        for (let tries = 0; tries < 20 && Date.now() < deadline; tries++) {
+          if (await sendOne(port, id)) {
+            acked.add(id);
+            await onAck?.(acked.size);
+            break;
+          }
+          failures++;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+    }),
+  );
+  return { acked, failures };
+}
+
+const idsOf = (sink: CaptureServer) => sink.messages.map((m) => /Message-ID: <([^>]+)>/i.exec(m.raw.toString())?.[1] ?? '');
+
+async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return cond();
+}
+
+function logLines(file: string): Array<Record<string, unknown>> {
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+function cli(args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 60_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('workers: 2 (a primary and two worker processes, via portcullis start)', function () {
+  this.timeout(240_000);
+  let dir: string;
+  let sink: CaptureServer;
+  let relay: RelayProcess | undefined;
+  let refuse = false;
+
+  beforeEach(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-workers-'));
+    refuse = false;
+    sink = await CaptureServer.start({ onRcpt: () => (refuse ? [451, '4.3.2 Not now'] : undefined) });
+  });
+  afterEach(async () => {
+    await relay?.stop();
+    relay = undefined;
+    await sink.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const config = (port: number, extra: Record<string, unknown> = {}) => ({
+    hostname: 'relay.test',
+    workers: 2,
+    listen: [{ host: '127.0.0.1', port, greetingDelay: 0 }],
+    spool: { dir: path.join(dir, 'spool') },
+    limits: { connectionsPerIp: 500 },
+    delivery: { retrySchedule: ['1s'] },
+    log: { level: 'info' },
+    plugins: [{ use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } } } }],
+    ...extra,
+  });
+
+  async function start(extra: Record<string, unknown> = {}) {
+    const port = await freePort();
+    const file = RelayProcess.write(dir, config(port, extra));
+    relay = new RelayProcess(file, port, path.join(dir, 'relay.log'));
+    await relay.start();
+    // The port answers once a first worker listens; ready once the primary says every worker is.
+    assert.ok(await waitFor(() => logLines(relay!.logFile).some((l) => l['msg'] === 'ready: every worker is listening'), 30_000), 'the primary reported every worker ready');
+    return { port, file };
+  }
+
+  it('spreads messages from many connections over both workers, delivers every one, and /metrics counts exactly the messages sent', async () => {
+    const adminPort = await freePort();
+    const { port } = await start({ admin: { enabled: true, port: adminPort } });
+    const { acked, failures } = await load(port, 'spread', 300, 30);
+    assert.equal(acked.size, 300);
+    assert.equal(failures, 0, 'no attempt failed');
+    assert.ok(await waitFor(() => new Set(idsOf(sink)).size === 300, 60_000), `${new Set(idsOf(sink)).size} of 300 delivered`);
+    const perWorker = new Map<unknown, number>();
+    for (const l of logLines(relay!.logFile)) if (l['verdict'] === 'accepted') perWorker.set(l['worker'], (perWorker.get(l['worker']) ?? 0) + 1);
+    console.log(`      accepted per worker: ${JSON.stringify(Object.fromEntries(perWorker))}`);
+    assert.deepEqual([...perWorker.keys()].sort(), [1, 2]);
+    assert.equal((perWorker.get(1) ?? 0) + (perWorker.get(2) ?? 0), 300);
+    assert.ok(perWorker.get(1)! >= 30 && perWorker.get(2)! >= 30, 'each worker took at least a tenth');
+    const m = parseMetrics((await adminGet(adminPort, '/metrics')).body);
+    assert.equal(m.get('portcullis_transactions_total{outcome="accepted"}'), 300);
+    assert.equal(m.get('portcullis_deliveries_total{class="2.0",outcome="delivered"}'), 300);
+    const ready = await adminGet(adminPort, '/readyz');
+    assert.equal(ready.status, 200);
+    const names = (JSON.parse(ready.body) as { checks: Array<{ name: string }> }).checks.map((c) => c.name);
+    assert.ok(names.includes('workers') && names.includes('worker 1: listeners') && names.includes('worker 2: spool'), names.join(', '));
+  });
+
+  it('loses no acknowledged message when a worker is SIGKILLed during 2,000 messages: a new worker takes its shard and delivers it', async () => {
+    const { port } = await start();
+    const victim = () => logLines(relay!.logFile);
+    let killed: number | undefined;
+    const { acked } = await load(port, 'kill', 2000, 20, (n) => {
+      if (killed === undefined && n >= 700) {
+        const pids = readFileSync('/proc/' + relay!.child!.pid + '/task/' + relay!.child!.pid + '/children', 'utf8').trim().split(/\s+/).map(Number);
+        killed = pids[0]!;
+        process.kill(killed, 'SIGKILL');
+      }
+    });
+    assert.ok(killed, 'a worker was killed');
+    assert.equal(acked.size, 2000, `${acked.size} of 2000 got a 250`);
+    const arrived = () => new Set(idsOf(sink));
+    await waitFor(() => [...acked].every((id) => arrived().has(id)), 60_000);
+    const missing = [...acked].filter((id) => !arrived().has(id));
+    const counts = new Map<string, number>();
+    for (const id of idsOf(sink)) counts.set(id, (counts.get(id) ?? 0) + 1);
+    const duplicates = [...counts.values()].filter((n) => n > 1).length;
+    console.log(`      SIGKILL of worker pid ${killed}: 2000 acknowledged, ${sink.messages.length} deliveries, ${missing.length} missing, ${duplicates} duplicated`);
+    assert.deepEqual(missing, []);
+    // Only messages in flight at the kill can arrive twice (delivered, not yet marked done).
+    assert.ok(duplicates <= 40, `${duplicates} duplicates`);
+    const lines = victim();
+    assert.ok(lines.some((l) => /^worker \d exited: a new worker takes over its spool shard/.test(String(l['msg'])) && l['signal'] === 'SIGKILL'), 'the primary logged the crash');
+    assert.ok(await waitFor(() => logLines(relay!.logFile).some((l) => /^worker \d replaced/.test(String(l['msg']))), 20_000), 'the worker was replaced');
+  });
+
+  it('portcullis queue list and status see the messages held by both workers', async () => {
+    refuse = true;
+    const { file, port } = await start({ delivery: { retrySchedule: ['1h'] } });
+    const { acked } = await load(port, 'held', 40, 10);
+    assert.equal(acked.size, 40);
+    await waitFor(() => sink.messages.length === 0 && logLines(relay!.logFile).filter((l) => l['verdict'] === 'accepted').length === 40, 10_000);
+    // Every message has had its first (refused) attempt once `attempts` is 1 everywhere.
+    let rows: Array<{ id: string; shard: number; attempts: number }> = [];
+    await waitFor(() => {
+      const r = cli(['queue', 'list', '--json', '--config', file]);
+      rows = r.code === 0 ? (JSON.parse(r.stdout) as typeof rows) : [];
+      return rows.length === 40 && rows.every((x) => x.attempts >= 1);
+    }, 20_000);
+    assert.equal(rows.length, 40);
+    const shards = new Set(rows.map((r) => r.shard));
+    assert.deepEqual([...shards].sort(), [1, 2], 'both workers hold some');
+    const text = cli(['queue', 'list', '--config', file]);
+    assert.equal(text.code, 0);
+    assert.match(text.stdout, /40 messages in the queue\n$/);
+    // A per-message command finds the message in whichever worker holds it.
+    const one = rows.find((r) => r.shard === 2)!;
+    const held = cli(['queue', 'hold', one.id, '--config', file]);
+    assert.equal(held.code, 0, held.stderr);
+    assert.equal(held.stdout, `${one.id}: held\n`);
+    const status = cli(['status', '--json', '--config', file]);
+    const s = JSON.parse(status.stdout) as { running: boolean; queue: { messages: number; held: number }; workers: { configured: number; running: number; each: Array<{ worker: number; queue: { messages: number } }> } };
+    assert.equal(s.running, true);
+    assert.equal(s.queue.messages, 40);
+    assert.equal(s.queue.held, 1);
+    assert.deepEqual([s.workers.configured, s.workers.running], [2, 2]);
+    assert.equal(s.workers.each.reduce((n, w) => n + w.queue.messages, 0), 40);
+    assert.equal(status.code, 0, status.stderr);
+  });
+
+  it('a reload under load reaches every worker, with no failed and no lost message', async () => {
+    const { file, port } = await start();
+    let reloaded: { code: number | null; stdout: string; stderr: string } | undefined;
+    const { acked, failures } = await load(port, 'reload', 600, 10, (n) => {
+      if (n === 200) {
+        const c = JSON.parse(readFileSync(file, 'utf8')) as { hostname: string };
+        c.hostname = 'reloaded.test';
+        writeFileSync(file, JSON.stringify(c, null, 2));
+        reloaded = cli(['reload', '--config', file]);
+      }
+    });
+    assert.equal(reloaded?.code, 0, reloaded?.stderr);
+    assert.match(reloaded!.stdout, /configuration reloaded; new sessions use plugins: relay-policy/);
+    assert.equal(acked.size, 600);
+    assert.equal(failures, 0, 'no attempt failed during the reload');
+    assert.ok(await waitFor(() => new Set(idsOf(sink)).size === 600, 60_000), `${new Set(idsOf(sink)).size} of 600 delivered`);
+    const lines = logLines(relay!.logFile);
+    const workersReloaded = new Set(lines.filter((l) => l['msg'] === 'configuration reloaded: new sessions use it').map((l) => l['worker']));
+    assert.deepEqual([...workersReloaded].sort(), [1, 2]);
+    // Messages sent after the reload carry the new name in their Received header, from both workers.
+    const late = sink.messages.filter((m) => /Message-ID: <reload-5\d\d@/.test(m.raw.toString()));
+    assert.ok(late.length >= 90 && late.every((m) => /by reloaded\.test/.test(m.raw.toString())), 'late messages were received with the new hostname');
+  });
+
+  it('going from 2 workers to 1 strands no shard: the single relay adopts w1 and w2, lists their messages and delivers them', async () => {
+    refuse = true;
+    const { file, port } = await start({ delivery: { retrySchedule: ['1h'] } });
+    const { acked } = await load(port, 'shrink', 30, 10);
+    assert.equal(acked.size, 30);
+    await waitFor(() => cli(['queue', 'list', '--json', '--config', file]).stdout.split('"attempts": 1').length === 31, 20_000);
+    assert.equal(await relay!.stop(), 0);
+    const c = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    delete c['workers'];
+    writeFileSync(file, JSON.stringify(c, null, 2));
+    refuse = false;
+    relay = new RelayProcess(file, port, path.join(dir, 'relay-single.log'));
+    await relay.start();
+    assert.ok(await waitFor(() => logLines(relay!.logFile).filter((l) => /^adopted a spool shard/.test(String(l['msg']))).length === 2, 20_000), 'both shards adopted');
+    const listed = cli(['queue', 'list', '--json', '--config', file]);
+    assert.equal(listed.code, 0, listed.stderr);
+    const rows = JSON.parse(listed.stdout) as Array<{ shard: number }>;
+    assert.equal(rows.length, 30);
+    assert.deepEqual([...new Set(rows.map((r) => r.shard))].sort(), [1, 2]);
+    // Their retry is an hour away: a flush through the single relay's control socket reaches both shards.
+    const flushed = cli(['queue', 'flush', '--config', file]);
+    assert.equal(flushed.stdout, '30 message(s) due now\n');
+    assert.ok(await waitFor(() => new Set(idsOf(sink)).size === 30, 30_000), `${new Set(idsOf(sink)).size} of 30 delivered`);
+  });
+
+  it('SIGTERM drains every worker: a transaction in DATA gets its 250, and the primary exits 0 once the workers have', async () => {
+    const { port } = await start();
+    const c = await RawSmtp.connect(port);
+    assert.match(await c.read(10_000), /^220/);
+    await c.cmd('EHLO drain.test');
+    assert.match(await c.cmd('MAIL FROM:<a@client.test>'), /^250/);
+    assert.match(await c.cmd('RCPT TO:<sink@example.com>'), /^250/);
+    assert.match(await c.cmd('DATA'), /^354/);
+    c.write('Message-ID: <drain-1@client.test>\r\nSubject: in flight\r\n\r\nfirst half\r\n');
+    const stopped = relay!.stop();
+    await new Promise((r) => setTimeout(r, 500));
+    c.write('second half\r\n.\r\n');
+    assert.match(await c.read(15_000), /^250 /);
+    c.close();
+    assert.equal(await stopped, 0);
+    relay = undefined;
+    // Acknowledged, so delivered before its worker exited or kept in that worker's shard.
+    const delivered = idsOf(sink).includes('drain-1@client.test');
+    const queued = cli(['queue', 'list', '--json', '--config', path.join(dir, 'portcullis.json')]);
+    assert.equal(queued.code, 0, queued.stderr);
+    const rows = JSON.parse(queued.stdout) as Array<{ shard: number }>;
+    assert.ok(delivered !== (rows.length === 1), `delivered: ${delivered}, queued: ${rows.length}`);
+    const lines = logLines(path.join(dir, 'relay.log'));
+    assert.deepEqual(lines.filter((l) => l['msg'] === 'stopped').map((l) => l['worker']).sort(), [1, 2], 'both workers drained and stopped');
+    assert.ok(lines.some((l) => l['msg'] === 'stopped: every worker has exited'));
+  });
+});
