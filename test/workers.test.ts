@@ -111,7 +111,8 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     relay = new RelayProcess(file, port, path.join(dir, 'relay.log'));
     await relay.start();
     // The port answers once a first worker listens; ready once the primary says every worker is.
-    assert.ok(await waitFor(() => logLines(relay!.logFile).some((l) => l['msg'] === 'ready: every worker is listening'), 30_000), 'the primary reported every worker ready');
+    const ready = await waitFor(() => logLines(relay!.logFile).some((l) => l['msg'] === 'ready: every worker is listening'), 60_000);
+    assert.ok(ready, `the primary reported every worker ready; its log:\n${readFileSync(relay.logFile, 'utf8').slice(-3000)}`);
     return { port, file };
   }
 
@@ -221,6 +222,37 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     // Messages sent after the reload carry the new name in their Received header, from both workers.
     const late = sink.messages.filter((m) => /Message-ID: <reload-5\d\d@/.test(m.raw.toString()));
     assert.ok(late.length >= 90 && late.every((m) => /by reloaded\.test/.test(m.raw.toString())), 'late messages were received with the new hostname');
+  });
+
+  it('holds a per-address limit of 3 connections across both workers: the fourth gets 421 4.7.0, and a slot freed in one worker is usable in the other', async () => {
+    const adminPort = await freePort();
+    const { port } = await start({ limits: { connectionsPerIp: 3 }, admin: { enabled: true, port: adminPort } });
+    const open: RawSmtp[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const c = await RawSmtp.connect(port);
+        open.push(c);
+        assert.match(await c.read(10_000), /^220 /);
+      }
+      // Round-robin put the three on both workers (2 + 1): the limit counts them together.
+      const m = parseMetrics((await adminGet(adminPort, '/metrics')).body);
+      const perWorker = [m.get('portcullis_worker_connections_open{worker="1"}'), m.get('portcullis_worker_connections_open{worker="2"}')];
+      assert.deepEqual([...perWorker].sort(), [1, 2], `open per worker: ${perWorker.join(' / ')}`);
+      const fourth = await RawSmtp.connect(port);
+      open.push(fourth);
+      assert.equal((await fourth.read(10_000)).trim(), '421 4.7.0 Too many connections from your address, try again later');
+      open.shift()!.close();
+      for (let i = 0; i < 50; i++) {
+        const again = await RawSmtp.connect(port);
+        const greeting = await again.read(10_000);
+        again.close();
+        if (greeting.startsWith('220 ')) return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.fail('a freed slot was never usable again');
+    } finally {
+      for (const c of open) c.close();
+    }
   });
 
   it('going from 2 workers to 1 strands no shard: the single relay adopts w1 and w2, lists their messages and delivers them', async () => {

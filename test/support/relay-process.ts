@@ -30,7 +30,8 @@ export class RelayProcess {
     this.child = spawn(process.execPath, [...this.nodeArgs, CLI, 'start', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...this.env } });
     this.child.stdout!.pipe(log);
     this.child.stderr!.pipe(log);
-    await waitForPort(this.port);
+    // A loaded machine (and the worker mode's primary, which validates the config before forking) can take a while.
+    await waitForPort(this.port, '127.0.0.1', 60_000);
   }
 
   /** Resolves when the process has exited (by itself: a crash point). */

@@ -1,6 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { readFileSync } from 'node:fs';
-import { rename } from 'node:fs/promises';
+import { mkdir, rename } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { RelayConfig } from '../config/schema.js';
@@ -94,6 +94,8 @@ export class ClusterPrimary {
   }
 
   private async startOps(): Promise<void> {
+    // Operator tools (a quarantine release) write into <spool>/tmp and ask for an enqueue (see answer()).
+    await mkdir(path.join(this.spoolRoot, 'tmp'), { recursive: true });
     this.control = new ControlServer(path.join(this.spoolRoot, 'control.sock'), (req) => this.answer(req), this.o.log.child({ part: 'control' }));
     await this.control.start();
     const a = this.config.admin;
