@@ -25,10 +25,14 @@ export { IpcState, StateMessages, type StateTransport, type IpcStateOptions } fr
 export { SessionGuard, canGuardSessions, type SessionGuardLimits } from './session/session-guard.js';
 export { canOverrideGreetingDelay, setGreetingDelay, PINNED_SMTP_SERVER_VERSION, PINNED_INIT_SHA256, libraryInitHash, installedSmtpServerVersion } from './adapter/smtp-server.js';
 export { canUseProxyTrust, proxyTrustLibraryHashes, PINNED_PROXY_ALLOWED_SHA256, PINNED_EXPECTS_PROXY_SHA256 } from './adapter/smtp-server.js';
+// The worker mode's IPC parts (cluster/): the primary wires them, a worker answers through them.
+export { IpcChannel, IpcError, IPC_TAG, type IpcEndpoint } from './cluster/ipc-channel.js';
+export { ClusterStateHost } from './cluster/state-host.js';
+export { ClusterMetrics, answerMetrics, GAUGE_AGGREGATORS, METRICS_GET, type ClusterMetricsOptions, type MetricsSource, type WorkerLink } from './cluster/metrics-aggregate.js';
+export { clusterReadiness, answerReadiness, READINESS_GET, type ClusterReadinessOptions } from './cluster/readiness-aggregate.js';
 export { ClusterPrimary, type PrimaryOptions } from './cluster/primary.js';
 export { WorkerSide, workerConfig, workerIndexFromEnv, adoptedFromEnv } from './cluster/worker-side.js';
 export { AdoptedShards } from './cluster/adopted-shards.js';
 export { fanOut, type QueueTarget } from './cluster/fan-out.js';
 export { workerCount, shardDir, existingShards, orphanAssignment } from './cluster/shards.js';
-export { IpcChannel } from './cluster/ipc-channel.js';
 export { stdoutDestination } from './telemetry/logger.js';

@@ -18,7 +18,10 @@
  */
 
 export interface IpcEndpoint {
-  send(msg: unknown): boolean;
+  /** `process.send` and `Worker#send` take a callback; with one, a send on a closed pipe reports there instead of as an 'error' event. */
+  send(msg: unknown, callback?: (err: Error | null) => void): boolean;
+  /** False once the pipe is closed (process and Worker both have it). */
+  readonly connected?: boolean;
   on(ev: 'message', fn: (m: unknown) => void): unknown;
   off(ev: 'message', fn: (m: unknown) => void): unknown;
 }
@@ -118,11 +121,17 @@ export class IpcChannel {
   }
 
   private trySend(msg: RequestMsg | ReplyMsg): boolean {
+    const ep = this.endpoint;
+    if (ep.connected === false) return false;
     try {
-      // process.send exists only in a child with an IPC pipe; a dead pipe returns false or throws
-      // (ERR_IPC_CHANNEL_CLOSED) depending on the Node line and the endpoint kind. Asynchronous
-      // failures arrive as 'error' events on the endpoint, which the owner of the endpoint handles.
-      return this.endpoint.send(msg) !== false;
+      // Without a callback, a send on a closed pipe emits ERR_IPC_CHANNEL_CLOSED as an 'error'
+      // event on the process, which kills a worker that has no listener for it. With one, the error
+      // comes here; the request it belonged to then times out (or is rejected by close()).
+      // `false` only means the pipe is backed up: the message is queued and will go.
+      ep.send(msg, (err) => {
+        if (err && 'id' in msg && msg.id !== undefined) this.settle(msg.id, undefined, new IpcError(`IPC request ${msg.type} could not be sent: ${err.message}`, 'send-failed'));
+      });
+      return true;
     } catch {
       return false;
     }
