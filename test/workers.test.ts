@@ -292,6 +292,30 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     assert.ok(await waitFor(() => new Set(idsOf(sink)).size === 30, 30_000), `${new Set(idsOf(sink)).size} of 30 delivered`);
   });
 
+  it('writes one log stream: with log.file the primary puts every worker's lines, whole, into the one file it rotates', async () => {
+    const port = await freePort();
+    const logPath = path.join(dir, 'logs', 'relay.log');
+    const file = RelayProcess.write(dir, config(port, { log: { level: 'info', file: { path: logPath } } }));
+    relay = new RelayProcess(file, port, path.join(dir, 'stdout.log'));
+    await relay.start();
+    const text = () => {
+      try {
+        return readFileSync(logPath, 'utf8');
+      } catch {
+        return '';
+      }
+    };
+    assert.ok(await waitFor(() => text().includes('ready: every worker is listening'), 60_000), 'the primary logged ready into the file');
+    const { acked } = await load(port, 'logged', 40, 10);
+    assert.equal(acked.size, 40);
+    assert.ok(await waitFor(() => text().split('"verdict":"accepted"').length === 41, 20_000), 'every transaction line reached the file');
+    const lines = text().trimEnd().split('\n');
+    const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual([...new Set(parsed.filter((l) => l['verdict'] === 'accepted').map((l) => l['worker']))].sort(), [1, 2]);
+    assert.ok(parsed.some((l) => l['worker'] === undefined && l['msg'] === 'ready: every worker is listening'));
+    assert.equal(readFileSync(relay.logFile, 'utf8').split('\n').filter((l) => l.startsWith('{')).length, 0, 'nothing on stdout');
+  });
+
   it('SIGTERM drains every worker: a transaction in DATA gets its 250, and the primary exits 0 once the workers have', async () => {
     const { port } = await start();
     const c = await RawSmtp.connect(port);
