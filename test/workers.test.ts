@@ -292,7 +292,7 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     assert.ok(await waitFor(() => new Set(idsOf(sink)).size === 30, 30_000), `${new Set(idsOf(sink)).size} of 30 delivered`);
   });
 
-  it('writes one log stream: with log.file the primary puts every worker's lines, whole, into the one file it rotates', async () => {
+  it("writes one log stream: with log.file the primary puts every worker's lines, whole, into the one file it rotates", async () => {
     const port = await freePort();
     const logPath = path.join(dir, 'logs', 'relay.log');
     const file = RelayProcess.write(dir, config(port, { log: { level: 'info', file: { path: logPath } } }));
