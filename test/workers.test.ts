@@ -300,7 +300,8 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     await relay.start();
     const text = () => {
       try {
-        return readFileSync(logPath, 'utf8');
+        // Rotated files are numbered: relay.1.log is the first.
+        return readFileSync(path.join(dir, 'logs', 'relay.1.log'), 'utf8');
       } catch {
         return '';
       }
