@@ -150,6 +150,7 @@ export async function startCommand(opts: { config: string; logLevel?: string }):
       await v.relay.sharedState.close();
       return { config: v.loaded.config, raw: v.loaded.raw };
     };
+    // Round-robin: the kernel's balancing hands a burst of connections to one worker (core README, "Workers").
     const sched = process.env['PORTCULLIS_CLUSTER_SCHED'] === 'none' ? 'none' : 'rr';
     await runPrimary(new core.ClusterPrimary({ configFile: loaded.file, configDir: loaded.dir, config: loaded.config, raw: loaded.raw, workers, log: log!, logSink: sink!, validate, scheduling: sched }), log!);
   } catch (err) {

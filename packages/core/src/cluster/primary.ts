@@ -29,7 +29,7 @@ export interface PrimaryOptions {
   readonly logSink: { write(line: string): unknown };
   /** Reads and validates the config file once (schema and every plugin's options); throws a ConfigError. */
   readonly validate: (file: string) => Promise<{ config: RelayConfig; raw: unknown }>;
-  /** How connections reach workers (see packages/core/README.md, "Workers": measured, round-robin by default). */
+  /** How connections reach workers (see packages/core/README.md, "Workers": measured; round-robin by default). */
   readonly scheduling?: 'rr' | 'none';
 }
 
