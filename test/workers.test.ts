@@ -198,6 +198,9 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     assert.deepEqual([s.workers.configured, s.workers.running], [2, 2]);
     assert.equal(s.workers.each.reduce((n, w) => n + w.queue.messages, 0), 40);
     assert.equal(status.code, 0, status.stderr);
+    const statusText = cli(['status', '--config', file]).stdout;
+    assert.match(statusText, /^queue: 40 message\(s\): .*1 held/m);
+    assert.match(statusText, /^workers: 2 of 2 running; worker 1 \(pid \d+\): \d+ sessions, \d+ queued; worker 2 \(pid \d+\): \d+ sessions, \d+ queued$/m);
   });
 
   it('a reload under load reaches every worker, with no failed and no lost message', async () => {
@@ -222,6 +225,15 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     // Messages sent after the reload carry the new name in their Received header, from both workers.
     const late = sink.messages.filter((m) => /Message-ID: <reload-5\d\d@/.test(m.raw.toString()));
     assert.ok(late.length >= 90 && late.every((m) => /by reloaded\.test/.test(m.raw.toString())), 'late messages were received with the new hostname');
+    // Plugin options that do not validate: refused once, by the primary, and no worker changes.
+    const c = JSON.parse(readFileSync(file, 'utf8')) as { plugins: Array<{ with: Record<string, unknown> }> };
+    c.plugins[0]!.with['noSuchOption'] = true;
+    writeFileSync(file, JSON.stringify(c, null, 2));
+    const refused = cli(['reload', '--config', file]);
+    assert.equal(refused.code, 1, refused.stderr);
+    assert.match(refused.stderr, /portcullis reload: the running configuration is kept:\n.*portcullis\.json: plugins\[0\]/);
+    assert.equal(await sendOne(port, 'after-refused@client.test'), true);
+    assert.ok(await waitFor(() => sink.messages.some((m) => /after-refused@client\.test/.test(m.raw.toString()) && /by reloaded\.test/.test(m.raw.toString())), 20_000), 'still running the last good configuration');
   });
 
   it('holds a per-address limit of 3 connections across both workers: the fourth gets 421 4.7.0, and a slot freed in one worker is usable in the other', async () => {

@@ -118,6 +118,7 @@ export async function statusCommand(opts: { config: string; json?: boolean }): P
     diskFreeBytes: { spool: number | null; log?: number | null };
     log: { file: string; droppedLines?: number; writeErrors?: number };
     sessions: number;
+    workers?: { configured: number; running: number; each: Array<{ worker: number; pid: number; sessions: number; queue: { messages: number } }> };
   };
   if (opts.json) {
     process.stdout.write(JSON.stringify({ running: true, ...s }, null, 2) + '\n');
@@ -128,6 +129,7 @@ export async function statusCommand(opts: { config: string; json?: boolean }): P
     `versions: core ${s.versions.core}, smtp-server ${s.versions.smtpServer ?? '?'}, node ${s.versions.node}`,
     `listeners: ${s.listeners.map((l) => `${l.name} (${l.host}:${l.port})`).join(', ')}${s.admin ? `; admin http://${s.admin.host}:${s.admin.port}/` : ''}`,
     `sessions open: ${s.sessions}`,
+    ...(s.workers ? [`workers: ${s.workers.running} of ${s.workers.configured} running; ${s.workers.each.map((w) => `worker ${w.worker} (pid ${w.pid}): ${w.sessions} sessions, ${w.queue.messages} queued`).join('; ')}`] : []),
     'readiness:',
     ...s.readiness.checks.map((c) => `  ${c.ready ? 'ok  ' : 'FAIL'} ${c.name}${c.detail ? `: ${c.detail}` : ''}`),
     `plugins: ${s.plugins.map((p) => p.name).join(', ') || '(none)'}`,
