@@ -10,6 +10,7 @@ interface Payload {
   key: string;
   points?: number;
   token: number;
+  tokens: number[];
   value: string;
   ttlMs: number;
 }
@@ -74,9 +75,10 @@ export class ClusterStateHost {
       return true;
     });
     channel.handle(StateMessages.release, (x) => {
-      const token = p(x).token;
-      held.get(token)?.release();
-      held.delete(token);
+      for (const token of (x as { tokens?: number[] }).tokens ?? []) {
+        held.get(token)?.release();
+        held.delete(token);
+      }
     });
     channel.handle(StateMessages.held, (x) => {
       const { name, limit, key } = p(x);

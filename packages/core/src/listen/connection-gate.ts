@@ -103,11 +103,12 @@ export interface SlotSource {
  *
  * The cost of counting in the primary: one IPC round trip per connection (a request and its
  * answer before the greeting, a notice on close). Measured with test/support/gate-ipc-cost.ts (two
- * workers, connect + greeting + QUIT, 2,000 connections 20 at a time, alternating rounds of one
- * run, on the shared 2-core machine at load 15–21): 98 / 90 connections/s with the slots in the
- * primary against 82 / 106 with each worker counting alone (ratio 0.92, within the noise), 22 µs
- * more CPU per connection of ≈ 3 ms (all processes); one acquire + release pair costs 140–180 µs
- * CPU (worker + primary) over IPC against 1–4 µs in process. With one process nothing crosses a
+ * workers, connect + greeting + QUIT, 1,500 connections 20 at a time, alternating rounds of one
+ * run, shared 2-core machine at load 8–9): this check alone, 716 / 448 connections/s with the
+ * slots in the primary against 564 / 420 with each worker counting alone (within the noise) and
+ * +143 µs CPU per connection of ≈ 1.7 ms (all processes); with @portcullis/limits' two slots as
+ * well, 419 / 247 against 590 / 599 (0.70) and +544 µs. One acquire + release pair costs 82–157 µs
+ * CPU (worker + primary) over IPC against 2–3 µs in process. With one process nothing crosses a
  * pipe: `slots` answers synchronously and so does the gate.
  */
 export function perAddressCheck(limit: number, reply: Reply, slots?: SlotSource): ConnectionCheck {

@@ -18,7 +18,7 @@ export const StateMessages = {
   get: 'state.get', // { key } → string | null
   set: 'state.set', // { key, value, ttlMs } → true
   acquire: 'state.acquire', // { name, limit, key, token } → boolean (the lease is `token`)
-  release: 'state.release', // notice: { token }
+  release: 'state.release', // notice: { tokens: number[] } (the releases of one event-loop turn together)
   held: 'state.held', // { name, limit, key } → number
 } as const;
 
@@ -45,6 +45,8 @@ export class IpcState implements SharedState {
   private fallbacks = 0;
   private outage = false;
   private nextToken = 1;
+  /** Release notices waiting for the end of this event-loop turn (a closing connection gives back up to three slots at once). */
+  private releases: number[] = [];
 
   constructor(private readonly transport: StateTransport, private readonly log: Logger, opts: IpcStateOptions = {}) {
     this.timeoutMs = opts.timeoutMs ?? 1000;
@@ -57,6 +59,17 @@ export class IpcState implements SharedState {
         this.log.warn({ fallbacks: this.fallbacks }, 'cluster primary answering again: state shared across workers resumes');
       }
       return v;
+    });
+  }
+
+  /** Queues a release notice; the turn's releases go as one message (fewer messages for the primary to read). */
+  private release(token: number): void {
+    this.releases.push(token);
+    if (this.releases.length > 1) return;
+    setImmediate(() => {
+      const tokens = this.releases;
+      this.releases = [];
+      this.transport.notify(StateMessages.release, { tokens });
     });
   }
 
@@ -102,7 +115,7 @@ export class IpcState implements SharedState {
         } catch (err) {
           this.degraded(err);
           // A grant that arrives after the timeout must not hold a slot for ever.
-          this.transport.notify(StateMessages.release, { token });
+          this.release(token);
           return local.acquire(key);
         }
         if (!granted) return undefined;
@@ -112,7 +125,7 @@ export class IpcState implements SharedState {
           release: () => {
             if (!held) return;
             held = false;
-            this.transport.notify(StateMessages.release, { token });
+            this.release(token);
           },
         };
         return lease;

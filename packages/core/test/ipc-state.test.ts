@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict';
+import { fork, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pino from 'pino';
+import { IpcChannel } from '../src/cluster/ipc-channel.js';
+import { IpcState } from '../src/services/ipc-state.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+/**
+ * The worker's store when its primary misbehaves: a real forked child plays a primary that has no
+ * handler for counters (every request fails) and never answers slot requests (every request times out).
+ */
+describe('IpcState when the primary does not answer', function () {
+  this.timeout(20_000);
+  let child: ChildProcess;
+  let ch: IpcChannel;
+  before(async () => {
+    child = fork(path.join(here, 'fixtures/ipc-child.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    child.on('error', () => undefined);
+    await new Promise<void>((resolve) => child.on('message', (m) => (m as { ready?: boolean }).ready && resolve()));
+    ch = new IpcChannel(child);
+  });
+  after(() => {
+    ch.close();
+    child.kill();
+  });
+
+  it('counts locally, never refuses because of the failure, and says so in status()', async () => {
+    const state = new IpcState(ch, pino({ level: 'silent' }), { timeoutMs: 200 });
+    const c = state.counter('t:rate', 2, 60_000);
+    const r = [await c.consume('k'), await c.consume('k'), await c.consume('k')];
+    assert.deepEqual(r.map((x) => x.allowed), [true, true, false], 'the limit still holds, locally');
+    assert.equal(r[0]!.shared, false);
+    assert.equal(state.status().store, 'cluster');
+    assert.equal(state.status().connected, false);
+    assert.equal(state.status().fallbacks, 3);
+  });
+
+  it('gives a slot from local memory after the timeout, keeps the limit locally, and sends a release for the unanswered request', async () => {
+    const state = new IpcState(ch, pino({ level: 'silent' }), { timeoutMs: 150 });
+    const slots = state.slots('t:conc', 1);
+    const t0 = Date.now();
+    const a = await slots.acquire('10.0.0.1');
+    assert.ok(Date.now() - t0 >= 140, 'waited for the timeout');
+    assert.ok(a, 'admitted: a silent primary is no reason to refuse');
+    assert.equal(a.shared, false);
+    assert.equal(await slots.acquire('10.0.0.1'), undefined, 'the local count still holds the limit of 1');
+    a.release();
+    assert.ok(await slots.acquire('10.0.0.1'), 'released locally');
+    // A release notice went for each timed-out token, so a late grant in the primary is given back.
+    // (Notices go at the end of an event-loop turn: let the last one leave before asking.)
+    await new Promise((r) => setImmediate(r));
+    const released = await ch.request<Array<{ tokens: number[] }>>('released');
+    assert.deepEqual(released.flatMap((r) => r.tokens), [1, 2, 3]);
+  });
+});
