@@ -21,5 +21,7 @@ export { MessageEditRecorder, applyContentEdits, editHeaderFields, foldValue, ty
 export { LineEndingGuard } from './intake/line-ending-guard.js';
 export { MemoryState, RedisState, createSharedState, type RedisStateOptions } from './services/shared-state.js';
 export { SessionGuard, canGuardSessions, type SessionGuardLimits } from './session/session-guard.js';
+// The test kit's callHook builds the relay's own session and transaction (same getters, same header folding).
+export { SessionState, TransactionState, type EditRecorder } from './session/session.js';
 export { canOverrideGreetingDelay, setGreetingDelay, PINNED_SMTP_SERVER_VERSION, PINNED_INIT_SHA256, libraryInitHash, installedSmtpServerVersion } from './adapter/smtp-server.js';
 export { canUseProxyTrust, proxyTrustLibraryHashes, PINNED_PROXY_ALLOWED_SHA256, PINNED_EXPECTS_PROXY_SHA256 } from './adapter/smtp-server.js';
