@@ -6,6 +6,12 @@
 //   · relay.ts · cluster (the worker mode's primary and its IPC parts; nothing below imports it, it
 //   reaches the layers below only through interfaces they declare) · index.ts / internal.ts
 // Type-only imports count too: a circle of types is still a circle a reader has to untangle.
+// It also fails on any library private member (`x._name`) named in packages/core/src outside
+// packages/core/src/adapter/: only the adapters reach into a library, each reach pinned there
+// (packages/core/test/adapter-pins.test.ts). Allowed elsewhere: a stream class calling its base
+// class's Node stream method (`super._transform(`, `Base.prototype._flush.call(this`), which is
+// Node's documented API for implementers, and zod's `_zod` (its documented interface for library
+// authors, https://zod.dev/library-authors).
 // Usage: node scripts/check-imports.mjs [--json]   (prints what it checked, then every problem found)
 import fs from 'node:fs';
 import path from 'node:path';
@@ -73,6 +79,20 @@ function circles(graph) {
   return found;
 }
 
+const NODE_STREAM_METHODS = '_transform|_flush|_write|_writev|_read|_final|_destroy|_construct';
+const ALLOWED_PRIVATE = new RegExp(`(?:\\bsuper|\\.prototype)\\.(?:${NODE_STREAM_METHODS})\\b|\\._zod\\b`, 'g');
+
+/** Every `._name` in a file's code (comments and strings left out), but for the allowed ones: `line: text`. */
+export function privateMembers(text) {
+  const code = text.replace(/\/\*[\s\S]*?\*\//g, (m) => m.replace(/[^\n]/g, ' ')).replace(/(^|[^:'"`])\/\/.*$/gm, '$1')
+    .replace(/'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"/g, (m) => m.replace(/./g, ' '));
+  const out = [];
+  code.split('\n').forEach((line, i) => {
+    if (/\._[a-zA-Z]+/.test(line.replace(ALLOWED_PRIVATE, ''))) out.push(`${i + 1}: ${line.trim()}`);
+  });
+  return out;
+}
+
 export function checkImports(repoRoot = root) {
   const srcDirs = [path.join(repoRoot, 'packages/core/src')];
   const pluginsDir = path.join(repoRoot, 'plugins');
@@ -88,6 +108,9 @@ export function checkImports(repoRoot = root) {
     const graph = new Map();
     for (const f of walk(dir)) {
       files++;
+      if (dir === coreSrc && path.relative(coreSrc, f).split(path.sep)[0] !== 'adapter') {
+        for (const hit of privateMembers(fs.readFileSync(f, 'utf8'))) problems.push(`library private member outside adapter/: ${path.relative(repoRoot, f)}:${hit}`);
+      }
       const deps = new Set();
       for (const spec of specifiers(fs.readFileSync(f, 'utf8'))) {
         const target = resolveLocal(f, spec);
@@ -115,7 +138,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   else {
     console.log(`check-imports: ${r.files} files, ${r.edges} local imports in ${r.packages} source folders (packages/core/src, plugins/*/src)`);
     for (const p of r.problems) console.log(`  ${p}`);
-    console.log(r.problems.length ? `check-imports: ${r.problems.length} problem(s)` : 'check-imports: no circles, no upward imports');
+    console.log(r.problems.length ? `check-imports: ${r.problems.length} problem(s)` : 'check-imports: no circles, no upward imports, no library private member outside adapter/');
   }
   process.exitCode = r.problems.length ? 1 : 0;
 }

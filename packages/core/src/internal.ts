@@ -23,6 +23,8 @@ export { MemoryState, RedisState, type RedisStateOptions } from './services/shar
 export { createSharedState } from './services/create-shared-state.js';
 export { IpcState, StateMessages, type StateTransport, type IpcStateOptions } from './services/ipc-state.js';
 export { SessionGuard, canGuardSessions, type SessionGuardLimits } from './session/session-guard.js';
+// The test kit's callHook builds the relay's own session and transaction (same getters, same header folding).
+export { SessionState, TransactionState, type EditRecorder } from './session/session.js';
 export { canOverrideGreetingDelay, setGreetingDelay, PINNED_SMTP_SERVER_VERSION, PINNED_INIT_SHA256, libraryInitHash, installedSmtpServerVersion } from './adapter/smtp-server.js';
 export { canUseProxyTrust, proxyTrustLibraryHashes, PINNED_PROXY_ALLOWED_SHA256, PINNED_EXPECTS_PROXY_SHA256 } from './adapter/smtp-server.js';
 // The worker mode's IPC parts (cluster/): the primary wires them, a worker answers through them.

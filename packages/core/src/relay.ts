@@ -68,11 +68,11 @@ export class Relay {
   private reloading?: Promise<unknown>;
   /** Set when this relay also delivers adopted spool shards (cluster/): queue commands reach those too. */
   controlRoute?: (req: ControlRequest, own: ControlAnswer) => Promise<ControlResponse>;
-  private _config: RelayConfig;
-  private _stopping = false;
+  private liveConfig: RelayConfig;
+  private isStopping = false;
 
   private constructor(config: RelayConfig, readonly configDir: string, readonly container: DependencyContainer, readonly log: Logger, driver: PluginDriver, readonly metrics: RelayMetrics, readonly configFile: string, private readonly opts: RelayOptions) {
-    this._config = config;
+    this.liveConfig = config;
     this.pluginSources = opts;
     this.generations = new DriverGenerations(driver);
     container.registerInstance(Tokens.PluginDriver, driver);
@@ -96,13 +96,13 @@ export class Relay {
     this.dataPhase = new DataPhase(this, this.sessions, this.connections, opts.onDataReply);
     const s = this.sessions;
     const handlers = { connect: s.connect.bind(s), auth: s.auth.bind(s), mail: s.mail.bind(s), rcpt: s.rcpt.bind(s), data: this.dataPhase.data.bind(this.dataPhase), close: s.close.bind(s) };
-    this.listeners = new Listeners(() => this._config, configDir, this.connections, handlers, { opened: (c) => s.opened(c), closed: (id) => s.closed(id) }, metrics, log);
+    this.listeners = new Listeners(() => this.liveConfig, configDir, this.connections, handlers, { opened: (c) => s.opened(c), closed: (id) => s.closed(id) }, metrics, log);
     registerGauges(metrics, this, opts.logFile);
   }
 
   /** The running configuration (a reload replaces it; sessions keep the one they started with). */
   get config(): RelayConfig {
-    return this._config;
+    return this.liveConfig;
   }
 
   /** The plugins new sessions and delivery attempts use. */
@@ -111,7 +111,7 @@ export class Relay {
   }
 
   get stopping(): boolean {
-    return this._stopping;
+    return this.isStopping;
   }
 
   /** Validates plugins and sets them up; opens no port. Config errors are thrown as ConfigError. */
@@ -218,8 +218,8 @@ export class Relay {
    * what was not delivered.
    */
   async stop(): Promise<void> {
-    if (this._stopping) return;
-    this._stopping = true;
+    if (this.isStopping) return;
+    this.isStopping = true;
     const deadline = Date.now() + this.config.shutdown.drainTime;
     const left = () => Math.max(1000, deadline - Date.now());
     await this.listeners.close();
@@ -276,7 +276,7 @@ export class Relay {
 
   /** Used by ops/reload.ts once the new configuration's plugins are set up. */
   adopt(next: RelayConfig, gate: ConnectionGate, diskGuard: DiskGuard): void {
-    this._config = next;
+    this.liveConfig = next;
     this.gate = gate;
     this.diskGuard = diskGuard;
   }

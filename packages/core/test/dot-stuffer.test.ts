@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { Readable, type Transform } from 'node:stream';
 import DataStream from 'nodemailer/lib/smtp-connection/data-stream.js';
 import { DotStuffer, stuff } from '../src/delivery/dot-stuffer.js';
-import { canUseFastDotStuffing, createSendStreamHash, installedNodemailerVersion, PINNED_CREATE_SEND_STREAM_SHA256, PINNED_NODEMAILER_VERSION } from '../src/delivery/outbound-stuffing.js';
+import { canUseFastDotStuffing } from '../src/delivery/outbound-stuffing.js';
+import { installedNodemailerVersion, NODEMAILER_PINS, nodemailerHashes } from '../src/adapter/nodemailer.js';
 
 /** Runs `chunks` through a DATA encoder and returns all it wrote, with its byte counters. */
 async function encode(make: () => Transform & { inByteCount: number; outByteCount: number }, chunks: Buffer[]) {
@@ -83,8 +84,10 @@ describe('outbound DATA encoding (DotStuffer)', () => {
   });
 
   it('is only swapped into nodemailer when the library is the pinned version (fails when the library changes)', () => {
-    assert.equal(installedNodemailerVersion(), PINNED_NODEMAILER_VERSION);
-    assert.ok(PINNED_CREATE_SEND_STREAM_SHA256.includes(createSendStreamHash()), createSendStreamHash());
+    // The pin lives in the nodemailer adapter's table (adapter/nodemailer.ts), beside the swap.
+    const installed = nodemailerHashes()['SMTPConnection#_createSendStream'];
+    assert.equal(installedNodemailerVersion(), NODEMAILER_PINS.version);
+    assert.ok((NODEMAILER_PINS['SMTPConnection#_createSendStream'] as readonly string[]).includes(installed), installed);
     assert.equal(canUseFastDotStuffing(), true);
   });
 });

@@ -12,7 +12,7 @@ const { checkImports } = (await import(pathToFileURL(path.join(repoRoot, 'script
 };
 
 describe('import layout (scripts/check-imports.mjs)', () => {
-  it('finds no import circle and no upward import in packages/core/src and plugins/*/src', () => {
+  it('finds no import circle, no upward import in packages/core/src and plugins/*/src, and no library private member outside packages/core/src/adapter/', () => {
     const r = checkImports(repoRoot);
     assert.ok(r.files > 100, `read ${r.files} files`);
     assert.deepEqual(r.problems, []);
@@ -33,6 +33,23 @@ describe('import layout (scripts/check-imports.mjs)', () => {
       assert.equal(r.problems.length, 2, r.problems.join('\n'));
       assert.match(r.problems.join('\n'), /upward import: packages\/core\/src\/listen\/a\.ts \(floor 2\) imports packages\/core\/src\/session\/b\.ts \(floor 3\)/);
       assert.match(r.problems.join('\n'), /import circle: plugins\/x\/src\/one\.ts → plugins\/x\/src\/two\.ts → plugins\/x\/src\/one\.ts/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reports a library private member named outside adapter/, and not one inside it or a stream calling its base class', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'check-private-'));
+    try {
+      const write = (rel: string, text: string) => {
+        fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
+        fs.writeFileSync(path.join(dir, rel), text);
+      };
+      write('packages/core/src/session/guard.ts', "// conn._parser in a comment is fine\nexport function close(conn: any) {\n  conn._socket.destroy();\n}\n");
+      write('packages/core/src/adapter/smtp-server.ts', "export function destroyConnection(conn: any) {\n  conn._socket.destroy();\n}\n");
+      write('packages/core/src/intake/split.ts', "import { Transform } from 'node:stream';\nexport class S extends Transform {\n  _flush(cb: () => void) {\n    super._flush(cb);\n  }\n}\n");
+      const r = checkImports(dir);
+      assert.deepEqual(r.problems, ['library private member outside adapter/: packages/core/src/session/guard.ts:3: conn._socket.destroy();']);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

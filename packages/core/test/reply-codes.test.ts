@@ -78,7 +78,7 @@ describe('enhanced status codes on smtp-server\'s own replies (pinned to the lib
 
 describe('improper-pipelining guard (pinned to the library)', () => {
   it('wraps exactly the smtp-server methods it was written against', () => {
-    // The wrappers live in adapter/smtp-server.ts (installCommandTaps); their pins in its PINS table.
+    // The wrappers live in adapter/smtp-server.ts (installConnectionTaps); their pins in its PINS table.
     const h = libraryHashes();
     assert.deepEqual([h['SMTPConnection#_onCommand'], h['SMTPConnection#_createParser']], [PINS['SMTPConnection#_onCommand'], PINS['SMTPConnection#_createParser']]);
     assert.equal(canGuardPipelining(), true);

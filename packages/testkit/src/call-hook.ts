@@ -7,7 +7,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import { ConnectionGate, parseConfig, parseHeaderSection, toAddress, Tokens, type Address, type AuthAttempt, type DataHandlers, type HookName, type LoadedPlugin, type MessageInfo, type PluginDefinition, type Reply, type RelayConfigInput, type Session, type Transaction, type Verdict } from '@portcullis/core';
-import { createSharedState, DiskGuard, loadPlugins, MessageEditRecorder, newQueueId, PluginDriver, Spool } from '@portcullis/core/internal';
+import { createSharedState, DiskGuard, loadPlugins, MessageEditRecorder, newQueueId, PluginDriver, SessionState, Spool, TransactionState } from '@portcullis/core/internal';
 import type { Logger } from 'pino';
 import type { FakeClock } from './fake-clock.js';
 import { memoryLogger, type LogEntry } from './memory-log.js';
@@ -80,7 +80,7 @@ export async function callHook(definition: PluginDefinition, hook: HookName, opt
   const setup = await setupPlugin(definition, opts);
   const { driver, plugin, container, logger, entries } = setup;
   try {
-    const session = buildSession(container, logger, opts.session);
+    const session = buildSession(container, logger, driver, opts.session);
     const transaction = buildTransaction(session, opts);
     const args = opts.args ?? defaultArgs(hook, session, transaction, opts);
     const fn = plugin.instance.hooks[hook] as ((...a: unknown[]) => unknown) | undefined;
@@ -186,48 +186,47 @@ function messageBuffer(m: string | Buffer): Buffer {
   return typeof m === 'string' ? Buffer.from(m.replace(/\r?\n/g, '\r\n')) : m;
 }
 
-function buildSession(container: ReturnType<typeof rootContainer.createChildContainer>, log: Logger, init: SessionInit = {}): Session {
+/**
+ * The relay's own SessionState (packages/core session/session.ts), over the session record smtp-server
+ * would hand the relay for a client like the one described: the plugin sees the getters of production.
+ */
+function buildSession(container: DependencyContainer, log: Logger, driver: PluginDriver, init: SessionInit = {}): SessionState {
   const child = container.createChildContainer();
-  const session: Session = {
+  const remoteAddress = init.remoteAddress ?? '127.0.0.1';
+  const raw = {
     id: 'test-session',
-    remoteAddress: init.remoteAddress ?? '127.0.0.1',
+    remoteAddress,
     remotePort: init.remotePort ?? 50000,
     localAddress: init.localAddress ?? '127.0.0.1',
     localPort: init.localPort ?? 25,
-    listener: { name: '127.0.0.1:25', port: 25, tls: 'none', auth: 'optional', ...init.listener },
+    clientHostname: `[${remoteAddress}]`,
+    openingCommand: 'EHLO',
+    hostNameAppearsAs: init.helo ?? 'client.test',
+    transmissionType: init.secure ? 'ESMTPS' : 'ESMTP',
     secure: init.secure ?? false,
-    helo: init.helo ?? 'client.test',
     user: init.user,
-    container: child,
-    log: log.child({ session: 'test-session' }),
-    notes: { ...init.notes },
-  };
+    envelope: { mailFrom: false, rcptTo: [] },
+    xClient: new Map(),
+    xForward: new Map(),
+  } as unknown as ConstructorParameters<typeof SessionState>[0];
+  const listener: Session['listener'] = { name: '127.0.0.1:25', port: 25, tls: 'none', auth: 'optional', ...init.listener };
+  const config = container.resolve<ConstructorParameters<typeof SessionState>[6]>(Tokens.Config);
+  const session = new SessionState(raw, listener, child, log.child({ session: 'test-session' }), undefined, driver, config, false);
+  Object.assign(session.notes, init.notes);
   child.registerInstance(Tokens.Session, session);
   return session;
 }
 
-function buildTransaction(session: Session, opts: CallHookOptions): Transaction & { added: string[]; edits: MessageEditRecorder } {
-  const added: string[] = [];
+/** The relay's own TransactionState: its `addHeader` folds, its edits are recorded (not applied: no spool here). */
+function buildTransaction(session: SessionState, opts: CallHookOptions): TransactionState & { edits: MessageEditRecorder } {
   const message = opts.message === undefined ? undefined : messageBuffer(opts.message);
   const id = newQueueId();
-  return {
-    id,
-    // Recorded, not applied (no spool here): a test reads `transaction.edits.edits`.
-    edits: new MessageEditRecorder(os.tmpdir(), id),
-    session,
-    mailFrom: toAddress(opts.mailFrom ?? 'sender@example.org', {}),
-    recipients: (opts.recipients ?? []).map((r) => toAddress(r, {})),
-    notes: {},
-    headers: message ? parseHeaderSection(message) : undefined,
-    added,
-    addHeader(name: string, value: string) {
-      if (!/^[!-9;-~]+$/.test(name)) throw new TypeError(`addHeader: invalid header name ${JSON.stringify(name)}`);
-      // Folded exactly as the relay's Transaction does (packages/core TransactionState.addHeader):
-      // a bare line break becomes CRLF + space, a lone CR a space. test/call-hook-parity checks it
-      // against a real relay; use core's own once it exports the transaction (issue 18).
-      added.push(`${name}: ${value.replace(/\r?\n(?![ \t])/g, '\r\n ').replace(/\r(?!\n)/g, ' ')}\r\n`);
-    },
-  };
+  // A test reads `transaction.edits.edits`.
+  const txn = new TransactionState(id, session, toAddress(opts.mailFrom ?? 'sender@example.org', {}), new MessageEditRecorder(os.tmpdir(), id)) as TransactionState & { edits: MessageEditRecorder };
+  txn.recipients.push(...(opts.recipients ?? []).map((r) => toAddress(r, {})));
+  // Set as the intake does once the header section has arrived.
+  if (message) (txn as { headers?: Transaction['headers'] }).headers = parseHeaderSection(message);
+  return txn;
 }
 
 function defaultArgs(hook: HookName, session: Session, txn: Transaction, opts: CallHookOptions): unknown[] {

@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { accept, definePlugin, tempfail, z } from '@portcullis/core';
+import { SessionState, TransactionState } from '@portcullis/core/internal';
 import { buildMessage, callHook, inject } from '../src/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -27,6 +28,15 @@ describe('callHook(): one hook of one plugin', () => {
   it('builds the session from what the test gives', async () => {
     assert.equal((await callHook(maxRcpt, 'connect', { options: { max: 1 } })).verdict?.kind, 'accept');
     assert.equal((await callHook(maxRcpt, 'connect', { options: { max: 1 }, session: { remoteAddress: '192.0.2.7' } })).verdict, undefined);
+  });
+
+  it("gives the hook the relay's own SessionState and TransactionState, with the session's getters over what the test gave", async () => {
+    const seen = definePlugin({ name: 'seen', setup: () => ({ rcpt: () => undefined }) });
+    const r = await callHook(seen, 'rcpt', { session: { remoteAddress: '192.0.2.9', helo: 'mx.client.test', user: 'alice', secure: true, notes: { k: 1 } }, mailFrom: 'a@x.test', recipients: ['b@x.test'] });
+    assert.ok(r.session instanceof SessionState);
+    assert.ok(r.transaction instanceof TransactionState);
+    assert.deepEqual([r.session.id, r.session.remoteAddress, r.session.helo, r.session.user, r.session.secure, r.session.notes], ['test-session', '192.0.2.9', 'mx.client.test', 'alice', true, { k: 1 }]);
+    assert.deepEqual([r.transaction.mailFrom.address, r.transaction.recipients.map((x) => x.address), r.transaction.session], ['a@x.test', ['b@x.test'], r.session]);
   });
 
   it('validates options as the relay does, naming the key path', async () => {

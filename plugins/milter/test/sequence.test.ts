@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import os from 'node:os';
-import { CaptureServer, sendMail, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import { hostedRelay, type HostedRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 import milter from '../src/index.js';
 import { Daemon } from './support/daemon.js';
@@ -15,48 +15,40 @@ import { Daemon } from './support/daemon.js';
  */
 describe('milter: several milters in sequence', function () {
   this.timeout(60_000);
-  let sink: CaptureServer;
   let mod: Daemon;
   let reporter: Daemon;
-  const relays: TestRelay[] = [];
+  const relays: HostedRelay[] = [];
 
   before(async () => {
     [mod, reporter] = await Promise.all([Daemon.pyMilter(), Daemon.pyMilter({ reporter: true })]);
-    sink = await CaptureServer.start();
   });
   after(async () => {
-    for (const r of relays) await r.stop();
-    await sink?.close();
+    for (const r of relays) await r.close();
     await mod?.stop();
     await reporter?.stop();
   });
   const relayWith = async (sequential: boolean) => {
-    const r = await startTestRelay({
+    const r = await hostedRelay({
       builtins: { 'relay-policy': relayPolicy, milter },
-      config: {
-        plugins: [
-          { use: 'milter', with: { sequential, milters: [{ address: mod.address, name: 'mod' }, { address: reporter.address, name: 'reporter' }] } },
-          { use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } } } },
-        ],
-      },
+      pluginsBefore: [{ use: 'milter', with: { sequential, milters: [{ address: mod.address, name: 'mod' }, { address: reporter.address, name: 'reporter' }] } }],
     });
     relays.push(r);
     return r;
   };
-  const deliver = async (port: number, subject: string, body: string) => {
-    const before = sink.messages.length;
+  const deliver = async (relay: HostedRelay, subject: string, body: string) => {
+    const before = relay.captured.length;
     const raw = `From: alice@remote.test\r\nTo: bob@example.com\r\nSubject: ${subject}\r\nX-Remove: one\r\nX-Remove: two\r\nX-Remove: three\r\n\r\n${body}`;
-    const r = await sendMail({ port, from: 'alice@remote.test', to: 'bob@example.com', raw });
+    const r = await relay.send({ raw });
     assert.equal(r.code, 250, r.response);
-    await sink.waitFor(before + 1);
-    return sink.messages[before]!.raw.toString();
+    await relay.waitFor(before + 1);
+    return relay.captured[before]!.raw.toString();
   };
   const sha = (s: string) => createHash('sha256').update(s).digest('hex');
   const tempFiles = () => readdirSync(os.tmpdir()).filter((f) => f.startsWith('portcullis-milter-'));
 
   it('by default gives every milter the message as received, in the same pass', async () => {
     const r = await relayWith(false);
-    const text = await deliver(r.port, 'headers', 'body line\r\n');
+    const text = await deliver(r, 'headers', 'body line\r\n');
     const fields = 'From:alice@remote.test\nTo:bob@example.com\nSubject:headers\nX-Remove:one\nX-Remove:two\nX-Remove:three\n';
     assert.match(text, new RegExp(`\\r\\nX-Reporter: subject=headers headers=6 hsha256=${sha(fields)} body=11\\r\\n`));
     assert.match(text, /\r\nSubject: changed subject\r\n/);
@@ -65,10 +57,10 @@ describe('milter: several milters in sequence', function () {
   it('with sequential, gives the second milter the message with the first one\'s header and body changes applied', async () => {
     const r = await relayWith(true);
     const before = tempFiles().length;
-    let text = await deliver(r.port, 'headers', 'body line\r\n');
+    let text = await deliver(r, 'headers', 'body line\r\n');
     const fields = 'X-Inserted:at the top\nFrom:alice@remote.test\nTo:bob@example.com\nSubject:changed subject\nX-Remove:one\nX-Remove:three\nX-Added:added value\nX-Folded:first line\n\tsecond line\n';
     assert.match(text, new RegExp(`\\r\\nX-Reporter: subject=changed subject headers=8 hsha256=${sha(fields)} body=11\\r\\n`));
-    text = await deliver(r.port, 'body', 'old body\r\n');
+    text = await deliver(r, 'body', 'old body\r\n');
     assert.match(text, /\r\nX-Reporter: subject=body headers=6 hsha256=[0-9a-f]{64} body=28\r\n/);
     assert.ok(text.endsWith('\r\n\r\nreplaced body\r\nsecond line\r\n'));
     assert.equal(tempFiles().length, before, 'the copies are removed');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { CaptureServer, freePort, selfSignedFiles, startTestRelay, type TestRelay } from '@portcullis/testkit';
+import { freePort, hostedRelay, selfSignedFiles, type HostedRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 import recipients from '../src/index.js';
 import { Slapd } from './support/slapd.js';
@@ -11,40 +11,35 @@ const builtins = { recipients, 'relay-policy': relayPolicy };
 describe('recipients: LDAP over TLS (ldaps:// and StartTLS, CA file) against slapd', function () {
   this.timeout(60_000);
   let slapd: Slapd;
-  let sink: CaptureServer;
   let tls: Awaited<ReturnType<typeof selfSignedFiles>>;
   before(async () => {
     tls = await selfSignedFiles('ldap.hosted.example');
     // slapd refuses a simple bind without TLS: a lookup that works proves the bind went encrypted.
     slapd = await Slapd.start(await freePort(), [{ uid: 'alice', mail: 'alice@hosted.example' }], { key: tls.key, cert: tls.cert, ldapsPort: await freePort(), requireTlsForBind: true });
-    sink = await CaptureServer.start();
   });
   after(async () => {
-    await sink?.close();
     await slapd?.remove();
     if (tls) rmSync(tls.dir, { recursive: true, force: true });
   });
 
-  async function withRelay(ldap: Record<string, unknown>, work: (t: TestRelay) => Promise<void>): Promise<void> {
-    const t = await startTestRelay({
+  async function withRelay(ldap: Record<string, unknown>, work: (t: HostedRelay) => Promise<void>): Promise<void> {
+    const t = await hostedRelay({
       builtins,
-      config: {
-        plugins: [
-          {
-            use: 'recipients',
-            with: {
-              sources: { directory: { ldap: { base: slapd.suffix, bindDn: slapd.bindDn, passwordFile: slapd.passwordFile, timeout: '2s', ...ldap } } },
-              domains: { 'hosted.example': ['directory'] },
-            },
+      domain: 'hosted.example',
+      pluginsBefore: [
+        {
+          use: 'recipients',
+          with: {
+            sources: { directory: { ldap: { base: slapd.suffix, bindDn: slapd.bindDn, passwordFile: slapd.passwordFile, timeout: '2s', ...ldap } } },
+            domains: { 'hosted.example': ['directory'] },
           },
-          { use: 'relay-policy', with: { domains: { 'hosted.example': { nexthop: sink.address, tls: 'none' } } } },
-        ],
-      },
+        },
+      ],
     });
     try {
       await work(t);
     } finally {
-      await t.stop();
+      await t.close();
     }
   }
   const FAILURE = (a: string) => `451 4.3.0 <${a}>: Temporary lookup failure, try again later`;

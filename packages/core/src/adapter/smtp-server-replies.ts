@@ -1,6 +1,6 @@
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { sourceHash } from './source-hash.js';
-import { PINS } from './smtp-server.js';
+import { PINS, type SendTap } from './smtp-server.js';
 import { Replies, type Reply } from '../api/verdicts.js';
 
 /**
@@ -9,8 +9,8 @@ import { Replies, type Reply } from '../api/verdicts.js';
  * `501 Error: Bad recipient address syntax`, ...).
  *
  * Mechanism: SMTPConnection#send(code, data, context) is the library's single write site for
- * replies. Each connection gets a `send` that rewrites the reply, then calls the library's with
- * context `false` (which makes the library add no enhanced code of its own, so codes are never
+ * replies. Each connection's one `send` wrapper (installConnectionTaps, adapter/smtp-server.ts) runs
+ * `replyCodesTap` last, which rewrites the reply and calls the library's with context `false` (which makes the library add no enhanced code of its own, so codes are never
  * doubled, whatever its ENHANCEDSTATUSCODES setting). Replies that already carry a code (ours, from
  * verdicts and `replyError`) pass unchanged. Library texts are looked up in the table below; a
  * library text the table does not know (a new one after an upgrade) still gets a class code
@@ -150,7 +150,6 @@ interface SendingConnection {
   send(code: number, data: unknown, context?: unknown): void;
 }
 
-
 /** Hash of the installed SMTPConnection#send (whitespace-normalised source). */
 export function librarySendHash(): string {
   return sourceHash((SMTPConnection.prototype as unknown as SendingConnection).send);
@@ -161,13 +160,12 @@ export function canRewriteReplies(): boolean {
   return librarySendHash() === PINNED_SEND_SHA256;
 }
 
-/** Gives one connection a `send` that writes every reply in our wording with one enhanced code. */
-export function installReplyCodes(connection: unknown): void {
+/** The send tap that writes every reply of one connection in our wording with one enhanced code (the last before the library). */
+export function replyCodesTap(connection: unknown): SendTap {
   const conn = connection as SendingConnection;
-  const librarySend = conn.send;
-  conn.send = function send(this: SendingConnection, code: number, data: unknown, context?: unknown): void {
-    const mapped = ourReply(code, data, context, this.name);
-    if (!mapped) return librarySend.call(this, code, data, false);
-    return librarySend.call(this, mapped.code, `${mapped.enhanced} ${mapped.text}`, false);
+  return (code, data, context, next) => {
+    const mapped = ourReply(code, data, context, conn.name);
+    if (!mapped) return next(code, data, false);
+    return next(mapped.code, `${mapped.enhanced} ${mapped.text}`, false);
   };
 }

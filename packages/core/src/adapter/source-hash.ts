@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 
 /**
  * Hash of a library function's source, for pinning code that replaces or wraps smtp-server
- * internals (proxy-trust.ts, reply-codes.ts, pipelining-guard.ts). Whitespace is normalised, and
+ * internals (adapter/smtp-server.ts PINS, adapter/smtp-server-replies.ts). Whitespace is normalised, and
  * the CommonJS build's module-qualified references (`(0, smtp_connection_js_1.isAddressAllowed)(…)`,
  * `new smtp_stream_js_1.SMTPStream(…)`) are folded to plain names, so that the ESM build (node)
  * and the CJS build (what tsx loads in tests) hash alike.

@@ -104,18 +104,32 @@ export interface SpooledBytes {
 }
 
 /**
- * Every hook a plugin may implement, in the order the code calls them (docs/hooks.md lists each
- * stage with its owning file and refusals; test/hook-order.test.ts proves the order):
+ * Every hook a plugin may implement, in the order the code calls them, each with the file under
+ * packages/core/src that calls it (docs/hooks.md lists every stage with its refusals;
+ * test/hook-order.test.ts proves the order):
  *
- *   connect (before the greeting) → [auth] (AUTH, TLS only) → helo (at the first MAIL FROM, after
- *   AUTH: smtp-server has no EHLO callback) → mail → rcpt (× n) → data (after the 354: raw readers
- *   start, then part screeners per leaf part) → message → (spool commit, 250)
- *   delivery, from the commit on: route (per domain) → delivered | deferred | bounced (per recipient)
- *   disconnect when the connection closes (independent of the delivery).
+ *   connect    session/sessions.ts, before the greeting (the gate before it: listen/connections.ts)
+ *   [auth]     session/sessions.ts, at AUTH (TLS only)
+ *   helo       session/sessions.ts, at the first MAIL FROM, after AUTH (smtp-server has no EHLO callback)
+ *   mail       session/sessions.ts
+ *   rcpt       session/sessions.ts (× n)
+ *   data       intake/data-phase.ts → intake/message-intake.ts, after the 354: raw readers start,
+ *              then part screeners per leaf part (intake/mime-walker.ts)
+ *   message    intake/message-intake.ts, then the spool commit (spool/spool.ts) and the 250
+ *   route → delivered | deferred | bounced   delivery/queue.ts, from the commit on (per domain, per recipient)
+ *   disconnect session/sessions.ts, when the connection closes (independent of the delivery)
  *
- * Before the helo hook, MAIL FROM checks in order: 530 (auth required), 555 (unadvertised
- * parameter), the XCLIENT re-judge (connect runs again for a new client), 452 4.3.1 (disk guard);
- * after it 553 (non-ASCII). RCPT: 503, 555, 452 4.5.3, <postmaster> (no hook), 553, then rcpt.
+ * Refusals that come before or instead of a hook:
+ *   MAIL FROM, before helo, in order: 530 5.7.0 (auth required), 555 5.5.4 (unadvertised parameter:
+ *     session/esmtp-params.ts), the XCLIENT re-judge (connect runs again for a new client:
+ *     session/sessions.ts), 452 4.3.1 (spool/disk-guard.ts); after helo 553 5.6.7 (non-ASCII:
+ *     session/address.ts), then mail.
+ *   RCPT: 503 5.5.1, 555 5.5.4, 452 4.5.3, <postmaster> (no hook: session/postmaster.ts), 553 5.6.7,
+ *     then rcpt; no accept is 550 5.7.1.
+ *   DATA: content sent before the 354 is 554 5.5.0 improper pipelining and close
+ *     (session/pipelining-guard.ts, fed by the taps of adapter/smtp-server.ts).
+ *   Delivery: a recipient still deferred after delivery.delayWarning gets one delay DSN
+ *     (delivery/queue.ts decides, delivery/dsn.ts writes it).
  */
 export interface HookSignatures {
   /** A client connected (before the 220 greeting). Verdict hook. */

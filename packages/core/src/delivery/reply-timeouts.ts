@@ -1,6 +1,6 @@
 import { Transform, type Readable } from 'node:stream';
 import type SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
-import { tapSentCommands } from '../adapter/nodemailer.js';
+import { setSocketTimeout, tapSentCommands } from '../adapter/nodemailer.js';
 
 /**
  * How long the delivery client waits for each reply of a next hop: RFC 5321 section 4.5.3.2's
@@ -22,9 +22,6 @@ export interface ReplyTimeouts {
 export const RFC5321_TIMEOUTS: ReplyTimeouts = { greeting: 300_000, mail: 300_000, rcpt: 300_000, data: 120_000, dataBlock: 180_000, finalDot: 600_000 };
 
 type Conn = InstanceType<typeof SMTPConnection>;
-interface ConnInternals {
-  _socket?: { setTimeout(ms: number): void };
-}
 
 /** Where one transaction got to; `finalDotSent` without a reply means the next hop may have the message. */
 export interface TransactionProgress {
@@ -38,8 +35,7 @@ export interface TransactionProgress {
  * and puts `idle` back afterwards. nodemailer's socket 'timeout' handler stays the one that fires.
  */
 export function sendWithTimeouts(conn: Conn, t: ReplyTimeouts, idle: number, from: string, to: readonly string[], message: Readable, progress: TransactionProgress): Promise<SMTPConnection.SentMessageInfo> {
-  const c = conn as unknown as ConnInternals;
-  const set = (ms: number) => c._socket?.setTimeout(ms);
+  const set = (ms: number) => setSocketTimeout(conn, ms);
   const restore = tapSentCommands(conn, (str) => {
     const cmd = typeof str === 'string' ? str.slice(0, 5).toUpperCase() : '';
     if (cmd.startsWith('MAIL ')) set(t.mail);

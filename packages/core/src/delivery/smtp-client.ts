@@ -3,7 +3,7 @@ import { lookup } from 'node:dns/promises';
 import type { Readable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import type { NextHop } from '../api/types.js';
-import { isReusable } from '../adapter/nodemailer.js';
+import { clientSocketWritable, isReusable } from '../adapter/nodemailer.js';
 import { RFC5321_TIMEOUTS, sendWithTimeouts, type ReplyTimeouts } from './reply-timeouts.js';
 import { useFastDotStuffing } from './outbound-stuffing.js';
 
@@ -153,7 +153,7 @@ export class SmtpClient implements DeliveryTransport {
       if (again?.length) {
         const { conn, timer } = again.pop()!;
         clearTimeout(timer);
-        if ((conn as unknown as { _socket?: { writable?: boolean } })._socket?.writable) return conn;
+        if (clientSocketWritable(conn)) return conn;
         this.closed(key);
       }
     }

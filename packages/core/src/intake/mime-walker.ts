@@ -2,6 +2,7 @@ import { Writable } from 'node:stream';
 import libmime from 'libmime';
 import type { MimeNode, SplitterChunk } from 'mailsplit';
 import type { MimePart, PartDecision, PartScreener } from '../api/hooks.js';
+import { partParams } from '../adapter/mailsplit.js';
 
 /** A screener attached to a part, with the plugin that owns it. */
 export interface AttachedScreener<Owner> {
@@ -174,15 +175,14 @@ export class MimeWalker<Owner> extends Writable {
   }
 
   private describe(node: MimeNode): MimePart {
-    const ct = node._parsedContentType ?? { value: '', params: {} };
-    const cd = node._parsedContentDisposition ?? { value: '', params: {} };
+    const params = partParams(node);
     return {
       index: this.index,
       path: node.partNr ? node.partNr.join('.') || '1' : String(this.index),
       contentType: (node.contentType || 'text/plain').toLowerCase(),
       disposition: node.disposition || undefined,
-      filename: decodeName(cd.params.filename),
-      name: decodeName(ct.params.name),
+      filename: decodeName(params.disposition.filename),
+      name: decodeName(params.contentType.name),
       transferEncoding: node.encoding ? String(node.encoding).toLowerCase() : undefined,
       nested: isNested(node),
       header: (name: string) =>

@@ -3,16 +3,11 @@ import type { Session } from '../api/types.js';
 import { formatReply, Replies, type Reply } from '../api/verdicts.js';
 import type { RelayMetrics } from '../telemetry/metrics.js';
 import { RepeatLog } from '../telemetry/repeat-log.js';
+import type { Conn } from '../adapter/smtp-server.js';
 import type { ConnectionGate, ConnectionInfo, GateDecision, MaybePromise } from './connection-gate.js';
 
-/** What the relay uses of an smtp-server connection object. */
-export interface ConnectionLike {
-  id: string;
-  remoteAddress: string;
-  _socket: { setNoDelay?(v: boolean): void; remoteAddress?: string };
-  send(code: number, text: string): void;
-  close(): void;
-}
+/** What the relay uses of an smtp-server connection object: its public members (the adapter has the rest). */
+export type ConnectionLike = Conn;
 
 /**
  * The open connections of every listener, and the connection gate's bookkeeping for them: which the

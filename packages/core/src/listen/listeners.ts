@@ -7,10 +7,9 @@ import type { Logger } from 'pino';
 import type { Session } from '../api/types.js';
 import type { ListenerConfig, RelayConfig } from '../config/schema.js';
 import type { NetworkList } from '../config/networks.js';
-import { canRewriteReplies, installReplyCodes } from '../adapter/smtp-server-replies.js';
-import { hookConnections } from '../adapter/smtp-server.js';
+import { canRewriteReplies, replyCodesTap } from '../adapter/smtp-server-replies.js';
+import { hookConnections, installConnectionTaps, markSecure, setGreetingDelay, setNoDelay, socketTag, type ConnectionTaps as Taps } from '../adapter/smtp-server.js';
 import type { RelayMetrics } from '../telemetry/metrics.js';
-import { setGreetingDelay } from '../adapter/smtp-server.js';
 import { installProxyCommandTrust, installProxyHeaderTrust, proxyServerOptions } from './proxy-trust.js';
 import { asSocket } from './stream-socket.js';
 import type { ConnectionLike, Connections } from './connections.js';
@@ -27,9 +26,9 @@ export interface PhaseHandlers {
   close(raw: SMTPServerSession): Promise<void>;
 }
 
-/** Per-connection policy installed by later phases (the session guards), in the order they must run. */
+/** Per-connection policy of later phases (the session guards): their taps, each list in the order it runs. */
 export interface ConnectionTaps {
-  opened(c: ConnectionLike): void;
+  opened(c: ConnectionLike): Taps;
   closed(id: string): void;
 }
 
@@ -208,12 +207,9 @@ export class Listeners {
     // Each new connection, before the library's init(): socket options, greeting delay, the gate, taps.
     hookConnections<ConnectionLike>(server, {
       added: (c, add, open) => {
-        c._socket?.setNoDelay?.(true);
-        const streamClient = (c._socket as unknown as Record<symbol, StreamClient | undefined>)[STREAM_CLIENT];
-        if (streamClient?.secure) {
-          const conn = c as unknown as { secure: boolean; session: { secure: boolean } };
-          conn.secure = conn.session.secure = true;
-        }
+        setNoDelay(c);
+        const streamClient = socketTag<StreamClient>(c, STREAM_CLIENT);
+        if (streamClient?.secure) markSecure(c);
         // An XCLIENT proxy the operator named speaks for many clients (and limits them itself): the
         // gate would count them all as one address. Their rates still count, per client, in the hooks.
         if (listener.xclient.contains(c.remoteAddress)) connections.bypassGate(c.id);
@@ -221,8 +217,9 @@ export class Listeners {
         // An in-memory client is a test: no early-talker pause.
         if (override) setGreetingDelay(c, streamClient ? 0 : delay, () => connections.refusal(c.id));
         installProxyCommandTrust(c, listener);
-        if (rewriteReplies) installReplyCodes(c);
-        this.taps.opened(c);
+        // One wrapper per library method (adapter/smtp-server.ts): the later phases' taps, then our reply wording.
+        const taps = this.taps.opened(c);
+        installConnectionTaps(c, { ...taps, send: rewriteReplies ? [...taps.send, replyCodesTap(c)] : taps.send });
         connections.added(c);
         this.metrics.connectionOpened(label);
         add();

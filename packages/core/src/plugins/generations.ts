@@ -11,16 +11,16 @@ export class DriverGenerations {
   /** Replaced drivers, closed once no session uses them and their grace period is over. */
   private readonly retired = new Map<PluginDriver, { graceOver: boolean }>();
 
-  constructor(private _current: PluginDriver) {}
+  constructor(private active: PluginDriver) {}
 
   /** The plugins new sessions and delivery attempts use. */
   get current(): PluginDriver {
-    return this._current;
+    return this.active;
   }
 
   /** A session starts with the current driver and keeps it. */
   take(): PluginDriver {
-    const driver = this._current;
+    const driver = this.active;
     this.users.set(driver, (this.users.get(driver) ?? 0) + 1);
     return driver;
   }
@@ -39,8 +39,8 @@ export class DriverGenerations {
 
   /** Makes `next` current; the old driver is closed after `graceMs` once no session uses it. Returns the old one. */
   replace(next: PluginDriver, graceMs = 30_000): PluginDriver {
-    const old = this._current;
-    this._current = next;
+    const old = this.active;
+    this.active = next;
     const entry = { graceOver: false };
     this.retired.set(old, entry);
     setTimeout(() => {
@@ -52,7 +52,7 @@ export class DriverGenerations {
 
   /** Stop: the current driver, then every retired one. */
   async closeAll(): Promise<void> {
-    await this._current.close();
+    await this.active.close();
     for (const d of this.retired.keys()) await d.close();
     this.retired.clear();
   }

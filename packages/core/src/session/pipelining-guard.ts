@@ -1,4 +1,4 @@
-import { canTapCommands, type CommandTap, type ParserLike, type ParserWriteTap } from '../adapter/smtp-server.js';
+import { canTapCommands, hasPendingInput, type CommandTap, type Conn, type ParserWriteTap } from '../adapter/smtp-server.js';
 import { Replies } from '../api/verdicts.js';
 
 /**
@@ -9,25 +9,18 @@ import { Replies } from '../api/verdicts.js';
  * `554 5.5.0` and the connection closed (the content, read as commands, must not run).
  *
  * "Sent before our 354" means: already received when the DATA command is dispatched. That is
- *   - bytes after the DATA line in the same received chunk (the parser's write in progress);
- *   - chunks queued behind it in the parser's writable buffer (Node's `_writableState.getBuffer()`:
- *     `writableLength` would count the chunk being written too), or in the socket's readable buffer.
+ *   - bytes after the DATA line in the same received chunk (the parser's write in progress: seen by
+ *     this guard's parser-write tap);
+ *   - chunks queued behind it in the parser's writable buffer, or in the socket's readable buffer
+ *     (the adapter's `hasPendingInput`).
  * DATA is dispatched one event-loop turn late (setImmediate), so bytes that were already waiting in
  * the kernel are read into those buffers first. The 354 goes out in the same turn as the check.
  *
- * Relies on smtp-server internals: the parser's `_dataMode`, `_remainder` and writable buffer, and
- * the connection's socket. Command dispatch and new parsers are reached through the adapter's taps
- * (adapter/smtp-server.ts, where the wrapped methods are pinned); with another library version the
- * guard is not installed and the relay logs a warning.
+ * smtp-server has no hook for this: command dispatch, the parser's input and its state are reached
+ * through the adapter's taps and functions (adapter/smtp-server.ts, where the wrapped methods and the
+ * fields read are pinned); with another library version the guard is not installed and the relay
+ * logs a warning.
  */
-interface GuardedConnection {
-  _parser?: ParserLike | false;
-  _socket: { readableLength?: number };
-  send(code: number, data: string): void;
-  close(): void;
-  /** Bytes that followed a DATA line in the chunk that carried it. */
-  _portcullisAfterData?: number;
-}
 
 /** True when the adapter can tap command dispatch in the installed smtp-server. */
 export function canGuardPipelining(): boolean {
@@ -36,23 +29,23 @@ export function canGuardPipelining(): boolean {
 
 const DATA_LINE = /(?:^|\n)DATA[ \t]*\r?\n/i;
 
-/** The guard's taps for one connection: installed by the adapter's single wrappers (installCommandTaps). */
-export function pipeliningTaps(connection: unknown, onRefused?: () => void): { command: CommandTap; parserWrite: ParserWriteTap } {
-  const conn = connection as GuardedConnection;
+/** The guard's taps for one connection: installed by the adapter's single wrappers (installConnectionTaps). */
+export function pipeliningTaps(conn: Conn, onRefused?: () => void): { command: CommandTap; parserWrite: ParserWriteTap } {
+  /** Bytes that followed a DATA line in the chunk that carried it. */
+  let afterData = 0;
   const parserWrite: ParserWriteTap = (chunk, parser) => {
-    if (!parser._dataMode && chunk && chunk.length) {
+    if (!parser.dataMode && chunk && chunk.length) {
       // Only the first DATA line of the chunk matters: it switches the parser to data mode.
-      const text = (parser._remainder ?? '') + chunk.toString('latin1');
+      const text = parser.remainder + chunk.toString('latin1');
       const m = DATA_LINE.exec(text);
-      if (m) conn._portcullisAfterData = text.length - (m.index + m[0].length);
+      if (m) afterData = text.length - (m.index + m[0].length);
     }
   };
   const command: CommandTap = (cmd, callback, next) => {
     if (!/^DATA[ \t]*$/i.test(cmd.toString('latin1'))) return next(cmd, callback);
     setImmediate(() => {
-      const parser = conn._parser;
-      const early = (conn._portcullisAfterData ?? 0) > 0 || (parser ? (parser._writableState?.getBuffer?.().length ?? 0) > 0 : false) || (conn._socket.readableLength ?? 0) > 0;
-      conn._portcullisAfterData = 0;
+      const early = afterData > 0 || hasPendingInput(conn);
+      afterData = 0;
       if (!early) return next(cmd, callback);
       onRefused?.();
       conn.send(Replies.improperPipelining.code, `${Replies.improperPipelining.enhanced} ${Replies.improperPipelining.text}`);

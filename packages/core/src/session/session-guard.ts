@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { formatReply, Replies, type Reply } from '../api/verdicts.js';
-import { canTapConnection, type CommandTap, type ParserWriteTap } from '../adapter/smtp-server.js';
+import { answering, awaitsContinuation, canGuardConnection, destroyConnection, isClosing, isCommandSupported, resetUnrecognizedCommands, type CommandTap, type Conn, type ParserWriteTap, type SendTap } from '../adapter/smtp-server.js';
 
 /** The per-session command limits (`limits.*` in the config). 0 turns a limit off. */
 export interface SessionGuardLimits {
@@ -29,29 +29,11 @@ export interface SessionGuardLimits {
   readonly tlsHandshakeTimeout?: number;
 }
 
-/** The parts of smtp-server 3.21's SMTPConnection this guard wraps. */
-interface GuardedConnection {
-  id: string;
-  remoteAddress: string;
-  send(code: number, data?: string | string[], context?: unknown): void;
-  close(): void;
-  _isSupported(name: string): boolean;
-  _nextHandler?: unknown;
-  _unrecognizedCommands: number;
-  _handlerPending?: boolean;
-  _closing?: boolean;
-  _closed?: boolean;
-  _socket?: { destroy(err?: Error): void };
-  secure?: boolean;
-}
-
-
 const JUNK = new Set(['NOOP', 'RSET', 'VRFY', 'EXPN', 'HELP', 'ETRN']);
 
-/** True when the installed smtp-server still has the internals the guard wraps. */
+/** True when the installed smtp-server still has the internals the guard's taps and reads need. */
 export function canGuardSessions(connection: unknown): boolean {
-  const c = connection as Partial<GuardedConnection>;
-  return canTapConnection(connection) && typeof c.send === 'function' && typeof c._isSupported === 'function';
+  return canGuardConnection(connection);
 }
 
 /**
@@ -70,9 +52,9 @@ export function canGuardSessions(connection: unknown): boolean {
  *   STARTTLS handshake not done in tlsHandshakeTimeout ─▶ close
  * The tarpit's pause is the server's time, not the client's: it never counts against commandTimeout.
  *
- * Installed per connection: it wraps `send` itself, and sees commands and parser input through the
- * adapter's taps (adapter/smtp-server.ts: smtp-server has no hook for any of these);
- * `canGuardSessions` checks the internals exist.
+ * Installed per connection: it sees replies, commands and parser input through the adapter's taps
+ * and reads the connection's state through its functions (adapter/smtp-server.ts: smtp-server has
+ * no hook for any of these); `canGuardSessions` checks the internals exist.
  */
 export class SessionGuard {
   errors = 0;
@@ -88,32 +70,31 @@ export class SessionGuard {
   private tlsTimer?: NodeJS.Timeout;
   private closedByGuard = false;
 
-  constructor(private readonly conn: GuardedConnection, private readonly limits: SessionGuardLimits, readonly log: Logger) {}
+  constructor(private readonly conn: Conn, private readonly limits: SessionGuardLimits, readonly log: Logger) {}
 
   /**
-   * Wraps the connection's `send` (error counting, our "line too long" reply) and returns the guard;
-   * its command and parser taps (`commandTap`, `parserWriteTap`) go into the adapter's single
-   * wrappers (installCommandTaps), ahead of the pipelining guard's.
+   * The guard for one connection. Its taps (`sendTap`, `commandTap`, `parserWriteTap`) go into the
+   * adapter's single wrappers (installConnectionTaps), ahead of the reply rewriting and of the
+   * pipelining guard's.
    */
-  static install(connection: unknown, limits: SessionGuardLimits, log: Logger): SessionGuard {
-    const conn = connection as GuardedConnection;
-    const guard = new SessionGuard(conn, limits, log);
-    const send = conn.send.bind(conn);
-    conn.send = (code, data, context) => {
-      if (code === 421 && data === 'Error: Command line too long') {
-        // smtp-server has dropped the line and its parser: the session cannot go on, but the client
-        // is told what went wrong (RFC 5321 4.2.4: 500 for a line too long), then the connection closes.
-        send(500, '5.5.6 Line too long', context);
-        guard.onReply(500);
-        guard.log.warn({ client: conn.remoteAddress }, 'command line too long: closing');
-        conn.close();
-        return;
-      }
-      send(code, data, context);
-      guard.onReply(code);
-    };
-    return guard;
+  static install(connection: Conn, limits: SessionGuardLimits, log: Logger): SessionGuard {
+    return new SessionGuard(connection, limits, log);
   }
+
+  /** Sees every reply before it is rewritten and written: counts errors, answers a line too long. */
+  readonly sendTap: SendTap = (code, data, context, next) => {
+    if (code === 421 && data === 'Error: Command line too long') {
+      // smtp-server has dropped the line and its parser: the session cannot go on, but the client
+      // is told what went wrong (RFC 5321 4.2.4: 500 for a line too long), then the connection closes.
+      next(500, '5.5.6 Line too long', context);
+      this.onReply(500);
+      this.log.warn({ client: this.conn.remoteAddress }, 'command line too long: closing');
+      this.conn.close();
+      return;
+    }
+    next(code, data, context);
+    this.onReply(code);
+  };
 
   /** Sees every command before the library (and the pipelining guard) does. */
   readonly commandTap: CommandTap = (command, callback, next) => this.onCommand(command, callback, next);
@@ -122,7 +103,7 @@ export class SessionGuard {
   get parserWriteTap(): ParserWriteTap | undefined {
     if (!(this.limits.commandTimeout > 0)) return undefined;
     return (chunk, parser) => {
-      if (!parser._dataMode && chunk.length) this.onBytes(chunk);
+      if (!parser.dataMode && chunk.length) this.onBytes(chunk);
     };
   }
 
@@ -144,7 +125,7 @@ export class SessionGuard {
   }
 
   private get gone(): boolean {
-    return this.closedByGuard || !!this.conn._closing || !!this.conn._closed;
+    return this.closedByGuard || isClosing(this.conn);
   }
 
   /**
@@ -180,7 +161,7 @@ export class SessionGuard {
     if (this.gone) return;
     const line = (command || '').toString();
     const name = line.split(' ', 1)[0]!.toUpperCase();
-    if (!this.conn._nextHandler) {
+    if (!awaitsContinuation(this.conn)) {
       const l = this.limits;
       if (JUNK.has(name)) {
         this.junk++;
@@ -189,9 +170,9 @@ export class SessionGuard {
       } else if (name === 'MAIL') {
         this.transactions++;
         if (l.transactionsPerSession > 0 && this.transactions > l.transactionsPerSession) return this.refuse(Replies.tooManyTransactions, 'too many transactions in one session: closing');
-      } else if (name && !this.conn._isSupported(name)) {
+      } else if (name && !isCommandSupported(this.conn, name)) {
         this.unknown++;
-        this.conn._unrecognizedCommands = 0; // our limit decides, not the library's fixed 10
+        resetUnrecognizedCommands(this.conn); // our limit decides, not the library's fixed 10
         if (l.unknownCommands > 0 && this.unknown > l.unknownCommands) return this.refuse(Replies.tooManyUnknownCommands, 'too many unrecognised commands: closing', { command: name.slice(0, 32) });
       }
       if (l.maxErrors > 0 && this.errors >= l.maxErrors) return this.refuse(Replies.tooManyErrors, 'too many errors in one session: closing');
@@ -203,7 +184,7 @@ export class SessionGuard {
       if (name === 'STARTTLS') this.armTlsTimer();
     }
     // QUIT is never slowed down: a client that gives up should be gone at once.
-    const wait = name === 'QUIT' && !this.conn._nextHandler ? 0 : this.delay();
+    const wait = name === 'QUIT' && !awaitsContinuation(this.conn) ? 0 : this.delay();
     if (!wait) return next(command, callback);
     this.tarpitTimer = setTimeout(() => {
       this.tarpitTimer = undefined;
@@ -230,7 +211,7 @@ export class SessionGuard {
       this.tlsTimer = undefined;
       if (this.gone || this.conn.secure) return;
       this.log.warn({ client: this.conn.remoteAddress, timeoutMs: ms }, 'TLS handshake after STARTTLS not completed in time: closing');
-      this.conn._socket?.destroy();
+      destroyConnection(this.conn);
     }, ms);
     this.tlsTimer.unref();
   }
@@ -252,7 +233,7 @@ export class SessionGuard {
       if (this.gone) return;
       // The server is still answering earlier pipelined commands, or holding one in the tarpit:
       // that time is ours, not the client's.
-      if (this.conn._handlerPending || this.tarpitTimer) return this.armLineTimer(Math.min(ms, 1000));
+      if (answering(this.conn) || this.tarpitTimer) return this.armLineTimer(Math.min(ms, 1000));
       this.refuse(Replies.commandTimeout, 'command line not completed in time: closing', { timeoutMs: this.limits.commandTimeout });
     }, ms);
     this.lineTimer.unref();

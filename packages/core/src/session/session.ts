@@ -5,6 +5,7 @@ import type { Address, MessageEdits, Session, Transaction } from '../api/types.j
 import type { RelayConfig } from '../config/schema.js';
 import type { PluginDriver } from '../plugins/driver.js';
 import type { ConnectionLike } from '../listen/connections.js';
+import { socketPeerAddress, tlsProtocol } from '../adapter/smtp-server.js';
 import { clientOrigin, type ClientOrigin } from './client-origin.js';
 
 /** One SMTP session as plugins see it (`Session`), with the relay's own bookkeeping beside it. */
@@ -33,7 +34,7 @@ export class SessionState implements Session {
   get peerAddress() { return this.origin.peer; }
   get proxied() { return this.origin.proxied; }
   get forwarded() { return this.origin.forwarded; }
-  get origin(): ClientOrigin { return clientOrigin(this.raw, this.connection?._socket.remoteAddress, this.viaProxyHeader); }
+  get origin(): ClientOrigin { return clientOrigin(this.raw, this.connection && socketPeerAddress(this.connection), this.viaProxyHeader); }
   get remotePort() { return this.raw.remotePort; }
   get localAddress() { return this.raw.localAddress; }
   get localPort() { return this.raw.localPort; }
@@ -46,8 +47,7 @@ export class SessionState implements Session {
     const c = (this.raw as { tlsOptions?: { name?: string; version?: string } | false }).tlsOptions;
     if (!this.raw.secure || !c || !c.name) return undefined;
     // The protocol in use (getProtocol), not the cipher's minimum version that getCipher reports.
-    const socket = this.connection?._socket as { getProtocol?: () => string | null } | undefined;
-    const protocol = socket?.getProtocol?.() ?? c.version ?? undefined;
+    const protocol = (this.connection && tlsProtocol(this.connection)) ?? c.version ?? undefined;
     const bits = /CHACHA20/i.test(c.name) ? 256 : Number(/(?:AES|CAMELLIA|ARIA)[_-]?(128|192|256)/i.exec(c.name)?.[1]) || undefined;
     return { protocol, cipher: c.name, ...(bits ? { bits } : {}) };
   }

@@ -7,7 +7,7 @@ import { replyError, Replies, type Verdict } from '../api/verdicts.js';
 import type { RelayConfig } from '../config/schema.js';
 import type { NetworkList } from '../config/networks.js';
 import type { RelayMetrics } from '../telemetry/metrics.js';
-import { installCommandTaps, type CommandTap, type ParserWriteTap } from '../adapter/smtp-server.js';
+import { socketPeerAddress, type CommandTap, type ConnectionTaps, type ParserWriteTap, type SendTap } from '../adapter/smtp-server.js';
 import type { DriverGenerations } from '../plugins/generations.js';
 import type { ConnectionLike, Connections } from '../listen/connections.js';
 import type { DiskGuard } from '../spool/disk-guard.js';
@@ -56,14 +56,19 @@ export class Sessions {
     return this.open.size;
   }
 
-  /** The connection taps of this phase, installed after the listener's own (greeting, proxy, replies). */
-  opened(c: ConnectionLike): void {
+  /**
+   * The connection taps of this phase; the listener puts them first in the adapter's single wrappers
+   * (ahead of its reply rewriting: adapter/smtp-server.ts has the whole order).
+   */
+  opened(c: ConnectionLike): ConnectionTaps {
     // The taps run in this order: the session guard (limits, tarpit) first, then the pipelining guard.
+    const send: SendTap[] = [];
     const command: CommandTap[] = [];
     const parserWrite: ParserWriteTap[] = [];
     if (canGuardSessions(c)) {
       const guard = SessionGuard.install(c, this.ctx.config.limits, this.ctx.log.child({ session: c.id }));
       this.guards.set(c.id, guard);
+      send.push(guard.sendTap);
       command.push(guard.commandTap);
       if (guard.parserWriteTap) parserWrite.push(guard.parserWriteTap);
     }
@@ -72,7 +77,7 @@ export class Sessions {
       command.push(p.command);
       parserWrite.push(p.parserWrite);
     }
-    installCommandTaps(c, { command, parserWrite });
+    return { send, command, parserWrite };
   }
 
   closed(id: string): void {
@@ -85,7 +90,7 @@ export class Sessions {
     const container = this.ctx.container.createChildContainer();
     const log = this.ctx.log.child({ session: raw.id });
     const driver = this.generations.take();
-    const s = new SessionState(raw, listener, container, log, connection, driver, this.ctx.config, proxyPeers.contains(connection?._socket.remoteAddress ?? ''));
+    const s = new SessionState(raw, listener, container, log, connection, driver, this.ctx.config, proxyPeers.contains((connection && socketPeerAddress(connection)) ?? ''));
     s.metricsLabel = label;
     container.registerInstance(Tokens.Session, s);
     this.open.set(raw.id, s);

@@ -26,8 +26,6 @@ declare module 'mailsplit' {
     filename: string | false;
     headers: MimeHeaders;
     partNr: string[] | false;
-    _parsedContentType: { value: string; params: Record<string, string> };
-    _parsedContentDisposition: { value: string; params: Record<string, string> };
     getHeaders(): Buffer;
     getDecoder(): Transform;
     getEncoder(encoding?: string): Transform;
