@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
-import { CaptureServer, RawSmtp, waitUntil } from '@portcullis/testkit';
+import { CaptureServer, HeapProbe, RawSmtp, waitUntil } from '@portcullis/testkit';
 import { Clamd, eicar } from '../plugins/clamav/test/support/clamd.js';
 import { freePort, RelayProcess } from './support/relay-process.js';
 import { mimeMessage, Rng, session, type Step } from './support/fuzz-gen.js';
@@ -144,14 +144,7 @@ describe('fuzz and abuse suite (seeded, every stock plugin on)', function () {
   let relay: RelayProcess;
   let port: number;
   let attTmp: string;
-  let probe: string;
-  /** The relay's heap in MB after a full GC (through the test's SIGUSR2 probe). */
-  const heapMb = async (pid: number) => {
-    rmSync(probe, { force: true });
-    process.kill(pid, 'SIGUSR2');
-    await waitUntil(() => existsSync(probe) && readFileSync(probe, 'utf8').length > 0, 'the heap probe', 5000);
-    return (JSON.parse(readFileSync(probe, 'utf8')) as { heapUsed: number }).heapUsed / 1048576;
-  };
+  let probe: HeapProbe;
   before(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-fuzz-'));
     attTmp = path.join(dir, 'attachments-tmp');
@@ -182,8 +175,8 @@ describe('fuzz and abuse suite (seeded, every stock plugin on)', function () {
         { use: path.join(here, 'support/stall-reader-plugin.mjs'), timeout: `${READER_TIMEOUT_MS}ms` },
       ],
     });
-    probe = path.join(dir, 'heap.json');
-    relay = new RelayProcess(config, port, path.join(dir, 'relay.log'), { PORTCULLIS_HEAP_PROBE: probe }, ['--expose-gc', '--import', path.join(here, 'support/heap-probe.mjs')]);
+    probe = new HeapProbe(dir);
+    relay = new RelayProcess(config, port, path.join(dir, 'relay.log'), probe.env, probe.nodeArgs);
     await relay.start();
   });
   after(async () => {
@@ -271,7 +264,7 @@ describe('fuzz and abuse suite (seeded, every stock plugin on)', function () {
     await new Promise((r) => setTimeout(r, 2500));
     const baseFds = fdCount(pid);
     const baseRss = rssMb(pid);
-    const baseHeap = await heapMb(pid);
+    const baseHeap = await probe.heapMb(pid);
 
     const t0 = Date.now();
     const sessions = Array.from({ length: SESSIONS }, () => ({ steps: session(rng, () => mimeMessage(rng, E)), trusted: rng.chance(0.2) }));
@@ -296,7 +289,7 @@ describe('fuzz and abuse suite (seeded, every stock plugin on)', function () {
     // Up to 2 above the baseline may remain: a pooled next-hop or clamd connection opened by the last cases.
     await waitUntil(() => (fds = fdCount(pid)) <= baseFds, 'file descriptors back at the baseline', 8_000).catch(() => undefined);
     const rss = rssMb(pid);
-    const heap = await heapMb(pid);
+    const heap = await probe.heapMb(pid);
     const spoolTmp = readdirSync(path.join(dir, 'spool', 'tmp'));
     const attLeft = readdirSync(attTmp);
     const replyCodes = [...t.dataReplies].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k.trim()}×${v}`).join(', ');

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { controlRequest } from '@portcullis/core/internal';
-import { CaptureServer, RawSmtp, waitUntil } from '@portcullis/testkit';
+import { CaptureServer, HeapProbe, RawSmtp } from '@portcullis/testkit';
 import { Clamd } from '../plugins/clamav/test/support/clamd.js';
 import { freePort, RelayProcess } from './support/relay-process.js';
 
@@ -15,7 +14,6 @@ import { freePort, RelayProcess } from './support/relay-process.js';
  * are closed 30 s after a reload (the grace period for sessions still using them), so each reading
  * waits that out.
  */
-const here = path.dirname(fileURLToPath(import.meta.url));
 const RELOADS = Number(process.env['PORTCULLIS_RELOADS'] ?? 2000);
 const GRACE_MS = 31_000;
 
@@ -26,13 +24,7 @@ describe('configuration reloads with every stock plugin on (issue 17)', function
   let clamd: Clamd;
   let relay: RelayProcess;
   let port: number;
-  let probe: string;
-  const heapMb = async (pid: number) => {
-    rmSync(probe, { force: true });
-    process.kill(pid, 'SIGUSR2');
-    await waitUntil(() => existsSync(probe) && readFileSync(probe, 'utf8').length > 0, 'the heap probe', 5000);
-    return (JSON.parse(readFileSync(probe, 'utf8')) as { heapUsed: number }).heapUsed / 1048576;
-  };
+  let probe: HeapProbe;
   before(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-reload-'));
     [sink, clamd, port] = await Promise.all([CaptureServer.start(), Clamd.start(), freePort()]);
@@ -53,8 +45,8 @@ describe('configuration reloads with every stock plugin on (issue 17)', function
         { use: 'mailauth', with: { verify: { tempError: 'accept' } } },
       ],
     });
-    probe = path.join(dir, 'heap.json');
-    relay = new RelayProcess(config, port, path.join(dir, 'relay.log'), { PORTCULLIS_HEAP_PROBE: probe }, ['--expose-gc', '--import', path.join(here, 'support/heap-probe.mjs')]);
+    probe = new HeapProbe(dir);
+    relay = new RelayProcess(config, port, path.join(dir, 'relay.log'), probe.env, probe.nodeArgs);
     await relay.start();
   });
   after(async () => {
@@ -72,12 +64,12 @@ describe('configuration reloads with every stock plugin on (issue 17)', function
     const pid = relay.child!.pid!;
     for (let i = 0; i < 50; i++) await reload(); // warm up: code compiled, caches at their size
     await new Promise((r) => setTimeout(r, GRACE_MS));
-    const start = await heapMb(pid);
+    const start = await probe.heapMb(pid);
     const t0 = Date.now();
     for (let i = 0; i < RELOADS; i++) await reload();
     const ms = Date.now() - t0;
     await new Promise((r) => setTimeout(r, GRACE_MS));
-    const end = await heapMb(pid);
+    const end = await probe.heapMb(pid);
     console.log(`      ${RELOADS} reloads in ${ms} ms; heap after GC ${start.toFixed(1)} → ${end.toFixed(1)} MB (${(((end - start) * 1024) / RELOADS).toFixed(2)} KB per reload)`);
     assert.ok(end - start < 5, `heap after GC ${start.toFixed(1)} → ${end.toFixed(1)} MB`);
     const c = await RawSmtp.connect(port, '127.0.0.1', '127.0.0.2');

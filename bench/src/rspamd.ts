@@ -1,20 +1,18 @@
 /**
  * A private rspamd for the benchmark's rspamd config: Debian's real rspamd as a child process on
- * loopback with a config written here (stock rules; modules that query DNS lists, fetch maps or
- * need Redis off; DNS pointed at a loopback port where nothing answers), so nothing leaves the
- * machine. Its default number of normal workers (one per core). Hyperscan off: its rules compile in
+ * loopback with the test kit's offline config (writeRspamdConfig: stock rules; modules that query
+ * DNS lists, fetch maps or need Redis off; DNS pointed at a loopback port where nothing answers),
+ * the same the rspamd plugin's tests run, so nothing leaves the machine. Its default number of normal workers (one per core). Hyperscan off: its rules compile in
  * the background for minutes after start, which would speed rspamd up in the middle of a run (the
  * relay row first, the direct row after it) and make the two rates incomparable. Killed by PID.
  */
 import { type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import http from 'node:http';
-import path from 'node:path';
-import { Daemon, removeDir, tempDir } from '@portcullis/testkit';
+import { Daemon, removeDir, RSPAMD_BINARY, tempDir, writeRspamdConfig } from '@portcullis/testkit';
 
-export const RSPAMD = '/usr/bin/rspamd';
+export const RSPAMD = RSPAMD_BINARY;
 
-const DISABLED = ['rbl', 'fuzzy_check', 'multimap', 'mime_types', 'mid', 'phishing', 'url_redirector', 'whitelist', 'dkim', 'spf', 'dmarc', 'arc', 'asn', 'emails', 'mx_check', 'neural', 'reputation', 'ratelimit', 'greylist', 'history_redis', 'dkim_signing', 'rspamd_update', 'hfilter', 'replies', 'dcc', 'bimi', 'external_relay', 'p0f', 'spamtrap', 'maillist', 'metadata_exporter', 'clickhouse', 'elastic'];
 
 export interface Rspamd {
   readonly address: string;
@@ -38,25 +36,7 @@ function ping(port: number): Promise<boolean> {
 export async function startRspamd(port: number, dnsPort: number, track: (cp: ChildProcess) => ChildProcess): Promise<Rspamd> {
   if (!existsSync(RSPAMD)) throw new Error(`${RSPAMD} not installed (apt-get install rspamd)`);
   const dir = tempDir('portcullis-bench-rspamd-');
-  for (const sub of ['local.d', 'db', 'run', 'log']) mkdirSync(path.join(dir, sub));
-  writeFileSync(
-    path.join(dir, 'rspamd.conf'),
-    `.include "$CONFDIR/common.conf"
-options {
-  pidfile = "$RUNDIR/rspamd.pid";
-  .include "$CONFDIR/options.inc"
-  .include(try=true; priority=1,duplicate=merge) "$LOCAL_CONFDIR/local.d/options.inc"
-}
-logging { type = "file"; filename = "$LOGDIR/rspamd.log"; level = "warning"; }
-worker "normal" {
-  bind_socket = "127.0.0.1:${port}";
-  .include "$CONFDIR/worker-normal.inc"
-}
-`,
-  );
-  writeFileSync(path.join(dir, 'local.d', 'options.inc'), `dns { nameserver = ["127.0.0.1:${dnsPort}"]; timeout = 0.1s; retransmits = 1; }\nmap_watch_interval = 1h;\ncontrol_socket = "";\ndisable_hyperscan = true;\n`);
-  for (const m of DISABLED) writeFileSync(path.join(dir, 'local.d', `${m}.conf`), 'enabled = false;\n');
-  const args = ['-f', '-u', 'root', '-g', 'root', '-c', path.join(dir, 'rspamd.conf'), '--var', `LOCAL_CONFDIR=${dir}`, '--var', `DBDIR=${dir}/db`, '--var', `RUNDIR=${dir}/run`, '--var', `LOGDIR=${dir}/log`];
+  const args = writeRspamdConfig(dir, { port, dnsPort, logLevel: 'warning' });
   const daemon = await Daemon.start({ name: 'rspamd', command: RSPAMD, args, ready: () => ping(port), readyMs: 120_000, pollMs: 200, onSpawn: track });
   return {
     address: `127.0.0.1:${port}`,

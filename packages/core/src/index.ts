@@ -23,6 +23,7 @@ export { coreVersion } from './api/core-version.js';
 export { ConfigError, loadConfigFile, parseConfig, formatPath, zodProblems, type LoadedConfig } from './config/load.js';
 export { closest, editDistance } from './config/hints.js';
 export { configSchema, adminSchema, logFileSchema, size, duration, hostAndPort, type RelayConfig, type ListenerConfig, type PluginEntry, type RelayConfigInput } from './config/schema.js';
+export { backendTarget, parseBackendTarget, type BackendTarget, type BackendTargetOptions } from './config/backend-target.js';
 export { parseSize, parseDuration, formatDuration } from './config/units.js';
 export { parseNetwork, NetworkList, NetworkSyntaxError, network, networkList, isNetworkList, type Network } from './config/networks.js';
 // plugins/: a plugin package's README options table
@@ -39,9 +40,12 @@ export { toAddress, domainOf } from './session/address.js';
 export { createMimeSplitter, MimeLimitError, isMimeLimitError, mimeLimitReply, type MimeParseLimits } from './intake/mime-limits.js';
 export type { MimeLimits, MimeLimitHit } from './intake/mime-walker.js';
 export type { MessageEdit } from './intake/message-edits.js';
-// Helpers for plugins that edit a message themselves before handing it on (the milter plugin's sequential mode)
-export { editHeaderFields, foldValue, type ContentPlan } from './intake/message-edits.js';
-export { currentPlugin, inPluginScope } from './plugins/scope.js';
+// Not here, on purpose: `editHeaderFields`, `foldValue`, `ContentPlan`, `inPluginScope` and
+// `currentPlugin`. Only the milter plugin's sequential mode uses them, and they are the core's own
+// machinery, not a plugin API: ContentPlan is the internal form `txn.edits` compiles to (its ops
+// change with the spool's rewrite), and inPluginScope lets code act under another plugin's name in
+// the transaction log. A plugin edits a message through `txn.edits`; the milter, which is released
+// with the core, reaches these through `@portcullis/core/internal` (no stability promise).
 export { pruneQuarantine, keepQuarantinePruned } from './services/quarantine-retention.js';
 // The relay
 export { Relay, installedVersion, type RelayOptions, type StreamClient } from './relay.js';

@@ -25,3 +25,7 @@ export { RedisServer } from './redis-server.js';
 export { RelayProcess } from './relay-process.js';
 export { Daemon, TestDaemon, tempDir, removeDir, connects, type DaemonSpec } from './daemon.js';
 export { startSilentServer } from './silent-server.js';
+export { HeapProbe } from './heap-probe.js';
+export { writeRspamdConfig, RSPAMD_BINARY, RSPAMD_OFFLINE_DISABLED, type RspamdConfigOptions } from './rspamd-config.js';
+export { RelayChild, memoryOf, resetPeak, peakGrowthDuring, describeGrowth, writeBigMessage, sendFile } from './relay-child.js';
+export { describeScannerFailClosed, type ScannerFailClosedSpec, type ScannerBackendOptions } from './scanner-fail-closed.js';

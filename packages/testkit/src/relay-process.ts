@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connects, Daemon, removeDir, tempDir } from './daemon.js';
+import { waitUntil } from './ports.js';
 
 /**
  * The built CLI of this monorepo (`packages/cli/dist/main.js`, a sibling of this package, from src/ or
@@ -34,6 +35,39 @@ export class RelayProcess {
       throw err;
     }
     return r;
+  }
+
+  /**
+   * `count` relays (`node1.test`, `node2.test`, ...) that share state through one Redis (`url`, keys
+   * under `keyPrefix`, a 500 ms command timeout) and run `plugins`, each on a free port given by
+   * `ports()`, logging at info; resolves once every node has logged "Redis connected". For the
+   * cluster tests of stateful plugins (limits, recipients, greylist, ...). If one fails to start, the
+   * ones already started are stopped.
+   */
+  static async sharingRedis(o: { count: number; url: string; keyPrefix: string; plugins: unknown[]; ports: () => Promise<number> }): Promise<RelayProcess[]> {
+    const nodes: RelayProcess[] = [];
+    try {
+      for (let i = 0; i < o.count; i++) {
+        const port = await o.ports();
+        nodes.push(
+          await RelayProcess.start(
+            {
+              hostname: `node${i + 1}.test`,
+              listen: [{ host: '127.0.0.1', port, greetingDelay: 0 }],
+              sharedState: { redis: { url: o.url, keyPrefix: o.keyPrefix, timeout: '500ms' } },
+              log: { level: 'info' },
+              plugins: o.plugins,
+            },
+            port,
+          ),
+        );
+      }
+      await waitUntil(() => nodes.every((n) => n.output.includes('Redis connected')), `all ${o.count} nodes connected to Redis`, 10_000);
+    } catch (err) {
+      for (const n of nodes) await n.stop();
+      throw err;
+    }
+    return nodes;
   }
 
   get pid(): number {

@@ -1,27 +1,12 @@
 import path from 'node:path';
-import { definePlugin, keepQuarantinePruned, duration, reject, size, tempfail, z, type MimePart, type PartScreener, type Transaction, type Verdict } from '@portcullis/core';
+import { backendTarget, definePlugin, keepQuarantinePruned, duration, reject, size, tempfail, z, type MimePart, type PartScreener, type Transaction, type Verdict } from '@portcullis/core';
 import { describeTarget, ping, scanBuffer as rawScanBuffer, scanStream as rawScanStream, type ClamdTarget, type ScanResult } from './clamd-client.js';
 import { QuarantineCopy } from './quarantine.js';
 
 export { scanStream, scanBuffer, ping, connectFirst, interpret, describeTarget, type ClamdTarget, type ScanResult, type ScanLimits } from './clamd-client.js';
 
-const hostPort = /^(\[[0-9a-fA-F:.]+\]|[^\s:/]+):(\d{1,5})$/;
-
 /** `host:port`, `[v6]:port`, `unix:/path` or a socket path (absolute, or `./` relative to the config file). */
-const target = z.string().transform((v, ctx): ClamdTarget => {
-  const sock = v.startsWith('unix:') ? v.slice(5) : v.startsWith('/') || v.startsWith('./') ? v : undefined;
-  if (sock !== undefined) {
-    if (!sock) ctx.addIssue({ code: 'custom', message: 'expected a socket path after unix:' });
-    return { socket: sock };
-  }
-  const m = hostPort.exec(v);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || port < 1 || port > 65535) {
-    ctx.addIssue({ code: 'custom', message: `expected host:port (127.0.0.1:3310), unix:/path or /path/to/clamd.ctl, got ${JSON.stringify(v)}` });
-    return z.NEVER;
-  }
-  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
-});
+const target = backendTarget({ example: '127.0.0.1:3310', socketExample: '/path/to/clamd.ctl' });
 
 const policy = z.enum(['tempfail', 'accept', 'reject']);
 

@@ -12,25 +12,18 @@ describe('two relay processes sharing limits on a real redis-server', function (
   before(async () => {
     sink = await CaptureServer.start();
     redis = await RedisServer.start(await freePort());
-    for (let i = 0; i < 2; i++) {
-      const port = await freePort();
-      nodes.push(
-        await RelayProcess.start(
-          {
-            hostname: `node${i + 1}.test`,
-            listen: [{ host: '127.0.0.1', port, greetingDelay: 0 }],
-            sharedState: { redis: { url: redis.url, keyPrefix: 'cluster-test:', timeout: '500ms' } },
-            log: { level: 'info' },
-            plugins: [
-              { use: 'limits', with: { perIp: { messageRate: { limit: N, window: '10m' }, connectionRate: false } } },
-              { use: 'relay-policy', with: { domains: { 'example.test': { nexthop: sink.address, tls: 'none' } } } },
-            ],
-          },
-          port,
-        ),
-      );
-    }
-    await waitUntil(() => nodes.every((n) => n.output.includes('Redis connected')), 'both nodes connected to Redis', 10_000);
+    nodes.push(
+      ...(await RelayProcess.sharingRedis({
+        count: 2,
+        url: redis.url,
+        keyPrefix: 'cluster-test:',
+        ports: freePort,
+        plugins: [
+          { use: 'limits', with: { perIp: { messageRate: { limit: N, window: '10m' }, connectionRate: false } } },
+          { use: 'relay-policy', with: { domains: { 'example.test': { nexthop: sink.address, tls: 'none' } } } },
+        ],
+      })),
+    );
   });
   after(async () => {
     for (const n of nodes) await n.stop();

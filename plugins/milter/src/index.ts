@@ -4,8 +4,11 @@ import { copyFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { definePlugin, duration, editHeaderFields, foldValue, inPluginScope, size, Tokens, z, type ContentPlan, type Address, type RelayConfig, type Session, type Transaction, type Verdict } from '@portcullis/core';
-import { describeTarget, type MilterTarget } from './connection.js';
+import { backendTarget, definePlugin, duration, size, Tokens, z, type Address, type RelayConfig, type Session, type Transaction, type Verdict } from '@portcullis/core';
+// The core's own edit machinery, for the sequential mode (each milter sees the earlier ones' edits):
+// not a plugin API, so not in the public face; this plugin is released with the core (index.ts there says why).
+import { editHeaderFields, foldValue, inPluginScope, type ContentPlan } from '@portcullis/core/internal';
+import { describeTarget } from './connection.js';
 import { DEFAULT_MACROS, type MacroContext } from './macros.js';
 import { MilterClient, type MilterSettings, type Modification, type Outcome } from './milter-client.js';
 import { BODY_CHUNK, Cmd, cstrings, PROTOCOL_VERSION, Proto, type Stage } from './protocol.js';
@@ -17,18 +20,8 @@ export { DEFAULT_MACROS } from './macros.js';
 
 const STAGES = ['connect', 'helo', 'mail', 'rcpt', 'data', 'eoh', 'eom'] as const satisfies readonly Stage[];
 
-/** `inet:host:port`, `inet:[v6]:port`, `unix:/path` (relative paths against the config file). */
-const address = z.string().transform((v, ctx): MilterTarget => {
-  const unix = /^(?:unix|local):(.+)$/.exec(v);
-  if (unix) return { socket: unix[1]! };
-  const inet = /^inet6?:(?:\[([0-9a-fA-F:.]+)\]|([^\s:[\]]+)):(\d{1,5})$/.exec(v);
-  const port = inet ? Number(inet[3]) : NaN;
-  if (!inet || port < 1 || port > 65535) {
-    ctx.addIssue({ code: 'custom', message: `expected inet:host:port (inet:127.0.0.1:8891) or unix:/path, got ${JSON.stringify(v)}` });
-    return z.NEVER;
-  }
-  return { host: inet[1] ?? inet[2]!, port };
-});
+/** `inet:host:port`, `inet:[v6]:port`, `unix:/path` (relative paths against the config file); `local:` is `unix:`. */
+const address = backendTarget({ example: 'inet:127.0.0.1:8891' });
 
 const macroName = z.string().regex(/^(?:[A-Za-z_]|\{[A-Za-z0-9_]+\})$/, 'a macro name: one letter or {name}');
 const stageLists = z

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { definePlugin, duration, tempfail, Tokens, z, type Address, type Session, type Transaction, type Verdict } from '@portcullis/core';
+import { backendTarget, definePlugin, duration, tempfail, Tokens, z, type Address, type Session, type Transaction, type Verdict } from '@portcullis/core';
 import { parseAction, type ActionSettings, type PolicyAction } from './actions.js';
 import { AnswerCache } from './answer-cache.js';
 import { buildRequest, replyContext, STAGES, type ClientNames, type Stage } from './attributes.js';
@@ -11,23 +11,8 @@ export { PolicyClient, PolicyRequestError, describeTarget, type PolicyTarget, ty
 export { encodeRequest, parseAnswer, sanitizeValue } from './protocol.js';
 export { AnswerCache } from './answer-cache.js';
 
-const hostPort = /^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):(\d{1,5})$/;
-
 /** `inet:host:port`, `host:port`, `[v6]:port`, `unix:/path` (relative: to the config file). */
-const target = z.string().transform((v, ctx): PolicyTarget => {
-  if (v.startsWith('unix:')) {
-    const sock = v.slice(5);
-    if (!sock) ctx.addIssue({ code: 'custom', message: 'expected a socket path after unix:' });
-    return { socket: sock };
-  }
-  const m = hostPort.exec(v.startsWith('inet:') ? v.slice(5) : v);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || port < 1 || port > 65535) {
-    ctx.addIssue({ code: 'custom', message: `expected inet:host:port (inet:127.0.0.1:10023) or unix:/path, got ${JSON.stringify(v)}` });
-    return z.NEVER;
-  }
-  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
-});
+const target = backendTarget({ example: 'inet:127.0.0.1:10023' });
 
 /** Postfix's smtpd_policy_service_default_action. */
 const POSTFIX_DEFAULT_ACTION = '451 4.3.5 Server configuration problem';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { CaptureServer, freePort, waitUntil, RedisServer, RelayProcess } from '@portcullis/testkit';
+import { CaptureServer, freePort, RedisServer, RelayProcess } from '@portcullis/testkit';
 import { Slapd } from './support/slapd.js';
 import { rcptReply } from './support/smtp.js';
 
@@ -17,31 +17,24 @@ describe('recipients: two relay processes sharing answers on a real redis-server
       { uid: 'alice', mail: 'alice@hosted.example' },
       { uid: 'bob', mail: 'bob@hosted.example' },
     ]);
-    for (let i = 0; i < 2; i++) {
-      const port = await freePort();
-      nodes.push(
-        await RelayProcess.start(
+    nodes.push(
+      ...(await RelayProcess.sharingRedis({
+        count: 2,
+        url: redis.url,
+        keyPrefix: 'recipients-test:',
+        ports: freePort,
+        plugins: [
           {
-            hostname: `node${i + 1}.test`,
-            listen: [{ host: '127.0.0.1', port, greetingDelay: 0 }],
-            sharedState: { redis: { url: redis.url, keyPrefix: 'recipients-test:', timeout: '500ms' } },
-            log: { level: 'info' },
-            plugins: [
-              {
-                use: 'recipients',
-                with: {
-                  sources: { directory: { ldap: { urls: [slapd.url], base: slapd.suffix, bindDn: slapd.bindDn, passwordFile: slapd.passwordFile } } },
-                  domains: { 'hosted.example': ['directory'] },
-                },
-              },
-              { use: 'relay-policy', with: { domains: { 'hosted.example': { nexthop: sink.address, tls: 'none' } } } },
-            ],
+            use: 'recipients',
+            with: {
+              sources: { directory: { ldap: { urls: [slapd.url], base: slapd.suffix, bindDn: slapd.bindDn, passwordFile: slapd.passwordFile } } },
+              domains: { 'hosted.example': ['directory'] },
+            },
           },
-          port,
-        ),
-      );
-    }
-    await waitUntil(() => nodes.every((n) => n.output.includes('Redis connected')), 'both nodes connected to Redis', 10_000);
+          { use: 'relay-policy', with: { domains: { 'hosted.example': { nexthop: sink.address, tls: 'none' } } } },
+        ],
+      })),
+    );
   });
   after(async () => {
     for (const n of nodes) await n.stop();

@@ -1,23 +1,7 @@
-import { duration, networkList, size, z } from '@portcullis/core';
-import type { RspamdTarget } from './rspamd-client.js';
-
-const hostPort = /^(\[[0-9a-fA-F:.]+\]|[^\s:/]+):(\d{1,5})$/;
+import { backendTarget, duration, networkList, size, z } from '@portcullis/core';
 
 /** `host:port`, `[v6]:port`, `unix:/path` or a socket path (absolute, or `./` relative to the config file). */
-const target = z.string().transform((v, ctx): RspamdTarget => {
-  const sock = v.startsWith('unix:') ? v.slice(5) : v.startsWith('/') || v.startsWith('./') ? v : undefined;
-  if (sock !== undefined) {
-    if (!sock) ctx.addIssue({ code: 'custom', message: 'expected a socket path after unix:' });
-    return { socket: sock };
-  }
-  const m = hostPort.exec(v);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || port < 1 || port > 65535) {
-    ctx.addIssue({ code: 'custom', message: `expected host:port (127.0.0.1:11333), unix:/path or /path/to/rspamd.sock, got ${JSON.stringify(v)}` });
-    return z.NEVER;
-  }
-  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
-});
+const target = backendTarget({ example: '127.0.0.1:11333', socketExample: '/path/to/rspamd.sock' });
 
 const headerName = (what: string, dflt: string) =>
   z.string().regex(/^[!-9;-~]*$/, 'a header name: printable ASCII without colon or space').default(dflt).describe(what);

@@ -1,28 +1,13 @@
 import path from 'node:path';
-import { definePlugin, duration, networkList, reject, size, tempfail, Tokens, z, type RelayConfig, type Transaction, type Verdict } from '@portcullis/core';
+import { backendTarget, definePlugin, duration, networkList, reject, size, tempfail, Tokens, z, type RelayConfig, type Transaction, type Verdict } from '@portcullis/core';
 import { ping, scan, type SpamdResult, type SpamdTarget } from './spamd-client.js';
 import { receivedLine } from './received-line.js';
 import { foldList } from './fold.js';
 
 export { scan, ping, parseAnswer, describeTarget, type SpamdTarget, type SpamdResult, type SpamdRequest, type SpamdCommand, type SpamdLimits } from './spamd-client.js';
 
-const hostPort = /^(\[[0-9a-fA-F:.]+\]|[^\s:/]+):(\d{1,5})$/;
-
 /** `host:port`, `[v6]:port`, `unix:/path` or a socket path (absolute, or `./` relative to the config file). */
-const target = z.string().transform((v, ctx): SpamdTarget => {
-  const sock = v.startsWith('unix:') ? v.slice(5) : v.startsWith('/') || v.startsWith('./') ? v : undefined;
-  if (sock !== undefined) {
-    if (!sock) ctx.addIssue({ code: 'custom', message: 'expected a socket path after unix:' });
-    return { socket: sock };
-  }
-  const m = hostPort.exec(v);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || port < 1 || port > 65535) {
-    ctx.addIssue({ code: 'custom', message: `expected host:port (127.0.0.1:783), unix:/path or /path/to/spamd.sock, got ${JSON.stringify(v)}` });
-    return z.NEVER;
-  }
-  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
-});
+const target = backendTarget({ example: '127.0.0.1:783', socketExample: '/path/to/spamd.sock' });
 
 const headerName = (d: string) => z.string().regex(/^[!-9;-~]*$/, 'a header name: printable ASCII without colon or space').default(d);
 const policy = z.enum(['tempfail', 'accept', 'reject']);

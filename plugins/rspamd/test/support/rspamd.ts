@@ -1,7 +1,7 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { freePort, TestDaemon, type DaemonSpec } from '@portcullis/testkit';
+import { freePort, RSPAMD_BINARY, TestDaemon, writeRspamdConfig, type DaemonSpec } from '@portcullis/testkit';
 
 export { freePort };
 
@@ -21,11 +21,9 @@ export const FORCE = {
 /** The settings id the test config defines for outbound mail (reject at 1000, add header from -10: every message). */
 export const OUTBOUND_SETTINGS = 'portcullis-outbound';
 
-/** Modules that look things up on the network or need Redis: off, so a scan never leaves loopback. */
-const DISABLED = ['rbl', 'fuzzy_check', 'multimap', 'mime_types', 'mid', 'phishing', 'url_redirector', 'whitelist', 'dkim', 'spf', 'dmarc', 'arc', 'asn', 'emails', 'mx_check', 'neural', 'reputation', 'ratelimit', 'greylist', 'history_redis', 'dkim_signing', 'rspamd_update', 'hfilter', 'replies', 'dcc', 'bimi', 'external_relay', 'p0f', 'spamtrap', 'maillist', 'metadata_exporter', 'clickhouse', 'elastic'];
-
 /**
- * Debian's real rspamd, started as a child process on loopback with a config this test writes:
+ * Debian's real rspamd, started as a child process on loopback with a config this test writes (the
+ * common part by the test kit's writeRspamdConfig, shared with the benchmark):
  * Debian's stock rules (`$CONFDIR/common.conf`), one normal worker on a free port (no controller,
  * no proxy), DNS pointed at a loopback port where nothing answers, modules that would fetch maps
  * or query DNS lists disabled, no Redis, hyperscan off (quick start). Nothing is downloaded.
@@ -33,6 +31,7 @@ const DISABLED = ['rbl', 'fuzzy_check', 'multimap', 'mime_types', 'mid', 'phishi
 export class Rspamd extends TestDaemon {
   readonly socketPath: string;
   port = 0;
+  private args: string[] = [];
   private constructor() {
     super('portcullis-rspamd-');
     this.socketPath = path.join(this.dir, 'rspamd.sock');
@@ -41,7 +40,8 @@ export class Rspamd extends TestDaemon {
   static async start(): Promise<Rspamd> {
     const r = new Rspamd();
     r.port = await freePort();
-    r.writeConfig(await freePort());
+    r.args = writeRspamdConfig(r.dir, { port: r.port, socketPath: r.socketPath, dnsPort: await freePort(), logLevel: 'info', workers: 1, options: 'filters = "regexp";' });
+    r.writeRules();
     await r.launch();
     return r;
   }
@@ -59,33 +59,10 @@ export class Rspamd extends TestDaemon {
     }
   }
 
-  private writeConfig(dnsPort: number): void {
+  /** The test's own rules beside the common config: actions on demand (FORCE), milter headers, outbound settings. */
+  private writeRules(): void {
     const d = this.dir;
-    for (const sub of ['local.d', 'db', 'run', 'log']) mkdirSync(path.join(d, sub), { recursive: true });
-    writeFileSync(
-      path.join(d, 'rspamd.conf'),
-      `.include "$CONFDIR/common.conf"
-options {
-  pidfile = "$RUNDIR/rspamd.pid";
-  .include "$CONFDIR/options.inc"
-  .include(try=true; priority=1,duplicate=merge) "$LOCAL_CONFDIR/local.d/options.inc"
-}
-logging {
-  type = "file";
-  filename = "$LOGDIR/rspamd.log";
-  level = "info";
-}
-worker "normal" {
-  bind_socket = "127.0.0.1:${this.port}";
-  bind_socket = "${this.socketPath} mode=0600";
-  .include "$CONFDIR/worker-normal.inc"
-  count = 1;
-}
-`,
-    );
     const local = (name: string, text: string) => writeFileSync(path.join(d, 'local.d', name), text);
-    local('options.inc', `filters = "regexp";\ndns { nameserver = ["127.0.0.1:${dnsPort}"]; timeout = 0.1s; retransmits = 1; }\ndisable_hyperscan = true;\nmap_watch_interval = 1h;\ncontrol_socket = "";\n`);
-    for (const m of DISABLED) local(`${m}.conf`, 'enabled = false;\n');
     local(
       'regexp.conf',
       Object.entries({ TEST_SOFT_REJECT: FORCE.softReject, TEST_GREYLIST: FORCE.greylist, TEST_REWRITE: FORCE.rewrite, TEST_ADD_HEADER: FORCE.addHeader, TEST_REJECT: FORCE.reject })
@@ -109,12 +86,10 @@ worker "normal" {
   }
 
   protected spec(): DaemonSpec {
-    const d = this.dir;
-    const args = ['-f', '-u', 'root', '-g', 'root', '-c', path.join(d, 'rspamd.conf'), '--var', `LOCAL_CONFDIR=${d}`, '--var', `DBDIR=${d}/db`, '--var', `RUNDIR=${d}/run`, '--var', `LOGDIR=${d}/log`];
     return {
       name: 'rspamd',
-      command: '/usr/bin/rspamd',
-      args,
+      command: RSPAMD_BINARY,
+      args: this.args,
       ready: async () => (await get(this.port, '/ping')) === 'pong',
       // Start-up compiles the URL suffix list (seconds on an idle machine, a minute on a loaded one).
       readyMs: 200_000,

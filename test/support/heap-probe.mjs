@@ -1,9 +1,0 @@
-// Loaded into a relay process by tests (node --expose-gc --import this-file): on SIGUSR2 it runs a
-// full garbage collection and writes process.memoryUsage() as JSON to $PORTCULLIS_HEAP_PROBE.
-// Test instrumentation only: nothing in the relay knows about it.
-import { writeFileSync } from 'node:fs';
-process.on('SIGUSR2', () => {
-  globalThis.gc?.();
-  globalThis.gc?.();
-  writeFileSync(process.env.PORTCULLIS_HEAP_PROBE, JSON.stringify(process.memoryUsage()));
-});
