@@ -368,6 +368,8 @@ const runLoad = useSmtpSource ? runSmtpSource : runBuiltinClient;
 interface Row {
   config: string; size: number; conc: number; n: number; seconds: number; rate: number; atSink: number; srcDone: number;
   peakRssMb: number; hwmMb: number; cpuS: number; p50: number; p99: number; status: string;
+  /** rspamd's CPU (main process and workers) over the measured run, rspamd rows only. */
+  rspamdCpuS?: number;
 }
 
 /** The measured run's burst from relay-main --stats: the one with the most messages. */
@@ -415,6 +417,7 @@ async function runCell(sink: Sink, config: string, clamd: Clamd | undefined, rsp
     sample();
     const sampler = setInterval(sample, SAMPLE_MS);
     const cpu0 = cpuSeconds(pid);
+    const rspamdCpu0 = rspamd?.cpuSeconds() ?? NaN;
     const base = sink.count;
     const t0 = now();
     const load = await runLoad(RELAY_PORT, n, size, conc, deadline);
@@ -424,6 +427,7 @@ async function runCell(sink: Sink, config: string, clamd: Clamd | undefined, rsp
     sample();
     clearInterval(sampler);
     row.cpuS = cpuSeconds(pid) - cpu0;
+    if (rspamd) row.rspamdCpuS = rspamd.cpuSeconds() - rspamdCpu0;
     row.atSink = sink.count - base;
     row.seconds = t1 - t0;
     row.rate = row.atSink / row.seconds;
@@ -452,6 +456,7 @@ const COLS = ['config', 'msg_bytes', 'conc', 'N', 'msgs/s', 'seconds', 'src_done
 function rowCells(r: Row): string[] {
   return [r.config, String(r.size), String(r.conc), String(r.n), fmt(r.rate, 1), fmt(r.seconds, 2), fmt(r.srcDone, 2), String(r.atSink), fmt(r.peakRssMb, 1), fmt(r.hwmMb, 1), fmt(r.cpuS, 2), fmt((r.cpuS * 1000) / r.atSink, 2), fmt(r.p50, 2), fmt(r.p99, 2), r.status];
 }
+const DIRECT_COLS = ['msg_bytes', 'conc', '    N', 'relay+rspamd/s', 'rspamd_direct/s', 'relay/direct', 'relay_ms', 'rspamd_ms_relayed', 'rspamd_ms_direct', 'client_ms_direct', 'status'];
 function printTable(rows: string[][]): void {
   const widths = COLS.map((c, i) => Math.max(c.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
@@ -490,9 +495,18 @@ async function main(): Promise<void> {
             // rspamd's own rate, same message size and concurrency, right after the relay's row (warm-up first, as there).
             const body = (i: number) => { const m = makeMessage(size, i); return m.subarray(0, m.length - 3); }; // without the SMTP ".\r\n"
             await directRate(rspamd.port, body, Math.min(WARMUP, n), conc, Date.now() + TIMEOUT_MS);
+            const rspamdCpu0 = rspamd.cpuSeconds();
+            const clientCpu0 = process.cpuUsage();
             const d = await directRate(rspamd.port, body, n, conc, Date.now() + TIMEOUT_MS);
+            const clientCpu = process.cpuUsage(clientCpu0);
+            const done = n - d.errors;
+            const direct = {
+              rspamdMs: ((rspamd.cpuSeconds() - rspamdCpu0) * 1000) / done,
+              clientMs: (clientCpu.user + clientCpu.system) / 1000 / done,
+            };
             log(`  rspamd direct: ${fmt(d.rate, 1)} msg/s (${d.errors} errors); relay/direct ${fmt((100 * r.rate) / d.rate, 0)} %`);
-            directRows.push(`${String(size).padStart(9)}  ${String(conc).padStart(4)}  ${String(n).padStart(5)}  ${fmt(r.rate, 1).padStart(14)}  ${fmt(d.rate, 1).padStart(15)}  ${fmt((100 * r.rate) / d.rate, 0).padStart(7)} %  ${d.errors ? `${d.errors} errors` : 'ok'}`);
+            const cells = [String(size), String(conc), String(n), fmt(r.rate, 1), fmt(d.rate, 1), `${fmt((100 * r.rate) / d.rate, 0)} %`, fmt((r.cpuS * 1000) / r.atSink, 2), fmt(((r.rspamdCpuS ?? NaN) * 1000) / r.atSink, 2), fmt(direct.rspamdMs, 2), fmt(direct.clientMs, 2), d.errors ? `${d.errors} errors` : 'ok'];
+            directRows.push(cells.map((c, i) => (i === cells.length - 1 ? c : c.padStart(DIRECT_COLS[i]!.length))).join('  '));
           }
         }
       }
@@ -521,7 +535,9 @@ async function main(): Promise<void> {
     console.log(`# rspamd: the relay with rspamd (relay-policy + rspamd, smtp-source -> relay -> sink) next to rspamd's own rate: the same`);
     console.log(`# size, N and concurrency POSTed straight to ${LOOPBACK}:${RSPAMD_PORT}/checkv2 (chunked, one connection per message, the plugin's`);
     console.log('# envelope headers), measured right after the relay row in this run. Both share the machine\'s cores with rspamd itself.');
-    console.log('msg_bytes  conc      N  relay+rspamd/s  rspamd_direct/s  relay/direct  status');
+    console.log('# relay_ms = relay CPU ms per message; rspamd_ms_relayed / rspamd_ms_direct = rspamd CPU ms (main process + workers) per');
+    console.log('# message in the relay row / in the direct row; client_ms_direct = CPU ms per message of the direct POSTs\' client (this process)');
+    console.log(DIRECT_COLS.join('  '));
     for (const l of directRows) console.log(l);
   }
   if (rows.some((r) => r[r.length - 1] !== 'ok')) process.exitCode = 2;

@@ -7,7 +7,7 @@
  * relay row first, the direct row after it) and make the two rates incomparable. Killed by PID.
  */
 import { type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { Daemon, removeDir, tempDir } from '@portcullis/testkit';
@@ -19,7 +19,28 @@ const DISABLED = ['rbl', 'fuzzy_check', 'multimap', 'mime_types', 'mid', 'phishi
 export interface Rspamd {
   readonly address: string;
   readonly port: number;
+  /** CPU seconds (utime + stime) of rspamd's main process and its live workers so far. */
+  cpuSeconds(): number;
   stop(): Promise<void>;
+}
+
+const CLK_TCK = 100;
+
+/** utime + stime of `pid` and of its children (rspamd's workers), from /proc. */
+function treeCpuSeconds(root: number): number {
+  let ticks = 0;
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const s = readFileSync(`/proc/${d}/stat`, 'latin1');
+      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+      // fields after "(comm) ": state=0 ppid=1 ... utime=11 stime=12
+      if (Number(d) === root || Number(f[1]) === root) ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      /* the process ended meanwhile */
+    }
+  }
+  return ticks / CLK_TCK;
 }
 
 function ping(port: number): Promise<boolean> {
@@ -61,6 +82,7 @@ worker "normal" {
   return {
     address: `127.0.0.1:${port}`,
     port,
+    cpuSeconds: () => (daemon.pid ? treeCpuSeconds(daemon.pid) : NaN),
     async stop() {
       await daemon.stop();
       removeDir(dir);
