@@ -26,6 +26,7 @@
 import { spawn, fork, type ChildProcess } from 'node:child_process';
 import { startClamd, type Clamd } from './clamd.js';
 import { directRate, startRspamd, type Rspamd } from './rspamd.js';
+import { captureSourceMessage } from './source-message.js';
 import { existsSync, mkdtempSync, openSync, closeSync, fstatSync, readSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -493,7 +494,9 @@ async function main(): Promise<void> {
           rows.push(rowCells(r));
           if (config === 'rspamd' && rspamd) {
             // rspamd's own rate, same message size and concurrency, right after the relay's row (warm-up first, as there).
-            const body = (i: number) => { const m = makeMessage(size, i); return m.subarray(0, m.length - 3); }; // without the SMTP ".\r\n"
+            // The message the relay passed to rspamd: smtp-source's own bytes (or the built-in client's), without the SMTP ".\r\n".
+            const sourced = useSmtpSource ? await captureSourceMessage(SMTP_SOURCE, size) : undefined;
+            const body = (i: number) => { if (sourced) return sourced; const m = makeMessage(size, i); return m.subarray(0, m.length - 3); };
             await directRate(rspamd.port, body, Math.min(WARMUP, n), conc, Date.now() + TIMEOUT_MS);
             const rspamdCpu0 = rspamd.cpuSeconds();
             const clientCpu0 = process.cpuUsage();

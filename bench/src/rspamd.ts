@@ -101,7 +101,7 @@ export async function directRate(port: number, message: (i: number) => Buffer, n
     new Promise<void>((resolve) => {
       const body = message(i);
       const req = http.request(
-        { host: '127.0.0.1', port, path: '/checkv2', method: 'POST', agent: false, headers: { IP: '127.0.0.1', Helo: 'client.example', From: 'bench@source.example', Rcpt: `${i}rcpt@hosted.example`, 'Queue-Id': `direct${i}`, 'Transfer-Encoding': 'chunked' } },
+        { host: '127.0.0.1', port, path: '/checkv2', method: 'POST', agent: false, headers: { IP: '127.0.0.1', Helo: 'client.example', From: 'bench@source.example', Rcpt: `${i}rcpt@hosted.example`, 'Queue-Id': `direct${i}`, 'MTA-Name': 'relay.bench.example', 'Transfer-Encoding': 'chunked' } },
         (res) => {
           res.resume();
           res.on('end', () => {
