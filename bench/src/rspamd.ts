@@ -2,7 +2,8 @@
  * A private rspamd for the benchmark's rspamd config: Debian's real rspamd as a child process on
  * loopback with a config written here (stock rules; modules that query DNS lists, fetch maps or
  * need Redis off; DNS pointed at a loopback port where nothing answers), so nothing leaves the
- * machine. Its default number of normal workers (one per core). Hyperscan off: its rules compile in
+ * machine. Its default number of normal workers: on this 2-core machine that is one (`ps` shows one
+ * "normal process", beside the main process and hs_helper); the direct and relayed rows share it. Hyperscan off: its rules compile in
  * the background for minutes after start, which would speed rspamd up in the middle of a run (the
  * relay row first, the direct row after it) and make the two rates incomparable. Killed by PID.
  */
