@@ -79,7 +79,7 @@ worker "normal" {
   writeFileSync(path.join(dir, 'local.d', 'options.inc'), `dns { nameserver = ["127.0.0.1:${dnsPort}"]; timeout = 0.1s; retransmits = 1; }\nmap_watch_interval = 1h;\ncontrol_socket = "";\ndisable_hyperscan = true;\n`);
   for (const m of DISABLED) writeFileSync(path.join(dir, 'local.d', `${m}.conf`), 'enabled = false;\n');
   const args = ['-f', '-u', 'root', '-g', 'root', '-c', path.join(dir, 'rspamd.conf'), '--var', `LOCAL_CONFDIR=${dir}`, '--var', `DBDIR=${dir}/db`, '--var', `RUNDIR=${dir}/run`, '--var', `LOGDIR=${dir}/log`];
-  const daemon = await Daemon.start({ name: 'rspamd', command: RSPAMD, args, ready: () => ping(port), readyMs: 120_000, pollMs: 200, onSpawn: track });
+  const daemon = await Daemon.start({ name: 'rspamd', command: RSPAMD, args, ready: () => ping(port), readyMs: 300_000, pollMs: 200, onSpawn: track });
   return {
     address: `127.0.0.1:${port}`,
     port,
