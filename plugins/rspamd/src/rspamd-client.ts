@@ -56,7 +56,7 @@ interface Connection {
 
 /**
  * Connects to the first rspamd that accepts the connection, in order (failover). Nothing is sent
- * yet: the request is written on this connection later (see `send`).
+ * yet: the request is written on this connection later (`startRequest`, from `checkStream`).
  */
 async function connectFirst(targets: readonly RspamdTarget[], connectTimeout: number): Promise<Connection | { error: string }> {
   const failures: string[] = [];
