@@ -26,6 +26,7 @@
 import { spawn, fork, type ChildProcess } from 'node:child_process';
 import { startClamd, type Clamd } from './clamd.js';
 import { directRate, startRspamd, type Rspamd } from './rspamd.js';
+import { captureSourceMessage } from './source-message.js';
 import { existsSync, mkdtempSync, openSync, closeSync, fstatSync, readSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -52,6 +53,8 @@ const CLAMD_PORT = Number(env['BENCH_CLAMD_PORT'] ?? 2623);
 /** More Node flags for the relay process, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` (NODE_OPTIONS refuses --cpu-prof). */
 const EXTRA_RELAY_FLAGS = (env['BENCH_RELAY_NODE_FLAGS'] ?? '').split(/\s+/).filter(Boolean);
 const RSPAMD_PORT = Number(env['BENCH_RSPAMD_PORT'] ?? 2624);
+/** rspamd rows: the measured run is cut in this many slices, with rspamd's own rate measured after each (same load for both). */
+const SLICES = Math.max(1, Number(env['BENCH_RSPAMD_SLICES'] ?? 5));
 /** Where the private rspamd sends DNS: a loopback port where nothing answers. */
 const RSPAMD_DNS_PORT = Number(env['BENCH_RSPAMD_DNS_PORT'] ?? 2625);
 /** Config name → relay-main --plugins. */
@@ -368,6 +371,8 @@ const runLoad = useSmtpSource ? runSmtpSource : runBuiltinClient;
 interface Row {
   config: string; size: number; conc: number; n: number; seconds: number; rate: number; atSink: number; srcDone: number;
   peakRssMb: number; hwmMb: number; cpuS: number; p50: number; p99: number; status: string;
+  /** rspamd's CPU (main process and workers) over the measured run, rspamd rows only. */
+  rspamdCpuS?: number;
 }
 
 /** The measured run's burst from relay-main --stats: the one with the most messages. */
@@ -377,7 +382,7 @@ function measuredBurst(file: string): { messages: number; p50Ms: number; p99Ms: 
   return bursts.sort((a, b) => b.messages - a.messages)[0];
 }
 
-async function runCell(sink: Sink, config: string, clamd: Clamd | undefined, rspamd: Rspamd | undefined, workDir: string, size: number, conc: number, n: number): Promise<Row> {
+async function runCell(sink: Sink, config: string, clamd: Clamd | undefined, rspamd: Rspamd | undefined, workDir: string, size: number, conc: number, n: number, between?: (m: number) => Promise<void>): Promise<Row> {
   const deadline = Date.now() + TIMEOUT_MS;
   const row: Row = { config, size, conc, n, seconds: NaN, rate: NaN, atSink: 0, srcDone: NaN, peakRssMb: NaN, hwmMb: NaN, cpuS: NaN, p50: NaN, p99: NaN, status: 'ok' };
   const statsFile = path.join(workDir, `stats-${config}-${size}-${conc}.jsonl`);
@@ -414,23 +419,35 @@ async function runCell(sink: Sink, config: string, clamd: Clamd | undefined, rsp
     };
     sample();
     const sampler = setInterval(sample, SAMPLE_MS);
-    const cpu0 = cpuSeconds(pid);
-    const base = sink.count;
-    const t0 = now();
-    const load = await runLoad(RELAY_PORT, n, size, conc, deadline);
-    row.srcDone = load.doneAt - t0;
-    const at = load.ok ? await sink.waitFor(base + n, deadline) : null;
-    const t1 = at === null ? now() : Math.max(at, load.doneAt);
+    // The measured run, in slices; `between` runs after each slice (rspamd's own rate, interleaved).
+    const slices = between ? Math.max(1, Math.min(SLICES, n)) : 1;
+    row.cpuS = 0;
+    row.srcDone = 0;
+    row.seconds = 0;
+    if (rspamd) row.rspamdCpuS = 0;
+    for (let k = 0; k < slices && row.status === 'ok'; k++) {
+      const m = Math.floor(n / slices) + (k < n % slices ? 1 : 0);
+      const cpu0 = cpuSeconds(pid);
+      const rspamdCpu0 = rspamd?.cpuSeconds() ?? NaN;
+      const base = sink.count;
+      const t0 = now();
+      const load = await runLoad(RELAY_PORT, m, size, conc, deadline);
+      row.srcDone += load.doneAt - t0;
+      const at = load.ok ? await sink.waitFor(base + m, deadline) : null;
+      const t1 = at === null ? now() : Math.max(at, load.doneAt);
+      row.cpuS += cpuSeconds(pid) - cpu0;
+      if (rspamd) row.rspamdCpuS! += rspamd.cpuSeconds() - rspamdCpu0;
+      row.atSink += sink.count - base;
+      row.seconds += t1 - t0;
+      if (!load.ok) row.status = load.detail;
+      else if (at === null) row.status = `TIMEOUT(sink ${row.atSink}/${n})`;
+      else if (between) await between(m);
+    }
     sample();
     clearInterval(sampler);
-    row.cpuS = cpuSeconds(pid) - cpu0;
-    row.atSink = sink.count - base;
-    row.seconds = t1 - t0;
     row.rate = row.atSink / row.seconds;
     row.peakRssMb = peakRssKb / 1024;
     row.hwmMb = hwmKb / 1024;
-    if (!load.ok) row.status = load.detail;
-    else if (at === null) row.status = `TIMEOUT(sink ${row.atSink}/${n})`;
   } catch (e) {
     row.status = (e as Error).message.startsWith('TIMEOUT') ? (e as Error).message : `ERROR(${(e as Error).message})`;
   } finally {
@@ -452,6 +469,7 @@ const COLS = ['config', 'msg_bytes', 'conc', 'N', 'msgs/s', 'seconds', 'src_done
 function rowCells(r: Row): string[] {
   return [r.config, String(r.size), String(r.conc), String(r.n), fmt(r.rate, 1), fmt(r.seconds, 2), fmt(r.srcDone, 2), String(r.atSink), fmt(r.peakRssMb, 1), fmt(r.hwmMb, 1), fmt(r.cpuS, 2), fmt((r.cpuS * 1000) / r.atSink, 2), fmt(r.p50, 2), fmt(r.p99, 2), r.status];
 }
+const DIRECT_COLS = ['msg_bytes', 'conc', '    N', 'relay+rspamd/s', 'rspamd_direct/s', 'relay/direct', 'relay_ms', 'rspamd_ms_relayed', 'rspamd_ms_direct', 'client_ms_direct', 'policy/direct', 'status'];
 function printTable(rows: string[][]): void {
   const widths = COLS.map((c, i) => Math.max(c.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
@@ -467,6 +485,8 @@ async function main(): Promise<void> {
   const sink = useSmtpSink ? await startSmtpSink(workDir) : await startBuiltinSink();
   const rows: string[][] = [];
   const directRows: string[] = [];
+  /** The policy rows' rates by size/conc: the relay without rspamd in this run, shown beside the rspamd rows. */
+  const policyRates = new Map<string, number>();
   let clamd: Clamd | undefined;
   let rspamd: Rspamd | undefined;
   try {
@@ -483,16 +503,39 @@ async function main(): Promise<void> {
         for (const conc of CONCS) {
           const n = nFor(size);
           log(`${config} size=${size} conc=${conc} N=${n} (+${WARMUP} warm-up) ...`);
-          const r = await runCell(sink, config, config === 'clamav' ? clamd : undefined, config === 'rspamd' ? rspamd : undefined, workDir, size, conc, n);
+          // rspamd rows: rspamd's own rate is measured between slices of the relay's measured run
+          // (BENCH_RSPAMD_SLICES), so both see the same load on this shared machine.
+          let sourced: Buffer | undefined;
+          let body: ((i: number) => Buffer) | undefined;
+          const direct = { seconds: 0, done: 0, errors: 0, rspamdS: 0, clientUs: 0 };
+          if (config === 'rspamd' && rspamd) {
+            // The message the relay passes to rspamd: smtp-source's own bytes (or the built-in client's), without the SMTP ".\r\n".
+            sourced = useSmtpSource ? await captureSourceMessage(SMTP_SOURCE, size) : undefined;
+            body = (i: number) => { if (sourced) return sourced; const m = makeMessage(size, i); return m.subarray(0, m.length - 3); };
+            await directRate(rspamd.port, body, Math.min(WARMUP, n), conc, Date.now() + TIMEOUT_MS); // its warm-up, as the relay's
+          }
+          const between = config === 'rspamd' && rspamd && body ? async (m: number) => {
+            const r0 = rspamd!.cpuSeconds();
+            const c0 = process.cpuUsage();
+            const d = await directRate(rspamd!.port, body!, m, conc, Date.now() + TIMEOUT_MS);
+            const c = process.cpuUsage(c0);
+            direct.rspamdS += rspamd!.cpuSeconds() - r0;
+            direct.clientUs += c.user + c.system;
+            direct.seconds += d.seconds;
+            direct.done += m - d.errors;
+            direct.errors += d.errors;
+          } : undefined;
+          const r = await runCell(sink, config, config === 'clamav' ? clamd : undefined, config === 'rspamd' ? rspamd : undefined, workDir, size, conc, n, between);
           log(`  ${fmt(r.rate, 1)} msg/s, ${fmt(r.seconds, 2)} s, peak RSS ${fmt(r.peakRssMb, 1)} MB, relay CPU ${fmt(r.cpuS, 2)} s, p50/p99 ${fmt(r.p50, 2)}/${fmt(r.p99, 2)} ms, ${r.status}`);
           rows.push(rowCells(r));
+          if (config === 'policy') policyRates.set(`${size}/${conc}`, r.rate);
           if (config === 'rspamd' && rspamd) {
-            // rspamd's own rate, same message size and concurrency, right after the relay's row (warm-up first, as there).
-            const body = (i: number) => { const m = makeMessage(size, i); return m.subarray(0, m.length - 3); }; // without the SMTP ".\r\n"
-            await directRate(rspamd.port, body, Math.min(WARMUP, n), conc, Date.now() + TIMEOUT_MS);
-            const d = await directRate(rspamd.port, body, n, conc, Date.now() + TIMEOUT_MS);
+            const d = { rate: direct.done / direct.seconds, errors: direct.errors };
+            const done = direct.done;
+            const directCpu = { rspamdMs: (direct.rspamdS * 1000) / done, clientMs: direct.clientUs / 1000 / done };
             log(`  rspamd direct: ${fmt(d.rate, 1)} msg/s (${d.errors} errors); relay/direct ${fmt((100 * r.rate) / d.rate, 0)} %`);
-            directRows.push(`${String(size).padStart(9)}  ${String(conc).padStart(4)}  ${String(n).padStart(5)}  ${fmt(r.rate, 1).padStart(14)}  ${fmt(d.rate, 1).padStart(15)}  ${fmt((100 * r.rate) / d.rate, 0).padStart(7)} %  ${d.errors ? `${d.errors} errors` : 'ok'}`);
+            const cells = [String(size), String(conc), String(n), fmt(r.rate, 1), fmt(d.rate, 1), `${fmt((100 * r.rate) / d.rate, 0)} %`, fmt((r.cpuS * 1000) / r.atSink, 2), fmt(((r.rspamdCpuS ?? NaN) * 1000) / r.atSink, 2), fmt(directCpu.rspamdMs, 2), fmt(directCpu.clientMs, 2), `${fmt((100 * (policyRates.get(`${size}/${conc}`) ?? NaN)) / d.rate, 0)} %`, d.errors ? `${d.errors} errors` : 'ok'];
+            directRows.push(cells.map((c, i) => (i === cells.length - 1 ? c : c.padStart(DIRECT_COLS[i]!.length))).join('  '));
           }
         }
       }
@@ -519,12 +562,17 @@ async function main(): Promise<void> {
   if (directRows.length) {
     console.log('');
     console.log(`# rspamd: the relay with rspamd (relay-policy + rspamd, smtp-source -> relay -> sink) next to rspamd's own rate: the same`);
-    console.log(`# size, N and concurrency POSTed straight to ${LOOPBACK}:${RSPAMD_PORT}/checkv2 (chunked, one connection per message, the plugin's`);
-    console.log('# envelope headers), measured right after the relay row in this run. Both share the machine\'s cores with rspamd itself.');
-    console.log('msg_bytes  conc      N  relay+rspamd/s  rspamd_direct/s  relay/direct  status');
+    console.log(`# message (smtp-source's own bytes, as the relay passes them on), size, N and concurrency POSTed straight to`);
+    console.log(`# ${LOOPBACK}:${RSPAMD_PORT}/checkv2 (chunked, one connection per message, the plugin's envelope headers), measured in this`);
+    console.log(`# run between ${SLICES} slices of the relay row's measured run (so both see the same load). Both share the machine's cores with rspamd.`);
+    console.log('# relay_ms = relay CPU ms per message; rspamd_ms_relayed / rspamd_ms_direct = rspamd CPU ms (main process + workers) per');
+    console.log('# message in the relay row / in the direct row; client_ms_direct = CPU ms per message of the direct POSTs\' client (this process);');
+    console.log('# policy/direct = the relay without rspamd (the policy row of this run, when BENCH_CONFIGS has policy) over rspamd\'s own rate');
+    console.log(DIRECT_COLS.join('  '));
     for (const l of directRows) console.log(l);
   }
-  if (rows.some((r) => r[r.length - 1] !== 'ok')) process.exitCode = 2;
+  // "ok (latency over n replies)": every message went through, the latency covers one slice or burst only.
+  if (rows.some((r) => !r[r.length - 1]!.startsWith('ok'))) process.exitCode = 2;
 }
 
 main().catch((err: unknown) => {

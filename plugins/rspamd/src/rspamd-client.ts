@@ -1,4 +1,5 @@
 import http from 'node:http';
+import net from 'node:net';
 import type { Readable } from 'node:stream';
 import { parseCheckReply, type CheckReply } from './check-reply.js';
 
@@ -30,6 +31,16 @@ export function describeTarget(t: RspamdTarget): string {
 /** Longest reply body read from rspamd (a reply with every symbol and its options stays far below). */
 const MAX_REPLY = 4 * 1024 * 1024;
 
+/**
+ * What is held before anything is sent: a message up to this size goes to rspamd in one write, with
+ * `Content-Length`, once its end is read; a larger one is sent chunked in batches of this size while
+ * DATA is read. On loopback or a LAN the transfer of 64 KiB at the end is far shorter than rspamd's
+ * scan of it, which cannot start before the last byte anyway, while each separate write costs a
+ * system call here and a wake-up of rspamd's worker there (the benchmark's profile, bench/README.md).
+ * It also bounds what one check holds in memory.
+ */
+export const SEND_BATCH = 64 * 1024;
+
 interface OpenRequest {
   readonly req: http.ClientRequest;
   readonly server: string;
@@ -37,17 +48,22 @@ interface OpenRequest {
   readonly response: Promise<{ status: number; body: Buffer } | { error: Error }>;
 }
 
+/** A connection to one rspamd, made before the message ends so its set-up overlaps DATA. */
+interface Connection {
+  readonly socket: net.Socket;
+  readonly server: string;
+}
+
 /**
- * Opens `POST path` to the first rspamd that accepts the connection, in order (failover). The body
- * is not started: failing over is only possible before the first byte of the message is sent,
- * because the message is streamed, never kept.
+ * Connects to the first rspamd that accepts the connection, in order (failover). Nothing is sent
+ * yet: the request is written on this connection later (`startRequest`, from `checkStream`).
  */
-async function openFirst(targets: readonly RspamdTarget[], path: string, headers: RequestHeaders, method: 'GET' | 'POST', connectTimeout: number): Promise<OpenRequest | { error: string }> {
+async function connectFirst(targets: readonly RspamdTarget[], connectTimeout: number): Promise<Connection | { error: string }> {
   const failures: string[] = [];
   for (const t of targets) {
     const server = describeTarget(t);
     try {
-      return await openOne(t, server, path, headers, method, connectTimeout);
+      return { socket: await connectOne(t, connectTimeout), server };
     } catch (err) {
       failures.push(`${server}: ${(err as Error).message}`);
     }
@@ -55,110 +71,152 @@ async function openFirst(targets: readonly RspamdTarget[], path: string, headers
   return { error: failures.join('; ') || 'no rspamd configured' };
 }
 
-function openOne(t: RspamdTarget, server: string, path: string, headers: RequestHeaders, method: 'GET' | 'POST', connectTimeout: number): Promise<OpenRequest> {
+function connectOne(t: RspamdTarget, connectTimeout: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    // A flat [name, value, name, value] list: Node sends repeated names (one Rcpt per recipient) as given.
-    const flat: string[] = [];
-    for (const [n, v] of headers) flat.push(n, v);
-    if (method === 'POST') flat.push('Transfer-Encoding', 'chunked');
-    // agent: false = a fresh connection per check. rspamd answers and closes; a kept-alive socket it
-    // had closed would fail our POST half-way, and a POST cannot be retried once its body is streaming.
-    const req = http.request({
-      ...('socket' in t ? { socketPath: t.socket } : { host: t.host, port: t.port }),
-      method,
-      path,
-      agent: false,
-      setHost: false,
-      headers: ['Host', 'localhost', ...flat],
+    const socket = 'socket' in t ? net.connect({ path: t.socket }) : net.connect({ host: t.host, port: t.port });
+    socket.setNoDelay(true);
+    const timer = setTimeout(() => socket.destroy(new Error(`connect timed out after ${connectTimeout} ms`)), connectTimeout);
+    const failed = (err: Error) => {
+      clearTimeout(timer);
+      reject(err);
+    };
+    socket.once('error', failed);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.off('error', failed);
+      // Until the request takes the socket over (and listens itself), an error or a close by rspamd is
+      // only noted: `send` sees a destroyed socket and connects again.
+      socket.on('error', () => socket.destroy());
+      // Read (rspamd sends nothing before our request) so that a close by rspamd is seen as one.
+      socket.resume();
+      resolve(socket);
     });
-    let connected = false;
-    const timer = setTimeout(() => req.destroy(new Error(`connect timed out after ${connectTimeout} ms`)), connectTimeout);
-    const response = new Promise<{ status: number; body: Buffer } | { error: Error }>((settle) => {
-      req.on('error', (err) => {
-        clearTimeout(timer);
-        if (!connected) reject(err);
-        settle({ error: err });
-      });
-      req.on('response', (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (d: Buffer) => {
-          size += d.length;
-          if (size > MAX_REPLY) res.destroy(new Error(`reply larger than ${MAX_REPLY} bytes`));
-          else chunks.push(d);
-        });
-        res.on('error', (err) => settle({ error: err }));
-        res.on('end', () => settle({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
-        res.on('close', () => settle({ error: new Error('rspamd closed the connection during its reply') }));
-      });
-    });
-    req.on('socket', (s) => {
-      s.setNoDelay(true);
-      const ready = () => {
-        connected = true;
-        clearTimeout(timer);
-        resolve({ req, server, response });
-      };
-      if ((s as { connecting?: boolean }).connecting) s.once('connect', ready);
-      else ready();
-    });
-    // No flushHeaders(): Node writes a header block flushed on its own as UTF-8 (each byte of our
-    // latin1 string would become two), but with the first body chunk or end() as latin1, byte for byte.
-    // The connection is made either way, so failover still happens before the first byte.
   });
 }
 
 /**
- * Streams `input` to rspamd's `/checkv2` as a chunked body while it is read, honouring backpressure
- * both ways (a slow rspamd slows the reader, and so the SMTP client). Always consumes `input` to its
+ * Starts `method path` on `conn`: with `Content-Length: length` when the whole body is known, else
+ * chunked. Node writes the header block with the first body write (or `end()`), as latin1, byte for
+ * byte (a header block flushed on its own is written as UTF-8, which would double-encode 8-bit values).
+ */
+function startRequest(conn: Connection, path: string, headers: RequestHeaders, method: 'GET' | 'POST', length?: number): OpenRequest {
+  // A flat [name, value, name, value] list: Node sends repeated names (one Rcpt per recipient) as given.
+  const flat: string[] = ['Host', 'localhost'];
+  for (const [n, v] of headers) flat.push(n, v);
+  if (length !== undefined) flat.push('Content-Length', String(length));
+  else if (method === 'POST') flat.push('Transfer-Encoding', 'chunked');
+  // No agent, our own connection: rspamd answers `Connection: close` (3.4 keeps no connection alive),
+  // so each check has its own, made while the message was still arriving.
+  const req = http.request({ createConnection: () => conn.socket, method, path, setHost: false, headers: flat });
+  const response = new Promise<{ status: number; body: Buffer } | { error: Error }>((settle) => {
+    req.on('error', (err) => settle({ error: err }));
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (d: Buffer) => {
+        size += d.length;
+        if (size > MAX_REPLY) res.destroy(new Error(`reply larger than ${MAX_REPLY} bytes`));
+        else chunks.push(d);
+      });
+      res.on('error', (err) => settle({ error: err }));
+      res.on('end', () => settle({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+      res.on('close', () => settle({ error: new Error('rspamd closed the connection during its reply') }));
+    });
+  });
+  return { req, server: conn.server, response };
+}
+
+/**
+ * A connection still open for the first byte of the request: the one made early if rspamd kept it,
+ * else a new one (failover again). Nothing was sent on it yet, so changing server is still safe.
+ */
+async function usable(conn: Connection, targets: readonly RspamdTarget[], connectTimeout: number): Promise<Connection | { error: string }> {
+  if (!conn.socket.destroyed && conn.socket.writable && !conn.socket.readableEnded) return conn;
+  conn.socket.destroy();
+  return connectFirst(targets, connectTimeout);
+}
+
+/**
+ * Sends `input` to rspamd's `/checkv2` while it is read: up to `SEND_BATCH` bytes are held and sent
+ * in one write with `Content-Length` at the end; a larger message is sent chunked in batches of
+ * `SEND_BATCH`, honouring backpressure both ways (a slow rspamd slows the reader, and so the SMTP
+ * client), its last batch and the chunked terminator in one write. Always consumes `input` to its
  * end, whatever happens to the check, so the other branches of the core's tee keep flowing.
  */
 export async function checkStream(input: Readable, targets: readonly RspamdTarget[], headers: RequestHeaders, limits: CheckLimits): Promise<CheckResult> {
-  const open = await openFirst(targets, '/checkv2', headers, 'POST', limits.connectTimeout);
-  if ('error' in open) {
+  const first = await connectFirst(targets, limits.connectTimeout);
+  if ('error' in first) {
     await drain(input);
-    return { kind: 'error', reason: 'unavailable', detail: open.error };
+    return { kind: 'error', reason: 'unavailable', detail: first.error };
   }
-  const { req, server } = open;
+  let conn: Connection = first;
+  let open: OpenRequest | undefined;
   let answered: { status: number; body: Buffer } | { error: Error } | undefined;
-  void open.response.then((r) => (answered = r));
-
+  const held: Buffer[] = [];
+  let heldBytes = 0;
   let sent = 0;
   let total = 0;
   let stopped: CheckResult | undefined;
-  for await (const chunk of input as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (stopped) continue;
-    if (answered) {
-      // rspamd answered (or failed) before the end of the message: keep reading, decide below.
-      stopped = fromAnswer(answered, server) ?? { kind: 'error', reason: 'failed', detail: 'rspamd answered before the end of the message', server };
-      if (stopped.kind === 'scanned') stopped = { kind: 'error', reason: 'failed', detail: 'rspamd answered before the end of the message', server };
-      continue;
+  try {
+    for await (const chunk of input as AsyncIterable<Buffer>) {
+      total += chunk.length;
+      if (stopped) continue;
+      if (answered) {
+        // rspamd answered (or failed) before the end of the message: keep reading, decide below.
+        stopped = fromAnswer(answered, open!.server) ?? { kind: 'error', reason: 'failed', detail: 'rspamd answered before the end of the message', server: open!.server };
+        if (stopped.kind === 'scanned') stopped = { kind: 'error', reason: 'failed', detail: 'rspamd answered before the end of the message', server: open!.server };
+        continue;
+      }
+      if (sent + heldBytes + chunk.length > limits.maxSize) {
+        stopped = { kind: 'oversize', size: 0 };
+        (open?.req ?? conn.socket).destroy();
+        continue;
+      }
+      held.push(chunk);
+      heldBytes += chunk.length;
+      if (heldBytes < SEND_BATCH) continue;
+      if (!open) {
+        const c = await usable(conn, targets, limits.connectTimeout);
+        if ('error' in c) {
+          stopped = { kind: 'error', reason: 'unavailable', detail: c.error };
+          continue;
+        }
+        open = startRequest((conn = c), '/checkv2', headers, 'POST');
+        void open.response.then((r) => (answered = r));
+      }
+      const batch = held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes);
+      held.length = 0;
+      sent += heldBytes;
+      heldBytes = 0;
+      if (!open.req.write(batch) && !(await drained(open.req, limits.timeout))) {
+        stopped = { kind: 'error', reason: 'timeout', detail: `rspamd read nothing for ${limits.timeout} ms`, server: open.server };
+        open.req.destroy();
+      }
     }
-    if (sent + chunk.length > limits.maxSize) {
-      stopped = { kind: 'oversize', size: 0 };
-      req.destroy();
-      continue;
-    }
-    sent += chunk.length;
-    if (!req.write(chunk) && !(await drained(req, limits.timeout))) {
-      stopped = { kind: 'error', reason: 'timeout', detail: `rspamd read nothing for ${limits.timeout} ms`, server };
-      req.destroy();
-    }
+  } catch (err) {
+    // The message stream failed (the client went away): nothing to scan, nothing left open.
+    (open?.req ?? conn.socket).destroy();
+    throw err;
   }
   // Report the full size, so logs show how far over the limit the message was.
   if (stopped?.kind === 'oversize') return { kind: 'oversize', size: total };
   if (stopped) return stopped;
-  req.end();
+  if (!open) {
+    // The whole message is held: one request, its length known, written at once.
+    const c = await usable(conn, targets, limits.connectTimeout);
+    if ('error' in c) return { kind: 'error', reason: 'unavailable', detail: c.error };
+    open = startRequest(c, '/checkv2', headers, 'POST', heldBytes);
+  }
+  open.req.end(held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes));
 
   let timer: NodeJS.Timeout | undefined;
   const r = await Promise.race([open.response, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), limits.timeout)))]);
   clearTimeout(timer);
   if (!r) {
-    req.destroy();
-    return { kind: 'error', reason: 'timeout', detail: `no answer from rspamd within ${limits.timeout} ms`, server };
+    open.req.destroy();
+    return { kind: 'error', reason: 'timeout', detail: `no answer from rspamd within ${limits.timeout} ms`, server: open.server };
   }
-  return fromAnswer(r, server)!;
+  return fromAnswer(r, open.server)!;
 }
 
 function fromAnswer(r: { status: number; body: Buffer } | { error: Error }, server: string): CheckResult | undefined {
@@ -197,13 +255,14 @@ export async function ping(targets: readonly RspamdTarget[], connectTimeout: num
   const failures: string[] = [];
   for (const t of targets) {
     const server = describeTarget(t);
-    let open: OpenRequest;
+    let socket: net.Socket;
     try {
-      open = await openOne(t, server, '/ping', [], 'GET', connectTimeout);
+      socket = await connectOne(t, connectTimeout);
     } catch (err) {
       failures.push(`${server}: ${(err as Error).message}`);
       continue;
     }
+    const open = startRequest({ socket, server }, '/ping', [], 'GET');
     open.req.end();
     let timer: NodeJS.Timeout | undefined;
     const r = await Promise.race([open.response, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeout)))]);

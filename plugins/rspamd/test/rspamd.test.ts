@@ -115,6 +115,18 @@ describe('rspamd (real rspamd)', function () {
       await assertNothingDelivered(before);
     });
 
+    it('scans a 300 KB message, sent in chunked batches while DATA is read, and honours the verdict', async () => {
+      // (rspamd looks for GTUBE in small text parts only: a rule on the Subject forces the verdict here.)
+      const before = sink.messages.length;
+      const filler = ('The minutes of Tuesday\'s meeting, line after line of them.'.padEnd(76, '.') + '\r\n').repeat(4000);
+      const r = await send(relay, message(`long minutes ${FORCE.reject}`, { body: filler }));
+      assert.equal(r.response, '550 5.7.1 Go away (test)');
+      await assertNothingDelivered(before);
+      const clean = message('long minutes', { body: filler });
+      assert.match((await send(relay, clean)).response, /^250 /);
+      assert.match((await delivered(before, clean)).added, /^X-Spam-Status: No, score=/m);
+    });
+
     it('delivers a clean message byte for byte with the score status header on top and rspamd\'s milter headers', async () => {
       const before = sink.messages.length;
       const answered = answers.length;
@@ -403,6 +415,27 @@ describe('rspamd (real rspamd)', function () {
         assert.deepEqual(all('MTA-Name').map(String), ['relay.test']);
         assert.deepEqual(all('User'), [], 'no User for an anonymous client');
         assert.ok(req.body.toString('latin1').startsWith('From: Alice'), 'the body is the message as received');
+      } finally {
+        await cap.close();
+      }
+    });
+
+    it('sends a message up to 64 KiB in one request with Content-Length, a larger one chunked, both byte for byte as received', async () => {
+      // The capturing server sees the framing rspamd gets (the real rspamd takes both: the GTUBE tests).
+      const cap = await CaptureRspamd.start();
+      try {
+        const relay = await relayWith({ servers: [cap.address] });
+        const small = message('small', { body: 'x'.repeat(60_000) + '\r\n' });
+        const large = message('large', { body: ('y'.repeat(998) + '\r\n').repeat(150) });
+        for (const raw of [small, large]) assert.match((await send(relay, raw)).response, /^250 /);
+        const [s, l] = cap.requests.filter((q) => q.url === '/checkv2');
+        const header = (q: typeof s, n: string) => q!.headers.filter(([k]) => k.toLowerCase() === n).map(([, v]) => v.toString());
+        assert.deepEqual(header(s, 'content-length'), [String(Buffer.byteLength(small))]);
+        assert.deepEqual(header(s, 'transfer-encoding'), []);
+        assert.equal(s!.body.toString('latin1'), small);
+        assert.deepEqual(header(l, 'transfer-encoding'), ['chunked']);
+        assert.deepEqual(header(l, 'content-length'), []);
+        assert.equal(l!.body.toString('latin1'), large);
       } finally {
         await cap.close();
       }
