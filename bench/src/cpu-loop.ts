@@ -10,7 +10,9 @@
  *       [--plugins relay-policy,attachments] [--relay-args '...'] [--prof DIR]
  *
  * Loopback only, bounded: every smtp-source run and every wait has a deadline. `--prof DIR` runs the
- * relay with --cpu-prof into DIR (the profile is written when the relay stops).
+ * relays with --cpu-prof into DIR/floor and DIR/relay (written when they stop). `--only relay`
+ * (or floor) runs one of them. RELAY_NODE_FLAGS (environment) replaces the relay's Node flags
+ * (default: those of the portcullis command).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, fstatSync, mkdtempSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
@@ -18,6 +20,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { RELAY_NODE_FLAGS } from './node-flags.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -32,6 +35,8 @@ const rounds = Number(opt('--rounds', '3'));
 const plugins = opt('--plugins', 'relay-policy,attachments');
 const prof = opt('--prof', '');
 const only = opt('--only', 'floor,relay').split(',');
+/** Another checkout (built) whose relay runs beside this one's, as `base`: a before/after pair in one run. */
+const base = opt('--base', '');
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK']).stdout.toString().trim() || 100);
 const LOOP = '127.0.0.1';
 
@@ -110,7 +115,7 @@ class SinkCount {
 }
 
 async function run(port: number, pid: number, sink: SinkCount, size: number, count: number): Promise<{ cpuMs: number; seconds: number }> {
-  const base = sink.count();
+  const before = sink.count();
   const c0 = cpuTicks(pid);
   const t0 = performance.now();
   const src = spawn('/usr/sbin/smtp-source', ['-s', String(conc), '-m', String(count), '-l', String(size), '-f', 'bench@source.example', '-t', 'rcpt@hosted.example', '-N', '-M', 'client.example', `${LOOP}:${port}`], { stdio: 'ignore' });
@@ -118,11 +123,11 @@ async function run(port: number, pid: number, sink: SinkCount, size: number, cou
   await new Promise((r) => src.on('exit', r));
   clearTimeout(killer);
   const end = Date.now() + 60_000;
-  while (sink.count() < base + count && Date.now() < end) await sleep(20);
+  while (sink.count() < before + count && Date.now() < end) await sleep(20);
   const seconds = (performance.now() - t0) / 1000;
   // The last delivery's acknowledgement and the relay's bookkeeping after it.
   await sleep(150);
-  const got = sink.count() - base;
+  const got = sink.count() - before;
   if (got < count) throw new Error(`the sink counted ${got} of ${count}`);
   return { cpuMs: ((cpuTicks(pid) - c0) * 1000) / CLK_TCK, seconds };
 }
@@ -144,35 +149,52 @@ async function main(): Promise<void> {
   await waitPort(sinkPort, 10_000);
   const sink = new SinkCount(counters);
   const relays: Array<{ name: string; port: number; proc: ChildProcess }> = [];
-  if (only.includes('floor')) relays.push({ name: 'floor', port: floorPort, proc: start(process.execPath, [path.join(HERE, 'floor-relay.js'), '--listen', `${LOOP}:${floorPort}`, '--upstream', `${LOOP}:${sinkPort}`], 'floor') });
+  if (only.includes('floor')) relays.push({ name: 'floor', port: floorPort, proc: start(process.execPath, [...(prof ? ['--cpu-prof', '--cpu-prof-dir', path.join(prof, 'floor')] : []), path.join(HERE, 'floor-relay.js'), '--listen', `${LOOP}:${floorPort}`, '--upstream', `${LOOP}:${sinkPort}`], 'floor') });
+  const relayFlags = (name: string) => [...(process.env['RELAY_NODE_FLAGS'] ?? RELAY_NODE_FLAGS.join(' ')).split(' ').filter(Boolean), ...(prof ? ['--cpu-prof', '--cpu-prof-dir', path.join(prof, name)] : [])];
+  if (base) {
+    const basePort = await freePort();
+    relays.push({ name: 'base', port: basePort, proc: start(process.execPath, [...relayFlags('base'), path.join(base, 'bench/dist/relay-main.js'), '--listen', `${LOOP}:${basePort}`, '--upstream', `${LOOP}:${sinkPort}`, '--plugins', plugins], 'base') });
+  }
   if (only.includes('relay')) {
-    const flags = ['--max-semi-space-size=2', ...(prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : [])];
-    relays.push({ name: 'relay', port: relayPort, proc: start(process.execPath, [...flags, path.join(HERE, 'relay-main.js'), '--listen', `${LOOP}:${relayPort}`, '--upstream', `${LOOP}:${sinkPort}`, '--plugins', plugins], 'relay') });
+    relays.push({ name: 'relay', port: relayPort, proc: start(process.execPath, [...relayFlags('relay'), path.join(HERE, 'relay-main.js'), '--listen', `${LOOP}:${relayPort}`, '--upstream', `${LOOP}:${sinkPort}`, '--plugins', plugins], 'relay') });
   }
   for (const r of relays) await waitPort(r.port, 30_000);
+  // CPU_LOOP_STRACE=DIR: `strace -c -f` attached to each relay (syscall counts into DIR/<name>.strace,
+  // written when strace is interrupted at the end; the CPU figures then include strace's overhead).
+  const straceDir = process.env['CPU_LOOP_STRACE'];
+  const tracers = straceDir ? relays.map((r) => spawn('strace', ['-c', '-f', '-o', path.join(straceDir, `${r.name}.strace`), '-p', String(r.proc.pid)], { stdio: 'ignore' })) : [];
+  if (tracers.length) await sleep(1000);
   process.stdout.write(`# cpu-loop: ${n} messages per run, ${conc} connections, plugins ${plugins}, CPU = utime+stime of the relay process from smtp-source's start to the last message at the sink\n`);
-  process.stdout.write(`size\tround\t${relays.map((r) => `${r.name}_ms/msg\t${r.name}_msg/s`).join('\t')}${relays.length === 2 ? '\tratio' : ''}\n`);
+  const others = relays.slice(1).map((r) => r.name);
+  const ratioNames = [...others.map((o) => `${o}/${relays[0]!.name}`), ...(base && only.includes('relay') ? ['relay/base'] : [])];
+  process.stdout.write(`size\tround\t${relays.map((r) => `${r.name}_ms/msg\t${r.name}_msg/s`).join('\t')}\t${ratioNames.join('\t')}\n`);
   const summary: string[] = [];
   for (const size of sizes) {
     // Warm-up: JIT, pools, the spool's first segment.
     for (const r of relays) await run(r.port, r.proc.pid!, sink, size, Math.min(300, n));
     const per: Record<string, number[]> = {};
-    const ratios: number[] = [];
+    const ratios: number[][] = ratioNames.map(() => []);
     for (let round = 1; round <= rounds; round++) {
       const cells: string[] = [];
       const ms: number[] = [];
+      // Every other round in the reverse order, so a drift of the machine's load favours no one.
+      const results = new Map<string, { cpuMs: number; seconds: number }>();
+      for (const r of round % 2 ? relays : [...relays].reverse()) results.set(r.name, await run(r.port, r.proc.pid!, sink, size, n));
       for (const r of relays) {
-        const { cpuMs, seconds } = await run(r.port, r.proc.pid!, sink, size, n);
+        const { cpuMs, seconds } = results.get(r.name)!;
         (per[r.name] ??= []).push(cpuMs / n);
         ms.push(cpuMs / n);
         cells.push((cpuMs / n).toFixed(3), (n / seconds).toFixed(0));
       }
-      if (ms.length === 2) ratios.push(ms[1]! / ms[0]!);
-      process.stdout.write(`${size}\t${round}\t${cells.join('\t')}${ms.length === 2 ? `\t${(ms[1]! / ms[0]!).toFixed(2)}` : ''}\n`);
+      const rs = [...ms.slice(1).map((m) => m / ms[0]!), ...(ratioNames.length > others.length ? [ms[ms.length - 1]! / ms[ms.length - 2]!] : [])];
+      rs.forEach((r, i) => ratios[i]!.push(r));
+      process.stdout.write(`${size}\t${round}\t${cells.join('\t')}\t${rs.map((r) => r.toFixed(3)).join('\t')}\n`);
     }
-    summary.push(`${size}\tmedian\t${relays.map((r) => `${median(per[r.name]!).toFixed(3)}\t`).join('\t')}${ratios.length ? `\t${median(ratios).toFixed(2)}` : ''}`);
+    summary.push(`${size}\tmedian\t${relays.map((r) => `${median(per[r.name]!).toFixed(3)}\t`).join('\t')}\t${ratios.map((r) => median(r).toFixed(3)).join('\t')}`);
   }
   for (const s of summary) process.stdout.write(s + '\n');
+  for (const t of tracers) t.kill('SIGINT');
+  await Promise.all(tracers.map((t) => new Promise((r) => (t.exitCode !== null ? r(null) : t.on('exit', r)))));
   sink.close();
   await stopAll();
   rmSync(work, { recursive: true, force: true });
