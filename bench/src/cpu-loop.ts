@@ -11,7 +11,8 @@
  *
  * Loopback only, bounded: every smtp-source run and every wait has a deadline. `--prof DIR` runs the
  * relays with --cpu-prof into DIR/floor and DIR/relay (written when they stop). `--only relay`
- * (or floor) runs one of them. RELAY_NODE_FLAGS (environment) replaces the relay's Node flags
+ * (or floor) runs one of them. `--parallel`: in each round all relays are loaded at once (each by
+ * its own smtp-source), so they share the same moment's load (msg/s then mean little). RELAY_NODE_FLAGS (environment) replaces the relay's Node flags
  * (default: those of the portcullis command).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -37,6 +38,8 @@ const prof = opt('--prof', '');
 const only = opt('--only', 'floor,relay').split(',');
 /** Another checkout (built) whose relay runs beside this one's, as `base`: a before/after pair in one run. */
 const base = opt('--base', '');
+/** Every relay's run at the same time (see runAll). */
+const parallel = args.includes('--parallel');
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK']).stdout.toString().trim() || 100);
 const LOOP = '127.0.0.1';
 
@@ -114,6 +117,30 @@ class SinkCount {
   }
 }
 
+/**
+ * All relays at once, each with its own smtp-source (--parallel): they share the machine's load of
+ * the moment, which on a shared machine moves more between sequential runs than a cut moves the CPU.
+ */
+async function runAll(targets: Array<{ port: number; pid: number }>, sink: SinkCount, size: number, count: number): Promise<Array<{ cpuMs: number; seconds: number }>> {
+  const before = sink.count();
+  const c0 = targets.map((t) => cpuTicks(t.pid));
+  const t0 = performance.now();
+  const ends: number[] = [];
+  await Promise.all(targets.map(async (t, i) => {
+    const src = spawn('/usr/sbin/smtp-source', ['-s', String(conc), '-m', String(count), '-l', String(size), '-f', 'bench@source.example', '-t', 'rcpt@hosted.example', '-N', '-M', 'client.example', `${LOOP}:${t.port}`], { stdio: 'ignore' });
+    const killer = setTimeout(() => src.kill('SIGKILL'), 180_000);
+    await new Promise((r) => src.on('exit', r));
+    clearTimeout(killer);
+    ends[i] = performance.now();
+  }));
+  const end = Date.now() + 60_000;
+  while (sink.count() < before + count * targets.length && Date.now() < end) await sleep(20);
+  await sleep(150);
+  const got = sink.count() - before;
+  if (got < count * targets.length) throw new Error(`the sink counted ${got} of ${count * targets.length}`);
+  return targets.map((t, i) => ({ cpuMs: ((cpuTicks(t.pid) - c0[i]!) * 1000) / CLK_TCK, seconds: (ends[i]! - t0) / 1000 }));
+}
+
 async function run(port: number, pid: number, sink: SinkCount, size: number, count: number): Promise<{ cpuMs: number; seconds: number }> {
   const before = sink.count();
   const c0 = cpuTicks(pid);
@@ -179,7 +206,8 @@ async function main(): Promise<void> {
       const ms: number[] = [];
       // Every other round in the reverse order, so a drift of the machine's load favours no one.
       const results = new Map<string, { cpuMs: number; seconds: number }>();
-      for (const r of round % 2 ? relays : [...relays].reverse()) results.set(r.name, await run(r.port, r.proc.pid!, sink, size, n));
+      if (parallel) (await runAll(relays.map((r) => ({ port: r.port, pid: r.proc.pid! })), sink, size, n)).forEach((x, i) => results.set(relays[i]!.name, x));
+      else for (const r of round % 2 ? relays : [...relays].reverse()) results.set(r.name, await run(r.port, r.proc.pid!, sink, size, n));
       for (const r of relays) {
         const { cpuMs, seconds } = results.get(r.name)!;
         (per[r.name] ??= []).push(cpuMs / n);
