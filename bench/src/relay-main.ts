@@ -12,14 +12,27 @@
  * the measured run against one relay instance can pick the measured burst. SIGTERM / SIGINT:
  * graceful stop, then exit.
  *
+ * `--workers N|auto` (the config's `workers` key): 1 runs the relay in this process as above (the key is
+ * written into the config only when this checkout's core knows it). More than 1, or auto: this
+ * process writes the same settings as a config file and runs the `portcullis start` command on it
+ * (packages/cli: the primary and its workers, children of this process, so a harness that counts a
+ * process tree counts them all), forwards SIGTERM/SIGINT, and for --stats reads the primary's
+ * /metrics (admin on a free loopback port, every 2 s): one line with the messages and the
+ * end-of-DATA-to-250 p50/p99 from the portcullis_data_reply_seconds histogram (bucket bounds,
+ * interpolated; the process's whole life: smoke test and warm-up included). Exit status 69 when
+ * the core has no `workers` key (the harness leaves the config out then).
+ *
  * BENCH_METRICS=on turns the admin listener (and so metrics recording) on, on a free loopback
  * port, and scrapes /metrics from this process every BENCH_SCRAPE_MS (default 15 s, Prometheus's
  * default interval; one scrape costs about 7 ms of CPU), to compare throughput with metrics on and off.
  */
+import { spawn } from 'node:child_process';
 import http from 'node:http';
-import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseConfig, Relay } from '@portcullis/core';
 import relayPolicy from '@portcullis/relay-policy';
 import attachments from '@portcullis/attachments';
@@ -27,9 +40,10 @@ import clamav from '@portcullis/clamav';
 import rspamd from '@portcullis/rspamd';
 import recipients from '@portcullis/recipients';
 import { BurstStats } from './burst-stats.js';
+import { RELAY_NODE_FLAGS } from './node-flags.js';
 
 function usage(msg: string): never {
-  process.stderr.write(`relay-main: ${msg}\nusage: relay-main --listen 127.0.0.1:PORT --upstream HOST:PORT [--spool DIR] [--plugins relay-policy,attachments,clamav,rspamd,recipients] [--clamd HOST:PORT] [--rspamd HOST:PORT] [--stats FILE] [--max-size SIZE]\n`);
+  process.stderr.write(`relay-main: ${msg}\nusage: relay-main --listen 127.0.0.1:PORT --upstream HOST:PORT [--spool DIR] [--plugins relay-policy,attachments,clamav,rspamd,recipients] [--clamd HOST:PORT] [--rspamd HOST:PORT] [--stats FILE] [--max-size SIZE] [--workers N|auto] [--label NAME]\n`);
   process.exit(64);
 }
 
@@ -46,6 +60,10 @@ interface Args {
   stats?: string;
   /** limits.messageSize and clamav's maxSize (for the large-message benchmark). */
   maxSize?: string;
+  /** The config's `workers` (absent: not written). */
+  workers?: number | 'auto';
+  /** The harness's name for this relay config (written into --stats lines as `config`). */
+  label?: string;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -57,6 +75,8 @@ function parseArgs(argv: string[]): Args {
   let rspamd = '127.0.0.1:11333';
   let stats: string | undefined;
   let maxSize: string | undefined;
+  let workers: number | 'auto' | undefined;
+  let label: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[i + 1];
@@ -68,6 +88,8 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--rspamd' && v) (rspamd = v), i++;
     else if (a === '--stats' && v) (stats = v), i++;
     else if (a === '--max-size' && v) (maxSize = v), i++;
+    else if (a === '--label' && v) (label = v), i++;
+    else if (a === '--workers' && v && (v === 'auto' || /^[1-9]\d*$/.test(v))) (workers = v === 'auto' ? 'auto' : Number(v)), i++;
     else usage(`unknown or incomplete argument ${JSON.stringify(a)}`);
   }
   if (!listen || !upstream) usage('--listen and --upstream are required');
@@ -76,7 +98,7 @@ function parseArgs(argv: string[]): Args {
   const names = plugins.split(',').map((p) => p.trim()).filter(Boolean);
   for (const n of names) if (!(KNOWN_PLUGINS as readonly string[]).includes(n)) usage(`--plugins: unknown plugin ${JSON.stringify(n)} (known: ${KNOWN_PLUGINS.join(', ')})`);
   if (!names.includes('relay-policy')) names.unshift('relay-policy');
-  return { listen: { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) }, upstream, spool, plugins: names as BenchPlugin[], clamd, rspamd, stats, maxSize };
+  return { listen: { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) }, upstream, spool, plugins: names as BenchPlugin[], clamd, rspamd, stats, maxSize, workers, label };
 }
 
 /** The plugin entries, in a fixed order: relay-policy first, then the screeners asked for. */
@@ -106,19 +128,117 @@ const metricsOn = process.env['BENCH_METRICS'] === 'on';
 /** How often /metrics is scraped with metrics on (BENCH_SCRAPE_MS): Prometheus's default 15 s. */
 const scrapeMs = Number(process.env['BENCH_SCRAPE_MS'] ?? 15_000);
 
-async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
-  const ownSpool = !args.spool;
-  const spoolDir = args.spool ?? mkdtempSync(path.join(os.tmpdir(), 'portcullis-bench-spool-'));
-  const config = parseConfig({
+/** The relay's settings, as a raw config (what parseConfig and the `portcullis` command read). */
+function rawConfig(args: Args, spoolDir: string, admin: { enabled: boolean; port: number }): Record<string, unknown> {
+  return {
     hostname: 'relay.bench.example',
     listen: [{ host: args.listen.host, port: args.listen.port, greetingDelay: 0 }],
     limits: { connectionsPerIp: 1000, ...(args.maxSize ? { messageSize: args.maxSize } : {}) },
     spool: { dir: spoolDir },
     log: { level: 'warn' },
-    admin: { enabled: metricsOn, port: 0 },
+    admin: { ...admin, host: '127.0.0.1' },
+    ...(args.workers !== undefined ? { workers: args.workers } : {}),
     plugins: pluginEntries(args),
+  };
+}
+
+/** Whether this checkout's config schema has the `workers` key (the worker mode). */
+function coreHasWorkers(args: Args): boolean {
+  try {
+    return 'workers' in parseConfig(rawConfig({ ...args, workers: 1 }, os.tmpdir(), { enabled: false, port: 0 }));
+  } catch {
+    return false;
+  }
+}
+
+/** A free loopback port (for the primary's admin listener). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
   });
+}
+
+/** The histogram's quantile q, linearly interpolated inside its bucket (cumulative `le` counts). */
+function quantile(buckets: Array<{ le: number; count: number }>, q: number): number {
+  const total = buckets[buckets.length - 1]?.count ?? 0;
+  if (!total) return 0;
+  const want = q * total;
+  let prevLe = 0;
+  let prevCount = 0;
+  for (const b of buckets) {
+    if (b.count >= want) {
+      if (!Number.isFinite(b.le)) return prevLe;
+      return prevLe + ((b.le - prevLe) * (want - prevCount)) / Math.max(1, b.count - prevCount);
+    }
+    prevLe = b.le;
+    prevCount = b.count;
+  }
+  return prevLe;
+}
+
+/** `--workers` above 1: the `portcullis start` command (primary + workers) on a config file written here. */
+async function runCommand(args: Args): Promise<void> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-bench-workers-'));
+  const spoolDir = args.spool ?? path.join(dir, 'spool');
+  const adminPort = await freePort();
+  const file = path.join(dir, 'portcullis.json');
+  writeFileSync(file, JSON.stringify(rawConfig(args, spoolDir, { enabled: true, port: adminPort }), null, 2));
+  const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../packages/cli/dist/main.js');
+  const child = spawn(process.execPath, [...RELAY_NODE_FLAGS, cli, 'start', '--config', file], { stdio: 'inherit' });
+  process.stderr.write(`relay-main: pid ${process.pid} runs portcullis start (pid ${child.pid}, workers ${args.workers}) on ${args.listen.host}:${args.listen.port}, plugins ${args.plugins.join(',')}, upstream ${args.upstream}, spool ${spoolDir}\n`);
+  let last: { buckets: Array<{ le: number; count: number }>; count: number } | undefined;
+  const scrape = () =>
+    http.get({ host: '127.0.0.1', port: adminPort, path: '/metrics' }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (text += d));
+      res.on('end', () => {
+        const buckets = [...text.matchAll(/^portcullis_data_reply_seconds_bucket\{[^}]*le="([^"]+)"[^}]*\} (\d+)/gm)].map((m) => ({ le: m[1] === '+Inf' ? Infinity : Number(m[1]), count: Number(m[2]) }));
+        if (buckets.length) last = { buckets, count: buckets[buckets.length - 1]!.count };
+      });
+    }).on('error', () => undefined);
+  const timer = args.stats ? setInterval(scrape, 2000) : undefined;
+  let stopping = false;
+  const stop = (sig: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    if (timer) clearInterval(timer);
+    child.kill(sig);
+    // Bounded: the primary drains its workers; a stuck one must not keep the benchmark waiting.
+    setTimeout(() => child.kill('SIGKILL'), 15_000).unref();
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  const code = await new Promise<number>((resolve) => child.on('exit', (c, sig) => resolve(c ?? (sig ? 1 : 0))));
+  if (args.stats && last) {
+    const ms = (q: number) => Math.round(quantile(last!.buckets, q) * 1e5) / 100;
+    appendFileSync(args.stats, JSON.stringify({ pid: process.pid, plugins: args.plugins.join(','), ...(args.label ? { config: args.label } : {}), workers: args.workers, messages: last.count, avgBytes: 0, seconds: 0, cpuMsPerMsg: null, p50Ms: ms(0.5), p99Ms: ms(0.99), maxMs: null, source: 'metrics histogram' }) + '\n');
+  }
+  if (!args.spool) rmSync(dir, { recursive: true, force: true });
+  process.exit(code);
+}
+
+async function main(): Promise<void> {
+  // `relay-main --has-workers`: exit 0 when this checkout's core has the worker mode, 69 when not (run-peers.sh).
+  if (process.argv[2] === '--has-workers') process.exit(coreHasWorkers(parseArgs(['--listen', '127.0.0.1:2525', '--upstream', '127.0.0.1:2601'])) ? 0 : 69);
+  const args = parseArgs(process.argv.slice(2));
+  const hasWorkers = coreHasWorkers(args);
+  if (args.workers !== undefined && args.workers !== 1) {
+    if (!hasWorkers) {
+      process.stderr.write('relay-main: this checkout\'s core has no `workers` config key (worker mode not merged): --workers needs it\n');
+      process.exit(69);
+    }
+    return runCommand(args);
+  }
+  if (!hasWorkers) delete args.workers;
+  const ownSpool = !args.spool;
+  const spoolDir = args.spool ?? mkdtempSync(path.join(os.tmpdir(), 'portcullis-bench-spool-'));
+  const config = parseConfig(rawConfig(args, spoolDir, { enabled: metricsOn, port: 0 }));
   const stats = args.stats ? new BurstStats() : undefined;
   const relay = await Relay.create({
     config,
@@ -149,7 +269,7 @@ async function main(): Promise<void> {
       .catch((err: unknown) => process.stderr.write(`relay-main: stop failed after ${sig}: ${String(err)}\n`))
       .finally(() => {
         if (stats && args.stats) {
-          const lines = stats.bursts().map((b) => JSON.stringify({ pid: process.pid, plugins: args.plugins.join(','), ...b }) + '\n');
+          const lines = stats.bursts().map((b) => JSON.stringify({ pid: process.pid, plugins: args.plugins.join(','), ...(args.label ? { config: args.label } : {}), ...b }) + '\n');
           if (lines.length) appendFileSync(args.stats, lines.join(''));
         }
         if (ownSpool) rmSync(spoolDir, { recursive: true, force: true });

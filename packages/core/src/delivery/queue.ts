@@ -10,6 +10,7 @@ import { newQueueId, type Spool, type SpooledMessage } from '../spool/spool.js';
 import type { Clock } from '../api/tokens.js';
 import type { NextHop, QueuedMessage } from '../api/types.js';
 import type { RelayMetrics } from '../telemetry/metrics.js';
+import { lazyChild } from '../telemetry/lazy-logger.js';
 
 export type { DeliveryOptions } from './queue-entry.js';
 
@@ -244,7 +245,7 @@ export class DeliveryQueue {
     const { meta, state } = e;
     const driver = this.driver;
     const metrics = this.metrics;
-    const log = this.log.child({ id: meta.id });
+    const log = lazyChild(this.log, { id: meta.id });
     const pending = meta.recipients.filter((r) => !state.done[r]);
     const info: QueuedMessage = { id: meta.id, mailFrom: meta.mailFrom, recipients: meta.recipients, receivedAt: meta.receivedAt, size: meta.bodySize };
     state.attempts++;

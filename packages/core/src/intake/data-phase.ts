@@ -8,6 +8,7 @@ import { summarize } from '../session/transaction-log.js';
 import { dataRateWatchdog } from './data-rate.js';
 import { receiveMessage } from './message-intake.js';
 import { receivedHeader } from './received-header.js';
+import { lazyChild } from '../telemetry/lazy-logger.js';
 
 type DataCallback = (err?: Error | null, message?: string) => void;
 
@@ -89,7 +90,7 @@ export class DataPhase {
         progress,
         driver: s.driver,
         spool: this.ctx.spool,
-        log: s.log.child({ txn: txn.id }),
+        log: lazyChild(s.log, { txn: txn.id }),
         headers: () => receivedHeader(s, txn) + txn.added.join(''),
         onCommitted: (m) => this.ctx.queue.add(m),
         meta: {

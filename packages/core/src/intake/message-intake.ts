@@ -80,13 +80,18 @@ export async function receiveMessage(stream: DataStream, txn: Transaction, ctx: 
   let committed = false;
   // From end-of-data, everything until the reply has one deadline (limits.dataDeadline): a reader,
   // screener or hook that never settles cannot keep the transaction (and its temp file) alive.
+  // One controller, no AbortSignal.any (a composite signal per message is weak references for the
+  // GC): a graceful stop that runs out of drain time aborts it through a listener, removed at the end.
   const overtime = new AbortController();
+  const stop = () => overtime.abort();
+  ctx.signal?.addEventListener('abort', stop, { once: true });
+  if (ctx.signal?.aborted) stop();
   let timer: NodeJS.Timeout | undefined;
   const clock: DeadlineClock = {
     ms: ctx.limits.dataDeadline ?? DEFAULT_DATA_DEADLINE,
-    signal: ctx.signal ? AbortSignal.any([ctx.signal, overtime.signal]) : overtime.signal,
+    signal: overtime.signal,
     start() {
-      timer ??= setTimeout(() => overtime.abort(), this.ms);
+      timer ??= setTimeout(stop, this.ms);
       timer.unref();
     },
   };
@@ -98,6 +103,7 @@ export async function receiveMessage(stream: DataStream, txn: Transaction, ctx: 
     return { reply: isStorageFull(err) ? Replies.insufficientStorage : Replies.pluginFailure, accepted: false, size: ctx.progress?.bytes ?? 0 };
   } finally {
     if (timer) clearTimeout(timer);
+    ctx.signal?.removeEventListener('abort', stop);
     if (!committed) {
       if (incoming) await spool.discard(incoming).catch(() => undefined);
       await spool.discard(spool.rewritePath(txn.id)).catch(() => undefined);

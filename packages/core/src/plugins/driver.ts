@@ -158,11 +158,24 @@ export class PluginDriver {
   /** Wraps a promise-returning step of a plugin (a stream reader, a part screener) with its timeout. */
   guard<T>(p: LoadedPlugin, hook: string, work: () => T | Promise<T>): Promise<T> {
     const m = this.metrics;
-    // The timing rides on withTimeout's own settle handlers: no extra promise per hook call.
     const t0 = m?.enabled ? performance.now() : 0;
     const settled = m?.enabled ? () => m.hookTime(p.instance.name, hook, (performance.now() - t0) / 1000) : undefined;
-    // Run as the plugin (plugin-scope.ts): txn.edits records who asked for each change.
-    return withTimeout(inPluginScope(p.instance.name, () => Promise.resolve().then(work)), p.timeoutMs, () => new HookTimeoutError(p.instance.name, hook, p.timeoutMs), settled);
+    // Run as the plugin (plugin-scope.ts): txn.edits records who asked for each change. The work is
+    // called at once: a synchronous hook (most policy hooks) has finished when it returns, so it
+    // needs no timer, and a throw becomes the rejection. Only a promise is bounded by the timeout
+    // (a timer per hook call was most of the dispatch cost).
+    let result: T | Promise<T>;
+    try {
+      result = inPluginScope(p.instance.name, work);
+    } catch (err) {
+      settled?.();
+      return Promise.reject(err);
+    }
+    if (!isThenable(result)) {
+      settled?.();
+      return Promise.resolve(result);
+    }
+    return withTimeout(Promise.resolve(result), p.timeoutMs, () => new HookTimeoutError(p.instance.name, hook, p.timeoutMs), settled);
   }
 
   /** Counts a verdict for /metrics (the data pass reports its own through this too). */
@@ -202,6 +215,10 @@ function scoped(name: string, h: DataHandlers): DataHandlers {
   if (typeof h.part === 'function') out.part = (part) => inPluginScope(name, () => h.part!.call(h, part));
   if (typeof h.dropHeader === 'function') out.dropHeader = (f) => h.dropHeader!.call(h, f);
   return out;
+}
+
+function isThenable<T>(v: T | Promise<T>): v is Promise<T> {
+  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as { then?: unknown }).then === 'function';
 }
 
 function describe(v: unknown): string {

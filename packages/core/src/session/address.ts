@@ -10,12 +10,28 @@ export function toAddress(raw: string, args: Record<string, string | boolean> | 
   const at = raw.lastIndexOf('@');
   const local = at >= 0 ? raw.slice(0, at) : raw;
   const given = at >= 0 ? raw.slice(at + 1) : '';
-  const ascii = given && !given.startsWith('[') ? domainToASCII(given) || given : given;
+  const ascii = given && !given.startsWith('[') ? asciiDomain(given) : given;
   const domain = ascii.toLowerCase().replace(/\.$/, '');
   const address = at >= 0 ? `${local}@${ascii}` : raw;
   const normalisedArgs: Record<string, string | true> = {};
   if (args) for (const [k, v] of Object.entries(args)) normalisedArgs[k.toUpperCase()] = v === true ? true : String(v);
   return { address, local, domain, args: normalisedArgs };
+}
+
+/**
+ * `domainToASCII(d) || d`, remembered: a relay sees the same few domains in every transaction, and the
+ * conversion (IDNA plus IPv4 number forms) is a native call per address. Bounded: cleared when full.
+ */
+const asciiDomains = new Map<string, string>();
+const ASCII_DOMAINS_MAX = 4096;
+function asciiDomain(given: string): string {
+  let ascii = asciiDomains.get(given);
+  if (ascii === undefined) {
+    ascii = domainToASCII(given) || given;
+    if (asciiDomains.size >= ASCII_DOMAINS_MAX) asciiDomains.clear();
+    asciiDomains.set(given, ascii);
+  }
+  return ascii;
 }
 
 /** The domain part of an address (lower-case, no trailing dot); '' when there is none. */

