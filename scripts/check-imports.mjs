@@ -12,6 +12,8 @@
 // class's Node stream method (`super._transform(`, `Base.prototype._flush.call(this`), which is
 // Node's documented API for implementers, and zod's `_zod` (its documented interface for library
 // authors, https://zod.dev/library-authors).
+// And it fails on the core's size limits (issue 18): no file in packages/core/src over 450 lines,
+// no folder there with more than 15 files, relay.ts (the composer) at most 300 lines.
 // Usage: node scripts/check-imports.mjs [--json]   (prints what it checked, then every problem found)
 import fs from 'node:fs';
 import path from 'node:path';
@@ -93,6 +95,24 @@ export function privateMembers(text) {
   return out;
 }
 
+export const CORE_LIMITS = { fileLines: 450, folderFiles: 15, composerLines: 300 };
+
+/** Files of the core over CORE_LIMITS.fileLines (relay.ts over composerLines), folders over folderFiles. */
+function sizeProblems(coreSrc, repoRoot) {
+  const out = [];
+  const perFolder = new Map();
+  for (const f of walk(coreSrc)) {
+    const rel = path.relative(repoRoot, f);
+    const lines = fs.readFileSync(f, 'utf8').split('\n').length - 1;
+    const max = path.relative(coreSrc, f) === 'relay.ts' ? CORE_LIMITS.composerLines : CORE_LIMITS.fileLines;
+    if (lines > max) out.push(`file too long: ${rel} has ${lines} lines (limit ${max})`);
+    const dir = path.dirname(rel);
+    perFolder.set(dir, (perFolder.get(dir) ?? 0) + 1);
+  }
+  for (const [dir, n] of perFolder) if (n > CORE_LIMITS.folderFiles && dir !== path.relative(repoRoot, coreSrc)) out.push(`folder too full: ${dir} has ${n} files (limit ${CORE_LIMITS.folderFiles})`);
+  return out;
+}
+
 export function checkImports(repoRoot = root) {
   const srcDirs = [path.join(repoRoot, 'packages/core/src')];
   const pluginsDir = path.join(repoRoot, 'plugins');
@@ -104,6 +124,7 @@ export function checkImports(repoRoot = root) {
     const first = path.relative(coreSrc, file).split(path.sep)[0];
     return CORE_FLOORS[first];
   };
+  problems.push(...sizeProblems(coreSrc, repoRoot));
   for (const dir of srcDirs) {
     const graph = new Map();
     for (const f of walk(dir)) {
@@ -138,7 +159,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   else {
     console.log(`check-imports: ${r.files} files, ${r.edges} local imports in ${r.packages} source folders (packages/core/src, plugins/*/src)`);
     for (const p of r.problems) console.log(`  ${p}`);
-    console.log(r.problems.length ? `check-imports: ${r.problems.length} problem(s)` : 'check-imports: no circles, no upward imports, no library private member outside adapter/');
+    console.log(r.problems.length ? `check-imports: ${r.problems.length} problem(s)` : 'check-imports: no circles, no upward imports, no library private member outside adapter/, core within its size limits');
   }
   process.exitCode = r.problems.length ? 1 : 0;
 }

@@ -54,4 +54,25 @@ describe('import layout (scripts/check-imports.mjs)', () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
+  it('reports a core file over 450 lines, relay.ts over 300 and a core folder with more than 15 files', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'check-sizes-'));
+    try {
+      const write = (rel: string, text: string) => {
+        fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
+        fs.writeFileSync(path.join(dir, rel), text);
+      };
+      write('packages/core/src/spool/long.ts', 'export const x = 1;\n'.repeat(451));
+      write('packages/core/src/spool/just-fits.ts', 'export const y = 1;\n'.repeat(450));
+      write('packages/core/src/relay.ts', 'export const r = 1;\n'.repeat(301));
+      for (let i = 0; i < 16; i++) write(`packages/core/src/intake/f${i}.ts`, `export const f${i} = ${i};\n`);
+      const r = checkImports(dir);
+      assert.deepEqual(r.problems.sort(), [
+        'file too long: packages/core/src/relay.ts has 301 lines (limit 300)',
+        'file too long: packages/core/src/spool/long.ts has 451 lines (limit 450)',
+        'folder too full: packages/core/src/intake has 16 files (limit 15)',
+      ]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
