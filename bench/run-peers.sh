@@ -15,6 +15,7 @@
 # figures (end-of-DATA-to-250 p50/p99, from relay-main --stats).
 # Needs root (the shared harness runs Postfix and a loopback-only network namespace).
 # Environment: PEERS_DIR (default /work/shared/bench, or ../shared/bench next to the checkout).
+# BASE_REPO=DIR adds the relay-policy + attachments relay of another built checkout as portcullis-att-base.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
@@ -49,6 +50,18 @@ sed "s|{REPO}|$esc|g" "$HERE/relays.portcullis.json" > "$tmp"
 if ! node "$REPO/bench/dist/relay-main.js" --has-workers || [[ ! -f $REPO/packages/cli/dist/main.js ]]; then
   echo "run-peers: this checkout has no worker mode (config key \`workers\`): portcullis-auto left out" >&2
   node -e 'const fs = require("fs"); const f = process.argv[1]; fs.writeFileSync(f, JSON.stringify(JSON.parse(fs.readFileSync(f, "utf8")).filter((r) => r.name !== "portcullis-auto"), null, 2))' "$tmp"
+fi
+# BASE_REPO=DIR adds `portcullis-att-base`: the relay-policy + attachments relay of another checkout
+# (built: DIR/bench/dist), in the same run, for before/after pairs of a change.
+if [[ -n ${BASE_REPO:-} ]]; then
+  [[ -f $BASE_REPO/bench/dist/relay-main.js ]] || { echo "BASE_REPO=$BASE_REPO: build it first (npx tsc -b bench)" >&2; exit 1; }
+  node -e '
+    const fs = require("fs"); const [f, base] = process.argv.slice(1);
+    const list = JSON.parse(fs.readFileSync(f, "utf8"));
+    const att = list.find((r) => r.name === "portcullis-att");
+    const cmd = att.cmd.map((a) => a.replace(/^.*\/bench\/dist\/relay-main\.js$/, base + "/bench/dist/relay-main.js")).filter((a, i, all) => !["--workers", "--label"].includes(a) && !["--workers", "--label"].includes(all[i - 1]));
+    list.push({ ...att, name: "portcullis-att-base", label: "Portcullis at " + base + ", relay-policy + attachments (the before of a pair)", port: 2532, cmd, cwd: base });
+    fs.writeFileSync(f, JSON.stringify(list, null, 2));' "$tmp" "$(cd "$BASE_REPO" && pwd)"
 fi
 node -e 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))' "$tmp"
 mkdir -p "$WORK"
