@@ -35,21 +35,6 @@ function config(port: number, redisUrl?: string): Record<string, unknown> {
   };
 }
 
-/**
- * Opens `n` connections from `ip`, one after the other (each greeted or refused before the next, so
- * node:cluster's round-robin alternates between the workers); they all stay open.
- */
-async function openMany(port: number, ip: string, n: number): Promise<{ clients: RawSmtp[]; replies: string[] }> {
-  const clients: RawSmtp[] = [];
-  const replies: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const c = await RawSmtp.connect(port, '127.0.0.1', ip);
-    clients.push(c);
-    replies.push(await c.read());
-  }
-  return { clients, replies };
-}
-
 /** Polls an asynchronous condition (testkit's waitUntil takes a synchronous one). */
 async function until(check: () => Promise<boolean>, what: string, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -83,7 +68,7 @@ for (const store of ['memory', 'redis'] as const) {
     });
 
     it(`refuses exactly one of ${CORE_LIMIT + 1} simultaneous connections from one address with 421 (the core's connectionsPerIp), though they land on both workers`, async () => {
-      const { clients, replies } = await openMany(port, '127.0.0.5', CORE_LIMIT + 1);
+      const { clients, replies } = await RawSmtp.openMany(port, '127.0.0.5', CORE_LIMIT + 1);
       try {
         assert.equal(count(replies, /^220 /), CORE_LIMIT, replies.join(' | '));
         assert.equal(count(replies, /^421 4\.7\.0 /), 1, replies.join(' | '));
@@ -97,13 +82,13 @@ for (const store of ['memory', 'redis'] as const) {
       await until(async () => h.host.state.slots('core:connectionsPerIp', CORE_LIMIT).held('127.0.0.5') === 0, 'the primary got every release', 5000);
       assert.deepEqual(h.links().map((w) => h.host.heldBy(w.id)), [0, 0]);
       // Every slot was given back: the address gets its full limit again.
-      const again = await openMany(port, '127.0.0.5', CORE_LIMIT);
+      const again = await RawSmtp.openMany(port, '127.0.0.5', CORE_LIMIT);
       assert.equal(count(again.replies, /^220 /), CORE_LIMIT, again.replies.join(' | '));
       for (const c of again.clients) c.close();
     });
 
     it(`refuses exactly one of ${PLUGIN_LIMIT + 1} simultaneous connections from one address with 421 4.7.0 (@portcullis/limits perIp.connections)`, async () => {
-      const { clients, replies } = await openMany(port, '127.0.0.6', PLUGIN_LIMIT + 1);
+      const { clients, replies } = await RawSmtp.openMany(port, '127.0.0.6', PLUGIN_LIMIT + 1);
       try {
         assert.equal(count(replies, /^220 /), PLUGIN_LIMIT, replies.join(' | '));
         assert.equal(count(replies, /^421 4\.7\.0 Too many connections from your address/), 1, replies.join(' | '));
@@ -162,7 +147,7 @@ for (const store of ['memory', 'redis'] as const) {
     });
 
     it("frees a killed worker's slots at once: the address gets its full limit back", async () => {
-      const { clients, replies } = await openMany(port, '127.0.0.9', CORE_LIMIT);
+      const { clients, replies } = await RawSmtp.openMany(port, '127.0.0.9', CORE_LIMIT);
       assert.equal(count(replies, /^220 /), CORE_LIMIT, replies.join(' | '));
       const holders = h.links().filter((w) => h.host.heldBy(w.id) > 0);
       assert.ok(holders.length === 2, 'both workers hold slots');
@@ -172,7 +157,7 @@ for (const store of ['memory', 'redis'] as const) {
       await h.kill(victim.id);
       assert.ok(h.freedOnExit.get(victim.id)! >= 1, `the primary freed the victim's slots: ${h.freedOnExit.get(victim.id)}`);
       // The survivor's connections still count: the address gets exactly what the victim held.
-      const more = await openMany(port, '127.0.0.9', CORE_LIMIT - survivorHeld + 1);
+      const more = await RawSmtp.openMany(port, '127.0.0.9', CORE_LIMIT - survivorHeld + 1);
       assert.equal(count(more.replies, /^220 /), CORE_LIMIT - survivorHeld, more.replies.join(' | '));
       assert.equal(count(more.replies, /^421 /), 1, more.replies.join(' | '));
       const down = await clusterReadiness({ workers: () => h.links(), expected: () => 2 });

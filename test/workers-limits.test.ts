@@ -57,24 +57,10 @@ for (const store of ['memory', 'redis'] as const) {
       rmSync(dir, { recursive: true, force: true });
     });
 
-    /**
-     * Opens `n` connections from `ip`, one after the other (each greeted or refused before the next,
-     * so the primary's round-robin alternates between the workers); all stay open.
-     */
-    async function openMany(ip: string, n: number) {
-      const clients: RawSmtp[] = [];
-      const replies: string[] = [];
-      for (let i = 0; i < n; i++) {
-        const c = await RawSmtp.connect(port, '127.0.0.1', ip);
-        clients.push(c);
-        replies.push(await c.read());
-      }
-      return { clients, replies };
-    }
     const count = (replies: string[], re: RegExp) => replies.filter((r) => re.test(r)).length;
 
     it(`refuses exactly one of ${N + 1} simultaneous connections from one address with 421 4.7.0 while both workers hold some (limits.connectionsPerIp)`, async () => {
-      const { clients, replies } = await openMany('127.0.0.5', N + 1);
+      const { clients, replies } = await RawSmtp.openMany(port, '127.0.0.5', N + 1);
       try {
         assert.equal(count(replies, /^220 /), N, replies.join(' | '));
         assert.deepEqual(replies.slice(N), ['421 4.7.0 Too many connections from your address, try again later'], 'the one past the limit');
@@ -88,7 +74,7 @@ for (const store of ['memory', 'redis'] as const) {
       // Closed connections give their slots back: the address gets all N again.
       assert.ok(
         await waitFor(async () => {
-          const again = await openMany('127.0.0.5', N);
+          const again = await RawSmtp.openMany(port, '127.0.0.5', N);
           for (const c of again.clients) c.close();
           return count(again.replies, /^220 /) === N;
         }, 10_000),
@@ -97,7 +83,7 @@ for (const store of ['memory', 'redis'] as const) {
     });
 
     it(`refuses exactly one of ${N} simultaneous connections from one address with 421 4.7.0 (@portcullis/limits perIp.connections: ${N - 1})`, async () => {
-      const { clients, replies } = await openMany('127.0.0.6', N);
+      const { clients, replies } = await RawSmtp.openMany(port, '127.0.0.6', N);
       for (const c of clients) c.close();
       assert.equal(count(replies, /^220 /), N - 1, replies.join(' | '));
       assert.equal(count(replies, /^421 4\.7\.0 Too many connections from your address/), 1, replies.join(' | '));

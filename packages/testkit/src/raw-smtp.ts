@@ -62,6 +62,23 @@ export class RawSmtp {
   }
   plaintextAfterStartTls = '';
 
+  /**
+   * Opens `n` connections from `localAddress` to `host:port` one after the other, each greeted (or
+   * refused) before the next is opened, and leaves them all open: the shape of a per-address
+   * concurrency test (with node:cluster's round-robin the connections alternate between workers).
+   * Returns the clients (the caller closes them) and each connection's first reply, in order.
+   */
+  static async openMany(port: number, localAddress: string, n: number, host = '127.0.0.1'): Promise<{ clients: RawSmtp[]; replies: string[] }> {
+    const clients: RawSmtp[] = [];
+    const replies: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const c = await RawSmtp.connect(port, host, localAddress);
+      clients.push(c);
+      replies.push(await c.read());
+    }
+    return { clients, replies };
+  }
+
   static connect(port: number, host = '127.0.0.1', localAddress?: string): Promise<RawSmtp> {
     return new Promise((resolve, reject) => {
       const socket = net.connect({ port, host, localAddress }, () => resolve(new RawSmtp(socket)));
