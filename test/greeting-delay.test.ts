@@ -20,7 +20,8 @@ describe('greeting delay per listener', () => {
   it('greets at once with greetingDelay 0 and waits with greetingDelay 400ms', async () => {
     const fast = await greetingTime('0');
     const slow = await greetingTime('400ms');
-    assert.ok(fast < 60, `greeting took ${fast} ms with no delay`);
+    // "At once" against 400 ms: well under the delay, with room for a loaded machine (was 60 ms).
+    assert.ok(fast < 250, `greeting took ${fast} ms with no delay`);
     assert.ok(slow >= 390, `greeting took ${slow} ms with a 400 ms delay`);
   });
 

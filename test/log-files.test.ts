@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createLogger, parseConfig, Relay } from '@portcullis/core';
 import { createLogFile, LOG_WRITE_CHUNK, nextBoundary } from '@portcullis/core/internal';
-import { CaptureServer, sendMail } from '@portcullis/testkit';
+import { CaptureServer, sendMail, waitUntil } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 import { adminGet, key, parseMetrics } from './support/admin.js';
 
@@ -103,14 +103,17 @@ describe('log files', function () {
       const f = await createLogFile({ path: path.join(dir, 'relay.log'), size: 1024 * 1024, files: 3, buffer: 1024 * 1024, frequency: 2000 }, dir);
       f.stream.write('{"new":1}\n');
       await new Promise<void>((res) => f.stream.flush(() => res()));
-      await new Promise((res) => setTimeout(res, 100));
+      // Files beyond the count go asynchronously: waited for (bounded well inside the 2 s period, so
+      // a loaded machine is not mistaken for a missed removal), not assumed done after a fixed pause.
+      const files = () => readdirSync(dir).sort().join(' ');
+      await waitUntil(() => files() === 'relay.3.log relay.4.log relay.5.log', 'relay.1 and relay.2 removed', 1500).catch(() => undefined);
       assert.deepEqual(readdirSync(dir).sort(), ['relay.3.log', 'relay.4.log', 'relay.5.log']);
       assert.equal(readFileSync(path.join(dir, 'relay.5.log'), 'utf8'), '{"old":5}\n{"new":1}\n');
       // frequency 2s: the next multiple of two seconds starts relay.6.log (and relay.3.log goes).
       await new Promise((res) => setTimeout(res, 2000 - (Date.now() % 2000) + 300));
       f.stream.write('{"new":2}\n');
       await new Promise<void>((res) => f.stream.flush(() => res()));
-      await new Promise((res) => setTimeout(res, 100));
+      await waitUntil(() => files() === 'relay.4.log relay.5.log relay.6.log', 'relay.3 removed after the rotation', 1500).catch(() => undefined);
       assert.deepEqual(readdirSync(dir).sort(), ['relay.4.log', 'relay.5.log', 'relay.6.log']);
       assert.equal(readFileSync(path.join(dir, 'relay.6.log'), 'utf8'), '{"new":2}\n');
       f.stream.end();
