@@ -95,7 +95,8 @@ describe('per-session command limits', () => {
     assert.ok(slowMs >= 900, `a tarpitted NOOP took ${slowMs} ms`);
     const [bye, byeMs] = await timed(s, 'QUIT');
     assert.match(bye, /^221 /);
-    assert.ok(byeMs < 300, `QUIT took ${byeMs} ms`);
+    // "At once" against the 1 s tarpit, with room for a loaded machine.
+    assert.ok(byeMs < 700, `QUIT took ${byeMs} ms`);
   });
 
   it('closes the session past the unknown-command limit with 421 4.7.0', async () => {
