@@ -1,4 +1,4 @@
-import { Transform, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import { setSocketTimeout, tapSentCommands } from '../adapter/nodemailer.js';
 
@@ -43,25 +43,17 @@ export function sendWithTimeouts(conn: Conn, t: ReplyTimeouts, idle: number, fro
     else if (cmd === 'DATA') set(t.data);
     else if (cmd === '.') set(t.finalDot);
   });
-  // A transform, not a 'data' listener: listening would start the flow before nodemailer pipes it.
-  let started = false;
-  const body = new Transform({
-    highWaterMark: 256 * 1024,
-    transform(chunk: Buffer, _enc, cb) {
-      if (!started) set(t.dataBlock);
-      started = true;
-      cb(null, chunk);
-    },
-  });
-  // nodemailer adds the terminating dot as the stream ends: from here on we wait for the final reply.
-  body.on('end', () => {
+  // The message goes to nodemailer as it is (no pass-through stream of ours per delivery):
+  // 'resume' is when the library's pipe starts the flow (a listener for it, unlike one for
+  // 'data', does not start the flow itself), 'end' when the library has read all of it and adds
+  // the terminating dot. nodemailer's send() puts its own 'error' listener on the message.
+  message.once('resume', () => set(t.dataBlock));
+  message.once('end', () => {
     progress.finalDotSent = true;
     set(t.finalDot);
   });
-  message.on('error', (err) => body.destroy(err));
-  message.pipe(body);
   return new Promise<SMTPConnection.SentMessageInfo>((resolve, reject) => {
-    conn.send({ from, to: [...to] }, body, (err, info) => {
+    conn.send({ from, to: [...to] }, message, (err, info) => {
       restore();
       set(idle);
       if (err) reject(err);

@@ -34,7 +34,18 @@ export class SessionState implements Session {
   get peerAddress() { return this.origin.peer; }
   get proxied() { return this.origin.proxied; }
   get forwarded() { return this.origin.forwarded; }
-  get origin(): ClientOrigin { return clientOrigin(this.raw, this.connection && socketPeerAddress(this.connection), this.viaProxyHeader); }
+  /** The origin while neither XCLIENT nor XFORWARD spoke (the usual session), for the address it was built from. */
+  private plainOrigin?: { readonly remote: string; readonly origin: ClientOrigin };
+  get origin(): ClientOrigin {
+    // Read by every policy check (remoteAddress, several times a command): built once while only
+    // the TCP peer (or a PROXY header) speaks; XCLIENT / XFORWARD can change it at any command.
+    const raw = this.raw as SMTPServerSession & { xClient?: Map<string, unknown>; xForward?: Map<string, unknown> };
+    const plain = !raw.xClient?.size && !raw.xForward?.size;
+    if (plain && this.plainOrigin?.remote === raw.remoteAddress) return this.plainOrigin.origin;
+    const origin = clientOrigin(this.raw, this.connection && socketPeerAddress(this.connection), this.viaProxyHeader);
+    if (plain) this.plainOrigin = { remote: raw.remoteAddress, origin };
+    return origin;
+  }
   get remotePort() { return this.raw.remotePort; }
   get localAddress() { return this.raw.localAddress; }
   get localPort() { return this.raw.localPort; }

@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import { DirSync } from './dir-sync.js';
 import { SegmentStore, type SegmentLocation } from './segment-store.js';
 import { SpillWriter } from './spill-writer.js';
+import { wireBuffer } from './wire-buffer.js';
 
 /** The envelope and our added headers, stored in the message file's trailer. Written once. */
 export interface SpoolMeta {
@@ -78,6 +79,8 @@ interface SegmentEntry {
   meta: SpoolMeta;
   loc: SegmentLocation;
   body?: Buffer;
+  /** `meta.headers` then `body` in one buffer (`body` is its tail): the first attempt's one chunk. */
+  wire?: Buffer;
 }
 
 /** Bodies of segment messages kept in memory for their first delivery attempt, at most this much. */
@@ -228,7 +231,7 @@ export class Spool {
   async commit(source: IncomingFile | string, meta: Omit<SpoolMeta, 'v' | 'bodySize'>): Promise<SpooledMessage> {
     if (typeof source !== 'string' && source.stream.chunks) {
       const w = source.stream;
-      return this.commitToSegment(meta, w.chunks!.length === 1 ? w.chunks![0]! : Buffer.concat(w.chunks!, w.size));
+      return this.commitToSegment(meta, w.chunks!, w.size);
     }
     const src = typeof source === 'string' ? source : source.path;
     const handle = await open(src, 'r+');
@@ -252,29 +255,29 @@ export class Spool {
   }
 
   /** Group commit of a small message: durable (segment fdatasync) when it resolves. */
-  private async commitToSegment(meta: Omit<SpoolMeta, 'v' | 'bodySize'>, body: Buffer): Promise<SpooledMessage> {
+  private async commitToSegment(meta: Omit<SpoolMeta, 'v' | 'bodySize'>, chunks: readonly Buffer[], size: number): Promise<SpooledMessage> {
     await this.loadSegments();
-    const full: SpoolMeta = { v: 1, ...meta, bodySize: body.length };
-    const loc = await this.segments.append(full.id, full, [body]);
-    const entry: SegmentEntry = { meta: full, loc };
+    const { wire, body } = wireBuffer(meta.headers, chunks, size);
+    const full: SpoolMeta = { v: 1, ...meta, bodySize: size };
+    const entry: SegmentEntry = { meta: full, loc: await this.segments.append(full.id, full, [body]) };
     // Kept for the first delivery attempt, which usually starts at once: no read from disk.
-    if (this.cachedBytes + body.length <= BODY_CACHE_MAX) {
-      entry.body = body;
-      this.cachedBytes += body.length;
+    if (this.cachedBytes + wire.length <= BODY_CACHE_MAX) {
+      Object.assign(entry, { body, wire });
+      this.cachedBytes += wire.length;
     }
     this.inSegments.set(full.id, entry);
     return { meta: full, state: initialState(full) };
   }
 
   private dropBody(e: SegmentEntry): void {
-    if (!e.body) return;
-    this.cachedBytes -= e.body.length;
-    e.body = undefined;
+    if (!e.wire) return;
+    this.cachedBytes -= e.wire.length;
+    e.body = e.wire = undefined;
   }
 
   /** Queues a message built in memory (bounces). Durable when it resolves. */
   async enqueue(meta: Omit<SpoolMeta, 'v' | 'bodySize'>, body: Buffer): Promise<SpooledMessage> {
-    if (body.length <= this.inlineMax) return this.commitToSegment(meta, body);
+    if (body.length <= this.inlineMax) return this.commitToSegment(meta, [body], body.length);
     const p = path.join(this.tmpDir, `${meta.id}.msg`);
     try {
       await writeFile(p, body, { mode: 0o640 });
@@ -312,8 +315,9 @@ export class Spool {
   openMessage(meta: SpoolMeta): Readable {
     const seg = this.inSegments.get(meta.id);
     if (seg) {
-      const head = Buffer.from(meta.headers);
       // One chunk: headers and body leave in one write (small bodies; a large one is not copied).
+      if (seg.wire && seg.body && seg.body.length <= 64 * 1024 && meta.headers === seg.meta.headers) return Readable.from([seg.wire]);
+      const head = Buffer.from(meta.headers);
       if (seg.body) return Readable.from(seg.body.length <= 64 * 1024 ? [Buffer.concat([head, seg.body])] : [head, seg.body]);
       if (!meta.bodySize) return Readable.from([head]);
       const body = this.segments.openBody(seg.loc);

@@ -12,6 +12,9 @@ const noop = () => undefined;
  */
 export function lazyChild(parent: Logger, bindings: Bindings): Logger {
   let real: Logger | undefined;
+  // Methods of the real child, bound once each: a Proxy `get` that bound on every access made a
+  // new function per log call (and per `log.child(...)`) for the child's whole life.
+  let bound: Map<string | symbol, unknown> | undefined;
   const get = () => (real ??= parent.child(bindings));
   // Until the child exists its level is the parent's (a child made from bindings alone inherits it).
   const isLevelEnabled = (level: string) => (real ?? parent).isLevelEnabled(level);
@@ -24,7 +27,14 @@ export function lazyChild(parent: Logger, bindings: Bindings): Logger {
       }
       const r = get();
       const v = Reflect.get(r, key, r) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(r) : v;
+      if (typeof v !== 'function') return v;
+      // A level method the level turned off is pino's shared noop: bound or not, it does nothing;
+      // but a level change replaces the method, so the cache is keyed by the function itself.
+      const hit = (bound ??= new Map()).get(key) as { fn: unknown; b: unknown } | undefined;
+      if (hit && hit.fn === v) return hit.b;
+      const b = (v as (...a: unknown[]) => unknown).bind(r);
+      bound.set(key, { fn: v, b });
+      return b;
     },
     set(_target, key, value) {
       return Reflect.set(get(), key, value);
