@@ -22,6 +22,10 @@
  * interpolated; the process's whole life: smoke test and warm-up included). Exit status 69 when
  * the core has no `workers` key (the harness leaves the config out then).
  *
+ * With workers the admin listener (and metrics recording) is on only with --stats or BENCH_METRICS=on.
+ * `--env NAME=VALUE` (repeatable) sets an environment variable for the relay and its workers, e.g.
+ * `--env PORTCULLIS_CLUSTER_SCHED=none` to measure the kernel's balancing against round-robin in one run.
+ *
  * BENCH_METRICS=on turns the admin listener (and so metrics recording) on, on a free loopback
  * port, and scrapes /metrics from this process every BENCH_SCRAPE_MS (default 15 s, Prometheus's
  * default interval; one scrape costs about 7 ms of CPU), to compare throughput with metrics on and off.
@@ -43,7 +47,7 @@ import { BurstStats } from './burst-stats.js';
 import { RELAY_NODE_FLAGS } from './node-flags.js';
 
 function usage(msg: string): never {
-  process.stderr.write(`relay-main: ${msg}\nusage: relay-main --listen 127.0.0.1:PORT --upstream HOST:PORT [--spool DIR] [--plugins relay-policy,attachments,clamav,rspamd,recipients] [--clamd HOST:PORT] [--rspamd HOST:PORT] [--stats FILE] [--max-size SIZE] [--workers N|auto] [--label NAME]\n`);
+  process.stderr.write(`relay-main: ${msg}\nusage: relay-main --listen 127.0.0.1:PORT --upstream HOST:PORT [--spool DIR] [--plugins relay-policy,attachments,clamav,rspamd,recipients] [--clamd HOST:PORT] [--rspamd HOST:PORT] [--stats FILE] [--max-size SIZE] [--workers N|auto] [--label NAME] [--env NAME=VALUE]\n`);
   process.exit(64);
 }
 
@@ -89,6 +93,7 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--stats' && v) (stats = v), i++;
     else if (a === '--max-size' && v) (maxSize = v), i++;
     else if (a === '--label' && v) (label = v), i++;
+    else if (a === '--env' && v && /^[A-Z_][A-Z0-9_]*=/.test(v)) (process.env[v.slice(0, v.indexOf('='))] = v.slice(v.indexOf('=') + 1)), i++;
     else if (a === '--workers' && v && (v === 'auto' || /^[1-9]\d*$/.test(v))) (workers = v === 'auto' ? 'auto' : Number(v)), i++;
     else usage(`unknown or incomplete argument ${JSON.stringify(a)}`);
   }
@@ -187,9 +192,15 @@ async function runCommand(args: Args): Promise<void> {
   const spoolDir = args.spool ?? path.join(dir, 'spool');
   const adminPort = await freePort();
   const file = path.join(dir, 'portcullis.json');
-  writeFileSync(file, JSON.stringify(rawConfig(args, spoolDir, { enabled: true, port: adminPort }), null, 2));
+  // The admin listener (and so metrics recording in every worker) only when something reads it: --stats
+  // (the p50/p99 come from /metrics) or BENCH_METRICS=on; otherwise off, as for --workers 1, so that the
+  // two modes are compared doing the same work.
+  const adminOn = !!args.stats || metricsOn;
+  writeFileSync(file, JSON.stringify(rawConfig(args, spoolDir, { enabled: adminOn, port: adminPort }), null, 2));
   const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../packages/cli/dist/main.js');
-  const child = spawn(process.execPath, [...RELAY_NODE_FLAGS, cli, 'start', '--config', file], { stdio: 'inherit' });
+  // This process's Node flags (cpu-loop's: the portcullis command's, plus --cpu-prof when profiling),
+  // which the primary passes on to its workers (cluster.setupPrimary's execArgv).
+  const child = spawn(process.execPath, [...(process.execArgv.length ? process.execArgv : RELAY_NODE_FLAGS), cli, 'start', '--config', file], { stdio: 'inherit' });
   process.stderr.write(`relay-main: pid ${process.pid} runs portcullis start (pid ${child.pid}, workers ${args.workers}) on ${args.listen.host}:${args.listen.port}, plugins ${args.plugins.join(',')}, upstream ${args.upstream}, spool ${spoolDir}\n`);
   let last: { buckets: Array<{ le: number; count: number }>; count: number } | undefined;
   const scrape = () =>
@@ -202,7 +213,7 @@ async function runCommand(args: Args): Promise<void> {
         if (buckets.length) last = { buckets, count: buckets[buckets.length - 1]!.count };
       });
     }).on('error', () => undefined);
-  const timer = args.stats ? setInterval(scrape, 2000) : undefined;
+  const timer = args.stats ? setInterval(scrape, 2000) : metricsOn ? setInterval(scrape, scrapeMs) : undefined;
   let stopping = false;
   const stop = (sig: NodeJS.Signals) => {
     if (stopping) return;
