@@ -228,7 +228,7 @@ async function main(): Promise<void> {
   if (only.includes('relay')) {
     relays.push({ name: 'relay', port: relayPort, proc: start(process.execPath, [...relayFlags('relay'), path.join(HERE, 'relay-main.js'), '--listen', `${LOOP}:${relayPort}`, '--upstream', `${LOOP}:${sinkPort}`, '--plugins', plugins, ...relayArgs], 'relay') });
   }
-  for (const r of relays) await waitPort(r.port, 30_000);
+  for (const r of relays) await waitPort(r.port, 90_000);
   // CPU_LOOP_STRACE=DIR: `strace -c -f` attached to each process of each relay (syscall counts into DIR,
   // written when strace is interrupted at the end; the CPU figures then include strace's overhead).
   const straceDir = process.env['CPU_LOOP_STRACE'];
