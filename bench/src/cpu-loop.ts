@@ -239,7 +239,8 @@ async function main(): Promise<void> {
   if (tracers.length) await sleep(1000);
   process.stdout.write(`# cpu-loop: ${n} messages per run, ${conc} connections, plugins ${plugins}, CPU = utime+stime of every process of the relay (its process tree) from smtp-source's start to the last message at the sink\n`);
   const others = relays.slice(1).map((r) => r.name);
-  const ratioNames = [...others.map((o) => `${o}/${relays[0]!.name}`), ...(base && only.includes('relay') ? ['relay/base'] : [])];
+  // relay/base as well when the first relay is the floor (without it, relay/base is already the first ratio).
+  const ratioNames = [...others.map((o) => `${o}/${relays[0]!.name}`), ...(base && only.includes('relay') && relays[0]!.name === 'floor' ? ['relay/base'] : [])];
   process.stdout.write(`size\tround\t${relays.map((r) => `${r.name}_ms/msg\t${r.name}_msg/s`).join('\t')}\t${ratioNames.join('\t')}\n`);
   const summary: string[] = [];
   for (const size of sizes) {
