@@ -52,8 +52,10 @@ describe('IpcState when the primary does not answer', function () {
     // A release notice went for each timed-out token, so a late grant in the primary is given back.
     // (Notices go at the end of an event-loop turn: let the last one leave before asking.)
     await new Promise((r) => setImmediate(r));
+    // A release may go more than once (one carried by an acquire that timed out goes again as a
+    // notice; the primary ignores a token it no longer holds): each token at least once.
     const released = await ch.request<Array<{ tokens: number[] }>>('released');
-    assert.deepEqual(released.flatMap((r) => r.tokens), [1, 2, 3]);
+    assert.deepEqual([...new Set(released.flatMap((r) => r.tokens))].sort(), [1, 2, 3]);
   });
 });
 

@@ -129,7 +129,9 @@ export class IpcState implements SharedState {
           granted = await this.ask<boolean>(StateMessages.acquire, releases ? { name, limit, key, token, releases } : { name, limit, key, token });
         } catch (err) {
           this.degraded(err);
-          // A grant that arrives after the timeout must not hold a slot for ever.
+          // A grant that arrives after the timeout must not hold a slot for ever; and the releases
+          // this request carried go again as a notice (a release the primary already applied is a no-op).
+          for (const t of releases ?? []) this.release(t);
           this.release(token);
           return local.acquire(key);
         }
