@@ -4,19 +4,26 @@
  * message size and concurrency, in turns (floor, relay, floor, relay, ...), in one run. CPU is the
  * relay process's utime + stime from /proc, read before smtp-source starts and after the sink has
  * counted every message (so delivery is in it); the figure that holds on a shared machine is the
- * ratio to the floor of the same round.
+ * ratio to the floor of the same round. A relay that runs as several processes (`--relay-args
+ * '--workers 2'`: relay-main → the `portcullis start` primary → its workers) is counted whole: the
+ * CPU of every process in its tree, read from /proc per pid (a process's own stat counts its dead
+ * children only), and `--per-process` prints each role's share (main, primary, worker).
  *
  *   node bench/dist/cpu-loop.js [--sizes 10240,102400] [--conc 10] [--n 1000] [--rounds 3]
- *       [--plugins relay-policy,attachments] [--relay-args '...'] [--prof DIR]
+ *       [--plugins relay-policy,attachments] [--relay-args '...'] [--base DIR] [--base-args '...']
+ *       [--per-process] [--prof DIR]
  *
  * Loopback only, bounded: every smtp-source run and every wait has a deadline. `--prof DIR` runs the
  * relays with --cpu-prof into DIR/floor and DIR/relay (written when they stop). `--only relay`
  * (or floor) runs one of them. `--parallel`: in each round all relays are loaded at once (each by
  * its own smtp-source), so they share the same moment's load (msg/s then mean little). RELAY_NODE_FLAGS (environment) replaces the relay's Node flags
- * (default: those of the portcullis command).
+ * (default: those of the portcullis command). `--relay-args` / `--base-args`: extra relay-main
+ * arguments for the relay / the base (`--base .` with other args pairs two settings of this checkout,
+ * e.g. `--relay-args '--workers 2' --base . --base-args '--workers 1'`). With `--prof DIR` and
+ * workers, each worker and the primary write their own profile into DIR/<name> (execArgv passes on).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, fstatSync, mkdtempSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
+import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -40,6 +47,9 @@ const only = opt('--only', 'floor,relay').split(',');
 const base = opt('--base', '');
 /** Every relay's run at the same time (see runAll). */
 const parallel = args.includes('--parallel');
+const relayArgs = opt('--relay-args', '').split(' ').filter(Boolean);
+const baseArgs = opt('--base-args', '').split(' ').filter(Boolean);
+const perProcess = args.includes('--per-process');
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK']).stdout.toString().trim() || 100);
 const LOOP = '127.0.0.1';
 
@@ -54,10 +64,42 @@ function freePort(): Promise<number> {
     });
   });
 }
+function ownTicks(pid: number): number {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return Number(f[11]) + Number(f[12]);
+  } catch {
+    return 0; // gone between the listing and the read
+  }
+}
+/** `pid` and every descendant, each with its depth (0: the relay-main process). */
+function tree(pid: number, depth = 0): Array<{ pid: number; depth: number }> {
+  let kids: number[] = [];
+  try {
+    for (const t of readdirSync(`/proc/${pid}/task`)) kids.push(...readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
+  } catch {
+    kids = [];
+  }
+  return [{ pid, depth }, ...kids.flatMap((k) => tree(k, depth + 1))];
+}
+/** CPU ticks of every process of a relay, by pid (a worker replaced mid-run would be missed: none is). */
+function treeTicks(pid: number): Map<number, { depth: number; ticks: number }> {
+  return new Map(tree(pid).map((p) => [p.pid, { depth: p.depth, ticks: ownTicks(p.pid) }]));
+}
 function cpuTicks(pid: number): number {
-  const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-  return Number(f[11]) + Number(f[12]);
+  let n = 0;
+  for (const p of treeTicks(pid).values()) n += p.ticks;
+  return n;
+}
+/** The CPU ms of each role between two snapshots: depth 0 main, 1 the primary (or nothing), 2+ the workers. */
+function roles(a: Map<number, { depth: number; ticks: number }>, b: Map<number, { depth: number; ticks: number }>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [pid, x] of b) {
+    const role = x.depth === 0 ? 'main' : x.depth === 1 ? 'primary' : 'workers';
+    out[role] = (out[role] ?? 0) + ((x.ticks - (a.get(pid)?.ticks ?? 0)) * 1000) / CLK_TCK;
+  }
+  return out;
 }
 async function waitPort(port: number, ms: number): Promise<void> {
   const end = Date.now() + ms;
@@ -121,7 +163,7 @@ class SinkCount {
  * All relays at once, each with its own smtp-source (--parallel): they share the machine's load of
  * the moment, which on a shared machine moves more between sequential runs than a cut moves the CPU.
  */
-async function runAll(targets: Array<{ port: number; pid: number }>, sink: SinkCount, size: number, count: number): Promise<Array<{ cpuMs: number; seconds: number }>> {
+async function runAll(targets: Array<{ port: number; pid: number }>, sink: SinkCount, size: number, count: number): Promise<Array<{ cpuMs: number; seconds: number; roles?: Record<string, number> }>> {
   const before = sink.count();
   const c0 = targets.map((t) => cpuTicks(t.pid));
   const t0 = performance.now();
@@ -141,9 +183,9 @@ async function runAll(targets: Array<{ port: number; pid: number }>, sink: SinkC
   return targets.map((t, i) => ({ cpuMs: ((cpuTicks(t.pid) - c0[i]!) * 1000) / CLK_TCK, seconds: (ends[i]! - t0) / 1000 }));
 }
 
-async function run(port: number, pid: number, sink: SinkCount, size: number, count: number): Promise<{ cpuMs: number; seconds: number }> {
+async function run(port: number, pid: number, sink: SinkCount, size: number, count: number): Promise<{ cpuMs: number; seconds: number; roles: Record<string, number> }> {
   const before = sink.count();
-  const c0 = cpuTicks(pid);
+  const t0s = treeTicks(pid);
   const t0 = performance.now();
   const src = spawn('/usr/sbin/smtp-source', ['-s', String(conc), '-m', String(count), '-l', String(size), '-f', 'bench@source.example', '-t', 'rcpt@hosted.example', '-N', '-M', 'client.example', `${LOOP}:${port}`], { stdio: 'ignore' });
   const killer = setTimeout(() => src.kill('SIGKILL'), 120_000);
@@ -156,7 +198,8 @@ async function run(port: number, pid: number, sink: SinkCount, size: number, cou
   await sleep(150);
   const got = sink.count() - before;
   if (got < count) throw new Error(`the sink counted ${got} of ${count}`);
-  return { cpuMs: ((cpuTicks(pid) - c0) * 1000) / CLK_TCK, seconds };
+  const r = roles(t0s, treeTicks(pid));
+  return { cpuMs: Object.values(r).reduce((a, b) => a + b, 0), seconds, roles: r };
 }
 
 const median = (xs: number[]) => {
@@ -180,20 +223,24 @@ async function main(): Promise<void> {
   const relayFlags = (name: string) => [...(process.env['RELAY_NODE_FLAGS'] ?? RELAY_NODE_FLAGS.join(' ')).split(' ').filter(Boolean), ...(prof ? ['--cpu-prof', '--cpu-prof-dir', path.join(prof, name)] : [])];
   if (base) {
     const basePort = await freePort();
-    relays.push({ name: 'base', port: basePort, proc: start(process.execPath, [...relayFlags('base'), path.join(base, 'bench/dist/relay-main.js'), '--listen', `${LOOP}:${basePort}`, '--upstream', `${LOOP}:${sinkPort}`, '--plugins', plugins], 'base') });
+    relays.push({ name: 'base', port: basePort, proc: start(process.execPath, [...relayFlags('base'), path.join(path.resolve(base), 'bench/dist/relay-main.js'), '--listen', `${LOOP}:${basePort}`, '--upstream', `${LOOP}:${sinkPort}`, '--plugins', plugins, ...baseArgs], 'base') });
   }
   if (only.includes('relay')) {
-    relays.push({ name: 'relay', port: relayPort, proc: start(process.execPath, [...relayFlags('relay'), path.join(HERE, 'relay-main.js'), '--listen', `${LOOP}:${relayPort}`, '--upstream', `${LOOP}:${sinkPort}`, '--plugins', plugins], 'relay') });
+    relays.push({ name: 'relay', port: relayPort, proc: start(process.execPath, [...relayFlags('relay'), path.join(HERE, 'relay-main.js'), '--listen', `${LOOP}:${relayPort}`, '--upstream', `${LOOP}:${sinkPort}`, '--plugins', plugins, ...relayArgs], 'relay') });
   }
-  for (const r of relays) await waitPort(r.port, 30_000);
-  // CPU_LOOP_STRACE=DIR: `strace -c -f` attached to each relay (syscall counts into DIR/<name>.strace,
+  for (const r of relays) await waitPort(r.port, 90_000);
+  // CPU_LOOP_STRACE=DIR: `strace -c -f` attached to each process of each relay (syscall counts into DIR,
   // written when strace is interrupted at the end; the CPU figures then include strace's overhead).
   const straceDir = process.env['CPU_LOOP_STRACE'];
-  const tracers = straceDir ? relays.map((r) => spawn('strace', ['-c', '-f', '-o', path.join(straceDir, `${r.name}.strace`), '-p', String(r.proc.pid)], { stdio: 'ignore' })) : [];
+  // One strace per process of each relay's tree (-f follows only children forked after the attach):
+  // DIR/<relay>-<role>-<pid>.strace, so the primary's syscalls and each worker's are apart.
+  const roleName = (d: number) => (d === 0 ? 'main' : d === 1 ? 'primary' : 'worker');
+  const tracers = straceDir ? relays.flatMap((r) => tree(r.proc.pid!).map((p) => spawn('strace', ['-c', '-f', '-o', path.join(straceDir, `${r.name}-${roleName(p.depth)}-${p.pid}.strace`), '-p', String(p.pid)], { stdio: 'ignore' }))) : [];
   if (tracers.length) await sleep(1000);
-  process.stdout.write(`# cpu-loop: ${n} messages per run, ${conc} connections, plugins ${plugins}, CPU = utime+stime of the relay process from smtp-source's start to the last message at the sink\n`);
+  process.stdout.write(`# cpu-loop: ${n} messages per run, ${conc} connections, plugins ${plugins}, CPU = utime+stime of every process of the relay (its process tree) from smtp-source's start to the last message at the sink\n`);
   const others = relays.slice(1).map((r) => r.name);
-  const ratioNames = [...others.map((o) => `${o}/${relays[0]!.name}`), ...(base && only.includes('relay') ? ['relay/base'] : [])];
+  // relay/base as well when the first relay is the floor (without it, relay/base is already the first ratio).
+  const ratioNames = [...others.map((o) => `${o}/${relays[0]!.name}`), ...(base && only.includes('relay') && relays[0]!.name === 'floor' ? ['relay/base'] : [])];
   process.stdout.write(`size\tround\t${relays.map((r) => `${r.name}_ms/msg\t${r.name}_msg/s`).join('\t')}\t${ratioNames.join('\t')}\n`);
   const summary: string[] = [];
   for (const size of sizes) {
@@ -205,7 +252,7 @@ async function main(): Promise<void> {
       const cells: string[] = [];
       const ms: number[] = [];
       // Every other round in the reverse order, so a drift of the machine's load favours no one.
-      const results = new Map<string, { cpuMs: number; seconds: number }>();
+      const results = new Map<string, { cpuMs: number; seconds: number; roles?: Record<string, number> }>();
       if (parallel) (await runAll(relays.map((r) => ({ port: r.port, pid: r.proc.pid! })), sink, size, n)).forEach((x, i) => results.set(relays[i]!.name, x));
       else for (const r of round % 2 ? relays : [...relays].reverse()) results.set(r.name, await run(r.port, r.proc.pid!, sink, size, n));
       for (const r of relays) {
@@ -217,6 +264,7 @@ async function main(): Promise<void> {
       const rs = [...ms.slice(1).map((m) => m / ms[0]!), ...(ratioNames.length > others.length ? [ms[ms.length - 1]! / ms[ms.length - 2]!] : [])];
       rs.forEach((r, i) => ratios[i]!.push(r));
       process.stdout.write(`${size}\t${round}\t${cells.join('\t')}\t${rs.map((r) => r.toFixed(3)).join('\t')}\n`);
+      if (perProcess) for (const r of relays) { const ro = results.get(r.name)!.roles; if (ro && Object.keys(ro).length > 1) process.stdout.write(`#   ${r.name} ms/msg by role: ${Object.entries(ro).map(([k, v]) => `${k} ${(v / n).toFixed(3)}`).join(', ')}\n`); }
     }
     summary.push(`${size}\tmedian\t${relays.map((r) => `${median(per[r.name]!).toFixed(3)}\t`).join('\t')}\t${ratios.map((r) => median(r).toFixed(3)).join('\t')}`);
   }

@@ -22,28 +22,29 @@
  * interpolated; the process's whole life: smoke test and warm-up included). Exit status 69 when
  * the core has no `workers` key (the harness leaves the config out then).
  *
+ * With workers the admin listener (and metrics recording) is on only with --stats or BENCH_METRICS=on.
+ * `--env NAME=VALUE` (repeatable) sets an environment variable for the relay and its workers, e.g.
+ * `--env PORTCULLIS_CLUSTER_SCHED=none` to measure the kernel's balancing against round-robin in one run.
+ *
  * BENCH_METRICS=on turns the admin listener (and so metrics recording) on, on a free loopback
  * port, and scrapes /metrics from this process every BENCH_SCRAPE_MS (default 15 s, Prometheus's
  * default interval; one scrape costs about 7 ms of CPU), to compare throughput with metrics on and off.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import http from 'node:http';
 import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseConfig, Relay } from '@portcullis/core';
-import relayPolicy from '@portcullis/relay-policy';
-import attachments from '@portcullis/attachments';
-import clamav from '@portcullis/clamav';
-import rspamd from '@portcullis/rspamd';
-import recipients from '@portcullis/recipients';
-import { BurstStats } from './burst-stats.js';
+// The core and the plugins are imported only where this process runs the relay itself (--workers 1,
+// --has-workers): with workers it only writes a config, starts `portcullis start` and reads /metrics,
+// and a harness that sums the RSS of the relay's process tree should not count ~50 MB of modules
+// this wrapper never uses (measured: 90 MB with them, see packages/core/README.md "Workers").
 import { RELAY_NODE_FLAGS } from './node-flags.js';
 
 function usage(msg: string): never {
-  process.stderr.write(`relay-main: ${msg}\nusage: relay-main --listen 127.0.0.1:PORT --upstream HOST:PORT [--spool DIR] [--plugins relay-policy,attachments,clamav,rspamd,recipients] [--clamd HOST:PORT] [--rspamd HOST:PORT] [--stats FILE] [--max-size SIZE] [--workers N|auto] [--label NAME]\n`);
+  process.stderr.write(`relay-main: ${msg}\nusage: relay-main --listen 127.0.0.1:PORT --upstream HOST:PORT [--spool DIR] [--plugins relay-policy,attachments,clamav,rspamd,recipients] [--clamd HOST:PORT] [--rspamd HOST:PORT] [--stats FILE] [--max-size SIZE] [--workers N|auto] [--label NAME] [--env NAME=VALUE]\n`);
   process.exit(64);
 }
 
@@ -89,6 +90,7 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--stats' && v) (stats = v), i++;
     else if (a === '--max-size' && v) (maxSize = v), i++;
     else if (a === '--label' && v) (label = v), i++;
+    else if (a === '--env' && v && /^[A-Z_][A-Z0-9_]*=/.test(v)) (process.env[v.slice(0, v.indexOf('='))] = v.slice(v.indexOf('=') + 1)), i++;
     else if (a === '--workers' && v && (v === 'auto' || /^[1-9]\d*$/.test(v))) (workers = v === 'auto' ? 'auto' : Number(v)), i++;
     else usage(`unknown or incomplete argument ${JSON.stringify(a)}`);
   }
@@ -124,7 +126,8 @@ function pluginEntries(args: Args): Array<{ use: string; with?: Record<string, u
   return out;
 }
 
-const metricsOn = process.env['BENCH_METRICS'] === 'on';
+/** Read after the arguments (`--env BENCH_METRICS=on` sets it for one relay of a cpu-loop pair). */
+const metricsOn = () => process.env['BENCH_METRICS'] === 'on';
 /** How often /metrics is scraped with metrics on (BENCH_SCRAPE_MS): Prometheus's default 15 s. */
 const scrapeMs = Number(process.env['BENCH_SCRAPE_MS'] ?? 15_000);
 
@@ -143,12 +146,18 @@ function rawConfig(args: Args, spoolDir: string, admin: { enabled: boolean; port
 }
 
 /** Whether this checkout's config schema has the `workers` key (the worker mode). */
-function coreHasWorkers(args: Args): boolean {
+async function coreHasWorkers(args: Args): Promise<boolean> {
   try {
+    const { parseConfig } = await import('@portcullis/core');
     return 'workers' in parseConfig(rawConfig({ ...args, workers: 1 }, os.tmpdir(), { enabled: false, port: 0 }));
   } catch {
     return false;
   }
+}
+
+/** The same question asked in a short-lived child, so that this process never loads the core. */
+function coreHasWorkersApart(): boolean {
+  return spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--has-workers'], { stdio: 'ignore' }).status === 0;
 }
 
 /** A free loopback port (for the primary's admin listener). */
@@ -187,9 +196,15 @@ async function runCommand(args: Args): Promise<void> {
   const spoolDir = args.spool ?? path.join(dir, 'spool');
   const adminPort = await freePort();
   const file = path.join(dir, 'portcullis.json');
-  writeFileSync(file, JSON.stringify(rawConfig(args, spoolDir, { enabled: true, port: adminPort }), null, 2));
+  // The admin listener (and so metrics recording in every worker) only when something reads it: --stats
+  // (the p50/p99 come from /metrics) or BENCH_METRICS=on; otherwise off, as for --workers 1, so that the
+  // two modes are compared doing the same work.
+  const adminOn = !!args.stats || metricsOn();
+  writeFileSync(file, JSON.stringify(rawConfig(args, spoolDir, { enabled: adminOn, port: adminPort }), null, 2));
   const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../packages/cli/dist/main.js');
-  const child = spawn(process.execPath, [...RELAY_NODE_FLAGS, cli, 'start', '--config', file], { stdio: 'inherit' });
+  // This process's Node flags (cpu-loop's: the portcullis command's, plus --cpu-prof when profiling),
+  // which the primary passes on to its workers (cluster.setupPrimary's execArgv).
+  const child = spawn(process.execPath, [...(process.execArgv.length ? process.execArgv : RELAY_NODE_FLAGS), cli, 'start', '--config', file], { stdio: 'inherit' });
   process.stderr.write(`relay-main: pid ${process.pid} runs portcullis start (pid ${child.pid}, workers ${args.workers}) on ${args.listen.host}:${args.listen.port}, plugins ${args.plugins.join(',')}, upstream ${args.upstream}, spool ${spoolDir}\n`);
   let last: { buckets: Array<{ le: number; count: number }>; count: number } | undefined;
   const scrape = () =>
@@ -202,7 +217,7 @@ async function runCommand(args: Args): Promise<void> {
         if (buckets.length) last = { buckets, count: buckets[buckets.length - 1]!.count };
       });
     }).on('error', () => undefined);
-  const timer = args.stats ? setInterval(scrape, 2000) : undefined;
+  const timer = args.stats ? setInterval(scrape, 2000) : metricsOn() ? setInterval(scrape, scrapeMs) : undefined;
   let stopping = false;
   const stop = (sig: NodeJS.Signals) => {
     if (stopping) return;
@@ -225,20 +240,28 @@ async function runCommand(args: Args): Promise<void> {
 
 async function main(): Promise<void> {
   // `relay-main --has-workers`: exit 0 when this checkout's core has the worker mode, 69 when not (run-peers.sh).
-  if (process.argv[2] === '--has-workers') process.exit(coreHasWorkers(parseArgs(['--listen', '127.0.0.1:2525', '--upstream', '127.0.0.1:2601'])) ? 0 : 69);
+  if (process.argv[2] === '--has-workers') process.exit((await coreHasWorkers(parseArgs(['--listen', '127.0.0.1:2525', '--upstream', '127.0.0.1:2601']))) ? 0 : 69);
   const args = parseArgs(process.argv.slice(2));
-  const hasWorkers = coreHasWorkers(args);
   if (args.workers !== undefined && args.workers !== 1) {
-    if (!hasWorkers) {
+    if (!coreHasWorkersApart()) {
       process.stderr.write('relay-main: this checkout\'s core has no `workers` config key (worker mode not merged): --workers needs it\n');
       process.exit(69);
     }
     return runCommand(args);
   }
-  if (!hasWorkers) delete args.workers;
+  if (!(await coreHasWorkers(args))) delete args.workers;
+  const [{ parseConfig, Relay }, { default: relayPolicy }, { default: attachments }, { default: clamav }, { default: rspamd }, { default: recipients }, { BurstStats }] = await Promise.all([
+    import('@portcullis/core'),
+    import('@portcullis/relay-policy'),
+    import('@portcullis/attachments'),
+    import('@portcullis/clamav'),
+    import('@portcullis/rspamd'),
+    import('@portcullis/recipients'),
+    import('./burst-stats.js'),
+  ]);
   const ownSpool = !args.spool;
   const spoolDir = args.spool ?? mkdtempSync(path.join(os.tmpdir(), 'portcullis-bench-spool-'));
-  const config = parseConfig(rawConfig(args, spoolDir, { enabled: metricsOn, port: 0 }));
+  const config = parseConfig(rawConfig(args, spoolDir, { enabled: metricsOn(), port: 0 }));
   const stats = args.stats ? new BurstStats() : undefined;
   const relay = await Relay.create({
     config,
@@ -273,7 +296,7 @@ async function main(): Promise<void> {
           if (lines.length) appendFileSync(args.stats, lines.join(''));
         }
         if (ownSpool) rmSync(spoolDir, { recursive: true, force: true });
-        if (metricsOn) process.stderr.write(`relay-main: metrics on, ${scrapes} scrapes of /metrics\n`);
+        if (metricsOn()) process.stderr.write(`relay-main: metrics on, ${scrapes} scrapes of /metrics\n`);
         process.exit(0);
       });
   };

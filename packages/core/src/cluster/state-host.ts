@@ -11,6 +11,8 @@ interface Payload {
   points?: number;
   token: number;
   tokens: number[];
+  /** Releases an acquire carries (IpcState's takeReleases): applied before it. */
+  releases?: number[];
   value: string;
   ttlMs: number;
 }
@@ -67,19 +69,21 @@ export class ClusterStateHost {
       await st.set(key, value, ttlMs);
       return true;
     });
+    const release = (tokens: readonly number[] | undefined) => {
+      for (const token of tokens ?? []) {
+        held.get(token)?.release();
+        held.delete(token);
+      }
+    };
     channel.handle(StateMessages.acquire, (x) => {
-      const { name, limit, key, token } = p(x);
+      const { name, limit, key, token, releases } = p(x);
+      release(releases);
       const lease = st.slots(name, limit).acquire(key);
       if (!lease) return false;
       held.set(token, lease);
       return true;
     });
-    channel.handle(StateMessages.release, (x) => {
-      for (const token of (x as { tokens?: number[] }).tokens ?? []) {
-        held.get(token)?.release();
-        held.delete(token);
-      }
-    });
+    channel.handle(StateMessages.release, (x) => release((x as { tokens?: number[] }).tokens));
     channel.handle(StateMessages.held, (x) => {
       const { name, limit, key } = p(x);
       return st.slots(name, limit).held(key);

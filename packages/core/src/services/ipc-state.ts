@@ -17,8 +17,8 @@ export const StateMessages = {
   peek: 'state.peek', // { name, limit, windowMs, key } → number
   get: 'state.get', // { key } → string | null
   set: 'state.set', // { key, value, ttlMs } → true
-  acquire: 'state.acquire', // { name, limit, key, token } → boolean (the lease is `token`)
-  release: 'state.release', // notice: { tokens: number[] } (the releases of one event-loop turn together)
+  acquire: 'state.acquire', // { name, limit, key, token, releases? } → boolean (the lease is `token`; `releases` are freed first)
+  release: 'state.release', // notice: { tokens: number[] } (the releases of one event-loop turn together, unless an acquire took them)
   held: 'state.held', // { name, limit, key } → number
 } as const;
 
@@ -62,15 +62,29 @@ export class IpcState implements SharedState {
     });
   }
 
-  /** Queues a release notice; the turn's releases go as one message (fewer messages for the primary to read). */
+  /**
+   * Queues a release notice; the turn's releases go as one message at the end of the turn, or ride
+   * on an acquire sent before then (under load a connection closes and the next one is admitted in
+   * the same turn: one message to the primary instead of two, and the slots are freed before that
+   * acquire is counted, never later than the notice would have freed them).
+   */
   private release(token: number): void {
     this.releases.push(token);
     if (this.releases.length > 1) return;
     setImmediate(() => {
+      if (!this.releases.length) return;
       const tokens = this.releases;
       this.releases = [];
       this.transport.notify(StateMessages.release, { tokens });
     });
+  }
+
+  /** The queued releases, for an acquire to carry (and so no longer queued). */
+  private takeReleases(): number[] | undefined {
+    if (!this.releases.length) return undefined;
+    const tokens = this.releases;
+    this.releases = [];
+    return tokens;
   }
 
   private degraded(err: unknown): void {
@@ -109,12 +123,15 @@ export class IpcState implements SharedState {
       limit,
       acquire: async (key) => {
         const token = this.nextToken++;
+        const releases = this.takeReleases();
         let granted: boolean;
         try {
-          granted = await this.ask<boolean>(StateMessages.acquire, { name, limit, key, token });
+          granted = await this.ask<boolean>(StateMessages.acquire, releases ? { name, limit, key, token, releases } : { name, limit, key, token });
         } catch (err) {
           this.degraded(err);
-          // A grant that arrives after the timeout must not hold a slot for ever.
+          // A grant that arrives after the timeout must not hold a slot for ever; and the releases
+          // this request carried go again as a notice (a release the primary already applied is a no-op).
+          for (const t of releases ?? []) this.release(t);
           this.release(token);
           return local.acquire(key);
         }
