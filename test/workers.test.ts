@@ -166,6 +166,54 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     assert.ok(await waitFor(() => logLines(relay!.logFile).some((l) => /^worker \d replaced/.test(String(l['msg']))), 20_000), 'the worker was replaced');
   });
 
+  it('backs a crash-looping worker off (0, 0.5, 1, 2 ... 16, 30, 30 s between forks) while the primary and the other worker keep serving, and serves on both again once the kills stop', async function () {
+    this.timeout(300_000);
+    const { port } = await start();
+    const lines = () => logLines(relay!.logFile);
+    const exits = () => lines().filter((l) => l['worker'] === 1 && /^worker 1 exited: a new worker takes over its spool shard/.test(String(l['msg'])));
+    const replaced = () => lines().filter((l) => l['worker'] === 1 && l['msg'] === 'worker 1 replaced: its shard is recovered and delivered');
+    const firstPid = (lines().find((l) => l['msg'] === 'ready: every worker is listening')!['pids'] as number[])[0]!;
+    // A real fault, nine times: SIGKILL worker 1 each time it is up (its replacement reports ready).
+    const kills = 9;
+    let servedDuringLoop = 0;
+    for (let k = 0; k < kills; k++) {
+      let pid = firstPid;
+      if (k > 0) {
+        assert.ok(await waitFor(() => replaced().length === k, 60_000), `replacement ${k} came up; log:\n${readFileSync(relay!.logFile, 'utf8').slice(-2000)}`);
+        pid = replaced()[k - 1]!['pid'] as number;
+      }
+      process.kill(pid, 'SIGKILL');
+      assert.ok(await waitFor(() => exits().length === k + 1, 20_000), `the primary logged exit ${k + 1}`);
+      // While worker 1 waits for its replacement, the relay still takes mail (worker 2).
+      if (k >= 6 && (await sendOne(port, `loop-${k}@client.test`))) servedDuringLoop++;
+    }
+    assert.ok(await waitFor(() => replaced().length === kills, 60_000), 'the last replacement came up');
+    const e = exits();
+    const r = replaced();
+    const waits = e.map((l) => l['restartInMs']);
+    console.log(`      waits before each fork: ${waits.join(', ')} ms; exit to ready: ${e.map((l, i) => Date.parse(String(r[i]!['time'])) - Date.parse(String(l['time']))).join(', ')} ms`);
+    assert.deepEqual(waits, [0, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+    assert.ok(e.every((l) => l['signal'] === 'SIGKILL' && l['level'] === 50), 'each exit is logged as an error with its signal');
+    assert.match(String(e[8]!['msg']), /in 30000 ms \(crash loop back-off\)$/);
+    // The waits were real: each replacement was ready no sooner than its wait after the exit.
+    for (let i = 0; i < kills; i++) {
+      const gap = Date.parse(String(r[i]!['time'])) - Date.parse(String(e[i]!['time']));
+      assert.ok(gap >= (waits[i] as number) - 5, `fork ${i + 1}: ready ${gap} ms after the exit, wait ${String(waits[i])} ms`);
+    }
+    assert.equal(relay!.child!.exitCode, null, 'the primary is still running');
+    assert.equal(servedDuringLoop, 3, 'worker 2 took mail during the back-off');
+    // Kills stopped: the last replacement stays up and takes its share again.
+    const acceptedBy = (w: number) => lines().filter((l) => l['verdict'] === 'accepted' && l['worker'] === w).length;
+    const before = [acceptedBy(1), acceptedBy(2)];
+    const { acked, failures } = await load(port, 'after-loop', 40, 8);
+    assert.equal(acked.size, 40);
+    assert.equal(failures, 0);
+    const byWorker = [1, 2].filter((w) => acceptedBy(w) > before[w - 1]!);
+    assert.ok(await waitFor(() => new Set(idsOf(sink)).size >= 43, 30_000), 'every acknowledged message delivered');
+    assert.equal(exits().length, kills, 'no further exit');
+    assert.deepEqual(byWorker, [1, 2], 'both workers accepted messages after the loop');
+  });
+
   it('portcullis queue list and status see the messages held by both workers', async () => {
     refuse = true;
     const { file, port } = await start({ delivery: { retrySchedule: ['1h'] } });
