@@ -3,7 +3,9 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CaptureServer, RawSmtp } from '@portcullis/testkit';
+import { randomBytes } from 'node:crypto';
+import { simpleParser } from 'mailparser';
+import { buildMessage, CaptureServer, RawSmtp, sendMail } from '@portcullis/testkit';
 import { adminGet, parseMetrics } from './support/admin.js';
 import { CLI, freePort, RelayProcess } from './support/relay-process.js';
 
@@ -249,6 +251,56 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     const statusText = cli(['status', '--config', file]).stdout;
     assert.match(statusText, /^queue: 40 message\(s\): .*1 held/m);
     assert.match(statusText, /^workers: 2 of 2 running; worker 1 \(pid \d+\): \d+ sessions, \d+ queued; worker 2 \(pid \d+\): \d+ sessions, \d+ queued$/m);
+  });
+
+  it('releases quarantined attachments with portcullis quarantine release: each is delivered exactly once, with its original bytes, whichever worker quarantined it', async () => {
+    const quarantine = path.join(dir, 'quarantine');
+    const { file, port } = await start({
+      plugins: [
+        { use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } } } },
+        { use: 'attachments', with: { action: 'quarantine', block: ['exe'], quarantine: { dir: quarantine } } },
+      ],
+    });
+    // Four messages, each on its own connection (round-robin: both workers quarantine), each with different binary bytes.
+    const programs = Array.from({ length: 4 }, (_, i) => Buffer.concat([Buffer.from(`MZ program ${i}\r\n.\r\n`), randomBytes(3000)]));
+    for (const [i, program] of programs.entries()) {
+      const raw = await buildMessage({ from: 'alice@sender.test', to: 'bob@example.com', subject: `tool ${i}`, messageId: `<tool-${i}@sender.test>`, attachments: [{ filename: `tool${i}.exe`, content: program, contentType: 'application/octet-stream' }] });
+      const r = await sendMail({ port, from: 'alice@sender.test', to: 'bob@example.com', raw });
+      assert.match(r.response, /^250 /);
+    }
+    assert.ok(await waitFor(() => sink.messages.length === 4, 20_000), 'the four stripped messages arrived');
+    assert.ok(sink.messages.every((m) => /An attachment was removed from this message by the mail relay\./.test(m.raw.toString()) && programs.every((p) => !m.raw.toString().includes(p.subarray(0, 45).toString('base64')))), 'each without its attachment');
+    const quarantinedBy = new Set(logLines(relay!.logFile).filter((l) => l['verdict'] === 'accepted').map((l) => l['worker']));
+    assert.deepEqual([...quarantinedBy].sort(), [1, 2], 'both workers took some');
+    const items = JSON.parse(cli(['quarantine', 'list', '--json', '--config', file]).stdout) as Array<{ id: string; reason: string }>;
+    assert.equal(items.length, 4);
+
+    const rel = cli(['quarantine', 'release', ...items.map((i) => i.id), '--config', file]);
+    assert.equal(rel.code, 0, rel.stderr);
+    for (const item of items) assert.match(rel.stdout, new RegExp(`^${item.id}: released as \\w+ to bob@example\\.com$`, 'm'));
+    const released = () => sink.messages.filter((m) => /^Subject: Released attachment: /m.test(m.raw.toString()));
+    assert.ok(await waitFor(() => released().length >= 4, 30_000), `${released().length} of 4 released messages arrived`);
+    // Delivered and done: nothing left queued in either worker, and no second copy comes later.
+    assert.ok(await waitFor(() => cli(['queue', 'list', '--json', '--config', file]).stdout.trim() === '[]', 20_000), 'the queue is empty');
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.equal(released().length, 4, 'each release delivered exactly once');
+    for (const [i, program] of programs.entries()) {
+      const copies = released().filter((m) => m.raw.toString().includes(`filename="tool${i}.exe"`));
+      assert.equal(copies.length, 1, `tool${i}.exe: ${copies.length} deliveries`);
+      assert.deepEqual(copies[0]!.to, ['bob@example.com']);
+      const parsed = await simpleParser(copies[0]!.raw);
+      const part = parsed.attachments.find((a) => a.filename === `tool${i}.exe`);
+      assert.ok(part, `tool${i}.exe attached`);
+      assert.ok(part.content.equals(program), `tool${i}.exe: the bytes delivered are the bytes sent`);
+      assert.match(copies[0]!.raw.toString(), new RegExp(`^X-Portcullis-Released: quarantine [\\w-]+ \\(attachments\\) released by `, 'm'));
+      assert.match(copies[0]!.raw.toString(), new RegExp(`^In-Reply-To: <tool-${i}@sender\\.test>`, 'm'));
+    }
+    // The operator action is logged once per item, by the worker that queued it.
+    const actions = logLines(relay!.logFile).filter((l) => /^operator action: quarantine release of /.test(String(l['msg'])));
+    assert.deepEqual(actions.map((l) => String(l['msg']).split(' ')[5]).sort(), items.map((i) => i.id).sort());
+    assert.ok(actions.every((l) => l['worker'] === 1 || l['worker'] === 2));
+    const after = JSON.parse(cli(['quarantine', 'list', '--json', '--config', file]).stdout) as Array<{ released?: { queueId: string } }>;
+    assert.ok(after.every((i) => i.released?.queueId), 'every item is marked released');
   });
 
   it('a reload under load reaches every worker, with no failed and no lost message', async () => {
