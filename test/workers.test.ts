@@ -1,59 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { simpleParser } from 'mailparser';
-import { buildMessage, CaptureServer, RawSmtp, sendMail } from '@portcullis/testkit';
+import { buildMessage, CaptureServer, messageIds, RawSmtp, sendLoad, sendMail, sendNumbered, sinkRelayConfig } from '@portcullis/testkit';
 import { adminGet, parseMetrics } from './support/admin.js';
 import { CLI, freePort, RelayProcess } from './support/relay-process.js';
-
-/** One message over its own connection; true when it got a 250. `hostname` is the EHLO name. */
-async function sendOne(port: number, id: string): Promise<boolean> {
-  let c: RawSmtp | undefined;
-  try {
-    c = await RawSmtp.connect(port);
-    if (!(await c.read(10_000)).startsWith('220')) return false;
-    await c.cmd('EHLO load.test');
-    if (!(await c.cmd('MAIL FROM:<load@client.test>')).startsWith('250')) return false;
-    if (!(await c.cmd('RCPT TO:<sink@example.com>')).startsWith('250')) return false;
-    if (!(await c.cmd('DATA')).startsWith('354')) return false;
-    c.write(`Message-ID: <${id}>\r\nSubject: workers test\r\n\r\n${'payload line\r\n'.repeat(40)}.\r\n`);
-    return (await c.read(15_000)).startsWith('250');
-  } catch {
-    return false;
-  } finally {
-    c?.close();
-  }
-}
-
-/** Sends `total` messages over `concurrency` connections at a time; a failed attempt is retried (as a client would) up to 20 times. */
-async function load(port: number, prefix: string, total: number, concurrency: number, onAck?: (acked: number) => void | Promise<void>) {
-  const acked = new Set<string>();
-  let next = 0;
-  let failures = 0;
-  const deadline = Date.now() + 150_000;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < total && Date.now() < deadline) {
-        const id = `${prefix}-${next++}@client.test`;
-        for (let tries = 0; tries < 20 && Date.now() < deadline; tries++) {
-          if (await sendOne(port, id)) {
-            acked.add(id);
-            await onAck?.(acked.size);
-            break;
-          }
-          failures++;
-          await new Promise((r) => setTimeout(r, 50));
-        }
-      }
-    }),
-  );
-  return { acked, failures };
-}
-
-const idsOf = (sink: CaptureServer) => sink.messages.map((m) => /Message-ID: <([^>]+)>/i.exec(m.raw.toString())?.[1] ?? '');
 
 async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
   const end = Date.now() + ms;
@@ -95,17 +49,7 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const config = (port: number, extra: Record<string, unknown> = {}) => ({
-    hostname: 'relay.test',
-    workers: 2,
-    listen: [{ host: '127.0.0.1', port, greetingDelay: 0 }],
-    spool: { dir: path.join(dir, 'spool') },
-    limits: { connectionsPerIp: 500 },
-    delivery: { retrySchedule: ['1s'] },
-    log: { level: 'info' },
-    plugins: [{ use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } } } }],
-    ...extra,
-  });
+  const config = (port: number, extra: Record<string, unknown> = {}) => sinkRelayConfig({ port, spoolDir: path.join(dir, 'spool'), nexthop: sink.address, connectionsPerIp: 500, level: 'info' }, { workers: 2, ...extra });
 
   async function start(extra: Record<string, unknown> = {}) {
     const port = await freePort();
@@ -121,10 +65,10 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
   it('spreads messages from many connections over both workers, delivers every one, and /metrics counts exactly the messages sent', async () => {
     const adminPort = await freePort();
     const { port } = await start({ admin: { enabled: true, port: adminPort } });
-    const { acked, failures } = await load(port, 'spread', 300, 30);
+    const { acked, failures } = await sendLoad(port, { prefix: 'spread', total: 300, concurrency: 30 });
     assert.equal(acked.size, 300);
     assert.equal(failures, 0, 'no attempt failed');
-    assert.ok(await waitFor(() => new Set(idsOf(sink)).size === 300, 60_000), `${new Set(idsOf(sink)).size} of 300 delivered`);
+    assert.ok(await waitFor(() => new Set(messageIds(sink)).size === 300, 60_000), `${new Set(messageIds(sink)).size} of 300 delivered`);
     const perWorker = new Map<unknown, number>();
     for (const l of logLines(relay!.logFile)) if (l['verdict'] === 'accepted') perWorker.set(l['worker'], (perWorker.get(l['worker']) ?? 0) + 1);
     console.log(`      accepted per worker: ${JSON.stringify(Object.fromEntries(perWorker))}`);
@@ -144,20 +88,25 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     const { port } = await start();
     const victim = () => logLines(relay!.logFile);
     let killed: number | undefined;
-    const { acked } = await load(port, 'kill', 2000, 20, (n) => {
-      if (killed === undefined && n >= 700) {
-        const pids = readFileSync('/proc/' + relay!.child!.pid + '/task/' + relay!.child!.pid + '/children', 'utf8').trim().split(/\s+/).map(Number);
-        killed = pids[0]!;
-        process.kill(killed, 'SIGKILL');
-      }
+    const { acked } = await sendLoad(port, {
+      prefix: 'kill',
+      total: 2000,
+      concurrency: 20,
+      onAck: (n) => {
+        if (killed === undefined && n >= 700) {
+          const pids = readFileSync('/proc/' + relay!.child!.pid + '/task/' + relay!.child!.pid + '/children', 'utf8').trim().split(/\s+/).map(Number);
+          killed = pids[0]!;
+          process.kill(killed, 'SIGKILL');
+        }
+      },
     });
     assert.ok(killed, 'a worker was killed');
     assert.equal(acked.size, 2000, `${acked.size} of 2000 got a 250`);
-    const arrived = () => new Set(idsOf(sink));
+    const arrived = () => new Set(messageIds(sink));
     await waitFor(() => [...acked].every((id) => arrived().has(id)), 60_000);
     const missing = [...acked].filter((id) => !arrived().has(id));
     const counts = new Map<string, number>();
-    for (const id of idsOf(sink)) counts.set(id, (counts.get(id) ?? 0) + 1);
+    for (const id of messageIds(sink)) counts.set(id, (counts.get(id) ?? 0) + 1);
     const duplicates = [...counts.values()].filter((n) => n > 1).length;
     console.log(`      SIGKILL of worker pid ${killed}: 2000 acknowledged, ${sink.messages.length} deliveries, ${missing.length} missing, ${duplicates} duplicated`);
     assert.deepEqual(missing, []);
@@ -187,7 +136,7 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
       process.kill(pid, 'SIGKILL');
       assert.ok(await waitFor(() => exits().length === k + 1, 20_000), `the primary logged exit ${k + 1}`);
       // While worker 1 waits for its replacement, the relay still takes mail (worker 2).
-      if (k >= 6 && (await sendOne(port, `loop-${k}@client.test`))) servedDuringLoop++;
+      if (k >= 6 && (await sendNumbered(port, `loop-${k}@client.test`)) === 'acked') servedDuringLoop++;
     }
     assert.ok(await waitFor(() => replaced().length === kills, 60_000), 'the last replacement came up');
     const e = exits();
@@ -207,11 +156,11 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     // Kills stopped: the last replacement stays up and takes its share again.
     const acceptedBy = (w: number) => lines().filter((l) => l['verdict'] === 'accepted' && l['worker'] === w).length;
     const before = [acceptedBy(1), acceptedBy(2)];
-    const { acked, failures } = await load(port, 'after-loop', 40, 8);
+    const { acked, failures } = await sendLoad(port, { prefix: 'after-loop', total: 40, concurrency: 8 });
     assert.equal(acked.size, 40);
     assert.equal(failures, 0);
     const byWorker = [1, 2].filter((w) => acceptedBy(w) > before[w - 1]!);
-    assert.ok(await waitFor(() => new Set(idsOf(sink)).size >= 43, 30_000), 'every acknowledged message delivered');
+    assert.ok(await waitFor(() => new Set(messageIds(sink)).size >= 43, 30_000), 'every acknowledged message delivered');
     assert.equal(exits().length, kills, 'no further exit');
     assert.deepEqual(byWorker, [1, 2], 'both workers accepted messages after the loop');
   });
@@ -219,7 +168,7 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
   it('portcullis queue list and status see the messages held by both workers', async () => {
     refuse = true;
     const { file, port } = await start({ delivery: { retrySchedule: ['1h'] } });
-    const { acked } = await load(port, 'held', 40, 10);
+    const { acked } = await sendLoad(port, { prefix: 'held', total: 40, concurrency: 10 });
     assert.equal(acked.size, 40);
     await waitFor(() => sink.messages.length === 0 && logLines(relay!.logFile).filter((l) => l['verdict'] === 'accepted').length === 40, 10_000);
     // Every message has had its first (refused) attempt once `attempts` is 1 everywhere.
@@ -306,19 +255,24 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
   it('a reload under load reaches every worker, with no failed and no lost message', async () => {
     const { file, port } = await start();
     let reloaded: { code: number | null; stdout: string; stderr: string } | undefined;
-    const { acked, failures } = await load(port, 'reload', 600, 10, (n) => {
-      if (n === 200) {
-        const c = JSON.parse(readFileSync(file, 'utf8')) as { hostname: string };
-        c.hostname = 'reloaded.test';
-        writeFileSync(file, JSON.stringify(c, null, 2));
-        reloaded = cli(['reload', '--config', file]);
-      }
+    const { acked, failures } = await sendLoad(port, {
+      prefix: 'reload',
+      total: 600,
+      concurrency: 10,
+      onAck: (n) => {
+        if (n === 200) {
+          const c = JSON.parse(readFileSync(file, 'utf8')) as { hostname: string };
+          c.hostname = 'reloaded.test';
+          writeFileSync(file, JSON.stringify(c, null, 2));
+          reloaded = cli(['reload', '--config', file]);
+        }
+      },
     });
     assert.equal(reloaded?.code, 0, reloaded?.stderr);
     assert.match(reloaded!.stdout, /configuration reloaded; new sessions use plugins: relay-policy/);
     assert.equal(acked.size, 600);
     assert.equal(failures, 0, 'no attempt failed during the reload');
-    assert.ok(await waitFor(() => new Set(idsOf(sink)).size === 600, 60_000), `${new Set(idsOf(sink)).size} of 600 delivered`);
+    assert.ok(await waitFor(() => new Set(messageIds(sink)).size === 600, 60_000), `${new Set(messageIds(sink)).size} of 600 delivered`);
     const lines = logLines(relay!.logFile);
     const workersReloaded = new Set(lines.filter((l) => l['msg'] === 'configuration reloaded: new sessions use it').map((l) => l['worker']));
     assert.deepEqual([...workersReloaded].sort(), [1, 2]);
@@ -332,7 +286,7 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     const refused = cli(['reload', '--config', file]);
     assert.equal(refused.code, 1, refused.stderr);
     assert.match(refused.stderr, /portcullis reload: the running configuration is kept:\n.*portcullis\.json: plugins\[0\]/);
-    assert.equal(await sendOne(port, 'after-refused@client.test'), true);
+    assert.equal(await sendNumbered(port, 'after-refused@client.test'), 'acked');
     assert.ok(await waitFor(() => sink.messages.some((m) => /after-refused@client\.test/.test(m.raw.toString()) && /by reloaded\.test/.test(m.raw.toString())), 20_000), 'still running the last good configuration');
   });
 
@@ -370,7 +324,7 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
   it('going from 2 workers to 1 strands no shard: the single relay adopts w1 and w2, lists their messages and delivers them', async () => {
     refuse = true;
     const { file, port } = await start({ delivery: { retrySchedule: ['1h'] } });
-    const { acked } = await load(port, 'shrink', 30, 10);
+    const { acked } = await sendLoad(port, { prefix: 'shrink', total: 30, concurrency: 10 });
     assert.equal(acked.size, 30);
     await waitFor(() => cli(['queue', 'list', '--json', '--config', file]).stdout.split('"attempts": 1').length === 31, 20_000);
     assert.equal(await relay!.stop(), 0);
@@ -389,7 +343,7 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     // Their retry is an hour away: a flush through the single relay's control socket reaches both shards.
     const flushed = cli(['queue', 'flush', '--config', file]);
     assert.equal(flushed.stdout, '30 message(s) due now\n');
-    assert.ok(await waitFor(() => new Set(idsOf(sink)).size === 30, 30_000), `${new Set(idsOf(sink)).size} of 30 delivered`);
+    assert.ok(await waitFor(() => new Set(messageIds(sink)).size === 30, 30_000), `${new Set(messageIds(sink)).size} of 30 delivered`);
   });
 
   it("writes one log stream: with log.file the primary puts every worker's lines, whole, into the one file it rotates", async () => {
@@ -407,7 +361,7 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
       }
     };
     assert.ok(await waitFor(() => text().includes('ready: every worker is listening'), 60_000), 'the primary logged ready into the file');
-    const { acked } = await load(port, 'logged', 40, 10);
+    const { acked } = await sendLoad(port, { prefix: 'logged', total: 40, concurrency: 10 });
     assert.equal(acked.size, 40);
     assert.ok(await waitFor(() => text().split('"verdict":"accepted"').length === 41, 20_000), 'every transaction line reached the file');
     const lines = text().trimEnd().split('\n');
@@ -434,7 +388,7 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     assert.equal(await stopped, 0);
     relay = undefined;
     // Acknowledged, so delivered before its worker exited or kept in that worker's shard.
-    const delivered = idsOf(sink).includes('drain-1@client.test');
+    const delivered = messageIds(sink).includes('drain-1@client.test');
     const queued = cli(['queue', 'list', '--json', '--config', path.join(dir, 'portcullis.json')]);
     assert.equal(queued.code, 0, queued.stderr);
     const rows = JSON.parse(queued.stdout) as Array<{ shard: number }>;
