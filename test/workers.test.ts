@@ -118,7 +118,7 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
   });
 
   it('backs a crash-looping worker off (0, 0.5, 1, 2 ... 16, 30, 30 s between forks) while the primary and the other worker keep serving, and serves on both again once the kills stop', async function () {
-    this.timeout(300_000);
+    this.timeout(420_000);
     const { port } = await start();
     const lines = () => logLines(relay!.logFile);
     const exits = () => lines().filter((l) => l['worker'] === 1 && /^worker 1 exited: a new worker takes over its spool shard/.test(String(l['msg'])));
