@@ -76,12 +76,12 @@ export class ConnectionGate {
       try {
         reply = this.checks[i]!.admit(c);
       } catch (err) {
-        return this.refuse(c, i, CHECK_FAILED, err);
+        return this.refuse(c, i, CHECK_FAILED, err ?? new Error('threw undefined'));
       }
       if (isPromise(reply)) {
         return reply.then(
           (r) => (r ? this.refuse(c, i, r) : this.decide(c, i + 1)),
-          (err: unknown) => this.refuse(c, i, CHECK_FAILED, err ?? new Error('rejected')),
+          (err: unknown) => this.refuse(c, i, CHECK_FAILED, err ?? new Error('rejected with undefined')),
         );
       }
       if (reply) return this.refuse(c, i, reply);
