@@ -2,28 +2,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CaptureServer, RawSmtp, sendMail, startTestRelay } from '@portcullis/testkit';
+import { CaptureServer, messageIds, sendLoad, sendMail, sinkRelayConfig, startTestRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 import { freePort, RelayProcess } from './support/relay-process.js';
-
-/** Sends one message over a raw connection; resolves with its Message-ID if it got a 250. */
-async function sendOne(port: number, id: string): Promise<boolean> {
-  let c: RawSmtp | undefined;
-  try {
-    c = await RawSmtp.connect(port);
-    if (!(await c.read(5000)).startsWith('220')) return false;
-    await c.cmd('EHLO load.test');
-    if (!(await c.cmd('MAIL FROM:<load@client.test>')).startsWith('250')) return false;
-    if (!(await c.cmd('RCPT TO:<sink@example.com>')).startsWith('250')) return false;
-    if (!(await c.cmd('DATA')).startsWith('354')) return false;
-    c.write(`Message-ID: <${id}>\r\nSubject: fault test\r\n\r\n${'payload line\r\n'.repeat(40)}.\r\n`);
-    return (await c.read(10_000)).startsWith('250');
-  } catch {
-    return false;
-  } finally {
-    c?.close();
-  }
-}
 
 describe('crash safety under load (issue 4)', function () {
   this.timeout(240_000);
@@ -32,59 +13,41 @@ describe('crash safety under load (issue 4)', function () {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-fault-'));
     const sink = await CaptureServer.start();
     const port = await freePort();
-    const config = RelayProcess.write(dir, {
-      hostname: 'relay.test',
-      listen: [{ host: '127.0.0.1', port, greetingDelay: 0 }],
-      spool: { dir: path.join(dir, 'spool') },
-      limits: { connectionsPerIp: 200 },
-      delivery: { retrySchedule: ['1s'] },
-      log: { level: 'warn' },
-      plugins: [{ use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } } } }],
-    });
+    const config = RelayProcess.write(dir, sinkRelayConfig({ port, spoolDir: path.join(dir, 'spool'), nexthop: sink.address }));
     const relay = new RelayProcess(config, port, path.join(dir, 'relay.log'));
     await relay.start();
     const total = 2000;
     const concurrency = 20;
     const killAt = [400, 900, 1400];
-    const acked = new Set<string>();
-    let next = 0;
-    let attempts = 0;
     let restarting: Promise<void> | undefined;
-    const deadline = Date.now() + 180_000;
-    const worker = async () => {
-      while (next < total && Date.now() < deadline) {
-        const id = `fault-${next++}@client.test`;
-        // A message whose attempt died with the relay is sent again, as a real client would.
-        for (let tries = 0; tries < 20 && Date.now() < deadline; tries++) {
-          if (restarting) await restarting;
-          attempts++;
-          if (await sendOne(port, id)) {
-            acked.add(id);
-            if (killAt.length && acked.size >= killAt[0]!) {
-              killAt.shift();
-              restarting ??= (async () => {
-                await relay.kill();
-                await relay.start();
-              })().finally(() => (restarting = undefined));
-            }
-            break;
-          }
-          await new Promise((r) => setTimeout(r, 50));
+    // A message whose attempt died with the relay is sent again, as a real client would.
+    const load = sendLoad(port, {
+      prefix: 'fault',
+      total,
+      concurrency,
+      greetingMs: 5000,
+      replyMs: 10_000,
+      deadlineMs: 180_000,
+      beforeAttempt: () => restarting,
+      onAck: (n) => {
+        if (killAt.length && n >= killAt[0]!) {
+          killAt.shift();
+          restarting ??= (async () => {
+            await relay.kill();
+            await relay.start();
+          })().finally(() => (restarting = undefined));
         }
-      }
-    };
+      },
+    });
     try {
-      await Promise.all(Array.from({ length: concurrency }, worker));
+      const { acked, attempts } = await load;
       assert.equal(killAt.length, 0, 'the relay was killed three times');
       assert.equal(acked.size, total, `${acked.size} of ${total} messages got a 250`);
       // Everything acknowledged must arrive; the queue left by the kills is delivered after restart.
       const arrived = new Map<string, number>();
       const count = () => {
         arrived.clear();
-        for (const m of sink.messages) {
-          const id = /Message-ID: <([^>]+)>/i.exec(m.raw.toString())?.[1];
-          if (id) arrived.set(id, (arrived.get(id) ?? 0) + 1);
-        }
+        for (const id of messageIds(sink)) arrived.set(id, (arrived.get(id) ?? 0) + 1);
       };
       for (let i = 0; i < 600; i++) {
         count();

@@ -2,30 +2,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CaptureServer, RawSmtp } from '@portcullis/testkit';
+import { CaptureServer, messageIds, sendNumbered, sinkRelayConfig } from '@portcullis/testkit';
 import { freePort, RelayProcess } from './support/relay-process.js';
-
-/** One message over a raw connection: 'acked' on 250, 'refused' on another reply, 'lost' when the connection died. */
-async function sendOne(port: number, id: string): Promise<'acked' | 'refused' | 'lost'> {
-  let c: RawSmtp | undefined;
-  try {
-    c = await RawSmtp.connect(port);
-    if (!(await c.read(5000)).startsWith('220')) return 'refused';
-    await c.cmd('EHLO crash.test');
-    if (!(await c.cmd('MAIL FROM:<crash@client.test>')).startsWith('250')) return 'refused';
-    if (!(await c.cmd('RCPT TO:<sink@example.com>')).startsWith('250')) return 'refused';
-    if (!(await c.cmd('DATA')).startsWith('354')) return 'refused';
-    c.write(`Message-ID: <${id}>\r\nSubject: crash point\r\n\r\n${'payload line\r\n'.repeat(60)}.\r\n`);
-    const reply = await c.read(10_000);
-    return reply.startsWith('250') ? 'acked' : reply ? 'refused' : 'lost';
-  } catch {
-    return 'lost';
-  } finally {
-    c?.close();
-  }
-}
-
-const idsAt = (sink: CaptureServer) => sink.messages.map((m) => /Message-ID: <([^>]+)>/i.exec(m.raw.toString())?.[1]).filter((x): x is string => !!x);
 
 /**
  * The segment spool's commit, stopped by SIGKILL at each of its steps (PORTCULLIS_CRASH_AT): after
@@ -41,15 +19,7 @@ describe('spool crash points (segment group commit)', function () {
       const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-crashpt-'));
       const sink = await CaptureServer.start();
       const port = await freePort();
-      const config = RelayProcess.write(dir, {
-        hostname: 'relay.test',
-        listen: [{ host: '127.0.0.1', port, greetingDelay: 0 }],
-        spool: { dir: path.join(dir, 'spool') },
-        limits: { connectionsPerIp: 100 },
-        delivery: { retrySchedule: ['1s'] },
-        log: { level: 'warn' },
-        plugins: [{ use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } } } }],
-      });
+      const config = RelayProcess.write(dir, sinkRelayConfig({ port, spoolDir: path.join(dir, 'spool'), nexthop: sink.address, connectionsPerIp: 100 }));
       const relay = new RelayProcess(config, port, path.join(dir, 'relay.log'), { PORTCULLIS_CRASH_AT: `${point}:5` });
       await relay.start();
       const outcome = new Map<string, string>();
@@ -61,7 +31,7 @@ describe('spool crash points (segment group commit)', function () {
           Array.from({ length: 10 }, async () => {
             while (!dead && n < 400) {
               const id = `crash-${point}-${n++}@client.test`;
-              outcome.set(id, await sendOne(port, id));
+              outcome.set(id, await sendNumbered(port, id, { lines: 60, greetingMs: 5000, replyMs: 10_000 }));
             }
           }),
         );
@@ -74,8 +44,8 @@ describe('spool crash points (segment group commit)', function () {
         relay.env = {};
         await relay.start();
         const deadline = Date.now() + 30_000;
-        while (Date.now() < deadline && !acked.every((id) => idsAt(sink).includes(id))) await new Promise((r) => setTimeout(r, 100));
-        const arrived = idsAt(sink);
+        while (Date.now() < deadline && !acked.every((id) => messageIds(sink).includes(id))) await new Promise((r) => setTimeout(r, 100));
+        const arrived = messageIds(sink);
         assert.deepEqual(acked.filter((id) => !arrived.includes(id)), [], 'every acknowledged message arrived');
         if (point === 'segment-written') {
           // Killed before the fdatasync: with the page cache intact the records may well be on disk
@@ -85,7 +55,7 @@ describe('spool crash points (segment group commit)', function () {
           // Killed after the fdatasync, before the 250: the batch is durable and gets delivered
           // although its clients never heard 250 (they will send again: a duplicate, never a loss).
           await new Promise((r) => setTimeout(r, 500));
-          assert.ok(lost.some((id) => idsAt(sink).includes(id)), 'the synced but unanswered batch was delivered after the restart');
+          assert.ok(lost.some((id) => messageIds(sink).includes(id)), 'the synced but unanswered batch was delivered after the restart');
         }
       } finally {
         await relay.stop();

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { CaptureServer, codeOf, freePort, hostedRelay, RawSmtp, sendMail } from '@portcullis/testkit';
+import { CaptureServer, codeOf, freePort, hostedRelay, messageIds, RawSmtp, sendLoad, sendMail, sendNumbered, sinkRelayConfig, startTestRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 
 describe('testkit loopback parts', () => {
@@ -81,5 +81,41 @@ describe('testkit hostedRelay', function () {
     await assert.rejects(hostedRelay({ builtins: { 'relay-policy': relayPolicy }, capture: { port: sinkPort }, config: { limits: { recipients: -1 } } as never }), /limits\.recipients/);
     // The next hop it had started on that port is closed again: nothing listens there.
     await assert.rejects(RawSmtp.connect(sinkPort));
+  });
+});
+
+describe('testkit numbered messages (sendNumbered, sendLoad, messageIds, sinkRelayConfig)', function () {
+  this.timeout(30_000);
+
+  it('tells acked from refused from lost, sends a bounded load counting each 250, and finds each id at the next hop', async () => {
+    const sink = await CaptureServer.start();
+    // The config the process tests write, run in this process (startTestRelay parses the same keys).
+    const { spool: _spool, listen: _listen, ...config } = sinkRelayConfig({ port: 0, spoolDir: 'unused', nexthop: sink.address, connectionsPerIp: 7 }, { hostname: 'kit.test' });
+    const relay = await startTestRelay({ builtins: { 'relay-policy': relayPolicy }, config });
+    try {
+      assert.equal(relay.relay.config.limits.connectionsPerIp, 7);
+      assert.equal(relay.relay.config.hostname, 'kit.test');
+      assert.equal(await sendNumbered(relay.port, 'one@client.test'), 'acked');
+      assert.equal(await sendNumbered(relay.port, 'two@client.test'), 'acked');
+      await sink.waitFor(2);
+      assert.deepEqual(messageIds(sink), ['one@client.test', 'two@client.test']);
+      assert.match(sink.messages[0]!.raw.toString(), /\r\n\r\n(payload line\r\n){40}$/);
+      assert.equal(await sendNumbered(await freePort(), 'nobody@client.test'), 'lost');
+      const silent = await CaptureServer.start({ onRcpt: () => [550, '5.1.1 No'] });
+      try {
+        assert.equal(await sendNumbered(silent.port, 'refused@client.test'), 'refused');
+      } finally {
+        await silent.close();
+      }
+      const acks: number[] = [];
+      const { acked, attempts, failures } = await sendLoad(relay.port, { prefix: 'kit', total: 6, concurrency: 2, lines: 3, onAck: (n) => void acks.push(n) });
+      assert.deepEqual([...acked].sort(), ['kit-0', 'kit-1', 'kit-2', 'kit-3', 'kit-4', 'kit-5'].map((i) => `${i}@client.test`));
+      assert.deepEqual(acks, [1, 2, 3, 4, 5, 6]);
+      assert.equal(failures, 0);
+      assert.equal(attempts, 6);
+    } finally {
+      await relay.stop();
+      await sink.close();
+    }
   });
 });

@@ -1,57 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CaptureServer, RawSmtp } from '@portcullis/testkit';
+import { simpleParser } from 'mailparser';
+import { buildMessage, CaptureServer, messageIds, RawSmtp, sendLoad, sendMail, sendNumbered, sinkRelayConfig } from '@portcullis/testkit';
 import { adminGet, parseMetrics } from './support/admin.js';
 import { CLI, freePort, RelayProcess } from './support/relay-process.js';
-
-/** One message over its own connection; true when it got a 250. `hostname` is the EHLO name. */
-async function sendOne(port: number, id: string): Promise<boolean> {
-  let c: RawSmtp | undefined;
-  try {
-    c = await RawSmtp.connect(port);
-    if (!(await c.read(10_000)).startsWith('220')) return false;
-    await c.cmd('EHLO load.test');
-    if (!(await c.cmd('MAIL FROM:<load@client.test>')).startsWith('250')) return false;
-    if (!(await c.cmd('RCPT TO:<sink@example.com>')).startsWith('250')) return false;
-    if (!(await c.cmd('DATA')).startsWith('354')) return false;
-    c.write(`Message-ID: <${id}>\r\nSubject: workers test\r\n\r\n${'payload line\r\n'.repeat(40)}.\r\n`);
-    return (await c.read(15_000)).startsWith('250');
-  } catch {
-    return false;
-  } finally {
-    c?.close();
-  }
-}
-
-/** Sends `total` messages over `concurrency` connections at a time; a failed attempt is retried (as a client would) up to 20 times. */
-async function load(port: number, prefix: string, total: number, concurrency: number, onAck?: (acked: number) => void | Promise<void>) {
-  const acked = new Set<string>();
-  let next = 0;
-  let failures = 0;
-  const deadline = Date.now() + 150_000;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < total && Date.now() < deadline) {
-        const id = `${prefix}-${next++}@client.test`;
-        for (let tries = 0; tries < 20 && Date.now() < deadline; tries++) {
-          if (await sendOne(port, id)) {
-            acked.add(id);
-            await onAck?.(acked.size);
-            break;
-          }
-          failures++;
-          await new Promise((r) => setTimeout(r, 50));
-        }
-      }
-    }),
-  );
-  return { acked, failures };
-}
-
-const idsOf = (sink: CaptureServer) => sink.messages.map((m) => /Message-ID: <([^>]+)>/i.exec(m.raw.toString())?.[1] ?? '');
 
 async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
   const end = Date.now() + ms;
@@ -93,17 +49,7 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const config = (port: number, extra: Record<string, unknown> = {}) => ({
-    hostname: 'relay.test',
-    workers: 2,
-    listen: [{ host: '127.0.0.1', port, greetingDelay: 0 }],
-    spool: { dir: path.join(dir, 'spool') },
-    limits: { connectionsPerIp: 500 },
-    delivery: { retrySchedule: ['1s'] },
-    log: { level: 'info' },
-    plugins: [{ use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } } } }],
-    ...extra,
-  });
+  const config = (port: number, extra: Record<string, unknown> = {}) => sinkRelayConfig({ port, spoolDir: path.join(dir, 'spool'), nexthop: sink.address, connectionsPerIp: 500, level: 'info' }, { workers: 2, ...extra });
 
   async function start(extra: Record<string, unknown> = {}) {
     const port = await freePort();
@@ -119,10 +65,10 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
   it('spreads messages from many connections over both workers, delivers every one, and /metrics counts exactly the messages sent', async () => {
     const adminPort = await freePort();
     const { port } = await start({ admin: { enabled: true, port: adminPort } });
-    const { acked, failures } = await load(port, 'spread', 300, 30);
+    const { acked, failures } = await sendLoad(port, { prefix: 'spread', total: 300, concurrency: 30 });
     assert.equal(acked.size, 300);
     assert.equal(failures, 0, 'no attempt failed');
-    assert.ok(await waitFor(() => new Set(idsOf(sink)).size === 300, 60_000), `${new Set(idsOf(sink)).size} of 300 delivered`);
+    assert.ok(await waitFor(() => new Set(messageIds(sink)).size === 300, 60_000), `${new Set(messageIds(sink)).size} of 300 delivered`);
     const perWorker = new Map<unknown, number>();
     for (const l of logLines(relay!.logFile)) if (l['verdict'] === 'accepted') perWorker.set(l['worker'], (perWorker.get(l['worker']) ?? 0) + 1);
     console.log(`      accepted per worker: ${JSON.stringify(Object.fromEntries(perWorker))}`);
@@ -142,20 +88,25 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     const { port } = await start();
     const victim = () => logLines(relay!.logFile);
     let killed: number | undefined;
-    const { acked } = await load(port, 'kill', 2000, 20, (n) => {
-      if (killed === undefined && n >= 700) {
-        const pids = readFileSync('/proc/' + relay!.child!.pid + '/task/' + relay!.child!.pid + '/children', 'utf8').trim().split(/\s+/).map(Number);
-        killed = pids[0]!;
-        process.kill(killed, 'SIGKILL');
-      }
+    const { acked } = await sendLoad(port, {
+      prefix: 'kill',
+      total: 2000,
+      concurrency: 20,
+      onAck: (n) => {
+        if (killed === undefined && n >= 700) {
+          const pids = readFileSync('/proc/' + relay!.child!.pid + '/task/' + relay!.child!.pid + '/children', 'utf8').trim().split(/\s+/).map(Number);
+          killed = pids[0]!;
+          process.kill(killed, 'SIGKILL');
+        }
+      },
     });
     assert.ok(killed, 'a worker was killed');
     assert.equal(acked.size, 2000, `${acked.size} of 2000 got a 250`);
-    const arrived = () => new Set(idsOf(sink));
+    const arrived = () => new Set(messageIds(sink));
     await waitFor(() => [...acked].every((id) => arrived().has(id)), 60_000);
     const missing = [...acked].filter((id) => !arrived().has(id));
     const counts = new Map<string, number>();
-    for (const id of idsOf(sink)) counts.set(id, (counts.get(id) ?? 0) + 1);
+    for (const id of messageIds(sink)) counts.set(id, (counts.get(id) ?? 0) + 1);
     const duplicates = [...counts.values()].filter((n) => n > 1).length;
     console.log(`      SIGKILL of worker pid ${killed}: 2000 acknowledged, ${sink.messages.length} deliveries, ${missing.length} missing, ${duplicates} duplicated`);
     assert.deepEqual(missing, []);
@@ -166,10 +117,58 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     assert.ok(await waitFor(() => logLines(relay!.logFile).some((l) => /^worker \d replaced/.test(String(l['msg']))), 20_000), 'the worker was replaced');
   });
 
+  it('backs a crash-looping worker off (0, 0.5, 1, 2 ... 16, 30, 30 s between forks) while the primary and the other worker keep serving, and serves on both again once the kills stop', async function () {
+    this.timeout(420_000);
+    const { port } = await start();
+    const lines = () => logLines(relay!.logFile);
+    const exits = () => lines().filter((l) => l['worker'] === 1 && /^worker 1 exited: a new worker takes over its spool shard/.test(String(l['msg'])));
+    const replaced = () => lines().filter((l) => l['worker'] === 1 && l['msg'] === 'worker 1 replaced: its shard is recovered and delivered');
+    const firstPid = (lines().find((l) => l['msg'] === 'ready: every worker is listening')!['pids'] as number[])[0]!;
+    // A real fault, nine times: SIGKILL worker 1 each time it is up (its replacement reports ready).
+    const kills = 9;
+    let servedDuringLoop = 0;
+    for (let k = 0; k < kills; k++) {
+      let pid = firstPid;
+      if (k > 0) {
+        assert.ok(await waitFor(() => replaced().length === k, 60_000), `replacement ${k} came up; log:\n${readFileSync(relay!.logFile, 'utf8').slice(-2000)}`);
+        pid = replaced()[k - 1]!['pid'] as number;
+      }
+      process.kill(pid, 'SIGKILL');
+      assert.ok(await waitFor(() => exits().length === k + 1, 20_000), `the primary logged exit ${k + 1}`);
+      // While worker 1 waits for its replacement, the relay still takes mail (worker 2).
+      if (k >= 6 && (await sendNumbered(port, `loop-${k}@client.test`)) === 'acked') servedDuringLoop++;
+    }
+    assert.ok(await waitFor(() => replaced().length === kills, 60_000), 'the last replacement came up');
+    const e = exits();
+    const r = replaced();
+    const waits = e.map((l) => l['restartInMs']);
+    console.log(`      waits before each fork: ${waits.join(', ')} ms; exit to ready: ${e.map((l, i) => Date.parse(String(r[i]!['time'])) - Date.parse(String(l['time']))).join(', ')} ms`);
+    assert.deepEqual(waits, [0, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+    assert.ok(e.every((l) => l['signal'] === 'SIGKILL' && l['level'] === 50), 'each exit is logged as an error with its signal');
+    assert.match(String(e[8]!['msg']), /in 30000 ms \(crash loop back-off\)$/);
+    // The waits were real: each replacement was ready no sooner than its wait after the exit.
+    for (let i = 0; i < kills; i++) {
+      const gap = Date.parse(String(r[i]!['time'])) - Date.parse(String(e[i]!['time']));
+      assert.ok(gap >= (waits[i] as number) - 5, `fork ${i + 1}: ready ${gap} ms after the exit, wait ${String(waits[i])} ms`);
+    }
+    assert.equal(relay!.child!.exitCode, null, 'the primary is still running');
+    assert.equal(servedDuringLoop, 3, 'worker 2 took mail during the back-off');
+    // Kills stopped: the last replacement stays up and takes its share again.
+    const acceptedBy = (w: number) => lines().filter((l) => l['verdict'] === 'accepted' && l['worker'] === w).length;
+    const before = [acceptedBy(1), acceptedBy(2)];
+    const { acked, failures } = await sendLoad(port, { prefix: 'after-loop', total: 40, concurrency: 8 });
+    assert.equal(acked.size, 40);
+    assert.equal(failures, 0);
+    const byWorker = [1, 2].filter((w) => acceptedBy(w) > before[w - 1]!);
+    assert.ok(await waitFor(() => new Set(messageIds(sink)).size >= 43, 30_000), 'every acknowledged message delivered');
+    assert.equal(exits().length, kills, 'no further exit');
+    assert.deepEqual(byWorker, [1, 2], 'both workers accepted messages after the loop');
+  });
+
   it('portcullis queue list and status see the messages held by both workers', async () => {
     refuse = true;
     const { file, port } = await start({ delivery: { retrySchedule: ['1h'] } });
-    const { acked } = await load(port, 'held', 40, 10);
+    const { acked } = await sendLoad(port, { prefix: 'held', total: 40, concurrency: 10 });
     assert.equal(acked.size, 40);
     await waitFor(() => sink.messages.length === 0 && logLines(relay!.logFile).filter((l) => l['verdict'] === 'accepted').length === 40, 10_000);
     // Every message has had its first (refused) attempt once `attempts` is 1 everywhere.
@@ -203,22 +202,77 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     assert.match(statusText, /^workers: 2 of 2 running; worker 1 \(pid \d+\): \d+ sessions, \d+ queued; worker 2 \(pid \d+\): \d+ sessions, \d+ queued$/m);
   });
 
+  it('releases quarantined attachments with portcullis quarantine release: each is delivered exactly once, with its original bytes, whichever worker quarantined it', async () => {
+    const quarantine = path.join(dir, 'quarantine');
+    const { file, port } = await start({
+      plugins: [
+        { use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } } } },
+        { use: 'attachments', with: { action: 'quarantine', block: ['exe'], quarantine: { dir: quarantine } } },
+      ],
+    });
+    // Four messages, each on its own connection (round-robin: both workers quarantine), each with different binary bytes.
+    const programs = Array.from({ length: 4 }, (_, i) => Buffer.concat([Buffer.from(`MZ program ${i}\r\n.\r\n`), randomBytes(3000)]));
+    for (const [i, program] of programs.entries()) {
+      const raw = await buildMessage({ from: 'alice@sender.test', to: 'bob@example.com', subject: `tool ${i}`, messageId: `<tool-${i}@sender.test>`, attachments: [{ filename: `tool${i}.exe`, content: program, contentType: 'application/octet-stream' }] });
+      const r = await sendMail({ port, from: 'alice@sender.test', to: 'bob@example.com', raw });
+      assert.match(r.response, /^250 /);
+    }
+    assert.ok(await waitFor(() => sink.messages.length === 4, 20_000), 'the four stripped messages arrived');
+    assert.ok(sink.messages.every((m) => /An attachment was removed from this message by the mail relay\./.test(m.raw.toString()) && programs.every((p) => !m.raw.toString().includes(p.subarray(0, 45).toString('base64')))), 'each without its attachment');
+    const quarantinedBy = new Set(logLines(relay!.logFile).filter((l) => l['verdict'] === 'accepted').map((l) => l['worker']));
+    assert.deepEqual([...quarantinedBy].sort(), [1, 2], 'both workers took some');
+    const items = JSON.parse(cli(['quarantine', 'list', '--json', '--config', file]).stdout) as Array<{ id: string; reason: string }>;
+    assert.equal(items.length, 4);
+
+    const rel = cli(['quarantine', 'release', ...items.map((i) => i.id), '--config', file]);
+    assert.equal(rel.code, 0, rel.stderr);
+    for (const item of items) assert.match(rel.stdout, new RegExp(`^${item.id}: released as \\w+ to bob@example\\.com$`, 'm'));
+    const released = () => sink.messages.filter((m) => /^Subject: Released attachment: /m.test(m.raw.toString()));
+    assert.ok(await waitFor(() => released().length >= 4, 30_000), `${released().length} of 4 released messages arrived`);
+    // Delivered and done: nothing left queued in either worker, and no second copy comes later.
+    assert.ok(await waitFor(() => cli(['queue', 'list', '--json', '--config', file]).stdout.trim() === '[]', 20_000), 'the queue is empty');
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.equal(released().length, 4, 'each release delivered exactly once');
+    for (const [i, program] of programs.entries()) {
+      const copies = released().filter((m) => m.raw.toString().includes(`filename="tool${i}.exe"`));
+      assert.equal(copies.length, 1, `tool${i}.exe: ${copies.length} deliveries`);
+      assert.deepEqual(copies[0]!.to, ['bob@example.com']);
+      const parsed = await simpleParser(copies[0]!.raw);
+      const part = parsed.attachments.find((a) => a.filename === `tool${i}.exe`);
+      assert.ok(part, `tool${i}.exe attached`);
+      assert.ok(part.content.equals(program), `tool${i}.exe: the bytes delivered are the bytes sent`);
+      assert.match(copies[0]!.raw.toString(), new RegExp(`^X-Portcullis-Released: quarantine [\\w-]+ \\(attachments\\) released by `, 'm'));
+      assert.match(copies[0]!.raw.toString(), new RegExp(`^In-Reply-To: <tool-${i}@sender\\.test>`, 'm'));
+    }
+    // The operator action is logged once per item, by the worker that queued it.
+    const actions = logLines(relay!.logFile).filter((l) => /^operator action: quarantine release of /.test(String(l['msg'])));
+    assert.deepEqual(actions.map((l) => String(l['msg']).split(' ')[5]).sort(), items.map((i) => i.id).sort());
+    assert.ok(actions.every((l) => l['worker'] === 1 || l['worker'] === 2));
+    const after = JSON.parse(cli(['quarantine', 'list', '--json', '--config', file]).stdout) as Array<{ released?: { queueId: string } }>;
+    assert.ok(after.every((i) => i.released?.queueId), 'every item is marked released');
+  });
+
   it('a reload under load reaches every worker, with no failed and no lost message', async () => {
     const { file, port } = await start();
     let reloaded: { code: number | null; stdout: string; stderr: string } | undefined;
-    const { acked, failures } = await load(port, 'reload', 600, 10, (n) => {
-      if (n === 200) {
-        const c = JSON.parse(readFileSync(file, 'utf8')) as { hostname: string };
-        c.hostname = 'reloaded.test';
-        writeFileSync(file, JSON.stringify(c, null, 2));
-        reloaded = cli(['reload', '--config', file]);
-      }
+    const { acked, failures } = await sendLoad(port, {
+      prefix: 'reload',
+      total: 600,
+      concurrency: 10,
+      onAck: (n) => {
+        if (n === 200) {
+          const c = JSON.parse(readFileSync(file, 'utf8')) as { hostname: string };
+          c.hostname = 'reloaded.test';
+          writeFileSync(file, JSON.stringify(c, null, 2));
+          reloaded = cli(['reload', '--config', file]);
+        }
+      },
     });
     assert.equal(reloaded?.code, 0, reloaded?.stderr);
     assert.match(reloaded!.stdout, /configuration reloaded; new sessions use plugins: relay-policy/);
     assert.equal(acked.size, 600);
     assert.equal(failures, 0, 'no attempt failed during the reload');
-    assert.ok(await waitFor(() => new Set(idsOf(sink)).size === 600, 60_000), `${new Set(idsOf(sink)).size} of 600 delivered`);
+    assert.ok(await waitFor(() => new Set(messageIds(sink)).size === 600, 60_000), `${new Set(messageIds(sink)).size} of 600 delivered`);
     const lines = logLines(relay!.logFile);
     const workersReloaded = new Set(lines.filter((l) => l['msg'] === 'configuration reloaded: new sessions use it').map((l) => l['worker']));
     assert.deepEqual([...workersReloaded].sort(), [1, 2]);
@@ -232,7 +286,7 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     const refused = cli(['reload', '--config', file]);
     assert.equal(refused.code, 1, refused.stderr);
     assert.match(refused.stderr, /portcullis reload: the running configuration is kept:\n.*portcullis\.json: plugins\[0\]/);
-    assert.equal(await sendOne(port, 'after-refused@client.test'), true);
+    assert.equal(await sendNumbered(port, 'after-refused@client.test'), 'acked');
     assert.ok(await waitFor(() => sink.messages.some((m) => /after-refused@client\.test/.test(m.raw.toString()) && /by reloaded\.test/.test(m.raw.toString())), 20_000), 'still running the last good configuration');
   });
 
@@ -270,7 +324,7 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
   it('going from 2 workers to 1 strands no shard: the single relay adopts w1 and w2, lists their messages and delivers them', async () => {
     refuse = true;
     const { file, port } = await start({ delivery: { retrySchedule: ['1h'] } });
-    const { acked } = await load(port, 'shrink', 30, 10);
+    const { acked } = await sendLoad(port, { prefix: 'shrink', total: 30, concurrency: 10 });
     assert.equal(acked.size, 30);
     await waitFor(() => cli(['queue', 'list', '--json', '--config', file]).stdout.split('"attempts": 1').length === 31, 20_000);
     assert.equal(await relay!.stop(), 0);
@@ -289,7 +343,7 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     // Their retry is an hour away: a flush through the single relay's control socket reaches both shards.
     const flushed = cli(['queue', 'flush', '--config', file]);
     assert.equal(flushed.stdout, '30 message(s) due now\n');
-    assert.ok(await waitFor(() => new Set(idsOf(sink)).size === 30, 30_000), `${new Set(idsOf(sink)).size} of 30 delivered`);
+    assert.ok(await waitFor(() => new Set(messageIds(sink)).size === 30, 30_000), `${new Set(messageIds(sink)).size} of 30 delivered`);
   });
 
   it("writes one log stream: with log.file the primary puts every worker's lines, whole, into the one file it rotates", async () => {
@@ -307,7 +361,7 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
       }
     };
     assert.ok(await waitFor(() => text().includes('ready: every worker is listening'), 60_000), 'the primary logged ready into the file');
-    const { acked } = await load(port, 'logged', 40, 10);
+    const { acked } = await sendLoad(port, { prefix: 'logged', total: 40, concurrency: 10 });
     assert.equal(acked.size, 40);
     assert.ok(await waitFor(() => text().split('"verdict":"accepted"').length === 41, 20_000), 'every transaction line reached the file');
     const lines = text().trimEnd().split('\n');
@@ -334,7 +388,7 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     assert.equal(await stopped, 0);
     relay = undefined;
     // Acknowledged, so delivered before its worker exited or kept in that worker's shard.
-    const delivered = idsOf(sink).includes('drain-1@client.test');
+    const delivered = messageIds(sink).includes('drain-1@client.test');
     const queued = cli(['queue', 'list', '--json', '--config', path.join(dir, 'portcullis.json')]);
     assert.equal(queued.code, 0, queued.stderr);
     const rows = JSON.parse(queued.stdout) as Array<{ shard: number }>;

@@ -71,7 +71,15 @@ for (const b of bursts) {
 const procs = [...perPid.values()];
 
 const configOf = (b: Burst) => b.config ?? configOfPlugins(b.plugins);
-const configOfPlugins = (plugins: string) => (plugins === 'relay-policy' ? 'portcullis' : plugins === 'relay-policy,attachments' ? 'portcullis-att' : plugins === 'relay-policy,recipients' ? 'portcullis-rcpt' : plugins);
+/**
+ * A burst without `config` comes from a relay started without `--label`. Of this checkout's
+ * relays (relays.portcullis.json) only portcullis-att runs relay-policy + attachments, and always
+ * with `--label portcullis-att`; an unlabelled relay of those plugins is BASE_REPO's
+ * (`portcullis-att-base`: run-peers.sh drops `--label` there, an older checkout may not know it).
+ * Taking it for portcullis-att put the base's figures in portcullis-att's rows and shifted every
+ * later portcullis-att process onto the wrong run.
+ */
+const configOfPlugins = (plugins: string) => (plugins === 'relay-policy' ? 'portcullis' : plugins === 'relay-policy,attachments' ? 'portcullis-att-base' : plugins === 'relay-policy,recipients' ? 'portcullis-rcpt' : plugins);
 /** The (size, concurrency) rows of the harness CSV for our configs. */
 const runs: Array<{ config: string; size: number; conc: number }> = [];
 if (csvFile && existsSync(csvFile)) {

@@ -7,8 +7,9 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 // scripts/check-imports.mjs is also run by the root `test` script before the suites; running it here
 // makes the layout rule a counted test of the core suite.
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const { checkImports } = (await import(pathToFileURL(path.join(repoRoot, 'scripts/check-imports.mjs')).href)) as {
+const { checkImports, lineCount } = (await import(pathToFileURL(path.join(repoRoot, 'scripts/check-imports.mjs')).href)) as {
   checkImports(root?: string): { files: number; edges: number; problems: string[] };
+  lineCount(text: string): number;
 };
 
 describe('import layout (scripts/check-imports.mjs)', () => {
@@ -54,7 +55,7 @@ describe('import layout (scripts/check-imports.mjs)', () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
-  it('reports a core file over 450 lines, relay.ts over 300 and a core folder with more than 15 files', () => {
+  it('reports a core file over 450 lines (a last line without a newline counted), relay.ts over 300 and a core folder with more than 15 files', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'check-sizes-'));
     try {
       const write = (rel: string, text: string) => {
@@ -63,16 +64,23 @@ describe('import layout (scripts/check-imports.mjs)', () => {
       };
       write('packages/core/src/spool/long.ts', 'export const x = 1;\n'.repeat(451));
       write('packages/core/src/spool/just-fits.ts', 'export const y = 1;\n'.repeat(450));
+      // No newline after the last line: it is a line all the same (451 lines, one too many).
+      write('packages/core/src/spool/no-final-newline.ts', 'export const z = 1;\n'.repeat(450) + 'export const w = 2;');
+      write('packages/core/src/spool/fits-without-newline.ts', 'export const v = 1;\n'.repeat(449) + 'export const u = 2;');
       write('packages/core/src/relay.ts', 'export const r = 1;\n'.repeat(301));
       for (let i = 0; i < 16; i++) write(`packages/core/src/intake/f${i}.ts`, `export const f${i} = ${i};\n`);
       const r = checkImports(dir);
       assert.deepEqual(r.problems.sort(), [
         'file too long: packages/core/src/relay.ts has 301 lines (limit 300)',
         'file too long: packages/core/src/spool/long.ts has 451 lines (limit 450)',
+        'file too long: packages/core/src/spool/no-final-newline.ts has 451 lines (limit 450)',
         'folder too full: packages/core/src/intake has 16 files (limit 15)',
       ]);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+  it('counts lines as an editor numbers them, with or without a newline after the last', () => {
+    assert.deepEqual(['', 'a', 'a\n', 'a\nb', 'a\nb\n', '\n', '\n\n'].map(lineCount), [0, 1, 1, 2, 2, 1, 2]);
   });
 });

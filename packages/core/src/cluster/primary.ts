@@ -39,12 +39,19 @@ interface Slot {
   worker?: Worker;
   channel?: IpcChannel;
   ready: boolean;
-  /** Start times of recent forks, for the crash-loop back-off. */
-  forks: number[];
+  /** When the slot's current worker was forked. */
+  forkedAt: number;
+  /** Workers of this slot in a row that died within LOOP_WINDOW_MS of their fork: the crash-loop back-off's step. */
+  quickExits: number;
   restartTimer?: NodeJS.Timeout;
 }
 
-/** A replacement after this many forks within a minute waits: 0.5 s, 1 s, 2 s ... up to 30 s. */
+/**
+ * A worker that dies within a minute of its fork is in a crash loop: the first is replaced at once,
+ * the next ones wait 0.5 s, 1 s, 2 s ... up to 30 s, and stay at 30 s until one lives a minute.
+ * Counted per death in a row, not as forks in a sliding minute: the long waits themselves empty such
+ * a window, so it dropped from 30 s back to 4 s and a steady loop forked about 7 times a minute.
+ */
 const LOOP_WINDOW_MS = 60_000;
 const MAX_BACKOFF_MS = 30_000;
 
@@ -75,7 +82,7 @@ export class ClusterPrimary {
     this.config = o.config;
     this.spoolRoot = path.resolve(o.configDir, o.config.spool.dir);
     this.assignment = orphanAssignment(existingShards(this.spoolRoot), o.workers);
-    for (let i = 1; i <= o.workers; i++) this.slots.set(i, { index: i, ready: false, forks: [] });
+    for (let i = 1; i <= o.workers; i++) this.slots.set(i, { index: i, ready: false, forkedAt: 0, quickExits: 0 });
     this.state = new ClusterStateHost(o.log.child({ part: 'shared-state' }));
   }
 
@@ -112,7 +119,7 @@ export class ClusterPrimary {
     const worker = cluster.fork(env);
     slot.worker = worker;
     slot.ready = false;
-    slot.forks = [...slot.forks.filter((t) => Date.now() - t < LOOP_WINDOW_MS), Date.now()];
+    slot.forkedAt = Date.now();
     const channel = new IpcChannel(worker, { timeoutMs: 10_000 });
     slot.channel = channel;
     // The config the primary validated, not the file as it may read now (an edit not yet reloaded, a refused reload).
@@ -145,9 +152,10 @@ export class ClusterPrimary {
   }
 
   private replace(slot: Slot, code: number | null, signal: string | null): void {
-    const recent = slot.forks.filter((t) => Date.now() - t < LOOP_WINDOW_MS).length;
-    const delay = recent <= 1 ? 0 : Math.min(MAX_BACKOFF_MS, 500 * 2 ** (recent - 2));
-    this.o.log.error({ worker: slot.index, code, signal, forksInLastMinute: recent, restartInMs: delay }, `worker ${slot.index} exited: a new worker takes over its spool shard${delay ? ` in ${delay} ms (crash loop back-off)` : ''}`);
+    const lived = Date.now() - slot.forkedAt;
+    slot.quickExits = lived < LOOP_WINDOW_MS ? slot.quickExits + 1 : 1;
+    const delay = slot.quickExits <= 1 ? 0 : Math.min(MAX_BACKOFF_MS, 500 * 2 ** (slot.quickExits - 2));
+    this.o.log.error({ worker: slot.index, code, signal, livedMs: lived, quickExitsInARow: slot.quickExits, restartInMs: delay }, `worker ${slot.index} exited: a new worker takes over its spool shard${delay ? ` in ${delay} ms (crash loop back-off)` : ''}`);
     slot.restartTimer = setTimeout(() => {
       slot.restartTimer = undefined;
       if (this.stopping) return;

@@ -28,7 +28,15 @@ export interface ConnectionCheck {
   release(c: ConnectionInfo): void;
 }
 
-export type GateDecision = { reply: Reply; check: string } | undefined;
+/** `error`: the check threw or rejected (then `reply` is CHECK_FAILED). */
+export type GateDecision = { reply: Reply; check: string; error?: unknown } | undefined;
+
+/**
+ * The answer when a check throws or rejects: a bug in it, or a store that failed in a way it did
+ * not handle. Fail closed, temporarily, as a hook that throws gets 451 4.3.0: the client comes back
+ * later; admitting would skip a limit the operator configured, exactly when it may be under attack.
+ */
+export const CHECK_FAILED: Reply = { code: 421, enhanced: '4.3.0', text: 'Temporary local problem, try again later' };
 
 const isPromise = <T>(v: MaybePromise<T>): v is Promise<T> => typeof (v as Promise<T> | undefined)?.then === 'function';
 
@@ -58,21 +66,22 @@ export class ConnectionGate {
   /**
    * As `admit`, naming the check that refused (the reason label of connections_refused_total).
    * Synchronous while every check answers synchronously. A check that throws or rejects refuses
-   * nothing: it is treated as admitting without owing a release (fail open on our own bookkeeping,
-   * never on a limit: the stores answer locally when the primary or Redis does not).
+   * with CHECK_FAILED (421 4.3.0, the error in the decision; the checks before it are released, it
+   * owes nothing). The stores answer locally when the primary or Redis does not, so this is a bug,
+   * not an outage: the relay's log and `connections_refused_total{reason="check_failed"}` show it.
    */
   decide(c: ConnectionInfo, from = 0): MaybePromise<GateDecision> {
     for (let i = from; i < this.checks.length; i++) {
       let reply: MaybePromise<Reply | undefined>;
       try {
         reply = this.checks[i]!.admit(c);
-      } catch {
-        reply = undefined;
+      } catch (err) {
+        return this.refuse(c, i, CHECK_FAILED, err ?? new Error('threw undefined'));
       }
       if (isPromise(reply)) {
         return reply.then(
           (r) => (r ? this.refuse(c, i, r) : this.decide(c, i + 1)),
-          () => this.decide(c, i + 1),
+          (err: unknown) => this.refuse(c, i, CHECK_FAILED, err ?? new Error('rejected with undefined')),
         );
       }
       if (reply) return this.refuse(c, i, reply);
@@ -81,9 +90,9 @@ export class ConnectionGate {
   }
 
   /** The checks before `i` admitted it: undo their accounting. */
-  private refuse(c: ConnectionInfo, i: number, reply: Reply): GateDecision {
+  private refuse(c: ConnectionInfo, i: number, reply: Reply, error?: unknown): GateDecision {
     for (let j = 0; j < i; j++) this.checks[j]!.release(c);
-    return { reply, check: this.checks[i]!.name };
+    return error === undefined ? { reply, check: this.checks[i]!.name } : { reply, check: this.checks[i]!.name, error };
   }
 
   release(c: ConnectionInfo): void {

@@ -100,7 +100,12 @@ export class Connections {
 
   private record(info: ConnectionInfo, gate: ConnectionGate, decided: GateDecision, label: string): Reply | undefined {
     const reply = decided?.reply;
-    if (decided && reply) {
+    if (decided?.error !== undefined) {
+      // A check that threw: counted under one reason, logged per check (at most every 10 s), with the error.
+      this.metrics.connectionRefused(label, 'check_failed');
+      this.refused.set(info.id, decided.reply);
+      this.refusals.log(this.log, 'error', `check failed: ${decided.check}`, { err: decided.error, check: decided.check, client: info.remoteAddress, listener: info.listener.name, reply: formatReply(decided.reply) }, `connection gate check ${decided.check} failed: refused for now (${formatReply(decided.reply)})`);
+    } else if (decided && reply) {
       this.metrics.connectionRefused(label, decided.check);
       this.refused.set(info.id, reply);
       this.refusals.log(this.log, 'warn', `${formatReply(reply)} ${info.remoteAddress}`, { client: info.remoteAddress, listener: info.listener.name, reply: formatReply(reply) }, 'connection refused at the gate');

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import type { CaptureServer } from './capture-server.js';
-import { freePort } from './ports.js';
-import { startSilentServer } from './silent-server.js';
-import type { TestRelay } from './test-relay.js';
+import type { CaptureServer } from '../servers/capture-server.js';
+import { freePort } from '../clients/ports.js';
+import { startSilentServer } from '../servers/silent-server.js';
+import type { TestRelay } from '../relays/test-relay.js';
 
 /** The options a scanner plugin (clamav, rspamd, spamassassin, ...) shares for its backend. */
 export interface ScannerBackendOptions {

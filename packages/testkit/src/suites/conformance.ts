@@ -1,8 +1,8 @@
 import { createHook } from 'node:async_hooks';
 import { ConfigError, definePlugin, isPluginDefinition, type HookName, type PluginDefinition, type PluginHooks, type PluginInstanceParts, accept } from '@portcullis/core';
-import { InMemoryRelay, inject, type InjectResult, type PluginSpec, type SmtpReply } from './inject.js';
-import { setupPlugin } from './call-hook.js';
-import { ScriptedResolver, type DnsScript } from './scripted-dns.js';
+import { InMemoryRelay, inject, type InjectResult, type PluginSpec, type SmtpReply } from '../in-memory/inject.js';
+import { setupPlugin } from '../in-memory/call-hook.js';
+import { ScriptedResolver, type DnsScript } from '../in-memory/scripted-dns.js';
 
 type Fn = (...a: never[]) => unknown;
 interface MochaLike {

@@ -1,14 +1,14 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { connects, Daemon, removeDir, tempDir } from './daemon.js';
-import { waitUntil } from './ports.js';
+import { connects, Daemon, removeDir, tempDir } from '../servers/daemon.js';
+import { waitUntil } from '../clients/ports.js';
 
 /**
  * The built CLI of this monorepo (`packages/cli/dist/main.js`, a sibling of this package, from src/ or
  * dist/ alike); PORTCULLIS_CLI overrides it. Found by path, not imported: the CLI depends on the test kit.
  */
-const CLI = process.env['PORTCULLIS_CLI'] ?? fileURLToPath(new URL('../../cli/dist/main.js', import.meta.url));
+const CLI = process.env['PORTCULLIS_CLI'] ?? fileURLToPath(new URL('../../../cli/dist/main.js', import.meta.url));
 
 /**
  * A relay in its own process (`portcullis start`), as an operator runs it: its memory can be

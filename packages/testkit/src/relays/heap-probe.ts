@@ -1,10 +1,10 @@
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { waitUntil } from './ports.js';
+import { waitUntil } from '../clients/ports.js';
 
 /** The preload, built beside this file's compiled form (found from src/ under tsx as well). */
-const PRELOAD = fileURLToPath(new URL('../dist/heap-probe-preload.js', import.meta.url));
+const PRELOAD = fileURLToPath(new URL('../../dist/relays/heap-probe-preload.js', import.meta.url));
 
 /**
  * The heap of a relay in its own process, read after a full GC: for leak tests, where the figure

@@ -1,8 +1,8 @@
 import type { PluginDefinition, RelayConfigInput } from '@portcullis/core';
-import { CaptureServer, type CapturedMessage, type CaptureServerOptions } from './capture-server.js';
-import { rawSend, rcptReplies, type RawSendOptions, type RawSendResult, type RcptRepliesOptions } from './raw-exchange.js';
-import { RawSmtp } from './raw-smtp.js';
-import { sendMail, type SendOptions, type SendResult } from './send.js';
+import { CaptureServer, type CapturedMessage, type CaptureServerOptions } from '../servers/capture-server.js';
+import { rawSend, rcptReplies, type RawSendOptions, type RawSendResult, type RcptRepliesOptions } from '../clients/raw-exchange.js';
+import { RawSmtp } from '../clients/raw-smtp.js';
+import { sendMail, type SendOptions, type SendResult } from '../clients/send.js';
 import { startTestRelay, type TestRelay, type TestRelayOptions } from './test-relay.js';
 
 type PluginEntryInput = NonNullable<RelayConfigInput['plugins']>[number];
