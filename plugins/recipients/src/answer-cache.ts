@@ -5,6 +5,8 @@ export interface CachedAnswer {
   readonly result: 'known' | 'unknown';
   readonly source: string;
   readonly detail: string;
+  /** When the shared entry expires (epoch ms; written by put): bounds this node's memory copy. */
+  readonly exp?: number;
 }
 
 export interface CacheTtls {
@@ -15,6 +17,15 @@ export interface CacheTtls {
 
 /** How long a node trusts its copy of the generation before reading it again. */
 const GENERATION_REFRESH_MS = 5_000;
+/**
+ * How long a node answers a "known" from its own memory before reading the shared entry again
+ * (never past the entry's own expiry, and a flush's new generation drops them all). Lets a known
+ * recipient be answered without a promise, a timer or a JSON parse: on the memory store that was
+ * most of the plugin's cost per RCPT (see the README's "Cost").
+ */
+const LOCAL_MS = 30_000;
+/** Known addresses a node keeps in memory (oldest dropped first). */
+const LOCAL_MAX = 10_000;
 
 /**
  * Answers on the relay's shared state (Redis when configured, so every node uses what one learnt;
@@ -26,10 +37,14 @@ const GENERATION_REFRESH_MS = 5_000;
  *   recipients:<fp>:lkg:<address>       last known good: the last positive answer, for outages
  *   recipients:<fp>:<gen>:c:<domain>    callout catch-all flag of a domain
  *   recipients:gen                      the generation (a year's TTL, renewed by each flush)
+ *
+ * Besides, each node keeps the "known" answers it read or wrote in memory for up to 30 s
+ * (`knownNow`, synchronous), tagged with their generation.
  */
 export class AnswerCache {
   private gen = '0';
   private genReadAt = 0;
+  private readonly local = new Map<string, { answer: CachedAnswer; until: number; gen: string }>();
 
   constructor(private readonly state: SharedState, private readonly fingerprint: string, readonly ttls: CacheTtls) {}
 
@@ -41,18 +56,54 @@ export class AnswerCache {
     return this.gen;
   }
 
+  /**
+   * A "known" answer this node holds in memory for the current generation, or undefined (then ask
+   * `get`). Synchronous: the RCPT hook answers a known recipient without a promise. When the
+   * generation is due to be read again, undefined: `get` reads it first, as without this memory, so
+   * a flush is seen as soon as before.
+   */
+  knownNow(address: string): CachedAnswer | undefined {
+    const now = Date.now();
+    if (now - this.genReadAt > GENERATION_REFRESH_MS) return undefined;
+    const e = this.local.get(address);
+    if (!e) return undefined;
+    if (e.until <= now || e.gen !== this.gen) {
+      this.local.delete(address);
+      return undefined;
+    }
+    return e.answer;
+  }
+
+  private remember(address: string, answer: CachedAnswer, gen: string): void {
+    if (answer.result !== 'known' || gen !== this.gen) return;
+    const now = Date.now();
+    const until = Math.min(answer.exp ?? now + this.ttls.positive, now + LOCAL_MS);
+    if (until <= now) return;
+    this.local.delete(address);
+    this.local.set(address, { answer, until, gen });
+    // Map keeps insertion order: the first key is the one remembered longest ago.
+    if (this.local.size > LOCAL_MAX) this.local.delete(this.local.keys().next().value!);
+  }
+
   private async key(kind: string, name: string): Promise<string> {
     return `recipients:${this.fingerprint}:${await this.generation()}:${kind}:${name}`;
   }
 
   async get(address: string): Promise<CachedAnswer | undefined> {
-    const v = await this.state.get(await this.key('a', address));
-    return v ? (JSON.parse(v) as CachedAnswer) : undefined;
+    const gen = await this.generation();
+    const v = await this.state.get(`recipients:${this.fingerprint}:${gen}:a:${address}`);
+    if (!v) return undefined;
+    const answer = JSON.parse(v) as CachedAnswer;
+    this.remember(address, answer, gen);
+    return answer;
   }
 
   async put(address: string, answer: CachedAnswer): Promise<void> {
     const ttl = answer.result === 'known' ? this.ttls.positive : this.ttls.negative;
-    await this.state.set(await this.key('a', address), JSON.stringify(answer), ttl);
+    const gen = await this.generation();
+    const stored = { ...answer, exp: Date.now() + ttl };
+    await this.state.set(`recipients:${this.fingerprint}:${gen}:a:${address}`, JSON.stringify(stored), ttl);
+    this.remember(address, stored, gen);
     if (answer.result === 'known') await this.state.set(`recipients:${this.fingerprint}:lkg:${address}`, JSON.stringify(answer), this.ttls.lastKnownGood);
   }
 
@@ -77,6 +128,7 @@ export class AnswerCache {
     await this.state.set('recipients:gen', next, 365 * 24 * 3_600_000);
     this.gen = next;
     this.genReadAt = Date.now();
+    this.local.clear();
     return next;
   }
 }

@@ -45,6 +45,19 @@ export class RecipientChecker {
     return this.domains.match(domain) !== undefined;
   }
 
+  /**
+   * The answer for an address this node already knows from memory (`AnswerCache.knownNow`), without
+   * a promise: the RCPT hot path. Only where the domain's first source is a cached one (it would
+   * consult that cache first, so the answer is the same); undefined means: ask `check`.
+   */
+  knownNow(addr: RecipientAddress): CheckResult | undefined {
+    if (!this.domains.match(addr.domain)?.[0]?.cached) return undefined;
+    const hit = this.cache.knownNow(addr.address);
+    if (!hit) return undefined;
+    this.metrics.cache('hit');
+    return { outcome: 'known', source: hit.source, detail: hit.detail, cached: true, trail: [`cache: known (from ${hit.source}: ${hit.detail})`] };
+  }
+
   check(addr: RecipientAddress, ctx: LookupContext, opts: { useCache?: boolean } = {}): Promise<CheckResult> {
     const key = `${opts.useCache === false ? 'fresh:' : ''}${addr.address}`;
     const running = this.inflight.get(key);
