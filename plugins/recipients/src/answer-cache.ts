@@ -35,16 +35,18 @@ const LOCAL_MAX = 10_000;
  *
  *   recipients:<fp>:<gen>:a:<address>   the answer, positive or negative TTL
  *   recipients:<fp>:lkg:<address>       last known good: the last positive answer, for outages
- *   recipients:<fp>:<gen>:c:<domain>    callout catch-all flag of a domain
+ *   recipients:<fp>:<gen>:c:<domain>    callout catch-all flag of a domain (`1:<expiry>` / `0:<expiry>`)
+ *   recipients:<fp>:lkg-c:<domain>      last known good of a catch-all domain
  *   recipients:gen                      the generation (a year's TTL, renewed by each flush)
  *
- * Besides, each node keeps the "known" answers it read or wrote in memory for up to 30 s
- * (`knownNow`, synchronous), tagged with their generation.
+ * Besides, each node keeps the "known" answers and catch-all flags it read or wrote in memory for
+ * up to 30 s (`knownNow`, `catchAllNow`: synchronous), tagged with their generation.
  */
 export class AnswerCache {
   private gen = '0';
   private genReadAt = 0;
   private readonly local = new Map<string, { answer: CachedAnswer; until: number; gen: string }>();
+  private readonly localCatchAll = new Map<string, { value: boolean; until: number; gen: string }>();
 
   constructor(private readonly state: SharedState, private readonly fingerprint: string, readonly ttls: CacheTtls) {}
 
@@ -85,10 +87,6 @@ export class AnswerCache {
     if (this.local.size > LOCAL_MAX) this.local.delete(this.local.keys().next().value!);
   }
 
-  private async key(kind: string, name: string): Promise<string> {
-    return `recipients:${this.fingerprint}:${await this.generation()}:${kind}:${name}`;
-  }
-
   async get(address: string): Promise<CachedAnswer | undefined> {
     const gen = await this.generation();
     const v = await this.state.get(`recipients:${this.fingerprint}:${gen}:a:${address}`);
@@ -107,19 +105,63 @@ export class AnswerCache {
     if (answer.result === 'known') await this.state.set(`recipients:${this.fingerprint}:lkg:${address}`, JSON.stringify(answer), this.ttls.lastKnownGood);
   }
 
+  /** The address's last "known", or else its domain's last catch-all answer (see setCatchAll). */
   async lastKnownGood(address: string): Promise<CachedAnswer | undefined> {
     const v = await this.state.get(`recipients:${this.fingerprint}:lkg:${address}`);
-    return v ? (JSON.parse(v) as CachedAnswer) : undefined;
+    if (v) return JSON.parse(v) as CachedAnswer;
+    const domain = address.slice(address.lastIndexOf('@') + 1);
+    const d = await this.state.get(`recipients:${this.fingerprint}:lkg-c:${domain}`);
+    return d ? (JSON.parse(d) as CachedAnswer) : undefined;
   }
 
+  /**
+   * The catch-all flag of a domain as this node last read or wrote it, for the current generation
+   * (at most 30 s, never past the shared flag's expiry); undefined: ask `catchAll`.
+   */
+  catchAllNow(domain: string): boolean | undefined {
+    const now = Date.now();
+    if (now - this.genReadAt > GENERATION_REFRESH_MS) return undefined;
+    const e = this.localCatchAll.get(domain);
+    if (!e) return undefined;
+    if (e.until <= now || e.gen !== this.gen) {
+      this.localCatchAll.delete(domain);
+      return undefined;
+    }
+    return e.value;
+  }
+
+  private rememberCatchAll(domain: string, value: boolean, exp: number | undefined, gen: string): void {
+    if (gen !== this.gen) return;
+    const now = Date.now();
+    const until = Math.min(exp ?? now + LOCAL_MS, now + LOCAL_MS);
+    if (until <= now) return;
+    if (this.localCatchAll.size >= LOCAL_MAX) this.localCatchAll.clear();
+    this.localCatchAll.set(domain, { value, until, gen });
+  }
+
+  /** Stored as `1:<expiry>` / `0:<expiry>` (epoch ms): a node's memory copy never outlives it. */
   async catchAll(domain: string): Promise<boolean | undefined> {
-    const v = await this.state.get(await this.key('c', domain));
-    return v === undefined ? undefined : v === '1';
+    const gen = await this.generation();
+    const v = await this.state.get(`recipients:${this.fingerprint}:${gen}:c:${domain}`);
+    if (v === undefined) return undefined;
+    const value = v.startsWith('1');
+    const exp = Number(v.slice(2));
+    this.rememberCatchAll(domain, value, Number.isFinite(exp) && exp > 0 ? exp : undefined, gen);
+    return value;
   }
 
-  /** A catch-all domain is re-checked after the positive TTL, a normal one after the negative TTL. */
-  async setCatchAll(domain: string, value: boolean): Promise<void> {
-    await this.state.set(await this.key('c', domain), value ? '1' : '0', value ? this.ttls.positive : this.ttls.negative);
+  /**
+   * A catch-all domain is re-checked after the positive TTL, a normal one after the negative TTL.
+   * A catch-all answer is kept for the domain, not per address (one key, however many addresses),
+   * and so is its last-known-good copy (`lkg-c:<domain>`, for outages after the flag expired).
+   */
+  async setCatchAll(domain: string, value: boolean, lastKnownGood?: CachedAnswer): Promise<void> {
+    const ttl = value ? this.ttls.positive : this.ttls.negative;
+    const gen = await this.generation();
+    const exp = Date.now() + ttl;
+    await this.state.set(`recipients:${this.fingerprint}:${gen}:c:${domain}`, `${value ? 1 : 0}:${exp}`, ttl);
+    this.rememberCatchAll(domain, value, exp, gen);
+    if (value && lastKnownGood) await this.state.set(`recipients:${this.fingerprint}:lkg-c:${domain}`, JSON.stringify(lastKnownGood), this.ttls.lastKnownGood);
   }
 
   /** Starts a new generation: every node stops using the answers cached so far (last-known-good stays). */
@@ -129,6 +171,7 @@ export class AnswerCache {
     this.gen = next;
     this.genReadAt = Date.now();
     this.local.clear();
+    this.localCatchAll.clear();
     return next;
   }
 }

@@ -51,11 +51,24 @@ export class RecipientChecker {
    * consult that cache first, so the answer is the same); undefined means: ask `check`.
    */
   knownNow(addr: RecipientAddress): CheckResult | undefined {
-    if (!this.domains.match(addr.domain)?.[0]?.cached) return undefined;
-    const hit = this.cache.knownNow(addr.address);
-    if (!hit) return undefined;
-    this.metrics.cache('hit');
-    return { outcome: 'known', source: hit.source, detail: hit.detail, cached: true, trail: [`cache: known (from ${hit.source}: ${hit.detail})`] };
+    const sources = this.domains.match(addr.domain);
+    if (!sources) return undefined;
+    if (sources[0]?.cached) {
+      const hit = this.cache.knownNow(addr.address);
+      if (hit) {
+        this.metrics.cache('hit');
+        return { outcome: 'known', source: hit.source, detail: hit.detail, cached: true, trail: [`cache: known (from ${hit.source}: ${hit.detail})`] };
+      }
+    }
+    // A domain whose next hop takes every address (the callout's catch-all flag, in memory): known,
+    // whatever the sources before it would say (they could only make it known too, or fail).
+    const catchAll = sources.find((s) => s.catchAllDomains);
+    if (catchAll && this.cache.catchAllNow(addr.domain) === true) {
+      this.metrics.lookup(catchAll.type, 'known');
+      const detail = `${addr.domain} is a catch-all (cached flag)`;
+      return { outcome: 'known', source: catchAll.name, sourceType: catchAll.type, detail, cached: true, trail: [`${catchAll.name} (${catchAll.type}): known: ${detail}`] };
+    }
+    return undefined;
   }
 
   check(addr: RecipientAddress, ctx: LookupContext, opts: { useCache?: boolean } = {}): Promise<CheckResult> {
@@ -99,7 +112,8 @@ export class RecipientChecker {
         this.metrics.lookup(source.type, answer.result);
         trail.push(`${source.name} (${source.type}): ${answer.result}: ${answer.detail}`);
         if (answer.result === 'known') {
-          if (source.cached) await this.cache.put(addr.address, { result: 'known', source: source.name, detail: answer.detail }).catch(() => undefined);
+          // A catch-all answer is the domain's flag (and its last known good), not one key per address.
+          if (source.cached && !answer.catchAll) await this.cache.put(addr.address, { result: 'known', source: source.name, detail: answer.detail }).catch(() => undefined);
           return { outcome: 'known', source: source.name, sourceType: source.type, detail: answer.detail, trail };
         }
       } catch (err) {
