@@ -33,6 +33,7 @@ export interface CheckerMetrics {
  */
 export class RecipientChecker {
   private readonly inflight = new Map<string, Promise<CheckResult>>();
+  private readonly catchAllResults = new Map<string, CheckResult>();
 
   constructor(
     private readonly domains: DomainPatterns<readonly RecipientSource[]>,
@@ -65,10 +66,22 @@ export class RecipientChecker {
     const catchAll = sources.find((s) => s.catchAllDomains);
     if (catchAll && this.cache.catchAllNow(addr.domain) === true) {
       this.metrics.lookup(catchAll.type, 'known');
-      const detail = `${addr.domain} is a catch-all (cached flag)`;
-      return { outcome: 'known', source: catchAll.name, sourceType: catchAll.type, detail, cached: true, trail: [`${catchAll.name} (${catchAll.type}): known: ${detail}`] };
+      return this.catchAllResult(catchAll, addr.domain);
     }
     return undefined;
+  }
+
+  /** The (immutable) result for a catch-all domain, built once per domain: this runs for every RCPT. */
+  private catchAllResult(source: RecipientSource, domain: string): CheckResult {
+    const key = `${source.name}\0${domain}`;
+    let r = this.catchAllResults.get(key);
+    if (!r) {
+      const detail = `${domain} is a catch-all (cached flag)`;
+      r = { outcome: 'known', source: source.name, sourceType: source.type, detail, cached: true, trail: [`${source.name} (${source.type}): known: ${detail}`] };
+      if (this.catchAllResults.size >= 1_000) this.catchAllResults.clear();
+      this.catchAllResults.set(key, r);
+    }
+    return r;
   }
 
   check(addr: RecipientAddress, ctx: LookupContext, opts: { useCache?: boolean } = {}): Promise<CheckResult> {
