@@ -21,6 +21,9 @@
  * arguments for the relay / the base (`--base .` with other args pairs two settings of this checkout,
  * e.g. `--relay-args '--workers 2' --base . --base-args '--workers 1'`). With `--prof DIR` and
  * workers, each worker and the primary write their own profile into DIR/<name> (execArgv passes on).
+ * `--compare-plugins 'A;B'` (e.g. 'relay-policy;relay-policy,recipients'): two relays of this checkout
+ * in the same rounds, `relay` with plugins A and `relay2` with plugins B (replaces --plugins), and
+ * the ratio relay2/relay: the cost of a plugin, paired.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync } from 'node:fs';
@@ -40,7 +43,11 @@ const sizes = opt('--sizes', '10240,102400').split(',').map(Number);
 const conc = Number(opt('--conc', '10'));
 const n = Number(opt('--n', '1000'));
 const rounds = Number(opt('--rounds', '3'));
-const plugins = opt('--plugins', 'relay-policy,attachments');
+/** `A;B`: relay runs plugins A, relay2 plugins B (see the header). */
+const comparePlugins = opt('--compare-plugins', '').split(';').filter(Boolean);
+if (comparePlugins.length && comparePlugins.length !== 2) throw new Error(`--compare-plugins wants two plugin lists separated by ';', got ${comparePlugins.length}`);
+const plugins = comparePlugins[0] ?? opt('--plugins', 'relay-policy,attachments');
+const plugins2 = comparePlugins[1];
 const prof = opt('--prof', '');
 const only = opt('--only', 'floor,relay').split(',');
 /** Another checkout (built) whose relay runs beside this one's, as `base`: a before/after pair in one run. */
@@ -227,6 +234,10 @@ async function main(): Promise<void> {
   }
   if (only.includes('relay')) {
     relays.push({ name: 'relay', port: relayPort, proc: start(process.execPath, [...relayFlags('relay'), path.join(HERE, 'relay-main.js'), '--listen', `${LOOP}:${relayPort}`, '--upstream', `${LOOP}:${sinkPort}`, '--plugins', plugins, ...relayArgs], 'relay') });
+    if (plugins2) {
+      const port2 = await freePort();
+      relays.push({ name: 'relay2', port: port2, proc: start(process.execPath, [...relayFlags('relay2'), path.join(HERE, 'relay-main.js'), '--listen', `${LOOP}:${port2}`, '--upstream', `${LOOP}:${sinkPort}`, '--plugins', plugins2, ...relayArgs], 'relay2') });
+    }
   }
   for (const r of relays) await waitPort(r.port, 90_000);
   // CPU_LOOP_STRACE=DIR: `strace -c -f` attached to each process of each relay (syscall counts into DIR,
@@ -237,10 +248,12 @@ async function main(): Promise<void> {
   const roleName = (d: number) => (d === 0 ? 'main' : d === 1 ? 'primary' : 'worker');
   const tracers = straceDir ? relays.flatMap((r) => tree(r.proc.pid!).map((p) => spawn('strace', ['-c', '-f', '-o', path.join(straceDir, `${r.name}-${roleName(p.depth)}-${p.pid}.strace`), '-p', String(p.pid)], { stdio: 'ignore' }))) : [];
   if (tracers.length) await sleep(1000);
-  process.stdout.write(`# cpu-loop: ${n} messages per run, ${conc} connections, plugins ${plugins}, CPU = utime+stime of every process of the relay (its process tree) from smtp-source's start to the last message at the sink\n`);
+  process.stdout.write(`# cpu-loop: ${n} messages per run, ${conc} connections, plugins ${plugins}${plugins2 ? ` (relay2: ${plugins2})` : ''}, CPU = utime+stime of every process of the relay (its process tree) from smtp-source's start to the last message at the sink\n`);
   const others = relays.slice(1).map((r) => r.name);
-  // relay/base as well when the first relay is the floor (without it, relay/base is already the first ratio).
-  const ratioNames = [...others.map((o) => `${o}/${relays[0]!.name}`), ...(base && only.includes('relay') && relays[0]!.name === 'floor' ? ['relay/base'] : [])];
+  // The last ratio, when there is one, is of the last two relays: relay/base, or relay2/relay.
+  // (With two relays only, the first ratio is that pair already.)
+  const pairName = relays.length < 3 ? '' : plugins2 && only.includes('relay') ? 'relay2/relay' : base && only.includes('relay') ? 'relay/base' : '';
+  const ratioNames = [...others.map((o) => `${o}/${relays[0]!.name}`), ...(pairName ? [pairName] : [])];
   process.stdout.write(`size\tround\t${relays.map((r) => `${r.name}_ms/msg\t${r.name}_msg/s`).join('\t')}\t${ratioNames.join('\t')}\n`);
   const summary: string[] = [];
   for (const size of sizes) {

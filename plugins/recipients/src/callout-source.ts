@@ -16,6 +16,10 @@ import { SourceUnavailable, type LookupContext, type RecipientSource, type Sourc
 export class CalloutSource implements RecipientSource {
   readonly type = 'callout' as const;
   readonly cached = true;
+  /** Known for every address of a domain whose catch-all flag is set (see AnswerCache.catchAllNow). */
+  get catchAllDomains(): boolean {
+    return this.opts.catchAllCheck;
+  }
   /** Ends probes under way when the plugin closes (shutdown, reload). */
   private readonly aborter = new AbortController();
 
@@ -41,9 +45,10 @@ export class CalloutSource implements RecipientSource {
     if (probeRandom) {
       const r = result.rcpt[0]!;
       if (r.code >= 200 && r.code < 300) {
-        await this.cache.setCatchAll(addr.domain, true);
+        const detail = `${addr.domain} is a catch-all at ${where} (a random address was accepted)`;
+        await this.cache.setCatchAll(addr.domain, true, { result: 'known', source: this.name, detail });
         this.log.info({ source: this.name, domain: addr.domain, nexthop: where }, 'callout: the next hop accepts a random address; domain treated as catch-all');
-        return { result: 'known', detail: `${addr.domain} is a catch-all at ${where} (a random address was accepted)`, catchAll: true };
+        return { result: 'known', detail, catchAll: true };
       }
       if (r.code >= 500) await this.cache.setCatchAll(addr.domain, false);
       catchAll = false;

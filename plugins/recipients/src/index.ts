@@ -8,7 +8,9 @@ import {
   Tokens,
   type PluginDriver,
   type RelayConfig,
+  type Session,
   type SharedState,
+  type Verdict,
 } from '@portcullis/core';
 import { AnswerCache } from './answer-cache.js';
 import { CalloutSource } from './callout-source.js';
@@ -102,43 +104,53 @@ export default definePlugin({
       return r;
     }
 
+    const decisionKnown = decisions.labels({ decision: 'known' });
+    function known(session: Session, address: string, r: CheckResult): undefined {
+      if (r.source) knownGood.add(r.source);
+      decisionKnown.inc();
+      session.log.debug({ recipient: address, source: r.source, cached: r.cached, lastKnownGood: r.lastKnownGood }, 'recipient known');
+      return undefined;
+    }
+
+    /** Unknown or unavailable: the harvest guard's delay and 550 5.1.1 (or 421 and a close), or a 4xx. */
+    async function refuse(session: Session, address: string, r: CheckResult): Promise<Verdict | undefined> {
+      if (r.outcome === 'unavailable') {
+        repeats.log(ctx.log, 'warn', `down:${r.source}`, { source: r.source, err: r.detail }, 'recipient source cannot answer');
+        if (opts.onError === 'accept') {
+          decisions.inc({ decision: 'accepted_on_error' });
+          return undefined;
+        }
+        decisions.inc({ decision: 'unavailable' });
+        return r.sourceType === 'callout'
+          ? tempfail(450, '4.1.1', `<${address}>: Recipient address rejected: unverified address: the next hop cannot verify it now, try again later`)
+          : tempfail(451, '4.3.0', `<${address}>: Temporary lookup failure, try again later`);
+      }
+      const h = await guard.unknown(session, session.remoteAddress);
+      if (h.action === 'close') {
+        decisions.inc({ decision: 'harvest' });
+        repeats.log(ctx.log, 'warn', `harvest:${session.remoteAddress}`, { client: session.remoteAddress, scope: h.scope, unknown: h.count }, 'too many unknown recipients: directory harvest suspected, connection closed');
+        return disconnect(421, '4.7.0', 'Too many unknown recipients, closing connection');
+      }
+      await guard.sleep(h.delayMs);
+      decisions.inc({ decision: 'unknown' });
+      session.log.info({ recipient: address, unknownInSession: h.count, delayMs: h.delayMs }, 'recipient unknown: 550 5.1.1');
+      return userUnknown(address);
+    }
+
     return {
       hooks: {
-        async rcpt(txn, to) {
+        // Not async: a recipient this node already knows (memory) is answered synchronously, so the
+        // driver needs no promise and no timeout timer for it (the README's "Cost").
+        rcpt(txn, to) {
           const session = txn.session;
           if (!to.domain) return undefined;
           const addr = recipientAddress(to.local, to.domain, opts.subaddressDelimiter);
           if (!addr || !checker.hosted(addr.domain)) return undefined;
           const outbound = !!session.user || opts.outbound.trustedNetworks.contains(session.remoteAddress);
           if (outbound && !opts.outbound.check) return undefined;
-          const r = await checker.check(addr, lookupContext);
-          if (r.outcome === 'known') {
-            if (r.source) knownGood.add(r.source);
-            decisions.inc({ decision: 'known' });
-            session.log.debug({ recipient: to.address, source: r.source, cached: r.cached, lastKnownGood: r.lastKnownGood }, 'recipient known');
-            return undefined;
-          }
-          if (r.outcome === 'unavailable') {
-            repeats.log(ctx.log, 'warn', `down:${r.source}`, { source: r.source, err: r.detail }, 'recipient source cannot answer');
-            if (opts.onError === 'accept') {
-              decisions.inc({ decision: 'accepted_on_error' });
-              return undefined;
-            }
-            decisions.inc({ decision: 'unavailable' });
-            return r.sourceType === 'callout'
-              ? tempfail(450, '4.1.1', `<${to.address}>: Recipient address rejected: unverified address: the next hop cannot verify it now, try again later`)
-              : tempfail(451, '4.3.0', `<${to.address}>: Temporary lookup failure, try again later`);
-          }
-          const h = await guard.unknown(session, session.remoteAddress);
-          if (h.action === 'close') {
-            decisions.inc({ decision: 'harvest' });
-            repeats.log(ctx.log, 'warn', `harvest:${session.remoteAddress}`, { client: session.remoteAddress, scope: h.scope, unknown: h.count }, 'too many unknown recipients: directory harvest suspected, connection closed');
-            return disconnect(421, '4.7.0', 'Too many unknown recipients, closing connection');
-          }
-          await guard.sleep(h.delayMs);
-          decisions.inc({ decision: 'unknown' });
-          session.log.info({ recipient: to.address, unknownInSession: h.count, delayMs: h.delayMs }, 'recipient unknown: 550 5.1.1');
-          return userUnknown(to.address);
+          const now = checker.knownNow(addr);
+          if (now) return known(session, to.address, now);
+          return checker.check(addr, lookupContext).then((r) => (r.outcome === 'known' ? known(session, to.address, r) : refuse(session, to.address, r)));
         },
       },
       async ready() {

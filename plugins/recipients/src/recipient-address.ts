@@ -15,11 +15,22 @@ export interface RecipientAddress {
  * undefined for a name that is not a valid IDN (it cannot be hosted).
  */
 export function asciiDomain(domain: string): string | undefined {
+  const known = asciiSeen.get(domain);
+  if (known !== undefined) return known || undefined;
   const d = domain.trim().replace(/\.$/, '').toLowerCase();
-  if (!d) return undefined;
-  const a = domainToASCII(d);
+  const a = d ? domainToASCII(d) : '';
+  // Bounded: a client naming endless random domains empties it rather than growing it.
+  if (asciiSeen.size >= ASCII_SEEN_MAX) asciiSeen.clear();
+  asciiSeen.set(domain, a);
   return a || undefined;
 }
+
+/**
+ * Domains as given → their ASCII form ('' when invalid). Every RCPT names a domain, nearly always
+ * one of a few: domainToASCII was the larger part of the plugin's own time per RCPT.
+ */
+const asciiSeen = new Map<string, string>();
+const ASCII_SEEN_MAX = 1_000;
 
 /**
  * Local parts are compared case-insensitively (RFC 5321 lets the receiving server decide; every
@@ -31,8 +42,13 @@ export function recipientAddress(local: string, domain: string, delimiters: stri
   const l = unquote(local).toLowerCase();
   let base: string | undefined;
   if (delimiters) {
-    const i = [...delimiters].map((c) => l.indexOf(c)).filter((n) => n > 0).sort((a, b) => a - b)[0];
-    if (i !== undefined) base = `${l.slice(0, i)}@${d}`;
+    // The first delimiter, not at the start (a plain loop: this runs for every RCPT).
+    let i = -1;
+    for (const c of delimiters) {
+      const at = l.indexOf(c);
+      if (at > 0 && (i < 0 || at < i)) i = at;
+    }
+    if (i > 0) base = `${l.slice(0, i)}@${d}`;
   }
   return { address: `${l}@${d}`, local: l, domain: d, ...(base ? { base } : {}) };
 }

@@ -33,6 +33,7 @@ export interface CheckerMetrics {
  */
 export class RecipientChecker {
   private readonly inflight = new Map<string, Promise<CheckResult>>();
+  private readonly catchAllResults = new Map<string, CheckResult>();
 
   constructor(
     private readonly domains: DomainPatterns<readonly RecipientSource[]>,
@@ -43,6 +44,44 @@ export class RecipientChecker {
 
   hosted(domain: string): boolean {
     return this.domains.match(domain) !== undefined;
+  }
+
+  /**
+   * The answer for an address this node already knows from memory (`AnswerCache.knownNow`), without
+   * a promise: the RCPT hot path. Only where the domain's first source is a cached one (it would
+   * consult that cache first, so the answer is the same); undefined means: ask `check`.
+   */
+  knownNow(addr: RecipientAddress): CheckResult | undefined {
+    const sources = this.domains.match(addr.domain);
+    if (!sources) return undefined;
+    if (sources[0]?.cached) {
+      const hit = this.cache.knownNow(addr.address);
+      if (hit) {
+        this.metrics.cache('hit');
+        return { outcome: 'known', source: hit.source, detail: hit.detail, cached: true, trail: [`cache: known (from ${hit.source}: ${hit.detail})`] };
+      }
+    }
+    // A domain whose next hop takes every address (the callout's catch-all flag, in memory): known,
+    // whatever the sources before it would say (they could only make it known too, or fail).
+    const catchAll = sources.find((s) => s.catchAllDomains);
+    if (catchAll && this.cache.catchAllNow(addr.domain) === true) {
+      this.metrics.lookup(catchAll.type, 'known');
+      return this.catchAllResult(catchAll, addr.domain);
+    }
+    return undefined;
+  }
+
+  /** The (immutable) result for a catch-all domain, built once per domain: this runs for every RCPT. */
+  private catchAllResult(source: RecipientSource, domain: string): CheckResult {
+    const key = `${source.name}\0${domain}`;
+    let r = this.catchAllResults.get(key);
+    if (!r) {
+      const detail = `${domain} is a catch-all (cached flag)`;
+      r = { outcome: 'known', source: source.name, sourceType: source.type, detail, cached: true, trail: [`${source.name} (${source.type}): known: ${detail}`] };
+      if (this.catchAllResults.size >= 1_000) this.catchAllResults.clear();
+      this.catchAllResults.set(key, r);
+    }
+    return r;
   }
 
   check(addr: RecipientAddress, ctx: LookupContext, opts: { useCache?: boolean } = {}): Promise<CheckResult> {
@@ -86,7 +125,8 @@ export class RecipientChecker {
         this.metrics.lookup(source.type, answer.result);
         trail.push(`${source.name} (${source.type}): ${answer.result}: ${answer.detail}`);
         if (answer.result === 'known') {
-          if (source.cached) await this.cache.put(addr.address, { result: 'known', source: source.name, detail: answer.detail }).catch(() => undefined);
+          // A catch-all answer is the domain's flag (and its last known good), not one key per address.
+          if (source.cached && !answer.catchAll) await this.cache.put(addr.address, { result: 'known', source: source.name, detail: answer.detail }).catch(() => undefined);
           return { outcome: 'known', source: source.name, sourceType: source.type, detail: answer.detail, trail };
         }
       } catch (err) {

@@ -29,6 +29,8 @@ export interface RecipientSource {
   readonly type: 'list' | 'ldap' | 'callout';
   /** Answers are cached on the shared state (ldap, callout); lists are in memory already. */
   readonly cached: boolean;
+  /** Answers "known" for every address of a domain whose cached catch-all flag is set (a callout's check). */
+  readonly catchAllDomains?: boolean;
   /** Throws SourceUnavailable when it cannot answer. */
   lookup(addr: RecipientAddress, ctx: LookupContext): Promise<SourceAnswer>;
   /** For `/readyz`: undefined when there is nothing to say. */

@@ -140,3 +140,29 @@ describe('recipients: callout (address verification) to the next hop', function 
     assert.deepEqual(internal.server.messages[0]!.to, ['carol@hosted.example']);
   });
 });
+
+describe('recipients: callout to a catch-all next hop that goes down', function () {
+  this.timeout(60_000);
+  it('keeps the domain\'s catch-all answer as its last known good: after a flush, with the next hop down, a never-seen address is accepted with 250', async () => {
+    const hop = await new InternalServer('all').start();
+    const t = await startTestRelay({
+      builtins,
+      config: {
+        plugins: [
+          { use: 'recipients', with: { sources: { verify: { callout: { timeout: '2s' } } }, domains: { 'catchall.example': ['verify'] } } },
+          { use: 'relay-policy', with: { domains: { 'catchall.example': { nexthop: hop.server.address, tls: 'none' } } } },
+        ],
+      },
+    });
+    try {
+      for (const a of ['first', 'second', 'third']) assert.match(await rcptReply(t.port, `${a}@catchall.example`), /^250 /);
+      assert.equal(hop.rcpts.length, 1, `only the random-address probe reached the next hop: ${JSON.stringify(hop.rcpts)}`);
+      await hop.server.close();
+      const p = t.relay.driver.plugins.find((x) => x.instance.name === 'recipients')!;
+      assert.equal(await p.instance.commands!['flush']!.run([], { out: () => undefined, err: () => undefined }), 0);
+      assert.match(await rcptReply(t.port, 'never-seen@catchall.example'), /^250 /);
+    } finally {
+      await t.stop();
+    }
+  });
+});

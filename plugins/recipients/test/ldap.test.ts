@@ -105,6 +105,25 @@ describe('recipients: LDAP source against a real slapd (OpenLDAP)', function () 
     assert.equal(slapd.searches(), before, 'no new SRCH at slapd');
   });
 
+  it('answers a known address from the node\'s memory only until its positive TTL ends: then slapd is searched again', async () => {
+    const short = await relayFor(slapd, sink, '1500ms');
+    try {
+      assert.match(await rcptReply(short.port, 'carol@hosted.example'), /^250 /);
+      await new Promise((r) => setTimeout(r, 200));
+      const before = slapd.searches();
+      assert.match(await rcptReply(short.port, 'carol@hosted.example'), /^250 /);
+      assert.match(await rcptReply(short.port, 'Carol@hosted.example'), /^250 /);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(slapd.searches(), before, 'answered from memory: no new SRCH');
+      await new Promise((r) => setTimeout(r, 1_500));
+      assert.match(await rcptReply(short.port, 'carol@hosted.example'), /^250 /);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(slapd.searches(), before + 1, 'the expired answer was not used: one new SRCH');
+    } finally {
+      await short.stop();
+    }
+  });
+
   it('with slapd stopped: 451 4.3.0 for an address never seen, 250 for one seen before (last known good); normal again when slapd is back', async () => {
     assert.match(await rcptReply(t.port, 'bob@hosted.example'), /^250 /);
     await slapd.stop();
