@@ -74,9 +74,11 @@ describe('log files', function () {
       const replies = await load(r.port, messages, 10);
       assert.equal(replies.filter((x) => /^250 /.test(x)).length, messages);
       await nexthop.waitFor(before + messages, 60_000);
-      await new Promise<void>((res) => r.logFile.stream.flush(() => res()));
-      await new Promise((res) => setTimeout(res, 300)); // the last rotation's clean-up runs after the flush
-      const files = readdirSync(dir).filter((f) => /^relay\.\d+\.log$/.test(f)).sort((a, b) => Number(a.split('.')[1]) - Number(b.split('.')[1]));
+      // The last lines and the last rotation's clean-up land after flush() calls back (sonic-boom with
+      // minLength 0 calls back at once): waited for, bounded, instead of a fixed pause.
+      const logFiles = () => readdirSync(dir).filter((f) => /^relay\.\d+\.log$/.test(f)).sort((a, b) => Number(a.split('.')[1]) - Number(b.split('.')[1]));
+      await waitUntil(() => logFiles().length === 4, 'four log files kept', 3000).catch(() => undefined);
+      const files = logFiles();
       assert.equal(files.length, 4, `files: ${files.join(', ')}`);
       const numbers = files.map((f) => Number(f.split('.')[1]));
       assert.ok(numbers.at(-1)! > 4 && numbers[0]! > 1, `the log rotated more often than it keeps files, and removed the oldest (kept: ${files.join(', ')})`);
@@ -84,7 +86,9 @@ describe('log files', function () {
       // file holds at most one more write chunk (16 KB), however busy the process is.
       for (const f of files.slice(0, -1)) assert.ok(statSync(path.join(dir, f)).size <= 32 * 1024 + LOG_WRITE_CHUNK, `${f}: ${statSync(path.join(dir, f)).size} bytes`);
       // The lines are the relay's JSON log: the newest file holds transaction lines.
-      const last = readFileSync(path.join(dir, files.at(-1)!), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { msg: string });
+      // (The newest file is empty when the very last write crossed the limit: then the one before it.)
+      const newestWithLines = files.map((f) => readFileSync(path.join(dir, f), 'utf8')).filter((t) => t.length > 0).at(-1) ?? '';
+      const last = newestWithLines.trim().split('\n').map((l) => JSON.parse(l) as { msg: string });
       assert.ok(last.length > 0);
       assert.equal(r.logFile.dropped, 0);
     } finally {
@@ -103,19 +107,23 @@ describe('log files', function () {
       const f = await createLogFile({ path: path.join(dir, 'relay.log'), size: 1024 * 1024, files: 3, buffer: 1024 * 1024, frequency: 2000 }, dir);
       f.stream.write('{"new":1}\n');
       await new Promise<void>((res) => f.stream.flush(() => res()));
-      // Files beyond the count go asynchronously: waited for (bounded well inside the 2 s period, so
-      // a loaded machine is not mistaken for a missed removal), not assumed done after a fixed pause.
+      // Files beyond the count go asynchronously, and so do the lines (sonic-boom's flush() calls back
+      // at once with minLength 0, before the write): both waited for, bounded well inside the 2 s
+      // period so a loaded machine is not mistaken for a missed removal, not assumed after a pause.
       const files = () => readdirSync(dir).sort().join(' ');
-      await waitUntil(() => files() === 'relay.3.log relay.4.log relay.5.log', 'relay.1 and relay.2 removed', 1500).catch(() => undefined);
+      const continued = () => readFileSync(path.join(dir, 'relay.5.log'), 'utf8');
+      await waitUntil(() => files() === 'relay.3.log relay.4.log relay.5.log' && continued() === '{"old":5}\n{"new":1}\n', 'relay.1 and relay.2 removed, the line in relay.5', 1500).catch(() => undefined);
       assert.deepEqual(readdirSync(dir).sort(), ['relay.3.log', 'relay.4.log', 'relay.5.log']);
-      assert.equal(readFileSync(path.join(dir, 'relay.5.log'), 'utf8'), '{"old":5}\n{"new":1}\n');
+      assert.equal(continued(), '{"old":5}\n{"new":1}\n');
       // frequency 2s: the next multiple of two seconds starts relay.6.log (and relay.3.log goes).
       await new Promise((res) => setTimeout(res, 2000 - (Date.now() % 2000) + 300));
       f.stream.write('{"new":2}\n');
       await new Promise<void>((res) => f.stream.flush(() => res()));
-      await waitUntil(() => files() === 'relay.4.log relay.5.log relay.6.log', 'relay.3 removed after the rotation', 1500).catch(() => undefined);
+      // The line reaches the new file after flush() has called back (above): waited for, bounded.
+      const newest = () => readFileSync(path.join(dir, 'relay.6.log'), 'utf8');
+      await waitUntil(() => files() === 'relay.4.log relay.5.log relay.6.log' && newest() === '{"new":2}\n', 'relay.3 removed and the line in relay.6', 1500).catch(() => undefined);
       assert.deepEqual(readdirSync(dir).sort(), ['relay.4.log', 'relay.5.log', 'relay.6.log']);
-      assert.equal(readFileSync(path.join(dir, 'relay.6.log'), 'utf8'), '{"new":2}\n');
+      assert.equal(newest(), '{"new":2}\n');
       f.stream.end();
     } finally {
       rmSync(dir, { recursive: true, force: true });
