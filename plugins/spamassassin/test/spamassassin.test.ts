@@ -58,7 +58,10 @@ describe('spamassassin (real spamd)', function () {
     it('rejects GTUBE with 550 5.7.1 when a reject score is set, and delivers nothing', async () => {
       const before = sink.messages.length;
       const r = await send(relay, textMessage('gtube', `This is the GTUBE line:\n${gtube()}\n`));
-      assert.match(r.response, /^550 5\.7\.1 Message rejected as spam \(score 100\d\.\d, limit 20\.0\)$/);
+      // GTUBE scores 1000; SpamAssassin's other rules move the sum by a few points, and which of them
+      // hit has changed from one day to the next on the same machine (1000-1009, then 999.0): so
+      // "GTUBE's score", 990-1009, not an exact sum.
+      assert.match(r.response, /^550 5\.7\.1 Message rejected as spam \(score (?:99\d|100\d)\.\d, limit 20\.0\)$/);
       await assertNothingDelivered(before);
       assert.equal(await counted(relay, 'rejected'), 1);
     });
@@ -86,7 +89,7 @@ describe('spamassassin (real spamd)', function () {
       const r = await send(tagOnly, raw);
       assert.match(r.response, /^250 /);
       const added = await delivered(before, raw);
-      assert.match(added, /\r\nX-Spam-Status: Yes, score=100\d\.\d required=5\.0 tests=[^]*GTUBE[^]*\r\nX-Spam-Score: 100\d\.\d\r\nX-Spam-Flag: YES\r\n$/);
+      assert.match(added, /\r\nX-Spam-Status: Yes, score=(?:99\d|100\d)\.\d required=5\.0 tests=[^]*GTUBE[^]*\r\nX-Spam-Score: (?:99\d|100\d)\.\d\r\nX-Spam-Flag: YES\r\n$/);
       for (const line of added.split('\r\n')) assert.ok(line.length <= 78, `folded: ${line}`);
       assert.equal(await counted(tagOnly, 'spam'), 1);
     });
@@ -99,7 +102,7 @@ describe('spamassassin (real spamd)', function () {
       const raw = `From: alice@remote.test\r\nTo: bob@example.com\r\nSubject: large\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b1"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\n${filler}--b1\r\nContent-Type: text/plain\r\n\r\n${gtube()}\r\n--b1--\r\n`;
       assert.ok(raw.length > 300 * 1024, `${raw.length} bytes: above the 256 KB kept in memory`);
       const r = await send(big, raw);
-      assert.match(r.response, /^550 5\.7\.1 Message rejected as spam \(score 100\d\.\d, limit 20\.0\)$/);
+      assert.match(r.response, /^550 5\.7\.1 Message rejected as spam \(score (?:99\d|100\d)\.\d, limit 20\.0\)$/);
     });
 
     it('removes a forged X-Spam-Status that arrived with the message before scanning', async () => {
@@ -149,7 +152,7 @@ describe('spamassassin (real spamd)', function () {
         await spamd.restart();
       }
       const r2 = await send(relay, textMessage('gtube again', gtube()));
-      assert.match(r2.response, /^550 5\.7\.1 Message rejected as spam \(score 100\d\.\d, limit 20\.0\)$/);
+      assert.match(r2.response, /^550 5\.7\.1 Message rejected as spam \(score (?:99\d|100\d)\.\d, limit 20\.0\)$/);
     });
 
     it('passes a message above maxSize unscanned and tagged by default, and refuses it with 552 5.3.4 when onOversize is reject', async () => {
@@ -176,7 +179,7 @@ describe('spamassassin (real spamd)', function () {
       assert.match((await send(relay, raw)).response, /^250 /);
       const added = await delivered(before, raw);
       assert.match(added, /\r\nX-Spam-Flag: YES\r\n/);
-      assert.match(added, /\r\nX-Spam-Status: Yes, score=100\d\.\d required=5\.0 tests=[^]*GTUBE/);
+      assert.match(added, /\r\nX-Spam-Status: Yes, score=(?:99\d|100\d)\.\d required=5\.0 tests=[^]*GTUBE/);
       assert.match(added, /\r\nX-Spam-Checker-Version: SpamAssassin \d/);
     });
 
@@ -186,7 +189,7 @@ describe('spamassassin (real spamd)', function () {
       const raw = sample('sample-spam.txt');
       assert.match((await send(relay, raw)).response, /^250 /);
       const added = await delivered(before, raw);
-      assert.match(added, /\r\nX-Spam-Status: Yes, score=100\d\.\d required=5\.0\r\nX-Spam-Score: 100\d\.\d\r\nX-Spam-Flag: YES\r\nX-Spam-Report: [^]*GTUBE[^]*\r\n$/);
+      assert.match(added, /\r\nX-Spam-Status: Yes, score=(?:99\d|100\d)\.\d required=5\.0\r\nX-Spam-Score: (?:99\d|100\d)\.\d\r\nX-Spam-Flag: YES\r\nX-Spam-Report: [^]*GTUBE[^]*\r\n$/);
       assert.ok(!/\r\n[ \t]*\r\n/.test(added), 'no whitespace-only line inside the folded report');
     });
 
@@ -215,7 +218,7 @@ describe('spamassassin (real spamd)', function () {
       try {
         const relay = await relayWith({ servers: [local.address], rejectScore: 20 });
         const r = await send(relay, textMessage('gtube unix', gtube()));
-        assert.match(r.response, /^550 5\.7\.1 Message rejected as spam \(score 100\d\.\d, limit 20\.0\)$/);
+        assert.match(r.response, /^550 5\.7\.1 Message rejected as spam \(score (?:99\d|100\d)\.\d, limit 20\.0\)$/);
       } finally {
         await local.close();
       }
