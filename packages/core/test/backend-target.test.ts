@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { backendTarget, definePlugin, parseBackendTarget, z } from '../src/index.js';
+import { backendTarget, definePlugin, parseBackendTarget, resolveBackendTarget, z } from '../src/index.js';
 import { validatePluginEntries } from '../src/internal.js';
 
 const scanner = { example: '127.0.0.1:3310', socketExample: '/path/to/clamd.ctl' };
@@ -59,5 +59,19 @@ describe('backend addresses (backendTarget, the one parser of clamav, rspamd, sp
   it('gives the parsed targets to the plugin once every address is good', () => {
     const schema = z.strictObject({ servers: z.array(backendTarget(scanner)) });
     assert.deepEqual(schema.parse({ servers: ['[::1]:3310', 'unix:/run/c.sock', './c.sock'] }), { servers: [{ host: '::1', port: 3310 }, { socket: '/run/c.sock' }, { socket: './c.sock' }] });
+  });
+
+  it("resolves a relative socket path against the config file's folder, as clamav, rspamd and spamassassin connect to it", () => {
+    const schema = z.strictObject({ servers: z.array(backendTarget(scanner)) });
+    const { servers } = schema.parse({ servers: ['./clamd.sock', '../run/c.sock', 'unix:sub/c.sock', 'unix:/run/c.sock', '/run/d.sock', '[::1]:3310', '127.0.0.1:3310'] });
+    assert.deepEqual(servers.map((t) => resolveBackendTarget(t, '/etc/portcullis')), [
+      { socket: '/etc/portcullis/clamd.sock' },
+      { socket: '/etc/run/c.sock' },
+      { socket: '/etc/portcullis/sub/c.sock' },
+      { socket: '/run/c.sock' },
+      { socket: '/run/d.sock' },
+      { host: '::1', port: 3310 },
+      { host: '127.0.0.1', port: 3310 },
+    ]);
   });
 });

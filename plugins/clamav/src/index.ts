@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { backendTarget, definePlugin, keepQuarantinePruned, duration, reject, size, tempfail, z, type MimePart, type PartScreener, type Transaction, type Verdict } from '@portcullis/core';
+import { backendTarget, definePlugin, keepQuarantinePruned, duration, reject, resolveBackendTarget, size, tempfail, z, type MimePart, type PartScreener, type Transaction, type Verdict } from '@portcullis/core';
 import { describeTarget, ping, scanBuffer as rawScanBuffer, scanStream as rawScanStream, type ClamdTarget, type ScanResult } from './clamd-client.js';
 import { QuarantineCopy } from './quarantine.js';
 
@@ -42,11 +42,6 @@ const reasons = {
   failed: 'virus scanner error',
 } as const;
 
-/** Resolves a relative socket path against the config file's folder. */
-export function resolveSocket(t: ClamdTarget, configDir: string): ClamdTarget {
-  return 'socket' in t ? { socket: path.resolve(configDir, t.socket) } : t;
-}
-
 /**
  * Scans every message with clamd, in the same pass as the spool write (`data` → `raw`), and waits
  * for the verdict before the reply to DATA:
@@ -62,7 +57,7 @@ export default definePlugin({
   setup(opts, ctx) {
     const quarantineDir = opts.quarantineDir ? path.resolve(ctx.configDir, opts.quarantineDir) : undefined;
     const limits = { connectTimeout: opts.connectTimeout, timeout: opts.timeout, maxSize: opts.maxSize };
-    const targets = opts.servers.map((t) => resolveSocket(t, ctx.configDir));
+    const targets = opts.servers.map((t) => resolveBackendTarget(t, ctx.configDir));
     ctx.log.debug({ servers: targets.map(describeTarget) }, 'clamav ready');
     const scans = ctx.metrics.counter<'result'>({ name: 'scans_total', help: 'Scans by result: clean, infected, error, oversize (whole messages and, with action strip, parts)', labelNames: ['result'] });
     const errors = ctx.metrics.counter<'reason'>({ name: 'errors_total', help: 'Scans without a verdict by reason: unavailable, timeout, limit, failed', labelNames: ['reason'] });

@@ -1,5 +1,4 @@
-import path from 'node:path';
-import { definePlugin, NetworkList, reject, tempfail, Tokens, type RelayConfig, type Session, type Transaction, type Verdict } from '@portcullis/core';
+import { definePlugin, NetworkList, reject, resolveBackendTarget, tempfail, Tokens, type RelayConfig, type Session, type Transaction, type Verdict } from '@portcullis/core';
 import { options, type ResolvedOptions } from './options.js';
 import { checkStream, describeTarget, ping, type CheckResult, type RspamdTarget } from './rspamd-client.js';
 import { requestHeaders } from './request-headers.js';
@@ -26,11 +25,6 @@ const reasons = {
 /** The actions counted in the metrics; anything else rspamd says is counted as `other`. */
 const ACTIONS = ['reject', 'soft reject', 'rewrite subject', 'add header', 'greylist', 'no action', 'discard', 'quarantine'] as const;
 
-/** Resolves a relative socket path against the config file's folder. */
-export function resolveSocket(t: RspamdTarget, configDir: string): RspamdTarget {
-  return 'socket' in t ? { socket: path.resolve(configDir, t.socket) } : t;
-}
-
 /** SMTP reply text from rspamd's `smtp_message`: printable ASCII, one line, bounded. */
 function replyText(text: string | undefined, fallback: string): string {
   const t = (text ?? '').replace(/[\r\n\t]+/g, ' ').replace(/[^ -~]/g, '?').replace(/ +/g, ' ').trim().slice(0, 400);
@@ -52,7 +46,7 @@ export default definePlugin({
   name: 'rspamd',
   options,
   setup(opts: ResolvedOptions, ctx) {
-    const targets = opts.servers.map((t) => resolveSocket(t, ctx.configDir));
+    const targets = opts.servers.map((t) => resolveBackendTarget(t, ctx.configDir));
     const limits = { connectTimeout: opts.connectTimeout, timeout: opts.timeout, maxSize: opts.maxSize };
     const config = ctx.container.resolve<RelayConfig>(Tokens.Config);
     const mtaName = config.hostname;

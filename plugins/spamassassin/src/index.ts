@@ -1,5 +1,4 @@
-import path from 'node:path';
-import { backendTarget, definePlugin, duration, networkList, reject, size, tempfail, Tokens, z, type RelayConfig, type Transaction, type Verdict } from '@portcullis/core';
+import { backendTarget, definePlugin, duration, networkList, reject, resolveBackendTarget, size, tempfail, Tokens, z, type RelayConfig, type Transaction, type Verdict } from '@portcullis/core';
 import { ping, scan, type SpamdResult, type SpamdTarget } from './spamd-client.js';
 import { receivedLine } from './received-line.js';
 import { foldList } from './fold.js';
@@ -50,11 +49,6 @@ const controlFree = (s: string) => s.replace(/\r\n?/g, '\n').replace(/[\x00-\x08
 
 const reasons = { unavailable: 'spamd unreachable', timeout: 'spamd timed out', failed: 'spamd error' } as const;
 
-/** Resolves a relative socket path against the config file's folder. */
-export function resolveSocket(t: SpamdTarget, configDir: string): SpamdTarget {
-  return 'socket' in t ? { socket: path.resolve(configDir, t.socket) } : t;
-}
-
 /**
  * Scores every message with SpamAssassin's spamd in the `message` hook, from the spooled bytes
  * (`info.spooled`: spamd needs Content-length before the body), before the 250:
@@ -70,7 +64,7 @@ export default definePlugin({
   options,
   setup(opts, ctx) {
     const config = ctx.container.resolve<RelayConfig>(Tokens.Config);
-    const targets = opts.servers.map((t) => resolveSocket(t, ctx.configDir));
+    const targets = opts.servers.map((t) => resolveBackendTarget(t, ctx.configDir));
     const limits = { connectTimeout: opts.connectTimeout, timeout: opts.timeout };
     const results = ctx.metrics.counter<'result'>({ name: 'results_total', help: 'Messages by result: clean, spam (tagged), rejected, error, oversize, skipped', labelNames: ['result'] });
     const errors = ctx.metrics.counter<'reason'>({ name: 'errors_total', help: 'Scans without a score by reason: unavailable, timeout, failed', labelNames: ['reason'] });

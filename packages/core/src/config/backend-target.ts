@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { z } from 'zod';
 
 /**
@@ -58,6 +59,14 @@ export const backendTarget = (options: BackendTargetOptions) =>
     ctx.addIssue({ code: 'custom', message: r.problem });
     return z.NEVER;
   });
+
+/**
+ * The target a plugin connects to: a relative socket path resolved against the config file's folder
+ * (`ctx.configDir`), as every path in a config is; an absolute path and a TCP target as they are.
+ */
+export function resolveBackendTarget<T extends BackendTarget>(target: T, configDir: string): T {
+  return 'socket' in target ? ({ socket: path.resolve(configDir, target.socket) } as T) : target;
+}
 
 /** `host:port (127.0.0.1:3310), unix:/path or /path/to/clamd.ctl`; `inet:host:port (inet:…) or unix:/path`. */
 function expected(o: BackendTargetOptions): string {
