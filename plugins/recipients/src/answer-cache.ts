@@ -1,4 +1,5 @@
 import type { SharedState } from '@portcullis/core';
+import { ExpiringMemo } from './expiring-memo.js';
 
 /** A cached answer of a domain's cached sources (ldap, callout). */
 export interface CachedAnswer {
@@ -24,7 +25,7 @@ const GENERATION_REFRESH_MS = 5_000;
  * most of the plugin's cost per RCPT (see the README's "Cost").
  */
 const LOCAL_MS = 30_000;
-/** Known addresses a node keeps in memory (oldest dropped first). */
+/** Known addresses, and catch-all domains, a node keeps in memory (each map; oldest dropped first). */
 const LOCAL_MAX = 10_000;
 
 /**
@@ -45,8 +46,8 @@ const LOCAL_MAX = 10_000;
 export class AnswerCache {
   private gen = '0';
   private genReadAt = 0;
-  private readonly local = new Map<string, { answer: CachedAnswer; until: number; gen: string }>();
-  private readonly localCatchAll = new Map<string, { value: boolean; until: number; gen: string }>();
+  private readonly local = new ExpiringMemo<CachedAnswer>(LOCAL_MAX, LOCAL_MS);
+  private readonly localCatchAll = new ExpiringMemo<boolean>(LOCAL_MAX, LOCAL_MS);
 
   constructor(private readonly state: SharedState, private readonly fingerprint: string, readonly ttls: CacheTtls) {}
 
@@ -59,32 +60,27 @@ export class AnswerCache {
   }
 
   /**
+   * The generation for a synchronous memory lookup; undefined when it is due to be read again (then
+   * the async path reads it first, as without the memory, so a flush is seen as soon as before).
+   */
+  private genForMemory(): string | undefined {
+    return Date.now() - this.genReadAt > GENERATION_REFRESH_MS ? undefined : this.gen;
+  }
+
+  /**
    * A "known" answer this node holds in memory for the current generation, or undefined (then ask
    * `get`). Synchronous: the RCPT hook answers a known recipient without a promise. When the
    * generation is due to be read again, undefined: `get` reads it first, as without this memory, so
    * a flush is seen as soon as before.
    */
   knownNow(address: string): CachedAnswer | undefined {
-    const now = Date.now();
-    if (now - this.genReadAt > GENERATION_REFRESH_MS) return undefined;
-    const e = this.local.get(address);
-    if (!e) return undefined;
-    if (e.until <= now || e.gen !== this.gen) {
-      this.local.delete(address);
-      return undefined;
-    }
-    return e.answer;
+    const gen = this.genForMemory();
+    return gen === undefined ? undefined : this.local.get(address, gen);
   }
 
   private remember(address: string, answer: CachedAnswer, gen: string): void {
     if (answer.result !== 'known' || gen !== this.gen) return;
-    const now = Date.now();
-    const until = Math.min(answer.exp ?? now + this.ttls.positive, now + LOCAL_MS);
-    if (until <= now) return;
-    this.local.delete(address);
-    this.local.set(address, { answer, until, gen });
-    // Map keeps insertion order: the first key is the one remembered longest ago.
-    if (this.local.size > LOCAL_MAX) this.local.delete(this.local.keys().next().value!);
+    this.local.set(address, answer, gen, answer.exp ?? Date.now() + this.ttls.positive);
   }
 
   async get(address: string): Promise<CachedAnswer | undefined> {
@@ -119,24 +115,12 @@ export class AnswerCache {
    * (at most 30 s, never past the shared flag's expiry); undefined: ask `catchAll`.
    */
   catchAllNow(domain: string): boolean | undefined {
-    const now = Date.now();
-    if (now - this.genReadAt > GENERATION_REFRESH_MS) return undefined;
-    const e = this.localCatchAll.get(domain);
-    if (!e) return undefined;
-    if (e.until <= now || e.gen !== this.gen) {
-      this.localCatchAll.delete(domain);
-      return undefined;
-    }
-    return e.value;
+    const gen = this.genForMemory();
+    return gen === undefined ? undefined : this.localCatchAll.get(domain, gen);
   }
 
   private rememberCatchAll(domain: string, value: boolean, exp: number | undefined, gen: string): void {
-    if (gen !== this.gen) return;
-    const now = Date.now();
-    const until = Math.min(exp ?? now + LOCAL_MS, now + LOCAL_MS);
-    if (until <= now) return;
-    if (this.localCatchAll.size >= LOCAL_MAX) this.localCatchAll.clear();
-    this.localCatchAll.set(domain, { value, until, gen });
+    if (gen === this.gen) this.localCatchAll.set(domain, value, gen, exp);
   }
 
   /** Stored as `1:<expiry>` / `0:<expiry>` (epoch ms): a node's memory copy never outlives it. */
