@@ -9,26 +9,36 @@ import { IpcState } from '../src/services/ipc-state.js';
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 /**
+ * For the tests of the describe block it is called in: forks `fixtures/<fixture>` (a child that plays
+ * the primary and says `{ ready: true }` once it listens) and opens an IpcChannel to it (`.ch`),
+ * closed and the child killed after them.
+ */
+function forkChannel(fixture: string): { readonly ch: IpcChannel } {
+  let child: ChildProcess;
+  const link = {} as { ch: IpcChannel };
+  before(async () => {
+    child = fork(path.join(here, 'fixtures', fixture), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    child.on('error', () => undefined);
+    await new Promise<void>((resolve) => child.on('message', (m) => (m as { ready?: boolean }).ready && resolve()));
+    link.ch = new IpcChannel(child);
+  });
+  after(() => {
+    link.ch?.close();
+    child?.kill();
+  });
+  return link;
+}
+
+/**
  * The worker's store when its primary misbehaves: a real forked child plays a primary that has no
  * handler for counters (every request fails) and never answers slot requests (every request times out).
  */
 describe('IpcState when the primary does not answer', function () {
   this.timeout(20_000);
-  let child: ChildProcess;
-  let ch: IpcChannel;
-  before(async () => {
-    child = fork(path.join(here, 'fixtures/ipc-child.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    child.on('error', () => undefined);
-    await new Promise<void>((resolve) => child.on('message', (m) => (m as { ready?: boolean }).ready && resolve()));
-    ch = new IpcChannel(child);
-  });
-  after(() => {
-    ch.close();
-    child.kill();
-  });
+  const primary = forkChannel('ipc-child.ts');
 
   it('counts locally, never refuses because of the failure, and says so in status()', async () => {
-    const state = new IpcState(ch, pino({ level: 'silent' }), { timeoutMs: 200 });
+    const state = new IpcState(primary.ch, pino({ level: 'silent' }), { timeoutMs: 200 });
     const c = state.counter('t:rate', 2, 60_000);
     const r = [await c.consume('k'), await c.consume('k'), await c.consume('k')];
     assert.deepEqual(r.map((x) => x.allowed), [true, true, false], 'the limit still holds, locally');
@@ -39,7 +49,7 @@ describe('IpcState when the primary does not answer', function () {
   });
 
   it('gives a slot from local memory after the timeout, keeps the limit locally, and sends a release for the unanswered request', async () => {
-    const state = new IpcState(ch, pino({ level: 'silent' }), { timeoutMs: 150 });
+    const state = new IpcState(primary.ch, pino({ level: 'silent' }), { timeoutMs: 150 });
     const slots = state.slots('t:conc', 1);
     const t0 = Date.now();
     const a = await slots.acquire('10.0.0.1');
@@ -54,7 +64,7 @@ describe('IpcState when the primary does not answer', function () {
     await new Promise((r) => setImmediate(r));
     // A release may go more than once (one carried by an acquire that timed out goes again as a
     // notice; the primary ignores a token it no longer holds): each token at least once.
-    const released = await ch.request<Array<{ tokens: number[] }>>('released');
+    const released = await primary.ch.request<Array<{ tokens: number[] }>>('released');
     assert.deepEqual([...new Set(released.flatMap((r) => r.tokens))].sort(), [1, 2, 3]);
   });
 });
@@ -62,21 +72,10 @@ describe('IpcState when the primary does not answer', function () {
 /** The worker's store against a real ClusterStateHost in a forked child (the primary's half). */
 describe('IpcState with the primary answering', function () {
   this.timeout(20_000);
-  let child: ChildProcess;
-  let ch: IpcChannel;
-  before(async () => {
-    child = fork(path.join(here, 'fixtures/state-host-child.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    child.on('error', () => undefined);
-    await new Promise<void>((resolve) => child.on('message', (m) => (m as { ready?: boolean }).ready && resolve()));
-    ch = new IpcChannel(child);
-  });
-  after(() => {
-    ch.close();
-    child.kill();
-  });
+  const primary = forkChannel('state-host-child.ts');
 
   it('sends a release queued in the same turn with the next acquire: the slot is free for it, and no separate notice goes', async () => {
-    const state = new IpcState(ch, pino({ level: 'silent' }));
+    const state = new IpcState(primary.ch, pino({ level: 'silent' }));
     const slots = state.slots('t:one', 1);
     const a = await slots.acquire('192.0.2.1');
     assert.ok(a?.shared, 'granted by the primary');
@@ -86,12 +85,12 @@ describe('IpcState with the primary answering', function () {
     const b = await slots.acquire('192.0.2.1');
     assert.ok(b?.shared, 'the release rode on this acquire and was applied before it');
     await new Promise((r) => setImmediate(r));
-    assert.deepEqual(await ch.request('seen'), { 'state.acquire': 3 }, 'three acquires, no release notice');
-    assert.equal(await ch.request('held-by'), 1);
+    assert.deepEqual(await primary.ch.request('seen'), { 'state.acquire': 3 }, 'three acquires, no release notice');
+    assert.equal(await primary.ch.request('held-by'), 1);
     b.release();
     // Nothing to ride on now: the notice goes at the end of the turn.
     await new Promise((r) => setTimeout(r, 50));
-    assert.deepEqual(await ch.request('seen'), { 'state.acquire': 3, 'state.release': 1 });
-    assert.equal(await ch.request('held-by'), 0, 'every slot given back');
+    assert.deepEqual(await primary.ch.request('seen'), { 'state.acquire': 3, 'state.release': 1 });
+    assert.equal(await primary.ch.request('held-by'), 0, 'every slot given back');
   });
 });
