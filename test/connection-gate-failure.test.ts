@@ -90,3 +90,55 @@ describe('a connection-gate check that throws or rejects', function () {
     ok.c.close();
   });
 });
+
+/**
+ * The one way left to the "connection gate failed" branch of listen/connections.ts: the gate's
+ * decision promise rejects only when, after a later check refused, undoing an earlier check throws
+ * (its `release`). Both checks are a plugin written for this test: no real check's release throws.
+ * Today that branch admits the connection (the later refusal is lost) and logs the error.
+ */
+describe('a connection-gate check whose release throws while a later check refuses', function () {
+  this.timeout(30_000);
+  let relay: TestRelay;
+  let thrown = false;
+  const { logger, entries } = memoryLogger('info');
+  const broken = definePlugin({
+    name: 'broken-release',
+    setup(_opts, ctx) {
+      const gate = ctx.container.resolve<ConnectionGate>(Tokens.ConnectionGate);
+      gate.add({
+        name: 'async-admits',
+        admit: () => Promise.resolve(undefined),
+        // Throws once, while the gate undoes it: a release that throws when the connection closes
+        // is not caught either (smtp-server's close handler), so it would end this test's process.
+        release() {
+          if (thrown) return;
+          thrown = true;
+          throw new Error('release bug');
+        },
+      });
+      gate.add({ name: 'refuses', admit: () => ({ code: 421, enhanced: '4.7.0', text: 'Refused by the test check' }), release() {} });
+      return {};
+    },
+  });
+
+  before(async () => {
+    relay = await startTestRelay({
+      builtins: { 'relay-policy': relayPolicy, 'broken-release': broken },
+      logger,
+      config: { plugins: [{ use: 'relay-policy', with: { domains: { 'example.com': { nexthop: '127.0.0.1:9', tls: 'none' } } } }, { use: 'broken-release' }] },
+    });
+  });
+  after(() => relay?.stop());
+
+  it('reaches the branch: logs "connection gate failed: admitted" with the error and greets the client with 220', async () => {
+    const c = await RawSmtp.connect(relay.port);
+    const line = (await c.read(10_000)).trim();
+    assert.match(line, /^220 /);
+    const failed = entries.filter((e) => e.msg === 'connection gate failed: admitted');
+    assert.equal(failed.length, 1);
+    assert.match(String((failed[0]!['err'] as { message: string }).message), /release bug/);
+    c.close();
+    await c.waitClosed(5_000);
+  });
+});

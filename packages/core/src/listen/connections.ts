@@ -88,7 +88,9 @@ export class Connections {
         return this.record(info, gate, d, label);
       },
       (err: unknown) => {
-        // Not expected (the checks' own failures are handled in the gate): admitted, release owed.
+        // A check that throws is refused in the gate; this is reached only when undoing an earlier
+        // check throws (its release, after a later check refused): admitted, release owed. Kept and
+        // shown by test/connection-gate-failure.test.ts.
         this.deciding.delete(c.id);
         this.log.error({ err, client: c.remoteAddress }, 'connection gate failed: admitted');
         return this.record(info, gate, undefined, label);
