@@ -2,9 +2,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CaptureServer, messageIds, sendLoad, sendMail, sinkRelayConfig, startTestRelay } from '@portcullis/testkit';
+import { CaptureServer, messageIds, sendLoad, sendMail, sinkRelayConfig, startTestRelay, freePort, RelayProcess } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
-import { freePort, RelayProcess } from './support/relay-process.js';
 
 describe('crash safety under load (issue 4)', function () {
   this.timeout(240_000);
@@ -14,7 +13,7 @@ describe('crash safety under load (issue 4)', function () {
     const sink = await CaptureServer.start();
     const port = await freePort();
     const config = RelayProcess.write(dir, sinkRelayConfig({ port, spoolDir: path.join(dir, 'spool'), nexthop: sink.address }));
-    const relay = new RelayProcess(config, port, path.join(dir, 'relay.log'));
+    const relay = new RelayProcess(config, port, { logFile: path.join(dir, 'relay.log') });
     await relay.start();
     const total = 2000;
     const concurrency = 20;

@@ -2,8 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CaptureServer, RawSmtp, waitUntil } from '@portcullis/testkit';
-import { freePort, RelayProcess } from './support/relay-process.js';
+import { CaptureServer, RawSmtp, waitUntil, freePort, RelayProcess } from '@portcullis/testkit';
 
 type Outcome = 'accepted' | 'refused' | 'no-reply';
 
@@ -73,7 +72,7 @@ describe('graceful stop keeps its word (SIGTERM)', function () {
       log: { level: 'info' },
       plugins: [{ use: 'relay-policy', with: { domains: { 'example.com': { nexthop: sink.address, tls: 'none' } } } }, { use: './slow-screener.mjs' }],
     });
-    relay = new RelayProcess(config, port, path.join(dir, 'relay.log'));
+    relay = new RelayProcess(config, port, { logFile: path.join(dir, 'relay.log') });
   });
   after(async () => {
     await relay?.kill();

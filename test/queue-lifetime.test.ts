@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { CaptureServer, sendMail, startTestRelay } from '@portcullis/testkit';
+import { CaptureServer, freePort, sendMail, startTestRelay } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
-import { freePort } from './support/relay-process.js';
 
 describe('queue lifetime and storage', function () {
   this.timeout(30_000);

@@ -3,10 +3,9 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CaptureServer, RawSmtp, waitUntil } from '@portcullis/testkit';
+import { CaptureServer, RawSmtp, waitUntil, freePort, RelayProcess } from '@portcullis/testkit';
 import { Clamd } from '../plugins/clamav/test/support/clamd.js';
 import { boundaryBomb, flatParts, manySmallParts, nested } from './support/mime-bombs.js';
-import { freePort, RelayProcess } from './support/relay-process.js';
 
 /**
  * Issue 17: a plugin's stream reader can never stall DATA. The relay runs as users run it (the CLI,
@@ -92,7 +91,7 @@ async function startRelay(plugins: (sink: CaptureServer, attTmp: string) => obje
     plugins: plugins(sink, attTmp),
     ...extra,
   });
-  const relay = new RelayProcess(config, port, path.join(dir, 'relay.log'));
+  const relay = new RelayProcess(config, port, { logFile: path.join(dir, 'relay.log') });
   await relay.start();
   return { dir, relay, port, sink, attTmp, spoolTmp: () => readdirSync(path.join(dir, 'spool', 'tmp')) };
 }
@@ -120,7 +119,7 @@ const SHAPES: Array<[string, () => string]> = [
 ];
 
 async function expectShapesRefused(s: Setup): Promise<void> {
-  const pid = s.relay.child!.pid!;
+  const pid = s.relay.pid;
   // Warm up (the plugins' first message, and one refused shape so the MIME code is compiled), then the descriptor baseline.
   const warm = await send(s.port, 'Subject: warm\r\n\r\nwarm\r\n');
   warm.c.close();
@@ -226,7 +225,7 @@ describe('a raw reader that stops reading, throws or never settles (issue 17)', 
 
   it('answers 451 4.3.0 at once when the reader throws after N bytes, for N across the message', async () => {
     for (const n of offsets) {
-      const { reply, afterLastByte, asleep, c } = await send(s!.port, big(), { from: `throw-${n}@remote.test`, pid: s!.relay.child!.pid! });
+      const { reply, afterLastByte, asleep, c } = await send(s!.port, big(), { from: `throw-${n}@remote.test`, pid: s!.relay.pid });
       c.close();
       assert.equal(reply, '451 4.3.0 Temporary local problem, try again later', `N=${n}`);
       assert.ok(answeredAtOnce({ afterLastByte, asleep }), `N=${n}: ${afterLastByte.toFixed(0)} ms, ${asleep.toFixed(0)} ms asleep`);
@@ -237,7 +236,7 @@ describe('a raw reader that stops reading, throws or never settles (issue 17)', 
   it('queues the message when the reader resolves after N bytes without reading the rest, for N across the message', async () => {
     const before = s!.sink.messages.length;
     for (const n of offsets) {
-      const { reply, afterLastByte, asleep, c } = await send(s!.port, big(), { from: `resolve-${n}@remote.test`, pid: s!.relay.child!.pid! });
+      const { reply, afterLastByte, asleep, c } = await send(s!.port, big(), { from: `resolve-${n}@remote.test`, pid: s!.relay.pid });
       c.close();
       assert.match(reply, /^250 2\.0\.0 Ok: queued as /, `N=${n}`);
       assert.ok(answeredAtOnce({ afterLastByte, asleep }), `N=${n}: ${afterLastByte.toFixed(0)} ms, ${asleep.toFixed(0)} ms asleep`);

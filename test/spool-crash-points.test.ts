@@ -2,8 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CaptureServer, messageIds, sendNumbered, sinkRelayConfig } from '@portcullis/testkit';
-import { freePort, RelayProcess } from './support/relay-process.js';
+import { CaptureServer, messageIds, sendNumbered, sinkRelayConfig, freePort, RelayProcess } from '@portcullis/testkit';
 
 /**
  * The segment spool's commit, stopped by SIGKILL at each of its steps (PORTCULLIS_CRASH_AT): after
@@ -20,7 +19,7 @@ describe('spool crash points (segment group commit)', function () {
       const sink = await CaptureServer.start();
       const port = await freePort();
       const config = RelayProcess.write(dir, sinkRelayConfig({ port, spoolDir: path.join(dir, 'spool'), nexthop: sink.address, connectionsPerIp: 100 }));
-      const relay = new RelayProcess(config, port, path.join(dir, 'relay.log'), { PORTCULLIS_CRASH_AT: `${point}:5` });
+      const relay = new RelayProcess(config, port, { logFile: path.join(dir, 'relay.log'), env: { PORTCULLIS_CRASH_AT: `${point}:5` } });
       await relay.start();
       const outcome = new Map<string, string>();
       let n = 0;

@@ -2,9 +2,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { RawSmtp, RedisServer } from '@portcullis/testkit';
+import { RawSmtp, RedisServer, freePort, RelayProcess } from '@portcullis/testkit';
 import { adminGet, key, parseMetrics } from './support/admin.js';
-import { freePort, RelayProcess } from './support/relay-process.js';
 
 /**
  * The per-address connection limits of `portcullis start` with `workers: 2`: the primary holds the
@@ -47,7 +46,7 @@ for (const store of ['memory', 'redis'] as const) {
         ...(redis ? { sharedState: { redis: { url: redis.url, keyPrefix: 'wl:' } } } : {}),
         plugins: [{ use: 'limits', with: { exempt: { networks: ['127.0.0.5/32'] }, perIp: { connections: N - 1, connectionRate: false } } }],
       });
-      relay = new RelayProcess(file, port, path.join(dir, 'relay.log'));
+      relay = new RelayProcess(file, port, { logFile: path.join(dir, 'relay.log') });
       await relay.start();
       assert.ok(await waitFor(() => logHas(relay.logFile, 'ready: every worker is listening'), 30_000), 'both workers ready');
     });

@@ -24,7 +24,7 @@ export { sinkRelayConfig, type SinkRelayConfigOptions } from './relays/sink-rela
 export { rawSend, rcptReplies, rcptReply, type RawSendOptions, type RawSendResult, type RcptRepliesOptions } from './clients/raw-exchange.js';
 export { hostedRelay, type HostedRelay, type HostedRelayOptions } from './relays/hosted-relay.js';
 export { RedisServer } from './servers/redis-server.js';
-export { RelayProcess } from './relays/relay-process.js';
+export { RelayProcess, CLI, type RelayProcessOptions } from './relays/relay-process.js';
 export { Daemon, TestDaemon, tempDir, removeDir, connects, type DaemonSpec } from './servers/daemon.js';
 export { startSilentServer } from './servers/silent-server.js';
 export { HeapProbe } from './relays/heap-probe.js';

@@ -1,3 +1,4 @@
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,28 +9,55 @@ import { waitUntil } from '../clients/ports.js';
  * The built CLI of this monorepo (`packages/cli/dist/main.js`, a sibling of this package, from src/ or
  * dist/ alike); PORTCULLIS_CLI overrides it. Found by path, not imported: the CLI depends on the test kit.
  */
-const CLI = process.env['PORTCULLIS_CLI'] ?? fileURLToPath(new URL('../../../cli/dist/main.js', import.meta.url));
+export const CLI = process.env['PORTCULLIS_CLI'] ?? fileURLToPath(new URL('../../../cli/dist/main.js', import.meta.url));
+
+/** How a relay process is run besides its config file and port. */
+export interface RelayProcessOptions {
+  /** Every byte the relay writes to stdout and stderr is appended here too (kept across restarts). */
+  readonly logFile?: string;
+  /** Extra environment for each start (e.g. PORTCULLIS_CRASH_AT for the crash-point tests); may be replaced between starts. */
+  env?: Record<string, string>;
+  /** Node options before the CLI (e.g. `--expose-gc`, `--import` of a test probe). */
+  readonly nodeArgs?: readonly string[];
+  /** How long start-up may take (the worker mode's primary validates the config before forking); 60 s unless told. */
+  readonly readyMs?: number;
+  /** Grace after SIGTERM in `stop()` before SIGKILL; 15 s unless told. */
+  readonly killAfterMs?: number;
+}
 
 /**
- * A relay in its own process (`portcullis start`), as an operator runs it: its memory can be
- * measured apart from the test's clients, and several can share one Redis.
+ * A relay in its own process (`portcullis start --config F`), as an operator runs it: its memory can
+ * be measured apart from the test's clients, several can share one Redis, and it can be stopped,
+ * killed (a crash) and started again on the same config and spool.
  */
 export class RelayProcess {
   private daemon?: Daemon;
-  private constructor(readonly dir: string, readonly port: number) {}
+  private process?: ChildProcess;
+  /** The folder `RelayProcess.start` made for the config and spool, removed by `stop()`. */
+  private ownDir?: string;
 
-  /** What the relay wrote to stdout and stderr. */
-  get output(): string {
-    return this.daemon?.output ?? '';
+  /** A relay on `configFile` listening on `port`, not started yet (`start()`). */
+  constructor(readonly configFile: string, readonly port: number, readonly options: RelayProcessOptions = {}) {}
+
+  /** Writes `config` as `portcullis.json` in `dir` and returns its path. */
+  static write(dir: string, config: object): string {
+    const file = path.join(dir, 'portcullis.json');
+    writeFileSync(file, JSON.stringify(config, null, 2));
+    return file;
   }
 
-  /** Writes `config` (JSON is YAML) with a spool in a temp folder, starts the relay, waits for `port`. */
+  /**
+   * Writes `config` (JSON is YAML) with a spool in a temp folder, starts the relay, waits for `port`;
+   * `stop()` removes the folder.
+   */
   static async start(config: Record<string, unknown>, port: number): Promise<RelayProcess> {
     const dir = tempDir('portcullis-node-');
-    writeFileSync(path.join(dir, 'relay.yaml'), JSON.stringify({ spool: { dir: './spool' }, ...config }, null, 2));
-    const r = new RelayProcess(dir, port);
+    const file = path.join(dir, 'relay.yaml');
+    writeFileSync(file, JSON.stringify({ spool: { dir: './spool' }, ...config }, null, 2));
+    const r = new RelayProcess(file, port, { readyMs: 20_000, killAfterMs: 10_000 });
+    r.ownDir = dir;
     try {
-      r.daemon = await Daemon.start({ name: 'relay', command: process.execPath, args: [CLI, 'start', '--config', path.join(dir, 'relay.yaml')], ready: () => connects(port), readyMs: 20_000, pollMs: 50, killAfterMs: 10_000 });
+      await r.start();
     } catch (err) {
       removeDir(dir);
       throw err;
@@ -70,8 +98,49 @@ export class RelayProcess {
     return nodes;
   }
 
+  /** The file the relay's output is appended to (`options.logFile`). */
+  get logFile(): string {
+    if (!this.options.logFile) throw new Error('this RelayProcess was made without a logFile');
+    return this.options.logFile;
+  }
+
+  /** Extra environment for the next `start()`. */
+  get env(): Record<string, string> {
+    return this.options.env ?? {};
+  }
+
+  set env(env: Record<string, string>) {
+    this.options.env = env;
+  }
+
+  /** Starts the relay (again, after `stop()` or `kill()`: same config and spool) and waits for its port. */
+  async start(): Promise<void> {
+    this.daemon = await Daemon.start({
+      name: 'relay',
+      command: process.execPath,
+      args: [...(this.options.nodeArgs ?? []), CLI, 'start', '--config', this.configFile],
+      env: this.env,
+      ready: () => connects(this.port),
+      readyMs: this.options.readyMs ?? 60_000,
+      pollMs: 50,
+      killAfterMs: this.options.killAfterMs ?? 15_000,
+      ...(this.options.logFile ? { logFile: this.options.logFile } : {}),
+      onSpawn: (child) => (this.process = child),
+    });
+  }
+
+  /** What the relay wrote to stdout and stderr since its last start. */
+  get output(): string {
+    return this.daemon?.output ?? '';
+  }
+
   get pid(): number {
     return this.daemon!.pid!;
+  }
+
+  /** True while the last started process has not exited. */
+  get running(): boolean {
+    return this.daemon?.running ?? false;
   }
 
   /** Peak resident memory (VmHWM) of the relay process, in MB. */
@@ -88,9 +157,23 @@ export class RelayProcess {
       .map((l) => JSON.parse(l) as Record<string, unknown>);
   }
 
-  /** SIGTERM (SIGKILL after 10 s), then the temp folder is removed. */
-  async stop(): Promise<void> {
+  /** Resolves when the process has exited (by itself: a crash point); at once if it is not running. */
+  exited(): Promise<void> {
+    return this.daemon?.exited() ?? Promise.resolve();
+  }
+
+  /** SIGKILL: no chance to flush or clean up, like a power cut for the process. */
+  async kill(): Promise<void> {
+    await this.daemon?.kill();
+  }
+
+  /**
+   * SIGTERM (SIGKILL after `killAfterMs`); resolves with the exit code (null after a signal, or when
+   * it never started). A relay made by `RelayProcess.start` also loses its temp folder.
+   */
+  async stop(): Promise<number | null> {
     await this.daemon?.stop();
-    removeDir(this.dir);
+    if (this.ownDir) removeDir(this.ownDir);
+    return this.process?.exitCode ?? null;
   }
 }
