@@ -24,9 +24,15 @@
  * `--compare-plugins 'A;B'` (e.g. 'relay-policy;relay-policy,recipients'): two relays of this checkout
  * in the same rounds, `relay` with plugins A and `relay2` with plugins B (replaces --plugins), and
  * the ratio relay2/relay: the cost of a plugin, paired.
+ *
+ * When the sink counts fewer messages than a run sent, the run stops with an error naming the relay
+ * (floor, base, relay, relay2), the size and the round (or the warm-up), smtp-source's exit and its
+ * stderr lines (its errors), and, once the relays are stopped, each relay's own count of accepted
+ * messages where it has one: the floor prints it on exit; relay-main writes it to its `--stats FILE`
+ * when that is among `--relay-args` / `--base-args`; with its last log lines (warn and above).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -122,10 +128,17 @@ async function waitPort(port: number, ms: number): Promise<void> {
 }
 
 const children: ChildProcess[] = [];
+/** The last 4,000 characters a relay wrote to stdout (its log lines at warn and above; the floor's count on exit). */
+const stdoutTail = new Map<ChildProcess, string>();
+/** Resolves when a relay's output has been read to its end (after it exits). */
+const closed = new Map<ChildProcess, Promise<void>>();
 function start(cmd: string, argv: string[], label: string): ChildProcess {
-  const p = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_ENV: 'production' } });
+  const p = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_ENV: 'production' } });
   let err = '';
   p.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-2000)));
+  stdoutTail.set(p, '');
+  p.stdout!.on('data', (d: Buffer) => stdoutTail.set(p, (stdoutTail.get(p)! + d.toString()).slice(-4000)));
+  closed.set(p, new Promise((r) => p.on('close', () => r())));
   p.on('exit', (code, sig) => {
     if (!stopping) process.stderr.write(`cpu-loop: ${label} exited (${code ?? sig}): ${err}\n`);
   });
@@ -166,47 +179,126 @@ class SinkCount {
   }
 }
 
+/** One smtp-source run: how it ended and its stderr lines (its errors and warnings: the first 40, then a count). */
+interface SourceRun {
+  readonly exit: string;
+  readonly lines: string[];
+  readonly more: number;
+}
+const SOURCE_LINES = 40;
+
+/** `count` messages of `size` bytes over `conc` connections to `port`; SIGKILL after `killAfterMs`. */
+async function smtpSource(port: number, size: number, count: number, killAfterMs: number): Promise<SourceRun> {
+  const src = spawn('/usr/sbin/smtp-source', ['-s', String(conc), '-m', String(count), '-l', String(size), '-f', 'bench@source.example', '-t', 'rcpt@hosted.example', '-N', '-M', 'client.example', `${LOOP}:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const lines: string[] = [];
+  let more = 0;
+  let partial = '';
+  const keep = (l: string) => (lines.length < SOURCE_LINES ? lines.push(l) : more++);
+  src.stderr!.setEncoding('utf8');
+  src.stderr!.on('data', (d: string) => {
+    const parts = (partial + d).split('\n');
+    partial = parts.pop()!;
+    for (const l of parts) if (l.trim()) keep(l);
+  });
+  let killed = false;
+  const killer = setTimeout(() => ((killed = true), src.kill('SIGKILL')), killAfterMs);
+  const exit = await new Promise<string>((resolve) => {
+    src.on('error', (err) => resolve(`could not run: ${err.message}`));
+    src.on('close', (code, sig) => resolve(killed ? `killed after ${killAfterMs / 1000} s` : sig ? `ended by ${sig}` : `exit ${code}`));
+  });
+  clearTimeout(killer);
+  if (partial.trim()) keep(partial);
+  return { exit, lines, more };
+}
+
+/** What the sink, smtp-source and the relays sent or counted, for the error of a short count. */
+const offered = new Map<string, number>();
+const sinkCounted = new Map<string, number>();
+
+/** The error of a run whose messages did not all reach the sink: who, where, and what smtp-source said. */
+function shortCount(who: string, got: number, want: number, sources: Array<{ name: string; run: SourceRun }>): Error {
+  const said = sources.map(({ name, run }) => `  smtp-source to ${name}: ${run.exit}${run.lines.length ? `, stderr:\n${run.lines.map((l) => `    ${l}`).join('\n')}${run.more ? `\n    (${run.more} more lines)` : ''}` : ', nothing on stderr'}`);
+  return new Error(`the sink counted ${got} of ${want} for ${who}\n${said.join('\n')}`);
+}
+
 /**
  * All relays at once, each with its own smtp-source (--parallel): they share the machine's load of
  * the moment, which on a shared machine moves more between sequential runs than a cut moves the CPU.
  */
-async function runAll(targets: Array<{ port: number; pid: number }>, sink: SinkCount, size: number, count: number): Promise<Array<{ cpuMs: number; seconds: number; roles?: Record<string, number> }>> {
+async function runAll(targets: Array<{ name: string; port: number; pid: number }>, sink: SinkCount, size: number, count: number, what: string): Promise<Array<{ cpuMs: number; seconds: number; roles?: Record<string, number> }>> {
   const before = sink.count();
   const c0 = targets.map((t) => cpuTicks(t.pid));
   const t0 = performance.now();
   const ends: number[] = [];
+  const sources: SourceRun[] = [];
   await Promise.all(targets.map(async (t, i) => {
-    const src = spawn('/usr/sbin/smtp-source', ['-s', String(conc), '-m', String(count), '-l', String(size), '-f', 'bench@source.example', '-t', 'rcpt@hosted.example', '-N', '-M', 'client.example', `${LOOP}:${t.port}`], { stdio: 'ignore' });
-    const killer = setTimeout(() => src.kill('SIGKILL'), 180_000);
-    await new Promise((r) => src.on('exit', r));
-    clearTimeout(killer);
+    offered.set(t.name, (offered.get(t.name) ?? 0) + count);
+    sources[i] = await smtpSource(t.port, size, count, 180_000);
     ends[i] = performance.now();
   }));
   const end = Date.now() + 60_000;
   while (sink.count() < before + count * targets.length && Date.now() < end) await sleep(20);
   await sleep(150);
   const got = sink.count() - before;
-  if (got < count * targets.length) throw new Error(`the sink counted ${got} of ${count * targets.length}`);
+  // One sink for all: a short count cannot be put on one relay here.
+  if (got < count * targets.length) throw shortCount(`${targets.map((t) => t.name).join(' + ')} together (--parallel), ${what}`, got, count * targets.length, targets.map((t, i) => ({ name: t.name, run: sources[i]! })));
   return targets.map((t, i) => ({ cpuMs: ((cpuTicks(t.pid) - c0[i]!) * 1000) / CLK_TCK, seconds: (ends[i]! - t0) / 1000 }));
 }
 
-async function run(port: number, pid: number, sink: SinkCount, size: number, count: number): Promise<{ cpuMs: number; seconds: number; roles: Record<string, number> }> {
+async function run(name: string, port: number, pid: number, sink: SinkCount, size: number, count: number, what: string): Promise<{ cpuMs: number; seconds: number; roles: Record<string, number> }> {
   const before = sink.count();
   const t0s = treeTicks(pid);
   const t0 = performance.now();
-  const src = spawn('/usr/sbin/smtp-source', ['-s', String(conc), '-m', String(count), '-l', String(size), '-f', 'bench@source.example', '-t', 'rcpt@hosted.example', '-N', '-M', 'client.example', `${LOOP}:${port}`], { stdio: 'ignore' });
-  const killer = setTimeout(() => src.kill('SIGKILL'), 120_000);
-  await new Promise((r) => src.on('exit', r));
-  clearTimeout(killer);
+  offered.set(name, (offered.get(name) ?? 0) + count);
+  const source = await smtpSource(port, size, count, 120_000);
   const end = Date.now() + 60_000;
   while (sink.count() < before + count && Date.now() < end) await sleep(20);
   const seconds = (performance.now() - t0) / 1000;
   // The last delivery's acknowledgement and the relay's bookkeeping after it.
   await sleep(150);
   const got = sink.count() - before;
-  if (got < count) throw new Error(`the sink counted ${got} of ${count}`);
+  sinkCounted.set(name, (sinkCounted.get(name) ?? 0) + got);
+  if (got < count) throw shortCount(`${name}, ${what}`, got, count, [{ name, run: source }]);
   const r = roles(t0s, treeTicks(pid));
   return { cpuMs: Object.values(r).reduce((a, b) => a + b, 0), seconds, roles: r };
+}
+
+/** A relay (or the floor) of this run: node with `argv`, listening on `port`. */
+function spawnRelay(name: string, port: number, argv: string[]): { name: string; port: number; proc: ChildProcess; argv: string[] } {
+  return { name, port, argv, proc: start(process.execPath, argv, name) };
+}
+
+/** The relays of this run (for the report of a short count). */
+const started: Array<{ name: string; port: number; proc: ChildProcess; argv: string[] }> = [];
+
+/**
+ * Each relay's own count of the messages it accepted (250 to DATA) in its life, where it keeps one,
+ * beside what smtp-source offered it and the sink counted for it; read after the relays stopped
+ * (the floor prints its count on exit, relay-main writes its --stats lines on exit).
+ */
+async function relayCounts(): Promise<string> {
+  const out: string[] = [];
+  for (const r of started) {
+    await Promise.race([closed.get(r.proc), sleep(5_000)]);
+    const tail = stdoutTail.get(r.proc) ?? '';
+    const statsAt = r.argv.indexOf('--stats');
+    const statsFile = statsAt >= 0 ? r.argv[statsAt + 1] : undefined;
+    let own = 'not available (relay-main keeps it only with --stats FILE in --relay-args / --base-args)';
+    if (r.name === 'floor') {
+      const line = tail.split('\n').reverse().find((l) => l.startsWith('{"messages"'));
+      own = line ? `${(JSON.parse(line) as { messages: number }).messages} accepted (250, its exit line)` : 'not printed (did it exit on SIGTERM?)';
+    } else if (statsFile && existsSync(statsFile)) {
+      const lines = readFileSync(statsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { pid?: number; messages?: number });
+      // With workers relay-main writes one line from the primary's metrics; else one per burst (summed).
+      const mine = lines.filter((l) => l.pid === r.proc.pid);
+      own = mine.length ? `${mine.reduce((a, l) => a + (l.messages ?? 0), 0)} answered at the end of DATA, accepted or refused (its --stats lines count both)` : `no line of pid ${r.proc.pid} in ${statsFile}`;
+    }
+    // The first line of the tail may be cut: dropped when there are others; each line at most 300 characters.
+    const logLines = r.name === 'floor' ? [] : tail.trim().split('\n').filter(Boolean);
+    const logs = logLines.length ? `\n    its last log lines:\n${logLines.slice(logLines.length > 1 ? 1 : 0).slice(-5).map((l) => `      ${l.slice(0, 300)}`).join('\n')}` : '';
+    out.push(`  ${r.name}: offered ${offered.get(r.name) ?? 0} by smtp-source, ${parallel ? 'the sink counts all relays together' : `${sinkCounted.get(r.name) ?? 0} counted at the sink`}; its own count: ${own}${logs}`);
+  }
+  return out.join('\n');
 }
 
 const median = (xs: number[]) => {
@@ -225,18 +317,18 @@ async function main(): Promise<void> {
   closeSync(out);
   await waitPort(sinkPort, 10_000);
   const sink = new SinkCount(counters);
-  const relays: Array<{ name: string; port: number; proc: ChildProcess }> = [];
-  if (only.includes('floor')) relays.push({ name: 'floor', port: floorPort, proc: start(process.execPath, [...(prof ? ['--cpu-prof', '--cpu-prof-dir', path.join(prof, 'floor')] : []), path.join(HERE, 'floor-relay.js'), '--listen', `${LOOP}:${floorPort}`, '--upstream', `${LOOP}:${sinkPort}`], 'floor') });
+  const relays = started;
+  if (only.includes('floor')) relays.push(spawnRelay('floor', floorPort, [...(prof ? ['--cpu-prof', '--cpu-prof-dir', path.join(prof, 'floor')] : []), path.join(HERE, 'floor-relay.js'), '--listen', `${LOOP}:${floorPort}`, '--upstream', `${LOOP}:${sinkPort}`]));
   const relayFlags = (name: string) => [...(process.env['RELAY_NODE_FLAGS'] ?? RELAY_NODE_FLAGS.join(' ')).split(' ').filter(Boolean), ...(prof ? ['--cpu-prof', '--cpu-prof-dir', path.join(prof, name)] : [])];
   if (base) {
     const basePort = await freePort();
-    relays.push({ name: 'base', port: basePort, proc: start(process.execPath, [...relayFlags('base'), path.join(path.resolve(base), 'bench/dist/relay-main.js'), '--listen', `${LOOP}:${basePort}`, '--upstream', `${LOOP}:${sinkPort}`, '--plugins', plugins, ...baseArgs], 'base') });
+    relays.push(spawnRelay('base', basePort, [...relayFlags('base'), path.join(path.resolve(base), 'bench/dist/relay-main.js'), '--listen', `${LOOP}:${basePort}`, '--upstream', `${LOOP}:${sinkPort}`, '--plugins', plugins, ...baseArgs]));
   }
   if (only.includes('relay')) {
-    relays.push({ name: 'relay', port: relayPort, proc: start(process.execPath, [...relayFlags('relay'), path.join(HERE, 'relay-main.js'), '--listen', `${LOOP}:${relayPort}`, '--upstream', `${LOOP}:${sinkPort}`, '--plugins', plugins, ...relayArgs], 'relay') });
+    relays.push(spawnRelay('relay', relayPort, [...relayFlags('relay'), path.join(HERE, 'relay-main.js'), '--listen', `${LOOP}:${relayPort}`, '--upstream', `${LOOP}:${sinkPort}`, '--plugins', plugins, ...relayArgs]));
     if (plugins2) {
       const port2 = await freePort();
-      relays.push({ name: 'relay2', port: port2, proc: start(process.execPath, [...relayFlags('relay2'), path.join(HERE, 'relay-main.js'), '--listen', `${LOOP}:${port2}`, '--upstream', `${LOOP}:${sinkPort}`, '--plugins', plugins2, ...relayArgs], 'relay2') });
+      relays.push(spawnRelay('relay2', port2, [...relayFlags('relay2'), path.join(HERE, 'relay-main.js'), '--listen', `${LOOP}:${port2}`, '--upstream', `${LOOP}:${sinkPort}`, '--plugins', plugins2, ...relayArgs]));
     }
   }
   for (const r of relays) await waitPort(r.port, 90_000);
@@ -258,7 +350,7 @@ async function main(): Promise<void> {
   const summary: string[] = [];
   for (const size of sizes) {
     // Warm-up: JIT, pools, the spool's first segment.
-    for (const r of relays) await run(r.port, r.proc.pid!, sink, size, Math.min(300, n));
+    for (const r of relays) await run(r.name, r.port, r.proc.pid!, sink, size, Math.min(300, n), `size ${size}, warm-up`);
     const per: Record<string, number[]> = {};
     const ratios: number[][] = ratioNames.map(() => []);
     for (let round = 1; round <= rounds; round++) {
@@ -266,8 +358,9 @@ async function main(): Promise<void> {
       const ms: number[] = [];
       // Every other round in the reverse order, so a drift of the machine's load favours no one.
       const results = new Map<string, { cpuMs: number; seconds: number; roles?: Record<string, number> }>();
-      if (parallel) (await runAll(relays.map((r) => ({ port: r.port, pid: r.proc.pid! })), sink, size, n)).forEach((x, i) => results.set(relays[i]!.name, x));
-      else for (const r of round % 2 ? relays : [...relays].reverse()) results.set(r.name, await run(r.port, r.proc.pid!, sink, size, n));
+      const what = `size ${size}, round ${round}`;
+      if (parallel) (await runAll(relays.map((r) => ({ name: r.name, port: r.port, pid: r.proc.pid! })), sink, size, n, what)).forEach((x, i) => results.set(relays[i]!.name, x));
+      else for (const r of round % 2 ? relays : [...relays].reverse()) results.set(r.name, await run(r.name, r.port, r.proc.pid!, sink, size, n, what));
       for (const r of relays) {
         const { cpuMs, seconds } = results.get(r.name)!;
         (per[r.name] ??= []).push(cpuMs / n);
@@ -293,5 +386,6 @@ process.on('SIGINT', () => void stopAll().then(() => process.exit(130)));
 main().catch(async (err: unknown) => {
   process.stderr.write(`cpu-loop: ${err instanceof Error ? err.message : String(err)}\n`);
   await stopAll();
+  if (err instanceof Error && err.message.startsWith('the sink counted')) process.stderr.write(`cpu-loop: after the relays stopped:\n${await relayCounts()}\n`);
   process.exit(1);
 });
