@@ -296,7 +296,7 @@ async function relayCounts(): Promise<string> {
     // The first line of the tail may be cut: dropped when there are others; each line at most 300 characters.
     const logLines = r.name === 'floor' ? [] : tail.trim().split('\n').filter(Boolean);
     const logs = logLines.length ? `\n    its last log lines:\n${logLines.slice(logLines.length > 1 ? 1 : 0).slice(-5).map((l) => `      ${l.slice(0, 300)}`).join('\n')}` : '';
-    out.push(`  ${r.name}: offered ${offered.get(r.name) ?? 0} by smtp-source, ${parallel ? 'the sink counts all relays together' : `${sinkCounted.get(r.name) ?? 0} counted at the sink`}; its own count: ${own}${logs}`);
+    out.push(`  ${r.name}: offered ${offered.get(r.name) ?? 0} by smtp-source, ${sinkCounted.get(r.name) ?? 0} counted at the sink${parallel ? ' in its warm-ups (the --parallel rounds are counted for all relays together)' : ''}; its own count: ${own}${logs}`);
   }
   return out.join('\n');
 }
