@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connects, Daemon, removeDir, tempDir } from '../servers/daemon.js';
@@ -115,6 +115,8 @@ export class RelayProcess {
 
   /** Starts the relay (again, after `stop()` or `kill()`: same config and spool) and waits for its port. */
   async start(): Promise<void> {
+    // The log file exists from the start (tests read it before the relay has written anything).
+    if (this.options.logFile) appendFileSync(this.options.logFile, '');
     this.daemon = await Daemon.start({
       name: 'relay',
       command: process.execPath,
