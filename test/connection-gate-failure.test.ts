@@ -92,15 +92,17 @@ describe('a connection-gate check that throws or rejects', function () {
 });
 
 /**
- * The one way left to the "connection gate failed" branch of listen/connections.ts: the gate's
- * decision promise rejects only when, after a later check refused, undoing an earlier check throws
- * (its `release`). Both checks are a plugin written for this test: no real check's release throws.
- * Today that branch admits the connection (the later refusal is lost) and logs the error.
+ * A check whose `release` throws (a bug in it; both checks are a plugin written for this test, no
+ * real check's release throws): while the gate undoes it after a later check refused, and when an
+ * admitted connection closes. The refusal must stand (not be lost to the error) and the relay must
+ * stay up: a release runs from the socket's close, where an exception would end the process.
  */
-describe('a connection-gate check whose release throws while a later check refuses', function () {
+describe('a connection-gate check whose release throws', function () {
   this.timeout(30_000);
   let relay: TestRelay;
-  let thrown = false;
+  let throwOnRelease = true;
+  let refuse = true;
+  let releaseThrows = 0;
   const { logger, entries } = memoryLogger('info');
   const broken = definePlugin({
     name: 'broken-release',
@@ -109,15 +111,13 @@ describe('a connection-gate check whose release throws while a later check refus
       gate.add({
         name: 'async-admits',
         admit: () => Promise.resolve(undefined),
-        // Throws once, while the gate undoes it: a release that throws when the connection closes
-        // is not caught either (smtp-server's close handler), so it would end this test's process.
         release() {
-          if (thrown) return;
-          thrown = true;
+          if (!throwOnRelease) return;
+          releaseThrows++;
           throw new Error('release bug');
         },
       });
-      gate.add({ name: 'refuses', admit: () => ({ code: 421, enhanced: '4.7.0', text: 'Refused by the test check' }), release() {} });
+      gate.add({ name: 'refuses', admit: () => (refuse ? { code: 421, enhanced: '4.7.0', text: 'Refused by the test check' } : undefined), release() {} });
       return {};
     },
   });
@@ -131,14 +131,30 @@ describe('a connection-gate check whose release throws while a later check refus
   });
   after(() => relay?.stop());
 
-  it('reaches the branch: logs "connection gate failed: admitted" with the error and greets the client with 220', async () => {
+  it('keeps the later check\'s refusal (421 4.7.0) when undoing an earlier check throws, and logs the release error', async () => {
     const c = await RawSmtp.connect(relay.port);
-    const line = (await c.read(10_000)).trim();
-    assert.match(line, /^220 /);
-    const failed = entries.filter((e) => e.msg === 'connection gate failed: admitted');
+    assert.equal((await c.read(10_000)).trim(), '421 4.7.0 Refused by the test check');
+    await c.waitClosed(5_000);
+    assert.equal(releaseThrows, 1);
+    const failed = entries.filter((e) => e['check'] === 'async-admits' && /release failed/.test(String(e.msg)));
     assert.equal(failed.length, 1);
     assert.match(String((failed[0]!['err'] as { message: string }).message), /release bug/);
+    assert.equal(entries.filter((e) => /admitted/.test(String(e.msg))).length, 0);
+  });
+
+  it('stays up when the release of an admitted connection throws at its close: the next client is served', async () => {
+    refuse = false;
+    const c = await RawSmtp.connect(relay.port);
+    assert.match((await c.read(10_000)).trim(), /^220 /);
     c.close();
     await c.waitClosed(5_000);
+    const deadline = Date.now() + 5_000;
+    while (releaseThrows < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(releaseThrows, 2, 'the release ran (and threw) when the connection closed');
+    throwOnRelease = false;
+    const next = await RawSmtp.connect(relay.port);
+    assert.match((await next.read(10_000)).trim(), /^220 /);
+    next.close();
+    await next.waitClosed(5_000);
   });
 });

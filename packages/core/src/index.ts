@@ -30,7 +30,7 @@ export { parseNetwork, NetworkList, NetworkSyntaxError, network, networkList, is
 export { describeOptions, optionsTable, replaceOptionsTable, OPTIONS_BEGIN, OPTIONS_END, type OptionDoc } from './plugins/options-table.js';
 // Services plugins resolve through Tokens (their types), and helpers plugins share
 export type { PluginDriver, LoadedPlugin, Decision } from './plugins/driver.js';
-export { ConnectionGate, perAddressCheck, whenSettled, type ConnectionCheck, type ConnectionInfo, type MaybePromise } from './listen/connection-gate.js';
+export { ConnectionGate, perAddressCheck, whenSettled, type ConnectionCheck, type ConnectionInfo, type MaybePromise, type ReleaseFailure } from './listen/connection-gate.js';
 export type { DiskGuard, PrivilegeInfo } from './spool/disk-guard.js';
 export type { SharedState, SharedCounter, CounterResult, SharedStateStatus, ConcurrencySlots, SlotLease, StoreKind } from './services/shared-state.js';
 export type { Readiness, ReadinessCheck, ReadinessReport } from './ops/readiness.js';

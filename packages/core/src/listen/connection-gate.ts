@@ -28,8 +28,17 @@ export interface ConnectionCheck {
   release(c: ConnectionInfo): void;
 }
 
-/** `error`: the check threw or rejected (then `reply` is CHECK_FAILED). */
-export type GateDecision = { reply: Reply; check: string; error?: unknown } | undefined;
+/** A check whose `release` threw: the other checks were still released, the error is the caller's to log. */
+export interface ReleaseFailure {
+  readonly check: string;
+  readonly error: unknown;
+}
+
+/**
+ * `error`: the check threw or rejected (then `reply` is CHECK_FAILED). `releaseFailures`: undoing
+ * an earlier check threw (the refusal stands; the caller logs them).
+ */
+export type GateDecision = { reply: Reply; check: string; error?: unknown; releaseFailures?: ReleaseFailure[] } | undefined;
 
 /**
  * The answer when a check throws or rejects: a bug in it, or a store that failed in a way it did
@@ -89,14 +98,34 @@ export class ConnectionGate {
     return undefined;
   }
 
-  /** The checks before `i` admitted it: undo their accounting. */
+  /** The checks before `i` admitted it: undo their accounting. The refusal stands even when an undo throws. */
   private refuse(c: ConnectionInfo, i: number, reply: Reply, error?: unknown): GateDecision {
-    for (let j = 0; j < i; j++) this.checks[j]!.release(c);
-    return error === undefined ? { reply, check: this.checks[i]!.name } : { reply, check: this.checks[i]!.name, error };
+    const failures = this.releaseChecks(c, i);
+    const d: NonNullable<GateDecision> = { reply, check: this.checks[i]!.name };
+    if (error !== undefined) d.error = error;
+    if (failures.length) d.releaseFailures = failures;
+    return d;
   }
 
-  release(c: ConnectionInfo): void {
-    for (const check of this.checks) check.release(c);
+  /**
+   * Gives back what every check took for a closed connection. A check whose release throws (a bug
+   * in it) neither stops the others' releases nor escapes: this runs from the socket's close, where
+   * an exception would end the process. The failures are returned for the caller to log.
+   */
+  release(c: ConnectionInfo): ReleaseFailure[] {
+    return this.releaseChecks(c, this.checks.length);
+  }
+
+  private releaseChecks(c: ConnectionInfo, upTo: number): ReleaseFailure[] {
+    const failures: ReleaseFailure[] = [];
+    for (let j = 0; j < upTo; j++) {
+      try {
+        this.checks[j]!.release(c);
+      } catch (error) {
+        failures.push({ check: this.checks[j]!.name, error: error ?? new Error('threw undefined') });
+      }
+    }
+    return failures;
   }
 }
 

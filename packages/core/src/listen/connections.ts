@@ -4,7 +4,7 @@ import { formatReply, Replies, type Reply } from '../api/verdicts.js';
 import type { RelayMetrics } from '../telemetry/metrics.js';
 import { RepeatLog } from '../telemetry/repeat-log.js';
 import type { Conn } from '../adapter/smtp-server.js';
-import type { ConnectionGate, ConnectionInfo, GateDecision, MaybePromise } from './connection-gate.js';
+import { CHECK_FAILED, type ConnectionGate, type ConnectionInfo, type GateDecision, type MaybePromise, type ReleaseFailure } from './connection-gate.js';
 
 /** What the relay uses of an smtp-server connection object: its public members (the adapter has the rest). */
 export type ConnectionLike = Conn;
@@ -58,9 +58,16 @@ export class Connections {
     const admitted = this.admitted.get(id);
     if (admitted) {
       this.admitted.delete(id);
-      admitted.gate.release(admitted.info);
+      this.releaseFailed(admitted.info, admitted.gate.release(admitted.info));
     }
     return true;
+  }
+
+  /** A check's release that threw (a bug in the check): logged at most every 10 s per check, never thrown. */
+  private releaseFailed(info: ConnectionInfo, failures: ReleaseFailure[]): void {
+    for (const f of failures) {
+      this.refusals.log(this.log, 'error', `release failed: ${f.check}`, { err: f.error, check: f.check, client: info.remoteAddress, listener: info.listener.name }, `connection gate check ${f.check}: release failed (its count for this client may stay too high until restart)`);
+    }
   }
 
   /**
@@ -82,18 +89,18 @@ export class Connections {
         // Closed while the answer travelled (the socket is added right after this call, so a
         // connection missing now has come and gone): give back what the gate took.
         if (!this.open.has(c.id)) {
-          if (!d) gate.release(info);
+          if (!d) this.releaseFailed(info, gate.release(info));
+          else if (d.releaseFailures) this.releaseFailed(info, d.releaseFailures);
           return d?.reply;
         }
         return this.record(info, gate, d, label);
       },
       (err: unknown) => {
-        // A check that throws is refused in the gate; this is reached only when undoing an earlier
-        // check throws (its release, after a later check refused): admitted, release owed. Kept and
-        // shown by test/connection-gate-failure.test.ts.
+        // The gate catches its checks' throws and rejections and their releases' throws, so this is
+        // a bug in the gate itself. Fail closed, temporarily, as for a check that throws; nothing is
+        // released (what the gate took is unknown: a slot kept too long is the safe side of a limit).
         this.deciding.delete(c.id);
-        this.log.error({ err, client: c.remoteAddress }, 'connection gate failed: admitted');
-        return this.record(info, gate, undefined, label);
+        return this.record(info, gate, { reply: CHECK_FAILED, check: 'gate', error: err ?? new Error('rejected with undefined') }, label);
       },
     );
     this.deciding.set(c.id, p);
@@ -102,6 +109,7 @@ export class Connections {
 
   private record(info: ConnectionInfo, gate: ConnectionGate, decided: GateDecision, label: string): Reply | undefined {
     const reply = decided?.reply;
+    if (decided?.releaseFailures) this.releaseFailed(info, decided.releaseFailures);
     if (decided?.error !== undefined) {
       // A check that threw: counted under one reason, logged per check (at most every 10 s), with the error.
       this.metrics.connectionRefused(label, 'check_failed');
