@@ -10,7 +10,7 @@ import type { ReadinessReport } from '../ops/readiness.js';
 import { fanOut } from './fan-out.js';
 import { IpcChannel } from './ipc-channel.js';
 import { existingShards, orphanAssignment, shardDir } from './shards.js';
-import { ADOPT_ENV, WORKER_ENV } from './worker-side.js';
+import { ADOPT_ENV, WORKER_ENV } from './worker-env.js';
 import { pipeWorkerOutput } from './worker-logs.js';
 import { clusterStatus } from './cluster-status.js';
 import { ClusterMetrics } from './metrics-aggregate.js';
