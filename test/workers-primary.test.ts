@@ -107,6 +107,19 @@ describe('workers: 2: the primary validates the config apart and loads no plugin
     assert.ok(!many.stdout.includes('"msg":"ready'), many.stdout);
   });
 
+  it('refuses to start with a bad core key or a bad workers value, naming the file and key, exit code 78, as one process would', async () => {
+    const port = await freePort();
+    const file = path.join(dir, 'portcullis.json');
+    for (const [change, key] of [[{ spool: { dir: path.join(dir, 'spool'), segmentSize: 'huge' } }, 'spool.segmentSize'], [{ workers: 1000 }, 'workers']] as const) {
+      writeFileSync(file, JSON.stringify({ ...config(port), ...change }, null, 2));
+      const r = cli(['start', '--config', file], { MARKER_DIR: dir });
+      assert.equal(r.code, 78, r.stderr);
+      assert.ok(r.stderr.includes(`${file}: ${key}: `), r.stderr);
+      assert.match(r.stderr, /in the configuration; nothing was started\n$/);
+    }
+    assert.ok(markers().length > 0, 'the plugins were still checked (their options are reported with the core keys)');
+  });
+
   it('refuses a reload with a bad plugin option, naming the file and key; every worker keeps the running configuration', async () => {
     const port = await freePort();
     const file = RelayProcess.write(dir, config(port));

@@ -126,17 +126,9 @@ export async function startCommand(opts: { config: string; logLevel?: string }):
   const cluster = (await import('node:cluster')).default;
   const index = cluster.isWorker ? light.workerIndexFromEnv() : undefined;
   if (index !== undefined) return startWorker(index, opts);
-  // The file's own keys (no plugin loaded) say whether this process runs the relay or is a primary.
-  // A file whose own keys are wrong goes the single-process way: it reports every problem, the
-  // plugins' options too, exactly as before.
-  let loaded: InstanceType<typeof light.ConfigError> | ReturnType<typeof light.loadConfigFile>;
-  try {
-    loaded = light.loadConfigFile(opts.config);
-  } catch (err) {
-    if (!(err instanceof light.ConfigError)) throw err;
-    loaded = err;
-  }
-  if (!(loaded instanceof light.ConfigError) && light.workerCount(loaded.config) > 1) return (await import('./start-primary.js')).startPrimary(opts, loaded);
+  // The file's `workers` (read without the schema or a plugin) says whether this process runs the
+  // relay or is a primary; a value it cannot use means one process, which validates everything.
+  if (light.peekWorkers((await import('node:path')).resolve(opts.config)) > 1) return (await import('./start-primary.js')).startPrimary(opts);
   return startSingle(opts);
 }
 

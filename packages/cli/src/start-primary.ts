@@ -1,32 +1,31 @@
 import path from 'node:path';
-import { ClusterPrimary, ConfigError, createLogFile, createLogger, parseConfig, stdoutDestination, workerCount, type LoadedConfig, type Logger } from '@portcullis/core/primary';
+import { ClusterPrimary, createLogFile, createLogger, stdoutDestination, workerCount, type Logger } from '@portcullis/core/primary';
 import { reportConfigError } from './config-report.js';
 import { ExitCode, exitCodeForSignal } from './exit-codes.js';
 import { exit } from './run-relay.js';
-import { validateApart } from './validate-apart.js';
+import { CheckedConfigError, validateApart } from './validate-apart.js';
 
 /**
  * `portcullis start` with `workers` > 1: this process is the primary. It imports only
- * `@portcullis/core/primary` (the cluster primary, admin and control servers, logging, config
- * schema), never a plugin or the SMTP pipeline: the whole config (plugins' options and setup
+ * `@portcullis/core/primary` (the cluster primary, admin and control servers, logging), never a
+ * plugin, the config schema or the SMTP pipeline: the whole config (plugins' options and setup
  * included) is validated in a short-lived child process, at start and at every reload
  * (validate-apart.ts), with the same errors and exit code as a single-process start.
- * `loaded`: the file as read once with the core's own keys, which asked for workers.
+ * The file asked for workers (`peekWorkers`); the check in the child validates that key too.
  */
-export async function startPrimary(opts: { config: string; logLevel?: string }, loaded: LoadedConfig): Promise<void> {
+export async function startPrimary(opts: { config: string; logLevel?: string }): Promise<void> {
+  const file = path.resolve(opts.config);
+  const dir = path.dirname(file);
   let sink: { write(line: string): unknown } | undefined;
   // The child's log lines (a plugin's setup may log) go into the one log stream; before it exists, kept.
   const early: string[] = [];
   const onLogLine = (line: string) => (sink ? sink.write(line + '\n') : early.push(line));
-  const validate = async (file: string) => {
-    const { raw } = await validateApart(file, { logLevel: opts.logLevel, onLogLine });
-    return { raw, config: parseConfig(raw, path.resolve(file)) };
-  };
+  const validate = (f: string) => validateApart(f, { logLevel: opts.logLevel, onLogLine });
   let checked: Awaited<ReturnType<typeof validate>>;
   try {
-    checked = await validate(loaded.file);
+    checked = await validate(file);
   } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
+    if (!(err instanceof CheckedConfigError)) throw err;
     for (const line of early) process.stdout.write(line + '\n');
     reportConfigError(err, 'nothing was started');
     exit(createLogger('silent'), ExitCode.config);
@@ -34,14 +33,14 @@ export async function startPrimary(opts: { config: string; logLevel?: string }, 
   }
   const { config, raw } = checked;
   // log.file: rotated files, written off the SMTP path; otherwise JSON lines on stdout.
-  const logFile = config.log.file ? await createLogFile(config.log.file, loaded.dir) : undefined;
+  const logFile = config.log.file ? await createLogFile(config.log.file, dir) : undefined;
   const dest = logFile?.stream ?? stdoutDestination();
   const log = createLogger(opts.logLevel ?? config.log.level, dest);
   sink = dest;
   for (const line of early.splice(0)) dest.write(line + '\n');
   // Round-robin: the kernel's balancing hands a burst of connections to one worker (core README, "Workers").
   const scheduling = process.env['PORTCULLIS_CLUSTER_SCHED'] === 'none' ? 'none' : 'rr';
-  await runPrimary(new ClusterPrimary({ configFile: loaded.file, configDir: loaded.dir, config, raw, workers: workerCount(config), log, logSink: dest, validate, scheduling }), log);
+  await runPrimary(new ClusterPrimary({ configFile: file, configDir: dir, config, raw, workers: workerCount(config), log, logSink: dest, validate, scheduling }), log);
 }
 
 /** The primary's life: start every worker, reload on SIGHUP, drain every worker on SIGTERM/SIGINT. */
