@@ -2,7 +2,8 @@
 # run-peers.sh - runs the shared peers benchmark (../shared/bench: direct, Postfix, Haraka) with
 # Portcullis added, in ONE run, so the figures are comparable: `portcullis` (relay-policy only),
 # `portcullis-att` (relay-policy + attachments, workers: 1), `portcullis-auto` (the same with
-# workers: auto, through the portcullis command; left out when the checkout has no worker mode),
+# workers: auto, through the portcullis command run by bench/relay-command.sh, so that the summed RSS
+# is the relay's processes alone; left out when the checkout has no worker mode),
 # `portcullis-rcpt` (relay-policy + recipients, callout answered from the cached catch-all flag) and
 # the floor (bench/src/floor-relay.ts). Haraka runs with HARAKA_NODES=cpus unless set.
 #

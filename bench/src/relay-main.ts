@@ -26,13 +26,19 @@
  * `--env NAME=VALUE` (repeatable) sets an environment variable for the relay and its workers, e.g.
  * `--env PORTCULLIS_CLUSTER_SCHED=none` to measure the kernel's balancing against round-robin in one run.
  *
+ * For the peers harness, `bench/relay-command.sh` runs the same worker mode without this process staying
+ * resident (so the harness's summed RSS is the relay's alone), through two short-lived modes of this file:
+ * `--prepare DIR ARGS...` writes the config file into DIR and prints three lines (the config file, the
+ * admin port, the Node flags for the command), and `--stats-from METRICS_FILE --pid PID ARGS...`
+ * appends the --stats line computed from a saved /metrics page (the script's last scrape).
+ *
  * BENCH_METRICS=on turns the admin listener (and so metrics recording) on, on a free loopback
  * port, and scrapes /metrics from this process every BENCH_SCRAPE_MS (default 15 s, Prometheus's
  * default interval; one scrape costs about 7 ms of CPU), to compare throughput with metrics on and off.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import http from 'node:http';
-import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -190,6 +196,41 @@ function quantile(buckets: Array<{ le: number; count: number }>, q: number): num
   return prevLe;
 }
 
+/** The admin listener (and so metrics recording in every worker) only when something reads it (see runCommand). */
+const adminWanted = (args: Args) => !!args.stats || metricsOn();
+
+/** The end-of-DATA-to-250 histogram's buckets in a /metrics page (all workers summed by the primary). */
+function histogramOf(text: string): { buckets: Array<{ le: number; count: number }>; count: number } | undefined {
+  const buckets = [...text.matchAll(/^portcullis_data_reply_seconds_bucket\{[^}]*le="([^"]+)"[^}]*\} (\d+)/gm)].map((m) => ({ le: m[1] === '+Inf' ? Infinity : Number(m[1]), count: Number(m[2]) }));
+  return buckets.length ? { buckets, count: buckets[buckets.length - 1]!.count } : undefined;
+}
+
+/** The --stats line of the worker mode: messages and the histogram's p50/p99 (interpolated in their buckets). */
+function statsLine(args: Args, pid: number, last: { buckets: Array<{ le: number; count: number }>; count: number }): string {
+  const ms = (q: number) => Math.round(quantile(last.buckets, q) * 1e5) / 100;
+  return JSON.stringify({ pid, plugins: args.plugins.join(','), ...(args.label ? { config: args.label } : {}), workers: args.workers, messages: last.count, avgBytes: 0, seconds: 0, cpuMsPerMsg: null, p50Ms: ms(0.5), p99Ms: ms(0.99), maxMs: null, source: 'metrics histogram' }) + '\n';
+}
+
+/** `--prepare DIR`: relay-command.sh's first step. Writes DIR/portcullis.json; prints the file, the admin port and the Node flags. */
+async function prepare(dir: string, args: Args): Promise<void> {
+  const adminPort = await freePort();
+  const file = path.join(dir, 'portcullis.json');
+  writeFileSync(file, JSON.stringify(rawConfig(args, args.spool ?? path.join(dir, 'spool'), { enabled: adminWanted(args), port: adminPort }), null, 2));
+  process.stdout.write(`${file}\n${adminWanted(args) ? adminPort : 0}\n${RELAY_NODE_FLAGS.join(' ')}\n`);
+}
+
+/** `--stats-from FILE --pid PID`: relay-command.sh's last step, after the relay stopped: the --stats line from its last scrape. */
+function statsFrom(file: string, pid: number, args: Args): void {
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    // No scrape succeeded (the relay died at start): no line, as runCommand writes none then.
+  }
+  const last = histogramOf(text);
+  if (args.stats && last) appendFileSync(args.stats, statsLine(args, pid, last));
+}
+
 /** `--workers` above 1: the `portcullis start` command (primary + workers) on a config file written here. */
 async function runCommand(args: Args): Promise<void> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-bench-workers-'));
@@ -199,7 +240,7 @@ async function runCommand(args: Args): Promise<void> {
   // The admin listener (and so metrics recording in every worker) only when something reads it: --stats
   // (the p50/p99 come from /metrics) or BENCH_METRICS=on; otherwise off, as for --workers 1, so that the
   // two modes are compared doing the same work.
-  const adminOn = !!args.stats || metricsOn();
+  const adminOn = adminWanted(args);
   writeFileSync(file, JSON.stringify(rawConfig(args, spoolDir, { enabled: adminOn, port: adminPort }), null, 2));
   const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../packages/cli/dist/main.js');
   // This process's Node flags (cpu-loop's: the portcullis command's, plus --cpu-prof when profiling),
@@ -212,10 +253,7 @@ async function runCommand(args: Args): Promise<void> {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (text += d));
-      res.on('end', () => {
-        const buckets = [...text.matchAll(/^portcullis_data_reply_seconds_bucket\{[^}]*le="([^"]+)"[^}]*\} (\d+)/gm)].map((m) => ({ le: m[1] === '+Inf' ? Infinity : Number(m[1]), count: Number(m[2]) }));
-        if (buckets.length) last = { buckets, count: buckets[buckets.length - 1]!.count };
-      });
+      res.on('end', () => (last = histogramOf(text) ?? last));
     }).on('error', () => undefined);
   const timer = args.stats ? setInterval(scrape, 2000) : metricsOn() ? setInterval(scrape, scrapeMs) : undefined;
   let stopping = false;
@@ -230,10 +268,7 @@ async function runCommand(args: Args): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   const code = await new Promise<number>((resolve) => child.on('exit', (c, sig) => resolve(c ?? (sig ? 1 : 0))));
-  if (args.stats && last) {
-    const ms = (q: number) => Math.round(quantile(last!.buckets, q) * 1e5) / 100;
-    appendFileSync(args.stats, JSON.stringify({ pid: process.pid, plugins: args.plugins.join(','), ...(args.label ? { config: args.label } : {}), workers: args.workers, messages: last.count, avgBytes: 0, seconds: 0, cpuMsPerMsg: null, p50Ms: ms(0.5), p99Ms: ms(0.99), maxMs: null, source: 'metrics histogram' }) + '\n');
-  }
+  if (args.stats && last) appendFileSync(args.stats, statsLine(args, process.pid, last));
   if (!args.spool) rmSync(dir, { recursive: true, force: true });
   process.exit(code);
 }
@@ -241,6 +276,8 @@ async function runCommand(args: Args): Promise<void> {
 async function main(): Promise<void> {
   // `relay-main --has-workers`: exit 0 when this checkout's core has the worker mode, 69 when not (run-peers.sh).
   if (process.argv[2] === '--has-workers') process.exit((await coreHasWorkers(parseArgs(['--listen', '127.0.0.1:2525', '--upstream', '127.0.0.1:2601']))) ? 0 : 69);
+  if (process.argv[2] === '--prepare' && process.argv[3]) return prepare(process.argv[3], parseArgs(process.argv.slice(4)));
+  if (process.argv[2] === '--stats-from' && process.argv[3] && process.argv[4] === '--pid' && process.argv[5]) return statsFrom(process.argv[3], Number(process.argv[5]), parseArgs(process.argv.slice(6)));
   const args = parseArgs(process.argv.slice(2));
   if (args.workers !== undefined && args.workers !== 1) {
     if (!coreHasWorkersApart()) {

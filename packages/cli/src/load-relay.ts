@@ -81,9 +81,5 @@ function filesMissing({ dir, config }: LoadedConfig): Array<{ path: string; mess
   return problems;
 }
 
-/** Prints a config error the way users read it: one `<file>: <key path>: <problem>` line each. */
-export function reportConfigError(err: ConfigError, what: string): void {
-  const n = err.problems.length;
-  process.stderr.write(`${err.message}\n`);
-  process.stderr.write(`portcullis: ${n} problem${n === 1 ? '' : 's'} in the configuration; ${what}\n`);
-}
+// Apart from this file so that the worker mode's primary prints config errors without loading the relay.
+export { reportConfigError } from './config-report.js';

@@ -117,84 +117,40 @@ export function exit(log: Logger, code: number): void {
 
 /**
  * `portcullis start`: one process with `workers: 1` (as always); with more, this process becomes the
- * primary (ClusterPrimary: sockets, admin, control, the log stream) and forks the workers, each of
- * which runs this same command and lands in `startWorker` (node:cluster tells them apart).
+ * primary (start-primary.ts: sockets, admin, control, the log stream; no plugin and no SMTP pipeline
+ * loaded) and forks the workers, each of which runs this same command and lands in `startWorker`
+ * (node:cluster tells them apart).
  */
 export async function startCommand(opts: { config: string; logLevel?: string }): Promise<void> {
+  const light = await import('@portcullis/core/primary');
+  const cluster = (await import('node:cluster')).default;
+  const index = cluster.isWorker ? light.workerIndexFromEnv() : undefined;
+  if (index !== undefined) return startWorker(index, opts);
+  // The file's `workers` (read without the schema or a plugin) says whether this process runs the
+  // relay or is a primary; a value it cannot use means one process, which validates everything.
+  if (light.peekWorkers((await import('node:path')).resolve(opts.config)) > 1) return (await import('./start-primary.js')).startPrimary(opts);
+  return startSingle(opts);
+}
+
+/** `workers: 1`: the relay runs in this process (validated here: plugins imported, their setup run). */
+async function startSingle(opts: { config: string; logLevel?: string }): Promise<void> {
   const core = { ...(await import('@portcullis/core')), ...(await import('@portcullis/core/internal')) };
   const { loadRelay, reportConfigError } = await import('./load-relay.js');
-  const cluster = (await import('node:cluster')).default;
-  const index = cluster.isWorker ? core.workerIndexFromEnv() : undefined;
-  if (index !== undefined) return startWorker(index, opts);
   let log: Logger | undefined;
-  let sink: { write(line: string): unknown } | undefined;
   const makeLogger = async (c: { log: { level: string; file?: Parameters<typeof core.createLogFile>[0] } }, dir: string) => {
     // log.file: rotated files, written off the SMTP path; otherwise JSON lines on stdout.
     const logFile = c.log.file ? await core.createLogFile(c.log.file, dir) : undefined;
-    const dest = logFile?.stream ?? core.stdoutDestination();
-    sink = dest;
-    log = core.createLogger(opts.logLevel ?? c.log.level, dest);
+    log = core.createLogger(opts.logLevel ?? c.log.level, logFile?.stream ?? core.stdoutDestination());
     return { log, logFile };
   };
   try {
     const { loaded, relay } = await loadRelay(opts.config, makeLogger);
-    const workers = core.workerCount(loaded.config);
     const spoolRoot = (await import('node:path')).resolve(loaded.dir, loaded.config.spool.dir);
-    if (workers === 1) return await runRelay({ relay, log: log!, adopt: core.existingShards(spoolRoot).filter((s) => s > 0) });
-    // The relay was made to validate the whole config (plugins set up) once, here; workers run it.
-    await relay.driver.close();
-    await relay.sharedState.close();
-    const validate = async (file: string) => {
-      const v = await loadRelay(file, () => log!);
-      await v.relay.driver.close();
-      await v.relay.sharedState.close();
-      return { config: v.loaded.config, raw: v.loaded.raw };
-    };
-    // Round-robin: the kernel's balancing hands a burst of connections to one worker (core README, "Workers").
-    const sched = process.env['PORTCULLIS_CLUSTER_SCHED'] === 'none' ? 'none' : 'rr';
-    await runPrimary(new core.ClusterPrimary({ configFile: loaded.file, configDir: loaded.dir, config: loaded.config, raw: loaded.raw, workers, log: log!, logSink: sink!, validate, scheduling: sched }), log!);
+    return await runRelay({ relay, log: log!, adopt: core.existingShards(spoolRoot).filter((s) => s > 0) });
   } catch (err) {
     if (!(err instanceof core.ConfigError)) throw err;
     reportConfigError(err, 'nothing was started');
     exit(log ?? core.createLogger('silent'), ExitCode.config);
-  }
-}
-
-/** The primary's life: start every worker, reload on SIGHUP, drain every worker on SIGTERM/SIGINT. */
-async function runPrimary(primary: InstanceType<Awaited<typeof import('@portcullis/core/internal')>['ClusterPrimary']>, log: Logger): Promise<void> {
-  let stopping = false;
-  let started: Promise<void> | undefined;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stopping) {
-      log.warn({ signal }, 'second signal: workers killed, exiting now');
-      primary.killAll();
-      exit(log, exitCodeForSignal(signal));
-      return;
-    }
-    stopping = true;
-    const t0 = Date.now();
-    log.info({ signal }, 'shutting down: every worker drains (listeners closed, transactions in DATA and deliveries in progress finish)');
-    void (async () => {
-      await started?.catch(() => undefined);
-      await primary.stop();
-      log.info({ durationMs: Date.now() - t0 }, 'stopped: every worker has exited');
-      exit(log, ExitCode.ok);
-    })();
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
-  process.on('SIGHUP', () => {
-    if (stopping) return;
-    log.info('SIGHUP: reloading the configuration in every worker');
-    primary.reload().catch((err: unknown) => log.error({ err }, `reload refused: ${(err as Error).message}`));
-  });
-  started = primary.start();
-  try {
-    await started;
-  } catch (err) {
-    log.fatal({ err }, `cannot start: ${(err as Error).message}`);
-    await primary.stop();
-    exit(log, ExitCode.failure);
   }
 }
 

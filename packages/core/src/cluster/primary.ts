@@ -10,17 +10,35 @@ import type { ReadinessReport } from '../ops/readiness.js';
 import { fanOut } from './fan-out.js';
 import { IpcChannel } from './ipc-channel.js';
 import { existingShards, orphanAssignment, shardDir } from './shards.js';
-import { ADOPT_ENV, WORKER_ENV } from './worker-side.js';
+import { ADOPT_ENV, WORKER_ENV } from './worker-env.js';
 import { pipeWorkerOutput } from './worker-logs.js';
 import { clusterStatus } from './cluster-status.js';
 import { ClusterMetrics } from './metrics-aggregate.js';
 import { clusterReadiness } from './readiness-aggregate.js';
 import { ClusterStateHost } from './state-host.js';
 
+/**
+ * The settings the primary itself uses: a plain-data part of a validated RelayConfig (see
+ * `primaryConfig`), so that a config validated in another process reaches it over IPC as is, and
+ * the primary never loads the config schema (or a plugin) to parse one.
+ */
+export interface PrimaryConfig {
+  readonly workers: RelayConfig['workers'];
+  readonly spool: Pick<RelayConfig['spool'], 'dir'>;
+  readonly admin: RelayConfig['admin'];
+  readonly log: Pick<RelayConfig['log'], 'level' | 'file'>;
+  readonly shutdown: Pick<RelayConfig['shutdown'], 'drainTime'>;
+}
+
+/** The primary's part of a validated config (plain data: crosses IPC unchanged). */
+export function primaryConfig(c: RelayConfig): PrimaryConfig {
+  return { workers: c.workers, spool: { dir: c.spool.dir }, admin: c.admin, log: { level: c.log.level, file: c.log.file }, shutdown: { drainTime: c.shutdown.drainTime } };
+}
+
 export interface PrimaryOptions {
   readonly configFile: string;
   readonly configDir: string;
-  readonly config: RelayConfig;
+  readonly config: PrimaryConfig;
   /** The file as parsed (see LoadedConfig.raw): what workers build their config from. */
   readonly raw: unknown;
   readonly workers: number;
@@ -28,7 +46,7 @@ export interface PrimaryOptions {
   /** The one log stream: the primary's own destination (stdout, or the log file it rotates). Worker lines are written into it whole. */
   readonly logSink: { write(line: string): unknown };
   /** Reads and validates the config file once (schema and every plugin's options); throws a ConfigError. */
-  readonly validate: (file: string) => Promise<{ config: RelayConfig; raw: unknown }>;
+  readonly validate: (file: string) => Promise<{ config: PrimaryConfig; raw: unknown }>;
   /** How connections reach workers (see packages/core/README.md, "Workers": measured; round-robin by default). */
   readonly scheduling?: 'rr' | 'none';
 }
@@ -70,7 +88,7 @@ export class ClusterPrimary {
   /** True once every first worker was ready: from then on a worker that exits is replaced, not fatal. */
   private started = false;
   private raw: unknown;
-  private config: RelayConfig;
+  private config: PrimaryConfig;
   private reloading?: Promise<unknown>;
   private readonly spoolRoot: string;
   private readonly assignment: Map<number, number[]>;

@@ -10,19 +10,8 @@ import { answerMetrics } from './metrics-aggregate.js';
 import { answerReadiness } from './readiness-aggregate.js';
 import { shardDir } from './shards.js';
 
-/** Set by the primary on each worker it forks: the worker's shard index, and the orphan shards it adopts. */
-export const WORKER_ENV = 'PORTCULLIS_WORKER';
-export const ADOPT_ENV = 'PORTCULLIS_ADOPT';
-
-/** This process's worker index when the primary forked it, else undefined. */
-export function workerIndexFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
-  const v = env[WORKER_ENV];
-  return v && /^[1-9]\d*$/.test(v) ? Number(v) : undefined;
-}
-
-export function adoptedFromEnv(env: NodeJS.ProcessEnv = process.env): number[] {
-  return (env[ADOPT_ENV] ?? '').split(',').filter((s) => /^\d+$/.test(s)).map(Number);
-}
+// The worker's environment (set by the primary): in worker-env.ts, which the primary imports without this file's spool and delivery parts.
+export { WORKER_ENV, ADOPT_ENV, workerIndexFromEnv, adoptedFromEnv } from './worker-env.js';
 
 /**
  * The configuration a worker runs: the file's, with the worker's own spool shard and no log file

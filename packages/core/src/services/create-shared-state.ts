@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { IpcState, type StateTransport } from './ipc-state.js';
-import { MemoryState, RedisState, type RedisStateOptions, type SharedState } from './shared-state.js';
+import { RedisState, type RedisStateOptions } from './redis-state.js';
+import { MemoryState, type SharedState } from './shared-state.js';
 
 /**
  * The store a process uses (`Tokens.SharedState`):
