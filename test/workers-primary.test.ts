@@ -3,8 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CaptureServer, sendMail } from '@portcullis/testkit';
-import { CLI, freePort, RelayProcess } from './support/relay-process.js';
+import { CaptureServer, CLI, freePort, RelayProcess, sendMail } from '@portcullis/testkit';
 
 async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
   const end = Date.now() + ms;
@@ -66,10 +65,10 @@ describe('workers: 2: the primary validates the config apart and loads no plugin
   it('imports the plugins in a validation child and in each worker, never in the primary, and delivers through the workers', async () => {
     const port = await freePort();
     const file = RelayProcess.write(dir, config(port));
-    relay = new RelayProcess(file, port, path.join(dir, 'relay.log'), { MARKER_DIR: dir });
+    relay = new RelayProcess(file, port, { logFile: path.join(dir, 'relay.log'), env: { MARKER_DIR: dir } });
     await relay.start();
     assert.ok(await waitFor(() => logLines(relay!.logFile).some((l) => l['msg'] === 'ready: every worker is listening'), 60_000), readFileSync(relay.logFile, 'utf8').slice(-3000));
-    const primary = relay.child!.pid!;
+    const primary = relay.pid;
     const workers = logLines(relay.logFile).find((l) => l['msg'] === 'ready: every worker is listening')!['pids'] as number[];
     assert.equal(workers.length, 2);
     const seen = markers();
@@ -123,7 +122,7 @@ describe('workers: 2: the primary validates the config apart and loads no plugin
   it('refuses a reload with a bad plugin option, naming the file and key; every worker keeps the running configuration', async () => {
     const port = await freePort();
     const file = RelayProcess.write(dir, config(port));
-    relay = new RelayProcess(file, port, path.join(dir, 'relay.log'), { MARKER_DIR: dir });
+    relay = new RelayProcess(file, port, { logFile: path.join(dir, 'relay.log'), env: { MARKER_DIR: dir } });
     await relay.start();
     assert.ok(await waitFor(() => logLines(relay!.logFile).some((l) => l['msg'] === 'ready: every worker is listening'), 60_000));
     writeFileSync(file, JSON.stringify(config(port, { tls: 'sometimes', hostname: 'changed.test' }), null, 2));
@@ -132,7 +131,7 @@ describe('workers: 2: the primary validates the config apart and loads no plugin
     assert.match(r.stderr, /^portcullis reload: the running configuration is kept:\n/);
     assert.ok(r.stderr.includes(`${file}: plugins[0].with.domains.example.com.tls: `), r.stderr);
     // SIGHUP is refused the same way, and logged.
-    relay.child!.kill('SIGHUP');
+    process.kill(relay.pid, 'SIGHUP');
     assert.ok(await waitFor(() => logLines(relay!.logFile).some((l) => String(l['msg']).startsWith('reload refused: ') && String(l['msg']).includes('plugins[0].with.domains.example.com.tls')), 30_000));
     assert.ok(!logLines(relay.logFile).some((l) => l['msg'] === 'configuration reloaded: new sessions use it'), 'no worker applied it');
     // Every worker still runs the old config: messages on many connections carry the old hostname.
