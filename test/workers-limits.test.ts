@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { RawSmtp, RedisServer, freePort, RelayProcess } from '@portcullis/testkit';
+import { RawSmtp, RedisServer, freePort, pollUntil, RelayProcess } from '@portcullis/testkit';
 import { adminGet, key, parseMetrics } from './support/admin.js';
 
 /**
@@ -10,15 +10,6 @@ import { adminGet, key, parseMetrics } from './support/admin.js';
  * slots for both workers, so a limit of N is N across them, not 2 × N; with and without Redis.
  */
 const N = 3;
-
-async function waitFor(cond: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await cond()) return true;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return cond();
-}
 
 const logHas = (file: string, msg: string) => readFileSync(file, 'utf8').split('\n').some((l) => l.includes(`"msg":"${msg}"`));
 
@@ -48,7 +39,7 @@ for (const store of ['memory', 'redis'] as const) {
       });
       relay = new RelayProcess(file, port, { logFile: path.join(dir, 'relay.log') });
       await relay.start();
-      assert.ok(await waitFor(() => logHas(relay.logFile, 'ready: every worker is listening'), 30_000), 'both workers ready');
+      assert.ok(await pollUntil(() => logHas(relay.logFile, 'ready: every worker is listening'), 30_000), 'both workers ready');
     });
     after(async () => {
       await relay?.stop();
@@ -72,7 +63,7 @@ for (const store of ['memory', 'redis'] as const) {
       }
       // Closed connections give their slots back: the address gets all N again.
       assert.ok(
-        await waitFor(async () => {
+        await pollUntil(async () => {
           const again = await RawSmtp.openMany(port, '127.0.0.5', N);
           for (const c of again.clients) c.close();
           return count(again.replies, /^220 /) === N;

@@ -1,29 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CaptureServer, CLI, freePort, RelayProcess, sendMail } from '@portcullis/testkit';
+import { CaptureServer, freePort, jsonLogLines, pollUntil, RelayProcess, runCli, sendMail } from '@portcullis/testkit';
 
-async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (cond()) return true;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return cond();
-}
 
-const logLines = (file: string) =>
-  readFileSync(file, 'utf8')
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
 
-function cli(args: string[], env: Record<string, string> = {}): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 90_000, env: { ...process.env, ...env } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 /**
  * The worker mode's primary validates the config (plugins imported, options checked, setup run) in a
@@ -67,9 +49,9 @@ describe('workers: 2: the primary validates the config apart and loads no plugin
     const file = RelayProcess.write(dir, config(port));
     relay = new RelayProcess(file, port, { logFile: path.join(dir, 'relay.log'), env: { MARKER_DIR: dir } });
     await relay.start();
-    assert.ok(await waitFor(() => logLines(relay!.logFile).some((l) => l['msg'] === 'ready: every worker is listening'), 60_000), readFileSync(relay.logFile, 'utf8').slice(-3000));
+    assert.ok(await pollUntil(() => jsonLogLines(relay!.logFile).some((l) => l['msg'] === 'ready: every worker is listening'), 60_000), readFileSync(relay.logFile, 'utf8').slice(-3000));
     const primary = relay.pid;
-    const workers = logLines(relay.logFile).find((l) => l['msg'] === 'ready: every worker is listening')!['pids'] as number[];
+    const workers = jsonLogLines(relay.logFile).find((l) => l['msg'] === 'ready: every worker is listening')!['pids'] as number[];
     assert.equal(workers.length, 2);
     const seen = markers();
     assert.ok(!seen.includes(primary), `the primary (pid ${primary}) imported no plugin; importers: ${seen.join(', ')}`);
@@ -79,10 +61,10 @@ describe('workers: 2: the primary validates the config apart and loads no plugin
     // That child is gone: it ran the check and exited.
     assert.throws(() => process.kill(apart[0]!, 0), /ESRCH/);
     assert.equal((await sendMail({ port, from: 'a@sender.test', to: ['b@example.com'], subject: 'through a worker' })).ok, true);
-    await sink.waitFor(1, 20_000);
+    await sink.pollUntil(1, 20_000);
 
     // A reload validates apart again: one more importer, and still not the primary.
-    const reloaded = cli(['reload', '--config', file], { MARKER_DIR: dir });
+    const reloaded = runCli(['reload', '--config', file], { MARKER_DIR: dir });
     assert.equal(reloaded.code, 0, reloaded.stderr);
     assert.match(reloaded.stdout, /configuration reloaded; new sessions use plugins: relay-policy, marker/);
     const after = markers();
@@ -93,9 +75,9 @@ describe('workers: 2: the primary validates the config apart and loads no plugin
   it('refuses to start with a bad plugin option, printing the same file, key and exit code 78 as a single-process start, and forks no worker', async () => {
     const port = await freePort();
     const file = RelayProcess.write(dir, config(port, { tls: 'sometimes' }));
-    const many = cli(['start', '--config', file], { MARKER_DIR: dir });
+    const many = runCli(['start', '--config', file], { MARKER_DIR: dir });
     writeFileSync(file, JSON.stringify(config(port, { tls: 'sometimes', workers: 1 }), null, 2));
-    const one = cli(['start', '--config', file], { MARKER_DIR: dir });
+    const one = runCli(['start', '--config', file], { MARKER_DIR: dir });
     assert.equal(many.code, 78, many.stderr);
     assert.equal(one.code, 78, one.stderr);
     const line = many.stderr.split('\n')[0]!;
@@ -111,7 +93,7 @@ describe('workers: 2: the primary validates the config apart and loads no plugin
     const file = path.join(dir, 'portcullis.json');
     for (const [change, key] of [[{ spool: { dir: path.join(dir, 'spool'), segmentSize: 'huge' } }, 'spool.segmentSize'], [{ workers: 1000 }, 'workers']] as const) {
       writeFileSync(file, JSON.stringify({ ...config(port), ...change }, null, 2));
-      const r = cli(['start', '--config', file], { MARKER_DIR: dir });
+      const r = runCli(['start', '--config', file], { MARKER_DIR: dir });
       assert.equal(r.code, 78, r.stderr);
       assert.ok(r.stderr.includes(`${file}: ${key}: `), r.stderr);
       assert.match(r.stderr, /in the configuration; nothing was started\n$/);
@@ -124,19 +106,19 @@ describe('workers: 2: the primary validates the config apart and loads no plugin
     const file = RelayProcess.write(dir, config(port));
     relay = new RelayProcess(file, port, { logFile: path.join(dir, 'relay.log'), env: { MARKER_DIR: dir } });
     await relay.start();
-    assert.ok(await waitFor(() => logLines(relay!.logFile).some((l) => l['msg'] === 'ready: every worker is listening'), 60_000));
+    assert.ok(await pollUntil(() => jsonLogLines(relay!.logFile).some((l) => l['msg'] === 'ready: every worker is listening'), 60_000));
     writeFileSync(file, JSON.stringify(config(port, { tls: 'sometimes', hostname: 'changed.test' }), null, 2));
-    const r = cli(['reload', '--config', file]);
+    const r = runCli(['reload', '--config', file]);
     assert.equal(r.code, 1, r.stdout);
     assert.match(r.stderr, /^portcullis reload: the running configuration is kept:\n/);
     assert.ok(r.stderr.includes(`${file}: plugins[0].with.domains.example.com.tls: `), r.stderr);
     // SIGHUP is refused the same way, and logged.
     process.kill(relay.pid, 'SIGHUP');
-    assert.ok(await waitFor(() => logLines(relay!.logFile).some((l) => String(l['msg']).startsWith('reload refused: ') && String(l['msg']).includes('plugins[0].with.domains.example.com.tls')), 30_000));
-    assert.ok(!logLines(relay.logFile).some((l) => l['msg'] === 'configuration reloaded: new sessions use it'), 'no worker applied it');
+    assert.ok(await pollUntil(() => jsonLogLines(relay!.logFile).some((l) => String(l['msg']).startsWith('reload refused: ') && String(l['msg']).includes('plugins[0].with.domains.example.com.tls')), 30_000));
+    assert.ok(!jsonLogLines(relay.logFile).some((l) => l['msg'] === 'configuration reloaded: new sessions use it'), 'no worker applied it');
     // Every worker still runs the old config: messages on many connections carry the old hostname.
     for (let i = 0; i < 6; i++) assert.equal((await sendMail({ port, from: 'a@sender.test', to: ['b@example.com'], subject: `kept ${i}` })).ok, true);
-    await sink.waitFor(6, 20_000);
+    await sink.pollUntil(6, 20_000);
     for (const m of sink.messages) assert.match(m.raw.toString('latin1'), /by relay\.test/);
   });
 });

@@ -1,33 +1,14 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { simpleParser } from 'mailparser';
-import { buildMessage, CaptureServer, messageIds, RawSmtp, sendLoad, sendMail, sendNumbered, sinkRelayConfig, CLI, freePort, RelayProcess } from '@portcullis/testkit';
+import { buildMessage, CaptureServer, messageIds, RawSmtp, sendLoad, sendMail, sendNumbered, sinkRelayConfig, freePort, jsonLogLines, pollUntil, RelayProcess, runCli } from '@portcullis/testkit';
 import { adminGet, parseMetrics } from './support/admin.js';
 
-async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (cond()) return true;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return cond();
-}
 
-function logLines(file: string): Array<Record<string, unknown>> {
-  return readFileSync(file, 'utf8')
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
 
-function cli(args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 60_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 describe('workers: 2 (a primary and two worker processes, via portcullis start)', function () {
   this.timeout(240_000);
@@ -56,7 +37,7 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     relay = new RelayProcess(file, port, { logFile: path.join(dir, 'relay.log') });
     await relay.start();
     // The port answers once a first worker listens; ready once the primary says every worker is.
-    const ready = await waitFor(() => logLines(relay!.logFile).some((l) => l['msg'] === 'ready: every worker is listening'), 60_000);
+    const ready = await pollUntil(() => jsonLogLines(relay!.logFile).some((l) => l['msg'] === 'ready: every worker is listening'), 60_000);
     assert.ok(ready, `the primary reported every worker ready; its log:\n${readFileSync(relay.logFile, 'utf8').slice(-3000)}`);
     return { port, file };
   }
@@ -67,9 +48,9 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     const { acked, failures } = await sendLoad(port, { prefix: 'spread', total: 300, concurrency: 30 });
     assert.equal(acked.size, 300);
     assert.equal(failures, 0, 'no attempt failed');
-    assert.ok(await waitFor(() => new Set(messageIds(sink)).size === 300, 60_000), `${new Set(messageIds(sink)).size} of 300 delivered`);
+    assert.ok(await pollUntil(() => new Set(messageIds(sink)).size === 300, 60_000), `${new Set(messageIds(sink)).size} of 300 delivered`);
     const perWorker = new Map<unknown, number>();
-    for (const l of logLines(relay!.logFile)) if (l['verdict'] === 'accepted') perWorker.set(l['worker'], (perWorker.get(l['worker']) ?? 0) + 1);
+    for (const l of jsonLogLines(relay!.logFile)) if (l['verdict'] === 'accepted') perWorker.set(l['worker'], (perWorker.get(l['worker']) ?? 0) + 1);
     console.log(`      accepted per worker: ${JSON.stringify(Object.fromEntries(perWorker))}`);
     assert.deepEqual([...perWorker.keys()].sort(), [1, 2]);
     assert.equal((perWorker.get(1) ?? 0) + (perWorker.get(2) ?? 0), 300);
@@ -85,7 +66,7 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
 
   it('loses no acknowledged message when a worker is SIGKILLed during 2,000 messages: a new worker takes its shard and delivers it', async () => {
     const { port } = await start();
-    const victim = () => logLines(relay!.logFile);
+    const victim = () => jsonLogLines(relay!.logFile);
     let killed: number | undefined;
     const { acked } = await sendLoad(port, {
       prefix: 'kill',
@@ -102,7 +83,7 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     assert.ok(killed, 'a worker was killed');
     assert.equal(acked.size, 2000, `${acked.size} of 2000 got a 250`);
     const arrived = () => new Set(messageIds(sink));
-    await waitFor(() => [...acked].every((id) => arrived().has(id)), 60_000);
+    await pollUntil(() => [...acked].every((id) => arrived().has(id)), 60_000);
     const missing = [...acked].filter((id) => !arrived().has(id));
     const counts = new Map<string, number>();
     for (const id of messageIds(sink)) counts.set(id, (counts.get(id) ?? 0) + 1);
@@ -113,13 +94,13 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     assert.ok(duplicates <= 40, `${duplicates} duplicates`);
     const lines = victim();
     assert.ok(lines.some((l) => /^worker \d exited: a new worker takes over its spool shard/.test(String(l['msg'])) && l['signal'] === 'SIGKILL'), 'the primary logged the crash');
-    assert.ok(await waitFor(() => logLines(relay!.logFile).some((l) => /^worker \d replaced/.test(String(l['msg']))), 20_000), 'the worker was replaced');
+    assert.ok(await pollUntil(() => jsonLogLines(relay!.logFile).some((l) => /^worker \d replaced/.test(String(l['msg']))), 20_000), 'the worker was replaced');
   });
 
   it('backs a crash-looping worker off (0, 0.5, 1, 2 ... 16, 30, 30 s between forks) while the primary and the other worker keep serving, and serves on both again once the kills stop', async function () {
     this.timeout(420_000);
     const { port } = await start();
-    const lines = () => logLines(relay!.logFile);
+    const lines = () => jsonLogLines(relay!.logFile);
     const exits = () => lines().filter((l) => l['worker'] === 1 && /^worker 1 exited: a new worker takes over its spool shard/.test(String(l['msg'])));
     const replaced = () => lines().filter((l) => l['worker'] === 1 && l['msg'] === 'worker 1 replaced: its shard is recovered and delivered');
     const firstPid = (lines().find((l) => l['msg'] === 'ready: every worker is listening')!['pids'] as number[])[0]!;
@@ -129,15 +110,15 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     for (let k = 0; k < kills; k++) {
       let pid = firstPid;
       if (k > 0) {
-        assert.ok(await waitFor(() => replaced().length === k, 60_000), `replacement ${k} came up; log:\n${readFileSync(relay!.logFile, 'utf8').slice(-2000)}`);
+        assert.ok(await pollUntil(() => replaced().length === k, 60_000), `replacement ${k} came up; log:\n${readFileSync(relay!.logFile, 'utf8').slice(-2000)}`);
         pid = replaced()[k - 1]!['pid'] as number;
       }
       process.kill(pid, 'SIGKILL');
-      assert.ok(await waitFor(() => exits().length === k + 1, 20_000), `the primary logged exit ${k + 1}`);
+      assert.ok(await pollUntil(() => exits().length === k + 1, 20_000), `the primary logged exit ${k + 1}`);
       // While worker 1 waits for its replacement, the relay still takes mail (worker 2).
       if (k >= 6 && (await sendNumbered(port, `loop-${k}@client.test`)) === 'acked') servedDuringLoop++;
     }
-    assert.ok(await waitFor(() => replaced().length === kills, 60_000), 'the last replacement came up');
+    assert.ok(await pollUntil(() => replaced().length === kills, 60_000), 'the last replacement came up');
     const e = exits();
     const r = replaced();
     const waits = e.map((l) => l['restartInMs']);
@@ -159,7 +140,7 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     assert.equal(acked.size, 40);
     assert.equal(failures, 0);
     const byWorker = [1, 2].filter((w) => acceptedBy(w) > before[w - 1]!);
-    assert.ok(await waitFor(() => new Set(messageIds(sink)).size >= 43, 30_000), 'every acknowledged message delivered');
+    assert.ok(await pollUntil(() => new Set(messageIds(sink)).size >= 43, 30_000), 'every acknowledged message delivered');
     assert.equal(exits().length, kills, 'no further exit');
     assert.deepEqual(byWorker, [1, 2], 'both workers accepted messages after the loop');
   });
@@ -169,26 +150,26 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     const { file, port } = await start({ delivery: { retrySchedule: ['1h'] } });
     const { acked } = await sendLoad(port, { prefix: 'held', total: 40, concurrency: 10 });
     assert.equal(acked.size, 40);
-    await waitFor(() => sink.messages.length === 0 && logLines(relay!.logFile).filter((l) => l['verdict'] === 'accepted').length === 40, 10_000);
+    await pollUntil(() => sink.messages.length === 0 && jsonLogLines(relay!.logFile).filter((l) => l['verdict'] === 'accepted').length === 40, 10_000);
     // Every message has had its first (refused) attempt once `attempts` is 1 everywhere.
     let rows: Array<{ id: string; shard: number; attempts: number }> = [];
-    await waitFor(() => {
-      const r = cli(['queue', 'list', '--json', '--config', file]);
+    await pollUntil(() => {
+      const r = runCli(['queue', 'list', '--json', '--config', file]);
       rows = r.code === 0 ? (JSON.parse(r.stdout) as typeof rows) : [];
       return rows.length === 40 && rows.every((x) => x.attempts >= 1);
     }, 20_000);
     assert.equal(rows.length, 40);
     const shards = new Set(rows.map((r) => r.shard));
     assert.deepEqual([...shards].sort(), [1, 2], 'both workers hold some');
-    const text = cli(['queue', 'list', '--config', file]);
+    const text = runCli(['queue', 'list', '--config', file]);
     assert.equal(text.code, 0);
     assert.match(text.stdout, /40 messages in the queue\n$/);
     // A per-message command finds the message in whichever worker holds it.
     const one = rows.find((r) => r.shard === 2)!;
-    const held = cli(['queue', 'hold', one.id, '--config', file]);
+    const held = runCli(['queue', 'hold', one.id, '--config', file]);
     assert.equal(held.code, 0, held.stderr);
     assert.equal(held.stdout, `${one.id}: held\n`);
-    const status = cli(['status', '--json', '--config', file]);
+    const status = runCli(['status', '--json', '--config', file]);
     const s = JSON.parse(status.stdout) as { running: boolean; queue: { messages: number; held: number }; workers: { configured: number; running: number; each: Array<{ worker: number; queue: { messages: number } }> } };
     assert.equal(s.running, true);
     assert.equal(s.queue.messages, 40);
@@ -196,7 +177,7 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     assert.deepEqual([s.workers.configured, s.workers.running], [2, 2]);
     assert.equal(s.workers.each.reduce((n, w) => n + w.queue.messages, 0), 40);
     assert.equal(status.code, 0, status.stderr);
-    const statusText = cli(['status', '--config', file]).stdout;
+    const statusText = runCli(['status', '--config', file]).stdout;
     assert.match(statusText, /^queue: 40 message\(s\): .*1 held/m);
     assert.match(statusText, /^workers: 2 of 2 running; worker 1 \(pid \d+\): \d+ sessions, \d+ queued; worker 2 \(pid \d+\): \d+ sessions, \d+ queued$/m);
   });
@@ -216,20 +197,20 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
       const r = await sendMail({ port, from: 'alice@sender.test', to: 'bob@example.com', raw });
       assert.match(r.response, /^250 /);
     }
-    assert.ok(await waitFor(() => sink.messages.length === 4, 20_000), 'the four stripped messages arrived');
+    assert.ok(await pollUntil(() => sink.messages.length === 4, 20_000), 'the four stripped messages arrived');
     assert.ok(sink.messages.every((m) => /An attachment was removed from this message by the mail relay\./.test(m.raw.toString()) && programs.every((p) => !m.raw.toString().includes(p.subarray(0, 45).toString('base64')))), 'each without its attachment');
-    const quarantinedBy = new Set(logLines(relay!.logFile).filter((l) => l['verdict'] === 'accepted').map((l) => l['worker']));
+    const quarantinedBy = new Set(jsonLogLines(relay!.logFile).filter((l) => l['verdict'] === 'accepted').map((l) => l['worker']));
     assert.deepEqual([...quarantinedBy].sort(), [1, 2], 'both workers took some');
-    const items = JSON.parse(cli(['quarantine', 'list', '--json', '--config', file]).stdout) as Array<{ id: string; reason: string }>;
+    const items = JSON.parse(runCli(['quarantine', 'list', '--json', '--config', file]).stdout) as Array<{ id: string; reason: string }>;
     assert.equal(items.length, 4);
 
-    const rel = cli(['quarantine', 'release', ...items.map((i) => i.id), '--config', file]);
+    const rel = runCli(['quarantine', 'release', ...items.map((i) => i.id), '--config', file]);
     assert.equal(rel.code, 0, rel.stderr);
     for (const item of items) assert.match(rel.stdout, new RegExp(`^${item.id}: released as \\w+ to bob@example\\.com$`, 'm'));
     const released = () => sink.messages.filter((m) => /^Subject: Released attachment: /m.test(m.raw.toString()));
-    assert.ok(await waitFor(() => released().length >= 4, 30_000), `${released().length} of 4 released messages arrived`);
+    assert.ok(await pollUntil(() => released().length >= 4, 30_000), `${released().length} of 4 released messages arrived`);
     // Delivered and done: nothing left queued in either worker, and no second copy comes later.
-    assert.ok(await waitFor(() => cli(['queue', 'list', '--json', '--config', file]).stdout.trim() === '[]', 20_000), 'the queue is empty');
+    assert.ok(await pollUntil(() => runCli(['queue', 'list', '--json', '--config', file]).stdout.trim() === '[]', 20_000), 'the queue is empty');
     await new Promise((r) => setTimeout(r, 3000));
     assert.equal(released().length, 4, 'each release delivered exactly once');
     for (const [i, program] of programs.entries()) {
@@ -244,10 +225,10 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
       assert.match(copies[0]!.raw.toString(), new RegExp(`^In-Reply-To: <tool-${i}@sender\\.test>`, 'm'));
     }
     // The operator action is logged once per item, by the worker that queued it.
-    const actions = logLines(relay!.logFile).filter((l) => /^operator action: quarantine release of /.test(String(l['msg'])));
+    const actions = jsonLogLines(relay!.logFile).filter((l) => /^operator action: quarantine release of /.test(String(l['msg'])));
     assert.deepEqual(actions.map((l) => String(l['msg']).split(' ')[5]).sort(), items.map((i) => i.id).sort());
     assert.ok(actions.every((l) => l['worker'] === 1 || l['worker'] === 2));
-    const after = JSON.parse(cli(['quarantine', 'list', '--json', '--config', file]).stdout) as Array<{ released?: { queueId: string } }>;
+    const after = JSON.parse(runCli(['quarantine', 'list', '--json', '--config', file]).stdout) as Array<{ released?: { queueId: string } }>;
     assert.ok(after.every((i) => i.released?.queueId), 'every item is marked released');
   });
 
@@ -263,7 +244,7 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
           const c = JSON.parse(readFileSync(file, 'utf8')) as { hostname: string };
           c.hostname = 'reloaded.test';
           writeFileSync(file, JSON.stringify(c, null, 2));
-          reloaded = cli(['reload', '--config', file]);
+          reloaded = runCli(['reload', '--config', file]);
         }
       },
     });
@@ -271,8 +252,8 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     assert.match(reloaded!.stdout, /configuration reloaded; new sessions use plugins: relay-policy/);
     assert.equal(acked.size, 600);
     assert.equal(failures, 0, 'no attempt failed during the reload');
-    assert.ok(await waitFor(() => new Set(messageIds(sink)).size === 600, 60_000), `${new Set(messageIds(sink)).size} of 600 delivered`);
-    const lines = logLines(relay!.logFile);
+    assert.ok(await pollUntil(() => new Set(messageIds(sink)).size === 600, 60_000), `${new Set(messageIds(sink)).size} of 600 delivered`);
+    const lines = jsonLogLines(relay!.logFile);
     const workersReloaded = new Set(lines.filter((l) => l['msg'] === 'configuration reloaded: new sessions use it').map((l) => l['worker']));
     assert.deepEqual([...workersReloaded].sort(), [1, 2]);
     // Messages sent after the reload carry the new name in their Received header, from both workers.
@@ -282,11 +263,11 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     const c = JSON.parse(readFileSync(file, 'utf8')) as { plugins: Array<{ with: Record<string, unknown> }> };
     c.plugins[0]!.with['noSuchOption'] = true;
     writeFileSync(file, JSON.stringify(c, null, 2));
-    const refused = cli(['reload', '--config', file]);
+    const refused = runCli(['reload', '--config', file]);
     assert.equal(refused.code, 1, refused.stderr);
     assert.match(refused.stderr, /portcullis reload: the running configuration is kept:\n.*portcullis\.json: plugins\[0\]/);
     assert.equal(await sendNumbered(port, 'after-refused@client.test'), 'acked');
-    assert.ok(await waitFor(() => sink.messages.some((m) => /after-refused@client\.test/.test(m.raw.toString()) && /by reloaded\.test/.test(m.raw.toString())), 20_000), 'still running the last good configuration');
+    assert.ok(await pollUntil(() => sink.messages.some((m) => /after-refused@client\.test/.test(m.raw.toString()) && /by reloaded\.test/.test(m.raw.toString())), 20_000), 'still running the last good configuration');
   });
 
   it('holds a per-address limit of 3 connections across both workers: the fourth gets 421 4.7.0, and a slot freed in one worker is usable in the other', async () => {
@@ -325,7 +306,7 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     const { file, port } = await start({ delivery: { retrySchedule: ['1h'] } });
     const { acked } = await sendLoad(port, { prefix: 'shrink', total: 30, concurrency: 10 });
     assert.equal(acked.size, 30);
-    await waitFor(() => cli(['queue', 'list', '--json', '--config', file]).stdout.split('"attempts": 1').length === 31, 20_000);
+    await pollUntil(() => runCli(['queue', 'list', '--json', '--config', file]).stdout.split('"attempts": 1').length === 31, 20_000);
     assert.equal(await relay!.stop(), 0);
     const c = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
     delete c['workers'];
@@ -333,16 +314,16 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     refuse = false;
     relay = new RelayProcess(file, port, { logFile: path.join(dir, 'relay-single.log') });
     await relay.start();
-    assert.ok(await waitFor(() => logLines(relay!.logFile).filter((l) => /^adopted a spool shard/.test(String(l['msg']))).length === 2, 20_000), 'both shards adopted');
-    const listed = cli(['queue', 'list', '--json', '--config', file]);
+    assert.ok(await pollUntil(() => jsonLogLines(relay!.logFile).filter((l) => /^adopted a spool shard/.test(String(l['msg']))).length === 2, 20_000), 'both shards adopted');
+    const listed = runCli(['queue', 'list', '--json', '--config', file]);
     assert.equal(listed.code, 0, listed.stderr);
     const rows = JSON.parse(listed.stdout) as Array<{ shard: number }>;
     assert.equal(rows.length, 30);
     assert.deepEqual([...new Set(rows.map((r) => r.shard))].sort(), [1, 2]);
     // Their retry is an hour away: a flush through the single relay's control socket reaches both shards.
-    const flushed = cli(['queue', 'flush', '--config', file]);
+    const flushed = runCli(['queue', 'flush', '--config', file]);
     assert.equal(flushed.stdout, '30 message(s) due now\n');
-    assert.ok(await waitFor(() => new Set(messageIds(sink)).size === 30, 30_000), `${new Set(messageIds(sink)).size} of 30 delivered`);
+    assert.ok(await pollUntil(() => new Set(messageIds(sink)).size === 30, 30_000), `${new Set(messageIds(sink)).size} of 30 delivered`);
   });
 
   it("writes one log stream: with log.file the primary puts every worker's lines, whole, into the one file it rotates", async () => {
@@ -359,10 +340,10 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
         return '';
       }
     };
-    assert.ok(await waitFor(() => text().includes('ready: every worker is listening'), 60_000), 'the primary logged ready into the file');
+    assert.ok(await pollUntil(() => text().includes('ready: every worker is listening'), 60_000), 'the primary logged ready into the file');
     const { acked } = await sendLoad(port, { prefix: 'logged', total: 40, concurrency: 10 });
     assert.equal(acked.size, 40);
-    assert.ok(await waitFor(() => text().split('"verdict":"accepted"').length === 41, 20_000), 'every transaction line reached the file');
+    assert.ok(await pollUntil(() => text().split('"verdict":"accepted"').length === 41, 20_000), 'every transaction line reached the file');
     const lines = text().trimEnd().split('\n');
     const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
     assert.deepEqual([...new Set(parsed.filter((l) => l['verdict'] === 'accepted').map((l) => l['worker']))].sort(), [1, 2]);
@@ -388,11 +369,11 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     relay = undefined;
     // Acknowledged, so delivered before its worker exited or kept in that worker's shard.
     const delivered = messageIds(sink).includes('drain-1@client.test');
-    const queued = cli(['queue', 'list', '--json', '--config', path.join(dir, 'portcullis.json')]);
+    const queued = runCli(['queue', 'list', '--json', '--config', path.join(dir, 'portcullis.json')]);
     assert.equal(queued.code, 0, queued.stderr);
     const rows = JSON.parse(queued.stdout) as Array<{ shard: number }>;
     assert.ok(delivered !== (rows.length === 1), `delivered: ${delivered}, queued: ${rows.length}`);
-    const lines = logLines(path.join(dir, 'relay.log'));
+    const lines = jsonLogLines(path.join(dir, 'relay.log'));
     assert.deepEqual(lines.filter((l) => l['msg'] === 'stopped').map((l) => l['worker']).sort(), [1, 2], 'both workers drained and stopped');
     assert.ok(lines.some((l) => l['msg'] === 'stopped: every worker has exited'));
   });

@@ -37,3 +37,16 @@ export async function waitUntil(check: () => boolean, what: string, ms = 20_000)
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/**
+ * Polls `cond` every 100 ms for at most `ms`; resolves with whether it held (a last check at the
+ * deadline). For tests that assert with their own message; `waitUntil` throws instead.
+ */
+export async function pollUntil(cond: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await cond()) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return cond();
+}

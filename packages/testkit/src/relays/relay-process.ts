@@ -1,4 +1,4 @@
-import type { ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +12,27 @@ import { waitUntil } from '../clients/ports.js';
 export const CLI = process.env['PORTCULLIS_CLI'] ?? fileURLToPath(new URL('../../../cli/dist/main.js', import.meta.url));
 
 /** How a relay process is run besides its config file and port. */
+/** What a `portcullis` command printed, and its exit code (null when it was killed). */
+export interface CliResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs `portcullis ARGS` (the built CLI) to its end, with `env` added to this process's environment; at most `timeoutMs`. */
+export function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 90_000): CliResult {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: timeoutMs, env: { ...process.env, ...env } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** The JSON lines of a relay's log file (other lines skipped), parsed. */
+export function jsonLogLines(file: string): Array<Record<string, unknown>> {
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
 export interface RelayProcessOptions {
   /** Every byte the relay writes to stdout and stderr is appended here too (kept across restarts). */
   readonly logFile?: string;
