@@ -61,7 +61,7 @@ describe('workers: 2: the primary validates the config apart and loads no plugin
     // That child is gone: it ran the check and exited.
     assert.throws(() => process.kill(apart[0]!, 0), /ESRCH/);
     assert.equal((await sendMail({ port, from: 'a@sender.test', to: ['b@example.com'], subject: 'through a worker' })).ok, true);
-    await sink.pollUntil(1, 20_000);
+    await sink.waitFor(1, 20_000);
 
     // A reload validates apart again: one more importer, and still not the primary.
     const reloaded = runCli(['reload', '--config', file], { MARKER_DIR: dir });
@@ -118,7 +118,7 @@ describe('workers: 2: the primary validates the config apart and loads no plugin
     assert.ok(!jsonLogLines(relay.logFile).some((l) => l['msg'] === 'configuration reloaded: new sessions use it'), 'no worker applied it');
     // Every worker still runs the old config: messages on many connections carry the old hostname.
     for (let i = 0; i < 6; i++) assert.equal((await sendMail({ port, from: 'a@sender.test', to: ['b@example.com'], subject: `kept ${i}` })).ok, true);
-    await sink.pollUntil(6, 20_000);
+    await sink.waitFor(6, 20_000);
     for (const m of sink.messages) assert.match(m.raw.toString('latin1'), /by relay\.test/);
   });
 });
