@@ -17,6 +17,8 @@ export interface WorkerLoad {
   readonly config: (config: RelayConfig, dir: string) => RelayConfig;
   /** The IPC channel to the primary: shared state (counters, cache, connection slots) is held there for every worker. */
   readonly stateTransport: NonNullable<Parameters<typeof Relay.create>[0]['stateTransport']>;
+  /** Listeners whose connections the primary accepts and hands over (index → port; see RelayOptions.handed). */
+  readonly handed?: ReadonlyMap<number, number>;
 }
 
 /**
@@ -44,7 +46,7 @@ export async function loadRelay(
   try {
     const made = await logger(loaded.config, loaded.dir);
     const { log, logFile } = 'log' in made && 'level' in made.log ? (made as { log: Logger; logFile?: LogFileDestination }) : { log: made as Logger, logFile: undefined };
-    relay = await Relay.create({ config: loaded.config, configFile: loaded.file, logger: log, logFile, resolveFrom: [process.cwd(), ...pluginPath(), cliPackageDir], ...(worker ? { adminServer: false, stateTransport: worker.stateTransport } : {}) });
+    relay = await Relay.create({ config: loaded.config, configFile: loaded.file, logger: log, logFile, resolveFrom: [process.cwd(), ...pluginPath(), cliPackageDir], ...(worker ? { adminServer: false, stateTransport: worker.stateTransport, handed: worker.handed } : {}) });
   } catch (err) {
     if (err instanceof ConfigError && missing.length) throw new ConfigError(loaded.file, [...missing, ...err.problems]);
     throw err;

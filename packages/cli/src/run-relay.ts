@@ -162,6 +162,6 @@ async function startWorker(index: number, opts: { config: string; logLevel?: str
   const raw = await channel.request('config');
   let log: Logger | undefined;
   // stdout is a pipe to the primary, which writes each whole line into the one log stream.
-  const { relay } = await loadRelay(opts.config, (c) => (log = core.createLogger(opts.logLevel ?? c.log.level).child({ worker: index })), { raw, config: (c, dir) => core.workerConfig(c, dir, index), stateTransport: channel });
+  const { relay } = await loadRelay(opts.config, (c) => (log = core.createLogger(opts.logLevel ?? c.log.level).child({ worker: index })), { raw, config: (c, dir) => core.workerConfig(c, dir, index), stateTransport: channel, handed: core.handedFromEnv() });
   await runRelay({ relay, log: log!, worker: { index, channel, adopt: core.adoptedFromEnv() } });
 }

@@ -37,7 +37,7 @@ export { ClusterStateHost } from './cluster/state-host.js';
 export { ClusterMetrics, answerMetrics, GAUGE_AGGREGATORS, METRICS_GET, type ClusterMetricsOptions, type MetricsSource, type WorkerLink } from './cluster/metrics-aggregate.js';
 export { clusterReadiness, answerReadiness, READINESS_GET, type ClusterReadinessOptions } from './cluster/readiness-aggregate.js';
 export { ClusterPrimary, type PrimaryOptions } from './cluster/primary.js';
-export { WorkerSide, workerConfig, workerIndexFromEnv, adoptedFromEnv } from './cluster/worker-side.js';
+export { WorkerSide, workerConfig, workerIndexFromEnv, adoptedFromEnv, handedFromEnv } from './cluster/worker-side.js';
 export { AdoptedShards } from './cluster/adopted-shards.js';
 export { fanOut, type QueueTarget } from './cluster/fan-out.js';
 export { workerCount, shardDir, existingShards, orphanAssignment } from './cluster/shards.js';

@@ -42,6 +42,12 @@ export interface RelayOptions {
    * when no Redis is configured, and the concurrency slots always are (services/create-shared-state.ts).
    */
   readonly stateTransport?: StateTransport;
+  /**
+   * A worker of the worker mode: the listeners (index in `listen` → the port the primary bound)
+   * whose connections the primary accepts and hands over (cluster/handoff.ts); no socket is opened
+   * for them here.
+   */
+  readonly handed?: ReadonlyMap<number, number>;
   /** Called after each reply to DATA: ms from the end of the data to the reply, bytes received (benchmarks). */
   readonly onDataReply?: (reply: { ms: number; accepted: boolean; size: number; sessions: number }) => void;
 }

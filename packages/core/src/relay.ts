@@ -161,7 +161,7 @@ export class Relay {
     if (!canRewriteReplies()) this.log.warn('smtp-server is not the pinned version: its own replies keep their wording and get no enhanced status code');
     if (!canGuardPipelining()) this.log.warn('smtp-server is not the pinned version: message content sent before the 354 reply is not refused');
     if (!postmasterAddress(this.config.postmaster, this.container)) this.log.warn('no postmaster address: RCPT TO:<postmaster> will be refused (set postmaster: or host a domain with relay-policy)');
-    await this.listeners.start(listen, override);
+    await this.listeners.start(listen, override, this.opts.handed);
     // The real ports (a listener may ask for port 0), in host:port / [v6]:port form, for loop checks.
     this.container.registerInstance(Tokens.ListenAddresses, this.addresses().map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)));
     if (this.config.admin.enabled && listen && this.opts.adminServer !== false) {

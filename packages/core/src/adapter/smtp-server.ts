@@ -151,7 +151,7 @@ interface Internals {
   session: { secure: boolean };
   send(code: number, data?: unknown, context?: unknown): void;
   close(): void;
-  _socket?: { remoteAddress?: string; readableLength?: number; getProtocol?(): string | null; setNoDelay?(v: boolean): void; destroy(err?: Error): void };
+  _socket?: { remoteAddress?: string; remotePort?: number; readableLength?: number; getProtocol?(): string | null; setNoDelay?(v: boolean): void; destroy(err?: Error): void };
   _parser?: ParserInternals | false;
   _server: { options: { maxClients?: number }; connections: Set<unknown> };
   _nextHandler?: unknown;
@@ -184,6 +184,12 @@ const internals = (conn: unknown) => conn as Internals;
 export function socketPeerAddress(conn: unknown): string | undefined {
   return internals(conn)._socket?.remoteAddress;
 }
+
+/** `address|port` of the connection's TCP peer: what names a socket handed over by the worker mode's primary (listen/listeners.ts). */
+export const socketPeer = (conn: unknown): string => `${internals(conn)._socket?.remoteAddress}|${internals(conn)._socket?.remotePort}`;
+
+/** Serves an accepted socket (handed over by the worker mode's primary) as the library's own listener would: proxy check, implicit TLS, connect. */
+export const serveSocket = (server: SMTPServer, socket: unknown): unknown => (server as unknown as { server: { emit(ev: string, s: unknown): unknown } }).server.emit('connection', socket);
 
 /** The TLS protocol in use (`TLSv1.3`), when the connection's socket is a TLS one. */
 export function tlsProtocol(conn: unknown): string | undefined {

@@ -10,7 +10,8 @@ import type { ReadinessReport } from '../ops/readiness.js';
 import { fanOut } from './fan-out.js';
 import { IpcChannel } from './ipc-channel.js';
 import { existingShards, orphanAssignment, shardDir } from './shards.js';
-import { ADOPT_ENV, WORKER_ENV } from './worker-env.js';
+import { ADOPT_ENV, HANDOFF_ENV, WORKER_ENV } from './worker-env.js';
+import { ConnectionHandoff, type HandedListener } from './handoff.js';
 import { pipeWorkerOutput } from './worker-logs.js';
 import { clusterStatus } from './cluster-status.js';
 import { ClusterMetrics } from './metrics-aggregate.js';
@@ -28,11 +29,24 @@ export interface PrimaryConfig {
   readonly admin: RelayConfig['admin'];
   readonly log: Pick<RelayConfig['log'], 'level' | 'file'>;
   readonly shutdown: Pick<RelayConfig['shutdown'], 'drainTime'>;
+  /** The listeners the primary accepts for (handoff.ts) and the limit it counts there. */
+  readonly handoff: { readonly listeners: readonly HandedListener[]; readonly connectionsPerIp: number };
 }
 
 /** The primary's part of a validated config (plain data: crosses IPC unchanged). */
 export function primaryConfig(c: RelayConfig): PrimaryConfig {
-  return { workers: c.workers, spool: { dir: c.spool.dir }, admin: c.admin, log: { level: c.log.level, file: c.log.file }, shutdown: { drainTime: c.shutdown.drainTime } };
+  return { workers: c.workers, spool: { dir: c.spool.dir }, admin: c.admin, log: { level: c.log.level, file: c.log.file }, shutdown: { drainTime: c.shutdown.drainTime }, handoff: { listeners: handedListeners(c), connectionsPerIp: c.limits.connectionsPerIp } };
+}
+
+/**
+ * The listeners whose connections the primary accepts and hands over with the slot decided
+ * (handoff.ts). Not those with PROXY protocol (the client's address is in a header the worker reads
+ * later: the worker asks for the slot after it, as before) nor those with XCLIENT proxies (a listed
+ * proxy bypasses the per-address count, which the worker decides from the connection): those stay
+ * on node:cluster's accept path.
+ */
+export function handedListeners(c: Pick<RelayConfig, 'listen'>): HandedListener[] {
+  return c.listen.flatMap((l, index) => (l.proxyProtocol.size || l.xclient.size ? [] : [{ index, host: l.host, port: l.port }]));
 }
 
 export interface PrimaryOptions {
@@ -94,6 +108,10 @@ export class ClusterPrimary {
   private readonly assignment: Map<number, number[]>;
   /** Counters, cache and connection slots of every worker, when no Redis holds them (h22s's state-host.ts). */
   private readonly state: ClusterStateHost;
+  /** The accept path for listeners without PROXY protocol (handoff.ts); undefined when every listener has it. */
+  private readonly handoff?: ConnectionHandoff;
+  /** HANDOFF_ENV for every worker: the handed listeners and the ports the primary bound for them. */
+  private handedEnv = '';
 
   constructor(private readonly o: PrimaryOptions) {
     this.raw = o.raw;
@@ -102,6 +120,10 @@ export class ClusterPrimary {
     this.assignment = orphanAssignment(existingShards(this.spoolRoot), o.workers);
     for (let i = 1; i <= o.workers; i++) this.slots.set(i, { index: i, ready: false, forkedAt: 0, quickExits: 0 });
     this.state = new ClusterStateHost(o.log.child({ part: 'shared-state' }));
+    const handed = o.config.handoff?.listeners ?? [];
+    if (handed.length) {
+      this.handoff = new ConnectionHandoff({ listeners: handed, state: this.state, limit: () => this.config.handoff.connectionsPerIp, targets: () => this.targets(), log: o.log.child({ part: 'handoff' }) });
+    }
   }
 
   /** Forks every worker and waits until each has its listeners open; then the admin and control servers. */
@@ -109,6 +131,10 @@ export class ClusterPrimary {
     cluster.schedulingPolicy = this.o.scheduling === 'none' ? cluster.SCHED_NONE : cluster.SCHED_RR;
     // Workers run the same command line (the CLI's `start`); their output comes to us (one log stream).
     cluster.setupPrimary({ exec: process.argv[1], args: process.argv.slice(2), execArgv: process.execArgv, silent: true });
+    // The primary's own sockets first: a port in use fails the start before any worker is forked, and
+    // a listener on port 0 gets its port here, for the workers to report.
+    const ports = await this.handoff?.open();
+    this.handedEnv = [...(ports ?? [])].map(([i, p]) => `${i}=${p}`).join(',');
     const orphans = [...this.assignment.entries()].filter(([, s]) => s.length);
     if (orphans.length) this.o.log.warn({ adopt: Object.fromEntries(orphans) }, 'spool shards without a worker (a change of workers): each is adopted and delivered by a live worker');
     const started = [...this.slots.values()].map((s) => this.fork(s));
@@ -133,7 +159,7 @@ export class ClusterPrimary {
 
   /** Forks the worker of `slot`; resolves when it reports ready, rejects if it exits first. */
   private fork(slot: Slot): Promise<void> {
-    const env = { [WORKER_ENV]: String(slot.index), [ADOPT_ENV]: (this.assignment.get(slot.index) ?? []).join(',') };
+    const env = { [WORKER_ENV]: String(slot.index), [ADOPT_ENV]: (this.assignment.get(slot.index) ?? []).join(','), [HANDOFF_ENV]: this.handedEnv };
     const worker = cluster.fork(env);
     slot.worker = worker;
     slot.ready = false;
@@ -151,10 +177,13 @@ export class ClusterPrimary {
       channel.handle('ready', () => {
         slot.ready = true;
         if (!settled) (settled = true), resolve();
+        this.handoff?.flush();
       });
       worker.once('exit', (code, signal) => {
         channel.close();
-        // A killed worker's connections stop counting against the per-address limits at once.
+        // Sockets still queued for it are closed; then a killed worker's connections stop counting
+        // against the per-address limits at once (those it had been handed included).
+        this.handoff?.workerGone(slot.index);
         this.state.detach(slot.index);
         slot.ready = false;
         if (slot.worker === worker) slot.worker = undefined;
@@ -182,6 +211,11 @@ export class ClusterPrimary {
         () => undefined,
       );
     }, delay);
+  }
+
+  /** Workers that may be handed a connection now, in index order. */
+  private targets(): Array<{ index: number; worker: Worker }> {
+    return [...this.slots.values()].flatMap((s) => (s.ready && s.worker?.isConnected() ? [{ index: s.index, worker: s.worker }] : []));
   }
 
   /** Workers that are up and answering, in index order. */
@@ -266,6 +300,8 @@ export class ClusterPrimary {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    // New clients are refused from now on (as when the workers closed their listeners); open ones drain in the workers.
+    this.handoff?.close();
     for (const s of this.slots.values()) if (s.restartTimer) clearTimeout(s.restartTimer);
     const workers = [...this.slots.values()].flatMap((s) => (s.worker && s.worker.process.exitCode === null && s.worker.process.signalCode === null ? [s.worker] : []));
     const exits = workers.map((w) => new Promise<void>((resolve) => w.process.once('exit', () => resolve())));

@@ -35,6 +35,10 @@ export class ClusterStateHost {
   private readonly leases = new Map<number, Map<number, SlotLease>>();
   /** One counter per name, limit and window: the same counter in every worker is one count here. */
   private readonly counters = new Map<string, SharedCounter>();
+  /** Leases this primary took itself when it accepted a connection and handed it to a worker (handoff.ts), per worker. */
+  private readonly handed = new Map<number, number>();
+  /** Tokens of those leases: negative, so they never meet the positive tokens a worker's IpcState numbers its own with. */
+  private nextHanded = -1;
 
   constructor(private readonly log?: Logger) {}
 
@@ -50,6 +54,7 @@ export class ClusterStateHost {
     const held = new Map<number, SlotLease>();
     this.leases.get(workerId)?.forEach((l) => l.release()); // a reused id starts clean
     this.leases.set(workerId, held);
+    this.handed.delete(workerId);
     const st = this.state;
     const p = (x: unknown) => x as Payload;
     channel.handle(StateMessages.consume, (x) => {
@@ -70,10 +75,7 @@ export class ClusterStateHost {
       return true;
     });
     const release = (tokens: readonly number[] | undefined) => {
-      for (const token of tokens ?? []) {
-        held.get(token)?.release();
-        held.delete(token);
-      }
+      for (const token of tokens ?? []) this.free(workerId, held, token);
     };
     channel.handle(StateMessages.acquire, (x) => {
       const { name, limit, key, token, releases } = p(x);
@@ -90,11 +92,46 @@ export class ClusterStateHost {
     });
   }
 
+  private free(workerId: number, held: Map<number, SlotLease>, token: number): void {
+    const lease = held.get(token);
+    if (!lease) return;
+    lease.release();
+    held.delete(token);
+    if (token < 0) this.handed.set(workerId, (this.handed.get(workerId) ?? 1) - 1);
+  }
+
+  /**
+   * The primary's own acquire, for a connection it accepted and hands to worker `workerId`: the
+   * lease is held as that worker's (its release notice names the token; its exit frees it). Returns
+   * the lease's token, or undefined when `limit` leases for `key` are out (or the worker is not attached).
+   */
+  grant(workerId: number, name: string, limit: number, key: string): number | undefined {
+    const held = this.leases.get(workerId);
+    const lease = held && this.state.slots(name, limit).acquire(key);
+    if (!lease) return undefined;
+    const token = this.nextHanded--;
+    held!.set(token, lease);
+    this.handed.set(workerId, (this.handed.get(workerId) ?? 0) + 1);
+    return token;
+  }
+
+  /** Gives back a granted lease whose connection never reached the worker (a failed send). */
+  giveBack(workerId: number, token: number): void {
+    const held = this.leases.get(workerId);
+    if (held) this.free(workerId, held, token);
+  }
+
+  /** Connections handed to worker `workerId` whose lease is still out: what least-connections balancing compares. */
+  handedTo(workerId: number): number {
+    return this.handed.get(workerId) ?? 0;
+  }
+
   /** Worker `workerId` is gone: every slot it held is free again. Returns how many were. */
   detach(workerId: number): number {
     const held = this.leases.get(workerId);
     if (!held) return 0;
     this.leases.delete(workerId);
+    this.handed.delete(workerId);
     for (const l of held.values()) l.release();
     if (held.size) this.log?.info({ worker: workerId, slots: held.size }, 'worker gone: its connection slots are free again');
     return held.size;

@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import path from 'node:path';
 import { parseConfig } from '../config/load.js';
 import type { RelayConfig } from '../config/schema.js';
@@ -9,9 +10,11 @@ import type { IpcChannel } from './ipc-channel.js';
 import { answerMetrics } from './metrics-aggregate.js';
 import { answerReadiness } from './readiness-aggregate.js';
 import { shardDir } from './shards.js';
+import { isHandoff } from './worker-env.js';
+import { StateMessages } from '../services/ipc-state.js';
 
 // The worker's environment (set by the primary): in worker-env.ts, which the primary imports without this file's spool and delivery parts.
-export { WORKER_ENV, ADOPT_ENV, workerIndexFromEnv, adoptedFromEnv } from './worker-env.js';
+export { WORKER_ENV, ADOPT_ENV, workerIndexFromEnv, adoptedFromEnv, handedFromEnv } from './worker-env.js';
 
 /**
  * The configuration a worker runs: the file's, with the worker's own spool shard and no log file
@@ -29,6 +32,10 @@ export function workerConfig(config: RelayConfig, configDir: string, index: numb
  * validated) and says `ready` once its listeners are open.
  */
 export class WorkerSide {
+  /** Releases of handed slots, sent as one notice at the end of the event-loop turn (as IpcState's own). */
+  private releases: number[] = [];
+  private readonly onMessage = (m: unknown, handle: unknown) => this.handoff(m, handle);
+
   constructor(
     private readonly relay: Relay,
     readonly index: number,
@@ -41,6 +48,23 @@ export class WorkerSide {
     answerReadiness(channel, () => relay.readiness());
     answerMetrics(channel, () => relay.metrics.registry);
     channel.handle('reload', (raw) => this.reload(raw));
+    // Connections the primary accepted (cluster/handoff.ts): they come with node:cluster's pipe's handle.
+    process.on('message', this.onMessage);
+  }
+
+  private handoff(m: unknown, handle: unknown): void {
+    if (!isHandoff(m)) return;
+    const { token, listener } = m;
+    let held = token !== 0;
+    const release = () => {
+      if (!held) return;
+      held = false;
+      this.releases.push(token);
+      if (this.releases.length === 1) setImmediate(() => this.channel.notify(StateMessages.release, { tokens: this.releases.splice(0) }));
+    };
+    // No socket (closed between the primary's send and here): the slot goes back at once.
+    if (!handle) return release();
+    this.relay.listeners.take(listener, handle as Socket, { admitted: token !== 0, release });
   }
 
   /** Opens the orphan shards this worker adopts (before `ready`: their messages count from the start). */
@@ -71,6 +95,7 @@ export class WorkerSide {
   }
 
   async close(): Promise<void> {
+    process.off('message', this.onMessage);
     await this.adopted.close();
     this.channel.close();
   }

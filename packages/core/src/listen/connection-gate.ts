@@ -6,6 +6,17 @@ export interface ConnectionInfo {
   readonly id: string;
   readonly remoteAddress: string;
   readonly listener: Session['listener'];
+  /** The core's per-address slot as the worker mode's primary decided it at accept (cluster/handoff.ts), when it did. */
+  readonly handed?: HandedSlot;
+}
+
+/**
+ * A per-address slot decided before the connection reached this process: the primary counted it
+ * when it accepted the socket. `release` gives it back (once), as a lease does.
+ */
+export interface HandedSlot {
+  readonly admitted: boolean;
+  release(): void;
 }
 
 /** An answer now, or later (a count held in another process). */
@@ -156,6 +167,12 @@ export function perAddressCheck(limit: number, reply: Reply, slots?: SlotSource)
     return {
       name: 'connectionsPerIp',
       admit(c) {
+        // Decided by the primary at accept (the lease is already counted there): nothing to ask.
+        if (c.handed) {
+          if (!c.handed.admitted) return reply;
+          leases.set(c.id, c.handed);
+          return undefined;
+        }
         return whenSettled(slots.acquire(c.remoteAddress), (lease) => {
           if (!lease) return reply;
           leases.set(c.id, lease);

@@ -4,7 +4,7 @@ import { formatReply, Replies, type Reply } from '../api/verdicts.js';
 import type { RelayMetrics } from '../telemetry/metrics.js';
 import { RepeatLog } from '../telemetry/repeat-log.js';
 import type { Conn } from '../adapter/smtp-server.js';
-import { CHECK_FAILED, type ConnectionGate, type ConnectionInfo, type GateDecision, type MaybePromise, type ReleaseFailure } from './connection-gate.js';
+import { CHECK_FAILED, type ConnectionGate, type ConnectionInfo, type GateDecision, type HandedSlot, type MaybePromise, type ReleaseFailure } from './connection-gate.js';
 
 /** What the relay uses of an smtp-server connection object: its public members (the adapter has the rest). */
 export type ConnectionLike = Conn;
@@ -75,11 +75,11 @@ export class Connections {
    * answer is synchronous when every check counts in this process, else a promise (the same one for
    * every call until it settles): the connect phase awaits it before the greeting.
    */
-  admit(c: { id: string; remoteAddress: string }, listener: Session['listener'], label: string): MaybePromise<Reply | undefined> {
+  admit(c: { id: string; remoteAddress: string }, listener: Session['listener'], label: string, handed?: HandedSlot): MaybePromise<Reply | undefined> {
     if (this.ungated.has(c.id) || this.admitted.has(c.id) || this.refused.has(c.id)) return this.refused.get(c.id);
     const pending = this.deciding.get(c.id);
     if (pending) return pending;
-    const info: ConnectionInfo = { id: c.id, remoteAddress: c.remoteAddress, listener };
+    const info: ConnectionInfo = handed ? { id: c.id, remoteAddress: c.remoteAddress, listener, handed } : { id: c.id, remoteAddress: c.remoteAddress, listener };
     const gate = this.gate();
     const decided = gate.decide(info);
     if (!(decided instanceof Promise)) return this.record(info, gate, decided, label);

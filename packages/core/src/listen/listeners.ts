@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import type { Logger } from 'pino';
@@ -8,7 +8,9 @@ import type { Session } from '../api/types.js';
 import type { ListenerConfig, RelayConfig } from '../config/schema.js';
 import type { NetworkList } from '../config/networks.js';
 import { canRewriteReplies, replyCodesTap } from '../adapter/smtp-server-replies.js';
-import { hookConnections, installConnectionTaps, markSecure, setGreetingDelay, setNoDelay, socketTag, type ConnectionTaps as Taps } from '../adapter/smtp-server.js';
+import { hookConnections, installConnectionTaps, markSecure, serveSocket, setGreetingDelay, setNoDelay, socketPeer, socketTag, type ConnectionTaps as Taps } from '../adapter/smtp-server.js';
+import { Replies } from '../api/verdicts.js';
+import type { HandedSlot } from './connection-gate.js';
 import type { RelayMetrics } from '../telemetry/metrics.js';
 import { installProxyCommandTrust, installProxyHeaderTrust, proxyServerOptions } from './proxy-trust.js';
 import { asSocket } from './stream-socket.js';
@@ -52,6 +54,11 @@ export class Listeners {
   readonly servers: Array<{ listener: ListenerConfig; server: SMTPServer; address?: AddressInfo }> = [];
   /** Handler calls still running: a stop waits for them. */
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** Listeners (index in `listen`) whose sockets the worker mode's primary accepts and hands over (`take`). */
+  private handed: ReadonlyMap<number, number> = new Map();
+  /** Slots of handed sockets not yet seen as a connection, by listener and `address|port` (see `take`). */
+  private readonly handedSlots = new Map<string, HandedSlot>();
+  private closed = false;
 
   constructor(
     private readonly config: () => RelayConfig,
@@ -64,13 +71,20 @@ export class Listeners {
   ) {}
 
   /** Creates every listener; with `listen` also opens its port (else clients come in through connectStream). */
-  async start(listen: boolean, override: boolean): Promise<void> {
+  /**
+   * `handed`: listeners (index → the port the primary bound) that open no socket here: the worker
+   * mode's primary accepts their connections and hands them over (`take`).
+   */
+  async start(listen: boolean, override: boolean, handed: ReadonlyMap<number, number> = new Map()): Promise<void> {
     const config = this.config();
     const tls = config.tls ? { key: readFileSync(path.resolve(this.configDir, config.tls.key)), cert: readFileSync(path.resolve(this.configDir, config.tls.cert)) } : undefined;
-    for (const listener of config.listen) {
-      const server = this.create(listener, tls, override);
-      if (!listen) {
-        this.servers.push({ listener, server, address: { address: listener.host, family: listener.host.includes(':') ? 'IPv6' : 'IPv4', port: listener.port } });
+    this.handed = listen ? handed : new Map();
+    for (const [i, listener] of config.listen.entries()) {
+      const server = this.create(listener, tls, override, i);
+      const port = this.handed.get(i);
+      if (!listen || port !== undefined) {
+        this.servers.push({ listener, server, address: { address: listener.host, family: listener.host.includes(':') ? 'IPv6' : 'IPv4', port: port ?? listener.port } });
+        if (port !== undefined) this.log.info({ listener: listenerName(listener, port), tls: listener.tls, auth: listener.auth }, 'listening (connections accepted by the primary and handed over)');
         continue;
       }
       await new Promise<void>((resolve, reject) => {
@@ -104,13 +118,53 @@ export class Listeners {
     (entry.server as unknown as { connect(socket: unknown, opts: object): void }).connect(socket, addresses);
   }
 
+  /**
+   * A connection the worker mode's primary accepted for listener `index`, with the per-address slot
+   * it decided (cluster/handoff.ts). Served exactly as one this listener accepted; the gate takes the
+   * slot instead of asking for one. A socket that arrives once the listeners are closed (a stop) gets
+   * 421 4.3.2, as a client that connects just before a stop does.
+   */
+  take(index: number, socket: Socket, slot: HandedSlot): void {
+    socket.on('error', () => undefined);
+    const entry = this.servers[index];
+    if (this.closed || !entry || !this.handed.has(index)) {
+      slot.release();
+      const r = Replies.shuttingDown;
+      socket.end(`${r.code} ${r.enhanced} ${r.text}\r\n`);
+      return;
+    }
+    // The connection object appears a turn later (after a TLS handshake on an implicit TLS
+    // listener): keyed by the peer, which is unique on this listener while the socket is open.
+    const key = `${index}|${socket.remoteAddress}|${socket.remotePort}`;
+    this.handedSlots.set(key, slot);
+    // Closed before it became a connection (a failed handshake, a reset): the slot goes back here.
+    socket.once('close', () => {
+      if (this.handedSlots.get(key) === slot) this.handedSlots.delete(key), slot.release();
+    });
+    try {
+      serveSocket(entry.server, socket);
+    } catch (err) {
+      this.log.warn({ err }, 'a handed connection could not be served');
+      socket.destroy();
+    }
+  }
+
+  /** The handed slot of a new connection on listener `index` (taken: from now on the gate owes its release). */
+  private handedSlot(index: number, c: ConnectionLike): HandedSlot | undefined {
+    if (!this.handedSlots.size) return undefined;
+    const key = `${index}|${socketPeer(c)}`;
+    const slot = this.handedSlots.get(key);
+    if (slot) this.handedSlots.delete(key);
+    return slot;
+  }
+
   /** Where each listener ended up (useful with `port: 0`). */
   addresses(): Array<{ name: string; host: string; port: number }> {
     return this.servers.map((s) => ({ name: listenerName(s.listener, s.address!.port), host: s.listener.host, port: s.address!.port }));
   }
 
   openCount(): number {
-    return this.servers.filter((s) => (s.server as unknown as { server: { listening: boolean } }).server.listening).length;
+    return this.servers.filter((s, i) => (this.handed.has(i) ? !this.closed : (s.server as unknown as { server: { listening: boolean } }).server.listening)).length;
   }
 
   /** A reload: the options smtp-server reads per connection, and new TLS material for new handshakes. */
@@ -131,6 +185,7 @@ export class Listeners {
 
   /** Stops accepting (new clients get nothing); open connections stay. */
   close(): Promise<unknown> {
+    this.closed = true;
     return Promise.all(this.servers.map((s) => new Promise<void>((resolve) => {
       (s.server as unknown as { server: { close(cb: () => void): void } }).server.close(() => resolve());
       setTimeout(resolve, 100).unref();
@@ -147,7 +202,7 @@ export class Listeners {
     p.finally(() => this.inFlight.delete(p)).catch(() => undefined);
   }
 
-  private create(listener: ListenerConfig, tls: { key: Buffer; cert: Buffer } | undefined, override: boolean): SMTPServer {
+  private create(listener: ListenerConfig, tls: { key: Buffer; cert: Buffer } | undefined, override: boolean, index: number): SMTPServer {
     const config = this.config();
     const h = this.handlers;
     const rewriteReplies = canRewriteReplies();
@@ -213,7 +268,7 @@ export class Listeners {
         // An XCLIENT proxy the operator named speaks for many clients (and limits them itself): the
         // gate would count them all as one address. Their rates still count, per client, in the hooks.
         if (listener.xclient.contains(c.remoteAddress)) connections.bypassGate(c.id);
-        if (gateEarly) connections.admit(c, info, label);
+        if (gateEarly) connections.admit(c, info, label, this.handedSlot(index, c));
         // An in-memory client is a test: no early-talker pause.
         if (override) setGreetingDelay(c, streamClient ? 0 : delay, () => connections.refusal(c.id));
         installProxyCommandTrust(c, listener);

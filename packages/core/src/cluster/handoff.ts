@@ -1,0 +1,160 @@
+import net, { type Socket } from 'node:net';
+import type { Worker } from 'node:cluster';
+import type { Logger } from 'pino';
+import type { ClusterStateHost } from './state-host.js';
+import type { HandoffMessage } from './worker-env.js';
+
+/** A listener whose connections the primary accepts itself (no PROXY protocol, no XCLIENT proxy: see `handedListeners`). */
+export interface HandedListener {
+  /** Index in the config's `listen`. */
+  readonly index: number;
+  readonly host: string;
+  readonly port: number;
+}
+
+/** The slot name the core's check counts in (services/container.ts): the worker's IpcState and this primary count in the same table. */
+export const CORE_SLOTS = 'core:connectionsPerIp';
+
+/** A worker that may take connections now. */
+export interface HandoffTarget {
+  readonly index: number;
+  readonly worker: Pick<Worker, 'send'>;
+}
+
+export interface HandoffOptions {
+  readonly listeners: readonly HandedListener[];
+  readonly state: ClusterStateHost;
+  /** `limits.connectionsPerIp` of the running configuration (a reload may change it). */
+  readonly limit: () => number;
+  /** Ready workers, in index order. */
+  readonly targets: () => HandoffTarget[];
+  readonly log: Logger;
+}
+
+/** Connections accepted while no worker is ready (at start, or every worker being replaced) wait here, at most this many. */
+const MAX_WAITING = 1024;
+
+/**
+ * The worker mode's accept path for listeners without PROXY protocol (packages/core/README.md,
+ * "Workers: the primary decides the slot when it accepts"). The primary owns one `net.Server` per
+ * such listener (`pauseOnConnect`: not a byte is read here), reads the peer address, counts the
+ * core's per-address slot in its own store (the one the workers' IpcState asks, so counts stay one
+ * per machine) and hands the socket to a worker with the verdict in the same message. The worker
+ * writes the greeting, or the refusal (the same 421, log line and metric as before: replies, logs and
+ * metrics stay in the worker), and sends the release at close as it does for its own leases.
+ *
+ * Against node:cluster's round-robin (the handle, NODE_HANDLE_ACK and `accepted` back, then the
+ * slot request and its answer) this is one message out and the ACK back, plus the release: no round
+ * trip before the greeting.
+ *
+ * Which worker: the one with the fewest handed connections still open (leases out), ties in turn.
+ * Fewest-open keeps long sessions from piling on one worker while the other sits idle (round-robin
+ * counts arrivals, not what is still open); the turn on ties matters when connections are short
+ * (all counts are 0 at most accepts), where "lowest index first" would send everything to worker 1
+ * and leave the other cold (a burst must reach both: test/workers-limits.test.ts).
+ */
+export class ConnectionHandoff {
+  private readonly servers: net.Server[] = [];
+  private readonly waiting: Array<{ listener: number; socket: Socket }> = [];
+  /** Sockets given to `send` and not yet sent, per worker: closed if that worker dies first (nothing leaks). */
+  private readonly inFlight = new Map<number, Set<Socket>>();
+  private turn = 0;
+  private closed = false;
+
+  constructor(private readonly o: HandoffOptions) {}
+
+  /** Opens every listener; resolves with the bound ports (index → port) for the workers' environment. */
+  async open(): Promise<Map<number, number>> {
+    const ports = new Map<number, number>();
+    for (const l of this.o.listeners) {
+      const server = net.createServer({ pauseOnConnect: true }, (socket) => this.accept(l.index, socket));
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(l.port, l.host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      server.on('error', (err) => this.o.log.warn({ err, listener: l.index }, 'listener error'));
+      this.servers.push(server);
+      ports.set(l.index, (server.address() as net.AddressInfo).port);
+    }
+    return ports;
+  }
+
+  private accept(listener: number, socket: Socket): void {
+    // A reset before it is handed must not become an uncaught 'error' in the primary.
+    socket.on('error', () => undefined);
+    if (this.closed) return void socket.destroy();
+    const target = this.pick();
+    if (!target) {
+      if (this.waiting.length >= MAX_WAITING) return void socket.destroy();
+      this.waiting.push({ listener, socket });
+      return;
+    }
+    this.hand(target, listener, socket);
+  }
+
+  private pick(): HandoffTarget | undefined {
+    const targets = this.o.targets();
+    if (!targets.length) return undefined;
+    let best: HandoffTarget | undefined;
+    let bestOpen = Infinity;
+    for (let k = 0; k < targets.length; k++) {
+      const t = targets[(this.turn + k) % targets.length]!;
+      const open = this.o.state.handedTo(t.index);
+      if (open < bestOpen) (best = t), (bestOpen = open);
+    }
+    this.turn = (targets.indexOf(best!) + 1) % targets.length;
+    return best;
+  }
+
+  private hand(target: HandoffTarget, listener: number, socket: Socket): void {
+    const address = socket.remoteAddress;
+    if (!address || socket.destroyed) return void socket.destroy();
+    const token = this.o.state.grant(target.index, CORE_SLOTS, this.o.limit(), address) ?? 0;
+    let pending = this.inFlight.get(target.index);
+    if (!pending) this.inFlight.set(target.index, (pending = new Set()));
+    pending.add(socket);
+    const failed = (err: Error) => {
+      pending!.delete(socket);
+      if (token) this.o.state.giveBack(target.index, token);
+      socket.destroy();
+      this.o.log.warn({ err, worker: target.index }, 'a connection could not be handed to a worker: closed (the client retries)');
+    };
+    const msg: HandoffMessage = { portcullisHandoff: 1, listener, token };
+    try {
+      // keepOpen false: once sent, Node closes the primary's copy of the descriptor.
+      target.worker.send(msg, socket, { keepOpen: false }, (err) => (err ? failed(err) : pending!.delete(socket)));
+    } catch (err) {
+      failed(err as Error);
+    }
+  }
+
+  /** A worker became ready: connections that waited for one go now. */
+  flush(): void {
+    while (this.waiting.length) {
+      const target = this.pick();
+      if (!target) return;
+      const { listener, socket } = this.waiting.shift()!;
+      this.hand(target, listener, socket);
+    }
+  }
+
+  /**
+   * Worker `index` exited: the sockets still queued for it are closed (a socket it had received died
+   * with it; its leases are freed by the state host's `detach`).
+   */
+  workerGone(index: number): void {
+    const pending = this.inFlight.get(index);
+    this.inFlight.delete(index);
+    for (const s of pending ?? []) s.destroy();
+  }
+
+  /** Stops accepting (a stop): new clients are refused by the kernel; connections waiting for a worker are closed. */
+  close(): void {
+    this.closed = true;
+    for (const w of this.waiting.splice(0)) w.socket.destroy();
+    for (const s of this.servers) s.close();
+  }
+}
