@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { RawSmtp, freePort, jsonLogLines, pollUntil, RelayProcess } from '@portcullis/testkit';
+import { adminGet, key, parseMetrics } from './support/admin.js';
+
+/**
+ * `workers: 2`, a listener without PROXY protocol: the primary accepts the connection itself,
+ * counts the per-address slot and hands the socket to the worker with the fewest open connections
+ * (packages/core/README.md, "Workers: the primary decides the slot when it accepts"). A second
+ * listener with PROXY protocol keeps node:cluster's path (the worker asks after the header), and
+ * both count in the one table of the primary.
+ */
+const LIMIT = 2;
+const REFUSAL = '421 4.7.0 Too many connections from your address, try again later';
+
+describe('workers: 2, the primary deciding the per-address slot when it accepts', function () {
+  this.timeout(120_000);
+  let dir: string;
+  let relay: RelayProcess;
+  let port: number;
+  let proxyPort: number;
+  let admin: number;
+  const lines = () => jsonLogLines(relay.logFile);
+  const openPerWorker = async () => {
+    const m = parseMetrics((await adminGet(admin, '/metrics')).body);
+    return [1, 2].map((w) => m.get(key('portcullis_worker_connections_open', { worker: String(w) })) ?? 0);
+  };
+  const held: RawSmtp[] = [];
+  const closeAll = async () => {
+    for (const c of held.splice(0)) c.close();
+    assert.ok(await pollUntil(async () => (await openPerWorker()).every((n) => n === 0), 10_000), 'every connection closed in the workers');
+    // The release notice follows the worker's close by one event-loop turn.
+    await new Promise((r) => setTimeout(r, 200));
+  };
+
+  before(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-handoff-'));
+    port = await freePort();
+    proxyPort = await freePort();
+    admin = await freePort();
+    const file = RelayProcess.write(dir, {
+      hostname: 'relay.test',
+      workers: 2,
+      listen: [
+        { host: '127.0.0.1', port, greetingDelay: 0 },
+        { host: '127.0.0.1', port: proxyPort, greetingDelay: 0, proxyProtocol: ['127.0.0.0/8'] },
+      ],
+      spool: { dir: path.join(dir, 'spool') },
+      limits: { connectionsPerIp: LIMIT },
+      admin: { enabled: true, port: admin },
+      log: { level: 'info' },
+      plugins: [{ use: 'relay-policy', with: { domains: { 'example.com': { nexthop: '127.0.0.1:9', tls: 'none' } } } }],
+    });
+    relay = new RelayProcess(file, port, { logFile: path.join(dir, 'relay.log') });
+    await relay.start();
+    assert.ok(await pollUntil(() => lines().some((l) => l['msg'] === 'ready: every worker is listening'), 30_000), 'both workers ready');
+  });
+  afterEach(async () => {
+    for (const c of held.splice(0)) c.close();
+  });
+  after(async () => {
+    await relay?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('serves the plain listener from sockets the primary hands over, and the PROXY listener as before', () => {
+    const handed = lines().filter((l) => l['msg'] === 'listening (connections accepted by the primary and handed over)');
+    assert.deepEqual(handed.map((l) => [l['worker'], l['listener']]).sort(), [[1, `127.0.0.1:${port}`], [2, `127.0.0.1:${port}`]]);
+    const own = lines().filter((l) => l['msg'] === 'listening');
+    assert.deepEqual(own.map((l) => [l['worker'], l['listener']]).sort(), [[1, `127.0.0.1:${proxyPort}`], [2, `127.0.0.1:${proxyPort}`]]);
+  });
+
+  it(`writes the exact 421 for a connection the primary counted over the limit, logs it in the worker and counts it once in /metrics`, async () => {
+    const { clients, replies } = await RawSmtp.openMany(port, '127.0.0.7', LIMIT + 1);
+    held.push(...clients);
+    assert.deepEqual(replies.slice(0, LIMIT).map((r) => r.slice(0, 4)), ['220 ', '220 '], replies.join(' | '));
+    assert.equal(replies[LIMIT], REFUSAL);
+    await clients[LIMIT]!.waitClosed();
+    const m = parseMetrics((await adminGet(admin, '/metrics')).body);
+    assert.equal(m.get(key('portcullis_connections_refused_total', { listener: String(port), reason: 'connectionsPerIp' })), 1);
+    const refusals = lines().filter((l) => l['msg'] === 'connection refused at the gate' && l['client'] === '127.0.0.7');
+    assert.equal(refusals.length, 1);
+    assert.equal(refusals[0]!['reply'], REFUSAL, 'the reply in the log line');
+    assert.ok(typeof refusals[0]!['worker'] === 'number', 'written by a worker, not the primary');
+    await closeAll();
+  });
+
+  it('counts a PROXY-protocol client (asked by the worker after the header) in the same table as the handed connections', async () => {
+    const { clients, replies } = await RawSmtp.openMany(port, '127.0.0.9', LIMIT);
+    held.push(...clients);
+    assert.deepEqual(replies.map((r) => r.slice(0, 4)), ['220 ', '220 ']);
+    const viaProxy = await RawSmtp.connect(proxyPort, '127.0.0.1', '127.0.0.10');
+    held.push(viaProxy);
+    viaProxy.write('PROXY TCP4 127.0.0.9 127.0.0.1 40000 25\r\n');
+    assert.equal(await viaProxy.read(), REFUSAL, 'the third connection of 127.0.0.9, counted across both paths');
+    await closeAll();
+  });
+
+  it('puts a new long-held connection on the worker with the fewest open ones (least connections, not turns)', async () => {
+    const a = await RawSmtp.connect(port, '127.0.0.1', '127.0.0.11');
+    held.push(a);
+    assert.match(await a.read(), /^220 /);
+    const afterA = await openPerWorker();
+    const wa = afterA.indexOf(1);
+    assert.ok(wa >= 0 && afterA[1 - wa] === 0, `one connection, on one worker: ${afterA}`);
+    const b = await RawSmtp.connect(port, '127.0.0.1', '127.0.0.12');
+    held.push(b);
+    assert.match(await b.read(), /^220 /);
+    assert.deepEqual(await openPerWorker(), [1, 1], 'the second on the other worker');
+    // B's worker now holds none: a new connection goes there, where turns alone would send it to A's.
+    b.close();
+    assert.ok(await pollUntil(async () => (await openPerWorker())[1 - wa] === 0, 10_000));
+    await new Promise((r) => setTimeout(r, 200));
+    const c = await RawSmtp.connect(port, '127.0.0.1', '127.0.0.13');
+    held.push(c);
+    assert.match(await c.read(), /^220 /);
+    assert.deepEqual(await openPerWorker(), [1, 1], 'the third joined the worker that had none open');
+    await closeAll();
+  });
+
+  it('frees the slots of the connections a SIGKILLed worker held, so the same address is admitted again', async () => {
+    const { clients, replies } = await RawSmtp.openMany(port, '127.0.0.14', LIMIT + 1);
+    held.push(...clients);
+    assert.equal(replies[LIMIT], REFUSAL, 'at the limit before the kill');
+    const open = await openPerWorker();
+    assert.deepEqual(open, [1, 1], 'one held on each worker');
+    const pids = (lines().filter((l) => l['msg'] === 'ready: every worker is listening').at(-1)!['pids'] as number[]);
+    const readyBefore = lines().filter((l) => /^worker 1 replaced/.test(String(l['msg']))).length;
+    process.kill(pids[0]!, 'SIGKILL');
+    // Exactly one of the two held connections was on worker 1: it dies with it.
+    assert.ok(await pollUntil(() => clients.slice(0, LIMIT).filter((c) => c.isClosed).length === 1, 10_000), 'the killed worker\'s connection closed');
+    assert.ok(await pollUntil(() => lines().filter((l) => /^worker 1 replaced/.test(String(l['msg']))).length > readyBefore, 30_000), 'worker 1 replaced');
+    const again = await RawSmtp.connect(port, '127.0.0.1', '127.0.0.14');
+    held.push(again);
+    assert.match(await again.read(), /^220 /, 'the dead worker\'s slot is free');
+    const over = await RawSmtp.connect(port, '127.0.0.1', '127.0.0.14');
+    held.push(over);
+    assert.equal(await over.read(), REFUSAL, 'and the survivor\'s still counts: the limit holds at 2');
+    const freed = lines().find((l) => l['msg'] === 'worker gone: its connection slots are free again' && l['worker'] === 1);
+    assert.equal(freed?.['slots'], 1);
+    await closeAll();
+  });
+});
