@@ -31,6 +31,24 @@ export interface HandoffOptions {
   readonly log: Logger;
 }
 
+/**
+ * An accepted connection as the primary holds it: the peer's address, what `worker.send` passes
+ * (a raw handle, or a `net.Socket` on the fallback path) and how to close it here.
+ */
+interface Accepted {
+  readonly address: string | undefined;
+  readonly handle: unknown;
+  destroy(): void;
+  /** The send went out: the worker holds its own descriptor now. */
+  sent(): void;
+}
+
+/** Node's TCP handle as its accept hook gives it (what node:cluster's round-robin passes to workers). */
+interface TcpHandle {
+  getpeername(out: { address?: string }): number;
+  close(): void;
+}
+
 /** Connections accepted while no worker is ready (at start, or every worker being replaced) wait here, at most this many. */
 const MAX_WAITING = 1024;
 
@@ -55,9 +73,9 @@ const MAX_WAITING = 1024;
  */
 export class ConnectionHandoff {
   private readonly servers: net.Server[] = [];
-  private readonly waiting: Array<{ listener: number; socket: Socket }> = [];
-  /** Sockets given to `send` and not yet sent, per worker: closed if that worker dies first (nothing leaks). */
-  private readonly inFlight = new Map<number, Set<Socket>>();
+  private readonly waiting: Array<{ listener: number; socket: Accepted }> = [];
+  /** Connections given to `send` and not yet sent, per worker: closed if that worker dies first (nothing leaks). */
+  private readonly inFlight = new Map<number, Set<Accepted>>();
   private turn = 0;
   private closed = false;
 
@@ -67,7 +85,7 @@ export class ConnectionHandoff {
   async open(): Promise<Map<number, number>> {
     const ports = new Map<number, number>();
     for (const l of this.o.listeners) {
-      const server = net.createServer({ pauseOnConnect: true }, (socket) => this.accept(l.index, socket));
+      const server = net.createServer({ pauseOnConnect: true }, (socket) => this.accept(l.index, fromSocket(socket)));
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(l.port, l.host, () => {
@@ -75,6 +93,7 @@ export class ConnectionHandoff {
           resolve();
         });
       });
+      this.acceptRaw(server, l.index);
       server.on('error', (err) => this.o.log.warn({ err, listener: l.index }, 'listener error'));
       this.servers.push(server);
       ports.set(l.index, (server.address() as net.AddressInfo).port);
@@ -82,9 +101,30 @@ export class ConnectionHandoff {
     return ports;
   }
 
-  private accept(listener: number, socket: Socket): void {
-    // A reset before it is handed must not become an uncaught 'error' in the primary.
-    socket.on('error', () => undefined);
+  /**
+   * Takes the listener's accepted TCP handles as they come, before Node wraps each in a `net.Socket`
+   * (a stream object, its state and a `getpeername` through the getter: measured, the wrapping made
+   * this primary busier per connection than node:cluster's round-robin, which passes the raw handle
+   * the same way: README, "Workers: the primary decides the slot when it accepts"). This is Node's
+   * private accept hook (`server._handle.onconnection`, the one node:cluster's round_robin_handle.js
+   * sets), the same on Node 20 and 24; where it is missing the public path (a paused `net.Socket`) serves.
+   */
+  private acceptRaw(server: net.Server, listener: number): void {
+    const h = (server as unknown as { _handle?: { onconnection?: unknown } })._handle;
+    if (!h || typeof h.onconnection !== 'function') return;
+    h.onconnection = (err: number, client?: TcpHandle) => {
+      if (err || !client) return;
+      const peer: { address?: string } = {};
+      client.getpeername(peer);
+      let open = true;
+      const close = () => void (open && ((open = false), client.close()));
+      // Node closes a sent `net.Socket` itself (after the worker's ACK), not a raw handle: node:cluster
+      // closes its own once the worker answers; ours once the message (the descriptor with it) is written.
+      this.accept(listener, { address: peer.address, handle: client, destroy: close, sent: close });
+    };
+  }
+
+  private accept(listener: number, socket: Accepted): void {
     if (this.closed) return void socket.destroy();
     const target = this.pick();
     if (!target) {
@@ -109,9 +149,9 @@ export class ConnectionHandoff {
     return best;
   }
 
-  private hand(target: HandoffTarget, listener: number, socket: Socket): void {
-    const address = socket.remoteAddress;
-    if (!address || socket.destroyed) return void socket.destroy();
+  private hand(target: HandoffTarget, listener: number, socket: Accepted): void {
+    const address = socket.address;
+    if (!address) return void socket.destroy();
     const token = this.o.state.grant(target.index, CORE_SLOTS, this.o.limit(), address) ?? 0;
     let pending = this.inFlight.get(target.index);
     if (!pending) this.inFlight.set(target.index, (pending = new Set()));
@@ -125,7 +165,11 @@ export class ConnectionHandoff {
     const msg: HandoffMessage = { portcullisHandoff: 1, listener, token };
     try {
       // keepOpen false: once sent, Node closes the primary's copy of the descriptor.
-      target.worker.send(msg, socket, { keepOpen: false }, (err) => (err ? failed(err) : pending!.delete(socket)));
+      target.worker.send(msg, socket.handle as Socket, { keepOpen: false }, (err) => {
+        if (err) return failed(err);
+        pending!.delete(socket);
+        socket.sent();
+      });
     } catch (err) {
       failed(err as Error);
     }
@@ -157,4 +201,11 @@ export class ConnectionHandoff {
     for (const w of this.waiting.splice(0)) w.socket.destroy();
     for (const s of this.servers) s.close();
   }
+}
+
+/** The public path's accepted connection (a paused `net.Socket`). */
+function fromSocket(socket: Socket): Accepted {
+  // A reset before it is handed must not become an uncaught 'error' in the primary.
+  socket.on('error', () => undefined);
+  return { address: socket.remoteAddress, handle: socket, destroy: () => void socket.destroy(), sent: () => undefined };
 }

@@ -88,8 +88,9 @@ const LOOP_WINDOW_MS = 60_000;
 const MAX_BACKOFF_MS = 30_000;
 
 /**
- * The worker mode's primary (`workers` > 1): owns the listening sockets (node:cluster hands
- * connections to workers), the admin HTTP server, the control socket and the log stream, and runs
+ * The worker mode's primary (`workers` > 1): owns the listening sockets (a listener without PROXY
+ * protocol or XCLIENT proxies is accepted here, its per-address slot counted and the socket handed to
+ * the least busy worker: handoff.ts; node:cluster hands the others' connections), the admin HTTP server, the control socket and the log stream, and runs
  * no SMTP session itself. It forks one worker per shard index, replaces a worker that dies on the
  * same index (its successor recovers and delivers the shard), reloads all workers or none, and on
  * SIGTERM drains every worker before it exits.

@@ -1,4 +1,4 @@
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import path from 'node:path';
 import { parseConfig } from '../config/load.js';
 import type { RelayConfig } from '../config/schema.js';
@@ -64,7 +64,9 @@ export class WorkerSide {
     };
     // No socket (closed between the primary's send and here): the slot goes back at once.
     if (!handle) return release();
-    this.relay.listeners.take(listener, handle as Socket, { admitted: token !== 0, release });
+    // A raw TCP handle (the primary's accept hook) becomes a socket here, as node:cluster's worker side does it.
+    const socket = handle instanceof Socket ? handle : new Socket({ handle, readable: true, writable: true } as ConstructorParameters<typeof Socket>[0]);
+    this.relay.listeners.take(listener, socket, { admitted: token !== 0, release });
   }
 
   /** Opens the orphan shards this worker adopts (before `ready`: their messages count from the start). */
