@@ -1,6 +1,7 @@
 import net, { type Socket } from 'node:net';
 import type { Worker } from 'node:cluster';
 import type { Logger } from 'pino';
+import { interceptAccept } from '../adapter/node-accept.js';
 import type { ClusterStateHost } from './state-host.js';
 import type { HandoffMessage } from './worker-env.js';
 
@@ -41,12 +42,6 @@ interface Accepted {
   destroy(): void;
   /** The send went out: the worker holds its own descriptor now. */
   sent(): void;
-}
-
-/** Node's TCP handle as its accept hook gives it (what node:cluster's round-robin passes to workers). */
-interface TcpHandle {
-  getpeername(out: { address?: string }): number;
-  close(): void;
 }
 
 /** Connections accepted while no worker is ready (at start, or every worker being replaced) wait here, at most this many. */
@@ -102,18 +97,14 @@ export class ConnectionHandoff {
   }
 
   /**
-   * Takes the listener's accepted TCP handles as they come, before Node wraps each in a `net.Socket`
-   * (a stream object, its state and a `getpeername` through the getter: measured, the wrapping made
-   * this primary busier per connection than node:cluster's round-robin, which passes the raw handle
-   * the same way: README, "Workers: the primary decides the slot when it accepts"). This is Node's
-   * private accept hook (`server._handle.onconnection`, the one node:cluster's round_robin_handle.js
-   * sets), the same on Node 20 and 24; where it is missing the public path (a paused `net.Socket`) serves.
+   * Takes the listener's accepted TCP handles before Node wraps each in a `net.Socket` (a stream
+   * object and its state, and `getpeername` through a getter: measured, the wrapping made this
+   * primary busier per connection than node:cluster's round-robin, which passes raw handles too;
+   * README, "Workers: the primary decides the slot when it accepts"). Node's private hook, in the
+   * adapter (adapter/node-accept.ts); where it is missing the public path (a paused socket) serves.
    */
   private acceptRaw(server: net.Server, listener: number): void {
-    const h = (server as unknown as { _handle?: { onconnection?: unknown } })._handle;
-    if (!h || typeof h.onconnection !== 'function') return;
-    h.onconnection = (err: number, client?: TcpHandle) => {
-      if (err || !client) return;
+    interceptAccept(server, (client) => {
       const peer: { address?: string } = {};
       client.getpeername(peer);
       let open = true;
@@ -121,7 +112,7 @@ export class ConnectionHandoff {
       // Node closes a sent `net.Socket` itself (after the worker's ACK), not a raw handle: node:cluster
       // closes its own once the worker answers; ours once the message (the descriptor with it) is written.
       this.accept(listener, { address: peer.address, handle: client, destroy: close, sent: close });
-    };
+    });
   }
 
   private accept(listener: number, socket: Accepted): void {
