@@ -28,6 +28,11 @@ describe('workers: 2, the primary deciding the per-address slot when it accepts'
     return [1, 2].map((w) => m.get(key('portcullis_worker_connections_open', { worker: String(w) })) ?? 0);
   };
   const held: RawSmtp[] = [];
+  /** The pid of worker `w` now (its replacement's, once one was logged). */
+  const pidOf = (w: number): number => {
+    const replaced = lines().filter((l) => String(l['msg']).startsWith(`worker ${w} replaced`)).at(-1);
+    return replaced ? (replaced['pid'] as number) : (lines().find((l) => l['msg'] === 'ready: every worker is listening')!['pids'] as number[])[w - 1]!;
+  };
   const closeAll = async () => {
     for (const c of held.splice(0)) c.close();
     assert.ok(await pollUntil(async () => (await openPerWorker()).every((n) => n === 0), 10_000), 'every connection closed in the workers');
@@ -120,15 +125,38 @@ describe('workers: 2, the primary deciding the per-address slot when it accepts'
     await closeAll();
   });
 
+  it('hands no new connection to a worker draining on a SIGTERM of its own: they all reach the other worker, and the transaction in DATA still gets its 250', async () => {
+    const a = await RawSmtp.connect(port, '127.0.0.1', '127.0.0.15');
+    held.push(a);
+    assert.match(await a.read(), /^220 /);
+    const w = (await openPerWorker()).indexOf(1) + 1;
+    assert.ok(w >= 1, 'A is on one worker');
+    assert.match(await a.cmd('EHLO client.test'), /^250/);
+    assert.match(await a.cmd('MAIL FROM:<a@client.test>'), /^250 /);
+    assert.match(await a.cmd('RCPT TO:<x@example.com>'), /^250 /);
+    assert.match(await a.cmd('DATA'), /^354 /);
+    a.write('Subject: drain\r\n\r\nbody\r\n');
+    process.kill(pidOf(w), 'SIGTERM');
+    assert.ok(await pollUntil(() => lines().some((l) => l['worker'] === w && String(l['msg']).startsWith('shutting down')), 10_000), 'worker draining');
+    await new Promise((r) => setTimeout(r, 300));
+    const { clients, replies } = await RawSmtp.openMany(port, '127.0.0.16', 2);
+    held.push(...clients);
+    assert.deepEqual(replies.map((r) => r.slice(0, 4)), ['220 ', '220 '], replies.join(' | '));
+    const open = await openPerWorker();
+    assert.equal(open[2 - w], 2, `both on the other worker: ${open}`);
+    assert.match(await a.cmd('.'), /^250 /, 'the transaction in DATA finishes on the draining worker');
+    assert.ok(await pollUntil(() => lines().some((l) => String(l['msg']).startsWith(`worker ${w} replaced`)), 30_000), 'replaced after its drain');
+    await closeAll();
+  });
+
   it('frees the slots of the connections a SIGKILLed worker held, so the same address is admitted again', async () => {
     const { clients, replies } = await RawSmtp.openMany(port, '127.0.0.14', LIMIT + 1);
     held.push(...clients);
     assert.equal(replies[LIMIT], REFUSAL, 'at the limit before the kill');
     const open = await openPerWorker();
     assert.deepEqual(open, [1, 1], 'one held on each worker');
-    const pids = (lines().filter((l) => l['msg'] === 'ready: every worker is listening').at(-1)!['pids'] as number[]);
     const readyBefore = lines().filter((l) => /^worker 1 replaced/.test(String(l['msg']))).length;
-    process.kill(pids[0]!, 'SIGKILL');
+    process.kill(pidOf(1), 'SIGKILL');
     // Exactly one of the two held connections was on worker 1: it dies with it.
     assert.ok(await pollUntil(() => clients.slice(0, LIMIT).filter((c) => c.isClosed).length === 1, 10_000), 'the killed worker\'s connection closed');
     assert.ok(await pollUntil(() => lines().filter((l) => /^worker 1 replaced/.test(String(l['msg']))).length > readyBefore, 30_000), 'worker 1 replaced');

@@ -31,6 +31,7 @@ export interface RunOptions {
 export async function runRelay({ relay, log, onReady, onStopped, worker, adopt }: RunOptions): Promise<void> {
   let stopping = false;
   let adopted: AdoptedShards | undefined;
+  let side: { draining(): void } | undefined;
   let started: Promise<void> | undefined;
   let listening = false;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -40,6 +41,7 @@ export async function runRelay({ relay, log, onReady, onStopped, worker, adopt }
       return;
     }
     stopping = true;
+    side?.draining();
     const t0 = Date.now();
     // relay.stop() closes the listeners before its first await: once this line is logged, the
     // ports refuse connections (a supervisor or a test may rely on that order).
@@ -93,7 +95,7 @@ export async function runRelay({ relay, log, onReady, onStopped, worker, adopt }
       exit(log, ExitCode.failure);
       return;
     }
-    if (worker) new WorkerSide(relay, worker.index, adopted, worker.channel).ready();
+    if (worker) (side = new WorkerSide(relay, worker.index, adopted, worker.channel)).ready();
   }
   log.info({ pid: process.pid, listeners: relay.addresses(), plugins: relay.driver.plugins.map((p) => p.instance.name) }, 'ready');
   await onReady?.();

@@ -71,6 +71,8 @@ interface Slot {
   worker?: Worker;
   channel?: IpcChannel;
   ready: boolean;
+  /** The worker said it is stopping (a SIGTERM of its own): no more connections are handed to it. */
+  draining?: boolean;
   /** When the slot's current worker was forked. */
   forkedAt: number;
   /** Workers of this slot in a row that died within LOOP_WINDOW_MS of their fork: the crash-loop back-off's step. */
@@ -164,11 +166,13 @@ export class ClusterPrimary {
     const worker = cluster.fork(env);
     slot.worker = worker;
     slot.ready = false;
+    slot.draining = false;
     slot.forkedAt = Date.now();
     const channel = new IpcChannel(worker, { timeoutMs: 10_000 });
     slot.channel = channel;
     // The config the primary validated, not the file as it may read now (an edit not yet reloaded, a refused reload).
     channel.handle('config', () => this.raw);
+    channel.handle('draining', () => void (slot.draining = true));
     // The slot index is the worker's id: a replacement starts with no slot of its predecessor's.
     this.state.attach(channel, slot.index);
     pipeWorkerOutput(worker, slot.index, this.o.logSink);
@@ -216,7 +220,7 @@ export class ClusterPrimary {
 
   /** Workers that may be handed a connection now, in index order. */
   private targets(): Array<{ index: number; worker: Worker }> {
-    return [...this.slots.values()].flatMap((s) => (s.ready && s.worker?.isConnected() ? [{ index: s.index, worker: s.worker }] : []));
+    return [...this.slots.values()].flatMap((s) => (s.ready && !s.draining && s.worker?.isConnected() ? [{ index: s.index, worker: s.worker }] : []));
   }
 
   /** Workers that are up and answering, in index order. */

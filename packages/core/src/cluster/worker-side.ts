@@ -78,6 +78,11 @@ export class WorkerSide {
     return adopted;
   }
 
+  /** This worker stops (SIGTERM): the primary hands it no more connections (those in flight get 421 4.3.2). */
+  draining(): void {
+    this.channel.notify('draining');
+  }
+
   ready(): void {
     this.channel.notify('ready', { worker: this.index, pid: process.pid, listeners: this.relay.addresses() });
   }
