@@ -158,7 +158,10 @@ export interface SlotSource {
  * +143 µs CPU per connection of ≈ 1.7 ms (all processes); with @portcullis/limits' two slots as
  * well, 419 / 247 against 590 / 599 (0.70) and +544 µs. One acquire + release pair costs 82–157 µs
  * CPU (worker + primary) over IPC against 2–3 µs in process. With one process nothing crosses a
- * pipe: `slots` answers synchronously and so does the gate.
+ * pipe: `slots` answers synchronously and so does the gate. In the worker mode, on a listener the
+ * primary accepts for (cluster/handoff.ts), the primary counts the slot at accept and the verdict
+ * comes with the socket (`c.handed`): this check then answers synchronously too, and only the release
+ * crosses the pipe.
  */
 export function perAddressCheck(limit: number, reply: Reply, slots?: SlotSource): ConnectionCheck {
   const counts = new Map<string, number>();
