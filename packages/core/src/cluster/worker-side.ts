@@ -65,8 +65,15 @@ export class WorkerSide {
     // No socket (closed between the primary's send and here): the slot goes back at once.
     if (!handle) return release();
     // A raw TCP handle (the primary's accept hook) becomes a socket here, as node:cluster's worker side does it.
-    const socket = handle instanceof Socket ? handle : new Socket({ handle, readable: true, writable: true } as ConstructorParameters<typeof Socket>[0]);
-    this.relay.listeners.take(listener, socket, { admitted: token !== 0, release });
+    try {
+      const socket = handle instanceof Socket ? handle : new Socket({ handle, readable: true, writable: true } as ConstructorParameters<typeof Socket>[0]);
+      this.relay.listeners.take(listener, socket, { admitted: token !== 0, release });
+    } catch (err) {
+      // Never out of a 'message' listener (that would end the worker): the connection is closed, its slot given back.
+      this.relay.log.warn({ err }, 'a connection handed by the primary could not be served: closed');
+      (handle as { close?(): void; destroy?(): void }).destroy?.() ?? (handle as { close?(): void }).close?.();
+      release();
+    }
   }
 
   /** Opens the orphan shards this worker adopts (before `ready`: their messages count from the start). */
