@@ -70,9 +70,9 @@ export class Listeners {
     private readonly log: Logger,
   ) {}
 
-  /** Creates every listener; with `listen` also opens its port (else clients come in through connectStream). */
   /**
-   * `handed`: listeners (index → the port the primary bound) that open no socket here: the worker
+   * Creates every listener; with `listen` also opens its port (else clients come in through
+   * connectStream). `handed`: listeners (index → the port the primary bound) that open no socket here: the worker
    * mode's primary accepts their connections and hands them over (`take`).
    */
   async start(listen: boolean, override: boolean, handed: ReadonlyMap<number, number> = new Map()): Promise<void> {
