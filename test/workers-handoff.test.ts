@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
+import tls from 'node:tls';
 import path from 'node:path';
-import { RawSmtp, freePort, jsonLogLines, pollUntil, RelayProcess } from '@portcullis/testkit';
+import { RawSmtp, freePort, jsonLogLines, pollUntil, RelayProcess, selfSignedFiles } from '@portcullis/testkit';
 import { adminGet, key, parseMetrics } from './support/admin.js';
 
 /**
@@ -21,6 +22,7 @@ describe('workers: 2, the primary deciding the per-address slot when it accepts'
   let relay: RelayProcess;
   let port: number;
   let proxyPort: number;
+  let tlsPort: number;
   let admin: number;
   const lines = () => jsonLogLines(relay.logFile);
   const openPerWorker = async () => {
@@ -44,6 +46,8 @@ describe('workers: 2, the primary deciding the per-address slot when it accepts'
     dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-handoff-'));
     port = await freePort();
     proxyPort = await freePort();
+    tlsPort = await freePort();
+    const cert = await selfSignedFiles('relay.test');
     admin = await freePort();
     const file = RelayProcess.write(dir, {
       hostname: 'relay.test',
@@ -51,7 +55,9 @@ describe('workers: 2, the primary deciding the per-address slot when it accepts'
       listen: [
         { host: '127.0.0.1', port, greetingDelay: 0 },
         { host: '127.0.0.1', port: proxyPort, greetingDelay: 0, proxyProtocol: ['127.0.0.0/8'] },
+        { host: '127.0.0.1', port: tlsPort, greetingDelay: 0, tls: 'implicit' },
       ],
+      tls: { key: cert.key, cert: cert.cert },
       spool: { dir: path.join(dir, 'spool') },
       limits: { connectionsPerIp: LIMIT },
       admin: { enabled: true, port: admin },
@@ -70,9 +76,10 @@ describe('workers: 2, the primary deciding the per-address slot when it accepts'
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('serves the plain listener from sockets the primary hands over, and the PROXY listener as before', () => {
+  it('serves the plain and the implicit-TLS listener from sockets the primary hands over, and the PROXY listener as before', () => {
     const handed = lines().filter((l) => l['msg'] === 'listening (connections accepted by the primary and handed over)');
-    assert.deepEqual(handed.map((l) => [l['worker'], l['listener']]).sort(), [[1, `127.0.0.1:${port}`], [2, `127.0.0.1:${port}`]]);
+    const pairs = (rows: unknown[][]) => rows.map((r) => r.join(' ')).sort();
+    assert.deepEqual(pairs(handed.map((l) => [l['worker'], l['listener']])), pairs([[1, `127.0.0.1:${port}`], [1, `127.0.0.1:${tlsPort}`], [2, `127.0.0.1:${port}`], [2, `127.0.0.1:${tlsPort}`]]));
     const own = lines().filter((l) => l['msg'] === 'listening');
     assert.deepEqual(own.map((l) => [l['worker'], l['listener']]).sort(), [[1, `127.0.0.1:${proxyPort}`], [2, `127.0.0.1:${proxyPort}`]]);
   });
@@ -89,6 +96,28 @@ describe('workers: 2, the primary deciding the per-address slot when it accepts'
     assert.equal(refusals.length, 1);
     assert.equal(refusals[0]!['reply'], REFUSAL, 'the reply in the log line');
     assert.ok(typeof refusals[0]!['worker'] === 'number', 'written by a worker, not the primary');
+    await closeAll();
+  });
+
+  it(`admits exactly ${LIMIT} of ${LIMIT + 1} implicit-TLS connections from one address (handed, the TLS handshake in the worker) and refuses the last with the same 421`, async () => {
+    const greetings: string[] = [];
+    const sockets: tls.TLSSocket[] = [];
+    try {
+      for (let i = 0; i <= LIMIT; i++) {
+        const s = tls.connect({ host: '127.0.0.1', port: tlsPort, localAddress: '127.0.0.18', rejectUnauthorized: false });
+        s.on('error', () => undefined);
+        sockets.push(s);
+        greetings.push(await new Promise<string>((resolve, reject) => {
+          let got = '';
+          s.on('data', (d: Buffer) => ((got += d.toString()), got.includes('\r\n') && resolve(got.split('\r\n')[0]!)));
+          setTimeout(() => reject(new Error(`no greeting on TLS connection ${i + 1}`)), 10_000).unref();
+        }));
+      }
+      assert.deepEqual(greetings.slice(0, LIMIT).map((g) => g.slice(0, 4)), ['220 ', '220 '], greetings.join(' | '));
+      assert.equal(greetings[LIMIT], REFUSAL);
+    } finally {
+      for (const s of sockets) s.destroy();
+    }
     await closeAll();
   });
 
