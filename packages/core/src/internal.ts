@@ -11,6 +11,7 @@ export { loadPlugins, pluginSpecifier, validatePluginEntries } from './plugins/l
 export { currentPlugin, inPluginScope } from './plugins/scope.js';
 export { RelayMetrics, pluginMetrics, statusClass } from './telemetry/metrics.js';
 export { createLogFile, LOG_WRITE_CHUNK, nextBoundary } from './telemetry/log-destination.js';
+export { openLogDestination, type OpenedLog } from './telemetry/open-log.js';
 export { runReadiness } from './ops/readiness.js';
 export { AdminServer, type AdminServerOptions } from './ops/admin-server.js';
 export { ControlServer, controlRequest, queueRequest, type ControlRequest, type ControlResponse, type ControlHandlers } from './ops/control-server.js';
