@@ -24,7 +24,8 @@ export { buildBounce, enhancedStatusOf, type BounceFailure } from './delivery/ds
 export { MessageEditRecorder, applyContentEdits, editHeaderFields, foldValue, type ContentPlan } from './intake/message-edits.js';
 export { LineEndingGuard } from './intake/line-ending-guard.js';
 export { MemoryState } from './services/shared-state.js';
-export { RedisState, type RedisStateOptions } from './services/redis-state.js';
+// RedisState is not re-exported: importing it loads ioredis (see services/create-shared-state.ts).
+export type { RedisStateOptions } from './services/redis-state.js';
 export { createSharedState } from './services/create-shared-state.js';
 export { IpcState, StateMessages, type StateTransport, type IpcStateOptions } from './services/ipc-state.js';
 export { SessionGuard, canGuardSessions, type SessionGuardLimits } from './session/session-guard.js';
