@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { CaptureServer, sendMail } from '@portcullis/testkit';
 import { parse, stringify } from 'yaml';
-import { EXAMPLE, RelayProcess, freePort, portcullis, replyTo, swaks, waitFor } from './support.js';
+import { EXAMPLE, RelayProcess, freePort, startRelay, portcullis, replyTo, swaks, waitFor } from './support.js';
 
 const CONFIG = path.join(EXAMPLE, 'portcullis.yaml');
 const PLUGIN = path.join(EXAMPLE, 'subject-words.js');
@@ -84,8 +84,7 @@ describe('examples/custom-screener', function () {
     beforeEach(async function () {
       next = await CaptureServer.start();
       port = await freePort();
-      relay = new RelayProcess(writeConfig(dir, port, next.address), path.join(dir, 'relay.log'));
-      await relay.ready();
+      relay = await startRelay(writeConfig(dir, port, next.address), port, path.join(dir, 'relay.log'));
     });
     afterEach(async function () {
       await relay?.stop();
@@ -161,13 +160,12 @@ describe('examples/custom-screener', function () {
       const port = await freePort();
       const broken = path.join(EXAMPLE, 'test/fixtures/broken-screener.js');
       const config = writeConfig(dir, port, next.address, (plugins) => plugins.push({ use: broken }));
-      const relay = new RelayProcess(config, path.join(dir, 'relay.log'));
+      const relay = await startRelay(config, port, path.join(dir, 'relay.log'));
       try {
-        await relay.ready();
         const r = swaks(`127.0.0.1:${port}`, ['--from', 'someone@sender.test', '--to', 'bob@example.test', '--header', 'Subject: Minutes']);
         assert.equal(replyTo(r.out, '.'), '451 4.3.0 Temporary local problem, try again later');
-        await waitFor(() => relay.log().includes('plugin \\"broken-screener\\" failed in hook \\"message\\": a bug in the screener'), 'the error line in the log');
-        const line = JSON.parse(relay.log().split('\n').find((l) => l.includes('"plugin":"broken-screener"') && l.includes('"level":50'))!);
+        await waitFor(() => relay.output.includes('plugin \\"broken-screener\\" failed in hook \\"message\\": a bug in the screener'), 'the error line in the log');
+        const line = JSON.parse(relay.output.split('\n').find((l) => l.includes('"plugin":"broken-screener"') && l.includes('"level":50'))!);
         assert.equal(line.hook, 'message');
         assert.equal(next.messages.length, 0);
       } finally {

@@ -1,55 +1,24 @@
 // Child processes, swaks and ports for the custom-screener tests.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { RelayProcess } from '@portcullis/testkit';
 
 /** The example's folder (README.md, portcullis.yaml, subject-words.js). */
 export const EXAMPLE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** The built CLI, through the example's own dependency. */
 export const CLI = path.join(EXAMPLE, 'node_modules/@portcullis/cli/dist/main.js');
 
-export { freePort, waitUntil as waitFor } from '@portcullis/testkit';
+export { freePort, RelayProcess, waitUntil as waitFor } from '@portcullis/testkit';
 
-/** `portcullis start --config FILE`, its output appended to a file (not a pipe: spawnSync would stall it). */
-export class RelayProcess {
-  private readonly child: ChildProcess;
-  private readonly exited: Promise<void>;
-
-  constructor(config: string, readonly logFile: string) {
-    const fd = openSync(logFile, 'a');
-    this.child = spawn(process.execPath, [CLI, 'start', '--config', config], { stdio: ['ignore', fd, fd] });
-    closeSync(fd);
-    this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
-  }
-
-  get running(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  log(): string {
-    return readFileSync(this.logFile, 'utf8');
-  }
-
-  async ready(ms = 20_000): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (!this.log().includes('"msg":"ready"')) {
-      if (!this.running) throw new Error(`the relay exited (${this.child.exitCode ?? this.child.signalCode}) before it was ready:\n${this.log()}`);
-      if (Date.now() > deadline) throw new Error(`the relay was not ready within ${ms} ms:\n${this.log()}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-
-  /** SIGTERM, then SIGKILL if it has not exited after 10 s. */
-  async stop(): Promise<void> {
-    if (!this.running) return;
-    this.child.kill('SIGTERM');
-    const t = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
-    await this.exited;
-    clearTimeout(t);
-  }
+/** `portcullis start --config FILE` with the example's own CLI, its output appended to `logFile`; resolves once it listens on `port`. */
+export async function startRelay(config: string, port: number, logFile: string): Promise<RelayProcess> {
+  const relay = new RelayProcess(config, port, { cli: CLI, logFile, readyMs: 20_000, killAfterMs: 10_000 });
+  await relay.start();
+  return relay;
 }
 
 /** Runs `portcullis ARGS` to completion. */

@@ -139,11 +139,10 @@ async function startSingle(opts: { config: string; logLevel?: string }): Promise
   const core = { ...(await import('@portcullis/core')), ...(await import('@portcullis/core/internal')) };
   const { loadRelay, reportConfigError } = await import('./load-relay.js');
   let log: Logger | undefined;
-  const makeLogger = async (c: { log: { level: string; file?: Parameters<typeof core.createLogFile>[0] } }, dir: string) => {
-    // log.file: rotated files, written off the SMTP path; otherwise JSON lines on stdout.
-    const logFile = c.log.file ? await core.createLogFile(c.log.file, dir) : undefined;
-    log = core.createLogger(opts.logLevel ?? c.log.level, logFile?.stream ?? core.stdoutDestination());
-    return { log, logFile };
+  const makeLogger = async (c: { log: Parameters<typeof core.openLogDestination>[0] }, dir: string) => {
+    const opened = await core.openLogDestination(c.log, dir, opts.logLevel);
+    log = opened.log;
+    return { log, logFile: opened.logFile };
   };
   try {
     const { loaded, relay } = await loadRelay(opts.config, makeLogger);

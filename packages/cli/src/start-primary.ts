@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { ClusterPrimary, createLogFile, createLogger, stdoutDestination, workerCount, type Logger } from '@portcullis/core/primary';
+import { ClusterPrimary, createLogger, openLogDestination, workerCount, type Logger } from '@portcullis/core/primary';
 import { reportConfigError } from './config-report.js';
 import { ExitCode, exitCodeForSignal } from './exit-codes.js';
 import { exit } from './run-relay.js';
@@ -32,10 +32,7 @@ export async function startPrimary(opts: { config: string; logLevel?: string }):
     return;
   }
   const { config, raw } = checked;
-  // log.file: rotated files, written off the SMTP path; otherwise JSON lines on stdout.
-  const logFile = config.log.file ? await createLogFile(config.log.file, dir) : undefined;
-  const dest = logFile?.stream ?? stdoutDestination();
-  const log = createLogger(opts.logLevel ?? config.log.level, dest);
+  const { log, dest } = await openLogDestination(config.log, dir, opts.logLevel);
   sink = dest;
   for (const line of early.splice(0)) dest.write(line + '\n');
   // Round-robin: the kernel's balancing hands a burst of connections to one worker (core README, "Workers").

@@ -11,6 +11,7 @@ export { loadPlugins, pluginSpecifier, validatePluginEntries } from './plugins/l
 export { currentPlugin, inPluginScope } from './plugins/scope.js';
 export { RelayMetrics, pluginMetrics, statusClass } from './telemetry/metrics.js';
 export { createLogFile, LOG_WRITE_CHUNK, nextBoundary } from './telemetry/log-destination.js';
+export { openLogDestination, type OpenedLog } from './telemetry/open-log.js';
 export { runReadiness } from './ops/readiness.js';
 export { AdminServer, type AdminServerOptions } from './ops/admin-server.js';
 export { ControlServer, controlRequest, queueRequest, type ControlRequest, type ControlResponse, type ControlHandlers } from './ops/control-server.js';
@@ -23,7 +24,8 @@ export { buildBounce, enhancedStatusOf, type BounceFailure } from './delivery/ds
 export { MessageEditRecorder, applyContentEdits, editHeaderFields, foldValue, type ContentPlan } from './intake/message-edits.js';
 export { LineEndingGuard } from './intake/line-ending-guard.js';
 export { MemoryState } from './services/shared-state.js';
-export { RedisState, type RedisStateOptions } from './services/redis-state.js';
+// RedisState is not re-exported: importing it loads ioredis (see services/create-shared-state.ts).
+export type { RedisStateOptions } from './services/redis-state.js';
 export { createSharedState } from './services/create-shared-state.js';
 export { IpcState, StateMessages, type StateTransport, type IpcStateOptions } from './services/ipc-state.js';
 export { SessionGuard, canGuardSessions, type SessionGuardLimits } from './session/session-guard.js';

@@ -120,7 +120,7 @@ export class Relay {
     const file = opts.configFile ? path.resolve(opts.configFile) : '<inline config>';
     const configDir = opts.configFile ? path.dirname(file) : process.cwd();
     const log = opts.logger ?? createLogger(config.log.level);
-    const container = createContainer(config, configDir, log, opts.services, opts.stateTransport);
+    const container = await createContainer(config, configDir, log, opts.services, opts.stateTransport);
     const metrics = new RelayMetrics({ enabled: config.admin.enabled, version: coreVersion });
     const plugins = await loadPlugins(config.plugins, { file, configDir, container, log, builtins: opts.builtins, resolveFrom: opts.resolveFrom, registry: metrics.registry });
     return new Relay(config, configDir, container, log, new PluginDriver(plugins, log, metrics), metrics, file, opts);

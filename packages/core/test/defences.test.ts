@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { ConnectionGate, perAddressCheck, RepeatLog, Replies } from '../src/index.js';
-import { MemoryState, RedisState, defaultMinFree } from '../src/internal.js';
+import { MemoryState, defaultMinFree } from '../src/internal.js';
+import { RedisState } from '../src/services/redis-state.js';
 
 /** A stand-in for pino that records calls: RepeatLog's only contract is which calls it makes. */
 function recorder() {

@@ -4,7 +4,7 @@ import { copyFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { backendTarget, definePlugin, duration, size, Tokens, z, type Address, type RelayConfig, type Session, type Transaction, type Verdict } from '@portcullis/core';
+import { backendTarget, definePlugin, resolveBackendTarget, duration, size, Tokens, z, type Address, type RelayConfig, type Session, type Transaction, type Verdict } from '@portcullis/core';
 // The core's own edit machinery, for the sequential mode (each milter sees the earlier ones' edits):
 // not a plugin API, so not in the public face; this plugin is released with the core (index.ts there says why).
 import { editHeaderFields, foldValue, inPluginScope, type ContentPlan } from '@portcullis/core/internal';
@@ -81,7 +81,7 @@ export default definePlugin({
   setup(opts, ctx) {
     const config = ctx.container.resolve<RelayConfig>(Tokens.Config);
     const settings: MilterSettings[] = opts.milters.map((m) => {
-      const target = 'socket' in m.address ? { socket: path.resolve(ctx.configDir, m.address.socket) } : m.address;
+      const target = resolveBackendTarget(m.address, ctx.configDir);
       const macros = Object.fromEntries(STAGES.map((s) => [s, [...(m.macros?.[s] ?? DEFAULT_MACROS[s]), ...(m.addMacros?.[s] ?? [])]])) as Record<Stage, string[]>;
       return {
         name: m.name ?? describeTarget(target),

@@ -1,5 +1,4 @@
-import path from 'node:path';
-import { backendTarget, definePlugin, duration, tempfail, Tokens, z, type Address, type Session, type Transaction, type Verdict } from '@portcullis/core';
+import { backendTarget, definePlugin, resolveBackendTarget, duration, tempfail, Tokens, z, type Address, type Session, type Transaction, type Verdict } from '@portcullis/core';
 import { parseAction, type ActionSettings, type PolicyAction } from './actions.js';
 import { AnswerCache } from './answer-cache.js';
 import { buildRequest, replyContext, STAGES, type ClientNames, type Stage } from './attributes.js';
@@ -89,7 +88,7 @@ export default definePlugin({
   name: 'policy',
   options,
   setup(opts, ctx) {
-    const server: PolicyTarget = 'socket' in opts.server ? { socket: path.resolve(ctx.configDir, opts.server.socket) } : opts.server;
+    const server: PolicyTarget = resolveBackendTarget(opts.server, ctx.configDir);
     const where = describeTarget(server);
     const client = new PolicyClient(server, { connectTimeout: opts.connectTimeout, timeout: opts.timeout, maxIdle: opts.maxIdle, maxTtl: opts.maxTtl, maxConnections: opts.maxConnections });
     const cache = opts.cache ? new AnswerCache(opts.cache.ttl, opts.cache.maxEntries) : undefined;

@@ -12,4 +12,4 @@ export { workerCount, existingShards } from './shards.js';
 export { peekWorkers } from './config-peek.js';
 export { workerIndexFromEnv, adoptedFromEnv } from './worker-env.js';
 export { createLogger, stdoutDestination, type Logger } from '../telemetry/logger.js';
-export { createLogFile } from '../telemetry/log-destination.js';
+export { openLogDestination } from '../telemetry/open-log.js';

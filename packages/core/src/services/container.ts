@@ -15,7 +15,7 @@ import type { SharedState } from './shared-state.js';
 
 /** The relay's container: the `Tokens.*` registrations plugins resolve in setup and in hooks. */
 /** `cluster`: in a worker process, its pipe to the primary (shared state is then held there). */
-export function createContainer(config: RelayConfig, configDir: string, log: Logger, services: ReadonlyArray<readonly [symbol, unknown]> = [], cluster?: StateTransport): DependencyContainer {
+export async function createContainer(config: RelayConfig, configDir: string, log: Logger, services: ReadonlyArray<readonly [symbol, unknown]> = [], cluster?: StateTransport): Promise<DependencyContainer> {
   // One registration per token: a reload replaces them (see adapter/tsyringe.ts).
   const container = replaceRegistrations(rootContainer.createChildContainer());
   container.registerInstance(Tokens.Config, config);
@@ -26,7 +26,7 @@ export function createContainer(config: RelayConfig, configDir: string, log: Log
   if (config.dns.servers?.length) resolver.setServers(config.dns.servers);
   container.registerInstance(Tokens.Resolver, resolver);
   container.registerInstance(Tokens.ListenAddresses, config.listen.map((l) => (l.host.includes(':') ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`)));
-  container.registerInstance(Tokens.SharedState, createSharedState({ redis: config.sharedState.redis && { url: config.sharedState.redis.url, keyPrefix: config.sharedState.redis.keyPrefix, timeoutMs: config.sharedState.redis.timeout } }, log, cluster));
+  container.registerInstance(Tokens.SharedState, await createSharedState({ redis: config.sharedState.redis && { url: config.sharedState.redis.url, keyPrefix: config.sharedState.redis.keyPrefix, timeoutMs: config.sharedState.redis.timeout } }, log, cluster));
   for (const [token, value] of services) container.registerInstance(token, value);
   // After the services: the gate counts in whatever SharedState ended up registered.
   registerGateAndGuard(container, config, configDir, log);

@@ -141,7 +141,7 @@ export async function setupPlugin(definition: PluginDefinition, opts: Pick<CallH
     container.registerInstance(Tokens.Resolver, resolver);
     container.registerInstance(Tokens.ListenAddresses, ['127.0.0.1:25']);
     // The same services Relay.create registers, in their in-process form (no Redis, no socket).
-    container.registerInstance(Tokens.SharedState, createSharedState({}, logger));
+    container.registerInstance(Tokens.SharedState, await createSharedState({}, logger));
     container.registerInstance(Tokens.ConnectionGate, new ConnectionGate());
     container.registerInstance(Tokens.DiskGuard, new DiskGuard(dir, 0, logger));
     const plugins = await loadPlugins(

@@ -44,6 +44,8 @@ export interface RelayProcessOptions {
   readonly readyMs?: number;
   /** Grace after SIGTERM in `stop()` before SIGKILL; 15 s unless told. */
   readonly killAfterMs?: number;
+  /** The CLI to run instead of this monorepo's (`CLI`): an example runs the one it depends on, as its users would. */
+  readonly cli?: string;
 }
 
 /**
@@ -141,7 +143,7 @@ export class RelayProcess {
     this.daemon = await Daemon.start({
       name: 'relay',
       command: process.execPath,
-      args: [...(this.options.nodeArgs ?? []), CLI, 'start', '--config', this.configFile],
+      args: [...(this.options.nodeArgs ?? []), this.options.cli ?? CLI, 'start', '--config', this.configFile],
       env: this.env,
       ready: () => connects(this.port),
       readyMs: this.options.readyMs ?? 60_000,
