@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { Splitter, type MimeNode, type SplitterChunk } from 'mailsplit';
 import { SMTPServer } from 'smtp-server';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
@@ -10,6 +10,7 @@ import { FIELDS, hookConnections, libraryFields, libraryHashes, PINS } from '../
 import { NODEMAILER_FIELDS, NODEMAILER_PINS, nodemailerFields, nodemailerHashes } from '../src/adapter/nodemailer.js';
 import { installedMailsplitVersion, MAILSPLIT_FIELDS, MAILSPLIT_PINS, mailsplitFields } from '../src/adapter/mailsplit.js';
 import { hasReplaceableRegistry, TSYRINGE_PINS } from '../src/adapter/tsyringe.js';
+import { interceptAccept, type TcpHandle } from '../src/adapter/node-accept.js';
 
 // The one pin test: every library internal the core wraps, replaces, calls or reads is listed beside
 // its pin in an adapter's table (adapter/smtp-server.ts, adapter/nodemailer.ts, adapter/mailsplit.ts,
@@ -97,5 +98,26 @@ describe('library pins (adapter/)', () => {
     const version = (createRequire(import.meta.url)('tsyringe/package.json') as { version: string }).version;
     assert.equal(version, TSYRINGE_PINS.version);
     assert.equal(hasReplaceableRegistry(container.createChildContainer()), true);
+  });
+
+  it('node:net: a listening server has the private accept hook the worker-mode primary takes, and it hands over a raw handle with the peer address', async () => {
+    // adapter/node-accept.ts falls back to the public path when the hook is missing; this pin says when
+    // a Node line changes it, so that the fallback (slower, see the core README) is never taken unnoticed.
+    const srv = net.createServer();
+    await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+    try {
+      const got = new Promise<TcpHandle>((resolve) => assert.equal(interceptAccept(srv, resolve), true));
+      const client = net.connect((srv.address() as AddressInfo).port, '127.0.0.1');
+      client.on('error', () => undefined);
+      const handle = await got;
+      const peer: { address?: string } = {};
+      assert.equal(handle.getpeername(peer), 0);
+      assert.equal(peer.address, '127.0.0.1');
+      const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+      handle.close();
+      await closed;
+    } finally {
+      await new Promise<void>((resolve) => srv.close(() => resolve()));
+    }
   });
 });
