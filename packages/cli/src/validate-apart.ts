@@ -34,7 +34,9 @@ export function validateApart(file: string, o: { logLevel?: string; onLogLine: (
   const here = fileURLToPath(import.meta.url);
   const entry = here.replace(/validate-apart\.(ts|js)$/, 'validate-child.$1');
   // The same Node flags (--import tsx from source, the semi-space size); a --cpu-prof is for the relay, not this check.
-  const execArgv = process.execArgv.filter((a) => !a.startsWith('--cpu-prof'));
+  // Profile flags that take a value may come as two words (`--cpu-prof-dir DIR`): the value goes too,
+  // else the child would take DIR for its script (cpu-loop --prof with --workers did).
+  const execArgv = process.execArgv.filter((a, i, all) => !a.startsWith('--cpu-prof') && !/^--cpu-prof-(dir|name|interval)$/.test(all[i - 1] ?? ''));
   const child = spawn(process.execPath, [...execArgv, entry, file, ...(o.logLevel ? [o.logLevel] : [])], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
   createInterface({ input: child.stdout! }).on('line', (line) => o.onLogLine(line));
   return new Promise((resolve, reject) => {
