@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Address, MessageEdits, Session, Transaction } from '../api/types.js';
 import type { RelayConfig } from '../config/schema.js';
 import type { PluginDriver } from '../plugins/driver.js';
+import { FOR_PLUGIN, type PluginViews } from '../plugins/scope.js';
 import type { ConnectionLike } from '../listen/connections.js';
 import { socketPeerAddress, tlsProtocol } from '../adapter/smtp-server.js';
 import { clientOrigin, type ClientOrigin } from './client-origin.js';
@@ -71,16 +72,36 @@ export class SessionState implements Session {
 export interface EditRecorder extends MessageEdits {
   readonly edits: ReadonlyArray<unknown>;
   summary(): unknown;
+  /** The edits as plugin `plugin` makes them (each change recorded with its name). */
+  as(plugin: string): MessageEdits;
 }
 
 /** One mail transaction (MAIL FROM to the reply after DATA), as plugins see it (`Transaction`). */
-export class TransactionState implements Transaction {
+export class TransactionState implements Transaction, PluginViews {
   readonly recipients: Address[] = [];
   readonly notes: Record<string, unknown> = {};
   readonly started = Date.now();
   readonly added: string[] = [];
   summarized = false;
+  private views: Map<string, this> | undefined;
+  /** The transaction itself, also as read through a plugin's view. */
+  private readonly root: TransactionState = this;
   constructor(readonly id: string, readonly session: SessionState, readonly mailFrom: Address, readonly edits: EditRecorder) {}
+  /**
+   * The transaction as plugin `name` sees it (the driver hands it to the plugin's hooks): the same
+   * object in every hook, everything read through to this one, except `edits`, which records the
+   * plugin's name with each change (the transaction log line says who changed what).
+   */
+  [FOR_PLUGIN](name: string): this {
+    // Called on a view too (the milter records as `milter/<name>`): views are made from the root.
+    const root = this.root as this;
+    let v = root.views?.get(name);
+    if (!v) {
+      v = Object.create(root, { edits: { value: root.edits.as(name), enumerable: true } }) as this;
+      (root.views ??= new Map()).set(name, v);
+    }
+    return v;
+  }
   addHeader(name: string, value: string): void {
     if (!/^[!-9;-~]+$/.test(name)) throw new TypeError(`addHeader: invalid header name ${JSON.stringify(name)}`);
     this.added.push(`${name}: ${value.replace(/\r?\n(?![ \t])/g, '\r\n ').replace(/\r(?!\n)/g, ' ')}\r\n`);
