@@ -10,8 +10,8 @@ export const FOR_PLUGIN: unique symbol = Symbol('portcullis.forPlugin');
 
 /** A hook argument with per-plugin views (see FOR_PLUGIN). */
 export interface PluginViews {
-  /** This object as plugin `name` sees it: the same for every call with the same name. */
-  [FOR_PLUGIN](name: string): this;
+  /** This object as plugin `name` sees it (of the same type): the same for every call with the same name. */
+  [FOR_PLUGIN](name: string): unknown;
 }
 
 /** `arg` as plugin `name` sees it: its view when it has views, else itself. */
