@@ -132,8 +132,9 @@ export default definePlugin({
                 if (o.rule.rule.action === 'quarantine' && quarantineDir) {
                   qid = await quarantinePart(quarantineDir, inspector.tempPath, {
                     queueId: txn.id,
-                    // The core's parse of the top header section (set before any part's done()).
-                    messageId: txn.headers?.get('message-id')?.trim(),
+                    // The core's parse of the top header section (set before any part's done()),
+                    // as written: unfolded, no RFC 2047 decoding (as the raw pass read it).
+                    messageId: txn.headers?.getRaw('message-id')[0]?.trim(),
                     sender: txn.mailFrom.address,
                     recipients: txn.recipients.map((r) => r.address),
                     client: txn.session.remoteAddress,
