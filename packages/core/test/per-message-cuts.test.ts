@@ -9,7 +9,6 @@ import { asPlugin } from '../src/plugins/scope.js';
 import { TransactionState } from '../src/session/session.js';
 import { MessageEditRecorder } from '../src/intake/message-edits.js';
 import type { Transaction } from '../src/api/types.js';
-import { parseHeaderSection } from '../src/api/message-headers.js';
 
 // The per-message cuts of issue 22 keep what they replace: the lazy child logger writes what a child
 // writes, queue ids stay unique and of the same shape, the domain cache answers as domainToASCII, and
@@ -153,20 +152,5 @@ describe('per-message cuts (issue 22)', () => {
       { plugin: 'unknown', edits: ['appendHeader X-Core'] },
     ]);
     assert.equal(asPlugin({ plain: true }, 'x').plain, true);
-  });
-  it('a header section parsed on first use answers the same whichever member is read first', () => {
-    const section = Buffer.from('From: =?UTF-8?B?SsO8cmdlbg==?= <j@remote.test>\r\nSubject: a\r\n folded\r\nMessage-ID:\r\n <m1@remote.test>\r\nSubject: second\r\n\r\nbody\r\n');
-    const reads: Array<(h: ReturnType<typeof parseHeaderSection>) => unknown> = [(h) => h.raw, (h) => h.fields.length, (h) => h.get('subject'), (h) => h.addresses('from'), (h) => h.getRaw('message-id')];
-    for (const first of reads) {
-      const h = parseHeaderSection(section);
-      first(h);
-      assert.equal(h.raw, 'From: =?UTF-8?B?SsO8cmdlbg==?= <j@remote.test>\r\nSubject: a\r\n folded\r\nMessage-ID:\r\n <m1@remote.test>\r\nSubject: second');
-      assert.deepEqual(h.fields.map((f) => f.key), ['from', 'subject', 'message-id', 'subject']);
-      assert.equal(h.get('Subject'), 'a folded');
-      assert.deepEqual(h.getAll('subject'), ['a folded', 'second']);
-      assert.deepEqual(h.getRaw('message-id'), ['<m1@remote.test>']);
-      assert.deepEqual(h.addresses('from'), [{ name: 'Jürgen', address: 'j@remote.test' }]);
-      assert.equal(h.has('x-none'), false);
-    }
   });
 });
