@@ -73,20 +73,27 @@ function decodeWords(value: string): string {
 
 /** Parses a header section (the bytes before the first empty line). Never throws. */
 export function parseHeaderSection(section: Buffer | string): MessageHeaders {
-  // Parsed on first use: the core sets txn.headers for every message, most plugins never read it.
-  let parsed: { text: string; fields: MessageHeaderField[] } | undefined;
-  const load = () => (parsed ??= parseFields(section));
+  let text = typeof section === 'string' ? section : section.toString('utf8');
+  const end = text.search(/\r?\n\r?\n/);
+  if (end >= 0) text = text.slice(0, end);
+  text = text.replace(/\r?\n$/, '');
+  const fields: MessageHeaderField[] = [];
+  // A field starts at a line that does not begin with white space; folded lines belong to it.
+  for (const rawField of text.split(/\r?\n(?![ \t])/)) {
+    if (!rawField) continue;
+    const colon = rawField.indexOf(':');
+    if (colon <= 0) continue; // not a field (mbox "From " line, junk): nothing a screener can use
+    const name = rawField.slice(0, colon).trim();
+    const value = rawField.slice(colon + 1).replace(/\r?\n(?=[ \t])/g, '').replace(/^[ \t]+/, '');
+    fields.push({ name, key: name.toLowerCase(), raw: rawField, value, decoded: decodeWords(value) });
+  }
   const of = (name: string) => {
     const key = name.toLowerCase();
-    return load().fields.filter((f) => f.key === key);
+    return fields.filter((f) => f.key === key);
   };
   return {
-    get raw() {
-      return load().text;
-    },
-    get fields() {
-      return load().fields;
-    },
+    raw: text,
+    fields,
     has: (name) => of(name).length > 0,
     get: (name) => of(name)[0]?.decoded,
     getAll: (name) => of(name).map((f) => f.decoded),
@@ -122,24 +129,6 @@ export function parseHeaderSection(section: Buffer | string): MessageHeaders {
       }
     },
   };
-}
-
-function parseFields(section: Buffer | string): { text: string; fields: MessageHeaderField[] } {
-  let text = typeof section === 'string' ? section : section.toString('utf8');
-  const end = text.search(/\r?\n\r?\n/);
-  if (end >= 0) text = text.slice(0, end);
-  text = text.replace(/\r?\n$/, '');
-  const fields: MessageHeaderField[] = [];
-  // A field starts at a line that does not begin with white space; folded lines belong to it.
-  for (const rawField of text.split(/\r?\n(?![ \t])/)) {
-    if (!rawField) continue;
-    const colon = rawField.indexOf(':');
-    if (colon <= 0) continue; // not a field (mbox "From " line, junk): nothing a screener can use
-    const name = rawField.slice(0, colon).trim();
-    const value = rawField.slice(colon + 1).replace(/\r?\n(?=[ \t])/g, '').replace(/^[ \t]+/, '');
-    fields.push({ name, key: name.toLowerCase(), raw: rawField, value, decoded: decodeWords(value) });
-  }
-  return { text, fields };
 }
 
 /**
