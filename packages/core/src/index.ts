@@ -40,11 +40,10 @@ export { toAddress, domainOf } from './session/address.js';
 export { createMimeSplitter, MimeLimitError, isMimeLimitError, mimeLimitReply, type MimeParseLimits } from './intake/mime-limits.js';
 export type { MimeLimits, MimeLimitHit } from './intake/mime-walker.js';
 export type { MessageEdit } from './intake/message-edits.js';
-// Not here, on purpose: `editHeaderFields`, `foldValue`, `ContentPlan`, `inPluginScope` and
-// `currentPlugin`. Only the milter plugin's sequential mode uses them, and they are the core's own
-// machinery, not a plugin API: ContentPlan is the internal form `txn.edits` compiles to (its ops
-// change with the spool's rewrite), and inPluginScope lets code act under another plugin's name in
-// the transaction log. A plugin edits a message through `txn.edits`; the milter, which is released
+// Not here, on purpose: `editHeaderFields`, `foldValue`, `ContentPlan` and `asPlugin`. Only the
+// milter plugin uses them, and they are the core's own machinery, not a plugin API: ContentPlan is
+// the internal form `txn.edits` compiles to (its ops change with the spool's rewrite), and asPlugin
+// gives the transaction as another name sees it, so its edits are logged under that name. A plugin edits a message through `txn.edits`; the milter, which is released
 // with the core, reaches these through `@portcullis/core/internal` (no stability promise).
 export { pruneQuarantine, keepQuarantinePruned } from './services/quarantine-retention.js';
 // The relay

@@ -2,13 +2,13 @@
  * @portcullis/core/internal: the relay's internals that the CLI, the test kit and the bench need.
  * Not the plugin API and not stable: plugins import `@portcullis/core` only, with one exception:
  * the milter plugin (released with the core) takes the message-edit machinery below for its
- * sequential mode (`editHeaderFields`, `foldValue`, `ContentPlan`, `inPluginScope`); see index.ts
+ * sequential mode (`editHeaderFields`, `foldValue`, `ContentPlan`, `asPlugin`); see index.ts
  * for why these are not public. The smtp-server pins and `setGreetingDelay` are here, not in the
  * public face.
  */
 export { PluginDriver, HookTimeoutError } from './plugins/driver.js';
 export { loadPlugins, pluginSpecifier, validatePluginEntries } from './plugins/loader.js';
-export { currentPlugin, inPluginScope } from './plugins/scope.js';
+export { asPlugin, FOR_PLUGIN, type PluginViews } from './plugins/scope.js';
 export { RelayMetrics, pluginMetrics, statusClass } from './telemetry/metrics.js';
 export { createLogFile, LOG_WRITE_CHUNK, nextBoundary } from './telemetry/log-destination.js';
 export { openLogDestination, type OpenedLog } from './telemetry/open-log.js';

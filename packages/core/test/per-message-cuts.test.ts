@@ -5,11 +5,15 @@ import { lazyChild } from '../src/telemetry/lazy-logger.js';
 import { newQueueId } from '../src/spool/spool.js';
 import { toAddress } from '../src/session/address.js';
 import { PluginDriver, type LoadedPlugin } from '../src/plugins/driver.js';
-import { currentPlugin } from '../src/plugins/scope.js';
+import { asPlugin } from '../src/plugins/scope.js';
+import { TransactionState } from '../src/session/session.js';
+import { MessageEditRecorder } from '../src/intake/message-edits.js';
+import type { Transaction } from '../src/api/types.js';
 
 // The per-message cuts of issue 22 keep what they replace: the lazy child logger writes what a child
 // writes, queue ids stay unique and of the same shape, the domain cache answers as domainToASCII, and
-// a synchronous hook runs as its plugin and fails closed as before.
+// a synchronous hook runs as its plugin and fails closed as before; without an AsyncLocalStorage, each
+// plugin's edits still carry its name, however late it makes them.
 
 function captured(level: string) {
   const lines: Array<Record<string, unknown>> = [];
@@ -67,19 +71,86 @@ describe('per-message cuts (issue 22)', () => {
     }
   });
 
+  const txnOf = () => new TransactionState('Q1', {} as never, { address: 'a@remote.test' } as never, new MessageEditRecorder('/tmp', 'Q1'));
+  const plugin = (name: string, hooks: Record<string, unknown>): LoadedPlugin => ({ instance: { name, hooks } as unknown as LoadedPlugin['instance'], timeoutMs: 1000, source: name });
+
   it('a synchronous hook runs as its plugin, and one that throws gives 451 4.3.0 naming nobody else', async () => {
     const { log } = captured('fatal');
-    let seen: string | undefined;
-    const plugin = (name: string, rcpt: () => unknown): LoadedPlugin => ({ instance: { name, hooks: { rcpt } } as unknown as LoadedPlugin['instance'], timeoutMs: 1000, source: name });
-    const ok = new PluginDriver([plugin('sync-ok', () => ((seen = currentPlugin()), { kind: 'accept' }))], log);
-    const d = await ok.verdict('rcpt', [{} as never, {} as never]);
-    assert.equal(seen, 'sync-ok');
+    const txn = txnOf();
+    const ok = new PluginDriver([plugin('sync-ok', { rcpt: (t: Transaction) => (t.edits.appendHeader('X-Sync', '1'), { kind: 'accept' }) })], log);
+    const d = await ok.verdict('rcpt', [txn, {} as never]);
+    assert.deepEqual(txn.edits.summary(), [{ plugin: 'sync-ok', edits: ['appendHeader X-Sync'] }]);
     assert.equal(d.verdict?.kind, 'accept');
-    const bad = new PluginDriver([plugin('sync-throws', () => { throw new Error('boom'); })], log);
-    const f = await bad.verdict('rcpt', [{} as never, {} as never]);
+    const rcpt = () => {
+      throw new Error('boom');
+    };
+    const bad = new PluginDriver([plugin('sync-throws', { rcpt })], log);
+    const f = await bad.verdict('rcpt', [txnOf(), {} as never]);
     assert.equal(f.plugin, 'sync-throws');
     assert.equal(f.verdict?.kind, 'tempfail');
     assert.equal(f.verdict?.reply?.code, 451);
     assert.equal(f.verdict?.reply?.enhanced, '4.3.0');
+  });
+  it('each plugin edits under its own name: in its hooks, after an await, and from the raw reader and part screener it handed back', async () => {
+    const { log } = captured('fatal');
+    const txn = txnOf();
+    const seen = new Map<string, Transaction[]>();
+    const keep = (name: string, t: Transaction) => seen.set(name, [...(seen.get(name) ?? []), t]);
+    const first = plugin('first', {
+      mail: (t: Transaction) => (keep('first', t), t.edits.appendHeader('X-First-Mail', '1'), undefined),
+      data: (t: Transaction) => (keep('first', t), {
+        raw: async () => {
+          await new Promise((r) => setTimeout(r, 5));
+          t.edits.appendHeader('X-First-Raw', '1');
+        },
+      }),
+    });
+    const second = plugin('second', {
+      mail: async (t: Transaction) => {
+        keep('second', t);
+        await new Promise((r) => setTimeout(r, 1));
+        t.edits.setSender('b@remote.test');
+        return undefined;
+      },
+      data: (t: Transaction) => (keep('second', t), { part: () => ({ done: () => (t.edits.removeHeader('X-Second-Part'), undefined) }) }),
+    });
+    const driver = new PluginDriver([first, second], log);
+    await driver.verdict('mail', [txn, txn.mailFrom]);
+    const { handlers } = await driver.data([txn]);
+    // Run in the intake's way: interleaved, the raw reader's edit after the part screener's.
+    const raw = handlers[0]!.handlers.raw!(null as never);
+    await handlers[1]!.handlers.part!({} as never)!.done();
+    await raw;
+    assert.deepEqual(txn.edits.summary(), [
+      { plugin: 'first', edits: ['appendHeader X-First-Mail'] },
+      { plugin: 'second', edits: ['setSender <b@remote.test>', 'removeHeader X-Second-Part'] },
+      { plugin: 'first', edits: ['appendHeader X-First-Raw'] },
+    ]);
+    // One view per plugin, the same in every hook (a plugin may key its state by the transaction).
+    assert.equal(seen.get('first')![0], seen.get('first')![1]);
+    assert.notEqual(seen.get('first')![0], seen.get('second')![0]);
+  });
+
+  it('a plugin view reads through to the transaction, and asPlugin on it records under another name (the milter\'s milter/<name>)', () => {
+    const txn = txnOf();
+    const view = asPlugin(txn as Transaction, 'milter');
+    txn.recipients.push({ address: 'r@example.com' } as never);
+    (txn as { headers?: unknown }).headers = { raw: 'x' };
+    view.notes['milter'] = 1;
+    assert.equal(view.id, 'Q1');
+    assert.equal(view.recipients.length, 1);
+    assert.deepEqual(view.headers, { raw: 'x' });
+    assert.equal(txn.notes['milter'], 1);
+    view.addHeader('X-Added', 'v');
+    assert.deepEqual(txn.added, ['X-Added: v\r\n']);
+    asPlugin(view, 'milter/one').edits.appendHeader('X-One', '1');
+    view.edits.hold('spam');
+    txn.edits.appendHeader('X-Core', '1');
+    assert.deepEqual(txn.edits.summary(), [
+      { plugin: 'milter/one', edits: ['appendHeader X-One'] },
+      { plugin: 'milter', edits: ['hold (spam)'] },
+      { plugin: 'unknown', edits: ['appendHeader X-Core'] },
+    ]);
+    assert.equal(asPlugin({ plain: true }, 'x').plain, true);
   });
 });

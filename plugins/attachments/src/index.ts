@@ -8,7 +8,7 @@ import { activeContentKind } from './active-content.js';
 import { CHECK_KINDS, type Finding } from './findings.js';
 import { ContentInspector, type InspectContext, } from './inspector.js';
 import { nestedOpeners } from './nested.js';
-import { headerValues, LeafWalker } from './message-scan.js';
+import { LeafWalker } from './message-scan.js';
 import { asciiText, candidateNames, displayName } from './names.js';
 import { options, type ResolvedOptions, type Rule } from './options.js';
 import { quarantinePart } from './quarantine.js';
@@ -61,6 +61,13 @@ export default definePlugin({
   options,
   setup(opts, ctx) {
     const rules = rulesOf(opts).map((r, i) => compileRule(r, i, opts.maxNameLength));
+    // The rules in force for each direction, chosen once rather than per message.
+    const activeFor = new Map<string, CompiledRule[]>();
+    const activeRules = (direction: string) => {
+      let a = activeFor.get(direction);
+      if (!a) activeFor.set(direction, (a = rules.filter((r) => r.rule.direction === 'any' || r.rule.direction === direction)));
+      return a;
+    };
     const trusted = opts.trustedNetworks;
     const inspectCtx: InspectContext = {
       sniffBytes: Math.max(opts.sniffBytes, 1024),
@@ -84,10 +91,9 @@ export default definePlugin({
       hooks: {
       data(txn: Transaction): DataHandlers | undefined {
         const direction = directionOf(txn.session, trusted);
-        const active = rules.filter((r) => r.rule.direction === 'any' || r.rule.direction === direction);
+        const active = activeRules(direction);
         if (!active.length) return undefined;
         const mayQuarantine = active.some((r) => r.rule.action === 'quarantine');
-        let messageId: string | undefined;
 
         const part = (p: MimePart) => {
           const names = candidateNames([p.filename, p.name], { contentType: p.header('content-type'), contentDisposition: p.header('content-disposition') });
@@ -126,7 +132,9 @@ export default definePlugin({
                 if (o.rule.rule.action === 'quarantine' && quarantineDir) {
                   qid = await quarantinePart(quarantineDir, inspector.tempPath, {
                     queueId: txn.id,
-                    messageId,
+                    // The core's parse of the top header section (set before any part's done()),
+                    // as written: unfolded, no RFC 2047 decoding (as the raw pass read it).
+                    messageId: txn.headers?.getRaw('message-id')[0]?.trim(),
                     sender: txn.mailFrom.address,
                     recipients: txn.recipients.map((r) => r.address),
                     client: txn.session.remoteAddress,
@@ -145,8 +153,7 @@ export default definePlugin({
           };
         };
 
-        // Our own pass over the raw bytes: the Message-ID for quarantine records, and attached
-        // messages the core's walk does not open (mailsplit leaves message/rfc822 closed when it is
+        // Our own pass over the raw bytes: attached messages the core's walk does not open (mailsplit leaves message/rfc822 closed when it is
         // an attachment or transfer-encoded; the core then skips it whole).
         const raw = async (stream: Readable): Promise<Verdict | undefined> => {
           let caught: Outcome | undefined;
@@ -174,18 +181,12 @@ export default definePlugin({
               },
             };
           });
-          walker.onRoot = (node) => {
-            messageId = headerValues(node, 'message-id')[0];
-          };
           // Most messages cannot hold a closed attached message at all: one needs "rfc822" in a
           // Content-Type, or a file name (mailsplit types a part without Content-Type by its
           // file name's extension, .eml → message/rfc822). Such a message (when small) skips the
-          // MIME parse: it is held until its end, and only its top header is read (Message-ID).
+          // MIME parse: it is read to its end and nothing more is done.
           const source = await prefilter(stream);
-          if (!source.parse) {
-            messageId = topHeaderValue(source.held, 'message-id');
-            return undefined;
-          }
+          if (!source.parse) return undefined;
           // The relay's own MIME limits: past them the parse fails with the core's MimeLimitError,
           // which the core answers 552 5.3.4 / 554 5.6.0 (mailsplit's default would go on to 1,000 nodes).
           try {
@@ -224,11 +225,11 @@ function mimeParseLimits(container: { isRegistered(token: symbol, recursive?: bo
 /**
  * Reads the raw stream until it is clear whether a MIME parse can find anything: at the first
  * chunk that mentions rfc822 or a file name, or once more than PREFILTER_MAX bytes came, `parse` is
- * the same stream with the held chunks put back in front; otherwise the stream ended and `held` is
- * all of it. No iterator or wrapper stream is left on the core's stream: once the parse fails (a
+ * the same stream with the held chunks put back in front; otherwise the stream was read to its end
+ * (nothing in it can be a closed attached message) and `parse` is undefined. No iterator or wrapper stream is left on the core's stream: once the parse fails (a
  * MIME limit), nothing of ours holds it.
  */
-function prefilter(stream: Readable): Promise<{ parse?: Readable; held: Buffer[] }> {
+function prefilter(stream: Readable): Promise<{ parse?: Readable }> {
   return new Promise((resolve, reject) => {
     const held: Buffer[] = [];
     let bytes = 0;
@@ -246,25 +247,15 @@ function prefilter(stream: Readable): Promise<{ parse?: Readable; held: Buffer[]
         stream.pause();
         cleanup();
         stream.unshift(held.length === 1 ? held[0]! : Buffer.concat(held));
-        resolve({ parse: stream, held: [] });
+        resolve({ parse: stream });
         return;
       }
       tail = text.slice(-8);
     };
-    const onEnd = () => (cleanup(), resolve({ held }));
+    const onEnd = () => (cleanup(), resolve({}));
     const onError = (err: Error) => (cleanup(), reject(err));
     stream.on('data', onData);
     stream.once('end', onEnd);
     stream.once('error', onError);
   });
-}
-
-/** A top-level header field's first value, unfolded and trimmed (as headerValues gives it). */
-function topHeaderValue(chunks: Buffer[], name: string): string | undefined {
-  const all = Buffer.concat(chunks);
-  const end = all.indexOf('\r\n\r\n');
-  const head = all.subarray(0, end >= 0 ? end + 2 : all.length).toString('latin1');
-  const re = new RegExp(`^${name}:([^\\r\\n]*(?:\\r\\n[ \\t][^\\r\\n]*)*)`, 'im');
-  const m = re.exec(head);
-  return m ? m[1]!.replace(/\r?\n[ \t]+/g, ' ').trim() : undefined;
 }

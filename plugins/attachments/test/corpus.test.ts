@@ -165,3 +165,53 @@ describe('attachment screening corpus, end to end over SMTP', function () {
     assert.equal(sidecar.messageId, '<q02.folded@remote.test>');
   });
 });
+
+describe('attachment screening without the raw pass (closedMessages: false)', function () {
+  this.timeout(60_000);
+  let relay: HostedRelay;
+  let quarantineDir: string;
+
+  before(async () => {
+    quarantineDir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-quarantine-'));
+    relay = await hostedRelay({
+      builtins: { 'relay-policy': relayPolicy, attachments },
+      domain: 'example.com',
+      plugins: [{ use: 'attachments', with: { closedMessages: false, quarantine: { dir: quarantineDir }, rules: [{ direction: 'any', action: 'quarantine', extensions: ['scr'], types: [], checks: ['extension'] }] } }],
+    });
+  });
+  after(async () => {
+    await relay?.close();
+    rmSync(quarantineDir, { recursive: true, force: true });
+  });
+
+  it('still records the Message-ID of a quarantined part, from the core\'s parse of the top header', async () => {
+    const raw = [
+      'From: sender@remote.test',
+      'To: bob@example.com',
+      'Subject: [q03] screensaver',
+      'Message-ID: <q03.noraw@remote.test>',
+      'MIME-Version: 1.0',
+      'Content-Type: multipart/mixed; boundary="b"',
+      '',
+      '--b',
+      'Content-Type: text/plain',
+      '',
+      'See attached.',
+      '--b',
+      'Content-Type: application/octet-stream',
+      'Content-Disposition: attachment; filename="nightly.scr"',
+      'Content-Transfer-Encoding: base64',
+      '',
+      b64(Buffer.from('not really a screensaver\n'.repeat(20))),
+      '--b--',
+      '',
+    ].join('\r\n');
+    const r = await sendMail({ port: relay.port, localAddress: INBOUND_CLIENT, from: 'sender@remote.test', to: 'bob@example.com', raw });
+    assert.equal(r.ok, true, r.response);
+    const got = await arrival(relay.sink, 'q03');
+    assert.match(got.raw.toString('latin1'), /An attachment was removed from this message by the mail relay\./);
+    const sidecar = readdirSync(quarantineDir).filter((n) => n.endsWith('.json')).map((n) => JSON.parse(readFileSync(path.join(quarantineDir, n), 'utf8'))).find((m) => m.filename === 'nightly.scr');
+    assert.ok(sidecar, 'quarantine sidecar written');
+    assert.equal(sidecar.messageId, '<q03.noraw@remote.test>');
+  });
+});

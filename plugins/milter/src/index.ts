@@ -7,7 +7,7 @@ import type { Readable } from 'node:stream';
 import { backendTarget, definePlugin, resolveBackendTarget, duration, size, Tokens, z, type Address, type RelayConfig, type Session, type Transaction, type Verdict } from '@portcullis/core';
 // The core's own edit machinery, for the sequential mode (each milter sees the earlier ones' edits):
 // not a plugin API, so not in the public face; this plugin is released with the core (index.ts there says why).
-import { editHeaderFields, foldValue, inPluginScope, type ContentPlan } from '@portcullis/core/internal';
+import { asPlugin, editHeaderFields, foldValue, type ContentPlan } from '@portcullis/core/internal';
 import { describeTarget } from './connection.js';
 import { DEFAULT_MACROS, type MacroContext } from './macros.js';
 import { MilterClient, type MilterSettings, type Modification, type Outcome } from './milter-client.js';
@@ -306,7 +306,7 @@ export default definePlugin({
           try {
             if (!v && (outcome.kind === 'continue' || outcome.kind === 'accept')) {
               // Recorded as `milter/<name>`: the transaction log line names the milter beside its edits.
-              const failure = await inPluginScope(`milter/${c.settings.name}`, () => apply(txn, c, mods));
+              const failure = await apply(asPlugin(txn, `milter/${c.settings.name}`), c, mods);
               if (failure) {
                 const fv = onFailure(session, c, 'eom', failure);
                 if (fv) return fv;

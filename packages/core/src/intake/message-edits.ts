@@ -4,7 +4,6 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { domainToASCII } from 'node:url';
 import { LineEndingNormalizer } from './line-ending-normalizer.js';
-import { currentPlugin } from '../plugins/scope.js';
 import type { MessageEdits } from '../api/types.js';
 
 type Args = Readonly<Record<string, string | true>>;
@@ -28,29 +27,12 @@ const MAX_HEADER_SCAN = 16 * 1024 * 1024;
 const CRLF = Buffer.from('\r\n');
 
 /**
- * `txn.edits`: records the changes plugins ask for while the message streams and after it ended
- * (milter modifications, a subject rewrite), validated when asked (a bad name or address throws
- * in the caller's hook, which then fails closed like any plugin error). The intake applies them
- * when it commits the message: the envelope in the spool's meta, the content by one streamed copy
- * of the spooled file (message-edits.ts `applyContentEdits`), never holding the body in memory.
+ * The calls of `txn.edits`, validated at once (a bad name or address throws in the caller's hook,
+ * which then fails closed like any plugin error) and handed to `record` / `body`.
  */
-export class MessageEditRecorder implements MessageEdits {
-  private readonly list: Array<{ plugin: string; edit: MessageEdit }> = [];
-  private readonly files: string[] = [];
-  private readonly writes: Array<Promise<void>> = [];
-  private frozen = false;
-  private bodies = 0;
-  private writeError: unknown;
-
-  constructor(
-    private readonly tmpDir: string,
-    private readonly id: string,
-  ) {}
-
-  /** The edits in call order. */
-  get edits(): ReadonlyArray<{ plugin: string; edit: MessageEdit }> {
-    return this.list;
-  }
+abstract class EditCalls implements MessageEdits {
+  protected abstract record(edit: MessageEdit): void;
+  protected abstract body(body: NodeJS.ReadableStream | Buffer): Promise<void> | void;
 
   appendHeader(name: string, value: string): void {
     this.record({ op: 'appendHeader', name: headerName(name), value: foldValue(value) });
@@ -83,8 +65,78 @@ export class MessageEditRecorder implements MessageEdits {
   }
 
   replaceBody(body: NodeJS.ReadableStream | Buffer): Promise<void> | void {
+    return this.body(body);
+  }
+
+  hold(reason: string): void {
+    this.record({ op: 'hold', reason: oneLine(String(reason)).slice(0, 500) || 'held' });
+  }
+}
+
+/** One plugin's `txn.edits` (MessageEditRecorder.as): what it records carries the plugin's name. */
+class PluginEdits extends EditCalls {
+  constructor(
+    private readonly to: MessageEditRecorder,
+    private readonly plugin: string,
+  ) {
+    super();
+  }
+
+  protected record(edit: MessageEdit): void {
+    this.to.add(this.plugin, edit);
+  }
+
+  protected body(body: NodeJS.ReadableStream | Buffer): Promise<void> | void {
+    return this.to.addBody(this.plugin, body);
+  }
+}
+
+/**
+ * `txn.edits`: records the changes plugins ask for while the message streams and after it ended
+ * (milter modifications, a subject rewrite). Each plugin calls its own view (`as(name)`, handed out
+ * by the driver with the plugin's view of the transaction), so each change is recorded with the
+ * plugin that asked for it; a call on the recorder itself is recorded as `unknown`. The intake
+ * applies them when it commits the message: the envelope in the spool's meta, the content by one
+ * streamed copy of the spooled file (message-edits.ts `applyContentEdits`), never holding the body
+ * in memory.
+ */
+export class MessageEditRecorder extends EditCalls {
+  private readonly list: Array<{ plugin: string; edit: MessageEdit }> = [];
+  private readonly files: string[] = [];
+  private readonly writes: Array<Promise<void>> = [];
+  private views: Map<string, PluginEdits> | undefined;
+  private frozen = false;
+  private bodies = 0;
+  private writeError: unknown;
+
+  constructor(
+    private readonly tmpDir: string,
+    private readonly id: string,
+  ) {
+    super();
+  }
+
+  /** The edits in call order. */
+  get edits(): ReadonlyArray<{ plugin: string; edit: MessageEdit }> {
+    return this.list;
+  }
+
+  /** The edits as plugin `plugin` makes them: the same object for every call with the same name. */
+  as(plugin: string): MessageEdits {
+    let v = this.views?.get(plugin);
+    if (!v) (this.views ??= new Map()).set(plugin, (v = new PluginEdits(this, plugin)));
+    return v;
+  }
+
+  /** Records `edit` as made by `plugin` (PluginEdits). */
+  add(plugin: string, edit: MessageEdit): void {
+    this.assertOpen(edit.op);
+    this.list.push({ plugin, edit });
+  }
+
+  /** replaceBody as made by `plugin` (PluginEdits). */
+  addBody(plugin: string, body: NodeJS.ReadableStream | Buffer): Promise<void> | void {
     this.assertOpen('replaceBody');
-    const plugin = currentPlugin() ?? 'unknown';
     const file = path.join(this.tmpDir, `${this.id}.body${++this.bodies}.tmp`);
     this.files.push(file);
     // Recorded at once so the order among edits is the call order; the file fills in behind it.
@@ -115,8 +167,12 @@ export class MessageEditRecorder implements MessageEdits {
     return write;
   }
 
-  hold(reason: string): void {
-    this.record({ op: 'hold', reason: oneLine(String(reason)).slice(0, 500) || 'held' });
+  protected record(edit: MessageEdit): void {
+    this.add('unknown', edit);
+  }
+
+  protected body(body: NodeJS.ReadableStream | Buffer): Promise<void> | void {
+    return this.addBody('unknown', body);
   }
 
   /** After the `message` hook: further calls throw (the message is being committed). */
@@ -183,11 +239,6 @@ export class MessageEditRecorder implements MessageEdits {
     this.frozen = true;
     await Promise.all(this.writes);
     await Promise.all(this.files.map((f) => rm(f, { force: true })));
-  }
-
-  private record(edit: MessageEdit): void {
-    this.assertOpen(edit.op);
-    this.list.push({ plugin: currentPlugin() ?? 'unknown', edit });
   }
 
   private assertOpen(op: string): void {

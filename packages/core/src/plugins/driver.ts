@@ -4,7 +4,7 @@ import type { PluginInstance } from '../api/plugin.js';
 import type { NextHop } from '../api/types.js';
 import { isVerdict, Replies, type Verdict } from '../api/verdicts.js';
 import type { RelayMetrics } from '../telemetry/metrics.js';
-import { inPluginScope } from './scope.js';
+import { asPlugin } from './scope.js';
 import { withTimeout } from './timeout.js';
 
 /** A plugin with the settings the config gave it. */
@@ -117,7 +117,7 @@ export class PluginDriver {
     for (const p of this.with('data')) {
       try {
         const h = (await this.call(p, 'data', args)) as DataHandlers | undefined;
-        if (h) handlers.push({ plugin: p, handlers: scoped(p.instance.name, h) });
+        if (h) handlers.push({ plugin: p, handlers: h });
       } catch (err) {
         this.logFailure(log, p, 'data', err);
         return { handlers, failed: { verdict: FAILED, plugin: p.instance.name } };
@@ -160,13 +160,12 @@ export class PluginDriver {
     const m = this.metrics;
     const t0 = m?.enabled ? performance.now() : 0;
     const settled = m?.enabled ? () => m.hookTime(p.instance.name, hook, (performance.now() - t0) / 1000) : undefined;
-    // Run as the plugin (plugin-scope.ts): txn.edits records who asked for each change. The work is
-    // called at once: a synchronous hook (most policy hooks) has finished when it returns, so it
-    // needs no timer, and a throw becomes the rejection. Only a promise is bounded by the timeout
-    // (a timer per hook call was most of the dispatch cost).
+    // The work is called at once: a synchronous hook (most policy hooks) has finished when it
+    // returns, so it needs no timer, and a throw becomes the rejection. Only a promise is bounded by
+    // the timeout (a timer per hook call was most of the dispatch cost).
     let result: T | Promise<T>;
     try {
-      result = inPluginScope(p.instance.name, work);
+      result = work();
     } catch (err) {
       settled?.();
       return Promise.reject(err);
@@ -204,17 +203,12 @@ export class PluginDriver {
 
   private call(p: LoadedPlugin, hook: HookName, args: readonly unknown[]): Promise<unknown> {
     const fn = p.instance.hooks[hook] as (...a: unknown[]) => unknown;
-    return this.guard(p, hook, () => fn.apply(p.instance.hooks, args as unknown[]));
+    // The plugin gets its own view of the transaction (scope.ts): `txn.edits` records its name, in
+    // this hook and in the raw reader and part screeners that close over the same view.
+    const first = asPlugin(args[0], p.instance.name);
+    const own = first === args[0] ? (args as unknown[]) : [first, ...args.slice(1)];
+    return this.guard(p, hook, () => fn.apply(p.instance.hooks, own));
   }
-}
-
-/** The handlers of a `data` hook, each running as its plugin (the raw reader is called by the intake, outside any hook). */
-function scoped(name: string, h: DataHandlers): DataHandlers {
-  const out: DataHandlers = { ...h };
-  if (typeof h.raw === 'function') out.raw = (s) => inPluginScope(name, () => h.raw!.call(h, s));
-  if (typeof h.part === 'function') out.part = (part) => inPluginScope(name, () => h.part!.call(h, part));
-  if (typeof h.dropHeader === 'function') out.dropHeader = (f) => h.dropHeader!.call(h, f);
-  return out;
 }
 
 function isThenable<T>(v: T | Promise<T>): v is Promise<T> {

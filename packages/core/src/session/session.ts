@@ -2,8 +2,10 @@ import type { SMTPServerSession } from 'smtp-server';
 import type { DependencyContainer } from 'tsyringe';
 import type { Logger } from 'pino';
 import type { Address, MessageEdits, Session, Transaction } from '../api/types.js';
+import type { MessageHeaders } from '../api/message-headers.js';
 import type { RelayConfig } from '../config/schema.js';
 import type { PluginDriver } from '../plugins/driver.js';
+import { FOR_PLUGIN, type PluginViews } from '../plugins/scope.js';
 import type { ConnectionLike } from '../listen/connections.js';
 import { socketPeerAddress, tlsProtocol } from '../adapter/smtp-server.js';
 import { clientOrigin, type ClientOrigin } from './client-origin.js';
@@ -71,18 +73,75 @@ export class SessionState implements Session {
 export interface EditRecorder extends MessageEdits {
   readonly edits: ReadonlyArray<unknown>;
   summary(): unknown;
+  /** The edits as plugin `plugin` makes them (each change recorded with its name). */
+  as(plugin: string): MessageEdits;
 }
 
 /** One mail transaction (MAIL FROM to the reply after DATA), as plugins see it (`Transaction`). */
-export class TransactionState implements Transaction {
+export class TransactionState implements Transaction, PluginViews {
   readonly recipients: Address[] = [];
   readonly notes: Record<string, unknown> = {};
   readonly started = Date.now();
   readonly added: string[] = [];
   summarized = false;
+  /** Set by the intake once the header section has arrived. */
+  declare readonly headers?: MessageHeaders;
+  private views: Map<string, TransactionView> | undefined;
   constructor(readonly id: string, readonly session: SessionState, readonly mailFrom: Address, readonly edits: EditRecorder) {}
+  /**
+   * The transaction as plugin `name` sees it (the driver hands it to the plugin's hooks): the same
+   * object in every hook, every member read through to this one, except `edits`, which records the
+   * plugin's name with each change (the transaction log line says who changed what).
+   */
+  [FOR_PLUGIN](name: string): Transaction {
+    let v = this.views?.get(name);
+    if (!v) (this.views ??= new Map()).set(name, (v = new TransactionView(this, name)));
+    return v;
+  }
   addHeader(name: string, value: string): void {
     if (!/^[!-9;-~]+$/.test(name)) throw new TypeError(`addHeader: invalid header name ${JSON.stringify(name)}`);
     this.added.push(`${name}: ${value.replace(/\r?\n(?![ \t])/g, '\r\n ').replace(/\r(?!\n)/g, ' ')}\r\n`);
+  }
+}
+
+/**
+ * One plugin's view of a transaction (TransactionState[FOR_PLUGIN]). A class of its own rather than
+ * an `Object.create` of the transaction: a transaction made a prototype would turn every access to
+ * it into a slow lookup (V8 prototype maps), which cost more than the AsyncLocalStorage it replaced.
+ */
+class TransactionView implements Transaction, PluginViews {
+  private ownEdits: MessageEdits | undefined;
+  constructor(
+    private readonly root: TransactionState,
+    private readonly plugin: string,
+  ) {}
+  get id(): string {
+    return this.root.id;
+  }
+  get session(): Session {
+    return this.root.session;
+  }
+  get mailFrom(): Address {
+    return this.root.mailFrom;
+  }
+  get recipients(): readonly Address[] {
+    return this.root.recipients;
+  }
+  get notes(): Record<string, unknown> {
+    return this.root.notes;
+  }
+  get headers(): MessageHeaders | undefined {
+    return this.root.headers;
+  }
+  /** Made on first use: most plugins never edit. */
+  get edits(): MessageEdits {
+    return (this.ownEdits ??= this.root.edits.as(this.plugin));
+  }
+  addHeader(name: string, value: string): void {
+    this.root.addHeader(name, value);
+  }
+  /** Another name's view of the same transaction (the milter records as `milter/<name>`). */
+  [FOR_PLUGIN](name: string): Transaction {
+    return this.root[FOR_PLUGIN](name);
   }
 }
