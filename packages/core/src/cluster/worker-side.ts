@@ -71,7 +71,9 @@ export class WorkerSide {
     } catch (err) {
       // Never out of a 'message' listener (that would end the worker): the connection is closed, its slot given back.
       this.relay.log.warn({ err }, 'a connection handed by the primary could not be served: closed');
-      (handle as { close?(): void; destroy?(): void }).destroy?.() ?? (handle as { close?(): void }).close?.();
+      // A net.Socket is destroyed; a raw TCP handle (no socket made of it yet) is closed.
+      if (handle instanceof Socket) handle.destroy();
+      else (handle as { close?(): void }).close?.();
       release();
     }
   }

@@ -9,7 +9,7 @@ import type { ListenerConfig, RelayConfig } from '../config/schema.js';
 import type { NetworkList } from '../config/networks.js';
 import { canRewriteReplies, replyCodesTap } from '../adapter/smtp-server-replies.js';
 import { hookConnections, installConnectionTaps, markSecure, serveSocket, setGreetingDelay, setNoDelay, socketPeer, socketTag, type ConnectionTaps as Taps } from '../adapter/smtp-server.js';
-import { Replies } from '../api/verdicts.js';
+import { formatReply, Replies } from '../api/verdicts.js';
 import type { HandedSlot } from './connection-gate.js';
 import type { RelayMetrics } from '../telemetry/metrics.js';
 import { installProxyCommandTrust, installProxyHeaderTrust, proxyServerOptions } from './proxy-trust.js';
@@ -129,8 +129,7 @@ export class Listeners {
     const entry = this.servers[index];
     if (this.closed || !entry || !this.handed.has(index)) {
       slot.release();
-      const r = Replies.shuttingDown;
-      socket.end(`${r.code} ${r.enhanced} ${r.text}\r\n`);
+      socket.end(`${formatReply(Replies.shuttingDown)}\r\n`);
       return;
     }
     // The connection object appears a turn later (after a TLS handshake on an implicit TLS
