@@ -23,7 +23,7 @@ export { coreVersion } from './api/core-version.js';
 export { ConfigError, loadConfigFile, parseConfig, formatPath, zodProblems, type LoadedConfig } from './config/load.js';
 export { closest, editDistance } from './config/hints.js';
 export { configSchema, adminSchema, logFileSchema, size, duration, hostAndPort, type RelayConfig, type ListenerConfig, type PluginEntry, type RelayConfigInput } from './config/schema.js';
-export { backendTarget, parseBackendTarget, resolveBackendTarget, type BackendTarget, type BackendTargetOptions } from './config/backend-target.js';
+export { backendTarget, describeBackendTarget, parseBackendTarget, resolveBackendTarget, type BackendTarget, type BackendTargetOptions } from './config/backend-target.js';
 export { parseSize, parseDuration, formatDuration } from './config/units.js';
 export { parseNetwork, NetworkList, NetworkSyntaxError, network, networkList, isNetworkList, type Network } from './config/networks.js';
 // plugins/: a plugin package's README options table

@@ -39,7 +39,9 @@ export { ClusterStateHost } from './cluster/state-host.js';
 export { ClusterMetrics, answerMetrics, GAUGE_AGGREGATORS, METRICS_GET, type ClusterMetricsOptions, type MetricsSource, type WorkerLink } from './cluster/metrics-aggregate.js';
 export { clusterReadiness, answerReadiness, READINESS_GET, type ClusterReadinessOptions } from './cluster/readiness-aggregate.js';
 export { ClusterPrimary, type PrimaryOptions } from './cluster/primary.js';
-export { WorkerSide, workerConfig, workerIndexFromEnv, adoptedFromEnv, handedFromEnv } from './cluster/worker-side.js';
+export { WorkerSide, workerConfig } from './cluster/worker-side.js';
+// The worker's environment (set by the primary) has a file of its own, which the primary imports without worker-side's spool and delivery parts.
+export { workerIndexFromEnv, adoptedFromEnv, handedFromEnv } from './cluster/worker-env.js';
 export { AdoptedShards } from './cluster/adopted-shards.js';
 export { fanOut, type QueueTarget } from './cluster/fan-out.js';
 export { workerCount, shardDir, existingShards, orphanAssignment } from './cluster/shards.js';

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { backendTarget, definePlugin, parseBackendTarget, resolveBackendTarget, z } from '../src/index.js';
+import { backendTarget, definePlugin, describeBackendTarget, parseBackendTarget, resolveBackendTarget, z } from '../src/index.js';
 import { validatePluginEntries } from '../src/internal.js';
 
 const scanner = { example: '127.0.0.1:3310', socketExample: '/path/to/clamd.ctl' };
@@ -73,5 +73,11 @@ describe('backend addresses (backendTarget, the one parser of clamav, rspamd, sp
       { host: '::1', port: 3310 },
       { host: '127.0.0.1', port: 3310 },
     ]);
+  });
+
+  it('names a target one way in every plugin: unix:/path, host:port with IPv6 in brackets, inet: for milters and policy services', () => {
+    const targets = [{ socket: '/run/c.sock' }, { host: '127.0.0.1', port: 3310 }, { host: '::1', port: 8891 }, { host: 'clamd.internal', port: 3310 }];
+    assert.deepEqual(targets.map((t) => describeBackendTarget(t)), ['unix:/run/c.sock', '127.0.0.1:3310', '[::1]:8891', 'clamd.internal:3310']);
+    assert.deepEqual(targets.map((t) => describeBackendTarget(t, 'inet:')), ['unix:/run/c.sock', 'inet:127.0.0.1:3310', 'inet:[::1]:8891', 'inet:clamd.internal:3310']);
   });
 });

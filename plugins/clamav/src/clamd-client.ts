@@ -1,8 +1,9 @@
 import net from 'node:net';
 import { Readable } from 'node:stream';
+import { describeBackendTarget, type BackendTarget } from '@portcullis/core';
 
 /** One clamd: TCP `host:port` or a unix socket path. */
-export type ClamdTarget = { readonly host: string; readonly port: number } | { readonly socket: string };
+export type ClamdTarget = BackendTarget;
 
 export interface ScanLimits {
   /** Time allowed to connect to one clamd before trying the next. */
@@ -20,9 +21,7 @@ export type ScanResult =
   | { readonly kind: 'oversize'; readonly size: number }
   | { readonly kind: 'error'; readonly reason: 'unavailable' | 'timeout' | 'limit' | 'failed'; readonly detail: string; readonly server?: string };
 
-export function describeTarget(t: ClamdTarget): string {
-  return 'socket' in t ? `unix:${t.socket}` : `${t.host.includes(':') ? `[${t.host}]` : t.host}:${t.port}`;
-}
+export const describeTarget = (t: ClamdTarget): string => describeBackendTarget(t);
 
 /** Connects to the first clamd that answers, in order (failover). */
 export async function connectFirst(targets: readonly ClamdTarget[], connectTimeout: number): Promise<{ socket: net.Socket; server: string } | { error: string }> {

@@ -1,12 +1,11 @@
 import net from 'node:net';
 import { encode, PacketReader, ProtocolError, type Packet } from './protocol.js';
+import { describeBackendTarget, type BackendTarget } from '@portcullis/core';
 
 /** Where a milter listens: `inet:host:port` or `unix:/path` in the config. */
-export type MilterTarget = { readonly host: string; readonly port: number } | { readonly socket: string };
+export type MilterTarget = BackendTarget;
 
-export function describeTarget(t: MilterTarget): string {
-  return 'socket' in t ? `unix:${t.socket}` : `inet:${t.host}:${t.port}`;
-}
+export const describeTarget = (t: MilterTarget): string => describeBackendTarget(t, 'inet:');
 
 export class MilterTimeoutError extends Error {
   constructor(what: string, ms: number) {

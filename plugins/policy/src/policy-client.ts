@@ -1,12 +1,11 @@
 import net from 'node:net';
 import { encodeRequest, parseAnswer, ProtocolError } from './protocol.js';
+import { describeBackendTarget, type BackendTarget } from '@portcullis/core';
 
 /** Where the policy service listens: TCP (`inet:host:port`) or a unix socket (`unix:/path`). */
-export type PolicyTarget = { readonly host: string; readonly port: number } | { readonly socket: string };
+export type PolicyTarget = BackendTarget;
 
-export function describeTarget(t: PolicyTarget): string {
-  return 'socket' in t ? `unix:${t.socket}` : `inet:${t.host.includes(':') ? `[${t.host}]` : t.host}:${t.port}`;
-}
+export const describeTarget = (t: PolicyTarget): string => describeBackendTarget(t, 'inet:');
 
 export interface PoolLimits {
   /** Time to open one connection. */

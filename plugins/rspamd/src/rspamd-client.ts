@@ -2,9 +2,10 @@ import http from 'node:http';
 import net from 'node:net';
 import type { Readable } from 'node:stream';
 import { parseCheckReply, type CheckReply } from './check-reply.js';
+import { describeBackendTarget, type BackendTarget } from '@portcullis/core';
 
 /** One rspamd normal worker: TCP `host:port` or a unix socket path. */
-export type RspamdTarget = { readonly host: string; readonly port: number } | { readonly socket: string };
+export type RspamdTarget = BackendTarget;
 
 export interface CheckLimits {
   /** Time allowed to connect to one rspamd before trying the next. */
@@ -24,9 +25,7 @@ export type CheckResult =
 /** Request headers, already made safe (see header-values.ts): `[name, value]` pairs, names may repeat. */
 export type RequestHeaders = ReadonlyArray<readonly [string, string]>;
 
-export function describeTarget(t: RspamdTarget): string {
-  return 'socket' in t ? `unix:${t.socket}` : `${t.host.includes(':') ? `[${t.host}]` : t.host}:${t.port}`;
-}
+export const describeTarget = (t: RspamdTarget): string => describeBackendTarget(t);
 
 /** Longest reply body read from rspamd (a reply with every symbol and its options stays far below). */
 const MAX_REPLY = 4 * 1024 * 1024;

@@ -1,8 +1,9 @@
 import net from 'node:net';
 import type { Readable } from 'node:stream';
+import { describeBackendTarget, type BackendTarget } from '@portcullis/core';
 
 /** Where spamd listens: TCP (`host`, `port`) or a unix socket path. */
-export type SpamdTarget = { readonly host: string; readonly port: number } | { readonly socket: string };
+export type SpamdTarget = BackendTarget;
 
 /** The SPAMD/1.5 commands that scan a message (PING is `ping` below). */
 export type SpamdCommand = 'CHECK' | 'SYMBOLS' | 'REPORT' | 'HEADERS';
@@ -44,9 +45,7 @@ export type SpamdResult =
     }
   | { readonly kind: 'error'; readonly reason: 'unavailable' | 'timeout' | 'failed'; readonly detail: string; readonly server?: string };
 
-export function describeTarget(t: SpamdTarget): string {
-  return 'socket' in t ? `unix:${t.socket}` : t.host.includes(':') ? `[${t.host}]:${t.port}` : `${t.host}:${t.port}`;
-}
+export const describeTarget = (t: SpamdTarget): string => describeBackendTarget(t);
 
 /** Connects to the first target that accepts within `connectTimeout`; failover happens only here. */
 async function connectFirst(targets: readonly SpamdTarget[], connectTimeout: number): Promise<{ socket: net.Socket; server: string } | { error: string }> {

@@ -185,8 +185,9 @@ export function socketPeerAddress(conn: unknown): string | undefined {
   return internals(conn)._socket?.remoteAddress;
 }
 
-/** `address|port` of the connection's TCP peer: what names a socket handed over by the worker mode's primary (listen/listeners.ts). */
-export const socketPeer = (conn: unknown): string => `${internals(conn)._socket?.remoteAddress}|${internals(conn)._socket?.remotePort}`;
+/** `address|port` of a socket's TCP peer (`socketPeer`: of a connection's socket): what names a socket handed over by the worker mode's primary (listen/listeners.ts). */
+export const peerOf = (socket: { remoteAddress?: string; remotePort?: number } | undefined): string => `${socket?.remoteAddress}|${socket?.remotePort}`;
+export const socketPeer = (conn: unknown): string => peerOf(internals(conn)._socket);
 
 /** Serves an accepted socket (handed over by the worker mode's primary) as the library's own listener would: proxy check, implicit TLS, connect. */
 export const serveSocket = (server: SMTPServer, socket: unknown): unknown => (server as unknown as { server: { emit(ev: string, s: unknown): unknown } }).server.emit('connection', socket);

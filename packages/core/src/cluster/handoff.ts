@@ -30,6 +30,12 @@ export interface HandoffOptions {
   /** Ready workers, in index order. */
   readonly targets: () => HandoffTarget[];
   readonly log: Logger;
+  /**
+   * false: never take Node's private accept hook, so every connection goes the public path (a paused
+   * `net.Socket`), as it does on a Node line without the hook. Default true; the tests set it to
+   * cover that path (packages/core/test/handoff.test.ts).
+   */
+  readonly rawAccept?: boolean;
 }
 
 /**
@@ -88,7 +94,7 @@ export class ConnectionHandoff {
           resolve();
         });
       });
-      this.acceptRaw(server, l.index);
+      if (this.o.rawAccept !== false) this.acceptRaw(server, l.index);
       server.on('error', (err) => this.o.log.warn({ err, listener: l.index }, 'listener error'));
       this.servers.push(server);
       ports.set(l.index, (server.address() as net.AddressInfo).port);

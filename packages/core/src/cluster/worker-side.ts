@@ -13,9 +13,6 @@ import { shardDir } from './shards.js';
 import { isHandoff } from './worker-env.js';
 import { StateMessages } from '../services/ipc-state.js';
 
-// The worker's environment (set by the primary): in worker-env.ts, which the primary imports without this file's spool and delivery parts.
-export { WORKER_ENV, ADOPT_ENV, workerIndexFromEnv, adoptedFromEnv, handedFromEnv } from './worker-env.js';
-
 /**
  * The configuration a worker runs: the file's, with the worker's own spool shard and no log file
  * (a worker's log lines go to the primary, which owns the one log stream and its rotation). The

@@ -68,6 +68,15 @@ export function resolveBackendTarget<T extends BackendTarget>(target: T, configD
   return 'socket' in target ? ({ socket: path.resolve(configDir, target.socket) } as T) : target;
 }
 
+/**
+ * How logs and replies name a target: `unix:/path`, or `host:port` with an IPv6 literal in brackets
+ * (`[::1]:3310`); `prefix` `inet:` for the backends whose own configs spell TCP that way (milters,
+ * policy services). The one spelling of clamav, rspamd, spamassassin, milter and policy.
+ */
+export function describeBackendTarget(t: BackendTarget, prefix: '' | 'inet:' = ''): string {
+  return 'socket' in t ? `unix:${t.socket}` : `${prefix}${t.host.includes(':') ? `[${t.host}]` : t.host}:${t.port}`;
+}
+
 /** `host:port (127.0.0.1:3310), unix:/path or /path/to/clamd.ctl`; `inet:host:port (inet:…) or unix:/path`. */
 function expected(o: BackendTargetOptions): string {
   const tcp = `${o.example.startsWith('inet:') ? 'inet:' : ''}host:port (${o.example})`;

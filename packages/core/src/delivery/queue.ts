@@ -9,6 +9,7 @@ import type { DeliveryOptions, Entry } from './queue-entry.js';
 import { newQueueId, type Spool, type SpooledMessage } from '../spool/spool.js';
 import type { Clock } from '../api/tokens.js';
 import type { NextHop, QueuedMessage } from '../api/types.js';
+import { formatReply } from '../api/verdicts.js';
 import type { RelayMetrics } from '../telemetry/metrics.js';
 import { lazyChild } from '../telemetry/lazy-logger.js';
 
@@ -269,11 +270,12 @@ export class DeliveryQueue {
         groups.set(key, g);
       } else if (route.verdict?.kind === 'reject') {
         const r = route.verdict.reply;
-        metrics?.delivery('bounced', `${r.code} ${r.enhanced} ${r.text}`);
-        failed.push({ recipient: rcpt, status: r.enhanced, diagnostic: `${r.code} ${r.enhanced} ${r.text}`, response: `${r.code} ${r.enhanced} ${r.text}` });
+        const text = formatReply(r);
+        metrics?.delivery('bounced', text);
+        failed.push({ recipient: rcpt, status: r.enhanced, diagnostic: text, response: text });
       } else {
         const r = route.verdict?.reply ?? { code: 451, enhanced: '4.4.0', text: `No route to ${domain}: no plugin answered the route hook` };
-        deferred.push({ rcpt, response: `${r.code} ${r.enhanced} ${r.text}` });
+        deferred.push({ rcpt, response: formatReply(r) });
       }
     }
 

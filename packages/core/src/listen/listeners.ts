@@ -8,7 +8,7 @@ import type { Session } from '../api/types.js';
 import type { ListenerConfig, RelayConfig } from '../config/schema.js';
 import type { NetworkList } from '../config/networks.js';
 import { canRewriteReplies, replyCodesTap } from '../adapter/smtp-server-replies.js';
-import { hookConnections, installConnectionTaps, markSecure, serveSocket, setGreetingDelay, setNoDelay, socketPeer, socketTag, type ConnectionTaps as Taps } from '../adapter/smtp-server.js';
+import { hookConnections, installConnectionTaps, markSecure, peerOf, serveSocket, setGreetingDelay, setNoDelay, socketPeer, socketTag, type ConnectionTaps as Taps } from '../adapter/smtp-server.js';
 import { formatReply, Replies } from '../api/verdicts.js';
 import type { HandedSlot } from './connection-gate.js';
 import type { RelayMetrics } from '../telemetry/metrics.js';
@@ -48,6 +48,8 @@ export interface StreamClient {
 
 const STREAM_CLIENT = Symbol('portcullis.streamClient');
 const listenerName = (l: ListenerConfig, port = l.port) => l.name ?? `${l.host}:${port}`;
+/** A handed socket's name until its connection object appears: listener index and TCP peer (unique on a listener while the socket is open). */
+const handedKey = (index: number, peer: string): string => `${index}|${peer}`;
 
 /** One smtp-server per `listen` entry: created, listening, reconfigured on a reload, closed. */
 export class Listeners {
@@ -134,7 +136,7 @@ export class Listeners {
     }
     // The connection object appears a turn later (after a TLS handshake on an implicit TLS
     // listener): keyed by the peer, which is unique on this listener while the socket is open.
-    const key = `${index}|${socket.remoteAddress}|${socket.remotePort}`;
+    const key = handedKey(index, peerOf(socket));
     this.handedSlots.set(key, slot);
     // Closed before it became a connection (a failed handshake, a reset): the slot goes back here.
     socket.once('close', () => {
@@ -151,7 +153,7 @@ export class Listeners {
   /** The handed slot of a new connection on listener `index` (taken: from now on the gate owes its release). */
   private handedSlot(index: number, c: ConnectionLike): HandedSlot | undefined {
     if (!this.handedSlots.size) return undefined;
-    const key = `${index}|${socketPeer(c)}`;
+    const key = handedKey(index, socketPeer(c));
     const slot = this.handedSlots.get(key);
     if (slot) this.handedSlots.delete(key);
     return slot;
