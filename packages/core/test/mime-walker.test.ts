@@ -1,54 +1,18 @@
 import assert from 'node:assert/strict';
-import { Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Splitter, type MimeNode, type SplitterChunk } from 'mailsplit';
+import { Splitter } from 'mailsplit';
 import { MimeWalker } from '../src/intake/mime-walker.js';
-
-/** Each leaf's body as mailsplit's own decoder (getDecoder) gives it: the reference. */
-async function byDecoder(raw: Buffer): Promise<Array<{ path: string; body: string }>> {
-  const out: Array<{ path: string; body: string }> = [];
-  let cur: { d: NodeJS.ReadWriteStream & { end(): void }; parts: Buffer[]; done: Promise<void>; path: string } | undefined;
-  const close = async () => {
-    if (!cur) return;
-    cur.d.end();
-    await cur.done;
-    out.push({ path: cur.path, body: Buffer.concat(cur.parts).toString('latin1') });
-    cur = undefined;
-  };
-  const sink = new Writable({
-    objectMode: true,
-    write(chunk: SplitterChunk, _e, cb) {
-      if (chunk.type === 'node') {
-        const n = chunk as MimeNode;
-        close().then(() => {
-          if (!n.multipart && !(n.rfc822 && n.messageNode)) {
-            const d = n.getDecoder() as unknown as NodeJS.ReadWriteStream & { end(): void };
-            const parts: Buffer[] = [];
-            d.on('data', (b: Buffer) => parts.push(b));
-            cur = { d, parts, done: new Promise((r) => d.once('end', r)), path: n.partNr ? n.partNr.join('.') || '1' : '' };
-          }
-          cb();
-        }, cb);
-        return;
-      }
-      if (chunk.type === 'body' && cur) cur.d.write(chunk.value);
-      cb();
-    },
-    final(cb) {
-      close().then(() => cb(), cb);
-    },
-  });
-  await pipeline(Readable.from([raw]), new Splitter(), sink);
-  return out;
-}
+// The reference: each leaf's body as mailsplit's own decoder (getDecoder) gives it.
+import { walk } from './mime-splitter.test.js';
 
 /** Each leaf's body as the core's walker hands it to a screener, and the order of done() calls. */
-async function byWalker(chunks: Buffer[]): Promise<Array<{ path: string; body: string }>> {
-  const out: Array<{ path: string; body: string }> = [];
+async function byWalker(chunks: Buffer[]): Promise<string[]> {
+  const out: string[] = [];
   const walker = new MimeWalker<string>(
     (part) => {
       const parts: Buffer[] = [];
-      return [{ owner: 't', part, screener: { update: (b: Buffer) => void parts.push(b), done: () => (out.push({ path: part.path, body: Buffer.concat(parts).toString('latin1') }), { action: 'keep' as const }) } }];
+      return [{ owner: 't', part, screener: { update: (b: Buffer) => void parts.push(b), done: () => (out.push(Buffer.concat(parts).toString('latin1')), { action: 'keep' as const }) } }];
     },
     (s) => Promise.resolve(s.screener.done()),
   );
@@ -75,7 +39,7 @@ describe('MimeWalker: what part screeners see', () => {
         '--b--\r\nepilogue\r\n',
       'latin1',
     );
-    const want = await byDecoder(raw);
+    const want = (await walk(() => new Splitter(), [raw])).bodies;
     assert.equal(want.length, 9);
     const cuts: Buffer[][] = [[raw], [...raw].map((b) => Buffer.from([b]))];
     for (let i = 1; i < raw.length; i += 37) cuts.push([raw.subarray(0, i), raw.subarray(i)]);
