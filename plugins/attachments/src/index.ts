@@ -157,6 +157,12 @@ export default definePlugin({
         // Our own pass over the raw bytes: attached messages the core's walk does not open (mailsplit leaves message/rfc822 closed when it is
         // an attachment or transfer-encoded; the core then skips it whole).
         const raw = async (stream: Readable): Promise<Verdict | undefined> => {
+          // Most messages cannot hold a closed attached message at all: one needs "rfc822" in a
+          // Content-Type, or a file name (mailsplit types a part without Content-Type by its
+          // file name's extension, .eml → message/rfc822). Such a message (when small) skips the
+          // MIME parse: it is read to its end and nothing more is done (no walker is made).
+          const source = await prefilter(stream);
+          if (!source.parse) return undefined;
           let caught: Outcome | undefined;
           const jobs: Array<Promise<void>> = [];
           const walker = new LeafWalker((leaf) => {
@@ -182,12 +188,6 @@ export default definePlugin({
               },
             };
           });
-          // Most messages cannot hold a closed attached message at all: one needs "rfc822" in a
-          // Content-Type, or a file name (mailsplit types a part without Content-Type by its
-          // file name's extension, .eml → message/rfc822). Such a message (when small) skips the
-          // MIME parse: it is read to its end and nothing more is done.
-          const source = await prefilter(stream);
-          if (!source.parse) return undefined;
           // The relay's own MIME limits: past them the parse fails with the core's MimeLimitError,
           // which the core answers 552 5.3.4 / 554 5.6.0 (mailsplit's default would go on to 1,000 nodes).
           try {
