@@ -11,7 +11,7 @@ interface Seen {
 }
 
 /** What the core's walker sees from a splitter: the nodes and each leaf's body, decoded. */
-async function walk(make: () => Splitter, chunks: Buffer[]): Promise<Seen> {
+export async function walk(make: () => Splitter, chunks: Buffer[]): Promise<Seen> {
   const seen: Seen = { nodes: [], bodies: [] };
   let decoder: (NodeJS.ReadWriteStream & { end(): void }) | undefined;
   let parts: Buffer[] = [];

@@ -9,6 +9,7 @@ import { CHECK_KINDS, type Finding } from './findings.js';
 import { ContentInspector, type InspectContext, } from './inspector.js';
 import { nestedOpeners } from './nested.js';
 import { LeafWalker } from './message-scan.js';
+import { MentionScanner } from './mentions.js';
 import { asciiText, candidateNames, displayName } from './names.js';
 import { options, type ResolvedOptions, type Rule } from './options.js';
 import { quarantinePart } from './quarantine.js';
@@ -156,6 +157,12 @@ export default definePlugin({
         // Our own pass over the raw bytes: attached messages the core's walk does not open (mailsplit leaves message/rfc822 closed when it is
         // an attachment or transfer-encoded; the core then skips it whole).
         const raw = async (stream: Readable): Promise<Verdict | undefined> => {
+          // Most messages cannot hold a closed attached message at all: one needs "rfc822" in a
+          // Content-Type, or a file name (mailsplit types a part without Content-Type by its
+          // file name's extension, .eml → message/rfc822). Such a message (when small) skips the
+          // MIME parse: it is read to its end and nothing more is done (no walker is made).
+          const source = await prefilter(stream);
+          if (!source.parse) return undefined;
           let caught: Outcome | undefined;
           const jobs: Array<Promise<void>> = [];
           const walker = new LeafWalker((leaf) => {
@@ -181,12 +188,6 @@ export default definePlugin({
               },
             };
           });
-          // Most messages cannot hold a closed attached message at all: one needs "rfc822" in a
-          // Content-Type, or a file name (mailsplit types a part without Content-Type by its
-          // file name's extension, .eml → message/rfc822). Such a message (when small) skips the
-          // MIME parse: it is read to its end and nothing more is done.
-          const source = await prefilter(stream);
-          if (!source.parse) return undefined;
           // The relay's own MIME limits: past them the parse fails with the core's MimeLimitError,
           // which the core answers 552 5.3.4 / 554 5.6.0 (mailsplit's default would go on to 1,000 nodes).
           try {
@@ -210,8 +211,6 @@ export default definePlugin({
 
 /** Messages up to this size are held by the raw pass while it decides whether a MIME parse is needed. */
 const PREFILTER_MAX = 256 * 1024;
-/** What can make mailsplit type a leaf message/rfc822 (see the raw pass). Case-insensitive, like MIME. */
-const MAY_HOLD_MESSAGE = /rfc822|filename/i;
 
 /** The relay's `limits.mime` and `limits.headerSize` (core defaults when the container has no config). */
 function mimeParseLimits(container: { isRegistered(token: symbol, recursive?: boolean): boolean; resolve<T>(token: symbol): T }): MimeParseLimits {
@@ -224,7 +223,8 @@ function mimeParseLimits(container: { isRegistered(token: symbol, recursive?: bo
 
 /**
  * Reads the raw stream until it is clear whether a MIME parse can find anything: at the first
- * chunk that mentions rfc822 or a file name, or once more than PREFILTER_MAX bytes came, `parse` is
+ * chunk that mentions `rfc822` or `filename` (any case: what can make mailsplit type a leaf
+ * message/rfc822; found in the bytes by `MentionScanner`, no string made), or once more than PREFILTER_MAX bytes came, `parse` is
  * the same stream with the held chunks put back in front; otherwise the stream was read to its end
  * (nothing in it can be a closed attached message) and `parse` is undefined. No iterator or wrapper stream is left on the core's stream: once the parse fails (a
  * MIME limit), nothing of ours holds it.
@@ -233,7 +233,7 @@ function prefilter(stream: Readable): Promise<{ parse?: Readable }> {
   return new Promise((resolve, reject) => {
     const held: Buffer[] = [];
     let bytes = 0;
-    let tail = '';
+    const scan = new MentionScanner();
     const cleanup = () => {
       stream.off('data', onData);
       stream.off('end', onEnd);
@@ -242,15 +242,12 @@ function prefilter(stream: Readable): Promise<{ parse?: Readable }> {
     const onData = (chunk: Buffer) => {
       held.push(chunk);
       bytes += chunk.length;
-      const text = tail + chunk.toString('latin1');
-      if (bytes > PREFILTER_MAX || MAY_HOLD_MESSAGE.test(text)) {
+      if (bytes > PREFILTER_MAX || scan.push(chunk)) {
         stream.pause();
         cleanup();
         stream.unshift(held.length === 1 ? held[0]! : Buffer.concat(held));
         resolve({ parse: stream });
-        return;
       }
-      tail = text.slice(-8);
     };
     const onEnd = () => (cleanup(), resolve({}));
     const onError = (err: Error) => (cleanup(), reject(err));

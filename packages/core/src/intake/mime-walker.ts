@@ -50,6 +50,11 @@ function isNested(node: MimeNode): boolean {
  */
 export class MimeWalker<Owner> extends Writable {
   private index = -1;
+  /**
+   * The leaf being read. A part in base64 or quoted-printable goes through mailsplit's decoder; any
+   * other (7bit, 8bit, binary, unknown: mailsplit's own decoder for those is a PassThrough) goes
+   * to the screeners as it comes, with no stream in between.
+   */
   private current?: { node: MimeNode; decoder?: NodeJS.ReadWriteStream & { end(cb?: () => void): void }; screeners: AttachedScreener<Owner>[]; ended?: Promise<void> };
   private readonly outcomes: Array<Promise<PartOutcome<Owner>>> = [];
   /** Set once the message went past a limit: from then on the walker only discards what comes. */
@@ -97,6 +102,11 @@ export class MimeWalker<Owner> extends Writable {
         .catch(cb);
       return;
     }
+    if (chunk.type === 'body' && this.current && !this.current.decoder) {
+      const data = chunk.value;
+      if (data.length) for (const s of this.current.screeners) s.screener.update?.(data);
+      return cb();
+    }
     if (chunk.type === 'body' && this.current?.decoder) {
       const decoder = this.current.decoder;
       if (!decoder.write(chunk.value)) {
@@ -141,6 +151,10 @@ export class MimeWalker<Owner> extends Writable {
       this.current = undefined;
       return;
     }
+    if (node.encoding !== 'base64' && node.encoding !== 'quoted-printable') {
+      this.current = { node, screeners };
+      return;
+    }
     const decoder = node.getDecoder() as unknown as NodeJS.ReadWriteStream & { end(cb?: () => void): void };
     decoder.on('data', (data: Buffer) => {
       for (const s of screeners) s.screener.update?.(data);
@@ -156,12 +170,14 @@ export class MimeWalker<Owner> extends Writable {
   private async closeCurrent(): Promise<void> {
     const cur = this.current;
     this.current = undefined;
-    if (!cur?.decoder) return;
-    cur.decoder.end();
+    if (!cur) return;
     let decodeError: unknown;
-    await cur.ended!.catch((e: unknown) => {
-      decodeError = e;
-    });
+    if (cur.decoder) {
+      cur.decoder.end();
+      await cur.ended!.catch((e: unknown) => {
+        decodeError = e;
+      });
+    }
     for (const s of cur.screeners) {
       this.outcomes.push(
         decodeError
