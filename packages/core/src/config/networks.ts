@@ -146,9 +146,6 @@ export function parseNetwork(value: unknown): Network {
  * A parsed list of networks, matched against client addresses. IPv4-mapped IPv6 client addresses
  * (`::ffff:10.1.2.3`, as a dual-stack listener reports IPv4 peers) match their IPv4 networks.
  */
-/** How many distinct addresses one list remembers its answer for (see NetworkList `#answers`). */
-const ANSWERS_KEPT = 1024;
-
 export class NetworkList {
   readonly networks: readonly Network[];
   constructor(networks: readonly Network[]) {
@@ -178,26 +175,9 @@ export class NetworkList {
     return this.networks.some((n) => n.prefix === 0);
   }
 
-  /**
-   * Answers of `contains` by address text. The list never changes, so an answer holds for its whole
-   * life; a policy check asks about the same few client addresses several times a message (MAIL,
-   * each RCPT, the disk guard), and ipaddr.js parses with regular expressions each time. Bounded:
-   * emptied when full. A #private field: not in JSON, deepEqual or the shape `isNetworkList` checks.
-   */
-  readonly #answers = new Map<string, boolean>();
-
   /** Whether `ip` (as a socket reports it) lies in one of the networks. Not an IP: false. */
   contains(ip: string): boolean {
     if (!this.networks.length) return false;
-    const known = this.#answers.get(ip);
-    if (known !== undefined) return known;
-    const answer = this.match(ip);
-    if (this.#answers.size >= ANSWERS_KEPT) this.#answers.clear();
-    this.#answers.set(ip, answer);
-    return answer;
-  }
-
-  private match(ip: string): boolean {
     let addr: ipaddr.IPv4 | ipaddr.IPv6;
     try {
       addr = ipaddr.process(String(ip).trim());

@@ -36,9 +36,6 @@ export class HookTimeoutError extends Error {
 }
 
 const FAILED: Verdict = { kind: 'tempfail', reply: Replies.pluginFailure };
-const SETTLED: Promise<void> = Promise.resolve();
-/** No plugin on the hook: no verdict (each hook's default applies, as after a chain that said nothing). */
-const UNDECIDED: Promise<Decision> = Promise.resolve(Object.freeze({}));
 
 /** Whether no verdict at all means "accepted" for a verdict hook (rcpt and auth deny by default). */
 const IMPLICIT_PERMIT = { connect: true, helo: true, auth: false, mail: true, rcpt: false, message: true } as const satisfies Record<VerdictHook, boolean>;
@@ -71,16 +68,8 @@ export class PluginDriver {
     return this.with(hook).length > 0;
   }
 
-  /**
-   * Verdict hooks: the first plugin that returns a verdict decides. A hook no plugin implements
-   * (with relay-policy: connect, helo, message) decides nothing: one shared settled promise, not an
-   * async call per hook per message.
-   */
-  verdict<H extends VerdictHook>(hook: H, args: Parameters<HookSignatures[H]>, log: Logger = this.log): Promise<Decision> {
-    return this.with(hook).length ? this.runVerdict(hook, args, log) : UNDECIDED;
-  }
-
-  private async runVerdict<H extends VerdictHook>(hook: H, args: Parameters<HookSignatures[H]>, log: Logger): Promise<Decision> {
+  /** Verdict hooks: the first plugin that returns a verdict decides. */
+  async verdict<H extends VerdictHook>(hook: H, args: Parameters<HookSignatures[H]>, log: Logger = this.log): Promise<Decision> {
     // Conditional tempfails (deferIfPermit / deferIfReject) wait for the rest of the chain.
     let ifPermit: Decision | undefined;
     let ifReject: Decision | undefined;
@@ -159,17 +148,11 @@ export class PluginDriver {
     return {};
   }
 
-  /**
-   * Observer hooks: all run in parallel; failures are logged and change nothing. With no plugin on
-   * the hook (the usual `delivered` and `disconnect`), one shared settled promise and nothing else.
-   */
-  observe<H extends ObserverHook>(hook: H, args: Parameters<HookSignatures[H]>, log: Logger = this.log): Promise<void> {
-    const plugins = this.with(hook);
-    return plugins.length ? this.observeAll(plugins, hook, args, log) : SETTLED;
-  }
-
-  private async observeAll(plugins: readonly LoadedPlugin[], hook: ObserverHook, args: readonly unknown[], log: Logger): Promise<void> {
-    await Promise.all(plugins.map((p) => this.call(p, hook, args).catch((err: unknown) => this.logFailure(log, p, hook, err))));
+  /** Observer hooks: all run in parallel; failures are logged and change nothing. */
+  async observe<H extends ObserverHook>(hook: H, args: Parameters<HookSignatures[H]>, log: Logger = this.log): Promise<void> {
+    await Promise.all(
+      this.with(hook).map((p) => this.call(p, hook, args).catch((err: unknown) => this.logFailure(log, p, hook, err))),
+    );
   }
 
   /** Wraps a promise-returning step of a plugin (a stream reader, a part screener) with its timeout. */
