@@ -8,6 +8,7 @@ import { summarize } from '../session/transaction-log.js';
 import { dataRateWatchdog } from './data-rate.js';
 import { receiveMessage } from './message-intake.js';
 import { receivedHeader } from './received-header.js';
+import { StopSignal } from './stop-signal.js';
 import { lazyChild } from '../telemetry/lazy-logger.js';
 
 type DataCallback = (err?: Error | null, message?: string) => void;
@@ -26,7 +27,7 @@ export interface DataContext {
  * transactions in DATA, by session id: what a graceful stop waits for (and aborts at drainTime).
  */
 export class DataPhase {
-  private readonly intakes = new Map<string, { abort: AbortController; stream: SMTPServerDataStream; done: Promise<unknown> }>();
+  private readonly intakes = new Map<string, { abort: StopSignal; stream: SMTPServerDataStream; done: Promise<unknown> }>();
 
   constructor(
     private readonly ctx: DataContext,
@@ -66,8 +67,8 @@ export class DataPhase {
 
   data(stream: SMTPServerDataStream, raw: SMTPServerSession, cb: DataCallback): Promise<void> {
     stream.on('error', () => undefined); // a client that leaves mid-DATA: handled by the intake
-    const abort = new AbortController();
-    const done = this.receive(stream, raw, abort.signal, cb).finally(() => {
+    const abort = new StopSignal();
+    const done = this.receive(stream, raw, abort, cb).finally(() => {
       this.intakes.delete(raw.id);
       // Stopping: the real reply has gone out; now the connection closes.
       const c = this.connections.get(raw.id);
@@ -77,7 +78,7 @@ export class DataPhase {
     return done;
   }
 
-  private async receive(stream: SMTPServerDataStream, raw: SMTPServerSession, signal: AbortSignal, cb: DataCallback): Promise<void> {
+  private async receive(stream: SMTPServerDataStream, raw: SMTPServerSession, signal: StopSignal, cb: DataCallback): Promise<void> {
     const s = this.sessions.get(raw.id)!;
     const txn = s.txn!;
     const progress: { bytes: number; endedAt?: number } = { bytes: 0 };

@@ -1,4 +1,5 @@
 import type { Writable } from 'node:stream';
+import type { AbortLike } from './stop-signal.js';
 
 /** One destination of the tee: the spool file, the MIME pass, or a plugin's raw reader. */
 export interface TeeBranch {
@@ -33,7 +34,7 @@ export class DataTee {
 
   constructor(
     private readonly stallMs: number,
-    private readonly signal?: AbortSignal,
+    private readonly signal?: AbortLike,
   ) {}
 
   add(stream: Writable, owner?: string, stallable = true): TeeBranch {

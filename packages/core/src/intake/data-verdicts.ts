@@ -6,6 +6,7 @@ import { Replies, type Reply, type Verdict } from '../api/verdicts.js';
 import type { LoadedPlugin, PluginDriver } from '../plugins/driver.js';
 import { isMimeLimitError, mimeLimitReply } from './mime-limits.js';
 import type { AttachedScreener, MimeLimitHit, MimeLimits, MimeWalker } from './mime-walker.js';
+import type { AbortLike } from './stop-signal.js';
 
 // The data phase's verdicts: how the readers' and screeners' answers become one reply, and the
 // replies for the ways a data pass ends early. Split from message-intake.ts, which runs the pass.
@@ -39,7 +40,7 @@ export function overdue(log: Logger, size: number, ms: number): IntakeResult {
 }
 
 /** `p`'s value, or undefined as soon as `signal` aborts. */
-export function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T | undefined> {
+export function untilAborted<T>(p: Promise<T>, signal: AbortLike | undefined): Promise<T | undefined> {
   if (!signal) return p;
   if (signal.aborted) return Promise.resolve(undefined);
   return new Promise<T | undefined>((resolve, reject) => {

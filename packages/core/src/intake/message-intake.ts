@@ -9,6 +9,7 @@ import { isMimeLimitError } from './mime-limits.js';
 import { attachScreeners, collectVerdicts, drain, mimeRejection, overdue, settle, stopped, untilAborted, type IntakeResult } from './data-verdicts.js';
 import type { DataHandlers, MimePart, PartDecision } from '../api/hooks.js';
 import { LineEndingGuard } from './line-ending-guard.js';
+import { StopSignal, type AbortLike } from './stop-signal.js';
 import { HeaderScanner } from './header-scanner.js';
 import { HeaderCollector, type MessageHeaders } from '../api/message-headers.js';
 import { HeaderFilter, type HeaderField } from '../api/header-filter.js';
@@ -54,7 +55,7 @@ export interface IntakeContext {
    * Aborted when a graceful stop runs out of drain time: a message not yet committed is dropped
    * (421 4.3.2); one whose commit has begun is finished and answered 250.
    */
-  readonly signal?: AbortSignal;
+  readonly signal?: AbortLike;
 }
 
 const DEFAULT_MIME = { parts: 500, depth: 50, partHeaderFields: 200, overLimit: 'reject' } as const;
@@ -80,16 +81,17 @@ export async function receiveMessage(stream: DataStream, txn: Transaction, ctx: 
   let committed = false;
   // From end-of-data, everything until the reply has one deadline (limits.dataDeadline): a reader,
   // screener or hook that never settles cannot keep the transaction (and its temp file) alive.
-  // One controller, no AbortSignal.any (a composite signal per message is weak references for the
+  // One stop signal, no AbortSignal.any (a composite signal per message is weak references for the
   // GC): a graceful stop that runs out of drain time aborts it through a listener, removed at the end.
-  const overtime = new AbortController();
+  // A StopSignal, not an AbortController (stop-signal.ts: an EventTarget per message cost more).
+  const overtime = new StopSignal();
   const stop = () => overtime.abort();
   ctx.signal?.addEventListener('abort', stop, { once: true });
   if (ctx.signal?.aborted) stop();
   let timer: NodeJS.Timeout | undefined;
   const clock: DeadlineClock = {
     ms: ctx.limits.dataDeadline ?? DEFAULT_DATA_DEADLINE,
-    signal: overtime.signal,
+    signal: overtime,
     start() {
       timer ??= setTimeout(stop, this.ms);
       timer.unref();
@@ -117,7 +119,7 @@ export async function receiveMessage(stream: DataStream, txn: Transaction, ctx: 
 /** The end-of-DATA deadline: `signal` aborts when it passes (or when a graceful stop runs out of drain time). */
 interface DeadlineClock {
   readonly ms: number;
-  readonly signal: AbortSignal;
+  readonly signal: AbortLike;
   start(): void;
 }
 

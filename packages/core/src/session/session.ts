@@ -22,7 +22,8 @@ export class SessionState implements Session {
   constructor(
     readonly raw: SMTPServerSession,
     readonly listener: Session['listener'],
-    readonly container: DependencyContainer,
+    /** The session's child container, or what makes it on first use (most sessions never ask). */
+    private readonly containerOf: DependencyContainer | ((session: SessionState) => DependencyContainer),
     readonly log: Logger,
     readonly connection: ConnectionLike | undefined,
     /** The plugins and config this session started with: a reload moves new sessions only. */
@@ -30,6 +31,18 @@ export class SessionState implements Session {
     readonly config: RelayConfig,
     private readonly viaProxyHeader: boolean,
   ) {}
+  private child?: DependencyContainer;
+  /**
+   * Child container of this connection. Made on first read: tsyringe's child container (its maps, and
+   * an async dispose at close) was a per-connection cost that no bundled plugin's hook reads.
+   */
+  get container(): DependencyContainer {
+    return (this.child ??= typeof this.containerOf === 'function' ? this.containerOf(this) : this.containerOf);
+  }
+  /** The child container if something made it (what close disposes), else undefined. */
+  get madeContainer(): DependencyContainer | undefined {
+    return this.child;
+  }
   get id() { return this.raw.id; }
   /** The address policy trusts: the TCP peer, a listed proxy's PROXY header or XCLIENT, never XFORWARD. */
   get remoteAddress() { return this.origin.client; }

@@ -88,13 +88,12 @@ export class Sessions {
 
   async connect(raw: SMTPServerSession, listener: Session['listener'], label: string, disabled: readonly string[], cb: Callback, proxyPeers: NetworkList): Promise<void> {
     const connection = this.connections.get(raw.id);
-    const container = this.ctx.container.createChildContainer();
+    const parent = this.ctx.container;
     // The guard's logger when there is one (the same bindings): one child per session, built on first use.
     const log = this.guards.get(raw.id)?.log ?? lazyChild(this.ctx.log, { session: raw.id });
     const driver = this.generations.take();
-    const s = new SessionState(raw, listener, container, log, connection, driver, this.ctx.config, proxyPeers.contains((connection && socketPeerAddress(connection)) ?? ''));
+    const s = new SessionState(raw, listener, (session) => sessionContainer(parent, session), log, connection, driver, this.ctx.config, proxyPeers.contains((connection && socketPeerAddress(connection)) ?? ''));
     s.metricsLabel = label;
-    container.registerInstance(Tokens.Session, s);
     this.open.set(raw.id, s);
     // A session list replaces the server-wide one in smtp-server, so it repeats it. AUTH is neither
     // advertised nor accepted before TLS: credentials never cross the wire in clear.
@@ -220,7 +219,7 @@ export class Sessions {
     try {
       await s.driver.observe('disconnect', [s], s.log);
     } finally {
-      s.container.dispose?.();
+      s.madeContainer?.dispose?.();
       this.generations.release(s.driver);
     }
   }
@@ -237,6 +236,13 @@ export class Sessions {
     s.log.info({ rcpt: address.address, routedTo: target, client: s.remoteAddress }, 'postmaster recipient accepted');
     cb();
   }
+}
+
+/** A session's child container, with the session registered as `Tokens.Session`. */
+function sessionContainer(parent: DependencyContainer, session: SessionState): DependencyContainer {
+  const container = parent.createChildContainer();
+  container.registerInstance(Tokens.Session, session);
+  return container;
 }
 
 /** Turns a verdict into the smtp-server callback, with our exact reply text. */
