@@ -5,7 +5,7 @@ import { domainOf } from '../session/address.js';
 import { buildBounce, enhancedStatusOf, type BounceFailure } from './dsn.js';
 import type { PluginDriver } from '../plugins/driver.js';
 import { SmtpClient, type DeliveryTransport } from './smtp-client.js';
-import type { DeliveryOptions, Entry } from './queue-entry.js';
+import { entryOf, type DeliveryOptions, type Entry } from './queue-entry.js';
 import { newQueueId, type Spool, type SpooledMessage } from '../spool/spool.js';
 import type { Clock } from '../api/tokens.js';
 import type { NextHop, QueuedMessage } from '../api/types.js';
@@ -269,8 +269,7 @@ export class DeliveryQueue {
         g.rcpts.push(rcpt);
         groups.set(key, g);
       } else if (route.verdict?.kind === 'reject') {
-        const r = route.verdict.reply;
-        const text = formatReply(r);
+        const r = route.verdict.reply, text = formatReply(r);
         metrics?.delivery('bounced', text);
         failed.push({ recipient: rcpt, status: r.enhanced, diagnostic: text, response: text });
       } else {
@@ -440,13 +439,3 @@ export class DeliveryQueue {
   }
 }
 
-/**
- * A queue entry for a spooled message. Its `state.done` is keyed by recipient address, a new key in
- * nearly every message: on a plain `{}` each is a new hidden-class transition of V8's root object map
- * (the attempt's costliest line in the profile); a null-prototype object is a dictionary. Same JSON.
- */
-function entryOf(m: SpooledMessage): Entry {
-  const done = m.state.done;
-  if (Object.getPrototypeOf(done) !== null) m.state.done = Object.assign(Object.create(null) as typeof done, done);
-  return { ...m, busy: false, queued: false };
-}
