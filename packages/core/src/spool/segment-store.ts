@@ -52,9 +52,9 @@ const fdatasyncAsync = promisify(fdatasync);
  * A batch is written from the event loop itself (`writevSync` + `fdatasyncSync` in a `setImmediate`
  * callback, i.e. once the loop has read every socket that was ready: the commits of that turn form
  * the batch), not through libuv's thread pool: on a busy worker each trip through the pool waited a
- * whole event-loop turn for its completion (two trips per batch: ~15 ms median, 55-70 ms p99 of the
- * end-of-DATA-to-250 at 50 connections against ~1 ms for the syscalls themselves; README "Workers:
- * end-of-DATA-to-250 latency"). The loop is blocked for the fdatasync (0.2-1 ms on a healthy disk);
+ * whole event-loop turn for its completion (two trips per batch: 13-27 ms median, 54-157 ms p99 for
+ * the batch at 50 connections on 2 workers, against 0.3-1 ms for the syscalls themselves; README
+ * "Workers: end-of-DATA-to-250 latency"). The loop is blocked for the fdatasync (0.2-1 ms on a healthy disk);
  * when one takes longer than `blockingSyncMax` the next batches go through the thread pool for
  * `poolFor` ms, so a stalled disk holds up the commits, not every session of the process.
  *
