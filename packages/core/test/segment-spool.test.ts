@@ -3,6 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync,
 import os from 'node:os';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
+import { SegmentStore } from '../src/spool/segment-store.js';
 import { Spool, type SpoolMeta } from '../src/spool/spool.js';
 
 const dirs: string[] = [];
@@ -86,6 +87,29 @@ describe('spool segments (group commit)', () => {
     assert.ok(s.segmentBatches < 50, `50 concurrent commits took ${s.segmentBatches} batches`);
     assert.ok(s.segmentBatches >= 1);
     await s.close();
+  });
+
+  it('writes the commits of one event-loop turn as one batch, on the loop, and through the thread pool after a slow fdatasync', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-seg-test-'));
+    dirs.push(dir);
+    const opts = { segmentSize: 1024 * 1024, compactBelow: 0.25, compactAge: 60_000 };
+    // Every fdatasync counts as slow (limit -1 ms): the first batch is written on the loop, the
+    // next ones (for the following 60 s) through the pool; both kinds come back after a restart.
+    const a = new SegmentStore(dir, { ...opts, blockingSyncMax: -1, poolFor: 60_000 });
+    await a.load();
+    await Promise.all(Array.from({ length: 5 }, (_, i) => a.append(`T${i}`, { id: `T${i}` }, [Buffer.from(`turn one ${i}`)])));
+    assert.deepEqual([a.batches, a.pooledBatches], [1, 0], 'five appends in one turn: one batch, written on the loop');
+    for (let i = 0; i < 3; i++) await a.append(`P${i}`, { id: `P${i}` }, [Buffer.from(`pooled ${i}`)]);
+    assert.deepEqual([a.batches, a.pooledBatches], [4, 3]);
+    await a.close();
+    const b = new SegmentStore(dir, opts);
+    const back = await b.load();
+    assert.deepEqual(back.map((r) => r.id), ['T0', 'T1', 'T2', 'T3', 'T4', 'P0', 'P1', 'P2']);
+    assert.equal((await b.readBody(back[6]!.location, 100)).toString(), 'pooled 1');
+    // A fast disk (the default limit, 50 ms) keeps every batch on the loop.
+    await Promise.all([b.append('F0', { id: 'F0' }, [Buffer.from('x')]), b.append('F1', { id: 'F1' }, [Buffer.from('y')])]);
+    assert.deepEqual([b.batches, b.pooledBatches], [1, 0]);
+    await b.close();
   });
 
   it('recovers the records before a torn tail and never the torn record itself', async () => {
