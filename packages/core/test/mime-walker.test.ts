@@ -45,4 +45,37 @@ describe('MimeWalker: what part screeners see', () => {
     for (let i = 1; i < raw.length; i += 37) cuts.push([raw.subarray(0, i), raw.subarray(i)]);
     for (const chunks of cuts) assert.deepEqual(await byWalker(chunks), want, `in ${chunks.length} chunks`);
   });
+
+  it("fails only the screener whose update throws: its outcome is the error, its done is not asked, the others finish, nothing is thrown out of the walk", async () => {
+    const raw = Buffer.from(
+      'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n' +
+        '--b\r\nContent-Type: text/plain\r\n\r\nplain part\r\n' +
+        '--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA\r\n--b--\r\n',
+      'latin1',
+    );
+    const dones: string[] = [];
+    const screener = (owner: string, part: { index: number }) => ({
+      owner,
+      part,
+      screener: {
+        update: () => {
+          if (owner === 'thrower') throw new Error(`update threw in part ${part.index}`);
+        },
+        done: () => (dones.push(`${owner}@${part.index}`), { action: 'keep' as const }),
+      },
+    });
+    const walker = new MimeWalker<string>((part) => [screener('thrower', part), screener('fine', part)] as never, (s) => Promise.resolve(s.screener.done()));
+    await pipeline(Readable.from([raw]), new Splitter(), walker);
+    const results = await walker.results();
+    assert.deepEqual(
+      results.map((r) => [r.owner, r.part.index, r.error instanceof Error ? r.error.message : r.decision?.action]),
+      [
+        ['thrower', 1, 'update threw in part 1'],
+        ['fine', 1, 'keep'],
+        ['thrower', 2, 'update threw in part 2'],
+        ['fine', 2, 'keep'],
+      ],
+    );
+    assert.deepEqual(dones, ['fine@1', 'fine@2']);
+  });
 });

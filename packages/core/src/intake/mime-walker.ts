@@ -50,6 +50,8 @@ function isNested(node: MimeNode): boolean {
  */
 export class MimeWalker<Owner> extends Writable {
   private index = -1;
+  /** Screeners whose `update` threw, with what it threw (see `feed`). */
+  private readonly failed = new Map<AttachedScreener<Owner>, unknown>();
   /**
    * The leaf being read. A part in base64 or quoted-printable goes through mailsplit's decoder; any
    * other (7bit, 8bit, binary, unknown: mailsplit's own decoder for those is a PassThrough) goes
@@ -104,7 +106,7 @@ export class MimeWalker<Owner> extends Writable {
     }
     if (chunk.type === 'body' && this.current && !this.current.decoder) {
       const data = chunk.value;
-      if (data.length) for (const s of this.current.screeners) s.screener.update?.(data);
+      if (data.length) this.feed(this.current.screeners, data);
       return cb();
     }
     if (chunk.type === 'body' && this.current?.decoder) {
@@ -156,15 +158,31 @@ export class MimeWalker<Owner> extends Writable {
       return;
     }
     const decoder = node.getDecoder() as unknown as NodeJS.ReadWriteStream & { end(cb?: () => void): void };
-    decoder.on('data', (data: Buffer) => {
-      for (const s of screeners) s.screener.update?.(data);
-    });
+    decoder.on('data', (data: Buffer) => this.feed(screeners, data));
     // A listener for the decoder's whole life: bad base64 may error more than once.
     const ended = new Promise<void>((resolve, reject) => {
       decoder.once('end', resolve);
       decoder.on('error', reject);
     });
     this.current = { node, decoder, screeners, ended };
+  }
+
+  /**
+   * Gives a chunk to each screener. A plugin's `update` that throws fails that screener alone: its
+   * outcome is the error (the intake answers it as any plugin failure, fail closed), it gets nothing
+   * more, and `done` is not asked. Thrown out of `_write` or a decoder's 'data' listener, the error
+   * would be an uncaught exception and end the process.
+   */
+  private feed(screeners: readonly AttachedScreener<Owner>[], data: Buffer): void {
+    for (const s of screeners) {
+      if (!s.screener.update || this.failed.has(s)) continue;
+      try {
+        s.screener.update(data);
+      } catch (err) {
+        // Not a falsy value: an outcome without a decision or an error would read as "keep".
+        this.failed.set(s, err || new Error(`a part screener's update threw ${String(err)}`));
+      }
+    }
   }
 
   private async closeCurrent(): Promise<void> {
@@ -179,9 +197,10 @@ export class MimeWalker<Owner> extends Writable {
       });
     }
     for (const s of cur.screeners) {
+      const error = this.failed.get(s) ?? decodeError;
       this.outcomes.push(
-        decodeError
-          ? Promise.resolve({ owner: s.owner, part: s.part, error: decodeError })
+        error
+          ? Promise.resolve({ owner: s.owner, part: s.part, error })
           : this.runDone(s).then(
               (decision) => ({ owner: s.owner, part: s.part, decision }),
               (error: unknown) => ({ owner: s.owner, part: s.part, error }),

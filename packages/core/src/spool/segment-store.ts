@@ -261,7 +261,7 @@ export class SegmentStore {
       const t0 = performance.now();
       fdatasyncSync(seg.fd!);
       const took = performance.now() - t0;
-      if (took > (this.opts.blockingSyncMax ?? 50)) this.poolUntil = performance.now() + (this.opts.poolFor ?? 1000);
+      if (took > (this.opts.blockingSyncMax ?? 10)) this.poolUntil = performance.now() + (this.opts.poolFor ?? 1000);
       crashPoint('segment-synced');
       this.settle(seg, batch, locs, end);
     } catch (err) {
@@ -403,7 +403,11 @@ export interface SegmentStoreOptions {
   readonly segmentSize: number;
   readonly compactBelow: number;
   readonly compactAge: number;
-  /** An fdatasync on the event loop that takes longer (ms) sends the next batches through the thread pool. Default 50. */
+  /**
+   * An fdatasync on the event loop that takes longer (ms) sends the next batches through the thread pool. Default 10: an
+   * SSD's or a cached controller's takes ~1 ms; a disk that takes 10 ms (a spinning disk, a stalled one) would stall every
+   * session of the process that long per batch, where the pool keeps them served.
+   */
   readonly blockingSyncMax?: number;
   /** For how long (ms). Default 1000. */
   readonly poolFor?: number;
