@@ -438,4 +438,3 @@ export class DeliveryQueue {
     return true;
   }
 }
-

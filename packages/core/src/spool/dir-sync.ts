@@ -1,3 +1,4 @@
+import { closeSync, fsyncSync, openSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 
 /**
@@ -27,6 +28,19 @@ export class DirSync {
         });
     }
     return this.queued;
+  }
+
+  /**
+   * The same fsync, now, on the calling thread (the segment store's batch written from the event
+   * loop): durable on return for every rename made before the call.
+   */
+  syncNow(): void {
+    const fd = openSync(this.dir, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
   }
 
   private async runOnce(): Promise<void> {

@@ -1,4 +1,4 @@
-import { close, closeSync, createReadStream, createWriteStream, fdatasync, fdatasyncSync, fsyncSync, open as openFd, openSync, type WriteStream } from 'node:fs';
+import { close, createReadStream, createWriteStream, fdatasync, fdatasyncSync, open as openFd, openSync, type WriteStream } from 'node:fs';
 import { mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -317,12 +317,7 @@ export class SegmentStore {
     const seg = this.segment(this.next++);
     seg.fd = openSync(seg.path, 'wx', 0o640);
     // The new file's name must be durable before any record in it is acknowledged.
-    const dir = openSync(this.dir, 'r');
-    try {
-      fsyncSync(dir);
-    } finally {
-      closeSync(dir);
-    }
+    this.dirSync.syncNow();
     this.current = seg;
     return seg;
   }
