@@ -4,11 +4,13 @@ import os from 'node:os';
 import tls from 'node:tls';
 import path from 'node:path';
 import { RawSmtp, freePort, jsonLogLines, pollUntil, RelayProcess, selfSignedFiles } from '@portcullis/testkit';
+import { FILL } from '@portcullis/core/internal';
 import { adminGet, key, parseMetrics } from './support/admin.js';
 
 /**
  * `workers: 2`, a listener without PROXY protocol: the primary accepts the connection itself,
- * counts the per-address slot and hands the socket to the worker with the fewest open connections
+ * counts the per-address slot and hands the socket to a worker (the first with fewer than FILL open,
+ * else the one with the fewest open connections)
  * (packages/core/README.md, "Workers: the primary decides the slot when it accepts"). A second
  * listener with PROXY protocol keeps node:cluster's path (the worker asks after the header), and
  * both count in the one table of the primary.
@@ -132,25 +134,31 @@ describe('workers: 2, the primary deciding the per-address slot when it accepts'
     await closeAll();
   });
 
-  it('puts a new long-held connection on the worker with the fewest open ones (least connections, not turns)', async () => {
-    const a = await RawSmtp.connect(port, '127.0.0.1', '127.0.0.11');
-    held.push(a);
-    assert.match(await a.read(), /^220 /);
-    const afterA = await openPerWorker();
-    const wa = afterA.indexOf(1);
-    assert.ok(wa >= 0 && afterA[1 - wa] === 0, `one connection, on one worker: ${afterA}`);
-    const b = await RawSmtp.connect(port, '127.0.0.1', '127.0.0.12');
-    held.push(b);
-    assert.match(await b.read(), /^220 /);
-    assert.deepEqual(await openPerWorker(), [1, 1], 'the second on the other worker');
-    // B's worker now holds none: a new connection goes there, where turns alone would send it to A's.
-    b.close();
-    assert.ok(await pollUntil(async () => (await openPerWorker())[1 - wa] === 0, 10_000));
+  it(`fills worker 1 to ${FILL} open connections, then puts each new one on the worker with the fewest open (least connections, not turns)`, async () => {
+    const hold = async (client: string) => {
+      const c = await RawSmtp.connect(port, '127.0.0.1', client);
+      held.push(c);
+      assert.match(await c.read(), /^220 /);
+      return c;
+    };
+    await hold('127.0.0.11');
+    assert.deepEqual(await openPerWorker(), [1, 0], 'the first on worker 1');
+    await hold('127.0.0.12');
+    assert.deepEqual(await openPerWorker(), [2, 0], 'the second on worker 1 too: it has fewer than FILL open');
+    const c = await hold('127.0.0.13');
+    assert.deepEqual(await openPerWorker(), [2, 1], 'worker 1 is full: the third on worker 2');
+    await hold('127.0.0.11');
+    assert.deepEqual(await openPerWorker(), [2, 2], 'worker 2 fills too');
+    await hold('127.0.0.12');
+    assert.deepEqual(await openPerWorker(), [3, 2], 'both full, equal: the first');
+    await hold('127.0.0.13');
+    assert.deepEqual(await openPerWorker(), [3, 3], 'then the one with fewer open');
+    // One of worker 2's closes: a new connection goes there (fewer open), though worker 1 is first.
+    c.close();
+    assert.ok(await pollUntil(async () => (await openPerWorker())[1] === 2, 10_000));
     await new Promise((r) => setTimeout(r, 200));
-    const c = await RawSmtp.connect(port, '127.0.0.1', '127.0.0.13');
-    held.push(c);
-    assert.match(await c.read(), /^220 /);
-    assert.deepEqual(await openPerWorker(), [1, 1], 'the third joined the worker that had none open');
+    await hold('127.0.0.19');
+    assert.deepEqual(await openPerWorker(), [3, 3], 'the new one joined the worker with fewer open');
     await closeAll();
   });
 
@@ -179,11 +187,15 @@ describe('workers: 2, the primary deciding the per-address slot when it accepts'
   });
 
   it('frees the slots of the connections a SIGKILLed worker held, so the same address is admitted again', async () => {
+    // One connection from elsewhere first, so that of 127.0.0.14's two the first fills worker 1 and the second goes to worker 2.
+    const other = await RawSmtp.connect(port, '127.0.0.1', '127.0.0.20');
+    held.push(other);
+    assert.match(await other.read(), /^220 /);
     const { clients, replies } = await RawSmtp.openMany(port, '127.0.0.14', LIMIT + 1);
     held.push(...clients);
     assert.equal(replies[LIMIT], REFUSAL, 'at the limit before the kill');
     const open = await openPerWorker();
-    assert.deepEqual(open, [1, 1], 'one held on each worker');
+    assert.deepEqual(open, [2, 1], 'one of 127.0.0.14 held on each worker (and the other address on worker 1)');
     const readyBefore = lines().filter((l) => /^worker 1 replaced/.test(String(l['msg']))).length;
     process.kill(pidOf(1), 'SIGKILL');
     // Exactly one of the two held connections was on worker 1: it dies with it.
@@ -196,7 +208,7 @@ describe('workers: 2, the primary deciding the per-address slot when it accepts'
     held.push(over);
     assert.equal(await over.read(), REFUSAL, 'and the survivor\'s still counts: the limit holds at 2');
     const freed = lines().find((l) => l['msg'] === 'worker gone: its connection slots are free again' && l['worker'] === 1);
-    assert.equal(freed?.['slots'], 1);
+    assert.equal(freed?.['slots'], 2, "127.0.0.14's and the other address's");
     await closeAll();
   });
 });

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { simpleParser } from 'mailparser';
-import { buildMessage, CaptureServer, messageIds, RawSmtp, sendLoad, sendMail, sendNumbered, sinkRelayConfig, freePort, jsonLogLines, pollUntil, RelayProcess, runCli } from '@portcullis/testkit';
+import { buildMessage, CaptureServer, messageIds, RawSmtp, sendLoad, sendNumbered, sinkRelayConfig, freePort, jsonLogLines, pollUntil, RelayProcess, runCli } from '@portcullis/testkit';
 import { adminGet, parseMetrics } from './support/admin.js';
 
 
@@ -190,12 +190,24 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
         { use: 'attachments', with: { action: 'quarantine', block: ['exe'], quarantine: { dir: quarantine } } },
       ],
     });
-    // Four messages, each on its own connection (round-robin: both workers quarantine), each with different binary bytes.
+    // Four messages, each with different binary bytes, each on its own connection, the four open at
+    // once: the primary fills worker 1 with two and gives worker 2 the other two, so both quarantine.
     const programs = Array.from({ length: 4 }, (_, i) => Buffer.concat([Buffer.from(`MZ program ${i}\r\n.\r\n`), randomBytes(3000)]));
-    for (const [i, program] of programs.entries()) {
-      const raw = await buildMessage({ from: 'alice@sender.test', to: 'bob@example.com', subject: `tool ${i}`, messageId: `<tool-${i}@sender.test>`, attachments: [{ filename: `tool${i}.exe`, content: program, contentType: 'application/octet-stream' }] });
-      const r = await sendMail({ port, from: 'alice@sender.test', to: 'bob@example.com', raw });
-      assert.match(r.response, /^250 /);
+    const { clients, replies } = await RawSmtp.openMany(port, '127.0.0.1', 4);
+    try {
+      assert.deepEqual(replies.map((r) => r.slice(0, 4)), ['220 ', '220 ', '220 ', '220 ']);
+      for (const [i, program] of programs.entries()) {
+        const raw = await buildMessage({ from: 'alice@sender.test', to: 'bob@example.com', subject: `tool ${i}`, messageId: `<tool-${i}@sender.test>`, attachments: [{ filename: `tool${i}.exe`, content: program, contentType: 'application/octet-stream' }] });
+        const c = clients[i]!;
+        assert.match(await c.cmd('EHLO client.test'), /^250/);
+        assert.match(await c.cmd('MAIL FROM:<alice@sender.test>'), /^250 /);
+        assert.match(await c.cmd('RCPT TO:<bob@example.com>'), /^250 /);
+        assert.match(await c.cmd('DATA'), /^354 /);
+        // The MIME body is base64 and ASCII: dot-stuffing is all the transparency it needs.
+        assert.match(await c.cmd(raw.toString('latin1').replace(/^\./gm, '..').replace(/(\r\n)?$/, '\r\n.')), /^250 /);
+      }
+    } finally {
+      for (const c of clients) c.close();
     }
     assert.ok(await pollUntil(() => sink.messages.length === 4, 20_000), 'the four stripped messages arrived');
     assert.ok(sink.messages.every((m) => /An attachment was removed from this message by the mail relay\./.test(m.raw.toString()) && programs.every((p) => !m.raw.toString().includes(p.subarray(0, 45).toString('base64')))), 'each without its attachment');
@@ -280,7 +292,7 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
         open.push(c);
         assert.match(await c.read(10_000), /^220 /);
       }
-      // Round-robin put the three on both workers (2 + 1): the limit counts them together.
+      // The primary put the three on both workers (2 + 1: it fills worker 1 to two first): the limit counts them together.
       const m = parseMetrics((await adminGet(adminPort, '/metrics')).body);
       const perWorker = [m.get('portcullis_worker_connections_open{worker="1"}'), m.get('portcullis_worker_connections_open{worker="2"}')];
       assert.deepEqual([...perWorker].sort(), [1, 2], `open per worker: ${perWorker.join(' / ')}`);

@@ -43,6 +43,7 @@ export { WorkerSide, workerConfig } from './cluster/worker-side.js';
 // The worker's environment (set by the primary) has a file of its own, which the primary imports without worker-side's spool and delivery parts.
 export { workerIndexFromEnv, adoptedFromEnv, handedFromEnv } from './cluster/worker-env.js';
 export { AdoptedShards } from './cluster/adopted-shards.js';
+export { FILL } from './cluster/handoff.js';
 export { fanOut, type QueueTarget } from './cluster/fan-out.js';
 export { workerCount, shardDir, existingShards, orphanAssignment } from './cluster/shards.js';
 export { stdoutDestination } from './telemetry/logger.js';

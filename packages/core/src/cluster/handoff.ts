@@ -50,6 +50,13 @@ interface Accepted {
   sent(): void;
 }
 
+/**
+ * A worker with fewer handed connections open than this takes the next one before the workers after
+ * it (see "Which worker" on `ConnectionHandoff`). 2, not 1: at one connection at a time the previous
+ * connection's release notice is often still on its way when the next is accepted.
+ */
+export const FILL = 2;
+
 /** Connections accepted while no worker is ready (at start, or every worker being replaced) wait here, at most this many. */
 const MAX_WAITING = 1024;
 
@@ -66,18 +73,20 @@ const MAX_WAITING = 1024;
  * slot request and its answer) this is one message out and the ACK back, plus the release: no round
  * trip before the greeting.
  *
- * Which worker: the one with the fewest handed connections still open (leases out), ties in turn.
- * Fewest-open keeps long sessions from piling on one worker while the other sits idle (round-robin
- * counts arrivals, not what is still open); the turn on ties matters when connections are short
- * (all counts are 0 at most accepts), where "lowest index first" would send everything to worker 1
- * and leave the other cold (a burst must reach both: test/workers-limits.test.ts).
+ * Which worker: the first (in index order) with fewer than `FILL` handed connections open (leases
+ * out); when every worker has that many, the one with the fewest open, ties to the first. Measured
+ * (packages/core/README.md, "Which worker"): with short connections one after another, spreading
+ * them over the workers doubled the CPU per message (each worker idles between its turns and wakes
+ * cold), and the release notice of the last connection often arrives after the next accept, so
+ * "fewest open" alone alternates. Filling the first worker keeps a light load on one warm process;
+ * past `FILL` each new connection goes where the fewest are open, so a burst, and any load that
+ * keeps connections open, reaches every worker, and long sessions do not pile up on one.
  */
 export class ConnectionHandoff {
   private readonly servers: net.Server[] = [];
   private readonly waiting: Array<{ listener: number; socket: Accepted }> = [];
   /** Connections given to `send` and not yet sent, per worker: closed if that worker dies first (nothing leaks). */
   private readonly inFlight = new Map<number, Set<Accepted>>();
-  private turn = 0;
   private closed = false;
 
   constructor(private readonly o: HandoffOptions) {}
@@ -137,12 +146,11 @@ export class ConnectionHandoff {
     if (!targets.length) return undefined;
     let best: HandoffTarget | undefined;
     let bestOpen = Infinity;
-    for (let k = 0; k < targets.length; k++) {
-      const t = targets[(this.turn + k) % targets.length]!;
+    for (const t of targets) {
       const open = this.o.state.handedTo(t.index);
+      if (open < FILL) return t;
       if (open < bestOpen) (best = t), (bestOpen = open);
     }
-    this.turn = (targets.indexOf(best!) + 1) % targets.length;
     return best;
   }
 

@@ -65,7 +65,8 @@ export class RawSmtp {
   /**
    * Opens `n` connections from `localAddress` to `host:port` one after the other, each greeted (or
    * refused) before the next is opened, and leaves them all open: the shape of a per-address
-   * concurrency test (with node:cluster's round-robin the connections alternate between workers).
+   * concurrency test (in the worker mode, open at once they spread over the workers: the primary's
+   * handoff fills worker 1 with two, then goes where the fewest are open; node:cluster alternates).
    * Returns the clients (the caller closes them) and each connection's first reply, in order.
    */
   static async openMany(port: number, localAddress: string, n: number, host = '127.0.0.1'): Promise<{ clients: RawSmtp[]; replies: string[] }> {
