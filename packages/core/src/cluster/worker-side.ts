@@ -11,7 +11,7 @@ import { answerMetrics } from './metrics-aggregate.js';
 import { answerReadiness } from './readiness-aggregate.js';
 import { shardDir } from './shards.js';
 import { isHandoff } from './worker-env.js';
-import { StateMessages } from '../services/ipc-state.js';
+import { ReleaseBatch, StateMessages } from '../services/ipc-state.js';
 
 /**
  * The configuration a worker runs: the file's, with the worker's own spool shard and no log file
@@ -30,7 +30,7 @@ export function workerConfig(config: RelayConfig, configDir: string, index: numb
  */
 export class WorkerSide {
   /** Releases of handed slots, sent as one notice at the end of the event-loop turn (as IpcState's own). */
-  private releases: number[] = [];
+  private readonly releases: ReleaseBatch;
   private readonly onMessage = (m: unknown, handle: unknown) => this.handoff(m, handle);
 
   constructor(
@@ -39,6 +39,7 @@ export class WorkerSide {
     private readonly adopted: AdoptedShards,
     private readonly channel: IpcChannel,
   ) {
+    this.releases = new ReleaseBatch((tokens) => channel.notify(StateMessages.release, { tokens }));
     channel.handle('control', (req) => this.control(req as ControlRequest));
     channel.handle('status', async () => ({ worker: index, ...(await relay.status()), adopted: adopted.stats() }));
     // The primary's /readyz and /metrics ask every worker (readiness-aggregate.ts, metrics-aggregate.ts).
@@ -56,8 +57,7 @@ export class WorkerSide {
     const release = () => {
       if (!held) return;
       held = false;
-      this.releases.push(token);
-      if (this.releases.length === 1) setImmediate(() => this.channel.notify(StateMessages.release, { tokens: this.releases.splice(0) }));
+      this.releases.add(token);
     };
     // No socket (closed between the primary's send and here): the slot goes back at once.
     if (!handle) return release();

@@ -28,6 +28,35 @@ export interface IpcStateOptions {
 }
 
 /**
+ * Slot releases for the primary, batched per event-loop turn: the turn's tokens go as one
+ * `state.release` notice at its end (`setImmediate`), unless a message sent before then took them
+ * (`take`). The worker's own leases (IpcState) and the slots the primary granted with a handed
+ * connection (cluster/worker-side.ts) each have one.
+ */
+export class ReleaseBatch {
+  private tokens: number[] = [];
+
+  constructor(private readonly send: (tokens: number[]) => void) {}
+
+  add(token: number): void {
+    this.tokens.push(token);
+    if (this.tokens.length > 1) return;
+    setImmediate(() => {
+      const tokens = this.take();
+      if (tokens) this.send(tokens);
+    });
+  }
+
+  /** The queued tokens, for a message that carries them (and so no longer queued). */
+  take(): number[] | undefined {
+    if (!this.tokens.length) return undefined;
+    const tokens = this.tokens;
+    this.tokens = [];
+    return tokens;
+  }
+}
+
+/**
  * Shared state for a worker process when no Redis is configured: the primary holds one memory
  * store for every worker (ClusterStateHost) and answers over IPC, so a limit of N per address is N
  * across all workers, not N × workers.
@@ -45,8 +74,13 @@ export class IpcState implements SharedState {
   private fallbacks = 0;
   private outage = false;
   private nextToken = 1;
-  /** Release notices waiting for the end of this event-loop turn (a closing connection gives back up to three slots at once). */
-  private releases: number[] = [];
+  /**
+   * Release notices waiting for the end of this event-loop turn (a closing connection gives back up
+   * to three slots at once), or riding on an acquire sent before then (under load a connection closes
+   * and the next one is admitted in the same turn: one message to the primary instead of two, and the
+   * slots are freed before that acquire is counted, never later than the notice would have freed them).
+   */
+  private readonly releases = new ReleaseBatch((tokens) => this.transport.notify(StateMessages.release, { tokens }));
 
   constructor(private readonly transport: StateTransport, private readonly log: Logger, opts: IpcStateOptions = {}) {
     this.timeoutMs = opts.timeoutMs ?? 1000;
@@ -60,31 +94,6 @@ export class IpcState implements SharedState {
       }
       return v;
     });
-  }
-
-  /**
-   * Queues a release notice; the turn's releases go as one message at the end of the turn, or ride
-   * on an acquire sent before then (under load a connection closes and the next one is admitted in
-   * the same turn: one message to the primary instead of two, and the slots are freed before that
-   * acquire is counted, never later than the notice would have freed them).
-   */
-  private release(token: number): void {
-    this.releases.push(token);
-    if (this.releases.length > 1) return;
-    setImmediate(() => {
-      if (!this.releases.length) return;
-      const tokens = this.releases;
-      this.releases = [];
-      this.transport.notify(StateMessages.release, { tokens });
-    });
-  }
-
-  /** The queued releases, for an acquire to carry (and so no longer queued). */
-  private takeReleases(): number[] | undefined {
-    if (!this.releases.length) return undefined;
-    const tokens = this.releases;
-    this.releases = [];
-    return tokens;
   }
 
   private degraded(err: unknown): void {
@@ -123,7 +132,7 @@ export class IpcState implements SharedState {
       limit,
       acquire: async (key) => {
         const token = this.nextToken++;
-        const releases = this.takeReleases();
+        const releases = this.releases.take();
         let granted: boolean;
         try {
           granted = await this.ask<boolean>(StateMessages.acquire, releases ? { name, limit, key, token, releases } : { name, limit, key, token });
@@ -131,8 +140,8 @@ export class IpcState implements SharedState {
           this.degraded(err);
           // A grant that arrives after the timeout must not hold a slot for ever; and the releases
           // this request carried go again as a notice (a release the primary already applied is a no-op).
-          for (const t of releases ?? []) this.release(t);
-          this.release(token);
+          for (const t of releases ?? []) this.releases.add(t);
+          this.releases.add(token);
           return local.acquire(key);
         }
         if (!granted) return undefined;
@@ -142,7 +151,7 @@ export class IpcState implements SharedState {
           release: () => {
             if (!held) return;
             held = false;
-            this.release(token);
+            this.releases.add(token);
           },
         };
         return lease;
