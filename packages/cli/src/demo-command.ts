@@ -3,9 +3,9 @@ import { ConfigError, createLogger, parseConfig, Relay, type RelayConfigInput } 
 import { cliPackageDir } from './cli-package.js';
 import { pluginPath } from './project-import.js';
 import { DemoNextHop } from './demo-next-hop.js';
-import { ExitCode } from './exit-codes.js';
 import { reportConfigError } from './load-relay.js';
-import { exit, runRelay } from './run-relay.js';
+import { exit, ExitCode } from './exit-codes.js';
+import { runRelay } from './run-relay.js';
 
 export interface DemoOptions {
   readonly port: number;

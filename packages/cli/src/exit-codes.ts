@@ -18,3 +18,23 @@ export const ExitCode = {
 export function exitCodeForSignal(signal: NodeJS.Signals): number {
   return signal === 'SIGINT' ? 130 : signal === 'SIGTERM' ? 143 : 1;
 }
+
+/**
+ * Flushes the (asynchronous) log destination, then exits with `code`; at most 500 ms later if the
+ * flush does not call back. Here, beside the codes, so that both `start` paths (run-relay.ts,
+ * start-primary.ts) and `demo` share it without importing each other.
+ */
+export function exit(log: { flush(cb?: (err?: Error) => void): void }, code: number): void {
+  let done = false;
+  const go = () => {
+    if (done) return;
+    done = true;
+    process.exit(code);
+  };
+  try {
+    log.flush(() => go());
+  } catch {
+    go();
+  }
+  setTimeout(go, 500).unref();
+}

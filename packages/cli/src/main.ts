@@ -14,7 +14,7 @@
 import path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { cliVersion } from './cli-package.js';
-import { ExitCode } from './exit-codes.js';
+import { exit, ExitCode } from './exit-codes.js';
 import type { Logger } from './load-relay.js';
 import { importFromProject, MissingPackageError } from './project-import.js';
 
@@ -33,7 +33,7 @@ function port(value: string): number {
 
 /** Exits with `code` once the logger (if any) has written everything. */
 async function finish(code: number, log?: Logger): Promise<void> {
-  if (log) (await import('./run-relay.js')).exit(log, code);
+  if (log) exit(log, code);
   else process.exit(code);
 }
 

@@ -1,6 +1,6 @@
 import type { Relay } from '@portcullis/core';
 import type { AdoptedShards, IpcChannel } from '@portcullis/core/internal';
-import { ExitCode, exitCodeForSignal } from './exit-codes.js';
+import { exit, ExitCode, exitCodeForSignal } from './exit-codes.js';
 import type { Logger } from './load-relay.js';
 
 export interface RunOptions {
@@ -99,22 +99,6 @@ export async function runRelay({ relay, log, onReady, onStopped, worker, adopt }
   }
   log.info({ pid: process.pid, listeners: relay.addresses(), plugins: relay.driver.plugins.map((p) => p.instance.name) }, 'ready');
   await onReady?.();
-}
-
-/** Flushes the (asynchronous) log destination, then exits. */
-export function exit(log: Logger, code: number): void {
-  let done = false;
-  const go = () => {
-    if (done) return;
-    done = true;
-    process.exit(code);
-  };
-  try {
-    log.flush(() => go());
-  } catch {
-    go();
-  }
-  setTimeout(go, 500).unref();
 }
 
 /**

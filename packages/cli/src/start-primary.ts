@@ -1,8 +1,7 @@
 import path from 'node:path';
 import { ClusterPrimary, createLogger, openLogDestination, workerCount, type Logger } from '@portcullis/core/primary';
 import { reportConfigError } from './config-report.js';
-import { ExitCode, exitCodeForSignal } from './exit-codes.js';
-import { exit } from './run-relay.js';
+import { exit, ExitCode, exitCodeForSignal } from './exit-codes.js';
 import { CheckedConfigError, validateApart } from './validate-apart.js';
 
 /**
