@@ -68,7 +68,7 @@ export class BurstStats {
     const l = this.latencies;
     if (!l.length) return;
     const sorted = Float64Array.from(l).sort();
-    const q = (p: number) => sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]!;
+    const q = (p: number) => nearestRank(sorted, p);
     // The first reply's CPU reading happens after its own work: the CPU between the first and the
     // last reading belongs to the replies after the first, up to that reading.
     const n = l.length;
@@ -97,4 +97,9 @@ function cpuMs(): number {
 function round(v: number, d: number): number {
   const f = 10 ** d;
   return Math.round(v * f) / f;
+}
+
+/** The nearest-rank percentile `p` (0–1) of ascending `sorted` (not empty). */
+export function nearestRank(sorted: ArrayLike<number>, p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]!;
 }

@@ -11,6 +11,7 @@
  * recipient is `<random>@hosted.example` (relay-main's hosted domain), the sender a@source.example.
  */
 import net from 'node:net';
+import { nearestRank } from './burst-stats.js';
 
 const PHASES = ['connect', 'greeting', 'ehlo', 'mail', 'rcpt', 'data', 'end of data', 'quit', 'session'] as const;
 type Phase = (typeof PHASES)[number];
@@ -79,8 +80,6 @@ function session(port: number, body: string, into: Map<Phase, number[]>): Promis
   });
 }
 
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
-
 async function main(): Promise<void> {
   const port = opt('--port', 0);
   if (!port) throw new Error('--port is required');
@@ -98,7 +97,7 @@ async function main(): Promise<void> {
   for (const [phase, list] of times) {
     const sorted = [...list].sort((a, b) => a - b);
     const mean = list.reduce((a, b) => a + b, 0) / list.length;
-    process.stdout.write(`${phase}\t${percentile(sorted, 0.5).toFixed(3)}\t${percentile(sorted, 0.9).toFixed(3)}\t${mean.toFixed(3)}\n`);
+    process.stdout.write(`${phase}\t${nearestRank(sorted, 0.5).toFixed(3)}\t${nearestRank(sorted, 0.9).toFixed(3)}\t${mean.toFixed(3)}\n`);
   }
 }
 

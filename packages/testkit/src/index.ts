@@ -21,7 +21,7 @@ export { selfSignedFiles } from './servers/tls.js';
 export { freePort, pollUntil, waitForPort, waitUntil } from './clients/ports.js';
 export { sendNumbered, sendLoad, messageIds, type SendOutcome, type NumberedMessageOptions, type LoadOptions } from './clients/message-load.js';
 export { sinkRelayConfig, type SinkRelayConfigOptions } from './relays/sink-relay-config.js';
-export { rawSend, rcptReplies, rcptReply, type RawSendOptions, type RawSendResult, type RcptRepliesOptions } from './clients/raw-exchange.js';
+export { rawSend, rawTransaction, rcptReplies, rcptReply, type RawSendOptions, type RawSendResult, type RcptRepliesOptions } from './clients/raw-exchange.js';
 export { hostedRelay, type HostedRelay, type HostedRelayOptions } from './relays/hosted-relay.js';
 export { RedisServer } from './servers/redis-server.js';
 export { RelayProcess, CLI, jsonLogLines, runCli, type CliResult, type RelayProcessOptions } from './relays/relay-process.js';

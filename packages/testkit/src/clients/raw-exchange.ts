@@ -29,30 +29,39 @@ export async function rawSend(port: number, message: string | Buffer, opts: RawS
   const c = await RawSmtp.connect(port, '127.0.0.1', opts.localAddress ?? '127.0.0.7');
   try {
     await c.read();
-    await c.cmd('EHLO client.test');
-    const mail = await c.cmd(`MAIL FROM:<${opts.from ?? 'alice@remote.test'}>`);
-    if (!mail.startsWith('250')) return { reply: mail, ms: 0, client: c };
-    const rcpt = await c.cmd(`RCPT TO:<${opts.rcpt ?? 'bob@example.com'}>`);
-    if (!rcpt.startsWith('250')) return { reply: rcpt, ms: 0, client: c };
-    const data = await c.cmd('DATA');
-    if (!data.startsWith('354')) return { reply: data, ms: 0, client: c };
-    const buf = Buffer.isBuffer(message) ? message : Buffer.from(message, 'latin1');
-    const stuffed = Buffer.from(buf.toString('latin1').replace(/(^|\r\n)\./g, '$1..'), 'latin1');
-    const all = Buffer.concat([stuffed, Buffer.from(stuffed.subarray(-2).toString() === '\r\n' ? '.\r\n' : '\r\n.\r\n')]);
-    const t0 = Date.now();
-    const cut = opts.tail ? all.length - opts.tail : all.length;
-    const step = opts.chunk ?? cut;
-    for (let i = 0; i < cut; i += step) c.write(all.subarray(i, Math.min(cut, i + step)));
-    if (opts.tail) {
-      await new Promise((r) => setTimeout(r, 50));
-      c.write(all.subarray(cut));
-    }
-    const reply = await c.read(opts.timeoutMs ?? 10_000);
-    return { reply, ms: Date.now() - t0, client: c };
+    return await rawTransaction(c, message, opts);
   } catch (err) {
     c.close();
     throw err;
   }
+}
+
+/**
+ * `rawSend`'s transaction on a connection already open and greeted (a test that opens its
+ * connections first, e.g. with `RawSmtp.openMany`, to have them open at once). `localAddress` does
+ * not apply; the connection stays open, as with `rawSend`.
+ */
+export async function rawTransaction(c: RawSmtp, message: string | Buffer, opts: Omit<RawSendOptions, 'localAddress'> = {}): Promise<RawSendResult> {
+  await c.cmd('EHLO client.test');
+  const mail = await c.cmd(`MAIL FROM:<${opts.from ?? 'alice@remote.test'}>`);
+  if (!mail.startsWith('250')) return { reply: mail, ms: 0, client: c };
+  const rcpt = await c.cmd(`RCPT TO:<${opts.rcpt ?? 'bob@example.com'}>`);
+  if (!rcpt.startsWith('250')) return { reply: rcpt, ms: 0, client: c };
+  const data = await c.cmd('DATA');
+  if (!data.startsWith('354')) return { reply: data, ms: 0, client: c };
+  const buf = Buffer.isBuffer(message) ? message : Buffer.from(message, 'latin1');
+  const stuffed = Buffer.from(buf.toString('latin1').replace(/(^|\r\n)\./g, '$1..'), 'latin1');
+  const all = Buffer.concat([stuffed, Buffer.from(stuffed.subarray(-2).toString() === '\r\n' ? '.\r\n' : '\r\n.\r\n')]);
+  const t0 = Date.now();
+  const cut = opts.tail ? all.length - opts.tail : all.length;
+  const step = opts.chunk ?? cut;
+  for (let i = 0; i < cut; i += step) c.write(all.subarray(i, Math.min(cut, i + step)));
+  if (opts.tail) {
+    await new Promise((r) => setTimeout(r, 50));
+    c.write(all.subarray(cut));
+  }
+  const reply = await c.read(opts.timeoutMs ?? 10_000);
+  return { reply, ms: Date.now() - t0, client: c };
 }
 
 export interface RcptRepliesOptions {
