@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import { replyError, Replies } from '../api/verdicts.js';
 import { goodbye, type Connections } from '../listen/connections.js';
@@ -78,6 +79,26 @@ export class DataPhase {
     return done;
   }
 
+  /**
+   * Hands a committed message to the delivery queue once its 250 has been written, not before:
+   * `queue.add` starts the first attempt at once, and that attempt's synchronous part (routing, taking
+   * a pooled connection, the first command to the next hop) used to run ahead of the client's reply,
+   * and ahead of every other reply of the same spool batch. A tick callback runs after the promise
+   * chain that writes the 250 and before any other I/O callback of the process, so to everything
+   * outside this chain the message is in the queue as soon as its 250 is on the wire, as before.
+   * It is already on disk: should the add throw, the message is logged and still delivered after a
+   * restart (the spool is the queue), and the process does not crash.
+   */
+  private startDelivery(m: SpooledMessage, log: Logger): void {
+    process.nextTick(() => {
+      try {
+        this.ctx.queue.add(m);
+      } catch (err) {
+        log.error({ err, id: m.meta.id }, 'committed message not handed to the delivery queue (it is delivered after a restart)');
+      }
+    });
+  }
+
   private async receive(stream: SMTPServerDataStream, raw: SMTPServerSession, signal: StopSignal, cb: DataCallback): Promise<void> {
     const s = this.sessions.get(raw.id)!;
     const txn = s.txn!;
@@ -93,7 +114,7 @@ export class DataPhase {
         spool: this.ctx.spool,
         log: lazyChild(s.log, { txn: txn.id }),
         headers: () => receivedHeader(s, txn) + txn.added.join(''),
-        onCommitted: (m) => this.ctx.queue.add(m),
+        onCommitted: (m) => this.startDelivery(m, s.log),
         meta: {
           id: txn.id,
           mailFrom: txn.mailFrom.address,
