@@ -179,7 +179,7 @@ export class ContentInspector {
     const out = emptyInspection();
     const { label, depth } = this.opts;
     const prefix = this.prefix();
-    const sniffed = await sniff(prefix, this.opts.named !== false || !this.opts.isText, true);
+    const sniffed = await sniff(prefix, { allowShebang: this.opts.named !== false || !this.opts.isText, findingsOnly: true });
     if (sniffed.kind) out.findings.push({ kind: sniffed.kind, reason: `${label} is ${describeType(sniffed.type, sniffed.kind)}` });
     if (this.ole?.found) out.findings.push({ kind: 'macro', reason: `${label} is an Office document with macros` });
     if (this.active?.found) out.findings.push({ kind: 'script', reason: `${label} is ${this.active.kind === 'svg' ? 'an SVG image with active content' : 'HTML with script'} (${this.active.found})` });
@@ -188,7 +188,7 @@ export class ContentInspector {
       for (const block of this.uu.finish()) {
         const blockLabel = `uuencoded file "${displayName(block.name)}" in ${label}`;
         out.names.push({ name: block.name, label: blockLabel });
-        const s = await sniff(block.prefix, true, true);
+        const s = await sniff(block.prefix, { findingsOnly: true });
         if (s.kind) out.findings.push({ kind: s.kind, reason: `${blockLabel} is ${describeType(s.type, s.kind)}` });
       }
     }

@@ -149,14 +149,23 @@ function byteAt(b: Uint8Array, i: number): number {
   return i < b.length ? b[i]! : 0;
 }
 
+/** What `sniff` looks for. */
+export interface SniffOptions {
+  /** A leading `#!` makes a script. Default true; false for nameless text bodies: a message that starts with `#!` is prose. */
+  readonly allowShebang?: boolean;
+  /**
+   * Outside the zip branch, file-type is asked only when the prefix may be a type that raises a
+   * finding (`fileTypeMayFlag`); other types then come back without a `type`. Default false.
+   */
+  readonly findingsOnly?: boolean;
+}
+
 /**
  * Classifies a file by its first bytes: file-type (a maintained signature library) first, then the
  * few signatures it leaves out (shebang scripts, ISO 9660, VHD/VHDX).
- * `allowShebang` is false for nameless text bodies: a message that starts with `#!` is prose.
- * `findingsOnly`: outside the zip branch, file-type is asked only when the prefix may be a type
- * that raises a finding (`fileTypeMayFlag`); other types then come back without a `type`.
  */
-export async function sniff(prefix: Buffer, allowShebang = true, findingsOnly = false): Promise<Sniffed> {
+export async function sniff(prefix: Buffer, opts: SniffOptions = {}): Promise<Sniffed> {
+  const { allowShebang = true, findingsOnly = false } = opts;
   if (!prefix.length) return {};
   if (looksLikeZip(prefix)) {
     const ft = await safeFileType(prefix);

@@ -112,7 +112,7 @@ describe('the file-type gate (fileTypeMayFlag)', function () {
       for (const [how, b] of [['bare', data], ['after a BOM', Buffer.concat([BOM, data])], ['behind ID3', behindId3(data)]] as const) {
         assert.ok(fileTypeMayFlag(b), `${ext} ${how}`);
         // Through sniff as a nameless text body would be (no #!, findings only); a bare zip takes sniff's zip branch.
-        const sn = await sniff(b, false, true);
+        const sn = await sniff(b, { allowShebang: false, findingsOnly: true });
         if (how === 'bare' || !isZip(data) || how === 'after a BOM') assert.equal(sn.kind, kindOfType(ext), `${ext} ${how}: ${JSON.stringify(sn)}`);
       }
       FILE_TYPE_MARKS.forEach((m, i) => {
@@ -177,11 +177,11 @@ describe('the file-type gate (fileTypeMayFlag)', function () {
   });
 
   it('a nameless text body that is a program is still caught, and plain text is not', async () => {
-    assert.equal((await sniff(f.pe('gate'), false, true)).kind, 'executable');
-    assert.equal((await sniff(Buffer.concat([BOM, f.elf('gate')]), false, true)).kind, 'executable');
-    assert.deepEqual(await sniff(latin1('Hello Bob,\r\n'), false, true), {});
+    assert.equal((await sniff(f.pe('gate'), { allowShebang: false, findingsOnly: true })).kind, 'executable');
+    assert.equal((await sniff(Buffer.concat([BOM, f.elf('gate')]), { allowShebang: false, findingsOnly: true })).kind, 'executable');
+    assert.deepEqual(await sniff(latin1('Hello Bob,\r\n'), { allowShebang: false, findingsOnly: true }), {});
     // Without findingsOnly, sniff still names harmless types.
     assert.equal((await sniff(f.png())).type, 'png');
-    assert.equal((await sniff(f.png(), true, true)).type, undefined);
+    assert.equal((await sniff(f.png(), { findingsOnly: true })).type, undefined);
   });
 });
