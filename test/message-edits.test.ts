@@ -94,6 +94,21 @@ describe('txn.edits: plugins edit the message and its envelope at end of data', 
     );
   });
 
+  it('commits a small message with header edits only to a spool segment, in memory, like one without edits (no file of its own)', async () => {
+    const before = sink.messages.length;
+    script = (txn, stage) => {
+      if (stage === 'message') txn.edits.insertHeader(0, 'X-Signed', 'in memory');
+    };
+    const spool = relay.relay.spool;
+    const batches = spool.segmentBatches;
+    const r = await send('From: a@remote.test\r\nSubject: s\r\n\r\nbody\r\n');
+    assert.equal(r.code, 250, r.response);
+    assert.equal(spool.segmentBatches, batches + 1, 'one segment batch for this message (the file path writes none)');
+    await sink.waitFor(before + 1);
+    assert.equal(afterReceived(sink.messages.at(-1)!.raw), 'X-Signed: in memory\r\nFrom: a@remote.test\r\nSubject: s\r\n\r\nbody\r\n');
+    assert.deepEqual(readdirSync(path.join(relay.spoolDir, 'tmp')), [], 'no temp file left');
+  });
+
   it('folds a value with line breaks so it cannot start a field of its own, and refuses a bad name with 451 4.3.0', async () => {
     script = (txn, stage) => {
       if (stage === 'message') txn.edits.appendHeader('X-Note', 'one\r\nBcc: evil@example.org\n\n\tindented\r');

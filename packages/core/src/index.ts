@@ -39,7 +39,7 @@ export { createLogger } from './telemetry/logger.js';
 export { toAddress, domainOf } from './session/address.js';
 export { createMimeSplitter, MimeLimitError, isMimeLimitError, mimeLimitReply, type MimeParseLimits } from './intake/mime-limits.js';
 export type { MimeLimits, MimeLimitHit } from './intake/mime-walker.js';
-export type { MessageEdit } from './intake/message-edits.js';
+export type { MessageEdit } from './intake/edits/message-edits.js';
 // Not here, on purpose: `editHeaderFields`, `foldValue`, `ContentPlan` and `asPlugin`. Only the
 // milter plugin uses them, and they are the core's own machinery, not a plugin API: ContentPlan is
 // the internal form `txn.edits` compiles to (its ops change with the spool's rewrite), and asPlugin

@@ -21,7 +21,8 @@ export { Spool, newQueueId } from './spool/spool.js';
 export { DiskGuard, defaultMinFree, DISK_FLOOR_BYTES } from './spool/disk-guard.js';
 export { DeliveryQueue } from './delivery/queue.js';
 export { buildBounce, enhancedStatusOf, type BounceFailure } from './delivery/dsn.js';
-export { MessageEditRecorder, applyContentEdits, editHeaderFields, foldValue, type ContentPlan } from './intake/message-edits.js';
+export { MessageEditRecorder, foldValue } from './intake/edits/message-edits.js';
+export { applyContentEdits, editHeaderFields, editInMemory, type ContentPlan } from './intake/edits/content-edits.js';
 export { LineEndingGuard } from './intake/line-ending-guard.js';
 export { MemoryState } from './services/shared-state.js';
 // RedisState is not re-exported: importing it loads ioredis (see services/create-shared-state.ts).

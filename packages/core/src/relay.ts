@@ -25,7 +25,7 @@ import { canGuardPipelining } from './session/pipelining-guard.js';
 import { postmasterAddress } from './session/postmaster.js';
 import { Sessions } from './session/sessions.js';
 import { DataPhase } from './intake/data-phase.js';
-import { MessageEditRecorder } from './intake/message-edits.js';
+import { MessageEditRecorder } from './intake/edits/message-edits.js';
 import { DeliveryQueue } from './delivery/queue.js';
 import { createContainer } from './services/container.js';
 import type { SharedState } from './services/shared-state.js';

@@ -7,7 +7,7 @@ import { toAddress } from '../src/session/address.js';
 import { PluginDriver, type LoadedPlugin } from '../src/plugins/driver.js';
 import { asPlugin } from '../src/plugins/scope.js';
 import { TransactionState } from '../src/session/session.js';
-import { MessageEditRecorder } from '../src/intake/message-edits.js';
+import { MessageEditRecorder } from '../src/intake/edits/message-edits.js';
 import type { Transaction } from '../src/api/types.js';
 
 // The per-message cuts of issue 22 keep what they replace: the lazy child logger writes what a child

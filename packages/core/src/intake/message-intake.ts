@@ -16,7 +16,8 @@ import { HeaderFilter, type HeaderField } from '../api/header-filter.js';
 import { MimeWalker, type AttachedScreener, type MimeLimitHit, type MimeLimits } from './mime-walker.js';
 import { LineEndingNormalizer } from './line-ending-normalizer.js';
 import { rewriteParts } from './mime-rewrite.js';
-import { applyContentEdits, MessageEditRecorder } from './message-edits.js';
+import { MessageEditRecorder } from './edits/message-edits.js';
+import { applyContentEdits, editInMemory } from './edits/content-edits.js';
 import type { LoadedPlugin, PluginDriver } from '../plugins/driver.js';
 import { isStorageFull, type IncomingFile, type Spool } from '../spool/spool.js';
 import { Replies, type Reply, type Verdict } from '../api/verdicts.js';
@@ -400,12 +401,17 @@ async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext,
       await spool.discard(incoming.path);
       source = dest;
     }
-    // Plugins' header and body edits: one more streamed copy, after the part replacements.
-    if (edits?.changesContent) {
+    // Plugins' header and body edits: one more streamed copy, after the part replacements; header
+    // edits of a small message still in memory are made there (no file: it goes to a segment).
+    let edited: Buffer | undefined;
+    const plan = edits?.changesContent ? edits.contentPlan() : undefined;
+    if (plan && !plan.body && source === incoming && incoming.stream.chunks) {
+      edited = editInMemory(Buffer.concat(incoming.stream.chunks), plan.headers);
+    } else if (plan) {
       const dest = editedPath(spool, txn.id);
       if (source === incoming) await spool.materialize(incoming);
       const from = typeof source === 'string' ? source : source.path;
-      await applyContentEdits(from, dest, edits.contentPlan());
+      await applyContentEdits(from, dest, plan);
       await spool.discard(from);
       source = dest;
     }
@@ -416,7 +422,8 @@ async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext,
       return { reply: { code: 250, enhanced: '2.0.0', text: `Ok: queued as ${txn.id}` }, accepted: true, size };
     }
     const held = edits?.holdReason;
-    const done = await spool.commit(source, { ...ctx.meta, ...envelope, receivedAt: Date.now(), headers: ctx.headers(), ...(held ? { held } : {}) });
+    const meta = { ...ctx.meta, ...envelope, receivedAt: Date.now(), headers: ctx.headers(), ...(held ? { held } : {}) };
+    const done = edited ? await spool.enqueue(meta, edited) : await spool.commit(source, meta);
     markCommitted();
     if (held) log.info({ reason: held }, 'message committed held in the queue (txn.edits.hold)');
     ctx.onCommitted(done);

@@ -275,7 +275,7 @@ export class Spool {
     e.body = e.wire = undefined;
   }
 
-  /** Queues a message built in memory (bounces). Durable when it resolves. */
+  /** Queues a message built in memory (bounces; a small message whose header plugins edited). Durable when it resolves. */
   async enqueue(meta: Omit<SpoolMeta, 'v' | 'bodySize'>, body: Buffer): Promise<SpooledMessage> {
     if (body.length <= this.inlineMax) return this.commitToSegment(meta, [body], body.length);
     const p = path.join(this.tmpDir, `${meta.id}.msg`);

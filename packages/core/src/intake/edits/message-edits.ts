@@ -1,29 +1,23 @@
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { domainToASCII } from 'node:url';
-import { LineEndingNormalizer } from './line-ending-normalizer.js';
-import type { MessageEdits } from '../api/types.js';
+import { LineEndingNormalizer } from '../line-ending-normalizer.js';
+import type { MessageEdits } from '../../api/types.js';
+import type { ContentPlan, HeaderEdit } from './content-edits.js';
 
 type Args = Readonly<Record<string, string | true>>;
 
 /** One recorded change, in call order, with the plugin that asked for it. */
 export type MessageEdit =
-  | { readonly op: 'appendHeader'; readonly name: string; readonly value: string }
-  | { readonly op: 'insertHeader'; readonly index: number; readonly name: string; readonly value: string }
-  | { readonly op: 'changeHeader'; readonly name: string; readonly occurrence: number; readonly value: string | undefined }
-  | { readonly op: 'removeHeader'; readonly name: string }
+  | HeaderEdit
   | { readonly op: 'addRecipient'; readonly address: string; readonly args?: Args }
   | { readonly op: 'removeRecipient'; readonly address: string }
   | { readonly op: 'setSender'; readonly address: string; readonly args?: Args }
   | { readonly op: 'replaceBody'; readonly file: string }
   | { readonly op: 'hold'; readonly reason: string };
 
-type HeaderEdit = Extract<MessageEdit, { op: 'appendHeader' | 'insertHeader' | 'changeHeader' | 'removeHeader' }>;
-
-/** The header section of a spooled message is bounded by limits.headerSize; this is a safety net. */
-const MAX_HEADER_SCAN = 16 * 1024 * 1024;
 const CRLF = Buffer.from('\r\n');
 
 /**
@@ -97,8 +91,9 @@ class PluginEdits extends EditCalls {
  * by the driver with the plugin's view of the transaction), so each change is recorded with the
  * plugin that asked for it; a call on the recorder itself is recorded as `unknown`. The intake
  * applies them when it commits the message: the envelope in the spool's meta, the content by one
- * streamed copy of the spooled file (message-edits.ts `applyContentEdits`), never holding the body
- * in memory.
+ * streamed copy of the spooled file (content-edits.ts `applyContentEdits`), never holding the body
+ * in memory, or, for a small message still in memory with header edits only, in memory
+ * (`editInMemory`).
  */
 export class MessageEditRecorder extends EditCalls {
   private readonly list: Array<{ plugin: string; edit: MessageEdit }> = [];
@@ -246,12 +241,6 @@ export class MessageEditRecorder extends EditCalls {
   }
 }
 
-export interface ContentPlan {
-  readonly headers: readonly HeaderEdit[];
-  /** The replacement body's temp file (the last replaceBody), if any. */
-  readonly body?: string;
-}
-
 function isHeaderEdit(e: MessageEdit): e is HeaderEdit {
   return e.op === 'appendHeader' || e.op === 'insertHeader' || e.op === 'changeHeader' || e.op === 'removeHeader';
 }
@@ -335,115 +324,4 @@ function esmtpArgs(args: Args): Args {
     out[k.toUpperCase()] = v;
   }
   return out;
-}
-
-interface Field {
-  /** Lower-case name, for matching ('' for a line that is not a field). */
-  readonly key: string;
-  /** The whole field with its final CRLF, bytes as stored. */
-  readonly raw: Buffer;
-}
-
-function splitFields(head: Buffer): Field[] {
-  const fields: Field[] = [];
-  let start = 0;
-  let i = 0;
-  while (i < head.length) {
-    const nl = head.indexOf(CRLF, i);
-    const end = nl < 0 ? head.length : nl + 2;
-    const next = head[end];
-    // A field ends where the next line does not start with white space (folding).
-    if (end >= head.length || (next !== 0x20 && next !== 0x09)) {
-      const raw = head.subarray(start, end);
-      const colon = raw.indexOf(0x3a);
-      const key = colon > 0 ? raw.subarray(0, colon).toString('latin1').trim().toLowerCase() : '';
-      fields.push({ key, raw });
-      start = end;
-    }
-    i = end;
-  }
-  return fields;
-}
-
-function fieldOf(name: string, value: string): Field {
-  return { key: name.toLowerCase(), raw: Buffer.from(`${name}: ${value}\r\n`, 'utf8') };
-}
-
-/** Applies the header edits, in order, to the fields as stored. */
-export function editHeaderFields(head: Buffer, edits: readonly HeaderEdit[]): Buffer {
-  const fields = splitFields(head);
-  for (const e of edits) {
-    const key = e.name.toLowerCase();
-    if (e.op === 'appendHeader') fields.push(fieldOf(e.name, e.value));
-    else if (e.op === 'insertHeader') fields.splice(Math.min(e.index, fields.length), 0, fieldOf(e.name, e.value));
-    else if (e.op === 'removeHeader') {
-      for (let i = fields.length - 1; i >= 0; i--) if (fields[i]!.key === key) fields.splice(i, 1);
-    } else {
-      let seen = 0;
-      const at = fields.findIndex((f) => f.key === key && ++seen === e.occurrence);
-      // As libmilter's smfi_chgheader: changing a field that is not there adds it.
-      if (at < 0) {
-        if (e.value !== undefined) fields.push(fieldOf(e.name, e.value));
-      } else if (e.value === undefined) fields.splice(at, 1);
-      else {
-        // The name keeps its spelling as written; only the value changes.
-        const old = fields[at]!.raw;
-        fields[at] = fieldOf(old.subarray(0, old.indexOf(0x3a)).toString('latin1').trimEnd(), e.value);
-      }
-    }
-  }
-  return Buffer.concat(fields.map((f) => f.raw));
-}
-
-/**
- * Writes `dest`: `src` with the header edits applied to its top-level header section and, when
- * the plan has one, the body replaced by the replacement file. One streamed pass: only the header
- * section (bounded by limits.headerSize) is held in memory.
- */
-export async function applyContentEdits(src: string, dest: string, plan: ContentPlan): Promise<void> {
-  const input = createReadStream(src, { highWaterMark: 64 * 1024 });
-  const it = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  await pipeline(
-    async function* () {
-      let buf: Buffer = Buffer.alloc(0);
-      let headEnd = -1; // index of the blank line's CRLF
-      let ended = false;
-      for (;;) {
-        if (buf.length >= 2 && buf[0] === 0x0d && buf[1] === 0x0a) {
-          headEnd = 0;
-          break;
-        }
-        const i = buf.indexOf('\r\n\r\n');
-        if (i >= 0) {
-          headEnd = i + 2;
-          break;
-        }
-        if (buf.length > MAX_HEADER_SCAN) throw new Error('header section too large to edit');
-        const r = await it.next();
-        if (r.done) {
-          ended = true;
-          break;
-        }
-        buf = buf.length ? Buffer.concat([buf, r.value]) : r.value;
-      }
-      // A message without a blank line is all header section.
-      const head = headEnd >= 0 ? buf.subarray(0, headEnd) : buf;
-      yield editHeaderFields(head, plan.headers);
-      if (plan.body) {
-        input.destroy();
-        yield CRLF;
-        yield* createReadStream(plan.body, { highWaterMark: 64 * 1024 });
-        return;
-      }
-      if (headEnd < 0) return;
-      yield buf.subarray(headEnd);
-      if (ended) return;
-      for (;;) {
-        const r = await it.next();
-        if (r.done) return;
-        yield r.value;
-      }
-    },
-    createWriteStream(dest, { mode: 0o640 }),
-  ).finally(() => input.destroy());
 }
