@@ -7,7 +7,7 @@ import type { Readable } from 'node:stream';
 import { backendTarget, definePlugin, resolveBackendTarget, duration, size, Tokens, z, type Address, type RelayConfig, type Session, type Transaction, type Verdict } from '@portcullis/core';
 // The core's own edit machinery, for the sequential mode (each milter sees the earlier ones' edits):
 // not a plugin API, so not in the public face; this plugin is released with the core (index.ts there says why).
-import { asPlugin, editHeaderFields, foldValue, type ContentPlan } from '@portcullis/core/internal';
+import { asPlugin, editHeaderFields, foldValue, headerEnd, type ContentPlan } from '@portcullis/core/internal';
 import { describeTarget } from './connection.js';
 import { DEFAULT_MACROS, type MacroContext } from './macros.js';
 import { MilterClient, type MilterSettings, type Modification, type Outcome } from './milter-client.js';
@@ -380,9 +380,8 @@ export default definePlugin({
           continue;
         }
         head = head.length ? Buffer.concat([head, c]) : c;
-        const end = head.length >= 2 && head[0] === 0x0d && head[1] === 0x0a ? 0 : head.indexOf('\r\n\r\n');
-        if (end < 0) continue;
-        const cut = end === 0 ? 0 : end + 2;
+        const cut = headerEnd(head); // the blank line's CRLF
+        if (cut < 0) continue;
         await sendHeaders(head.subarray(0, cut));
         inBody = true;
         const rest = head.subarray(cut + 2);
@@ -468,9 +467,8 @@ async function* editedMessage(file: string, headers: ContentPlan['headers'], bod
     for await (const chunk of input as AsyncIterable<Buffer>) {
       buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
       if (headEnd < 0) {
-        headEnd = buf.length >= 2 && buf[0] === 0x0d && buf[1] === 0x0a ? 0 : buf.indexOf('\r\n\r\n');
+        headEnd = headerEnd(buf); // the blank line's CRLF
         if (headEnd < 0) continue;
-        if (headEnd > 0) headEnd += 2;
         yield editHeaderFields(buf.subarray(0, headEnd), headers);
         yield Buffer.from('\r\n');
         if (body) break;
