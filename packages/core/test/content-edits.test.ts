@@ -47,11 +47,30 @@ describe('header edits in memory and through the files (issue 22: small edited m
         const dest = path.join(dir, 'dest.msg');
         writeFileSync(src, message);
         await applyContentEdits(src, dest, { headers: edits });
-        const streamed = readFileSync(dest);
-        assert.equal(editInMemory(Buffer.from(message), edits).toString('latin1'), streamed.toString('latin1'));
+        const streamed = readFileSync(dest).toString('latin1');
+        const bytes = Buffer.from(message, 'latin1');
+        assert.equal(Buffer.concat(editInMemory([bytes], edits)).toString('latin1'), streamed, 'one chunk');
+        // The chunks a message arrived in may cut it anywhere, the blank line included.
+        for (let cut = 0; cut <= bytes.length; cut++) {
+          const chunks = [bytes.subarray(0, cut), bytes.subarray(cut)];
+          assert.equal(Buffer.concat(editInMemory(chunks, edits)).toString('latin1'), streamed, `two chunks cut at ${cut}`);
+        }
+        const bytewise = [...bytes].map((b) => Buffer.from([b]));
+        assert.equal(Buffer.concat(editInMemory(bytewise, edits)).toString('latin1'), streamed, 'a chunk per byte');
       });
     }
   }
+
+  it('joins only the chunks up to the end of the header section: the body chunks are passed on, not copied', () => {
+    const head = Buffer.from('Subject: s\r\nTo: b@example.com\r');
+    const rest = [Buffer.from('\n\r\nfirst body chunk\r\n'), Buffer.from('second\r\n'), Buffer.from('third\r\n')];
+    const out = editInMemory([head, ...rest], [{ op: 'appendHeader', name: 'X-Tag', value: 'yes' }]);
+    assert.equal(Buffer.concat(out).toString('latin1'), 'Subject: s\r\nTo: b@example.com\r\nX-Tag: yes\r\n\r\nfirst body chunk\r\nsecond\r\nthird\r\n');
+    assert.equal(out.length, 4, 'the edited header section, the rest of the chunk it ended in, then the two later chunks');
+    assert.equal(out[2], rest[1], 'the same Buffer, not a copy');
+    assert.equal(out[3], rest[2], 'the same Buffer, not a copy');
+    assert.deepEqual(editInMemory([], [{ op: 'appendHeader', name: 'X-Tag', value: 'yes' }]).map(String), ['X-Tag: yes\r\n'], 'an empty message is an empty header section');
+  });
 
   it('finds where the header section ends: at the blank line, at 0 without fields, -1 without a blank line', () => {
     assert.equal(headerEnd(Buffer.from('A: 1\r\nB: 2\r\n\r\nbody')), 12);
@@ -62,7 +81,7 @@ describe('header edits in memory and through the files (issue 22: small edited m
 
   it('edits one field and leaves every other byte as it was (no re-encoding of 8-bit header bytes)', () => {
     const message = Buffer.concat([Buffer.from('Subject: caf'), Buffer.from([0xe9]), Buffer.from('\r\nTo: b@example.com\r\n\r\nbody\r\n')]);
-    const out = editInMemory(message, [{ op: 'changeHeader', name: 'To', occurrence: 1, value: 'c@example.com' }]);
+    const out = Buffer.concat(editInMemory([message], [{ op: 'changeHeader', name: 'To', occurrence: 1, value: 'c@example.com' }]));
     assert.deepEqual(out, Buffer.concat([Buffer.from('Subject: caf'), Buffer.from([0xe9]), Buffer.from('\r\nTo: c@example.com\r\n\r\nbody\r\n')]));
   });
 });

@@ -403,10 +403,10 @@ async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext,
     }
     // Plugins' header and body edits: one more streamed copy, after the part replacements; header
     // edits of a small message still in memory are made there (no file: it goes to a segment).
-    let edited: Buffer | undefined;
-    const plan = edits?.changesContent ? edits.contentPlan() : undefined;
+    let edited: Buffer[] | undefined;
+    const plan = edits?.contentPlan();
     if (plan && !plan.body && source === incoming && incoming.stream.chunks) {
-      edited = editInMemory(Buffer.concat(incoming.stream.chunks), plan.headers);
+      edited = editInMemory(incoming.stream.chunks, plan.headers);
     } else if (plan) {
       const dest = editedPath(spool, txn.id);
       if (source === incoming) await spool.materialize(incoming);

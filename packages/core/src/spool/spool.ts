@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { DirSync } from './dir-sync.js';
 import { SegmentStore, type SegmentLocation } from './segment-store.js';
 import { SpillWriter } from './spill-writer.js';
-import { wireBuffer } from './wire-buffer.js';
+import { asChunks, wireBuffer } from './wire-buffer.js';
 
 /** The envelope and our added headers, stored in the message file's trailer. Written once. */
 export interface SpoolMeta {
@@ -85,7 +85,6 @@ interface SegmentEntry {
 
 /** Bodies of segment messages kept in memory for their first delivery attempt, at most this much. */
 const BODY_CACHE_MAX = 64 * 1024 * 1024;
-
 const TRAILER_LEN_DIGITS = 10;
 
 /** A message's state before its first attempt: held when it was committed held (SpoolMeta.held). */
@@ -275,12 +274,13 @@ export class Spool {
     e.body = e.wire = undefined;
   }
 
-  /** Queues a message built in memory (bounces; a small message whose header plugins edited). Durable when it resolves. */
-  async enqueue(meta: Omit<SpoolMeta, 'v' | 'bodySize'>, body: Buffer): Promise<SpooledMessage> {
-    if (body.length <= this.inlineMax) return this.commitToSegment(meta, [body], body.length);
+  /** Queues a message built in memory (bounces; a small message whose header plugins edited), as chunks (not joined here: the segment's wire buffer is the one copy). Durable when it resolves. */
+  async enqueue(meta: Omit<SpoolMeta, 'v' | 'bodySize'>, body: Buffer | readonly Buffer[]): Promise<SpooledMessage> {
+    const { chunks, size } = asChunks(body);
+    if (size <= this.inlineMax) return this.commitToSegment(meta, chunks, size);
     const p = path.join(this.tmpDir, `${meta.id}.msg`);
     try {
-      await writeFile(p, body, { mode: 0o640 });
+      await writeFile(p, chunks, { mode: 0o640 });
     } catch (err) {
       await rm(p, { force: true });
       throw err;

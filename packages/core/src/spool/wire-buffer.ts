@@ -13,3 +13,11 @@ export function wireBuffer(headers: string, chunks: readonly Buffer[], size: num
   for (const c of chunks) at += c.copy(wire, at);
   return { wire, body: wire.subarray(headLen) };
 }
+
+/** A message given whole or as chunks (`Spool.enqueue`), as chunks and their total size. */
+export function asChunks(body: Buffer | readonly Buffer[]): { chunks: readonly Buffer[]; size: number } {
+  if (Buffer.isBuffer(body)) return { chunks: [body], size: body.length };
+  let size = 0;
+  for (const c of body) size += c.length;
+  return { chunks: body, size };
+}

@@ -39,14 +39,20 @@ export function headerEnd(buf: Buffer): number {
 
 /**
  * The bytes `applyContentEdits` writes for a plan of header edits only, for a message held in memory
- * (at most `spool.inlineMax`, far under the header scan's safety net): the edited header section,
- * then the rest as it was, from the blank line on. A message without a blank line is all header
- * section, as there.
+ * as the chunks it arrived in (at most `spool.inlineMax`, far under the header scan's safety net):
+ * the edited header section, then the rest as it was, from the blank line on, as chunks again. Only
+ * the chunks up to the one where the header section ends are joined (usually the first alone): the
+ * body is not copied here, the spool's wire buffer is its one copy (`Spool.enqueue`). A message
+ * without a blank line is all header section, as there.
  */
-export function editInMemory(message: Buffer, headers: readonly HeaderEdit[]): Buffer {
-  const end = headerEnd(message);
-  if (end < 0) return editHeaderFields(message, headers);
-  return Buffer.concat([editHeaderFields(message.subarray(0, end), headers), message.subarray(end)]);
+export function editInMemory(chunks: readonly Buffer[], headers: readonly HeaderEdit[]): Buffer[] {
+  let head = chunks[0] ?? Buffer.alloc(0);
+  let used = Math.min(1, chunks.length);
+  let end = headerEnd(head);
+  // A blank line may straddle two chunks: join the next one and look again (bounded by inlineMax).
+  while (end < 0 && used < chunks.length) end = headerEnd((head = Buffer.concat([head, chunks[used++]!])));
+  if (end < 0) return [editHeaderFields(head, headers)];
+  return [editHeaderFields(head.subarray(0, end), headers), head.subarray(end), ...chunks.slice(used)];
 }
 
 interface Field {

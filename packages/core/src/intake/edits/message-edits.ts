@@ -205,17 +205,15 @@ export class MessageEditRecorder extends EditCalls {
     return reason;
   }
 
-  /** Whether the stored bytes change (header or body edits). */
-  get changesContent(): boolean {
-    return this.list.some((e) => isHeaderEdit(e.edit) || e.edit.op === 'replaceBody');
-  }
-
-  /** The content edits as a plan for `applyContentEdits`. */
-  contentPlan(): ContentPlan {
-    const headers = this.list.map((e) => e.edit).filter(isHeaderEdit);
+  /** The content edits as a plan for `applyContentEdits`, in one walk of the list; undefined when the stored bytes do not change. */
+  contentPlan(): ContentPlan | undefined {
+    const headers: HeaderEdit[] = [];
     let body: string | undefined;
-    for (const { edit } of this.list) if (edit.op === 'replaceBody') body = edit.file;
-    return { headers, body };
+    for (const { edit } of this.list) {
+      if (isHeaderEdit(edit)) headers.push(edit);
+      else if (edit.op === 'replaceBody') body = edit.file;
+    }
+    return headers.length || body !== undefined ? { headers, body } : undefined;
   }
 
   /** For the transaction log line: what each plugin changed, in order. */
