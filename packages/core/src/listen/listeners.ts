@@ -200,7 +200,9 @@ export class Listeners {
 
   private track(p: Promise<unknown>): void {
     this.inFlight.add(p);
-    p.finally(() => this.inFlight.delete(p)).catch(() => undefined);
+    // One reaction for both outcomes (finally + catch made three promises per handler call).
+    const done = () => void this.inFlight.delete(p);
+    p.then(done, done);
   }
 
   private create(listener: ListenerConfig, tls: { key: Buffer; cert: Buffer } | undefined, override: boolean, index: number): SMTPServer {

@@ -178,7 +178,7 @@ export class MessageEditRecorder extends EditCalls {
   /** Waits for every replaceBody write; throws the first failure (the message then fails closed). */
   async ready(): Promise<void> {
     this.frozen = true;
-    await Promise.all(this.writes);
+    if (this.writes.length) await Promise.all(this.writes); // none for nearly every message: no promise turns then
     if (this.writeError) throw this.writeError;
   }
 
@@ -230,8 +230,8 @@ export class MessageEditRecorder extends EditCalls {
   /** Removes the temp files (replacement bodies) once the message is committed or dropped. */
   async dispose(): Promise<void> {
     this.frozen = true;
-    await Promise.all(this.writes);
-    await Promise.all(this.files.map((f) => rm(f, { force: true })));
+    if (this.writes.length) await Promise.all(this.writes);
+    if (this.files.length) await Promise.all(this.files.map((f) => rm(f, { force: true })));
   }
 
   private assertOpen(op: string): void {
