@@ -41,18 +41,41 @@ export function headerEnd(buf: Buffer): number {
  * The bytes `applyContentEdits` writes for a plan of header edits only, for a message held in memory
  * as the chunks it arrived in (at most `spool.inlineMax`, far under the header scan's safety net):
  * the edited header section, then the rest as it was, from the blank line on, as chunks again. Only
- * the chunks up to the one where the header section ends are joined (usually the first alone): the
- * body is not copied here, the spool's wire buffer is its one copy (`Spool.enqueue`). A message
- * without a blank line is all header section, as there.
+ * the chunks up to the one where the header section ends are joined, once (usually the first alone,
+ * not copied): the body is not copied here, the spool's wire buffer is its one copy (`Spool.enqueue`).
+ * A message without a blank line is all header section, as there.
  */
 export function editInMemory(chunks: readonly Buffer[], headers: readonly HeaderEdit[]): Buffer[] {
-  let head = chunks[0] ?? Buffer.alloc(0);
-  let used = Math.min(1, chunks.length);
-  let end = headerEnd(head);
-  // A blank line may straddle two chunks: join the next one and look again (bounded by inlineMax).
-  while (end < 0 && used < chunks.length) end = headerEnd((head = Buffer.concat([head, chunks[used++]!])));
+  const k = chunkOfHeaderEnd(chunks);
+  const head = k < 0 ? Buffer.concat(chunks) : k === 0 ? chunks[0]! : Buffer.concat(chunks.slice(0, k + 1));
+  const end = headerEnd(head);
   if (end < 0) return [editHeaderFields(head, headers)];
-  return [editHeaderFields(head.subarray(0, end), headers), head.subarray(end), ...chunks.slice(used)];
+  return [editHeaderFields(head.subarray(0, end), headers), head.subarray(end), ...chunks.slice(k + 1)];
+}
+
+/**
+ * The index of the chunk in which `headerEnd` of their join would end (-1: no blank line), found
+ * without joining them: a blank line split across chunks shows in the last three bytes before a
+ * chunk and its first three. One pass, so a message that arrived in thousands of small pieces costs
+ * no more than one in a single chunk (a join per chunk would be quadratic).
+ */
+function chunkOfHeaderEnd(chunks: readonly Buffer[]): number {
+  let seen = 0;
+  let tail: Buffer = Buffer.alloc(0); // the last (at most 3) bytes before chunk k
+  for (let k = 0; k < chunks.length; k++) {
+    const c = chunks[k]!;
+    // A message that starts with the blank line: the chunk holding its second byte.
+    if (seen < 2 && seen + c.length >= 2) {
+      const start = Buffer.concat([tail, c.subarray(0, 2 - seen)]);
+      if (start[0] === 0x0d && start[1] === 0x0a) return k;
+    }
+    if (c.indexOf('\r\n\r\n') >= 0) return k;
+    // Split across the boundary: then this chunk starts with its CR or LF.
+    if (tail.length && (c[0] === 0x0d || c[0] === 0x0a) && Buffer.concat([tail, c.subarray(0, 3)]).indexOf('\r\n\r\n') >= 0) return k;
+    tail = c.length >= 3 ? c.subarray(-3) : Buffer.concat([tail, c]).subarray(-3);
+    seen += c.length;
+  }
+  return -1;
 }
 
 interface Field {
