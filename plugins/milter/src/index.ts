@@ -7,7 +7,7 @@ import type { Readable } from 'node:stream';
 import { backendTarget, definePlugin, resolveBackendTarget, duration, size, Tokens, z, type Address, type RelayConfig, type Session, type Transaction, type Verdict } from '@portcullis/core';
 // The core's own edit machinery, for the sequential mode (each milter sees the earlier ones' edits):
 // not a plugin API, so not in the public face; this plugin is released with the core (index.ts there says why).
-import { asPlugin, editHeaderFields, foldValue, headerEnd, type ContentPlan } from '@portcullis/core/internal';
+import { asPlugin, editHeaderFields, foldValue, HeaderSectionCut, type ContentPlan } from '@portcullis/core/internal';
 import { describeTarget } from './connection.js';
 import { DEFAULT_MACROS, type MacroContext } from './macros.js';
 import { MilterClient, type MilterSettings, type Modification, type Outcome } from './milter-client.js';
@@ -357,7 +357,7 @@ export default definePlugin({
         }
         return undefined;
       };
-      let head: Buffer = Buffer.alloc(0);
+      const cut = new HeaderSectionCut(); // linear however small the pieces (bounded by limits.headerSize)
       let inBody = false;
       let verdict: Verdict | undefined;
       const sendBody = async (chunk: Buffer) => {
@@ -379,16 +379,14 @@ export default definePlugin({
           await sendBody(c);
           continue;
         }
-        head = head.length ? Buffer.concat([head, c]) : c;
-        const cut = headerEnd(head); // the blank line's CRLF
-        if (cut < 0) continue;
-        await sendHeaders(head.subarray(0, cut));
+        const parts = cut.push(c);
+        if (!parts) continue;
+        await sendHeaders(parts.head);
         inBody = true;
-        const rest = head.subarray(cut + 2);
-        head = Buffer.alloc(0);
+        const rest = parts.rest.subarray(2); // after the blank line
         if (!verdict && rest.length) await sendBody(rest);
       }
-      if (!verdict && !inBody) await sendHeaders(head); // a message that is all header section
+      if (!verdict && !inBody) await sendHeaders(cut.pending()); // a message that is all header section
       return verdict;
     }
 
@@ -462,25 +460,27 @@ class FileCopy {
 async function* editedMessage(file: string, headers: ContentPlan['headers'], body?: string): AsyncGenerator<Buffer> {
   const input = createReadStream(file, { highWaterMark: 64 * 1024 });
   try {
-    let buf: Buffer = Buffer.alloc(0);
-    let headEnd = -1;
+    const cut = new HeaderSectionCut();
+    let inBody = false;
     for await (const chunk of input as AsyncIterable<Buffer>) {
-      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
-      if (headEnd < 0) {
-        headEnd = headerEnd(buf); // the blank line's CRLF
-        if (headEnd < 0) continue;
-        yield editHeaderFields(buf.subarray(0, headEnd), headers);
-        yield Buffer.from('\r\n');
-        if (body) break;
-        const rest = buf.subarray(headEnd + 2);
-        buf = Buffer.alloc(0);
-        if (rest.length) yield rest;
+      if (inBody) {
+        yield chunk;
         continue;
       }
-      yield buf;
-      buf = Buffer.alloc(0);
+      const parts = cut.push(chunk);
+      if (!parts) continue;
+      inBody = true;
+      yield editHeaderFields(parts.head, headers);
+      if (body) {
+        yield Buffer.from('\r\n');
+        break;
+      }
+      if (parts.rest.length) yield parts.rest; // the blank line and what follows it
     }
-    if (headEnd < 0) yield editHeaderFields(buf, headers); // all header section
+    if (!inBody) {
+      yield editHeaderFields(cut.pending(), headers); // all header section
+      if (body) yield Buffer.from('\r\n'); // as applyContentEdits: the blank line before a new body
+    }
   } finally {
     input.destroy();
   }

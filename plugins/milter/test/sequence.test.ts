@@ -65,4 +65,18 @@ describe('milter: several milters in sequence', function () {
     assert.ok(text.endsWith('\r\n\r\nreplaced body\r\nsecond line\r\n'));
     assert.equal(tempFiles().length, before, 'the copies are removed');
   });
+
+  it('with sequential, a message without a blank line whose body the first milter replaces reaches the second with the blank line before the new body', async () => {
+    const r = await relayWith(true);
+    const before = r.captured.length;
+    // All header section: the new body needs a blank line before it, in the copy the second milter
+    // reads as in the message delivered (both written as applyContentEdits writes them).
+    const sent = await r.send({ raw: 'From: alice@remote.test\r\nTo: bob@example.com\r\nSubject: body\r\n' });
+    assert.equal(sent.code, 250, sent.response);
+    await r.waitFor(before + 1);
+    const text = r.captured[before]!.raw.toString();
+    const fields = 'From:alice@remote.test\nTo:bob@example.com\nSubject:body\n';
+    assert.match(text, new RegExp(`\\r\\nX-Reporter: subject=body headers=3 hsha256=${sha(fields)} body=28\\r\\n`));
+    assert.ok(text.endsWith('\r\n\r\nreplaced body\r\nsecond line\r\n'), text);
+  });
 });

@@ -1,5 +1,6 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
+import { HeaderSectionCut, type HeaderSectionParts } from './header-section-cut.js';
 
 /**
  * Applying `txn.edits`' content changes to a message's stored bytes: the header edits to its
@@ -28,54 +29,20 @@ const MAX_HEADER_SCAN = 16 * 1024 * 1024;
 const CRLF = Buffer.from('\r\n');
 
 /**
- * Where the top-level header section of `buf` ends: the index of the blank line's CRLF (0 when the
- * message starts with the blank line), or -1 when `buf` has no blank line (all header section).
- */
-export function headerEnd(buf: Buffer): number {
-  if (buf.length >= 2 && buf[0] === 0x0d && buf[1] === 0x0a) return 0;
-  const i = buf.indexOf('\r\n\r\n');
-  return i >= 0 ? i + 2 : -1;
-}
-
-/**
  * The bytes `applyContentEdits` writes for a plan of header edits only, for a message held in memory
  * as the chunks it arrived in (at most `spool.inlineMax`, far under the header scan's safety net):
  * the edited header section, then the rest as it was, from the blank line on, as chunks again. Only
- * the chunks up to the one where the header section ends are joined, once (usually the first alone,
- * not copied): the body is not copied here, the spool's wire buffer is its one copy (`Spool.enqueue`).
- * A message without a blank line is all header section, as there.
+ * the chunks up to the one where the header section ends are joined, once (`HeaderSectionCut`;
+ * usually the first alone, not copied): the body is not copied here, the spool's wire buffer is its
+ * one copy (`Spool.enqueue`). A message without a blank line is all header section, as there.
  */
 export function editInMemory(chunks: readonly Buffer[], headers: readonly HeaderEdit[]): Buffer[] {
-  const k = chunkOfHeaderEnd(chunks);
-  const head = k < 0 ? Buffer.concat(chunks) : k === 0 ? chunks[0]! : Buffer.concat(chunks.slice(0, k + 1));
-  const end = headerEnd(head);
-  if (end < 0) return [editHeaderFields(head, headers)];
-  return [editHeaderFields(head.subarray(0, end), headers), head.subarray(end), ...chunks.slice(k + 1)];
-}
-
-/**
- * The index of the chunk in which `headerEnd` of their join would end (-1: no blank line), found
- * without joining them: a blank line split across chunks shows in the last three bytes before a
- * chunk and its first three. One pass, so a message that arrived in thousands of small pieces costs
- * no more than one in a single chunk (a join per chunk would be quadratic).
- */
-function chunkOfHeaderEnd(chunks: readonly Buffer[]): number {
-  let seen = 0;
-  let tail: Buffer = Buffer.alloc(0); // the last (at most 3) bytes before chunk k
+  const cut = new HeaderSectionCut();
   for (let k = 0; k < chunks.length; k++) {
-    const c = chunks[k]!;
-    // A message that starts with the blank line: the chunk holding its second byte.
-    if (seen < 2 && seen + c.length >= 2) {
-      const start = Buffer.concat([tail, c.subarray(0, 2 - seen)]);
-      if (start[0] === 0x0d && start[1] === 0x0a) return k;
-    }
-    if (c.indexOf('\r\n\r\n') >= 0) return k;
-    // Split across the boundary: then this chunk starts with its CR or LF.
-    if (tail.length && (c[0] === 0x0d || c[0] === 0x0a) && Buffer.concat([tail, c.subarray(0, 3)]).indexOf('\r\n\r\n') >= 0) return k;
-    tail = c.length >= 3 ? c.subarray(-3) : Buffer.concat([tail, c]).subarray(-3);
-    seen += c.length;
+    const parts = cut.push(chunks[k]!);
+    if (parts) return [editHeaderFields(parts.head, headers), parts.rest, ...chunks.slice(k + 1)];
   }
-  return -1;
+  return [editHeaderFields(cut.pending(), headers)];
 }
 
 interface Field {
@@ -146,32 +113,24 @@ export async function applyContentEdits(src: string, dest: string, plan: Content
   const it = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   await pipeline(
     async function* () {
-      let buf: Buffer = Buffer.alloc(0);
-      let headEnd = -1; // index of the blank line's CRLF
-      let ended = false;
-      for (;;) {
-        headEnd = headerEnd(buf);
-        if (headEnd >= 0) break;
-        if (buf.length > MAX_HEADER_SCAN) throw new Error('header section too large to edit');
+      const cut = new HeaderSectionCut();
+      let parts: HeaderSectionParts | undefined;
+      while (!parts) {
+        if (cut.size > MAX_HEADER_SCAN) throw new Error('header section too large to edit');
         const r = await it.next();
-        if (r.done) {
-          ended = true;
-          break;
-        }
-        buf = buf.length ? Buffer.concat([buf, r.value]) : r.value;
+        if (r.done) break;
+        parts = cut.push(r.value);
       }
       // A message without a blank line is all header section.
-      const head = headEnd >= 0 ? buf.subarray(0, headEnd) : buf;
-      yield editHeaderFields(head, plan.headers);
+      yield editHeaderFields(parts ? parts.head : cut.pending(), plan.headers);
       if (plan.body) {
         input.destroy();
         yield CRLF;
         yield* createReadStream(plan.body, { highWaterMark: 64 * 1024 });
         return;
       }
-      if (headEnd < 0) return;
-      yield buf.subarray(headEnd);
-      if (ended) return;
+      if (!parts) return;
+      yield parts.rest;
       for (;;) {
         const r = await it.next();
         if (r.done) return;
