@@ -33,6 +33,32 @@ async function slowHop(delayMs: number): Promise<{ address: string; received: st
   return { address: `127.0.0.1:${port}`, received, close: () => new Promise<void>((r) => server.close(() => r())) };
 }
 
+/** A real smtp-server next hop that answers every RCPT after `delayMs` (and takes the messages it gets). */
+async function slowRcptHop(delayMs: number): Promise<{ address: string; rcpts: number; received: number; close(): Promise<void> }> {
+  const hop = { address: '', rcpts: 0, received: 0, close: async () => undefined };
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['AUTH', 'STARTTLS'],
+    disableReverseLookup: true,
+    logger: false,
+    onRcptTo(_address, _session, cb) {
+      hop.rcpts++;
+      setTimeout(() => cb(), delayMs);
+    },
+    onData(stream, _session, cb) {
+      stream.resume();
+      stream.on('end', () => {
+        hop.received++;
+        cb();
+      });
+    },
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  hop.address = `127.0.0.1:${((server as unknown as { server: { address(): AddressInfo } }).server.address()).port}`;
+  hop.close = () => new Promise<void>((r) => server.close(() => r()));
+  return hop;
+}
+
 /** A relay in this process whose JSON log lines are kept in `lines`. */
 async function relayTo(hop: string, delivery: Record<string, unknown>) {
   const lines: Array<Record<string, unknown>> = [];
@@ -84,6 +110,46 @@ describe('delivery timeouts (RFC 5321 section 4.5.3.2)', function () {
       const delivered = r.lines.find((l) => l['msg'] === 'delivered')!;
       assert.equal(delivered['possibleDuplicates'], 0);
       assert.equal(r.relay.queue.possibleDuplicates, 0);
+    } finally {
+      await r.stop();
+      await hop.close();
+    }
+  });
+
+  // smtp-server offers PIPELINING, so nodemailer writes MAIL, RCPT and DATA together and waits for
+  // the three replies: the longest of the three timeouts covers those waits.
+  it('with PIPELINING, waits for a slow RCPT reply as long as the RCPT timeout, though DATA\'s is shorter', async () => {
+    const hop = await slowRcptHop(1500);
+    const r = await relayTo(hop.address, { timeouts: { mail: '5s', rcpt: '5s', data: '700ms' }, retrySchedule: ['1h'] });
+    try {
+      const { reply, client } = await rawSend(r.port, 'Subject: slow rcpt\r\nMessage-ID: <rcpt-1@remote.test>\r\n\r\nbody\r\n');
+      client.close();
+      assert.match(reply, /^250 /);
+      await waitUntil(() => r.lines.some((l) => l['msg'] === 'delivered' || l['msg'] === 'deferred'), 'the delivery', 15_000);
+      const done = r.lines.find((l) => l['msg'] === 'delivered' || l['msg'] === 'deferred')!;
+      assert.equal(done['msg'], 'delivered', String(done['response']));
+      assert.equal(hop.received, 1);
+    } finally {
+      await r.stop();
+      await hop.close();
+    }
+  });
+
+  it('with PIPELINING, still gives up on a RCPT reply slower than every timeout of the batch', async () => {
+    const hop = await slowRcptHop(2500);
+    const r = await relayTo(hop.address, { timeouts: { mail: '700ms', rcpt: '700ms', data: '700ms' }, retrySchedule: ['1h'] });
+    try {
+      const { reply, client } = await rawSend(r.port, 'Subject: slow rcpt\r\nMessage-ID: <rcpt-2@remote.test>\r\n\r\nbody\r\n');
+      client.close();
+      assert.match(reply, /^250 /);
+      const started = Date.now();
+      await waitUntil(() => r.lines.some((l) => l['msg'] === 'delivered' || l['msg'] === 'deferred'), 'the deferral', 15_000);
+      const done = r.lines.find((l) => l['msg'] === 'delivered' || l['msg'] === 'deferred')!;
+      assert.equal(done['msg'], 'deferred');
+      assert.match(String(done['response']), /ETIMEDOUT|[Tt]imeout/);
+      assert.ok(Date.now() - started < 2400, 'deferred before the next hop answered the RCPT');
+      assert.equal(hop.rcpts, 1);
+      assert.equal(hop.received, 0);
     } finally {
       await r.stop();
       await hop.close();

@@ -33,15 +33,36 @@ export interface TransactionProgress {
  * (socketTimeout) on its socket; this sets that socket's timeout as each command goes out (MAIL,
  * RCPT, DATA), while the message streams (dataBlock) and once all of it is handed over (finalDot),
  * and puts `idle` back afterwards. nodemailer's socket 'timeout' handler stays the one that fires.
+ *
+ * With PIPELINING (RFC 2920) nodemailer writes MAIL, every RCPT and DATA in one go and then reads
+ * their replies in order, so one inactivity timeout covers all of those waits: it is the longest
+ * of theirs, never the last command's alone (which would cut a slow MAIL reply short at DATA's 2
+ * minutes where the RFC asks for 5). Commands written in one synchronous run are such a batch: a
+ * command sent after a reply comes from a later I/O callback.
  */
 export function sendWithTimeouts(conn: Conn, t: ReplyTimeouts, idle: number, from: string, to: readonly string[], message: Readable, progress: TransactionProgress): Promise<SMTPConnection.SentMessageInfo> {
-  const set = (ms: number) => setSocketTimeout(conn, ms);
+  // Node's socket.setTimeout makes a new timer on every call; a value already set is left alone
+  // (MAIL then RCPT with the RFC's 5 minutes each, the final dot's after the message's end): the
+  // command's own write restarts the socket's inactivity countdown, so the deadline is the same.
+  let current: number | undefined;
+  const set = (ms: number) => {
+    if (ms === current) return;
+    current = ms;
+    setSocketTimeout(conn, ms);
+  };
+  let batch = false; // a command of this synchronous run has set the timeout already
+  const command = (ms: number) => {
+    if (batch) return set(Math.max(current ?? 0, ms));
+    batch = true;
+    queueMicrotask(() => (batch = false));
+    set(ms);
+  };
   const restore = tapSentCommands(conn, (str) => {
     const cmd = typeof str === 'string' ? str.slice(0, 5).toUpperCase() : '';
-    if (cmd.startsWith('MAIL ')) set(t.mail);
-    else if (cmd.startsWith('RCPT ')) set(t.rcpt);
-    else if (cmd === 'DATA') set(t.data);
-    else if (cmd === '.') set(t.finalDot);
+    if (cmd.startsWith('MAIL ')) command(t.mail);
+    else if (cmd.startsWith('RCPT ')) command(t.rcpt);
+    else if (cmd === 'DATA') command(t.data);
+    else if (cmd === '.') command(t.finalDot);
   });
   // The message goes to nodemailer as it is (no pass-through stream of ours per delivery):
   // 'resume' is when the library's pipe starts the flow (a listener for it, unlike one for
