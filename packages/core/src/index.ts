@@ -15,6 +15,7 @@ export * from './api/hooks.js';
 export * from './api/types.js';
 export * from './api/plugin.js';
 export type { PluginMetrics, PluginMetricSpec } from './api/plugin-metrics.js';
+export { HeaderSectionCut, type HeaderSectionParts } from './api/header-section-cut.js';
 export { parseHeaderSection, type MessageHeaders, type MessageHeaderField, type HeaderAddress, type StructuredHeader } from './api/message-headers.js';
 export { HeaderFilter, type HeaderField } from './api/header-filter.js';
 export { Tokens, type Clock } from './api/tokens.js';

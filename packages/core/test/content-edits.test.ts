@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { applyContentEdits, editInMemory, type HeaderEdit } from '../src/intake/edits/content-edits.js';
-import { headerEnd } from '../src/intake/edits/header-section-cut.js';
+import { headerEnd } from '../src/api/header-section-cut.js';
 
 // A small message's header edits are made in memory (editInMemory) and a large one's by a streamed
 // copy of its spooled file (applyContentEdits): both must give the same bytes, whatever the edits

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { HeaderSectionCut, headerEnd } from '../src/intake/edits/header-section-cut.js';
+import { HeaderSectionCut, headerEnd } from '../src/api/header-section-cut.js';
 
 // HeaderSectionCut must cut where headerEnd of the joined bytes cuts, at the first piece that
 // completes the blank line, however the bytes are cut into pieces; and it must copy each byte a

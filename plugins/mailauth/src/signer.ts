@@ -2,6 +2,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { once } from 'node:events';
 import { dkimSign } from 'mailauth';
 import addressparser from 'nodemailer/lib/addressparser/index.js';
+import { HeaderSectionCut, type HeaderSectionParts } from '@portcullis/core';
 import type { SigningKey } from './keys.js';
 
 export interface SignResult {
@@ -13,8 +14,6 @@ export interface SignResult {
   readonly domain?: string;
   readonly errors: string[];
 }
-
-const HEADER_END = Buffer.from('\r\n\r\n');
 
 /**
  * Signs a message as it streams. The header section is held until its end (the core bounds it by
@@ -28,19 +27,26 @@ export async function signStream(
   opts: { headers?: readonly string[]; canonicalization: string },
 ): Promise<SignResult> {
   const iterator = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
-  let head: Buffer = Buffer.alloc(0);
+  // Each piece searched once, joined once (a join and a new search per piece is quadratic for a
+  // message that arrives in many small pieces).
+  const cut = new HeaderSectionCut();
+  let parts: HeaderSectionParts | undefined;
   let ended = false;
-  for (;;) {
+  while (!parts) {
     const next = await iterator.next();
     if (next.done) {
       ended = true;
       break;
     }
-    head = head.length ? Buffer.concat([head, next.value]) : next.value;
-    if (head.subarray(0, 2).equals(HEADER_END.subarray(2)) || head.indexOf(HEADER_END) >= 0) break;
+    parts = cut.push(next.value);
   }
-  const end = head.indexOf(HEADER_END);
-  const fromDomain = fromHeaderDomain(head.subarray(0, end >= 0 ? end + 2 : head.length).toString('latin1'));
+  // What was read so far: the header section (its fields with their CRLFs), then the rest. A
+  // message that ended without a blank line is all header section with an empty body; mailauth
+  // signs nothing without the blank line, so it gets one: an empty body hashes the same either way
+  // (RFC 6376 3.4.3, 3.4.4), and the header fields are the same bytes, so the signature verifies on
+  // the message as delivered.
+  const read = parts ? [parts.head, parts.rest] : [cut.pending(), Buffer.from('\r\n')];
+  const fromDomain = fromHeaderDomain(read[0]!.toString('latin1'));
   const choice = keysFor(fromDomain);
   if (!choice || !choice.keys.length) {
     await drainRest(iterator, ended);
@@ -65,7 +71,7 @@ export async function signStream(
     (err: unknown) => ({ err }),
   );
   try {
-    if (!input.write(head)) await once(input, 'drain');
+    for (const piece of read) if (piece.length && !input.write(piece)) await once(input, 'drain');
     if (!ended) {
       for (;;) {
         const next = await iterator.next();

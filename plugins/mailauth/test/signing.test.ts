@@ -94,6 +94,15 @@ describe('DKIM signing of outbound mail, verified by python3-dkim against dnsmas
     }
   });
 
+  it('signs a message that is all header section (no blank line, no body), and dkimverify accepts both signatures', async () => {
+    const got = await deliver(relay, `From: Alice <alice@example.test>\r\nTo: bob@dest.test\r\nSubject: header only\r\nMessage-ID: <${Math.random().toString(36).slice(2)}@example.test>\r\n`);
+    assert.equal(signatures(got).length, 2, got.toString());
+    for (const index of [0, 1]) {
+      const v = await dkimverify(got, dns.port, index);
+      assert.ok(v.ok, `signature ${index}: ${v.out}\n${got.toString()}`);
+    }
+  });
+
   it('fails verification of both signatures once a signed header is changed after signing', async () => {
     const got = (await deliver(relay, message('alice@example.test'))).toString('latin1');
     const tampered = got.replace('Subject: Quarterly figures', 'Subject: Quarterly figures (revised)');

@@ -4,10 +4,10 @@ import { copyFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { backendTarget, definePlugin, resolveBackendTarget, duration, size, Tokens, z, type Address, type RelayConfig, type Session, type Transaction, type Verdict } from '@portcullis/core';
+import { backendTarget, definePlugin, HeaderSectionCut, resolveBackendTarget, duration, size, Tokens, z, type Address, type RelayConfig, type Session, type Transaction, type Verdict } from '@portcullis/core';
 // The core's own edit machinery, for the sequential mode (each milter sees the earlier ones' edits):
 // not a plugin API, so not in the public face; this plugin is released with the core (index.ts there says why).
-import { asPlugin, editHeaderFields, foldValue, HeaderSectionCut, type ContentPlan } from '@portcullis/core/internal';
+import { asPlugin, editHeaderFields, foldValue, type ContentPlan } from '@portcullis/core/internal';
 import { describeTarget } from './connection.js';
 import { DEFAULT_MACROS, type MacroContext } from './macros.js';
 import { MilterClient, type MilterSettings, type Modification, type Outcome } from './milter-client.js';

@@ -1,6 +1,6 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
-import { HeaderSectionCut, type HeaderSectionParts } from './header-section-cut.js';
+import { HeaderSectionCut, type HeaderSectionParts } from '../../api/header-section-cut.js';
 
 /**
  * Applying `txn.edits`' content changes to a message's stored bytes: the header edits to its
