@@ -11,31 +11,9 @@ import { waitUntil } from '@portcullis/testkit';
 import relayPolicy from '@portcullis/relay-policy';
 import { rawSend } from './support/raw-send.js';
 
-/** A real smtp-server next hop that keeps every message but answers the final dot after `delayMs`. */
-async function slowHop(delayMs: number): Promise<{ address: string; received: string[]; close(): Promise<void> }> {
-  const received: string[] = [];
-  const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['AUTH', 'STARTTLS'],
-    disableReverseLookup: true,
-    logger: false,
-    onData(stream, _session, cb) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (d: Buffer) => chunks.push(d));
-      stream.on('end', () => {
-        received.push(Buffer.concat(chunks).toString('latin1'));
-        setTimeout(() => cb(), delayMs);
-      });
-    },
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const port = ((server as unknown as { server: { address(): AddressInfo } }).server.address()).port;
-  return { address: `127.0.0.1:${port}`, received, close: () => new Promise<void>((r) => server.close(() => r())) };
-}
-
-/** A real smtp-server next hop that answers every RCPT after `delayMs` (and takes the messages it gets). */
-async function slowRcptHop(delayMs: number): Promise<{ address: string; rcpts: number; received: number; close(): Promise<void> }> {
-  const hop = { address: '', rcpts: 0, received: 0, close: async () => undefined };
+/** A real smtp-server next hop that keeps every message, answering each RCPT after `rcpt` ms and the final dot after `finalDot` ms. */
+async function slowHop(delays: { rcpt?: number; finalDot?: number }): Promise<{ address: string; rcpts: number; received: string[]; close(): Promise<void> }> {
+  const hop = { address: '', rcpts: 0, received: [] as string[], close: async () => undefined };
   const server = new SMTPServer({
     authOptional: true,
     disabledCommands: ['AUTH', 'STARTTLS'],
@@ -43,13 +21,14 @@ async function slowRcptHop(delayMs: number): Promise<{ address: string; rcpts: n
     logger: false,
     onRcptTo(_address, _session, cb) {
       hop.rcpts++;
-      setTimeout(() => cb(), delayMs);
+      setTimeout(() => cb(), delays.rcpt ?? 0);
     },
     onData(stream, _session, cb) {
-      stream.resume();
+      const chunks: Buffer[] = [];
+      stream.on('data', (d: Buffer) => chunks.push(d));
       stream.on('end', () => {
-        hop.received++;
-        cb();
+        hop.received.push(Buffer.concat(chunks).toString('latin1'));
+        setTimeout(() => cb(), delays.finalDot ?? 0);
       });
     },
   });
@@ -98,7 +77,7 @@ describe('delivery timeouts (RFC 5321 section 4.5.3.2)', function () {
   });
 
   it('waits for a next hop that answers the final dot after 3 s and delivers exactly one copy, with no duplicate counted', async () => {
-    const hop = await slowHop(3000);
+    const hop = await slowHop({ finalDot: 3000 });
     const r = await relayTo(hop.address, {});
     try {
       const { reply, client } = await rawSend(r.port, 'Subject: slow\r\nMessage-ID: <slow-1@remote.test>\r\n\r\nbody\r\n');
@@ -118,46 +97,41 @@ describe('delivery timeouts (RFC 5321 section 4.5.3.2)', function () {
 
   // smtp-server offers PIPELINING, so nodemailer writes MAIL, RCPT and DATA together and waits for
   // the three replies: the longest of the three timeouts covers those waits.
-  it('with PIPELINING, waits for a slow RCPT reply as long as the RCPT timeout, though DATA\'s is shorter', async () => {
-    const hop = await slowRcptHop(1500);
-    const r = await relayTo(hop.address, { timeouts: { mail: '5s', rcpt: '5s', data: '700ms' }, retrySchedule: ['1h'] });
+  /** One message through a relay with these timeouts to a hop that answers RCPT after `rcptDelay`: the first outcome's log line, and how long it took from the 250. */
+  async function firstOutcome(rcptDelay: number, timeouts: Record<string, string>) {
+    const hop = await slowHop({ rcpt: rcptDelay });
+    const r = await relayTo(hop.address, { timeouts, retrySchedule: ['1h'] });
     try {
-      const { reply, client } = await rawSend(r.port, 'Subject: slow rcpt\r\nMessage-ID: <rcpt-1@remote.test>\r\n\r\nbody\r\n');
-      client.close();
-      assert.match(reply, /^250 /);
-      await waitUntil(() => r.lines.some((l) => l['msg'] === 'delivered' || l['msg'] === 'deferred'), 'the delivery', 15_000);
-      const done = r.lines.find((l) => l['msg'] === 'delivered' || l['msg'] === 'deferred')!;
-      assert.equal(done['msg'], 'delivered', String(done['response']));
-      assert.equal(hop.received, 1);
-    } finally {
-      await r.stop();
-      await hop.close();
-    }
-  });
-
-  it('with PIPELINING, still gives up on a RCPT reply slower than every timeout of the batch', async () => {
-    const hop = await slowRcptHop(2500);
-    const r = await relayTo(hop.address, { timeouts: { mail: '700ms', rcpt: '700ms', data: '700ms' }, retrySchedule: ['1h'] });
-    try {
-      const { reply, client } = await rawSend(r.port, 'Subject: slow rcpt\r\nMessage-ID: <rcpt-2@remote.test>\r\n\r\nbody\r\n');
+      const { reply, client } = await rawSend(r.port, 'Subject: slow rcpt\r\nMessage-ID: <rcpt@remote.test>\r\n\r\nbody\r\n');
       client.close();
       assert.match(reply, /^250 /);
       const started = Date.now();
-      await waitUntil(() => r.lines.some((l) => l['msg'] === 'delivered' || l['msg'] === 'deferred'), 'the deferral', 15_000);
-      const done = r.lines.find((l) => l['msg'] === 'delivered' || l['msg'] === 'deferred')!;
-      assert.equal(done['msg'], 'deferred');
-      assert.match(String(done['response']), /ETIMEDOUT|[Tt]imeout/);
-      assert.ok(Date.now() - started < 2400, 'deferred before the next hop answered the RCPT');
-      assert.equal(hop.rcpts, 1);
-      assert.equal(hop.received, 0);
+      const outcome = (l: Record<string, unknown>) => l['msg'] === 'delivered' || l['msg'] === 'deferred';
+      await waitUntil(() => r.lines.some(outcome), 'the delivery or deferral', 15_000);
+      return { line: r.lines.find(outcome)!, took: Date.now() - started, rcpts: hop.rcpts, received: hop.received.length };
     } finally {
       await r.stop();
       await hop.close();
     }
+  }
+
+  it('with PIPELINING, waits for a slow RCPT reply as long as the RCPT timeout, though DATA\'s is shorter', async () => {
+    const got = await firstOutcome(1500, { mail: '5s', rcpt: '5s', data: '700ms' });
+    assert.equal(got.line['msg'], 'delivered', String(got.line['response']));
+    assert.equal(got.received, 1);
+  });
+
+  it('with PIPELINING, still gives up on a RCPT reply slower than every timeout of the batch', async () => {
+    const got = await firstOutcome(2500, { mail: '700ms', rcpt: '700ms', data: '700ms' });
+    assert.equal(got.line['msg'], 'deferred');
+    assert.match(String(got.line['response']), /ETIMEDOUT|[Tt]imeout/);
+    assert.ok(got.took < 2400, `deferred before the next hop answered the RCPT (${got.took} ms)`);
+    assert.equal(got.rcpts, 1);
+    assert.equal(got.received, 0);
   });
 
   it('counts and logs the possible duplicate when the final-dot timeout is shorter than the next hop', async () => {
-    const hop = await slowHop(2000);
+    const hop = await slowHop({ finalDot: 2000 });
     const r = await relayTo(hop.address, { timeouts: { finalDot: '700ms' }, retrySchedule: ['300ms'] });
     try {
       const { reply, client } = await rawSend(r.port, 'Subject: dup\r\nMessage-ID: <dup-1@remote.test>\r\n\r\nbody\r\n');
