@@ -97,7 +97,7 @@ describe('delivery timeouts (RFC 5321 section 4.5.3.2)', function () {
 
   // smtp-server offers PIPELINING, so nodemailer writes MAIL, RCPT and DATA together and waits for
   // the three replies: the longest of the three timeouts covers those waits.
-  /** One message through a relay with these timeouts to a hop that answers RCPT after `rcptDelay`: the first outcome's log line, and how long it took from the 250. */
+  /** One message through a relay with these timeouts to a hop that answers RCPT after `rcptDelay`: the first outcome's log line. */
   async function firstOutcome(rcptDelay: number, timeouts: Record<string, string>) {
     const hop = await slowHop({ rcpt: rcptDelay });
     const r = await relayTo(hop.address, { timeouts, retrySchedule: ['1h'] });
@@ -105,10 +105,9 @@ describe('delivery timeouts (RFC 5321 section 4.5.3.2)', function () {
       const { reply, client } = await rawSend(r.port, 'Subject: slow rcpt\r\nMessage-ID: <rcpt@remote.test>\r\n\r\nbody\r\n');
       client.close();
       assert.match(reply, /^250 /);
-      const started = Date.now();
       const outcome = (l: Record<string, unknown>) => l['msg'] === 'delivered' || l['msg'] === 'deferred';
       await waitUntil(() => r.lines.some(outcome), 'the delivery or deferral', 15_000);
-      return { line: r.lines.find(outcome)!, took: Date.now() - started, rcpts: hop.rcpts, received: hop.received.length };
+      return { line: r.lines.find(outcome)!, rcpts: hop.rcpts, received: hop.received.length };
     } finally {
       await r.stop();
       await hop.close();
@@ -125,7 +124,6 @@ describe('delivery timeouts (RFC 5321 section 4.5.3.2)', function () {
     const got = await firstOutcome(2500, { mail: '700ms', rcpt: '700ms', data: '700ms' });
     assert.equal(got.line['msg'], 'deferred');
     assert.match(String(got.line['response']), /ETIMEDOUT|[Tt]imeout/);
-    assert.ok(got.took < 2400, `deferred before the next hop answered the RCPT (${got.took} ms)`);
     assert.equal(got.rcpts, 1);
     assert.equal(got.received, 0);
   });

@@ -6,8 +6,8 @@
  *
  * Why a class and not "join and search again": a message can arrive in many small pieces (a client
  * that trickles its bytes, one TCP segment each). Joining what came so far and searching it again
- * for every piece costs the square of the pieces: a 256 KB header section in 1-byte pieces is 32 GB
- * of copying. Here each piece is searched once (a blank line split across pieces shows in the last
+ * for every piece costs the square of the pieces: a 256 KB header section in 1-byte pieces is about
+ * 34 GB of copying. Here each piece is searched once (a blank line split across pieces shows in the last
  * three bytes before a piece and its first three), and the pieces are joined once, when the blank
  * line is in (usually the first piece alone, not copied).
  */
