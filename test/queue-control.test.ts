@@ -93,16 +93,17 @@ describe('queue control while the relay runs', function () {
   });
 });
 
-describe('a flush while a delivery attempt is in flight', function () {
+describe('a flush or a hold while a delivery attempt is in flight', function () {
   this.timeout(30_000);
   let hop: SMTPServer;
   let hopPort = 0;
   const received: string[] = [];
   let answerData: ((err?: Error) => void) | undefined;
   let dataStarted: () => void = () => undefined;
+  /** The next attempt's final dot waits for `answerData` (the test's hand on an attempt in flight). */
+  let holdAnswer = true;
   let relay: TestRelay;
   before(async () => {
-    let first = true;
     hop = new SMTPServer({
       authOptional: true,
       disabledCommands: ['STARTTLS'],
@@ -112,9 +113,9 @@ describe('a flush while a delivery attempt is in flight', function () {
         stream.on('data', (c: Buffer) => chunks.push(c));
         stream.on('error', () => undefined);
         stream.on('end', () => {
-          if (first) {
-            // The first attempt waits here until the test has flushed, then is deferred.
-            first = false;
+          if (holdAnswer) {
+            // This attempt waits here until the test has acted on it, then is deferred.
+            holdAnswer = false;
             answerData = (err) => cb(err);
             dataStarted();
             return;
@@ -151,5 +152,23 @@ describe('a flush while a delivery attempt is in flight', function () {
     await waitUntil(() => received.length === 1, 'the second attempt to deliver', 10_000);
     assert.match(received[0]!, /Subject: in flight/);
     await waitUntil(() => relay.relay.queue.size === 0, 'the queue to empty', 5_000);
+  });
+
+  it('counts a message held during its attempt as held, in the stats as in the list (status and queue list agree)', async () => {
+    holdAnswer = true;
+    const started = new Promise<void>((resolve) => (dataStarted = resolve));
+    const r = await sendMail({ port: relay.port, from: 'alice@sender.test', to: 'bob@example.com', subject: 'held in flight' });
+    assert.equal(r.ok, true);
+    const id = /queued as (\w+)/.exec(r.response)![1]!;
+    await started;
+    const queue = relay.relay.queue;
+    assert.equal(await queue.hold(id), true);
+    const row = () => queue.list().find((x) => x.id === id)!;
+    assert.deepEqual([row().hold, row().busy], [true, true], 'held, and its attempt still out');
+    assert.deepEqual([queue.stats().held, queue.stats().sending], [1, 0]);
+    answerData!(Object.assign(new Error('Not now'), { responseCode: 451 }));
+    await waitUntil(() => !row().busy, 'the attempt to end', 10_000);
+    assert.deepEqual([queue.stats().held, queue.stats().sending, queue.stats().messages], [1, 0, 1], 'still held: the hold stops the next attempt');
+    assert.equal(received.length, 1, 'only the first test\'s message was delivered');
   });
 });

@@ -151,12 +151,13 @@ describe('workers: 2 (a primary and two worker processes, via portcullis start)'
     const { acked } = await sendLoad(port, { prefix: 'held', total: 40, concurrency: 10 });
     assert.equal(acked.size, 40);
     await pollUntil(() => sink.messages.length === 0 && jsonLogLines(relay!.logFile).filter((l) => l['verdict'] === 'accepted').length === 40, 10_000);
-    // Every message has had its first (refused) attempt once `attempts` is 1 everywhere.
-    let rows: Array<{ id: string; shard: number; attempts: number }> = [];
+    // Every message has had its first (refused) attempt once `attempts` is 1 everywhere (it counts
+    // from the attempt's start) and none is out on an attempt.
+    let rows: Array<{ id: string; shard: number; attempts: number; busy: boolean }> = [];
     await pollUntil(() => {
       const r = runCli(['queue', 'list', '--json', '--config', file]);
       rows = r.code === 0 ? (JSON.parse(r.stdout) as typeof rows) : [];
-      return rows.length === 40 && rows.every((x) => x.attempts >= 1);
+      return rows.length === 40 && rows.every((x) => x.attempts >= 1 && !x.busy);
     }, 20_000);
     assert.equal(rows.length, 40);
     const shards = new Set(rows.map((r) => r.shard));

@@ -164,15 +164,19 @@ export class DeliveryQueue {
     return committed.meta.id;
   }
 
-  /** Queue depth by state, bytes and the oldest message, for /metrics and `portcullis status`. */
+  /**
+   * Queue depth by state, bytes and the oldest message, for /metrics and `portcullis status`. A held
+   * message counts as held even while an attempt that began before the hold is still out (the hold
+   * stops the next one): the state `portcullis queue list` shows for it, so the two agree.
+   */
   stats(): { due: number; deferred: number; held: number; sending: number; messages: number; bytes: number; oldestReceivedAt?: number } {
     const now = this.clock();
     const out = { due: 0, deferred: 0, held: 0, sending: 0, messages: 0, bytes: 0, oldestReceivedAt: undefined as number | undefined };
     for (const e of this.entries.values()) {
       out.messages++;
       out.bytes += e.meta.bodySize;
-      if (e.busy) out.sending++;
-      else if (e.state.hold) out.held++;
+      if (e.state.hold) out.held++;
+      else if (e.busy) out.sending++;
       else if (e.state.nextAttemptAt > now) out.deferred++;
       else out.due++;
       if (out.oldestReceivedAt === undefined || e.meta.receivedAt < out.oldestReceivedAt) out.oldestReceivedAt = e.meta.receivedAt;
