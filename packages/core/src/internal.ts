@@ -2,7 +2,7 @@
  * @portcullis/core/internal: the relay's internals that the CLI, the test kit and the bench need.
  * Not the plugin API and not stable: plugins import `@portcullis/core` only, with one exception:
  * the milter plugin (released with the core) takes the message-edit machinery below for its
- * sequential mode (`editHeaderFields`, `foldValue`, `ContentPlan`, `asPlugin`); see index.ts
+ * sequential mode (`editedContent`, `foldValue`, `ContentPlan`, `asPlugin`); see index.ts
  * for why these are not public. The smtp-server pins and `setGreetingDelay` are here, not in the
  * public face.
  */
@@ -22,7 +22,7 @@ export { DiskGuard, defaultMinFree, DISK_FLOOR_BYTES } from './spool/disk-guard.
 export { DeliveryQueue } from './delivery/queue.js';
 export { buildBounce, enhancedStatusOf, type BounceFailure } from './delivery/dsn.js';
 export { MessageEditRecorder, foldValue } from './intake/edits/message-edits.js';
-export { applyContentEdits, editHeaderFields, editInMemory, type ContentPlan } from './intake/edits/content-edits.js';
+export { applyContentEdits, editedContent, editHeaderFields, editInMemory, type ContentPlan } from './intake/edits/content-edits.js';
 export { LineEndingGuard } from './intake/line-ending-guard.js';
 export { MemoryState } from './services/shared-state.js';
 // RedisState is not re-exported: importing it loads ioredis (see services/create-shared-state.ts).

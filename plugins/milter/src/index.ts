@@ -7,7 +7,7 @@ import type { Readable } from 'node:stream';
 import { backendTarget, definePlugin, HeaderSectionCut, resolveBackendTarget, duration, size, Tokens, z, type Address, type RelayConfig, type Session, type Transaction, type Verdict } from '@portcullis/core';
 // The core's own edit machinery, for the sequential mode (each milter sees the earlier ones' edits):
 // not a plugin API, so not in the public face; this plugin is released with the core (index.ts there says why).
-import { asPlugin, editHeaderFields, foldValue, type ContentPlan } from '@portcullis/core/internal';
+import { asPlugin, editedContent, foldValue, type ContentPlan } from '@portcullis/core/internal';
 import { describeTarget } from './connection.js';
 import { DEFAULT_MACROS, type MacroContext } from './macros.js';
 import { MilterClient, type MilterSettings, type Modification, type Outcome } from './milter-client.js';
@@ -297,7 +297,7 @@ export default definePlugin({
         const seen: { headers: Array<ContentPlan['headers'][number]>; body?: string } = { headers: [] };
         for (const [i, c] of order.entries()) {
           if (sequential && i > 0 && live(c)) {
-            const v = await feed(txn, t, () => [c].filter(live), editedMessage(copy!.file, seen.headers, seen.body));
+            const v = await feed(txn, t, () => [c].filter(live), editedContent(copy!.file, seen));
             if (v) return v;
           }
           if (!live(c)) continue; // accepted, discarded or failed (default action accept) before the end
@@ -450,41 +450,6 @@ class FileCopy {
     this.stream.end();
     await this.done;
   }
-}
-
-/**
- * The stored copy with header edits applied to its header section (held in memory: bounded by
- * limits.headerSize) and the body read from `body` when one replaced it, else from the copy: the
- * bytes applyContentEdits would write, streamed without another copy on disk.
- */
-async function* editedMessage(file: string, headers: ContentPlan['headers'], body?: string): AsyncGenerator<Buffer> {
-  const input = createReadStream(file, { highWaterMark: 64 * 1024 });
-  try {
-    const cut = new HeaderSectionCut();
-    let inBody = false;
-    for await (const chunk of input as AsyncIterable<Buffer>) {
-      if (inBody) {
-        yield chunk;
-        continue;
-      }
-      const parts = cut.push(chunk);
-      if (!parts) continue;
-      inBody = true;
-      yield editHeaderFields(parts.head, headers);
-      if (body) {
-        yield Buffer.from('\r\n');
-        break;
-      }
-      if (parts.rest.length) yield parts.rest; // the blank line and what follows it
-    }
-    if (!inBody) {
-      yield editHeaderFields(cut.pending(), headers); // all header section
-      if (body) yield Buffer.from('\r\n'); // as applyContentEdits: the blank line before a new body
-    }
-  } finally {
-    input.destroy();
-  }
-  if (body) yield* createReadStream(body, { highWaterMark: 64 * 1024 }) as AsyncIterable<Buffer>;
 }
 
 function changesContent(m: Modification): boolean {

@@ -1,8 +1,9 @@
 /**
  * Where a message's top-level header section ends, found in its bytes as they arrive in chunks: for
  * a raw reader (`data` hook's `raw`) that needs the header section before the body, and the core's
- * own edits (`intake/edits/content-edits.ts`). Bundled users: the milter plugin (its header fields
- * to the milter, its edited copy) and mailauth's DKIM signer (the From: domain picks the keys).
+ * own edits (`intake/edits/content-edits.ts`, whose streamed copy the milter plugin's sequential mode
+ * reads too). Bundled users: the milter plugin (its header fields to the milter) and mailauth's DKIM
+ * signer (the From: domain picks the keys).
  *
  * Why a class and not "join and search again": a message can arrive in many small pieces (a client
  * that trickles its bytes, one TCP segment each). Joining what came so far and searching it again

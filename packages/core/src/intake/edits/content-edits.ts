@@ -104,39 +104,44 @@ export function editHeaderFields(head: Buffer, edits: readonly HeaderEdit[]): Bu
 }
 
 /**
- * Writes `dest`: `src` with the header edits applied to its top-level header section and, when
- * the plan has one, the body replaced by the replacement file. One streamed pass: only the header
- * section (bounded by limits.headerSize) is held in memory.
+ * `src` with the header edits applied to its top-level header section and, when the plan has one,
+ * the body replaced by the replacement file, as a stream of pieces: only the header section (bounded
+ * by limits.headerSize) is held in memory. `applyContentEdits` writes it to a file; the milter
+ * plugin's sequential mode feeds it to the next milter.
  */
-export async function applyContentEdits(src: string, dest: string, plan: ContentPlan): Promise<void> {
+export async function* editedContent(src: string, plan: ContentPlan): AsyncGenerator<Buffer> {
   const input = createReadStream(src, { highWaterMark: 64 * 1024 });
   const it = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  await pipeline(
-    async function* () {
-      const cut = new HeaderSectionCut();
-      let parts: HeaderSectionParts | undefined;
-      while (!parts) {
-        if (cut.size > MAX_HEADER_SCAN) throw new Error('header section too large to edit');
-        const r = await it.next();
-        if (r.done) break;
-        parts = cut.push(r.value);
-      }
-      // A message without a blank line is all header section.
-      yield editHeaderFields(parts ? parts.head : cut.pending(), plan.headers);
-      if (plan.body) {
-        input.destroy();
-        yield CRLF;
-        yield* createReadStream(plan.body, { highWaterMark: 64 * 1024 });
-        return;
-      }
-      if (!parts) return;
-      yield parts.rest;
-      for (;;) {
-        const r = await it.next();
-        if (r.done) return;
-        yield r.value;
-      }
-    },
-    createWriteStream(dest, { mode: 0o640 }),
-  ).finally(() => input.destroy());
+  try {
+    const cut = new HeaderSectionCut();
+    let parts: HeaderSectionParts | undefined;
+    while (!parts) {
+      if (cut.size > MAX_HEADER_SCAN) throw new Error('header section too large to edit');
+      const r = await it.next();
+      if (r.done) break;
+      parts = cut.push(r.value);
+    }
+    // A message without a blank line is all header section.
+    yield editHeaderFields(parts ? parts.head : cut.pending(), plan.headers);
+    if (plan.body) {
+      input.destroy();
+      yield CRLF;
+      yield* createReadStream(plan.body, { highWaterMark: 64 * 1024 }) as AsyncIterable<Buffer>;
+      return;
+    }
+    if (!parts) return;
+    yield parts.rest;
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return;
+      yield r.value;
+    }
+  } finally {
+    input.destroy();
+  }
+}
+
+/** Writes `dest`: the bytes `editedContent` gives for `src` and the plan, in one streamed pass. */
+export async function applyContentEdits(src: string, dest: string, plan: ContentPlan): Promise<void> {
+  await pipeline(editedContent(src, plan), createWriteStream(dest, { mode: 0o640 }));
 }
