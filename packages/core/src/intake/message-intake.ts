@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Splitter } from 'mailsplit';
 import { MimeSplitter } from './mime-splitter.js';
 import { DataTee, type TeeBranch } from './data-tee.js';
+import { eachChunk } from './data-chunks.js';
 import { isMimeLimitError } from './mime-limits.js';
 import { attachScreeners, collectVerdicts, drain, mimeRejection, overdue, settle, stopped, untilAborted, type IntakeResult } from './data-verdicts.js';
 import type { DataHandlers, MimePart, PartDecision } from '../api/hooks.js';
@@ -77,7 +78,7 @@ const DEFAULT_DATA_DEADLINE = 120_000;
  */
 export async function receiveMessage(stream: DataStream, txn: Transaction, ctx: IntakeContext): Promise<IntakeResult> {
   const { spool } = ctx;
-  stream.on('error', () => undefined); // surfaces through the for-await below
+  stream.on('error', () => undefined); // surfaces through eachChunk below
   let incoming: IncomingFile | undefined;
   let committed = false;
   // From end-of-data, everything until the reply has one deadline (limits.dataDeadline): a reader,
@@ -255,7 +256,14 @@ async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext,
   let headerProblem: ReturnType<HeaderScanner['update']>;
   let copying = true;
   let streamFailed = false;
-  const copy = async (chunk: Buffer) => {
+  // A reader that took nothing for limits.readerStall, or a graceful stop out of drain time:
+  // the rest of the data is read and dropped, and the transaction ends (below).
+  // Past a MIME limit with overLimit: reject, the answer is known: nothing more is written anywhere.
+  const written = () => {
+    if (tee.stalled || ctx.signal?.aborted || (walker?.overLimit && mimeLimits.overLimit === 'reject')) copying = false;
+  };
+  // A promise only while a branch pushes back (eachChunk waits for it); otherwise done at once.
+  const copy = (chunk: Buffer): Promise<void> | void => {
     if (!guard.check(chunk) || stream.sizeExceeded || incoming.error) {
       copying = false;
       return;
@@ -268,19 +276,16 @@ async function receive(stream: DataStream, txn: Transaction, ctx: IntakeContext,
       section.push(chunk, headers.bytes, headers.done);
       if (headers.done) (txn as { headers?: MessageHeaders }).headers = section.headers();
     }
-    await tee.write(chunk);
-    // A reader that took nothing for limits.readerStall, or a graceful stop out of drain time:
-    // the rest of the data is read and dropped, and the transaction ends (below).
-    // Past a MIME limit with overLimit: reject, the answer is known: nothing more is written anywhere.
-    if (tee.stalled || ctx.signal?.aborted || (walker?.overLimit && mimeLimits.overLimit === 'reject')) copying = false;
+    const wait = tee.write(chunk);
+    if (wait) return wait.then(written);
+    written();
   };
   try {
-    for await (const raw of stream as AsyncIterable<Buffer>) {
+    await eachChunk(stream, (raw) => {
       size += raw.length;
       if (ctx.progress) ctx.progress.bytes = size;
-      if (!copying) continue;
-      await copy(normalizer ? normalizer.push(raw) : raw);
-    }
+      if (copying) return copy(normalizer ? normalizer.push(raw) : raw);
+    });
     const tail = normalizer?.finish();
     if (tail && copying) await copy(tail);
   } catch (err) {
