@@ -74,6 +74,23 @@ describe('network parser (the one every trust option uses)', () => {
     assert.equal(new NetworkList([]).contains('127.0.0.1'), false);
   });
 
+  it('answers the same for a client address parsed once and shared by every list, also after the shared parse cache is emptied', () => {
+    const a = NetworkList.parse(['10.0.0.0/8']);
+    const b = NetworkList.parse(['2001:db8::/32', '10.9.1.1']);
+    const c = NetworkList.parse(['10.9.0.0/16', '::1']);
+    const ask = () => [a, b, c].map((l) => ['10.9.1.1', '::ffff:10.9.1.1', ' 10.9.1.1 ', '2001:db8::5', '::1', 'junk', ''].map((ip) => l.contains(ip)));
+    const first = ask();
+    // IPv4-mapped clients match their IPv4 networks; white space around the text is ignored; junk is no address.
+    assert.deepEqual(first, [
+      [true, true, true, false, false, false, false],
+      [true, true, true, true, false, false, false],
+      [true, true, true, false, true, false, false],
+    ]);
+    assert.deepEqual(ask(), first, 'the second answer, from the cache');
+    for (let i = 0; i < 5000; i++) a.contains(`192.0.${i >> 8}.${i & 255}`);
+    assert.deepEqual(ask(), first, 'after the cache was emptied for being full');
+  });
+
   it('reports every bad entry of a list at its own index through the zod helper', () => {
     const r = z.strictObject({ trusted: networkList() }).safeParse({ trusted: ['10.0.0.0/8', '192.168.1/24', '10.0.0.5/8'] });
     assert.equal(r.success, false);

@@ -9,6 +9,7 @@ import { asPlugin } from '../src/plugins/scope.js';
 import { TransactionState } from '../src/session/session.js';
 import { MessageEditRecorder } from '../src/intake/edits/message-edits.js';
 import type { Transaction } from '../src/api/types.js';
+import { parseHeaderSection } from '../src/api/message-headers.js';
 
 // The per-message cuts of issue 22 keep what they replace: the lazy child logger writes what a child
 // writes, queue ids stay unique and of the same shape, the domain cache answers as domainToASCII, and
@@ -152,5 +153,43 @@ describe('per-message cuts (issue 22)', () => {
       { plugin: 'unknown', edits: ['appendHeader X-Core'] },
     ]);
     assert.equal(asPlugin({ plain: true }, 'x').plain, true);
+  });
+  it('a hook no plugin implements decides nothing (the hook default applies) and an observer hook without plugins settles; one that is implemented still runs', async () => {
+    const { log } = captured('fatal');
+    const calls: string[] = [];
+    const driver = new PluginDriver([plugin('mail-only', { mail: () => (calls.push('mail'), undefined), disconnect: () => void calls.push('disconnect') })], log);
+    for (const hook of ['connect', 'helo', 'message'] as const) {
+      const d = await driver.verdict(hook, [txnOf(), {}] as never);
+      assert.equal(d.verdict, undefined, hook);
+      assert.equal(d.plugin, undefined, hook);
+    }
+    // rcpt denies by default: with no plugin it still decides nothing here, and the session maps that to 550.
+    assert.deepEqual(await driver.verdict('rcpt', [txnOf(), {} as never]), {});
+    assert.equal(await driver.observe('delivered', [{} as never]), undefined);
+    assert.deepEqual(await driver.verdict('mail', [txnOf(), {} as never]), {});
+    await driver.observe('disconnect', [{} as never]);
+    assert.deepEqual(calls, ['mail', 'disconnect']);
+  });
+  it('message headers are parsed on first use, and read the same as a parse made at once (fields, decoding, addresses, structure, JSON)', () => {
+    const raw = 'Subject: =?UTF-8?B?SGVsbG8gd8O2cmxk?=\r\nFrom: "A" <a@example.org>, b@example.org\r\nContent-Type: text/plain;\r\n charset=utf-8\r\nX-Two: 1\r\nX-Two: 2\r\n\r\nbody\r\n';
+    const h = parseHeaderSection(Buffer.from(raw));
+    assert.equal((h as unknown as { parsed?: unknown }).parsed, undefined, 'parsed before anything was read');
+    assert.equal(h.get('subject'), 'Hello wörld');
+    assert.deepEqual(h.getAll('x-two'), ['1', '2']);
+    assert.deepEqual(h.getRaw('X-TWO'), ['1', '2']);
+    assert.equal(h.has('content-type'), true);
+    assert.equal(h.has('cc'), false);
+    assert.deepEqual(h.addresses('from'), [
+      { name: 'A', address: 'a@example.org' },
+      { name: '', address: 'b@example.org' },
+    ]);
+    assert.deepEqual(h.structured('content-type'), { value: 'text/plain', params: { charset: 'utf-8' } });
+    assert.equal(h.fields.length, 5);
+    assert.equal(h.fields[2]!.raw, 'Content-Type: text/plain;\r\n charset=utf-8');
+    assert.equal(h.raw, raw.slice(0, raw.indexOf('\r\n\r\n')));
+    const json = JSON.parse(JSON.stringify(h)) as { raw: string; fields: unknown[] };
+    assert.equal(json.raw, h.raw);
+    assert.equal(json.fields.length, 5);
+    assert.equal(parseHeaderSection('').fields.length, 0);
   });
 });

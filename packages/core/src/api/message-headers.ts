@@ -71,64 +71,111 @@ function decodeWords(value: string): string {
   }
 }
 
-/** Parses a header section (the bytes before the first empty line). Never throws. */
+/**
+ * Parses a header section (the bytes before the first empty line). Never throws.
+ *
+ * The parse is made on first use, not here: the intake builds `txn.headers` for every message, and
+ * most messages reach the 250 without any plugin reading a field (the bundled ones read headers only
+ * on a finding, or not at all). Splitting, unfolding and RFC 2047-decoding every field of every
+ * message was 3.7 KB of JS heap a message, a tenth of our own allocations on the benchmark's path
+ * (packages/core/README.md, issue 22, part 9). What a reader sees is the same either way.
+ */
 export function parseHeaderSection(section: Buffer | string): MessageHeaders {
-  let text = typeof section === 'string' ? section : section.toString('utf8');
-  const end = text.search(/\r?\n\r?\n/);
-  if (end >= 0) text = text.slice(0, end);
-  text = text.replace(/\r?\n$/, '');
-  const fields: MessageHeaderField[] = [];
-  // A field starts at a line that does not begin with white space; folded lines belong to it.
-  for (const rawField of text.split(/\r?\n(?![ \t])/)) {
-    if (!rawField) continue;
-    const colon = rawField.indexOf(':');
-    if (colon <= 0) continue; // not a field (mbox "From " line, junk): nothing a screener can use
-    const name = rawField.slice(0, colon).trim();
-    const value = rawField.slice(colon + 1).replace(/\r?\n(?=[ \t])/g, '').replace(/^[ \t]+/, '');
-    fields.push({ name, key: name.toLowerCase(), raw: rawField, value, decoded: decodeWords(value) });
+  return new LazyHeaders(section);
+}
+
+class LazyHeaders implements MessageHeaders {
+  private parsed?: { raw: string; fields: MessageHeaderField[] };
+
+  constructor(private source: Buffer | string | undefined) {}
+
+  get raw(): string {
+    return this.parse().raw;
   }
-  const of = (name: string) => {
-    const key = name.toLowerCase();
-    return fields.filter((f) => f.key === key);
-  };
-  return {
-    raw: text,
-    fields,
-    has: (name) => of(name).length > 0,
-    get: (name) => of(name)[0]?.decoded,
-    getAll: (name) => of(name).map((f) => f.decoded),
-    getRaw: (name) => of(name).map((f) => f.value),
-    addresses: (name) => {
-      const out: HeaderAddress[] = [];
-      for (const f of of(name)) {
-        let parsed: ReturnType<typeof addressparser>;
-        try {
-          parsed = addressparser(f.value);
-        } catch {
-          continue;
-        }
-        for (const entry of parsed) {
-          if (entry.group) {
-            const group = decodeWords(entry.name ?? '');
-            for (const m of entry.group) out.push({ name: decodeWords(m.name ?? ''), address: m.address ?? '', group });
-          } else out.push({ name: decodeWords(entry.name ?? ''), address: entry.address ?? '' });
-        }
-      }
-      return out;
-    },
-    structured: (name) => {
-      const f = of(name)[0];
-      if (!f) return undefined;
+
+  get fields(): readonly MessageHeaderField[] {
+    return this.parse().fields;
+  }
+
+  has(name: string): boolean {
+    return this.of(name).length > 0;
+  }
+
+  get(name: string): string | undefined {
+    return this.of(name)[0]?.decoded;
+  }
+
+  getAll(name: string): string[] {
+    return this.of(name).map((f) => f.decoded);
+  }
+
+  getRaw(name: string): string[] {
+    return this.of(name).map((f) => f.value);
+  }
+
+  addresses(name: string): HeaderAddress[] {
+    const out: HeaderAddress[] = [];
+    for (const f of this.of(name)) {
+      let parsed: ReturnType<typeof addressparser>;
       try {
-        const parsed = libmime.parseHeaderValue(f.value) as { value: string; params: Record<string, string> };
-        const params: Record<string, string> = {};
-        for (const [k, v] of Object.entries(parsed.params ?? {})) params[k.toLowerCase()] = decodeWords(v);
-        return { value: parsed.value, params };
+        parsed = addressparser(f.value);
       } catch {
-        return { value: f.decoded, params: {} };
+        continue;
       }
-    },
-  };
+      for (const entry of parsed) {
+        if (entry.group) {
+          const group = decodeWords(entry.name ?? '');
+          for (const m of entry.group) out.push({ name: decodeWords(m.name ?? ''), address: m.address ?? '', group });
+        } else out.push({ name: decodeWords(entry.name ?? ''), address: entry.address ?? '' });
+      }
+    }
+    return out;
+  }
+
+  structured(name: string): StructuredHeader | undefined {
+    const f = this.of(name)[0];
+    if (!f) return undefined;
+    try {
+      const parsed = libmime.parseHeaderValue(f.value) as { value: string; params: Record<string, string> };
+      const params: Record<string, string> = {};
+      for (const [k, v] of Object.entries(parsed.params ?? {})) params[k.toLowerCase()] = decodeWords(v);
+      return { value: parsed.value, params };
+    } catch {
+      return { value: f.decoded, params: {} };
+    }
+  }
+
+  /** A plain object in logs and `JSON.stringify`, as before: the parsed section. */
+  toJSON(): { raw: string; fields: readonly MessageHeaderField[] } {
+    return this.parse();
+  }
+
+  private of(name: string): MessageHeaderField[] {
+    const key = name.toLowerCase();
+    return this.parse().fields.filter((f) => f.key === key);
+  }
+
+  private parse(): { raw: string; fields: MessageHeaderField[] } {
+    if (this.parsed) return this.parsed;
+    const section = this.source ?? '';
+    this.source = undefined; // the parse holds what it needs
+    let text = typeof section === 'string' ? section : section.toString('utf8');
+    const end = text.search(/\r?\n\r?\n/);
+    if (end >= 0) text = text.slice(0, end);
+    text = text.replace(/\r?\n$/, '');
+    const fields: MessageHeaderField[] = [];
+    // A field starts at a line that does not begin with white space; folded lines belong to it.
+    for (const rawField of text.split(/\r?\n(?![ \t])/)) {
+      if (!rawField) continue;
+      const colon = rawField.indexOf(':');
+      if (colon <= 0) continue; // not a field (mbox "From " line, junk): nothing a screener can use
+      const name = rawField.slice(0, colon).trim();
+      const value = rawField.slice(colon + 1).replace(/\r?\n(?=[ \t])/g, '').replace(/^[ \t]+/, '');
+      fields.push({ name, key: name.toLowerCase(), raw: rawField, value, decoded: decodeWords(value) });
+    }
+    this.parsed = { raw: text, fields };
+    return this.parsed;
+  }
 }
 
 /**

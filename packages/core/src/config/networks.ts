@@ -178,12 +178,8 @@ export class NetworkList {
   /** Whether `ip` (as a socket reports it) lies in one of the networks. Not an IP: false. */
   contains(ip: string): boolean {
     if (!this.networks.length) return false;
-    let addr: ipaddr.IPv4 | ipaddr.IPv6;
-    try {
-      addr = ipaddr.process(String(ip).trim());
-    } catch {
-      return false;
-    }
+    const addr = clientAddress(ip);
+    if (!addr) return false;
     return this.networks.some((n) => {
       let candidate = addr;
       if (n.kind !== candidate.kind()) {
@@ -206,6 +202,32 @@ export class NetworkList {
   toJSON(): string[] {
     return this.toStrings();
   }
+}
+
+/**
+ * Client addresses as parsed for `contains`, by the text the socket gave. One client's address is
+ * checked against several lists in every session (trusted networks, the disk guard's privileged
+ * clients, `bareLineEndings.normalize`, the plugins' own lists), and ipaddr.js parses with regular
+ * expressions each time: 1.4 KB of garbage a message on the benchmark's path. Parsed addresses are
+ * never changed (`match` and `toIPv4MappedAddress` only read), so one parse serves every list. Bounded:
+ * the map is emptied when it reaches CLIENT_CACHE_MAX entries (a scan from many addresses only parses
+ * again). A text that is not an address is remembered as null.
+ */
+const clientCache = new Map<string, ipaddr.IPv4 | ipaddr.IPv6 | null>();
+const CLIENT_CACHE_MAX = 4096;
+
+function clientAddress(ip: string): ipaddr.IPv4 | ipaddr.IPv6 | null {
+  const key = String(ip);
+  let addr = clientCache.get(key);
+  if (addr !== undefined) return addr;
+  try {
+    addr = ipaddr.process(key.trim());
+  } catch {
+    addr = null;
+  }
+  if (clientCache.size >= CLIENT_CACHE_MAX) clientCache.clear();
+  clientCache.set(key, addr);
+  return addr;
 }
 
 /** Whether a value is a NetworkList (also across two copies of core: checks the shape). */

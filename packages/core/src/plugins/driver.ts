@@ -36,6 +36,9 @@ export class HookTimeoutError extends Error {
 }
 
 const FAILED: Verdict = { kind: 'tempfail', reply: Replies.pluginFailure };
+/** What a verdict hook without plugins decides (nothing), and an observer hook without plugins: settled once, shared. */
+const NO_DECISION: Promise<Decision> = Promise.resolve(Object.freeze({}));
+const OBSERVED: Promise<void> = Promise.resolve();
 
 /** Whether no verdict at all means "accepted" for a verdict hook (rcpt and auth deny by default). */
 const IMPLICIT_PERMIT = { connect: true, helo: true, auth: false, mail: true, rcpt: false, message: true } as const satisfies Record<VerdictHook, boolean>;
@@ -68,8 +71,17 @@ export class PluginDriver {
     return this.with(hook).length > 0;
   }
 
-  /** Verdict hooks: the first plugin that returns a verdict decides. */
-  async verdict<H extends VerdictHook>(hook: H, args: Parameters<HookSignatures[H]>, log: Logger = this.log): Promise<Decision> {
+  /**
+   * Verdict hooks: the first plugin that returns a verdict decides. A hook no plugin implements
+   * decides nothing (its default applies), at the cost of one shared settled promise: most hooks of
+   * a session have no plugin in a given config, and each call used to build an async function's
+   * promise and closures for nothing.
+   */
+  verdict<H extends VerdictHook>(hook: H, args: Parameters<HookSignatures[H]>, log: Logger = this.log): Promise<Decision> {
+    return this.with(hook).length ? this.runVerdict(hook, args, log) : NO_DECISION;
+  }
+
+  private async runVerdict<H extends VerdictHook>(hook: H, args: Parameters<HookSignatures[H]>, log: Logger): Promise<Decision> {
     // Conditional tempfails (deferIfPermit / deferIfReject) wait for the rest of the chain.
     let ifPermit: Decision | undefined;
     let ifReject: Decision | undefined;
@@ -149,10 +161,10 @@ export class PluginDriver {
   }
 
   /** Observer hooks: all run in parallel; failures are logged and change nothing. */
-  async observe<H extends ObserverHook>(hook: H, args: Parameters<HookSignatures[H]>, log: Logger = this.log): Promise<void> {
-    await Promise.all(
-      this.with(hook).map((p) => this.call(p, hook, args).catch((err: unknown) => this.logFailure(log, p, hook, err))),
-    );
+  observe<H extends ObserverHook>(hook: H, args: Parameters<HookSignatures[H]>, log: Logger = this.log): Promise<void> {
+    const plugins = this.with(hook);
+    if (!plugins.length) return OBSERVED;
+    return Promise.all(plugins.map((p) => this.call(p, hook, args).catch((err: unknown) => this.logFailure(log, p, hook, err)))).then(() => undefined);
   }
 
   /** Wraps a promise-returning step of a plugin (a stream reader, a part screener) with its timeout. */
