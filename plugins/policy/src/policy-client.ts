@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { encodeRequest, parseAnswer, ProtocolError } from './protocol.js';
+import { AnswerEnd, encodeRequest, MAX_ANSWER_BYTES, parseAnswer, ProtocolError } from './protocol.js';
 import { describeBackendTarget, type BackendTarget } from '@portcullis/core';
 
 /** Where the policy service listens: TCP (`inet:host:port`) or a unix socket (`unix:/path`). */
@@ -41,7 +41,10 @@ interface Pending {
 class Connection {
   readonly createdAt = Date.now();
   requests = 0;
-  private buf: Buffer = Buffer.alloc(0);
+  /** The pieces of the answer being read, joined once it is whole (AnswerEnd). */
+  private pieces: Buffer[] = [];
+  private size = 0;
+  private end = new AnswerEnd();
   private pending?: Pending;
   private idleTimer?: NodeJS.Timeout;
   dead = false;
@@ -92,17 +95,28 @@ class Connection {
       return;
     }
     this.pending.got += chunk.length;
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    this.pieces.push(chunk);
+    this.size += chunk.length;
+    if (this.end.scan(chunk) < 0) {
+      if (this.size > MAX_ANSWER_BYTES) this.fail(new PolicyRequestError('protocol', `answer longer than ${MAX_ANSWER_BYTES} bytes without an empty line`));
+      return;
+    }
+    const buf = this.pieces.length === 1 ? this.pieces[0]! : Buffer.concat(this.pieces, this.size);
+    this.pieces = [];
+    this.size = 0;
+    this.end = new AnswerEnd();
     let parsed: ReturnType<typeof parseAnswer>;
     try {
-      parsed = parseAnswer(this.buf);
+      parsed = parseAnswer(buf);
     } catch (err) {
       this.fail(new PolicyRequestError('protocol', (err as ProtocolError).message));
       return;
     }
-    if (!parsed) return;
-    const rest = this.buf.subarray(parsed.used);
-    this.buf = Buffer.alloc(0);
+    if (!parsed) {
+      this.fail(new PolicyRequestError('protocol', 'policy answer framing out of step'));
+      return;
+    }
+    const rest = buf.subarray(parsed.used);
     const p = this.pending;
     this.pending = undefined;
     if (rest.length) {

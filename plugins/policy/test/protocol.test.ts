@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { encodeRequest, parseAction, parseAnswer, type ActionSettings } from '../src/index.js';
+import net from 'node:net';
+import { encodeRequest, parseAction, parseAnswer, PolicyClient, PolicyRequestError, type ActionSettings } from '../src/index.js';
+import { AnswerEnd } from '../src/protocol.js';
 
 const postfix: ActionSettings = { rejectCode: 554, deferCode: 450, postfixReplyText: true };
 
@@ -23,6 +25,63 @@ describe('policy protocol framing', () => {
   it('refuses a line that is not name=value and an answer longer than 16 KB', () => {
     assert.throws(() => parseAnswer(Buffer.from('garbage\n\n')), /not name=value/);
     assert.throws(() => parseAnswer(Buffer.from('action=' + 'x'.repeat(17_000))), /longer than/);
+  });
+});
+
+describe('policy answers read as they arrive', () => {
+  const answers = ['action=DUNNO\n\n', 'action=OK\r\n\r\n', '\n', '\r\n', 'a=1\r\nb=2\n\r\n', 'a=1\n\rb=2\n\n', 'a=\r\r\n\n', 'action=REJECT x\nextra=\n\n'];
+
+  it('finds the end where parseAnswer does, however the answer is cut (at every byte, and a byte a piece)', () => {
+    for (const text of answers) {
+      const buf = Buffer.from(text);
+      const want = parseAnswer(buf)!.used - 1;
+      for (let i = 0; i <= buf.length; i++) {
+        const end = new AnswerEnd();
+        const a = end.scan(buf.subarray(0, i));
+        const at = a >= 0 ? a : end.scan(buf.subarray(i));
+        assert.equal(at, want, `${JSON.stringify(text)} cut at ${i}`);
+      }
+      const end = new AnswerEnd();
+      let at = -1;
+      for (let i = 0; i < buf.length && at < 0; i++) at = end.scan(buf.subarray(i, i + 1));
+      assert.equal(at, want, `${JSON.stringify(text)} a byte a piece`);
+    }
+    const open = new AnswerEnd();
+    assert.equal(open.scan(Buffer.from('action=DUNNO\n\r')), -1);
+    assert.equal(open.scan(Buffer.from('x\n')), -1, 'CR then x is no empty line');
+  });
+
+  it('the client reads an answer trickled a byte per write, and fails an unending one at 16 KB (no join per byte)', async function () {
+    this.timeout(20_000);
+    let reply = 'action=REJECT slow\nextra=1\n\n';
+    const server = net.createServer((socket) => {
+      socket.setNoDelay(true);
+      socket.on('error', () => undefined);
+      socket.once('data', () => {
+        let i = 0;
+        const next = () => {
+          if (i >= reply.length || socket.destroyed) return;
+          socket.write(reply[i++]!, () => setImmediate(next));
+        };
+        next();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    const limits = { connectTimeout: 2000, timeout: 15_000, maxIdle: 1000, maxTtl: 60_000, maxConnections: 1 };
+    try {
+      const client = new PolicyClient({ host: '127.0.0.1', port }, limits);
+      const attrs = await client.request([['request', 'smtpd_access_policy']]);
+      assert.equal(attrs.get('action'), 'REJECT slow');
+      assert.equal(attrs.get('extra'), '1');
+      await client.close();
+      reply = 'action=' + 'x'.repeat(17_000);
+      const broken = new PolicyClient({ host: '127.0.0.1', port }, limits);
+      await assert.rejects(broken.request([['request', 'smtpd_access_policy']]), (err: unknown) => err instanceof PolicyRequestError && err.reason === 'protocol' && /longer than 16384 bytes/.test(err.message));
+      await broken.close();
+    } finally {
+      server.close();
+    }
   });
 });
 
