@@ -191,5 +191,9 @@ describe('per-message cuts (issue 22)', () => {
     assert.equal(json.raw, h.raw);
     assert.equal(json.fields.length, 5);
     assert.equal(parseHeaderSection('').fields.length, 0);
+    // A method taken off the object still works (they were closures before the parse became lazy).
+    const { get, addresses } = parseHeaderSection(raw);
+    assert.equal(get('subject'), 'Hello wörld');
+    assert.equal(addresses('from').length, 2);
   });
 });

@@ -97,23 +97,17 @@ class LazyHeaders implements MessageHeaders {
     return this.parse().fields;
   }
 
-  has(name: string): boolean {
-    return this.of(name).length > 0;
-  }
+  // The methods are own arrow functions, as they were when the parse was made at once: a plugin
+  // that takes one off the object (`const { get } = txn.headers`) keeps working.
+  readonly has = (name: string): boolean => this.of(name).length > 0;
 
-  get(name: string): string | undefined {
-    return this.of(name)[0]?.decoded;
-  }
+  readonly get = (name: string): string | undefined => this.of(name)[0]?.decoded;
 
-  getAll(name: string): string[] {
-    return this.of(name).map((f) => f.decoded);
-  }
+  readonly getAll = (name: string): string[] => this.of(name).map((f) => f.decoded);
 
-  getRaw(name: string): string[] {
-    return this.of(name).map((f) => f.value);
-  }
+  readonly getRaw = (name: string): string[] => this.of(name).map((f) => f.value);
 
-  addresses(name: string): HeaderAddress[] {
+  readonly addresses = (name: string): HeaderAddress[] => {
     const out: HeaderAddress[] = [];
     for (const f of this.of(name)) {
       let parsed: ReturnType<typeof addressparser>;
@@ -130,9 +124,9 @@ class LazyHeaders implements MessageHeaders {
       }
     }
     return out;
-  }
+  };
 
-  structured(name: string): StructuredHeader | undefined {
+  readonly structured = (name: string): StructuredHeader | undefined => {
     const f = this.of(name)[0];
     if (!f) return undefined;
     try {
@@ -143,7 +137,7 @@ class LazyHeaders implements MessageHeaders {
     } catch {
       return { value: f.decoded, params: {} };
     }
-  }
+  };
 
   /** A plain object in logs and `JSON.stringify`, as before: the parsed section. */
   toJSON(): { raw: string; fields: readonly MessageHeaderField[] } {
