@@ -1,7 +1,35 @@
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 
-/** A port nothing listens on right now on `host` (the kernel's choice, then closed). */
-export function freePort(host = '127.0.0.1'): Promise<number> {
+/**
+ * The kernel's range for the local ports of outgoing connections (`ip_local_port_range`; Linux's
+ * default 32768-60999 when it cannot be read).
+ */
+function ephemeralRange(): readonly [number, number] {
+  try {
+    const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (Number.isInteger(lo) && Number.isInteger(hi) && lo! > 0 && hi! >= lo!) return [lo!, hi!];
+  } catch {
+    // not Linux, or no /proc: the default
+  }
+  return [32768, 60999];
+}
+
+/** Lowest port freePort hands out (above the usual fixed service ports). */
+const LOWEST = 10_000;
+/** Ports this process handed out lately: not handed out again while the test that asked may not be listening yet. */
+const handedOut = new Set<number>();
+
+function listenable(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, host, () => s.close(() => resolve(true)));
+  });
+}
+
+/** The kernel's choice of a free port, then closed (the fallback). */
+function kernelPort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.once('error', reject);
@@ -10,6 +38,32 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
       s.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * A port nothing listens on right now on `host`, for a server the test starts next.
+ *
+ * Taken below the kernel's ephemeral range, not from it: a port from that range (what `listen(0)`
+ * gives) is also where the kernel picks the local port of every outgoing connection, so between
+ * this check and the server's `listen` any connection on the machine (the test's own probes, a
+ * client, a daemon) could take it, and the server then fails with EADDRINUSE. A CI run lost that
+ * race once (examples/edge-relay, Node 24, 2026-12-08). Below the range only another listener can
+ * take the port, and each candidate is checked by listening on it; a port is not handed out twice by
+ * one process within a minute. Falls back to the kernel's choice when no candidate is free.
+ */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const [lo] = ephemeralRange();
+  const top = Math.min(lo, 65536);
+  if (top - LOWEST >= 1000) {
+    for (let i = 0; i < 50; i++) {
+      const port = LOWEST + Math.floor(Math.random() * (top - LOWEST));
+      if (handedOut.has(port) || !(await listenable(port, host))) continue;
+      handedOut.add(port);
+      setTimeout(() => handedOut.delete(port), 60_000).unref();
+      return port;
+    }
+  }
+  return kernelPort(host);
 }
 
 /** Resolves once something accepts TCP connections on host:port; rejects after `ms`. */
