@@ -17,6 +17,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { duplexPair, type Duplex, type Readable } from 'node:stream';
+import { dotStuff } from '@portcullis/testkit';
+import { captureSourceMessage } from './source-message.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string) => {
@@ -33,15 +35,6 @@ const warm = whole('--warm', 3000, 100_000);
 const conc = whole('--conc', 10, 1000);
 const size = whole('--size', 10240, 50 * 1024 * 1024);
 const plugins = opt('--plugins', 'relay-policy,attachments').split(',').map((p) => p.trim());
-
-/** smtp-source's shape: a few header lines, then lines of text up to `size` bytes, dot-stuffed (no line starts with a dot). */
-function message(bytes: number): Buffer {
-  const head = 'From: <b@source.example>\r\nTo: <rcpt@hosted.example>\r\nDate: Tue, 8 Dec 2026 04:00:00 +0000\r\nMessage-Id: <bench@source.example>\r\nSubject: inmem-loop\r\n\r\n';
-  const line = 'abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0123456789\r\n';
-  let body = '';
-  while (body.length + line.length <= bytes) body += line;
-  return Buffer.from(head + body + '.\r\n');
-}
 
 /** Reads whole SMTP replies (the line whose code is followed by a space ends one) off the client's side. */
 class Replies {
@@ -103,7 +96,8 @@ async function main(): Promise<void> {
   };
   const relay = await Relay.create({ config, builtins: { 'relay-policy': relayPolicy, attachments }, listen: false, deliver: true, transport });
   await relay.start();
-  const body = message(size);
+  // The exact bytes smtp-source sends at this size (what cpu-loop and the peers harness send), stuffed, with the end-of-data dot.
+  const body = dotStuff(await captureSourceMessage('/usr/sbin/smtp-source', size));
   let port = 40000;
   const session = async (): Promise<void> => {
     const [ours, theirs] = duplexPair();
